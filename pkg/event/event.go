@@ -1,0 +1,158 @@
+// Package event defines the events renewals publishes: CloudEvents 1.0 in
+// structured JSON mode, their NATS subjects and their payloads. Payloads carry
+// ids, dates and outcomes only: never a name, an email address or a phone.
+package event
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"strconv"
+	"time"
+
+	"renewals/pkg/subscription"
+)
+
+// Subjects. Every outbound subject lives in the RENEWALS stream.
+const (
+	SubjectDuePrefix     = "renewals.notice.due." // + milestone
+	SubjectSent          = "renewals.notice.sent"
+	SubjectSkipped       = "renewals.notice.skipped"
+	SubjectFailed        = "renewals.notice.failed"
+	SubjectUndeliverable = "renewals.notice.undeliverable"
+	SubjectUpserted      = "renewals.subscription.upserted"
+	SubjectErased        = "renewals.subscription.erased"
+	SubjectCalllist      = "renewals.calllist.updated"
+	// SubjectIngest is inbound (request/reply) and is not in the stream.
+	SubjectIngest = "renewals.ingest.subscription"
+)
+
+// StreamName is the JetStream stream that holds every outbound event.
+const StreamName = "RENEWALS"
+
+// StreamSubjects are the subjects of the RENEWALS stream.
+var StreamSubjects = []string{"renewals.notice.>", "renewals.subscription.>", "renewals.calllist.>"}
+
+// SubjectDue returns the subject of a due notice for milestone m.
+func SubjectDue(m int) string { return SubjectDuePrefix + strconv.Itoa(m) }
+
+// OutcomeSubject returns the subject for a notice outcome.
+func OutcomeSubject(o subscription.Outcome) string {
+	return "renewals.notice." + string(o)
+}
+
+// Source is the CloudEvents source attribute of every event renewals emits.
+const Source = "/renewals"
+
+// Event is a CloudEvents 1.0 event in structured JSON mode.
+type Event struct {
+	SpecVersion     string          `json:"specversion"`
+	ID              string          `json:"id"`
+	Source          string          `json:"source"`
+	Type            string          `json:"type"`
+	Time            time.Time       `json:"time"`
+	Subject         string          `json:"subject"`
+	DataContentType string          `json:"datacontenttype"`
+	Data            json.RawMessage `json:"data"`
+}
+
+// New builds an event of the given subject (its type is the subject with a
+// version suffix, e.g. renewals.notice.sent.v1), CloudEvents subject and data.
+func New(natsSubject, subject string, at time.Time, data any) (Event, error) {
+	raw, err := json.Marshal(data)
+	if err != nil {
+		return Event{}, fmt.Errorf("encode %s event: %w", natsSubject, err)
+	}
+	return Event{
+		SpecVersion:     "1.0",
+		ID:              newID(),
+		Source:          Source,
+		Type:            TypeOf(natsSubject),
+		Time:            at.UTC(),
+		Subject:         subject,
+		DataContentType: "application/json",
+		Data:            raw,
+	}, nil
+}
+
+// TypeOf returns the versioned CloudEvents type for a NATS subject. Due
+// notices of every milestone share one type.
+func TypeOf(natsSubject string) string {
+	if len(natsSubject) > len(SubjectDuePrefix) && natsSubject[:len(SubjectDuePrefix)] == SubjectDuePrefix {
+		return "renewals.notice.due.v1"
+	}
+	return natsSubject + ".v1"
+}
+
+func newID() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// Decode reads a structured-mode event and its data into data (when non-nil).
+func Decode(b []byte, data any) (Event, error) {
+	var e Event
+	if err := json.Unmarshal(b, &e); err != nil {
+		return Event{}, fmt.Errorf("decode event: %w", err)
+	}
+	if e.SpecVersion != "1.0" || e.Type == "" || e.ID == "" {
+		return Event{}, fmt.Errorf("decode event: not a CloudEvents 1.0 event")
+	}
+	if data != nil {
+		if err := json.Unmarshal(e.Data, data); err != nil {
+			return Event{}, fmt.Errorf("decode %s data: %w", e.Type, err)
+		}
+	}
+	return e, nil
+}
+
+// NoticeDue is the data of renewals.notice.due.<milestone>: the scheduler
+// found the notice due. Subject: the notice key.
+type NoticeDue struct {
+	NoticeKey      subscription.NoticeKey `json:"notice_key"`
+	SubscriptionID string                 `json:"subscription_id"`
+	EndDate        subscription.Date      `json:"end_date"`
+	Milestone      int                    `json:"milestone"`
+	DaysLeft       int                    `json:"days_left"`
+	AsOf           subscription.Date      `json:"as_of"`
+}
+
+// NoticeOutcome is the data of renewals.notice.sent, .skipped, .failed and
+// .undeliverable. Subject: the notice key.
+type NoticeOutcome struct {
+	NoticeKey      subscription.NoticeKey `json:"notice_key"`
+	SubscriptionID string                 `json:"subscription_id"`
+	EndDate        subscription.Date      `json:"end_date"`
+	Milestone      int                    `json:"milestone"`
+	Outcome        subscription.Outcome   `json:"outcome"`
+	Reason         string                 `json:"reason,omitempty"`
+	Role           subscription.Role      `json:"role,omitempty"`
+	Attempts       int                    `json:"attempts,omitempty"`
+	Ambiguous      bool                   `json:"ambiguous,omitempty"`
+}
+
+// SubscriptionUpserted is the data of renewals.subscription.upserted.
+// Subject: the subscription id.
+type SubscriptionUpserted struct {
+	SubscriptionID string              `json:"subscription_id"`
+	Change         subscription.Change `json:"change"`
+	EndDate        subscription.Date   `json:"end_date"`
+	Status         subscription.Status `json:"status"`
+	NewTerm        bool                `json:"new_term,omitempty"`
+}
+
+// SubscriptionErased is the data of renewals.subscription.erased.
+// Subject: the subscription id.
+type SubscriptionErased struct {
+	SubscriptionID string `json:"subscription_id"`
+}
+
+// CalllistUpdated is the data of renewals.calllist.updated. Subject: the
+// subscription id whose entry changed.
+type CalllistUpdated struct {
+	SubscriptionID string `json:"subscription_id"`
+	OnList         bool   `json:"on_list"`
+	Reason         string `json:"reason,omitempty"`
+}

@@ -1,0 +1,200 @@
+// Package natsbus connects renewals to NATS JetStream: it starts the embedded
+// server when no external one is configured, declares the RENEWALS stream and
+// publishes events into it.
+package natsbus
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"renewals/pkg/event"
+)
+
+// DuplicateWindow is how long JetStream drops a repeated Nats-Msg-Id. It
+// absorbs replicas and re-runs within minutes of each other cheaply; beyond it
+// the ledger decides. Fifteen minutes covers a slow catch-up pass of a million
+// subscriptions while keeping the id table small.
+const DuplicateWindow = 15 * time.Minute
+
+// MaxAge is how long events stay in the RENEWALS stream for replay by
+// dashboards and for rebuilding the call list.
+const MaxAge = 400 * 24 * time.Hour
+
+// Config says which NATS to use.
+type Config struct {
+	// URL of an external NATS server; empty starts the embedded one.
+	URL string
+	// Listen is where the embedded server listens (host:port).
+	Listen string
+	// StoreDir is the embedded server's JetStream storage directory.
+	StoreDir string
+	// Name is the client connection name, seen in server monitoring.
+	Name string
+}
+
+// Bus is a connection to NATS with JetStream, and the embedded server when
+// one was started.
+type Bus struct {
+	Conn   *nats.Conn
+	JS     jetstream.JetStream
+	Server *server.Server // nil when external
+}
+
+// Open connects to the configured NATS, starting the embedded server first
+// when cfg.URL is empty, and makes sure the RENEWALS stream exists.
+func Open(ctx context.Context, cfg Config) (*Bus, error) {
+	b := &Bus{}
+	opts := []nats.Option{
+		nats.Name(cmpOr(cfg.Name, "renewals")),
+		nats.MaxReconnects(-1),
+		nats.ReconnectWait(250 * time.Millisecond),
+		nats.RetryOnFailedConnect(true),
+	}
+	url := cfg.URL
+	if url == "" {
+		s, err := StartEmbedded(cfg.Listen, cfg.StoreDir)
+		if err != nil {
+			return nil, err
+		}
+		b.Server = s
+		url = s.ClientURL()
+		opts = append(opts, nats.InProcessServer(s))
+	}
+	nc, err := nats.Connect(url, opts...)
+	if err != nil {
+		b.Close()
+		return nil, fmt.Errorf("connect to NATS at %s: %w", url, err)
+	}
+	b.Conn = nc
+	js, err := jetstream.New(nc)
+	if err != nil {
+		b.Close()
+		return nil, fmt.Errorf("open JetStream: %w", err)
+	}
+	b.JS = js
+	if err := EnsureStream(ctx, js); err != nil {
+		b.Close()
+		return nil, err
+	}
+	return b, nil
+}
+
+// StartEmbedded starts an in-process nats-server with JetStream, listening on
+// listen (host:port) and storing under dir.
+func StartEmbedded(listen, dir string) (*server.Server, error) {
+	host, portStr, err := net.SplitHostPort(listen)
+	if err != nil {
+		return nil, fmt.Errorf("embedded NATS listen address %q: use host:port, e.g. 127.0.0.1:4223", listen)
+	}
+	port, err := strconv.Atoi(portStr)
+	if err != nil {
+		return nil, fmt.Errorf("embedded NATS listen address %q: port is not a number", listen)
+	}
+	s, err := server.NewServer(&server.Options{
+		ServerName: "renewals-embedded",
+		Host:       host,
+		Port:       port,
+		JetStream:  true,
+		StoreDir:   filepath.Join(dir),
+		NoSigs:     true,
+		NoLog:      true,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("embedded NATS: %w", err)
+	}
+	go s.Start()
+	if !s.ReadyForConnections(15 * time.Second) {
+		s.Shutdown()
+		return nil, fmt.Errorf("embedded NATS did not start listening on %s within 15s: is the port taken? set RENEWALS_NATS_LISTEN", listen)
+	}
+	return s, nil
+}
+
+// EnsureStream creates or updates the RENEWALS stream.
+func EnsureStream(ctx context.Context, js jetstream.JetStream) error {
+	_, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+		Name:        event.StreamName,
+		Description: "renewals: notices due and their outcomes, subscription changes, call list updates",
+		Subjects:    event.StreamSubjects,
+		Storage:     jetstream.FileStorage,
+		Retention:   jetstream.LimitsPolicy,
+		MaxAge:      MaxAge,
+		Duplicates:  DuplicateWindow,
+		Discard:     jetstream.DiscardOld,
+	})
+	if err != nil {
+		return fmt.Errorf("declare stream %s: %w", event.StreamName, err)
+	}
+	return nil
+}
+
+// Close drains the connection and stops the embedded server, if any.
+func (b *Bus) Close() {
+	if b.Conn != nil {
+		_ = b.Conn.Drain()
+		for b.Conn.IsDraining() {
+			time.Sleep(5 * time.Millisecond)
+		}
+		b.Conn.Close()
+	}
+	if b.Server != nil {
+		b.Server.Shutdown()
+		b.Server.WaitForShutdown()
+	}
+}
+
+// Publish publishes ev on subject into the stream and waits for the stream's
+// acknowledgement. A non-empty msgID is sent as Nats-Msg-Id, so the stream
+// drops a repeat inside its duplicate window; the returned ack says whether
+// it did.
+func Publish(ctx context.Context, js jetstream.JetStream, subject string, ev event.Event, msgID string) (*jetstream.PubAck, error) {
+	data, err := json.Marshal(ev)
+	if err != nil {
+		return nil, fmt.Errorf("encode %s: %w", subject, err)
+	}
+	var opts []jetstream.PublishOpt
+	if msgID != "" {
+		opts = append(opts, jetstream.WithMsgID(msgID))
+	}
+	ack, err := js.Publish(ctx, subject, data, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("publish %s: %w", subject, err)
+	}
+	return ack, nil
+}
+
+// Emit builds an event from data and publishes it on natsSubject, with the
+// CloudEvents subject ceSubject.
+func Emit(ctx context.Context, js jetstream.JetStream, natsSubject, ceSubject string, at time.Time, data any) error {
+	ev, err := event.New(natsSubject, ceSubject, at, data)
+	if err != nil {
+		return err
+	}
+	_, err = Publish(ctx, js, natsSubject, ev, "")
+	return err
+}
+
+// IsUnavailable reports whether err means JetStream could not be reached now
+// (a transient condition worth retrying).
+func IsUnavailable(err error) bool {
+	return errors.Is(err, nats.ErrConnectionClosed) || errors.Is(err, nats.ErrTimeout) ||
+		errors.Is(err, context.DeadlineExceeded) || errors.Is(err, jetstream.ErrNoStreamResponse) ||
+		errors.Is(err, nats.ErrNoResponders)
+}
+
+func cmpOr(a, b string) string {
+	if a != "" {
+		return a
+	}
+	return b
+}

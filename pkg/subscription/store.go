@@ -1,0 +1,121 @@
+package subscription
+
+import (
+	"context"
+	"errors"
+	"time"
+)
+
+// Errors that callers can test for with errors.Is.
+var (
+	// ErrNotFound: no subscription, or no ledger entry, with that key.
+	ErrNotFound = errors.New("not found")
+	// ErrAlreadySent: the notice was sent and confirmed; it must not go again.
+	ErrAlreadySent = errors.New("notice already sent")
+	// ErrClaimed: another worker holds a live claim on the notice.
+	ErrClaimed = errors.New("notice claimed by another worker")
+	// ErrLostClaim: the claim's token no longer matches: the lease ran out and
+	// another worker took the notice over.
+	ErrLostClaim = errors.New("claim lost")
+)
+
+// UpsertResult is what an upsert did to one record.
+type UpsertResult struct {
+	Change Change
+	// PreviousEndDate is the end date before the upsert (zero when created).
+	// A different end date starts a new term: a renewal.
+	PreviousEndDate Date
+}
+
+// Change is what an upsert did to one record.
+type Change string
+
+// The outcomes of an upsert.
+const (
+	Created   Change = "created"
+	Updated   Change = "updated"
+	Unchanged Change = "unchanged"
+)
+
+// Store keeps subscriptions. Implementations: the Redis store and the
+// embedded JetStream key-value store; both pass the same conformance suite.
+type Store interface {
+	// Upsert writes each subscription by ID and reports, in order, whether it
+	// was created, updated or unchanged, and its end date before. Writes are
+	// batched: one call per import chunk, not one per row. When an ID repeats
+	// within subs, the later record wins and each is reported against the
+	// state the earlier left.
+	Upsert(ctx context.Context, subs []Subscription) ([]UpsertResult, error)
+	// Get returns the subscription, or an error wrapping ErrNotFound.
+	Get(ctx context.Context, id string) (Subscription, error)
+	// EndingBetween calls fn for every subscription whose end date lies in
+	// [from, to], both inclusive, reading only those (through an end-date
+	// index, never a scan of the whole store). It stops at fn's first error
+	// and returns it.
+	EndingBetween(ctx context.Context, from, to Date, fn func(Subscription) error) error
+	// Erase removes the subscription and its personal data for good, so that
+	// no key, value or stored message still holds it. Returns an error
+	// wrapping ErrNotFound when there is no such subscription.
+	Erase(ctx context.Context, id string) error
+	// Ping reports whether the store can be reached.
+	Ping(ctx context.Context) error
+}
+
+// Outcome is the final result of handling one notice.
+type Outcome string
+
+// Outcomes of a notice. Only Sent is final for due-ness: a notice that
+// failed, was undeliverable or was skipped can fall due again on a later pass
+// (a fixed address, a reactivated subscription).
+const (
+	OutcomeSent          Outcome = "sent"
+	OutcomeSkipped       Outcome = "skipped"
+	OutcomeFailed        Outcome = "failed"
+	OutcomeUndeliverable Outcome = "undeliverable"
+)
+
+// Entry is the ledger's record of one notice. It holds no address or name:
+// only the key, the role it went to, times and outcomes.
+type Entry struct {
+	Key NoticeKey `json:"notice_key"`
+	// Outcome is the last final outcome; empty while only claimed.
+	Outcome Outcome `json:"outcome,omitempty"`
+	// Reason explains a skipped, failed or undeliverable outcome.
+	Reason string `json:"reason,omitempty"`
+	// Role is who the email went to: always the contract manager.
+	Role Role `json:"role,omitempty"`
+	// At is when the outcome was recorded.
+	At time.Time `json:"at,omitzero"`
+	// Attempts counts claims taken on the notice.
+	Attempts int `json:"attempts"`
+	// Ambiguous is set when an attempt's outcome was unknown (the connection
+	// was lost after the message data, or a worker died holding the claim),
+	// so the contract manager may have received the notice twice.
+	Ambiguous bool `json:"ambiguous,omitempty"`
+}
+
+// Ledger records what was sent, so that no notice goes twice. A send is
+// claim, send, confirm: Claim takes a lease on the notice with a random token;
+// after a successful send Confirm records it as sent, checking the token; a
+// failed send Releases the claim so that a retry can take it. A claim whose
+// lease ran out may be taken over by another worker; the entry is then marked
+// ambiguous, since the dead holder may have sent.
+type Ledger interface {
+	// Claim takes the notice for token until now+lease. It returns an error
+	// wrapping ErrAlreadySent when the notice was sent, or ErrClaimed while
+	// another token's lease is live.
+	Claim(ctx context.Context, key NoticeKey, token string, now time.Time, lease time.Duration) error
+	// Release gives the claim up after a send that did not happen or whose
+	// outcome is unknown (ambiguous). It returns ErrLostClaim when token no
+	// longer holds the claim.
+	Release(ctx context.Context, key NoticeKey, token string, ambiguous bool) error
+	// Confirm records the final outcome under the claim held by token and
+	// ends the claim. It returns ErrLostClaim when token no longer holds it.
+	Confirm(ctx context.Context, key NoticeKey, token string, e Entry) error
+	// Sent reports which of keys were sent.
+	Sent(ctx context.Context, keys []NoticeKey) (map[NoticeKey]bool, error)
+	// Get returns the entry for key, or ErrNotFound.
+	Get(ctx context.Context, key NoticeKey) (Entry, error)
+	// List returns every entry of the subscription, ordered by key.
+	List(ctx context.Context, subscriptionID string) ([]Entry, error)
+}

@@ -1,0 +1,147 @@
+// Package testenv starts real servers for tests: an embedded nats-server with
+// JetStream and a throwaway redis-server, each on a free port, each stopped by
+// t.Cleanup. Tests never talk to servers started outside the test.
+package testenv
+
+import (
+	"context"
+	"net"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/redis/go-redis/v9"
+)
+
+// NATS starts an embedded nats-server with JetStream on a free loopback port,
+// storing under a fresh temporary directory, and returns it.
+func NATS(t testing.TB) *server.Server {
+	t.Helper()
+	return NATSAt(t, t.TempDir(), -1)
+}
+
+// NATSAt starts an embedded nats-server with JetStream storing in dir, on
+// port (-1 for a free one). Restarting a server on the same dir and port
+// (after Shutdown) simulates a broker restart.
+func NATSAt(t testing.TB, dir string, port int) *server.Server {
+	t.Helper()
+	s, err := server.NewServer(&server.Options{
+		Host:      "127.0.0.1",
+		Port:      port,
+		JetStream: true,
+		StoreDir:  dir,
+		NoSigs:    true,
+		NoLog:     true,
+	})
+	if err != nil {
+		t.Fatalf("start nats-server: %v", err)
+	}
+	s.Start()
+	if !s.ReadyForConnections(10 * time.Second) {
+		t.Fatal("nats-server not ready within 10s")
+	}
+	t.Cleanup(s.Shutdown)
+	return s
+}
+
+// Redis is a throwaway redis-server owned by one test.
+type Redis struct {
+	Addr string
+	URL  string
+	cmd  *exec.Cmd
+	dir  string
+	port int
+}
+
+// StartRedis starts redis-server on a free loopback port with no persistence
+// and returns it once it answers PING. It fails the test when redis-server is
+// not installed (.ci/run installs it).
+func StartRedis(t testing.TB) *Redis {
+	t.Helper()
+	path, err := exec.LookPath("redis-server")
+	if err != nil {
+		t.Fatal("redis-server is not installed: apt-get install -y redis-server")
+	}
+	r := &Redis{dir: t.TempDir(), port: FreePort(t)}
+	r.Addr = net.JoinHostPort("127.0.0.1", strconv.Itoa(r.port))
+	r.URL = "redis://" + r.Addr + "/0"
+	r.start(t, path)
+	t.Cleanup(r.stop)
+	return r
+}
+
+func (r *Redis) start(t testing.TB, path string) {
+	t.Helper()
+	r.cmd = exec.Command(path, "--port", strconv.Itoa(r.port), "--bind", "127.0.0.1",
+		"--save", "", "--appendonly", "yes", "--appendfsync", "always", "--dir", r.dir,
+		"--logfile", filepath.Join(r.dir, "redis.log"))
+	if err := r.cmd.Start(); err != nil {
+		t.Fatalf("start redis-server: %v", err)
+	}
+	c := redis.NewClient(&redis.Options{Addr: r.Addr})
+	defer c.Close()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		err := c.Ping(ctx).Err()
+		cancel()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("redis-server on %s not ready within 10s: %v", r.Addr, err)
+		}
+		time.Sleep(10 * time.Millisecond) // polling with a deadline: the server gives no signal
+	}
+}
+
+func (r *Redis) stop() {
+	if r.cmd != nil && r.cmd.Process != nil {
+		_ = r.cmd.Process.Kill()
+		_ = r.cmd.Wait()
+	}
+}
+
+// Restart kills redis-server and starts it again on the same port and data
+// directory. With append-only persistence on, what was written survives.
+func (r *Redis) Restart(t testing.TB) {
+	t.Helper()
+	r.stop()
+	path, _ := exec.LookPath("redis-server")
+	r.start(t, path)
+}
+
+// Client returns a go-redis client for the server, closed at test end.
+func (r *Redis) Client(t testing.TB) *redis.Client {
+	c := redis.NewClient(&redis.Options{Addr: r.Addr})
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// FreePort returns a TCP port on 127.0.0.1 that was free a moment ago.
+func FreePort(t testing.TB) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("find a free port: %v", err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// Eventually polls cond every 10ms until it returns true, failing the test
+// after timeout. Use it where no signal exists to wait on.
+func Eventually(t testing.TB, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", timeout, what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
