@@ -1,0 +1,189 @@
+// Package shred crypto-shreds the personal data of subscriptions. Each
+// subscription has its own random data key; its personal fields (contract
+// manager, primary admin, secondary admin emails) are sealed with AES-256-GCM
+// under that key, and only the sealed form is ever written to a store. A
+// store keeps the data key apart from the record, and erasure destroys the
+// key: every copy of the sealed record that an append-only log, an old
+// revision or a backup still holds then becomes unreadable noise.
+//
+// The package also defines Record, the stored form of a subscription that
+// both stores share, so that they seal, compare and open records the same way.
+package shred
+
+import (
+	"bytes"
+	"crypto/aes"
+	"crypto/cipher"
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+
+	"renewals/pkg/subscription"
+)
+
+// KeySize is the length of a data key: a 32-byte AES-256 key followed by a
+// 32-byte HMAC-SHA256 key for the record digest. Two independent halves keep
+// one key from serving two algorithms.
+const KeySize = 64
+
+// ErrBadKey: the data key does not have KeySize bytes.
+var ErrBadKey = errors.New("data key must be 64 bytes")
+
+// ErrOpen: sealed data could not be opened: wrong key, another subscription's
+// data, or tampering.
+var ErrOpen = errors.New("sealed personal data does not open with this key")
+
+// NewKey returns a fresh random data key of KeySize bytes.
+func NewKey() ([]byte, error) {
+	k := make([]byte, KeySize)
+	if _, err := rand.Read(k); err != nil {
+		return nil, fmt.Errorf("new data key: %w", err)
+	}
+	return k, nil
+}
+
+// Seal encrypts plaintext under the key's AES half with a random nonce and
+// returns nonce||ciphertext||tag. aad binds the result to its context (the
+// subscription id): Open fails when given another aad.
+func Seal(key, plaintext, aad []byte) ([]byte, error) {
+	g, err := gcm(key)
+	if err != nil {
+		return nil, fmt.Errorf("seal: %w", err)
+	}
+	out := make([]byte, g.NonceSize(), g.NonceSize()+len(plaintext)+g.Overhead())
+	if _, err := rand.Read(out); err != nil {
+		return nil, fmt.Errorf("seal: nonce: %w", err)
+	}
+	return g.Seal(out, out, plaintext, aad), nil
+}
+
+// Open decrypts what Seal returned. It returns an error wrapping ErrOpen
+// when the key or aad is not the one sealed with, or the data was altered.
+func Open(key, sealed, aad []byte) ([]byte, error) {
+	g, err := gcm(key)
+	if err != nil {
+		return nil, fmt.Errorf("open: %w", err)
+	}
+	if len(sealed) < g.NonceSize()+g.Overhead() {
+		return nil, fmt.Errorf("open: %w: %d bytes is too short", ErrOpen, len(sealed))
+	}
+	n := g.NonceSize()
+	pt, err := g.Open(nil, sealed[:n], sealed[n:], aad)
+	if err != nil {
+		return nil, fmt.Errorf("open: %w", ErrOpen)
+	}
+	return pt, nil
+}
+
+func gcm(key []byte) (cipher.AEAD, error) {
+	if len(key) != KeySize {
+		return nil, fmt.Errorf("%w, got %d", ErrBadKey, len(key))
+	}
+	b, err := aes.NewCipher(key[:32])
+	if err != nil {
+		return nil, err
+	}
+	return cipher.NewGCM(b)
+}
+
+// Record is the stored form of a subscription: the non-personal fields in
+// clear (so that operators can read them and indexes can be rebuilt), the
+// personal fields sealed, and a digest that tells whether two records hold
+// the same data without opening them. Its JSON form starts with the digest
+// ({"d":"<64 hex>",...}) so that a Redis script can compare records by prefix.
+type Record struct {
+	// Digest is hex HMAC-SHA256, under the data key's MAC half, of the clear
+	// JSON and the personal JSON. Equal digests under one key mean equal data;
+	// without the key it reveals nothing about the personal part.
+	Digest string `json:"d"`
+	// End is the end date's ordinal (subscription.Date.Ordinal).
+	End int64 `json:"e"`
+	// Clear is the subscription without its personal fields.
+	Clear json.RawMessage `json:"s"`
+	// Sealed is the personal part (see Personal), sealed with the
+	// subscription id as additional data.
+	Sealed []byte `json:"p"`
+}
+
+// DigestPrefixLen is the length of the JSON prefix of a marshalled Record
+// that holds the digest: `{"d":"` and 64 hex digits.
+const DigestPrefixLen = 6 + 64
+
+// personal is the sealed part of a subscription.
+type personal struct {
+	CM subscription.Contact `json:"cm,omitzero"`
+	PA subscription.Contact `json:"pa,omitzero"`
+	SA []string             `json:"sa,omitempty"`
+}
+
+// SealSubscription builds the Record of s under key.
+func SealSubscription(key []byte, s subscription.Subscription) (Record, error) {
+	if len(key) != KeySize {
+		return Record{}, fmt.Errorf("seal subscription %s: %w, got %d", s.ID, ErrBadKey, len(key))
+	}
+	clear, err := json.Marshal(s.WithoutPersonal())
+	if err != nil {
+		return Record{}, fmt.Errorf("seal subscription %s: %w", s.ID, err)
+	}
+	pj, err := json.Marshal(personal{CM: s.ContractManager, PA: s.PrimaryAdmin, SA: s.SecondaryAdmins})
+	if err != nil {
+		return Record{}, fmt.Errorf("seal subscription %s: %w", s.ID, err)
+	}
+	mac := hmac.New(sha256.New, key[32:])
+	mac.Write(clear)
+	mac.Write([]byte{0})
+	mac.Write(pj)
+	sealed, err := Seal(key, pj, []byte(s.ID))
+	if err != nil {
+		return Record{}, fmt.Errorf("seal subscription %s: %w", s.ID, err)
+	}
+	return Record{Digest: hex.EncodeToString(mac.Sum(nil)), End: s.EndDate.Ordinal(), Clear: clear, Sealed: sealed}, nil
+}
+
+// OpenSubscription returns the subscription that r holds, opening its
+// personal part with key. It returns an error wrapping ErrOpen when key is
+// not the record's.
+func OpenSubscription(key []byte, r Record) (subscription.Subscription, error) {
+	var s subscription.Subscription
+	if err := json.Unmarshal(r.Clear, &s); err != nil {
+		return s, fmt.Errorf("open subscription record: %w", err)
+	}
+	pj, err := Open(key, r.Sealed, []byte(s.ID))
+	if err != nil {
+		return s, fmt.Errorf("open subscription %s: %w", s.ID, err)
+	}
+	var p personal
+	if err := json.Unmarshal(pj, &p); err != nil {
+		return s, fmt.Errorf("open subscription %s: personal part: %w", s.ID, err)
+	}
+	s.ContractManager, s.PrimaryAdmin, s.SecondaryAdmins = p.CM, p.PA, p.SA
+	return s, nil
+}
+
+// Marshal returns r's JSON form, which starts with the digest.
+func (r Record) Marshal() ([]byte, error) {
+	b, err := json.Marshal(r)
+	if err != nil {
+		return nil, fmt.Errorf("encode subscription record: %w", err)
+	}
+	return b, nil
+}
+
+// UnmarshalRecord reads what Record.Marshal wrote.
+func UnmarshalRecord(b []byte) (Record, error) {
+	var r Record
+	if err := json.Unmarshal(b, &r); err != nil {
+		return r, fmt.Errorf("decode subscription record: %w", err)
+	}
+	return r, nil
+}
+
+// SameData reports whether a and b hold the same subscription data. Both
+// must have been sealed under the same key for the answer to mean anything.
+func SameData(a, b Record) bool {
+	return a.Digest == b.Digest && bytes.Equal(a.Clear, b.Clear)
+}
