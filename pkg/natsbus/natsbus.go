@@ -76,10 +76,10 @@ func Open(ctx context.Context, cfg Config) (*Bus, error) {
 		return nil, fmt.Errorf("connect to NATS at %s: %w", url, err)
 	}
 	b.Conn = nc
-	js, err := jetstream.New(nc)
+	js, err := NewJetStream(nc)
 	if err != nil {
 		b.Close()
-		return nil, fmt.Errorf("open JetStream: %w", err)
+		return nil, err
 	}
 	b.JS = js
 	if err := EnsureStream(ctx, js); err != nil {
@@ -118,6 +118,21 @@ func StartEmbedded(listen, dir string) (*server.Server, error) {
 		return nil, fmt.Errorf("embedded NATS did not start listening on %s within 15s: is the port taken? set RENEWALS_NATS_LISTEN", listen)
 	}
 	return s, nil
+}
+
+// MaxPendingPublishes bounds the asynchronous publishes in flight on one
+// JetStream handle, so a catch-up pass cannot outrun the server's acks.
+const MaxPendingPublishes = 4096
+
+// NewJetStream returns a JetStream handle of its own on nc: asynchronous
+// publishes are awaited per handle, so each publisher that waits for its
+// own acknowledgements needs one.
+func NewJetStream(nc *nats.Conn) (jetstream.JetStream, error) {
+	js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(MaxPendingPublishes))
+	if err != nil {
+		return nil, fmt.Errorf("open JetStream: %w", err)
+	}
+	return js, nil
 }
 
 // EnsureStream creates or updates the RENEWALS stream.

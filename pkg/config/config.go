@@ -1,0 +1,136 @@
+// Package config reads the renewals configuration from RENEWALS_* environment
+// variables and command-line flags. Flags override the environment; every
+// variable has a flag. Validation happens here, once, at start: an invalid
+// zone, cron spec or milestone list stops the program with a clear message
+// and never falls back to a default silently.
+package config
+
+import (
+	"flag"
+	"fmt"
+	"net"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/robfig/cron/v3"
+
+	"renewals/pkg/subscription"
+)
+
+// Config is the validated configuration of `renewals serve`.
+type Config struct {
+	DataDir    string
+	HTTPAddr   string
+	NATSURL    string
+	NATSListen string
+	RedisURL   string
+	SMTPURL    string
+	MailFrom   string
+	APIToken   string
+	Timezone   string
+	Milestones string
+	Schedule   string
+	GraceDays  int
+	LogFormat  string
+	Targets    string
+
+	ResellerName    string
+	ResellerPhone   string
+	ResellerEmail   string
+	ResellerWebsite string
+
+	// Derived by Validate.
+	Location  *time.Location
+	Stages    subscription.Milestones
+	TargetSet map[string]bool
+}
+
+// Targets a `serve` process can run.
+var Targets = []string{"scheduler", "notifier", "calllist", "api"}
+
+// Flags registers every setting on fs, with the environment (read through
+// getenv) supplying the defaults, and returns the Config the flags fill.
+func Flags(fs *flag.FlagSet, getenv func(string) string) *Config {
+	c := &Config{}
+	env := func(name, def string) string {
+		if v := getenv(name); v != "" {
+			return v
+		}
+		return def
+	}
+	fs.StringVar(&c.DataDir, "data-dir", env("RENEWALS_DATA_DIR", "./data"), "directory for embedded NATS storage, the outbox and the generated API token (RENEWALS_DATA_DIR)")
+	fs.StringVar(&c.HTTPAddr, "http-addr", env("RENEWALS_HTTP_ADDR", "127.0.0.1:8080"), "address of the API, /metrics, /healthz and /readyz (RENEWALS_HTTP_ADDR)")
+	fs.StringVar(&c.NATSURL, "nats-url", env("RENEWALS_NATS_URL", ""), "external NATS server; empty starts an embedded one (RENEWALS_NATS_URL)")
+	fs.StringVar(&c.NATSListen, "nats-listen", env("RENEWALS_NATS_LISTEN", "127.0.0.1:4223"), "where the embedded NATS server listens (RENEWALS_NATS_LISTEN)")
+	fs.StringVar(&c.RedisURL, "redis-url", env("RENEWALS_REDIS_URL", ""), "Redis for subscriptions and the sent-ledger; empty keeps them in the embedded JetStream key-value store (RENEWALS_REDIS_URL)")
+	fs.StringVar(&c.SMTPURL, "smtp-url", env("RENEWALS_SMTP_URL", ""), "SMTP server, e.g. smtp://user:pass@host:587?tls=starttls; empty writes .eml files to <data dir>/outbox (RENEWALS_SMTP_URL)")
+	fs.StringVar(&c.MailFrom, "mail-from", env("RENEWALS_MAIL_FROM", "renewals@localhost"), "From address of the notices (RENEWALS_MAIL_FROM)")
+	fs.StringVar(&c.APIToken, "api-token", env("RENEWALS_API_TOKEN", ""), "bearer token for /api; empty generates one into <data dir>/api-token (RENEWALS_API_TOKEN)")
+	fs.StringVar(&c.Timezone, "timezone", env("RENEWALS_TIMEZONE", "UTC"), "IANA zone in which dates and days left are reckoned, unless a subscription names its own (RENEWALS_TIMEZONE)")
+	fs.StringVar(&c.Milestones, "milestones", env("RENEWALS_MILESTONES", "90,45,30"), "days before the end date at which notices are due (RENEWALS_MILESTONES)")
+	fs.StringVar(&c.Schedule, "schedule", env("RENEWALS_SCHEDULE", "0 6 * * *"), "cron spec of the daily scheduler pass, in RENEWALS_TIMEZONE (RENEWALS_SCHEDULE)")
+	fs.IntVar(&c.GraceDays, "grace-days", envInt(getenv, "RENEWALS_GRACE_DAYS", 30), "days after the end date that a lapsed subscription stays on the call list (RENEWALS_GRACE_DAYS)")
+	fs.StringVar(&c.LogFormat, "log-format", env("RENEWALS_LOG_FORMAT", "json"), "log format: json or console (RENEWALS_LOG_FORMAT)")
+	fs.StringVar(&c.Targets, "target", env("RENEWALS_TARGET", "all"), "what this process runs: all, or a comma-separated list of "+strings.Join(Targets, ", ")+" (RENEWALS_TARGET)")
+	fs.StringVar(&c.ResellerName, "reseller-name", env("RENEWALS_RESELLER_NAME", "Your reseller"), "reseller name shown in the emails (RENEWALS_RESELLER_NAME)")
+	fs.StringVar(&c.ResellerPhone, "reseller-phone", env("RENEWALS_RESELLER_PHONE", ""), "reseller phone shown in the emails (RENEWALS_RESELLER_PHONE)")
+	fs.StringVar(&c.ResellerEmail, "reseller-email", env("RENEWALS_RESELLER_EMAIL", ""), "reseller email shown in the emails (RENEWALS_RESELLER_EMAIL)")
+	fs.StringVar(&c.ResellerWebsite, "reseller-website", env("RENEWALS_RESELLER_WEBSITE", ""), "reseller website shown in the emails (RENEWALS_RESELLER_WEBSITE)")
+	return c
+}
+
+func envInt(getenv func(string) string, name string, def int) int {
+	if v := getenv(name); v != "" {
+		if n, err := strconv.Atoi(v); err == nil {
+			return n
+		}
+		return -1 // Validate reports it
+	}
+	return def
+}
+
+// CronParser parses RENEWALS_SCHEDULE: the standard five fields or a
+// descriptor such as @daily.
+var CronParser = cron.NewParser(cron.Minute | cron.Hour | cron.Dom | cron.Month | cron.Dow | cron.Descriptor)
+
+// Validate checks every setting and fills the derived fields. Its errors name
+// the variable and say what to do.
+func (c *Config) Validate() error {
+	loc, err := time.LoadLocation(c.Timezone)
+	if err != nil || c.Timezone == "" || strings.EqualFold(c.Timezone, "local") {
+		return fmt.Errorf("RENEWALS_TIMEZONE %q is not an IANA time zone: use a name such as Europe/London or UTC", c.Timezone)
+	}
+	c.Location = loc
+	if c.Stages, err = subscription.ParseMilestones(c.Milestones); err != nil {
+		return fmt.Errorf("RENEWALS_MILESTONES: %w", err)
+	}
+	if _, err := CronParser.Parse(c.Schedule); err != nil {
+		return fmt.Errorf("RENEWALS_SCHEDULE %q is not a cron spec (%v): use five fields, minute hour day month weekday, e.g. \"0 6 * * *\" for 06:00 daily", c.Schedule, err)
+	}
+	if c.GraceDays < 0 {
+		return fmt.Errorf("RENEWALS_GRACE_DAYS must be a whole number of days, 0 or more")
+	}
+	if _, _, err := net.SplitHostPort(c.HTTPAddr); err != nil {
+		return fmt.Errorf("RENEWALS_HTTP_ADDR %q: use host:port, e.g. 127.0.0.1:8080", c.HTTPAddr)
+	}
+	if c.LogFormat != "json" && c.LogFormat != "console" {
+		return fmt.Errorf("RENEWALS_LOG_FORMAT %q: use json or console", c.LogFormat)
+	}
+	c.TargetSet = map[string]bool{}
+	for t := range strings.SplitSeq(c.Targets, ",") {
+		t = strings.TrimSpace(t)
+		switch {
+		case t == "all":
+			for _, x := range Targets {
+				c.TargetSet[x] = true
+			}
+		case slices.Contains(Targets, t):
+			c.TargetSet[t] = true
+		default:
+			return fmt.Errorf("--target %q: use all, or a comma-separated list of %s", t, strings.Join(Targets, ", "))
+		}
+	}
+	return nil
+}
