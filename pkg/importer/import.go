@@ -1,0 +1,308 @@
+// Package importer reads subscription data (CSV with a header row, a JSON
+// array, or NDJSON, all with the same field names), validates each row, and
+// upserts the valid rows in batches. It streams: a file of a million rows is
+// never held in memory, only one row and one batch at a time.
+//
+// Three levels: Reader yields raw records with their line numbers; Validate
+// turns one record into a subscription or says which fields are wrong and
+// what to do; Import does both over a whole input and returns a Report.
+package importer
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"slices"
+	"strconv"
+	"strings"
+
+	"renewals/pkg/subscription"
+)
+
+// Upserter is the part of subscription.Store that Import needs.
+type Upserter interface {
+	// Upsert writes each subscription by ID, as subscription.Store.Upsert.
+	Upsert(ctx context.Context, subs []subscription.Subscription) ([]subscription.UpsertResult, error)
+}
+
+// Defaults of Options.
+const (
+	DefaultBatchSize     = 1000
+	DefaultProgressEvery = 10000
+	DefaultMaxListed     = 1000
+)
+
+// Options configure Import. Only Store is required.
+type Options struct {
+	// Store receives the valid rows. Required.
+	Store Upserter
+	// Format of the input; FormatAuto (the default) sniffs it.
+	Format Format
+	// BatchSize is the number of rows per Upsert call; default 1,000.
+	BatchSize int
+	// Progress, when set, is called with the number of rows read so far
+	// every ProgressEvery rows, and once more at the end.
+	Progress func(rows int)
+	// ProgressEvery is how often Progress is called; default 10,000 rows.
+	ProgressEvery int
+	// OnUpsert, when set, is called for each stored row, in input order,
+	// with what the store did to it, after its batch was written.
+	OnUpsert func(sub subscription.Subscription, res subscription.UpsertResult)
+	// MaxListed caps the length of Report.Rejections and of
+	// Report.Duplicates, so that a file of a million bad rows still makes a
+	// report of bounded size; the rest are only counted. Default 1,000.
+	MaxListed int
+}
+
+// Report is the outcome of an import. Its JSON form is what the HTTP API
+// returns and the CLI prints; the field names are stable.
+type Report struct {
+	// Rows is the number of rows read (blank lines not counted). It equals
+	// Created + Updated + Unchanged + Rejected.
+	Rows int `json:"rows"`
+	// Created, Updated and Unchanged count the stored rows as the store
+	// reported each of them. A subscription id repeated in the file is
+	// stored once per row, in file order, so it counts once per row: e.g.
+	// created for its first row and updated (or unchanged, when the rows
+	// are identical) for each later one. The last row's data is what stays.
+	Created   int `json:"created"`
+	Updated   int `json:"updated"`
+	Unchanged int `json:"unchanged"`
+	// Rejected counts the rows that were not stored.
+	Rejected int `json:"rejected"`
+	// Rejections lists why, one entry per rejected field (a row with two
+	// bad fields has two entries), in file order, up to Options.MaxListed.
+	Rejections []Rejection `json:"rejections"`
+	// RejectionsOmitted counts the entries left out of Rejections.
+	RejectionsOmitted int `json:"rejections_omitted"`
+	// UnknownColumns are the ignored column (or JSON key) names, sorted.
+	UnknownColumns []string `json:"unknown_columns"`
+	// Duplicates lists each subscription id that more than one valid row
+	// gave, with their lines, ordered by first line, up to
+	// Options.MaxListed ids. The last of the lines wins.
+	Duplicates []Duplicate `json:"duplicates"`
+	// DuplicatesOmitted counts the repeated ids left out of Duplicates.
+	DuplicatesOmitted int `json:"duplicates_omitted"`
+}
+
+// Rejection is one reason one row was rejected.
+type Rejection struct {
+	// Line is where the row starts in the input.
+	Line int `json:"line"`
+	// SubscriptionID is the row's id when it is a valid id, else "".
+	SubscriptionID string `json:"subscription_id"`
+	// Field is the field at fault, or "" when the whole row is.
+	Field string `json:"field"`
+	// Reason says what is wrong and what to do.
+	Reason string `json:"reason"`
+}
+
+// Duplicate is a subscription id given by more than one valid row.
+type Duplicate struct {
+	SubscriptionID string `json:"subscription_id"`
+	// Lines are the rows' lines in file order; the last one's data is kept.
+	Lines []int `json:"lines"`
+}
+
+// Text is the report as a person reads it: a summary line, e.g. "12 rows: 10
+// created, 1 updated, 0 unchanged, 1 rejected", then one line per rejection,
+// e.g. `line 7: end_date: "31/05/2027" is not a date: use YYYY-MM-DD, e.g.
+// 2027-05-31`, then the unknown columns and the duplicates, if any. Each line
+// ends in a newline.
+func (r Report) Text() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%d %s: %d created, %d updated, %d unchanged, %d rejected\n",
+		r.Rows, plural(r.Rows, "row", "rows"), r.Created, r.Updated, r.Unchanged, r.Rejected)
+	for _, x := range r.Rejections {
+		if x.Field == "" {
+			fmt.Fprintf(&b, "line %d: %s\n", x.Line, x.Reason)
+		} else {
+			fmt.Fprintf(&b, "line %d: %s: %s\n", x.Line, x.Field, x.Reason)
+		}
+	}
+	if r.RejectionsOmitted > 0 {
+		fmt.Fprintf(&b, "... and %d more %s not listed\n", r.RejectionsOmitted, plural(r.RejectionsOmitted, "rejection", "rejections"))
+	}
+	if len(r.UnknownColumns) > 0 {
+		fmt.Fprintf(&b, "ignored unknown %s: %s\n", plural(len(r.UnknownColumns), "column", "columns"), strings.Join(r.UnknownColumns, ", "))
+	}
+	for _, d := range r.Duplicates {
+		lines := make([]string, len(d.Lines))
+		for i, l := range d.Lines {
+			lines[i] = strconv.Itoa(l)
+		}
+		fmt.Fprintf(&b, "subscription %s is on lines %s: the last one wins\n", d.SubscriptionID, strings.Join(lines, ", "))
+	}
+	if r.DuplicatesOmitted > 0 {
+		fmt.Fprintf(&b, "... and %d more repeated subscription %s not listed\n", r.DuplicatesOmitted, plural(r.DuplicatesOmitted, "id", "ids"))
+	}
+	return b.String()
+}
+
+func plural(n int, one, many string) string {
+	if n == 1 {
+		return one
+	}
+	return many
+}
+
+// Import reads r, validates each row and upserts the valid ones into
+// opts.Store in batches of opts.BatchSize, in file order, keeping the valid
+// rows even when others are rejected. It returns the report.
+//
+// An error means the input could not be read to its end or the store failed:
+// a *FileError (errors.Is ErrInvalidFile) when the file as a whole is
+// unreadable, e.g. a missing required column; an error wrapping ErrTooLarge
+// when the caller's http.MaxBytesReader cut the body off; the store's or the
+// context's error. Batches written before the error stay written, and the
+// returned Report counts them: on a read error, the rows read before it are
+// still stored and reported.
+func Import(ctx context.Context, r io.Reader, opts Options) (Report, error) {
+	if opts.Store == nil {
+		return Report{}, errors.New("import: no store given")
+	}
+	opts.BatchSize = cmp.Or(max(opts.BatchSize, 0), DefaultBatchSize)
+	opts.ProgressEvery = cmp.Or(max(opts.ProgressEvery, 0), DefaultProgressEvery)
+	opts.MaxListed = cmp.Or(max(opts.MaxListed, 0), DefaultMaxListed)
+
+	im := importer{opts: opts, seen: map[string]int32{}, dups: map[string]int{}}
+	im.report = Report{Rejections: []Rejection{}, UnknownColumns: []string{}, Duplicates: []Duplicate{}}
+	rd, err := NewReader(r, opts.Format)
+	if err != nil {
+		return im.report, err
+	}
+	err = im.run(ctx, rd)
+	im.report.UnknownColumns = rd.UnknownColumns()
+	slices.SortFunc(im.report.Duplicates, func(a, b Duplicate) int { return a.Lines[0] - b.Lines[0] })
+	if opts.Progress != nil {
+		opts.Progress(im.report.Rows)
+	}
+	return im.report, err
+}
+
+type importer struct {
+	opts   Options
+	report Report
+	batch  []subscription.Subscription
+	seen   map[string]int32 // subscription id -> first line of a valid row
+	dups   map[string]int   // subscription id -> index in report.Duplicates
+}
+
+func (im *importer) run(ctx context.Context, rd *Reader) error {
+	for {
+		rec, err := rd.Next()
+		if err == io.EOF {
+			return im.flush(ctx)
+		}
+		if err != nil {
+			// Keep what was read well before the input broke off.
+			if ferr := im.flush(ctx); ferr != nil {
+				return errors.Join(err, ferr)
+			}
+			return err
+		}
+		im.report.Rows++
+		if im.report.Rows%im.opts.ProgressEvery == 0 {
+			if im.opts.Progress != nil {
+				im.opts.Progress(im.report.Rows)
+			}
+			if err := ctx.Err(); err != nil {
+				return fmt.Errorf("import: %w", err)
+			}
+		}
+		sub, errs := Validate(rec.Fields)
+		if len(rec.Problems) > 0 || len(errs) > 0 {
+			im.reject(rec, errs)
+			continue
+		}
+		im.noteID(sub.ID, rec.Line)
+		im.batch = append(im.batch, sub)
+		if len(im.batch) >= im.opts.BatchSize {
+			if err := im.flush(ctx); err != nil {
+				return err
+			}
+		}
+	}
+}
+
+func (im *importer) reject(rec Record, errs []FieldError) {
+	im.report.Rejected++
+	id := strings.TrimSpace(rec.Fields["subscription_id"])
+	if subscription.ValidID(id) != nil {
+		id = ""
+	}
+	if rec.Partial {
+		errs = nil
+	}
+	for _, p := range rec.Problems { // say it once per field
+		errs = slices.DeleteFunc(errs, func(e FieldError) bool { return e.Field == p.Field })
+	}
+	for _, list := range [][]FieldError{rec.Problems, errs} {
+		for _, e := range list {
+			if len(im.report.Rejections) >= im.opts.MaxListed {
+				im.report.RejectionsOmitted++
+				continue
+			}
+			im.report.Rejections = append(im.report.Rejections, Rejection{Line: rec.Line, SubscriptionID: strings.Clone(id), Field: e.Field, Reason: e.Reason})
+		}
+	}
+}
+
+// noteID records a valid row's id to find repeats. The map holds a copy of
+// the id, not the row's string that the id is a slice of, so that a million
+// ids cost tens of megabytes and not the whole file.
+func (im *importer) noteID(id string, line int) {
+	first, ok := im.seen[id]
+	if !ok {
+		im.seen[strings.Clone(id)] = int32(min(line, 1<<31-1))
+		return
+	}
+	if i, ok := im.dups[id]; ok {
+		if i < 0 { // beyond MaxListed: counted once already
+			return
+		}
+		im.report.Duplicates[i].Lines = append(im.report.Duplicates[i].Lines, line)
+		return
+	}
+	if len(im.report.Duplicates) >= im.opts.MaxListed {
+		im.report.DuplicatesOmitted++
+		im.dups[strings.Clone(id)] = -1
+		return
+	}
+	im.dups[strings.Clone(id)] = len(im.report.Duplicates)
+	im.report.Duplicates = append(im.report.Duplicates, Duplicate{SubscriptionID: strings.Clone(id), Lines: []int{int(first), line}})
+}
+
+func (im *importer) flush(ctx context.Context) error {
+	if len(im.batch) == 0 {
+		return nil
+	}
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("import: %w", err)
+	}
+	res, err := im.opts.Store.Upsert(ctx, im.batch)
+	if err != nil {
+		return fmt.Errorf("import: upsert %d subscriptions: %w", len(im.batch), err)
+	}
+	if len(res) != len(im.batch) {
+		return fmt.Errorf("import: upsert of %d subscriptions returned %d results", len(im.batch), len(res))
+	}
+	for i, r := range res {
+		switch r.Change {
+		case subscription.Created:
+			im.report.Created++
+		case subscription.Updated:
+			im.report.Updated++
+		default:
+			im.report.Unchanged++
+		}
+		if im.opts.OnUpsert != nil {
+			im.opts.OnUpsert(im.batch[i], r)
+		}
+	}
+	clear(im.batch)
+	im.batch = im.batch[:0]
+	return nil
+}

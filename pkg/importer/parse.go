@@ -1,0 +1,685 @@
+package importer
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/csv"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"slices"
+	"strings"
+)
+
+// Format names an input format.
+type Format string
+
+// The input formats. FormatAuto sniffs the format from the first byte that
+// is not white space: '[' is a JSON array, '{' is NDJSON, anything else CSV.
+const (
+	FormatAuto   Format = ""
+	FormatCSV    Format = "csv"
+	FormatJSON   Format = "json"
+	FormatNDJSON Format = "ndjson"
+)
+
+// ParseFormat reads a format name as a user writes it: "csv", "json" or
+// "ndjson" in any case, or "" (and "auto") for FormatAuto. Any other name is
+// an error wrapping ErrInvalidFile.
+func ParseFormat(s string) (Format, error) {
+	switch f := Format(strings.ToLower(strings.TrimSpace(s))); f {
+	case FormatAuto, FormatCSV, FormatJSON, FormatNDJSON:
+		return f, nil
+	case "auto":
+		return FormatAuto, nil
+	}
+	return "", &FileError{Reason: fmt.Sprintf("%q is not an import format: use csv, json or ndjson", truncate(s, 40))}
+}
+
+// MaxRowBytes is the longest row accepted: a CSV record, an NDJSON line or a
+// JSON array element. A longer row is rejected with a reason that names the
+// limit, and reading goes on with the next row.
+const MaxRowBytes = 64 << 10
+
+// Errors that callers can test for with errors.Is.
+var (
+	// ErrTooLarge: the body was cut off by the caller's size limit
+	// (http.MaxBytesReader). The error also wraps the *http.MaxBytesError,
+	// so errors.As finds the limit. The HTTP API answers 413.
+	ErrTooLarge = errors.New("import too large")
+	// ErrInvalidFile: the input as a whole cannot be read: a missing
+	// required column, a broken header, a JSON document that is not an
+	// array of objects. Every such error is a *FileError.
+	ErrInvalidFile = errors.New("invalid import file")
+)
+
+// FileError is a problem with the input as a whole rather than with one
+// row. It matches ErrInvalidFile with errors.Is.
+type FileError struct {
+	// Line is the line where the problem was found, 0 when it is not tied
+	// to a line.
+	Line int
+	// Reason says what is wrong and what to do about it.
+	Reason string
+}
+
+// Error writes "line N: reason", or just the reason when Line is 0.
+func (e *FileError) Error() string {
+	if e.Line > 0 {
+		return fmt.Sprintf("line %d: %s", e.Line, e.Reason)
+	}
+	return e.Reason
+}
+
+// Is makes errors.Is(err, ErrInvalidFile) true for every *FileError.
+func (e *FileError) Is(target error) bool { return target == ErrInvalidFile }
+
+// FieldError is one reason a row was rejected: the field at fault (empty
+// when the row as a whole is at fault, e.g. too long or not parseable) and a
+// reason that says what to do.
+type FieldError struct {
+	Field  string
+	Reason string
+}
+
+// Error writes "field: reason", or just the reason for a whole-row problem.
+func (e FieldError) Error() string {
+	if e.Field == "" {
+		return e.Reason
+	}
+	return e.Field + ": " + e.Reason
+}
+
+// Record is one row of input.
+type Record struct {
+	// Line is where the row starts: for CSV the physical line of the
+	// record's first byte (a quoted field may span lines), for NDJSON its
+	// line, for a JSON array the line of the element's opening brace.
+	Line int
+	// Fields maps each known field name (lower case, e.g. "end_date") that
+	// the row gives to its raw, untrimmed value. Unknown fields are left
+	// out, and so are JSON nulls. The map is reused: it is valid only until
+	// the next call to Next. Its values may be retained.
+	Fields map[string]string
+	// Problems, when not empty, are why the row could not be read whole
+	// (too long, malformed) or which of its JSON values were of the wrong
+	// type. Such a row is rejected.
+	Problems []FieldError
+	// Partial is set when the row could not be read whole: Fields holds
+	// only what came before the problem (perhaps nothing), so the row's
+	// other fields are not worth judging.
+	Partial bool
+}
+
+// knownFields are the field names of the import format, in the order that
+// Validate reports problems.
+var knownFields = []string{
+	"subscription_id", "end_date", "customer_account", "customer_name", "product",
+	"seats", "seats_assigned", "access_model", "term", "start_date", "status",
+	"cm_name", "cm_email", "cm_phone", "pa_name", "pa_email", "sa_emails",
+	"timezone", "locale", "reseller_rep",
+}
+
+func isKnown(name string) bool { return slices.Contains(knownFields, name) }
+
+// maxUnknown caps the unknown names collected from JSON input, where every
+// object may bring new keys.
+const maxUnknown = 100
+
+// Reader reads records one at a time from CSV, a JSON array or NDJSON. It
+// holds one row in memory at a time (plus the read buffers), never the file.
+type Reader struct {
+	format  Format
+	next    func() (Record, error)
+	fields  map[string]string
+	unknown map[string]bool
+	err     error // sticky fatal error
+
+	// CSV
+	csv    *csv.Reader
+	guard  *rowGuard
+	header []string // column index -> known field name, or "" to ignore
+
+	// JSON array
+	dec   *json.Decoder
+	lines *lineCounter
+	done  bool
+
+	// NDJSON
+	br   *bufio.Reader
+	line int
+}
+
+// NewReader starts reading r in format f (FormatAuto to sniff it). A UTF-8
+// byte order mark is skipped, and CRLF line ends work. For CSV it reads the
+// header row at once: header names are matched case-insensitively after
+// trimming, in any order; a missing required column (subscription_id,
+// end_date), a repeated known column or an unreadable header is an error
+// wrapping ErrInvalidFile. A body cut off by http.MaxBytesReader is an error
+// wrapping ErrTooLarge.
+func NewReader(r io.Reader, f Format) (*Reader, error) {
+	f, err := ParseFormat(string(f))
+	if err != nil {
+		return nil, err
+	}
+	br := bufio.NewReaderSize(r, 64<<10)
+	if bom, _ := br.Peek(3); bytes.Equal(bom, []byte("\xEF\xBB\xBF")) {
+		br.Discard(3)
+	}
+	if f == FormatAuto {
+		if f, err = sniff(br); err != nil {
+			return nil, err
+		}
+	}
+	rd := &Reader{format: f, fields: make(map[string]string, len(knownFields)), unknown: map[string]bool{}}
+	switch f {
+	case FormatCSV:
+		err = rd.startCSV(br)
+	case FormatJSON:
+		err = rd.startJSON(br)
+	case FormatNDJSON:
+		rd.br = bufio.NewReaderSize(br, MaxRowBytes+2)
+		rd.next = rd.nextNDJSON
+	}
+	if err != nil {
+		return nil, err
+	}
+	return rd, nil
+}
+
+// sniff peeks past leading white space to the first byte that decides the
+// format; input that is empty or all white space is CSV (with no header).
+func sniff(br *bufio.Reader) (Format, error) {
+	for n := 1; ; n *= 2 {
+		b, err := br.Peek(n)
+		for _, c := range b {
+			switch c {
+			case ' ', '\t', '\r', '\n':
+				continue
+			case '[':
+				return FormatJSON, nil
+			case '{':
+				return FormatNDJSON, nil
+			}
+			return FormatCSV, nil
+		}
+		if err != nil {
+			if err == io.EOF || err == bufio.ErrBufferFull {
+				return FormatCSV, nil
+			}
+			return "", readErr(err)
+		}
+	}
+}
+
+// readErr classifies an error of the underlying reader.
+func readErr(err error) error {
+	if mbe, ok := errors.AsType[*http.MaxBytesError](err); ok {
+		return fmt.Errorf("%w: the body is larger than the limit of %d bytes: split the file and import the parts (%w)", ErrTooLarge, mbe.Limit, err)
+	}
+	return fmt.Errorf("read import: %w", err)
+}
+
+// Format returns the format being read, after sniffing.
+func (rd *Reader) Format() Format { return rd.format }
+
+// UnknownColumns returns the sorted names of the columns (CSV) or keys (JSON,
+// NDJSON) that are not fields of the import format and were ignored. For CSV
+// it is complete once NewReader returns; for JSON it grows as records are
+// read, and is capped at 100 names.
+func (rd *Reader) UnknownColumns() []string {
+	out := make([]string, 0, len(rd.unknown))
+	for k := range rd.unknown {
+		out = append(out, k)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// Next returns the next record, or io.EOF after the last. Any other error is
+// fatal and sticky: the input cannot be read past it (ErrTooLarge, an I/O
+// error, or a *FileError such as JSON that is broken beyond the row).
+func (rd *Reader) Next() (Record, error) {
+	if rd.err != nil {
+		return Record{}, rd.err
+	}
+	clear(rd.fields)
+	rec, err := rd.next()
+	if err != nil {
+		rd.err = err
+	}
+	return rec, err
+}
+
+// ---- CSV ----
+
+func (rd *Reader) startCSV(r io.Reader) error {
+	rd.guard = &rowGuard{src: r, in: make([]byte, 32<<10), line: 1, recStart: 1}
+	c := csv.NewReader(rd.guard)
+	c.FieldsPerRecord = -1
+	c.LazyQuotes = false
+	c.ReuseRecord = true
+	rd.csv = c
+	head, err := c.Read()
+	if err == io.EOF {
+		return &FileError{Reason: "the file is empty: the first line must be a header row naming the columns, including subscription_id and end_date"}
+	}
+	if pe, ok := errors.AsType[*csv.ParseError](err); ok {
+		return &FileError{Line: pe.StartLine, Reason: "header row: " + csvReason(pe.Err)}
+	}
+	if err != nil {
+		return readErr(err)
+	}
+	if rd.guard.popLong(1) {
+		return &FileError{Line: 1, Reason: fmt.Sprintf("the header row is longer than the limit of %d bytes: name only the columns of the import format", MaxRowBytes)}
+	}
+	rd.header = make([]string, len(head))
+	seen := map[string]bool{}
+	for i, h := range head {
+		name := strings.ToLower(strings.TrimSpace(h))
+		switch {
+		case name == "":
+		case isKnown(name):
+			if seen[name] {
+				return &FileError{Line: 1, Reason: fmt.Sprintf("column %s appears twice in the header row: keep one of them", name)}
+			}
+			seen[name] = true
+			rd.header[i] = name
+		default:
+			rd.unknown[truncate(name, 64)] = true
+		}
+	}
+	var missing []string
+	for _, name := range []string{"subscription_id", "end_date"} {
+		if !seen[name] {
+			missing = append(missing, name)
+		}
+	}
+	if len(missing) > 0 {
+		s := ""
+		if len(missing) > 1 {
+			s = "s"
+		}
+		return &FileError{Reason: fmt.Sprintf("missing required column%s %s: the header row must name subscription_id and end_date", s, strings.Join(missing, ", "))}
+	}
+	rd.next = rd.nextCSV
+	return nil
+}
+
+func (rd *Reader) nextCSV() (Record, error) {
+	for {
+		row, err := rd.csv.Read()
+		if err == io.EOF {
+			return Record{}, io.EOF
+		}
+		pe, bad := errors.AsType[*csv.ParseError](err)
+		if err != nil && !bad {
+			return Record{}, readErr(err)
+		}
+		blank := true
+		for i, v := range row { // on a parse error, the fields before it
+			if i < len(rd.header) && rd.header[i] != "" {
+				rd.fields[rd.header[i]] = v
+			}
+			if strings.TrimSpace(v) != "" {
+				blank = false
+			}
+		}
+		if bad {
+			rd.guard.popLong(pe.StartLine)
+			field := "" // the field that broke is the one after those read
+			if len(row) < len(rd.header) {
+				field = rd.header[len(row)]
+			}
+			return Record{Line: pe.StartLine, Fields: rd.fields, Problems: []FieldError{{Field: field, Reason: csvReason(pe.Err)}}, Partial: true}, nil
+		}
+		line, _ := rd.csv.FieldPos(0)
+		rec := Record{Line: line, Fields: rd.fields}
+		if rd.guard.popLong(line) {
+			rec.Problems, rec.Partial = []FieldError{{Reason: tooLong}}, true
+		} else if blank {
+			// A row of empty cells (",,,," from a spreadsheet) is an empty line.
+			clear(rd.fields)
+			continue
+		}
+		return rec, nil
+	}
+}
+
+var tooLong = fmt.Sprintf("the row is longer than the limit of %d bytes (64 KiB): shorten its fields", MaxRowBytes)
+
+func csvReason(err error) string {
+	switch {
+	case errors.Is(err, csv.ErrBareQuote):
+		return `a quote (") inside a field that does not start with one: put the whole field in double quotes and double each quote inside it, e.g. "the ""best"" plan"`
+	case errors.Is(err, csv.ErrQuote):
+		return `a quoted field is not closed properly: end it with a quote followed by a comma or the end of the line, and double each quote inside it`
+	}
+	return fmt.Sprintf("the row is not valid CSV (%v): check its quotes and commas", err)
+}
+
+// rowGuard sits between the input and the csv.Reader and keeps each record
+// at most MaxRowBytes long, so that one huge row can neither exhaust memory
+// nor abort the import. It follows the csv.Reader's own grammar (comma
+// separated, double quotes, LazyQuotes false) to find record boundaries.
+// When a record grows past the limit, it closes any open quote, drops the
+// rest of the record but for its newlines (which keeps the csv.Reader's line
+// numbers right, and which it skips as empty lines), and notes the line
+// where the record started, so that the reader can reject the truncated
+// record that the csv.Reader then returns.
+type rowGuard struct {
+	src  io.Reader
+	in   []byte
+	r, w int
+	err  error
+
+	state    csvState
+	line     int // physical line of the next byte
+	recStart int // line where the current record started
+	recBytes int
+	skip     bool
+	quote    bool  // emit a closing quote before anything else
+	long     []int // start lines of over-long records not yet returned
+}
+
+type csvState uint8
+
+const (
+	fieldStart csvState = iota
+	unquoted
+	quoted
+	quoteInQuoted // a quote seen in a quoted field: its end, or half of ""
+	badLine       // the csv.Reader will report an error and skip to the line end
+)
+
+// popLong reports whether the record starting on line was cut short, and
+// forgets any such records before it.
+func (g *rowGuard) popLong(line int) bool {
+	for len(g.long) > 0 && g.long[0] < line {
+		g.long = g.long[1:]
+	}
+	if len(g.long) > 0 && g.long[0] == line {
+		g.long = g.long[1:]
+		return true
+	}
+	return false
+}
+
+func (g *rowGuard) Read(p []byte) (int, error) {
+	n := 0
+	for n < len(p) {
+		if g.quote {
+			p[n] = '"'
+			n++
+			g.quote = false
+			continue
+		}
+		if g.r == g.w {
+			if n > 0 {
+				return n, nil
+			}
+			if g.err != nil {
+				return 0, g.err
+			}
+			g.r = 0
+			g.w, g.err = g.src.Read(g.in)
+			continue
+		}
+		c := g.in[g.r]
+		ends := c == '\n' && g.state != quoted // ends the record
+		if !g.skip && !ends {
+			if g.recBytes == MaxRowBytes {
+				g.skip = true
+				g.quote = g.state == quoted
+				g.long = append(g.long, g.recStart)
+				continue // c is looked at again, in skip mode
+			}
+			g.recBytes++
+		}
+		g.r++
+		g.step(c)
+		if !g.skip || c == '\n' {
+			p[n] = c
+			n++
+		}
+		if ends {
+			g.skip = false
+		}
+	}
+	return n, nil
+}
+
+// step moves the state machine over c.
+func (g *rowGuard) step(c byte) {
+	if c == '\n' {
+		g.line++
+		if g.state != quoted {
+			g.state = fieldStart
+			g.recStart = g.line
+			g.recBytes = 0
+		}
+		return
+	}
+	switch g.state {
+	case fieldStart:
+		switch c {
+		case '"':
+			g.state = quoted
+		case ',':
+		default:
+			g.state = unquoted
+		}
+	case unquoted:
+		switch c {
+		case ',':
+			g.state = fieldStart
+		case '"':
+			g.state = badLine
+		}
+	case quoted:
+		if c == '"' {
+			g.state = quoteInQuoted
+		}
+	case quoteInQuoted:
+		switch c {
+		case '"':
+			g.state = quoted
+		case ',':
+			g.state = fieldStart
+		default:
+			g.state = badLine
+		}
+	}
+}
+
+// ---- JSON array ----
+
+func (rd *Reader) startJSON(r io.Reader) error {
+	rd.lines = &lineCounter{src: r}
+	rd.dec = json.NewDecoder(rd.lines)
+	tok, err := rd.dec.Token()
+	if err != nil {
+		return rd.jsonErr(err)
+	}
+	if d, ok := tok.(json.Delim); !ok || d != '[' {
+		return &FileError{Line: rd.lines.lineAt(rd.dec.InputOffset()), Reason: "the JSON document is not an array: give an array of objects, [{...}, {...}], or one object per line (NDJSON)"}
+	}
+	rd.next = rd.nextJSON
+	return nil
+}
+
+func (rd *Reader) jsonErr(err error) error {
+	if err == io.EOF {
+		return &FileError{Reason: "the file is empty: give a JSON array of objects"}
+	}
+	if se, ok := errors.AsType[*json.SyntaxError](err); ok {
+		line := rd.lines.lineAt(se.Offset)
+		return &FileError{Line: line, Reason: fmt.Sprintf("invalid JSON (%v): the file cannot be read from line %d on; fix it and import again", se, line)}
+	}
+	if err == io.ErrUnexpectedEOF {
+		return &FileError{Line: rd.lines.lineAt(rd.dec.InputOffset()), Reason: "the JSON array ends early: the file is cut short or a closing ] or } is missing"}
+	}
+	return readErr(err)
+}
+
+func (rd *Reader) nextJSON() (Record, error) {
+	if rd.done {
+		return Record{}, io.EOF
+	}
+	if !rd.dec.More() {
+		if _, err := rd.dec.Token(); err != nil { // the closing ']'
+			return Record{}, rd.jsonErr(err)
+		}
+		rd.done = true
+		if _, err := rd.dec.Token(); err != io.EOF {
+			if err != nil {
+				return Record{}, rd.jsonErr(err)
+			}
+			return Record{}, &FileError{Line: rd.lines.lineAt(rd.dec.InputOffset()), Reason: "there is more after the JSON array: give one array of objects"}
+		}
+		return Record{}, io.EOF
+	}
+	var raw json.RawMessage
+	if err := rd.dec.Decode(&raw); err != nil {
+		if err == io.EOF {
+			err = io.ErrUnexpectedEOF
+		}
+		return Record{}, rd.jsonErr(err)
+	}
+	start := rd.dec.InputOffset() - int64(len(raw))
+	rec := Record{Line: rd.lines.lineAt(start), Fields: rd.fields}
+	rec.Problems, rec.Partial = rd.object(raw)
+	if len(raw) > MaxRowBytes {
+		rec.Problems = []FieldError{{Reason: fmt.Sprintf("the object is longer than the limit of %d bytes (64 KiB): shorten its fields", MaxRowBytes)}}
+		rec.Partial = true
+	}
+	return rec, nil
+}
+
+// object reads one JSON object of scalars into rd.fields, and reports
+// whether it was not an object at all.
+func (rd *Reader) object(raw []byte) ([]FieldError, bool) {
+	var obj map[string]json.RawMessage
+	if len(raw) == 0 || raw[0] != '{' || json.Unmarshal(raw, &obj) != nil {
+		return []FieldError{{Reason: "not a JSON object: give each subscription as an object, {\"subscription_id\": ..., \"end_date\": ...}"}}, true
+	}
+	var probs []FieldError
+	for k, v := range obj {
+		name := strings.ToLower(strings.TrimSpace(k))
+		if !isKnown(name) {
+			if name != "" && len(rd.unknown) < maxUnknown {
+				rd.unknown[truncate(name, 64)] = true
+			}
+			continue
+		}
+		switch v[0] {
+		case '"':
+			var s string
+			if err := json.Unmarshal(v, &s); err != nil {
+				probs = append(probs, FieldError{name, "is not a valid JSON string"})
+				continue
+			}
+			rd.fields[name] = s
+		case 'n': // null: absent
+			delete(rd.fields, name)
+		case 't', 'f':
+			probs = append(probs, FieldError{name, "is a JSON boolean: give a string or a number"})
+		case '{':
+			probs = append(probs, FieldError{name, "is a JSON object: give a string or a number"})
+		case '[':
+			probs = append(probs, FieldError{name, "is a JSON array: give a string or a number (for sa_emails, one string with the addresses separated by ;)"})
+		default: // a number: keep its literal text
+			rd.fields[name] = string(v)
+		}
+	}
+	slices.SortFunc(probs, func(a, b FieldError) int { return fieldOrder(a.Field) - fieldOrder(b.Field) })
+	return probs, false
+}
+
+func fieldOrder(name string) int { return slices.Index(knownFields, name) }
+
+// lineCounter counts the newlines read through it so that byte offsets of
+// the json.Decoder can be turned into line numbers. It keeps the offsets of
+// the newlines the decoder has buffered but not yet passed, only: queries
+// come in increasing order of offset.
+type lineCounter struct {
+	src     io.Reader
+	off     int64   // bytes read so far
+	pending []int64 // offsets of newlines not yet passed by a query
+	line    int     // lines passed, minus one
+}
+
+func (lc *lineCounter) Read(p []byte) (int, error) {
+	n, err := lc.src.Read(p)
+	for i := 0; i < n; {
+		j := bytes.IndexByte(p[i:n], '\n')
+		if j < 0 {
+			break
+		}
+		lc.pending = append(lc.pending, lc.off+int64(i+j))
+		i += j + 1
+	}
+	lc.off += int64(n)
+	return n, err
+}
+
+// lineAt returns the 1-based line of the byte at offset off.
+func (lc *lineCounter) lineAt(off int64) int {
+	i := 0
+	for i < len(lc.pending) && lc.pending[i] < off {
+		i++
+	}
+	lc.line += i
+	lc.pending = append(lc.pending[:0], lc.pending[i:]...)
+	return lc.line + 1
+}
+
+// ---- NDJSON ----
+
+func (rd *Reader) nextNDJSON() (Record, error) {
+	for {
+		b, err := rd.br.ReadSlice('\n')
+		if len(b) == 0 && err == io.EOF {
+			return Record{}, io.EOF
+		}
+		if err != nil && err != io.EOF && err != bufio.ErrBufferFull {
+			return Record{}, readErr(err)
+		}
+		rd.line++
+		rec := Record{Line: rd.line, Fields: rd.fields}
+		if err == bufio.ErrBufferFull {
+			for err == bufio.ErrBufferFull {
+				_, err = rd.br.ReadSlice('\n')
+			}
+			if err != nil && err != io.EOF {
+				return Record{}, readErr(err)
+			}
+			rec.Problems = []FieldError{{Reason: fmt.Sprintf("the line is longer than the limit of %d bytes (64 KiB): shorten its fields", MaxRowBytes)}}
+			rec.Partial = true
+			return rec, nil
+		}
+		b = bytes.TrimSpace(b)
+		if len(b) == 0 {
+			continue
+		}
+		if b[0] != '{' || !json.Valid(b) {
+			rec.Problems = []FieldError{{Reason: "the line is not one JSON object: NDJSON needs each subscription as a complete object on its own line"}}
+			rec.Partial = true
+			return rec, nil
+		}
+		rec.Problems, rec.Partial = rd.object(b)
+		return rec, nil
+	}
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && n < len(s) && s[n]&0xC0 == 0x80 { // keep whole UTF-8 sequences
+		n--
+	}
+	return s[:n] + "…"
+}

@@ -1,0 +1,246 @@
+package importer
+
+import (
+	"fmt"
+	"net/mail"
+	"strconv"
+	"strings"
+	"unicode"
+	"unicode/utf8"
+
+	"golang.org/x/text/language"
+
+	"renewals/pkg/subscription"
+)
+
+// Limits on field values.
+const (
+	// MaxFieldChars is the longest text value, in characters.
+	MaxFieldChars = 256
+	// MaxEmailBytes is the longest email address (RFC 5321's path limit).
+	MaxEmailBytes = 254
+)
+
+// Validate turns one row's fields (as Record.Fields: lower-case names to raw
+// values) into a subscription. Values are trimmed of surrounding white space
+// and an empty value is the same as an absent field. It returns one
+// FieldError per rejected field, in the order of the import format's field
+// list, each with a reason that says what to do; the subscription is only
+// meaningful when there are none. Fields it does not know are ignored.
+//
+// The rules: subscription_id as subscription.ValidID, required; end_date
+// required and start_date optional, both ISO 8601 YYYY-MM-DD only; seats and
+// seats_assigned whole numbers of 0 or more (assigned may exceed seats: both
+// are kept as given); access_model single-user or multi-user and status
+// active (the default), renewal_in_progress or cancelled, in any case;
+// cm_email and pa_email exactly one bare address each (no display name or
+// brackets, at most 254 bytes), and sa_emails any number of them separated
+// by ';'; timezone an IANA zone name; locale a BCP 47 language tag, stored
+// in canonical form (en-gb becomes en-GB); every other value at most 256
+// characters of valid UTF-8 with no control characters (line breaks
+// included). Unicode text is welcome.
+func Validate(fields map[string]string) (subscription.Subscription, []FieldError) {
+	v := validator{fields: fields}
+	s := subscription.Subscription{Status: subscription.StatusActive}
+
+	if id, ok := v.get("subscription_id"); !ok {
+		v.fail("subscription_id", "is missing: every row needs the subscription id")
+	} else if err := subscription.ValidID(id); err != nil {
+		v.fail("subscription_id", err.Error())
+	} else {
+		s.ID = id
+	}
+	if d, ok := v.get("end_date"); !ok {
+		v.fail("end_date", "is missing: every row needs the end date of the term, as YYYY-MM-DD, e.g. 2027-05-31")
+	} else {
+		s.EndDate = v.date("end_date", d)
+	}
+	s.CustomerAccount = v.text("customer_account")
+	s.CustomerName = v.text("customer_name")
+	s.Product = v.text("product")
+	s.Seats = v.count("seats")
+	s.SeatsAssigned = v.count("seats_assigned")
+	if a, ok := v.get("access_model"); ok && v.plain("access_model", a) {
+		m := subscription.AccessModel(strings.ToLower(a))
+		if m.Valid() {
+			s.AccessModel = m
+		} else {
+			v.fail("access_model", fmt.Sprintf("%q is not an access model: use single-user or multi-user", truncate(a, 40)))
+		}
+	}
+	s.Term = v.text("term")
+	if d, ok := v.get("start_date"); ok {
+		s.StartDate = v.date("start_date", d)
+	}
+	if st, ok := v.get("status"); ok && v.plain("status", st) {
+		x := subscription.Status(strings.ToLower(st))
+		if x.Valid() {
+			s.Status = x
+		} else {
+			v.fail("status", fmt.Sprintf("%q is not a status: use active, renewal_in_progress or cancelled", truncate(st, 40)))
+		}
+	}
+	s.ContractManager = subscription.Contact{Name: v.text("cm_name"), Email: v.email("cm_email"), Phone: v.text("cm_phone")}
+	s.PrimaryAdmin = subscription.Contact{Name: v.text("pa_name"), Email: v.email("pa_email")}
+	s.SecondaryAdmins = v.emails("sa_emails")
+	if tz, ok := v.get("timezone"); ok && v.plain("timezone", tz) {
+		if _, err := subscription.LoadLocation(tz); err != nil || strings.EqualFold(tz, "local") {
+			v.fail("timezone", fmt.Sprintf("%q is not an IANA time zone: use a name such as Europe/London", truncate(tz, 40)))
+		} else {
+			s.Timezone = tz
+		}
+	}
+	if l, ok := v.get("locale"); ok && v.plain("locale", l) {
+		tag, err := language.Parse(l)
+		if base, _ := tag.Base(); err != nil || base.String() == "und" {
+			v.fail("locale", fmt.Sprintf("%q is not a language tag: use a BCP 47 tag such as en-GB or de-DE", truncate(l, 40)))
+		} else {
+			s.Locale = tag.String()
+		}
+	}
+	s.ResellerRep = v.text("reseller_rep")
+	return s, v.errs
+}
+
+type validator struct {
+	fields map[string]string
+	errs   []FieldError
+}
+
+func (v *validator) fail(field, reason string) {
+	v.errs = append(v.errs, FieldError{Field: field, Reason: reason})
+}
+
+// get returns the trimmed value, and false when it is absent or empty.
+func (v *validator) get(field string) (string, bool) {
+	s := strings.TrimSpace(v.fields[field])
+	return s, s != ""
+}
+
+// plain checks the rules that every value obeys, and reports the first
+// broken one.
+func (v *validator) plain(field, s string) bool {
+	if !utf8.ValidString(s) {
+		v.fail(field, "is not valid UTF-8 text: save the file as UTF-8")
+		return false
+	}
+	if i := strings.IndexFunc(s, unicode.IsControl); i >= 0 {
+		r, _ := utf8.DecodeRuneInString(s[i:])
+		what := fmt.Sprintf("a control character (%U)", r)
+		switch r {
+		case '\n', '\r':
+			what = "a line break"
+		case '\t':
+			what = "a tab"
+		}
+		v.fail(field, fmt.Sprintf("contains %s: put the value on one line, without control characters", what))
+		return false
+	}
+	if n := utf8.RuneCountInString(s); n > MaxFieldChars {
+		v.fail(field, fmt.Sprintf("is %d characters long: shorten it to at most %d", n, MaxFieldChars))
+		return false
+	}
+	return true
+}
+
+func (v *validator) text(field string) string {
+	s, ok := v.get(field)
+	if !ok || !v.plain(field, s) {
+		return ""
+	}
+	return s
+}
+
+func (v *validator) date(field, s string) subscription.Date {
+	if !v.plain(field, s) {
+		return subscription.Date{}
+	}
+	d, err := subscription.ParseDate(s)
+	if err != nil {
+		v.fail(field, fmt.Sprintf("%q is not a date: use YYYY-MM-DD, e.g. %s", truncate(s, 40), example(s)))
+		return subscription.Date{}
+	}
+	return d
+}
+
+// example suggests the ISO form of a date written D/M/YYYY or D.M.YYYY, the
+// common mistake, and 2027-05-31 otherwise.
+func example(s string) string {
+	f := strings.FieldsFunc(s, func(r rune) bool { return r == '/' || r == '.' || r == '-' })
+	if len(f) == 3 && len(f[2]) == 4 {
+		d, err1 := strconv.Atoi(f[0])
+		m, err2 := strconv.Atoi(f[1])
+		if err1 == nil && err2 == nil && m >= 1 && m <= 12 && d >= 1 && d <= 31 {
+			if _, err := subscription.ParseDate(fmt.Sprintf("%s-%02d-%02d", f[2], m, d)); err == nil {
+				return fmt.Sprintf("%s-%02d-%02d", f[2], m, d)
+			}
+		}
+	}
+	return "2027-05-31"
+}
+
+func (v *validator) count(field string) *int {
+	s, ok := v.get(field)
+	if !ok || !v.plain(field, s) {
+		return nil
+	}
+	n, err := strconv.Atoi(s)
+	if err != nil || n < 0 || s[0] == '+' {
+		v.fail(field, fmt.Sprintf("%q is not a number of seats: use a whole number of 0 or more, e.g. 25", truncate(s, 40)))
+		return nil
+	}
+	return &n
+}
+
+func (v *validator) email(field string) string {
+	s, ok := v.get(field)
+	if !ok || !v.plain(field, s) {
+		return ""
+	}
+	if reason := checkEmail(s); reason != "" {
+		v.fail(field, reason)
+		return ""
+	}
+	return s
+}
+
+func (v *validator) emails(field string) []string {
+	s, ok := v.get(field)
+	if !ok || !v.plain(field, s) {
+		return nil
+	}
+	var out []string
+	for part := range strings.SplitSeq(s, ";") {
+		part = strings.TrimSpace(part)
+		if part == "" {
+			continue
+		}
+		if reason := checkEmail(part); reason != "" {
+			v.fail(field, reason+" (separate addresses with ;)")
+			return nil
+		}
+		out = append(out, part)
+	}
+	return out
+}
+
+// checkEmail returns why s is not exactly one bare email address, or "".
+func checkEmail(s string) string {
+	bad := func(why string) string {
+		return fmt.Sprintf("%q is not an email address: %s", truncate(s, 60), why)
+	}
+	if len(s) > MaxEmailBytes {
+		return bad(fmt.Sprintf("it is %d bytes long, and an address is at most %d", len(s), MaxEmailBytes))
+	}
+	if strings.ContainsAny(s, ",;") {
+		return bad("give exactly one address, such as jane@example.com")
+	}
+	a, err := mail.ParseAddress(s)
+	if err != nil {
+		return bad("give one address such as jane@example.com")
+	}
+	if a.Name != "" || a.Address != s {
+		return bad("give the bare address alone, such as jane@example.com, with no name, brackets or comments")
+	}
+	return ""
+}
