@@ -1,0 +1,186 @@
+// Package mailer turns a rendered notice into an RFC 5322 message and hands
+// it over: to an SMTP server through a pool of long-lived connections, or,
+// with no server configured, into an outbox directory of .eml files. Every
+// message goes to exactly one address, the contract manager's, and carries
+// the notice key in an X-Renewal-Notice header and in its Message-ID.
+package mailer
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"context"
+	"errors"
+	"fmt"
+	"net/mail"
+	"strings"
+	"time"
+
+	gomail "github.com/wneessen/go-mail"
+
+	"renewals/pkg/subscription"
+)
+
+// HeaderNotice is the header that carries the notice key on every email.
+const HeaderNotice = "X-Renewal-Notice"
+
+// Errors that callers can test for with errors.Is.
+var (
+	// ErrPermanent: sending again will not help (a 5xx reply, an invalid
+	// address, a message that cannot be built). Record the notice as failed
+	// or undeliverable; do not retry.
+	ErrPermanent = errors.New("permanent failure")
+	// ErrInvalidAddress: the recipient or sender address is not a single
+	// valid address. It wraps ErrPermanent.
+	ErrInvalidAddress = fmt.Errorf("invalid address: %w", ErrPermanent)
+	// ErrAmbiguous: the connection was lost after the whole message was
+	// written but before the server's final reply (the RFC 1047 gap), so the
+	// message may or may not have been delivered. It is transient: retry, and
+	// flag the notice as possibly sent twice.
+	ErrAmbiguous = errors.New("outcome unknown: connection lost after the message data")
+	// ErrClosed: Send was called after Close.
+	ErrClosed = errors.New("sender closed")
+)
+
+// Message is one rendered notice for one recipient.
+type Message struct {
+	// Key names the notice; it becomes the X-Renewal-Notice header and the
+	// Message-ID. Its subscription id must pass subscription.ValidID.
+	Key subscription.NoticeKey
+	// To is the contract manager's address: the one and only recipient.
+	To string
+	// ToName is the contract manager's display name; it may be empty.
+	ToName string
+	// Subject, Text and HTML are the rendered email. CR and LF in Subject
+	// are replaced by spaces; the bodies may hold any text.
+	Subject, Text, HTML string
+}
+
+// Sender hands messages over for delivery. Implementations are safe for
+// concurrent use.
+type Sender interface {
+	// Send delivers m or returns why not. A nil error means the message was
+	// accepted (by the SMTP server, or written to the outbox). An error
+	// wrapping ErrPermanent must not be retried; one wrapping ErrAmbiguous
+	// may have been delivered; any other error is transient. Send honours
+	// ctx while waiting for a connection and aborts the connection when ctx
+	// ends mid-send.
+	Send(ctx context.Context, m Message) error
+	// Close releases connections; Send then returns ErrClosed.
+	Close() error
+}
+
+// Open returns the Sender that the configuration asks for: SMTP when smtpURL
+// is set (see ParseURL), else an Outbox writing into outboxDir. from is the
+// From address (RENEWALS_MAIL_FROM); now stamps the Date header and may be
+// nil for the wall clock.
+func Open(smtpURL, from, outboxDir string, now func() time.Time) (Sender, error) {
+	if smtpURL == "" {
+		return NewOutbox(outboxDir, from, now)
+	}
+	cfg, err := ParseURL(smtpURL)
+	if err != nil {
+		return nil, err
+	}
+	return NewSMTP(cfg, from, now)
+}
+
+// MessageID returns the Message-ID (without angle brackets) of the notice
+// key's email: the same key always gives the same id, so a receiving system
+// can see a resent notice as the same message. The right-hand side is the
+// domain of from, or "renewals" when from has none.
+func MessageID(key subscription.NoticeKey, from string) string {
+	domain := "renewals"
+	if a, err := mail.ParseAddress(from); err == nil {
+		if i := strings.LastIndexByte(a.Address, '@'); i >= 0 && validDomain(a.Address[i+1:]) {
+			domain = a.Address[i+1:]
+		}
+	}
+	return fmt.Sprintf("renewal.%s.%s.%d@%s", key.SubscriptionID, key.EndDate, key.Milestone, domain)
+}
+
+func validDomain(d string) bool {
+	if d == "" || len(d) > 253 {
+		return false
+	}
+	for _, r := range d {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '.' || r == '-') {
+			return false
+		}
+	}
+	return true
+}
+
+// Compose returns the message as the bytes an SMTP server would receive
+// (before dot-stuffing) and the outbox stores: RFC 5322 with CRLF line ends,
+// multipart/alternative with a text/plain and a text/html part.
+func Compose(from string, m Message, date time.Time) ([]byte, error) {
+	msg, err := build(from, m, date)
+	if err != nil {
+		return nil, err
+	}
+	var buf bytes.Buffer
+	if _, err := msg.WriteTo(&buf); err != nil {
+		return nil, fmt.Errorf("compose notice %s: %w", m.Key, err)
+	}
+	return buf.Bytes(), nil
+}
+
+// build makes the go-mail message. Every check here fails permanently: the
+// same input will never build.
+func build(from string, m Message, date time.Time) (*gomail.Msg, error) {
+	if err := subscription.ValidID(m.Key.SubscriptionID); err != nil {
+		return nil, fmt.Errorf("build notice: %w: %w", err, ErrPermanent)
+	}
+	if m.Key.EndDate.IsZero() || m.Key.Milestone < 1 {
+		return nil, fmt.Errorf("build notice %s: the notice key needs an end date and a milestone: %w", m.Key, ErrPermanent)
+	}
+	sender, err := singleAddress(from)
+	if err != nil {
+		return nil, fmt.Errorf("build notice %s: From address (RENEWALS_MAIL_FROM): %w", m.Key, err)
+	}
+	rcpt, err := singleAddress(m.To)
+	if err != nil {
+		return nil, fmt.Errorf("build notice %s: contract manager address: %w", m.Key, err)
+	}
+	rcpt.Name = oneLine(m.ToName)
+
+	// A boundary derived from the content makes the same notice compose to
+	// the same bytes; the content cannot hold a digest of itself.
+	sum := sha256.Sum256([]byte(m.Key.String() + "\x00" + m.Subject + "\x00" + m.Text + "\x00" + m.HTML))
+	msg := gomail.NewMsg(gomail.WithNoDefaultUserAgent(), gomail.WithBoundary("renewal-"+hex.EncodeToString(sum[:16])))
+	msg.SetAddrHeaderFromMailAddress(gomail.HeaderFrom, sender)
+	// To is the only recipient header ever set: no Cc, no Bcc, so the SMTP
+	// envelope (go-mail sends to To+Cc+Bcc) has exactly one RCPT TO.
+	msg.SetAddrHeaderFromMailAddress(gomail.HeaderTo, rcpt)
+	msg.Subject(oneLine(m.Subject))
+	msg.SetMessageIDWithValue(MessageID(m.Key, sender.Address))
+	msg.SetDateWithValue(date)
+	msg.SetGenHeader(gomail.Header(HeaderNotice), m.Key.String())
+	msg.SetGenHeader(gomail.Header("Auto-Submitted"), "auto-generated")
+	msg.SetBodyString(gomail.TypeTextPlain, m.Text)
+	msg.AddAlternativeString(gomail.TypeTextHTML, m.HTML)
+	return msg, nil
+}
+
+// singleAddress parses s as exactly one bare address (no display name, no
+// list) and fails with ErrInvalidAddress otherwise.
+func singleAddress(s string) (*mail.Address, error) {
+	if s == "" {
+		return nil, fmt.Errorf("no address given: %w", ErrInvalidAddress)
+	}
+	if strings.ContainsAny(s, "\r\n") {
+		return nil, fmt.Errorf("address contains a line break: %w", ErrInvalidAddress)
+	}
+	a, err := mail.ParseAddress(s)
+	if err != nil || a.Name != "" || a.Address != strings.TrimSpace(s) && "<"+a.Address+">" != strings.TrimSpace(s) {
+		return nil, fmt.Errorf("not a single email address such as name@example.com: %w", ErrInvalidAddress)
+	}
+	return &mail.Address{Address: a.Address}, nil
+}
+
+// oneLine collapses every run of white space, line breaks included, into
+// one space and trims the ends, so that a value can never end a header line.
+func oneLine(s string) string {
+	return strings.Join(strings.Fields(s), " ")
+}

@@ -1,0 +1,115 @@
+package mailer
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	"renewals/pkg/subscription"
+)
+
+// Outbox is the Sender used when no SMTP server is configured: it writes each
+// message as an RFC 5322 .eml file (the bytes SMTP would carry) into a
+// directory, where a person or a test can read it.
+type Outbox struct {
+	dir  string
+	from string
+	now  func() time.Time
+}
+
+// NewOutbox creates dir (mode 0750) when missing and returns an Outbox that
+// writes into it. from is the From address; now stamps the Date header and
+// may be nil for the wall clock.
+func NewOutbox(dir, from string, now func() time.Time) (*Outbox, error) {
+	if dir == "" {
+		return nil, fmt.Errorf("open outbox: no directory given: set RENEWALS_DATA_DIR")
+	}
+	if _, err := singleAddress(from); err != nil {
+		return nil, fmt.Errorf("open outbox: From address %q (RENEWALS_MAIL_FROM): %w", from, err)
+	}
+	if err := os.MkdirAll(dir, 0o750); err != nil {
+		return nil, fmt.Errorf("open outbox %s: %w", dir, err)
+	}
+	if now == nil {
+		now = time.Now
+	}
+	return &Outbox{dir: dir, from: from, now: now}, nil
+}
+
+// Dir returns the directory the outbox writes into.
+func (o *Outbox) Dir() string { return o.dir }
+
+// Path returns the file that holds the notice's message:
+// <dir>/<subscription_id>_<end_date>_<milestone>.eml.
+func (o *Outbox) Path(key subscription.NoticeKey) string {
+	return filepath.Join(o.dir, FileName(key))
+}
+
+// FileName names the .eml file of a notice key. A subscription id holds only
+// letters, digits, '-' and '_', so the name is safe on every file system.
+func FileName(key subscription.NoticeKey) string {
+	return key.SubscriptionID + "_" + key.EndDate.String() + "_" + strconv.Itoa(key.Milestone) + ".eml"
+}
+
+// Send writes m to its file atomically: a temporary file in the same
+// directory, fsync, rename, fsync of the directory. A reader sees the old
+// file or the new one, never a part. Writing the same key again replaces the
+// file. Errors are transient, except a message that cannot be built
+// (ErrPermanent).
+func (o *Outbox) Send(ctx context.Context, m Message) error {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("write notice %s to outbox: %w", m.Key, err)
+	}
+	data, err := Compose(o.from, m, o.now())
+	if err != nil {
+		return err
+	}
+	if err := writeAtomic(o.dir, FileName(m.Key), data); err != nil {
+		return fmt.Errorf("write notice %s to outbox: %w", m.Key, err)
+	}
+	return nil
+}
+
+// Close does nothing: the outbox holds no resources.
+func (o *Outbox) Close() error { return nil }
+
+func writeAtomic(dir, name string, data []byte) (err error) {
+	f, err := os.CreateTemp(dir, "."+name+".tmp-*")
+	if err != nil {
+		return err
+	}
+	tmp := f.Name()
+	defer func() {
+		if err != nil {
+			_ = os.Remove(tmp)
+		}
+	}()
+	if err := f.Chmod(0o640); err != nil {
+		_ = f.Close()
+		return err
+	}
+	if _, err := f.Write(data); err != nil {
+		_ = f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		_ = f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, filepath.Join(dir, name)); err != nil {
+		return err
+	}
+	// The rename is durable only once the directory itself is synced.
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}
