@@ -1,0 +1,255 @@
+package redisstore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"renewals/pkg/subscription"
+)
+
+// Ledger entry hash fields.
+const (
+	fOutcome   = "o"
+	fReason    = "r"
+	fRole      = "ro"
+	fAt        = "at"
+	fAttempts  = "n"
+	fAmbiguous = "amb"
+	fToken     = "tok"
+	fLease     = "lease" // unix milliseconds at which the claim runs out
+)
+
+// claimScript: KEYS entry, per-subscription set; ARGV token, now ms, lease
+// ms, notice key. Returns "ok", "sent" or "claimed". A claim over a lease that
+// ran out marks the entry ambiguous: its holder may have sent.
+var claimScript = redis.NewScript(`
+local e = redis.call('HMGET', KEYS[1], 'o', 'tok', 'lease')
+if e[1] == 'sent' then return 'sent' end
+local now = tonumber(ARGV[2])
+local until_ms = now + tonumber(ARGV[3])
+if e[2] and e[2] ~= '' then
+  if e[2] == ARGV[1] then
+    redis.call('HSET', KEYS[1], 'lease', until_ms)
+    return 'ok'
+  end
+  if now < (tonumber(e[3]) or 0) then return 'claimed' end
+  redis.call('HSET', KEYS[1], 'amb', '1')
+end
+redis.call('HSET', KEYS[1], 'tok', ARGV[1], 'lease', until_ms)
+redis.call('HINCRBY', KEYS[1], 'n', 1)
+redis.call('SADD', KEYS[2], ARGV[4])
+return 'ok'
+`)
+
+// releaseScript: KEYS entry; ARGV token, "1" when ambiguous.
+var releaseScript = redis.NewScript(`
+if redis.call('HGET', KEYS[1], 'tok') ~= ARGV[1] then return 'lost' end
+redis.call('HDEL', KEYS[1], 'tok', 'lease')
+if ARGV[2] == '1' then redis.call('HSET', KEYS[1], 'amb', '1') end
+return 'ok'
+`)
+
+// confirmScript: KEYS entry; ARGV token, outcome, reason, role, at, "1" when ambiguous.
+var confirmScript = redis.NewScript(`
+if redis.call('HGET', KEYS[1], 'tok') ~= ARGV[1] then return 'lost' end
+redis.call('HDEL', KEYS[1], 'tok', 'lease')
+redis.call('HSET', KEYS[1], 'o', ARGV[2], 'r', ARGV[3], 'ro', ARGV[4], 'at', ARGV[5])
+if ARGV[6] == '1' then redis.call('HSET', KEYS[1], 'amb', '1') end
+return 'ok'
+`)
+
+func checkToken(op string, key subscription.NoticeKey, token string) error {
+	if token == "" {
+		return fmt.Errorf("%s notice %s: empty claim token", op, key)
+	}
+	if key.SubscriptionID == "" || key.EndDate.IsZero() || key.Milestone < 1 {
+		return fmt.Errorf("%s notice %s: incomplete notice key", op, key)
+	}
+	return nil
+}
+
+// Claim takes the notice for token until now+lease, atomically in one script.
+// It returns an error wrapping subscription.ErrAlreadySent when the notice
+// was sent, or subscription.ErrClaimed while another token's lease is live
+// (a lease ending exactly at now has run out). Claiming again with the same
+// token renews the lease without counting an attempt; any other successful
+// claim counts one, and one that takes over a lapsed lease marks the entry
+// ambiguous.
+func (l *Ledger) Claim(ctx context.Context, key subscription.NoticeKey, token string, now time.Time, lease time.Duration) error {
+	if err := checkToken("claim", key, token); err != nil {
+		return err
+	}
+	if lease <= 0 {
+		return fmt.Errorf("claim notice %s: lease %v is not positive", key, lease)
+	}
+	res, err := claimScript.Run(ctx, l.c, []string{noticeKey(key), noticesKey(key.SubscriptionID)},
+		token, now.UnixMilli(), lease.Milliseconds(), key.String()).Text()
+	if err != nil {
+		return fmt.Errorf("claim notice %s: %w", key, err)
+	}
+	switch res {
+	case "ok":
+		return nil
+	case "sent":
+		return fmt.Errorf("claim notice %s: %w", key, subscription.ErrAlreadySent)
+	case "claimed":
+		return fmt.Errorf("claim notice %s: %w", key, subscription.ErrClaimed)
+	}
+	return fmt.Errorf("claim notice %s: unexpected script reply %q", key, res)
+}
+
+// Release ends token's claim without an outcome, so another claim may take
+// the notice at once; ambiguous marks the entry for good. It returns an error
+// wrapping subscription.ErrLostClaim when token does not hold the claim
+// (including when the notice was never claimed).
+func (l *Ledger) Release(ctx context.Context, key subscription.NoticeKey, token string, ambiguous bool) error {
+	if err := checkToken("release", key, token); err != nil {
+		return err
+	}
+	res, err := releaseScript.Run(ctx, l.c, []string{noticeKey(key)}, token, flag(ambiguous)).Text()
+	if err != nil {
+		return fmt.Errorf("release notice %s: %w", key, err)
+	}
+	if res != "ok" {
+		return fmt.Errorf("release notice %s: %w", key, subscription.ErrLostClaim)
+	}
+	return nil
+}
+
+// Confirm records e's Outcome, Reason, Role and At under token's claim and
+// ends the claim. e.Ambiguous marks the entry ambiguous; an entry already
+// marked stays so. e.Key and e.Attempts are ignored: the ledger keeps them.
+// It returns an error wrapping subscription.ErrLostClaim when token does not
+// hold the claim.
+func (l *Ledger) Confirm(ctx context.Context, key subscription.NoticeKey, token string, e subscription.Entry) error {
+	if err := checkToken("confirm", key, token); err != nil {
+		return err
+	}
+	if e.Outcome == "" {
+		return fmt.Errorf("confirm notice %s: no outcome", key)
+	}
+	at := ""
+	if !e.At.IsZero() {
+		at = e.At.Format(time.RFC3339Nano)
+	}
+	res, err := confirmScript.Run(ctx, l.c, []string{noticeKey(key)},
+		token, string(e.Outcome), e.Reason, string(e.Role), at, flag(e.Ambiguous)).Text()
+	if err != nil {
+		return fmt.Errorf("confirm notice %s: %w", key, err)
+	}
+	if res != "ok" {
+		return fmt.Errorf("confirm notice %s: %w", key, subscription.ErrLostClaim)
+	}
+	return nil
+}
+
+func flag(b bool) string {
+	if b {
+		return "1"
+	}
+	return "0"
+}
+
+// Sent reports, for every one of keys, whether it was sent, in one pipelined
+// round trip.
+func (l *Ledger) Sent(ctx context.Context, keys []subscription.NoticeKey) (map[subscription.NoticeKey]bool, error) {
+	out := make(map[subscription.NoticeKey]bool, len(keys))
+	if len(keys) == 0 {
+		return out, nil
+	}
+	pipe := l.c.Pipeline()
+	cmds := make([]*redis.StringCmd, len(keys))
+	for i, k := range keys {
+		cmds[i] = pipe.HGet(ctx, noticeKey(k), fOutcome)
+	}
+	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+		return nil, fmt.Errorf("read sent notices: %w", err)
+	}
+	for i, k := range keys {
+		out[k] = cmds[i].Val() == string(subscription.OutcomeSent)
+	}
+	return out, nil
+}
+
+// Get returns the entry for key, or an error wrapping subscription.ErrNotFound
+// when the notice was never claimed.
+func (l *Ledger) Get(ctx context.Context, key subscription.NoticeKey) (subscription.Entry, error) {
+	m, err := l.c.HGetAll(ctx, noticeKey(key)).Result()
+	if err != nil {
+		return subscription.Entry{}, fmt.Errorf("get notice %s: %w", key, err)
+	}
+	if len(m) == 0 {
+		return subscription.Entry{}, fmt.Errorf("get notice %s: %w", key, subscription.ErrNotFound)
+	}
+	return entry(key, m)
+}
+
+func entry(key subscription.NoticeKey, m map[string]string) (subscription.Entry, error) {
+	e := subscription.Entry{
+		Key: key, Outcome: subscription.Outcome(m[fOutcome]), Reason: m[fReason],
+		Role: subscription.Role(m[fRole]), Ambiguous: m[fAmbiguous] == "1",
+	}
+	if v := m[fAttempts]; v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil {
+			return e, fmt.Errorf("notice %s: attempts %q: %w", key, v, err)
+		}
+		e.Attempts = n
+	}
+	if v := m[fAt]; v != "" {
+		t, err := time.Parse(time.RFC3339Nano, v)
+		if err != nil {
+			return e, fmt.Errorf("notice %s: time %q: %w", key, v, err)
+		}
+		e.At = t
+	}
+	return e, nil
+}
+
+// List returns every entry of the subscription, ordered by
+// subscription.CompareKeys (end date, then milestone as a number), and an
+// empty list when it has none.
+func (l *Ledger) List(ctx context.Context, subscriptionID string) ([]subscription.Entry, error) {
+	members, err := l.c.SMembers(ctx, noticesKey(subscriptionID)).Result()
+	if err != nil {
+		return nil, fmt.Errorf("list notices of %s: %w", subscriptionID, err)
+	}
+	keys := make([]subscription.NoticeKey, 0, len(members))
+	for _, m := range members {
+		k, err := subscription.ParseNoticeKey(m)
+		if err != nil {
+			return nil, fmt.Errorf("list notices of %s: %w", subscriptionID, err)
+		}
+		keys = append(keys, k)
+	}
+	slices.SortFunc(keys, subscription.CompareKeys)
+	if len(keys) == 0 {
+		return nil, nil
+	}
+	pipe := l.c.Pipeline()
+	cmds := make([]*redis.MapStringStringCmd, len(keys))
+	for i, k := range keys {
+		cmds[i] = pipe.HGetAll(ctx, noticeKey(k))
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		return nil, fmt.Errorf("list notices of %s: %w", subscriptionID, err)
+	}
+	out := make([]subscription.Entry, 0, len(keys))
+	for i, k := range keys {
+		if len(cmds[i].Val()) == 0 {
+			continue
+		}
+		e, err := entry(k, cmds[i].Val())
+		if err != nil {
+			return nil, fmt.Errorf("list notices of %s: %w", subscriptionID, err)
+		}
+		out = append(out, e)
+	}
+	return out, nil
+}
