@@ -36,11 +36,13 @@ const (
 	readChunk = 1000 // subscriptions per EndingBetween read
 )
 
-func subKey(id string) string                      { return Prefix + "sub:" + id }
-func dataKeyKey(id string) string                  { return Prefix + "dk:" + id }
-func noticeKey(k subscription.NoticeKey) string    { return Prefix + "notice:" + k.String() }
-func noticesKey(subscriptionID string) string      { return Prefix + "notices:" + subscriptionID }
-func errf(op string, err error, args ...any) error { return fmt.Errorf(op+": %w", append(args, err)...) }
+func subKey(id string) string                   { return Prefix + "sub:" + id }
+func dataKeyKey(id string) string               { return Prefix + "dk:" + id }
+func noticeKey(k subscription.NoticeKey) string { return Prefix + "notice:" + k.String() }
+func noticesKey(subscriptionID string) string   { return Prefix + "notices:" + subscriptionID }
+func errf(op string, err error, args ...any) error {
+	return fmt.Errorf(op+": %w", append(args, err)...)
+}
 
 // Store is the Redis subscription.Store. Its personal data is crypto-shredded
 // (see package shred): Erase deletes the data key with the record and then
