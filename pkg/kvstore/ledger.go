@@ -1,0 +1,274 @@
+package kvstore
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"renewals/pkg/subscription"
+)
+
+// Ledger is the JetStream subscription.Ledger: one key per notice in the
+// renewals_ledger bucket, every change a compare-and-set on the key's
+// revision (Create for a first claim, Update with the revision read), retried
+// when another writer came between.
+type Ledger struct {
+	kv jetstream.KeyValue
+}
+
+// state is one ledger entry as stored.
+type state struct {
+	Outcome      subscription.Outcome `json:"outcome,omitempty"`
+	Reason       string               `json:"reason,omitempty"`
+	Role         subscription.Role    `json:"role,omitempty"`
+	At           time.Time            `json:"at,omitzero"`
+	Attempts     int                  `json:"attempts"`
+	Ambiguous    bool                 `json:"ambiguous,omitempty"`
+	Token        string               `json:"token,omitempty"`
+	LeaseUntilMs int64                `json:"lease_until_ms,omitempty"`
+}
+
+// ledgerKey encodes a notice key for the bucket: ':' is not allowed in
+// keys, so "<id>:<date>:<m>" becomes "<id>.<date>.<m>", which also lets List
+// filter on "<id>.>".
+func ledgerKey(k subscription.NoticeKey) string {
+	return k.SubscriptionID + "." + k.EndDate.String() + "." + strconv.Itoa(k.Milestone)
+}
+
+func parseLedgerKey(s string) (subscription.NoticeKey, error) {
+	return subscription.ParseNoticeKey(strings.ReplaceAll(s, ".", ":"))
+}
+
+var errLost = errors.New("lost")
+
+// update applies change to the entry of key with compare-and-set, retrying on
+// conflict. change gets nil when there is no entry; it returns the new state,
+// or an error that update returns as is.
+func (l *Ledger) update(ctx context.Context, op string, key subscription.NoticeKey, change func(*state) (*state, error)) error {
+	if key.SubscriptionID == "" || key.EndDate.IsZero() || key.Milestone < 1 {
+		return fmt.Errorf("%s notice %s: incomplete notice key", op, key)
+	}
+	k := ledgerKey(key)
+	for range 100 {
+		var cur *state
+		var rev uint64
+		e, err := l.kv.Get(ctx, k)
+		switch {
+		case errors.Is(err, jetstream.ErrKeyNotFound):
+		case err != nil:
+			return fmt.Errorf("%s notice %s: %w", op, key, err)
+		default:
+			cur, rev = new(state), e.Revision()
+			if err := json.Unmarshal(e.Value(), cur); err != nil {
+				return fmt.Errorf("%s notice %s: stored entry: %w", op, key, err)
+			}
+		}
+		next, err := change(cur)
+		if err != nil {
+			return fmt.Errorf("%s notice %s: %w", op, key, err)
+		}
+		if next == nil {
+			return nil
+		}
+		b, err := json.Marshal(next)
+		if err != nil {
+			return fmt.Errorf("%s notice %s: %w", op, key, err)
+		}
+		if rev == 0 {
+			_, err = l.kv.Create(ctx, k, b)
+		} else {
+			_, err = l.kv.Update(ctx, k, b, rev)
+		}
+		if isConflict(err) {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("%s notice %s: %w", op, key, err)
+		}
+		return nil
+	}
+	return fmt.Errorf("%s notice %s: too many concurrent writers; try again", op, key)
+}
+
+// Claim takes the notice for token until now+lease. It returns an error
+// wrapping subscription.ErrAlreadySent when the notice was sent, or
+// subscription.ErrClaimed while another token's lease is live (a lease ending
+// exactly at now has run out). Claiming again with the same token renews the
+// lease without counting an attempt; any other successful claim counts one,
+// and one that takes over a lapsed lease marks the entry ambiguous.
+func (l *Ledger) Claim(ctx context.Context, key subscription.NoticeKey, token string, now time.Time, lease time.Duration) error {
+	if token == "" || lease <= 0 {
+		return fmt.Errorf("claim notice %s: need a token and a positive lease", key)
+	}
+	until := now.UnixMilli() + lease.Milliseconds()
+	return l.update(ctx, "claim", key, func(cur *state) (*state, error) {
+		if cur == nil {
+			return &state{Attempts: 1, Token: token, LeaseUntilMs: until}, nil
+		}
+		if cur.Outcome == subscription.OutcomeSent {
+			return nil, subscription.ErrAlreadySent
+		}
+		next := *cur
+		next.LeaseUntilMs = until
+		switch {
+		case cur.Token == token:
+			return &next, nil
+		case cur.Token != "" && now.UnixMilli() < cur.LeaseUntilMs:
+			return nil, subscription.ErrClaimed
+		case cur.Token != "":
+			next.Ambiguous = true // the lapsed holder may have sent
+		}
+		next.Token = token
+		next.Attempts++
+		return &next, nil
+	})
+}
+
+// Release ends token's claim without an outcome, so another claim may take
+// the notice at once; ambiguous marks the entry for good. It returns an error
+// wrapping subscription.ErrLostClaim when token does not hold the claim
+// (including when the notice was never claimed).
+func (l *Ledger) Release(ctx context.Context, key subscription.NoticeKey, token string, ambiguous bool) error {
+	return l.update(ctx, "release", key, func(cur *state) (*state, error) {
+		if cur == nil || token == "" || cur.Token != token {
+			return nil, subscription.ErrLostClaim
+		}
+		next := *cur
+		next.Token, next.LeaseUntilMs = "", 0
+		next.Ambiguous = next.Ambiguous || ambiguous
+		return &next, nil
+	})
+}
+
+// Confirm records e's Outcome, Reason, Role and At under token's claim and
+// ends the claim. e.Ambiguous marks the entry ambiguous; an entry already
+// marked stays so. e.Key and e.Attempts are ignored: the ledger keeps them.
+// It returns an error wrapping subscription.ErrLostClaim when token does not
+// hold the claim.
+func (l *Ledger) Confirm(ctx context.Context, key subscription.NoticeKey, token string, e subscription.Entry) error {
+	if e.Outcome == "" {
+		return fmt.Errorf("confirm notice %s: no outcome", key)
+	}
+	return l.update(ctx, "confirm", key, func(cur *state) (*state, error) {
+		if cur == nil || token == "" || cur.Token != token {
+			return nil, subscription.ErrLostClaim
+		}
+		next := *cur
+		next.Token, next.LeaseUntilMs = "", 0
+		next.Outcome, next.Reason, next.Role, next.At = e.Outcome, e.Reason, e.Role, e.At
+		next.Ambiguous = next.Ambiguous || e.Ambiguous
+		return &next, nil
+	})
+}
+
+func (l *Ledger) get(ctx context.Context, key subscription.NoticeKey) (subscription.Entry, bool, error) {
+	e, err := l.kv.Get(ctx, ledgerKey(key))
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return subscription.Entry{}, false, nil
+	}
+	if err != nil {
+		return subscription.Entry{}, false, err
+	}
+	var st state
+	if err := json.Unmarshal(e.Value(), &st); err != nil {
+		return subscription.Entry{}, false, fmt.Errorf("stored entry: %w", err)
+	}
+	return subscription.Entry{
+		Key: key, Outcome: st.Outcome, Reason: st.Reason, Role: st.Role, At: st.At,
+		Attempts: st.Attempts, Ambiguous: st.Ambiguous,
+	}, true, nil
+}
+
+// Get returns the entry for key, or an error wrapping subscription.ErrNotFound
+// when the notice was never claimed.
+func (l *Ledger) Get(ctx context.Context, key subscription.NoticeKey) (subscription.Entry, error) {
+	e, ok, err := l.get(ctx, key)
+	if err != nil {
+		return e, fmt.Errorf("get notice %s: %w", key, err)
+	}
+	if !ok {
+		return e, fmt.Errorf("get notice %s: %w", key, subscription.ErrNotFound)
+	}
+	return e, nil
+}
+
+// getAll reads the entries of keys, up to 32 at a time; absent ones are
+// left out.
+func (l *Ledger) getAll(ctx context.Context, keys []subscription.NoticeKey) ([]subscription.Entry, []bool, error) {
+	out := make([]subscription.Entry, len(keys))
+	oks := make([]bool, len(keys))
+	errs := make([]error, len(keys))
+	next := make(chan int)
+	var wg sync.WaitGroup
+	for range min(parallel, len(keys)) {
+		wg.Go(func() {
+			for i := range next {
+				out[i], oks[i], errs[i] = l.get(ctx, keys[i])
+			}
+		})
+	}
+	for i := range keys {
+		next <- i
+	}
+	close(next)
+	wg.Wait()
+	return out, oks, errors.Join(errs...)
+}
+
+// Sent reports, for every one of keys, whether it was sent.
+func (l *Ledger) Sent(ctx context.Context, keys []subscription.NoticeKey) (map[subscription.NoticeKey]bool, error) {
+	entries, oks, err := l.getAll(ctx, keys)
+	if err != nil {
+		return nil, fmt.Errorf("read sent notices: %w", err)
+	}
+	out := make(map[subscription.NoticeKey]bool, len(keys))
+	for i, k := range keys {
+		out[k] = oks[i] && entries[i].Outcome == subscription.OutcomeSent
+	}
+	return out, nil
+}
+
+// List returns every entry of the subscription, ordered by
+// subscription.CompareKeys (end date, then milestone as a number), and an
+// empty list when it has none.
+func (l *Ledger) List(ctx context.Context, subscriptionID string) ([]subscription.Entry, error) {
+	if err := subscription.ValidID(subscriptionID); err != nil {
+		return nil, fmt.Errorf("list notices: %w", err)
+	}
+	lister, err := l.kv.ListKeysFiltered(ctx, subscriptionID+".>")
+	if err != nil {
+		return nil, fmt.Errorf("list notices of %s: %w", subscriptionID, err)
+	}
+	var keys []subscription.NoticeKey
+	for s := range lister.Keys() {
+		k, err := parseLedgerKey(s)
+		if err != nil {
+			return nil, fmt.Errorf("list notices of %s: %w", subscriptionID, err)
+		}
+		keys = append(keys, k)
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("list notices of %s: %w", subscriptionID, err)
+	}
+	slices.SortFunc(keys, subscription.CompareKeys)
+	keys = slices.Compact(keys)
+	entries, oks, err := l.getAll(ctx, keys)
+	if err != nil {
+		return nil, fmt.Errorf("list notices of %s: %w", subscriptionID, err)
+	}
+	var out []subscription.Entry
+	for i := range entries {
+		if oks[i] {
+			out = append(out, entries[i])
+		}
+	}
+	return out, nil
+}
