@@ -1,0 +1,34 @@
+package mailer_test
+
+import (
+	"fmt"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"renewals/pkg/testenv"
+)
+
+// BenchmarkSMTPPool sends through a pool of 4 connections to the in-process
+// server from many goroutines and reports the throughput.
+func BenchmarkSMTPPool(b *testing.B) {
+	srv := testenv.SMTP(b)
+	s := newSMTP(b, srv, "&workers=4")
+	var n atomic.Int64
+	b.SetParallelism(4) // 4×GOMAXPROCS senders compete for the 4 connections
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			if err := s.Send(b.Context(), sample(fmt.Sprintf("b%d", n.Add(1)))); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+	b.StopTimer()
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "msgs/s")
+	srv.WaitFor(b.N, 10*time.Second)
+	if c := srv.Connections(); c > 4 {
+		b.Errorf("%d connections for 4 workers", c)
+	}
+}
