@@ -13,6 +13,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"io"
 	"slices"
 	"strconv"
@@ -167,7 +168,7 @@ func Import(ctx context.Context, r io.Reader, opts Options) (Report, error) {
 	opts.ProgressEvery = cmp.Or(max(opts.ProgressEvery, 0), DefaultProgressEvery)
 	opts.MaxListed = cmp.Or(max(opts.MaxListed, 0), DefaultMaxListed)
 
-	im := importer{opts: opts, seen: map[string]int32{}, dups: map[string]int{}}
+	im := importer{opts: opts, seed: maphash.MakeSeed(), seen: map[uint64]int32{}, dups: map[uint64]int{}}
 	im.report = Report{Rejections: []Rejection{}, UnknownColumns: []string{}, Duplicates: []Duplicate{}}
 	rd, err := NewReader(r, opts.Format)
 	if err != nil {
@@ -186,8 +187,9 @@ type importer struct {
 	opts   Options
 	report Report
 	batch  []subscription.Subscription
-	seen   map[string]int32 // subscription id -> first line of a valid row
-	dups   map[string]int   // subscription id -> index in report.Duplicates
+	seed   maphash.Seed
+	seen   map[uint64]int32 // hash of a subscription id -> first line of a valid row
+	dups   map[uint64]int   // hash of a subscription id -> index in report.Duplicates, or -1
 }
 
 func (im *importer) run(ctx context.Context, rd *Reader) error {
@@ -250,16 +252,21 @@ func (im *importer) reject(rec Record, errs []FieldError) {
 	}
 }
 
-// noteID records a valid row's id to find repeats. The map holds a copy of
-// the id, not the row's string that the id is a slice of, so that a million
-// ids cost tens of megabytes and not the whole file.
+// noteID records a valid row's id to find repeats. The map is keyed by a
+// 64-bit hash of the id rather than the id itself: 12 bytes a row instead of
+// a string header and a copy of the string, which halves the live heap of a
+// million-row import (about 35 MB instead of 70). Two different ids of a
+// million-row file share a hash with a chance of about one in 30 million;
+// that would only list a false duplicate in the report, since every row is
+// upserted either way.
 func (im *importer) noteID(id string, line int) {
-	first, ok := im.seen[id]
+	h := maphash.String(im.seed, id)
+	first, ok := im.seen[h]
 	if !ok {
-		im.seen[strings.Clone(id)] = int32(min(line, 1<<31-1))
+		im.seen[h] = int32(min(line, 1<<31-1))
 		return
 	}
-	if i, ok := im.dups[id]; ok {
+	if i, ok := im.dups[h]; ok {
 		if i < 0 { // beyond MaxListed: counted once already
 			return
 		}
@@ -268,10 +275,10 @@ func (im *importer) noteID(id string, line int) {
 	}
 	if len(im.report.Duplicates) >= im.opts.MaxListed {
 		im.report.DuplicatesOmitted++
-		im.dups[strings.Clone(id)] = -1
+		im.dups[h] = -1
 		return
 	}
-	im.dups[strings.Clone(id)] = len(im.report.Duplicates)
+	im.dups[h] = len(im.report.Duplicates)
 	im.report.Duplicates = append(im.report.Duplicates, Duplicate{SubscriptionID: strings.Clone(id), Lines: []int{int(first), line}})
 }
 
@@ -295,8 +302,10 @@ func (im *importer) flush(ctx context.Context) error {
 			im.report.Created++
 		case subscription.Updated:
 			im.report.Updated++
-		default:
+		case subscription.Unchanged:
 			im.report.Unchanged++
+		default:
+			return fmt.Errorf("import: upsert of subscription %s returned the unknown change %q", im.batch[i].ID, r.Change)
 		}
 		if im.opts.OnUpsert != nil {
 			im.opts.OnUpsert(im.batch[i], r)

@@ -307,8 +307,8 @@ func TestReaderLinesAndUnknown(t *testing.T) {
 
 func TestSniff(t *testing.T) {
 	for in, want := range map[string]Format{
-		"  \r\n\t[]":             FormatJSON,
-		"\xEF\xBB\xBF\n{\"a\":1}": FormatNDJSON,
+		"  \r\n\t[]":                 FormatJSON,
+		"\xEF\xBB\xBF\n{\"a\":1}":    FormatNDJSON,
 		"subscription_id,end_date\n": FormatCSV,
 	} {
 		rd, err := NewReader(strings.NewReader(in), FormatAuto)

@@ -256,7 +256,7 @@ func (rd *Reader) Next() (Record, error) {
 // ---- CSV ----
 
 func (rd *Reader) startCSV(r io.Reader) error {
-	rd.guard = &rowGuard{src: r, in: make([]byte, 32<<10), line: 1, recStart: 1}
+	rd.guard = newRowGuard(r, MaxRowBytes)
 	c := csv.NewReader(rd.guard)
 	c.FieldsPerRecord = -1
 	c.LazyQuotes = false
@@ -370,10 +370,11 @@ func csvReason(err error) string {
 // where the record started, so that the reader can reject the truncated
 // record that the csv.Reader then returns.
 type rowGuard struct {
-	src  io.Reader
-	in   []byte
-	r, w int
-	err  error
+	limit int // MaxRowBytes but in tests
+	src   io.Reader
+	in    []byte
+	r, w  int
+	err   error
 
 	state    csvState
 	line     int // physical line of the next byte
@@ -393,6 +394,10 @@ const (
 	quoteInQuoted // a quote seen in a quoted field: its end, or half of ""
 	badLine       // the csv.Reader will report an error and skip to the line end
 )
+
+func newRowGuard(r io.Reader, limit int) *rowGuard {
+	return &rowGuard{limit: limit, src: r, in: make([]byte, 32<<10), line: 1, recStart: 1}
+}
 
 // popLong reports whether the record starting on line was cut short, and
 // forgets any such records before it.
@@ -427,10 +432,27 @@ func (g *rowGuard) Read(p []byte) (int, error) {
 			g.w, g.err = g.src.Read(g.in)
 			continue
 		}
+		if !g.skip {
+			// The bulk of the input: a run of bytes within the limit that
+			// neither ends a line nor needs more than a state change.
+			in := g.in[g.r:min(g.w, g.r+len(p)-n, g.r+g.limit-g.recBytes)]
+			st, k := g.state, 0
+			for ; k < len(in) && in[k] != '\n'; k++ {
+				st = next(st, in[k])
+			}
+			if k > 0 {
+				copy(p[n:], in[:k])
+				n += k
+				g.r += k
+				g.recBytes += k
+				g.state = st
+				continue
+			}
+		}
 		c := g.in[g.r]
 		ends := c == '\n' && g.state != quoted // ends the record
 		if !g.skip && !ends {
-			if g.recBytes == MaxRowBytes {
+			if g.recBytes == g.limit {
 				g.skip = true
 				g.quote = g.state == quoted
 				g.long = append(g.long, g.recStart)
@@ -462,36 +484,41 @@ func (g *rowGuard) step(c byte) {
 		}
 		return
 	}
-	switch g.state {
+	g.state = next(g.state, c)
+}
+
+// next is the state after c, for any c but a newline.
+func next(st csvState, c byte) csvState {
+	switch st {
 	case fieldStart:
 		switch c {
 		case '"':
-			g.state = quoted
+			return quoted
 		case ',':
-		default:
-			g.state = unquoted
+			return fieldStart
 		}
+		return unquoted
 	case unquoted:
 		switch c {
 		case ',':
-			g.state = fieldStart
+			return fieldStart
 		case '"':
-			g.state = badLine
+			return badLine
 		}
 	case quoted:
 		if c == '"' {
-			g.state = quoteInQuoted
+			return quoteInQuoted
 		}
 	case quoteInQuoted:
 		switch c {
 		case '"':
-			g.state = quoted
+			return quoted
 		case ',':
-			g.state = fieldStart
-		default:
-			g.state = badLine
+			return fieldStart
 		}
+		return badLine
 	}
+	return st
 }
 
 // ---- JSON array ----
