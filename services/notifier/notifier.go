@@ -1,0 +1,442 @@
+// Package notifier consumes due notices and emails each one to the
+// subscription's contract manager, exactly once as far as SMTP allows.
+//
+// The protocol per notice, keyed by the notice key: claim it in the ledger
+// with a random token and a lease; re-read the subscription and revalidate;
+// render; send; confirm with a compare-and-set on the token; publish the
+// outcome event; acknowledge the message. A failed send releases the claim
+// and the message is redelivered later; nothing is marked sent before the
+// send succeeded. A crash anywhere leaves the message unacknowledged, so it
+// is redelivered; the ledger then says whether it was sent.
+package notifier
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net/mail"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"go.uber.org/zap"
+
+	"renewals/pkg/event"
+	"renewals/pkg/mailer"
+	"renewals/pkg/natsbus"
+	"renewals/pkg/render"
+	"renewals/pkg/subscription"
+)
+
+// Notifier handles due notices. Its fields are set once by the caller.
+type Notifier struct {
+	JS         jetstream.JetStream
+	Store      subscription.Store
+	Ledger     subscription.Ledger
+	Sender     mailer.Sender
+	Renderer   *render.Renderer
+	Milestones subscription.Milestones
+	Location   *time.Location
+	Now        func() time.Time
+	Log        *zap.Logger
+	Consumer   ConsumerConfig
+	// Workers is how many notices are handled at once.
+	Workers int
+	// Pause, when set, is called at each step of the send protocol with the
+	// step's name (after-claim, after-send, after-confirm). Fault tests use
+	// it to kill the process at an exact point.
+	Pause func(step string)
+	// Observe, when set, is told each outcome and its send latency.
+	Observe func(o subscription.Outcome, milestone int, sendTime time.Duration)
+}
+
+// ConsumerConfig tunes the durable consumer shared by every notifier replica.
+type ConsumerConfig struct {
+	Durable string
+	// AckWait is how long a delivery may go unacknowledged before JetStream
+	// redelivers it; InProgress extends it while a slow send runs.
+	AckWait time.Duration
+	// MaxDeliver bounds deliveries; past it the notice is failed.
+	MaxDeliver int
+	// BackOff is the redelivery schedule after failed attempts.
+	BackOff []time.Duration
+	// MaxAckPending bounds unacknowledged notices across all replicas.
+	MaxAckPending int
+	// Lease is how long a claim protects a notice from other workers; it
+	// must outlast AckWait so that a live holder is never overtaken.
+	Lease time.Duration
+}
+
+// DefaultConsumer is the production tuning.
+var DefaultConsumer = ConsumerConfig{
+	Durable:       "notifier",
+	AckWait:       30 * time.Second,
+	MaxDeliver:    10,
+	BackOff:       []time.Duration{5 * time.Second, 30 * time.Second, 2 * time.Minute, 5 * time.Minute, 15 * time.Minute},
+	MaxAckPending: 1024,
+	Lease:         45 * time.Second,
+}
+
+// EnsureConsumer declares the durable pull consumer on the due subjects.
+func EnsureConsumer(ctx context.Context, js jetstream.JetStream, c ConsumerConfig) (jetstream.Consumer, error) {
+	cons, err := js.CreateOrUpdateConsumer(ctx, event.StreamName, jetstream.ConsumerConfig{
+		Durable:       c.Durable,
+		Description:   "renewals notifier: emails due notices to contract managers",
+		FilterSubject: event.SubjectDuePrefix + ">",
+		AckPolicy:     jetstream.AckExplicitPolicy,
+		AckWait:       c.AckWait,
+		MaxDeliver:    c.MaxDeliver,
+		MaxAckPending: c.MaxAckPending,
+		DeliverPolicy: jetstream.DeliverAllPolicy,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("declare consumer %s: %w", c.Durable, err)
+	}
+	return cons, nil
+}
+
+// Run consumes due notices until ctx ends. On return every notice it took is
+// acknowledged, or left unacknowledged for redelivery; none is half-recorded.
+func (n *Notifier) Run(ctx context.Context) error {
+	cons, err := EnsureConsumer(ctx, n.JS, n.Consumer)
+	if err != nil {
+		return err
+	}
+	stopAdvisories, err := n.watchMaxDeliveries(ctx)
+	if err != nil {
+		return err
+	}
+	defer stopAdvisories()
+
+	work := make(chan jetstream.Msg)
+	var wg sync.WaitGroup
+	for range max(n.Workers, 1) {
+		wg.Go(func() {
+			for m := range work {
+				n.handle(context.WithoutCancel(ctx), m)
+			}
+		})
+	}
+	iter, err := cons.Messages(jetstream.PullMaxMessages(max(n.Workers, 1) * 2))
+	if err != nil {
+		close(work)
+		wg.Wait()
+		return fmt.Errorf("consume due notices: %w", err)
+	}
+	go func() {
+		<-ctx.Done()
+		iter.Stop()
+	}()
+	for {
+		m, err := iter.Next()
+		if err != nil {
+			if errors.Is(err, jetstream.ErrMsgIteratorClosed) {
+				break
+			}
+			n.Log.Warn("consume due notices", zap.Error(err))
+			continue
+		}
+		work <- m
+	}
+	close(work)
+	wg.Wait()
+	return nil
+}
+
+// handle runs the send protocol for one delivery.
+func (n *Notifier) handle(ctx context.Context, m jetstream.Msg) {
+	var due event.NoticeDue
+	if _, err := event.Decode(m.Data(), &due); err != nil {
+		n.Log.Error("poison due message terminated", zap.String("subject", m.Subject()), zap.Error(err))
+		n.emitPoison(ctx, m, err)
+		_ = m.Term()
+		return
+	}
+	key := due.NoticeKey
+	log := n.Log.With(zap.Stringer("notice_key", key))
+	meta, _ := m.Metadata()
+	delivered := 1
+	if meta != nil {
+		delivered = int(meta.NumDelivered)
+	}
+
+	token := newToken()
+	err := n.Ledger.Claim(ctx, key, token, n.Now(), n.Consumer.Lease)
+	switch {
+	case errors.Is(err, subscription.ErrAlreadySent):
+		n.reemitSent(ctx, key, log)
+		_ = m.Ack()
+		return
+	case errors.Is(err, subscription.ErrClaimed):
+		log.Debug("notice claimed by another worker; retrying later")
+		_ = m.NakWithDelay(n.retryDelay(delivered))
+		return
+	case err != nil:
+		log.Warn("claim failed; retrying later", zap.Error(err))
+		_ = m.NakWithDelay(n.retryDelay(delivered))
+		return
+	}
+	n.pause("after-claim")
+
+	outcome, reason, sendErr, took := n.attempt(ctx, key, due, m)
+	switch {
+	case outcome != "":
+		n.finish(ctx, m, key, token, outcome, reason, took, log)
+	case errors.Is(sendErr, mailer.ErrAmbiguous) || sendErr != nil:
+		ambiguous := errors.Is(sendErr, mailer.ErrAmbiguous)
+		if err := n.Ledger.Release(ctx, key, token, ambiguous); err != nil {
+			log.Warn("release claim", zap.Error(err))
+		}
+		if delivered >= n.Consumer.MaxDeliver {
+			n.failExhausted(ctx, key, sendErr.Error(), log)
+			_ = m.Term()
+			return
+		}
+		log.Warn("send failed; retrying later", zap.Int("delivery", delivered), zap.Bool("ambiguous", ambiguous), zap.Error(sendErr))
+		_ = m.NakWithDelay(n.retryDelay(delivered))
+	}
+}
+
+// attempt revalidates, renders and sends. It returns a final outcome, or a
+// send error to retry.
+func (n *Notifier) attempt(ctx context.Context, key subscription.NoticeKey, due event.NoticeDue, m jetstream.Msg) (subscription.Outcome, string, error, time.Duration) {
+	sub, err := n.Store.Get(ctx, key.SubscriptionID)
+	if errors.Is(err, subscription.ErrNotFound) {
+		return subscription.OutcomeSkipped, "subscription erased or unknown", nil, 0
+	}
+	if err != nil {
+		return "", "", fmt.Errorf("read subscription: %w", err), 0
+	}
+	if reason, skip := n.revalidate(sub, key, due); skip {
+		return subscription.OutcomeSkipped, reason, nil, 0
+	}
+	to := sub.ContractManager.Email
+	if to == "" {
+		return subscription.OutcomeUndeliverable, "no contract manager email", nil, 0
+	}
+	if a, err := mail.ParseAddress(to); err != nil || a.Address != to {
+		return subscription.OutcomeUndeliverable, "contract manager email is not a valid address", nil, 0
+	}
+	days := n.daysLeft(sub, due)
+	email, err := n.Renderer.Render(sub, subscription.Notice{Key: key, DaysLeft: days})
+	if err != nil {
+		return subscription.OutcomeFailed, "template error: " + err.Error(), nil, 0
+	}
+	stop := keepAlive(m, n.Consumer.AckWait/3)
+	start := n.Now()
+	err = n.Sender.Send(ctx, mailer.Message{
+		Key: key, To: to, ToName: sub.ContractManager.Name,
+		Subject: email.Subject, Text: email.Text, HTML: email.HTML,
+	})
+	took := n.Now().Sub(start)
+	stop()
+	switch {
+	case err == nil:
+		n.pause("after-send")
+		return subscription.OutcomeSent, "", nil, took
+	case errors.Is(err, mailer.ErrPermanent):
+		return subscription.OutcomeFailed, reasonOf(err), nil, took
+	default:
+		return "", "", err, took
+	}
+}
+
+// revalidate checks the notice against the subscription as it is now: a
+// renewal, cancellation or renewal in progress since the pass skips it.
+func (n *Notifier) revalidate(sub subscription.Subscription, key subscription.NoticeKey, due event.NoticeDue) (string, bool) {
+	switch {
+	case sub.EndDate != key.EndDate:
+		return "renewed: the subscription has a new end date", true
+	case sub.Status == subscription.StatusCancelled:
+		return "subscription cancelled", true
+	case sub.Status == subscription.StatusRenewalInProgress:
+		return "renewal in progress", true
+	}
+	days := n.daysLeft(sub, due)
+	if days < 0 {
+		return "end date passed before the notice could be sent", true
+	}
+	if stage, ok := n.Milestones.Stage(days); ok && stage < key.Milestone {
+		return fmt.Sprintf("superseded by the %d-day notice", stage), true
+	}
+	return "", false
+}
+
+// daysLeft reckons days left now, or on the pass's as-of date when the pass
+// simulated one, in the subscription's zone.
+func (n *Notifier) daysLeft(sub subscription.Subscription, due event.NoticeDue) int {
+	if !due.AsOf.IsZero() {
+		return due.AsOf.DaysUntil(sub.EndDate)
+	}
+	return sub.DaysLeft(n.Now(), n.Location)
+}
+
+// finish confirms a final outcome, publishes its event and acknowledges.
+func (n *Notifier) finish(ctx context.Context, m jetstream.Msg, key subscription.NoticeKey, token string, outcome subscription.Outcome, reason string, took time.Duration, log *zap.Logger) {
+	entry := subscription.Entry{Key: key, Outcome: outcome, Reason: reason, At: n.Now()}
+	if outcome == subscription.OutcomeSent {
+		entry.Role = subscription.RoleContractManager
+	}
+	if err := n.Ledger.Confirm(ctx, key, token, entry); err != nil {
+		if errors.Is(err, subscription.ErrLostClaim) {
+			// Another worker took the notice over after our lease ran out;
+			// it flagged the entry ambiguous and owns the outcome now.
+			log.Warn("claim lost before confirm", zap.String("outcome", string(outcome)))
+			_ = m.Ack()
+			return
+		}
+		log.Warn("confirm failed; retrying later", zap.Error(err))
+		if outcome == subscription.OutcomeSent {
+			// The email went; keep the claim so the retry finds it held until
+			// the lease runs out and takes it over as ambiguous.
+			_ = m.NakWithDelay(n.Consumer.Lease)
+			return
+		}
+		_ = n.Ledger.Release(ctx, key, token, false)
+		_ = m.NakWithDelay(n.retryDelay(1))
+		return
+	}
+	n.pause("after-confirm")
+	got, err := n.Ledger.Get(ctx, key)
+	if err == nil {
+		entry = got
+	}
+	if err := n.emit(ctx, entry); err != nil {
+		log.Warn("publish outcome event", zap.Error(err))
+	}
+	if n.Observe != nil {
+		n.Observe(outcome, key.Milestone, took)
+	}
+	if outcome == subscription.OutcomeSent || outcome == subscription.OutcomeSkipped {
+		log.Info("notice "+string(outcome), zap.String("reason", reason), zap.Bool("ambiguous", entry.Ambiguous))
+	} else {
+		log.Warn("notice "+string(outcome), zap.String("reason", reason))
+	}
+	if outcome == subscription.OutcomeFailed {
+		_ = m.Term()
+		return
+	}
+	_ = m.Ack()
+}
+
+// emit publishes the outcome event of a ledger entry. Its Nats-Msg-Id makes a
+// repeat (after a crash between confirm and ack) a no-op in the stream.
+func (n *Notifier) emit(ctx context.Context, e subscription.Entry) error {
+	subject := event.OutcomeSubject(e.Outcome)
+	ev, err := event.New(subject, e.Key.String(), e.At, event.NoticeOutcome{
+		NoticeKey: e.Key, SubscriptionID: e.Key.SubscriptionID, EndDate: e.Key.EndDate,
+		Milestone: e.Key.Milestone, Outcome: e.Outcome, Reason: e.Reason, Role: e.Role,
+		Attempts: e.Attempts, Ambiguous: e.Ambiguous,
+	})
+	if err != nil {
+		return err
+	}
+	msgID := fmt.Sprintf("%s:%s:%d", e.Key, e.Outcome, e.Attempts)
+	_, err = natsbus.Publish(ctx, n.JS, subject, ev, msgID)
+	return err
+}
+
+// reemitSent publishes the sent event again for a notice the ledger holds as
+// sent: a crash after confirm may have kept the first from the stream.
+func (n *Notifier) reemitSent(ctx context.Context, key subscription.NoticeKey, log *zap.Logger) {
+	e, err := n.Ledger.Get(ctx, key)
+	if err != nil {
+		log.Warn("read ledger entry", zap.Error(err))
+		return
+	}
+	if err := n.emit(ctx, e); err != nil {
+		log.Warn("publish outcome event", zap.Error(err))
+	}
+}
+
+// failExhausted records a notice whose retries ran out as failed.
+func (n *Notifier) failExhausted(ctx context.Context, key subscription.NoticeKey, cause string, log *zap.Logger) {
+	token := newToken()
+	if err := n.Ledger.Claim(ctx, key, token, n.Now(), n.Consumer.Lease); err != nil {
+		if !errors.Is(err, subscription.ErrAlreadySent) {
+			log.Warn("record exhausted notice", zap.Error(err))
+		}
+		return
+	}
+	e := subscription.Entry{Key: key, Outcome: subscription.OutcomeFailed, Reason: "retries exhausted: " + cause, At: n.Now()}
+	if err := n.Ledger.Confirm(ctx, key, token, e); err != nil {
+		log.Warn("record exhausted notice", zap.Error(err))
+		return
+	}
+	if got, err := n.Ledger.Get(ctx, key); err == nil {
+		e = got
+	}
+	if err := n.emit(ctx, e); err != nil {
+		log.Warn("publish outcome event", zap.Error(err))
+	}
+	if n.Observe != nil {
+		n.Observe(subscription.OutcomeFailed, key.Milestone, 0)
+	}
+	log.Warn("notice failed: retries exhausted")
+}
+
+// emitPoison publishes a failed event for a due message that cannot be read.
+func (n *Notifier) emitPoison(ctx context.Context, m jetstream.Msg, cause error) {
+	meta, _ := m.Metadata()
+	subject := m.Subject()
+	if meta != nil {
+		subject = fmt.Sprintf("stream sequence %d", meta.Sequence.Stream)
+	}
+	_ = natsbus.Emit(ctx, n.JS, event.SubjectFailed, subject, n.Now(), event.NoticeOutcome{
+		Outcome: subscription.OutcomeFailed, Reason: "unreadable due message: " + cause.Error(),
+	})
+}
+
+func (n *Notifier) retryDelay(delivered int) time.Duration {
+	b := n.Consumer.BackOff
+	if len(b) == 0 {
+		return time.Second
+	}
+	return b[min(max(delivered-1, 0), len(b)-1)]
+}
+
+func (n *Notifier) pause(step string) {
+	if n.Pause != nil {
+		n.Pause(step)
+	}
+}
+
+// keepAlive tells JetStream every interval that m is in progress, so a slow
+// send is not redelivered to another worker, until the returned stop is called.
+func keepAlive(m jetstream.Msg, every time.Duration) (stop func()) {
+	if every <= 0 {
+		return func() {}
+	}
+	done := make(chan struct{})
+	t := time.NewTicker(every)
+	go func() {
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+				_ = m.InProgress()
+			}
+		}
+	}()
+	return func() { close(done) }
+}
+
+func newToken() string {
+	var b [12]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// reasonOf is the SMTP server's reply for the call list, e.g. "550 5.1.1
+// mailbox unavailable"; it never holds the recipient's address.
+func reasonOf(err error) string {
+	var de *mailer.DeliveryError
+	if errors.As(err, &de) && de.Reply != "" {
+		return de.Reply
+	}
+	return err.Error()
+}

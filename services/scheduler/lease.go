@@ -1,0 +1,95 @@
+package scheduler
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Lease lets one scheduler replica at a time run a pass. It is a key in a
+// JetStream key-value bucket whose entries expire after TTL, so a replica
+// that dies holding it blocks the others for at most TTL. The holder renews
+// it every TTL/3 while the pass runs.
+//
+// The lease only saves work: correctness never rests on it. Two replicas
+// passing at once publish the same notice keys, the stream drops the repeats
+// inside its duplicate window, and the ledger's claim stops a second email
+// after that.
+type Lease struct {
+	kv     jetstream.KeyValue
+	holder string
+	ttl    time.Duration
+	// Wait makes Acquire wait for a held lease instead of failing with
+	// ErrLeaseHeld.
+	Wait bool
+}
+
+const leaseKey = "scheduler-pass"
+
+// NewLease opens (creating when missing) the lease bucket.
+func NewLease(ctx context.Context, js jetstream.JetStream, holder string, ttl time.Duration) (*Lease, error) {
+	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket:      "renewals_leases",
+		Description: "renewals: which scheduler replica is running a pass",
+		TTL:         ttl,
+		History:     1,
+		Storage:     jetstream.FileStorage,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("open lease bucket: %w", err)
+	}
+	return &Lease{kv: kv, holder: holder, ttl: ttl}, nil
+}
+
+// Acquire takes the lease and returns the function that releases it. When
+// another replica holds it, Acquire returns ErrLeaseHeld, or with Wait set
+// polls until the lease is free or ctx ends.
+func (l *Lease) Acquire(ctx context.Context) (release func(), err error) {
+	for {
+		rev, err := l.kv.Create(ctx, leaseKey, []byte(l.holder))
+		if err == nil {
+			return l.hold(rev), nil
+		}
+		if !errors.Is(err, jetstream.ErrKeyExists) {
+			return nil, fmt.Errorf("take scheduler lease: %w", err)
+		}
+		if !l.Wait {
+			return nil, ErrLeaseHeld
+		}
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("wait for scheduler lease: %w", ctx.Err())
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+func (l *Lease) hold(rev uint64) func() {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		t := time.NewTicker(l.ttl / 3)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				if r, err := l.kv.Update(ctx, leaseKey, []byte(l.holder), rev); err == nil {
+					rev = r
+				}
+			}
+		}
+	}()
+	return func() {
+		cancel()
+		<-done
+		dctx, dcancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer dcancel()
+		_ = l.kv.Delete(dctx, leaseKey, jetstream.LastRevision(rev))
+	}
+}
