@@ -41,7 +41,9 @@ func TestDaysLeftAcrossZonesAndDST(t *testing.T) {
 			func(t *testing.T) time.Time { return at(t, mustLoc(t, "Europe/London"), "2027-03-28 23:30") }, "2027-04-27", 30},
 		// Europe/London falls back 2027-10-31 02:00 -> 01:00 (a 25-hour day).
 		{"london fall-back day, 01:30 the second time", "Europe/London",
-			func(t *testing.T) time.Time { return at(t, mustLoc(t, "Europe/London"), "2027-10-31 01:30").Add(time.Hour) }, "2027-12-15", 45},
+			func(t *testing.T) time.Time {
+				return at(t, mustLoc(t, "Europe/London"), "2027-10-31 01:30").Add(time.Hour)
+			}, "2027-12-15", 45},
 		{"london fall-back day, 23:59", "Europe/London",
 			func(t *testing.T) time.Time { return at(t, mustLoc(t, "Europe/London"), "2027-10-31 23:59") }, "2027-12-15", 45},
 		// America/Los_Angeles springs forward 2027-03-14 and falls back 2027-11-07.
