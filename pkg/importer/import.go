@@ -241,14 +241,15 @@ func (im *importer) reject(rec Record, errs []FieldError) {
 	for _, p := range rec.Problems { // say it once per field
 		errs = slices.DeleteFunc(errs, func(e FieldError) bool { return e.Field == p.Field })
 	}
-	for _, list := range [][]FieldError{rec.Problems, errs} {
-		for _, e := range list {
-			if len(im.report.Rejections) >= im.opts.MaxListed {
-				im.report.RejectionsOmitted++
-				continue
-			}
-			im.report.Rejections = append(im.report.Rejections, Rejection{Line: rec.Line, SubscriptionID: strings.Clone(id), Field: e.Field, Reason: e.Reason})
+	all := append(slices.Clip(rec.Problems), errs...)
+	// The whole row first, then the fields in the format's order.
+	slices.SortStableFunc(all, func(a, b FieldError) int { return fieldOrder(a.Field) - fieldOrder(b.Field) })
+	for _, e := range all {
+		if len(im.report.Rejections) >= im.opts.MaxListed {
+			im.report.RejectionsOmitted++
+			continue
 		}
+		im.report.Rejections = append(im.report.Rejections, Rejection{Line: rec.Line, SubscriptionID: strings.Clone(id), Field: e.Field, Reason: e.Reason})
 	}
 }
 

@@ -200,6 +200,7 @@ func TestImportFileErrors(t *testing.T) {
 		{"json trailing", "[]\n[]", FormatAuto, "line 2: there is more after the JSON array"},
 		{"json empty", "  ", FormatJSON, "the file is empty: give a JSON array"},
 		{"bad format", "", "xml", `"xml" is not an import format`},
+		{"long header", "subscription_id,end_date," + strings.Repeat("x", MaxRowBytes) + "\n1,2027-01-01\n", FormatAuto, "line 1: the header row is longer than the limit of 65536 bytes"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			st := &memStore{}
@@ -221,26 +222,34 @@ func TestImportBrokenJSONKeepsEarlierRows(t *testing.T) {
 }
 
 func TestImportTooLarge(t *testing.T) {
-	var body strings.Builder
-	body.WriteString("subscription_id,end_date\n")
+	var csvBody, ndjson, jsonBody strings.Builder
+	csvBody.WriteString("subscription_id,end_date\n")
+	jsonBody.WriteString("[\n")
 	for i := range 1000 {
-		fmt.Fprintf(&body, "%d,2027-05-31\n", i)
+		fmt.Fprintf(&csvBody, "%d,2027-05-31\n", i)
+		fmt.Fprintf(&ndjson, "{\"subscription_id\":\"%d\",\"end_date\":\"2027-05-31\"}\n", i)
+		fmt.Fprintf(&jsonBody, "{\"subscription_id\":\"%d\",\"end_date\":\"2027-05-31\"},\n", i)
 	}
-	req := httptest.NewRequest("POST", "/", strings.NewReader(body.String()))
-	r := http.MaxBytesReader(httptest.NewRecorder(), req.Body, 4096)
-	st := &memStore{}
-	rep, err := Import(context.Background(), r, Options{Store: st})
-	if !errors.Is(err, ErrTooLarge) {
-		t.Fatalf("err = %v, want ErrTooLarge", err)
-	}
-	if _, ok := errors.AsType[*http.MaxBytesError](err); !ok {
-		t.Errorf("err = %v does not wrap *http.MaxBytesError", err)
-	}
-	if !strings.Contains(err.Error(), "limit of 4096 bytes") {
-		t.Errorf("err = %q does not name the limit", err)
-	}
-	if rep.Rows == 0 || rep.Rows != rep.Created {
-		t.Errorf("report %+v: want the rows read before the limit stored", rep)
+	for _, body := range []string{csvBody.String(), ndjson.String(), jsonBody.String(), "  " + csvBody.String()[:100]} {
+		limit := int64(4096)
+		if len(body) < 1000 {
+			limit = 1 // cut off while sniffing
+		}
+		r := http.MaxBytesReader(httptest.NewRecorder(), io.NopCloser(strings.NewReader(body)), limit)
+		st := &memStore{}
+		rep, err := Import(context.Background(), r, Options{Store: st})
+		if !errors.Is(err, ErrTooLarge) {
+			t.Fatalf("%.10q: err = %v, want ErrTooLarge", body, err)
+		}
+		if _, ok := errors.AsType[*http.MaxBytesError](err); !ok {
+			t.Errorf("err = %v does not wrap *http.MaxBytesError", err)
+		}
+		if !strings.Contains(err.Error(), fmt.Sprintf("limit of %d bytes", limit)) {
+			t.Errorf("err = %q does not name the limit", err)
+		}
+		if rep.Rows != rep.Created || (limit > 1 && rep.Rows == 0) {
+			t.Errorf("report %+v: want the rows read before the limit stored", rep)
+		}
 	}
 }
 

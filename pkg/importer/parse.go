@@ -40,7 +40,9 @@ func ParseFormat(s string) (Format, error) {
 
 // MaxRowBytes is the longest row accepted: a CSV record, an NDJSON line or a
 // JSON array element. A longer row is rejected with a reason that names the
-// limit, and reading goes on with the next row.
+// limit, and reading goes on with the next row. CSV and NDJSON never hold
+// more than this of a row in memory; a JSON array element is decoded whole
+// before it is measured, so there the caller's body limit bounds memory.
 const MaxRowBytes = 64 << 10
 
 // Errors that callers can test for with errors.Is.
