@@ -60,8 +60,9 @@ type Options struct {
 // Report is the outcome of an import. Its JSON form is what the HTTP API
 // returns and the CLI prints; the field names are stable.
 type Report struct {
-	// Rows is the number of rows read (blank lines not counted). It equals
-	// Created + Updated + Unchanged + Rejected.
+	// Rows is the number of rows read (blank lines not counted). When
+	// Import returns no error it equals Created + Updated + Unchanged +
+	// Rejected.
 	Rows int `json:"rows"`
 	// Created, Updated and Unchanged count the stored rows as the store
 	// reported each of them. A subscription id repeated in the file is

@@ -166,7 +166,7 @@ func NewReader(r io.Reader, f Format) (*Reader, error) {
 	if err != nil {
 		return nil, err
 	}
-	br := bufio.NewReaderSize(r, 64<<10)
+	br := bufio.NewReaderSize(r, MaxRowBytes+2) // NDJSON reads whole lines from it
 	if bom, _ := br.Peek(3); bytes.Equal(bom, []byte("\xEF\xBB\xBF")) {
 		br.Discard(3)
 	}
