@@ -16,7 +16,8 @@ import (
 )
 
 // FuzzParseAndValidate feeds arbitrary input through the reader in the given
-// format and every record through Validate. Nothing may panic; line numbers
+// format and every record through Validate, and the input through
+// ValidateJSON. Nothing may panic; line numbers
 // never go back; a subscription without errors obeys every rule; and the CSV row
 // guard, run with a tiny limit, leaves every row under it exactly as the
 // csv.Reader alone reads it.
@@ -56,6 +57,12 @@ func FuzzParseAndValidate(f *testing.F) {
 			checkValidated(t, sub, errs)
 		}
 		_ = rd.UnknownColumns()
+		sub, errs := ValidateJSON(data)
+		if len(errs) == 0 {
+			checkValidated(t, sub, errs)
+		} else if slices.ContainsFunc(errs, func(e FieldError) bool { return e.Reason == "" }) {
+			t.Fatalf("ValidateJSON: error without a reason: %v", errs)
+		}
 		checkGuard(t, bytes.TrimPrefix(data, []byte("\xEF\xBB\xBF")), 32)
 	})
 }

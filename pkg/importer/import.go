@@ -236,22 +236,28 @@ func (im *importer) reject(rec Record, errs []FieldError) {
 	if subscription.ValidID(id) != nil {
 		id = ""
 	}
-	if rec.Partial {
-		errs = nil
-	}
-	for _, p := range rec.Problems { // say it once per field
-		errs = slices.DeleteFunc(errs, func(e FieldError) bool { return e.Field == p.Field })
-	}
-	all := append(slices.Clip(rec.Problems), errs...)
-	// The whole row first, then the fields in the format's order.
-	slices.SortStableFunc(all, func(a, b FieldError) int { return fieldOrder(a.Field) - fieldOrder(b.Field) })
-	for _, e := range all {
+	for _, e := range merge(rec, errs) {
 		if len(im.report.Rejections) >= im.opts.MaxListed {
 			im.report.RejectionsOmitted++
 			continue
 		}
 		im.report.Rejections = append(im.report.Rejections, Rejection{Line: rec.Line, SubscriptionID: strings.Clone(id), Field: e.Field, Reason: e.Reason})
 	}
+}
+
+// merge combines a record's problems with Validate's verdict on it: one
+// reason per field, the whole row's first, then the fields in the format's
+// order. The verdict is dropped when the record is partial.
+func merge(rec Record, errs []FieldError) []FieldError {
+	if rec.Partial {
+		errs = nil
+	}
+	for _, p := range rec.Problems {
+		errs = slices.DeleteFunc(errs, func(e FieldError) bool { return e.Field == p.Field })
+	}
+	all := append(slices.Clip(rec.Problems), errs...)
+	slices.SortStableFunc(all, func(a, b FieldError) int { return fieldOrder(a.Field) - fieldOrder(b.Field) })
+	return all
 }
 
 // noteID records a valid row's id to find repeats. The map is keyed by a

@@ -1,6 +1,7 @@
 package importer
 
 import (
+	"bytes"
 	"fmt"
 	"net/mail"
 	"strconv"
@@ -243,4 +244,27 @@ func checkEmail(s string) string {
 		return bad("give the bare address alone, such as jane@example.com, with no name, brackets or comments")
 	}
 	return ""
+}
+
+// ValidateJSON validates one subscription given as a JSON object with the
+// import's field names, as the PUT API and the CRM ingest subject receive
+// it: keys are matched case-insensitively, strings and numbers are both
+// accepted, null is absent, unknown keys are ignored. It applies the same
+// rules as an import row (see Validate) and the same MaxRowBytes limit, and
+// returns the reasons, one per field, with Field "" for the object as a
+// whole. The subscription is only meaningful when there are none.
+func ValidateJSON(b []byte) (subscription.Subscription, []FieldError) {
+	rd := Reader{fields: make(map[string]string, len(knownFields)), unknown: map[string]bool{}}
+	b = bytes.TrimSpace(b)
+	rec := Record{Fields: rd.fields}
+	if len(b) > MaxRowBytes {
+		rec.Problems, rec.Partial = []FieldError{{Reason: fmt.Sprintf("the object is longer than the limit of %d bytes (64 KiB): shorten its fields", MaxRowBytes)}}, true
+	} else {
+		rec.Problems, rec.Partial = rd.object(b)
+	}
+	sub, errs := Validate(rec.Fields)
+	if len(rec.Problems) == 0 {
+		return sub, errs
+	}
+	return sub, merge(rec, errs)
 }

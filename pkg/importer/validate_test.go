@@ -87,3 +87,20 @@ func TestValidateDefaults(t *testing.T) {
 		t.Errorf("subscription %+v, errors %v", s, errs)
 	}
 }
+
+func TestValidateJSON(t *testing.T) {
+	s, errs := ValidateJSON([]byte(` {"Subscription_ID": 42, "end_date": "2027-05-31", "seats": 3, "cm_phone": null, "crm": [1]} `))
+	if len(errs) > 0 || s.ID != "42" || *s.Seats != 3 || s.EndDate.String() != "2027-05-31" {
+		t.Errorf("subscription %+v, errors %v", s, errs)
+	}
+	_, errs = ValidateJSON([]byte(`{"subscription_id": true, "end_date": "31/05/2027"}`))
+	if len(errs) != 2 || errs[0].Error() != "subscription_id: is a JSON boolean: give a string or a number" ||
+		errs[1].Error() != `end_date: "31/05/2027" is not a date: use YYYY-MM-DD, e.g. 2027-05-31` {
+		t.Errorf("errors %v", errs)
+	}
+	for _, in := range []string{`[{}]`, `{"a":`, ``, `{"customer_name":"` + strings.Repeat("x", MaxRowBytes) + `"}`} {
+		if _, errs := ValidateJSON([]byte(in)); len(errs) != 1 || errs[0].Field != "" {
+			t.Errorf("%.20q: errors %v, want one about the whole object", in, errs)
+		}
+	}
+}
