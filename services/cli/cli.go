@@ -1,0 +1,427 @@
+// Package cli is the renewals command line: `renewals serve` runs the
+// service; the other subcommands are clients of a running server's HTTP API.
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"renewals/pkg/importer"
+	"renewals/services/api"
+)
+
+// Exit codes.
+const (
+	ExitOK       = 0
+	ExitRejected = 1 // the command ran but something was rejected
+	ExitError    = 2 // usage, connection or server error
+)
+
+const usage = `renewals: renewal notices for software subscriptions, to the contract manager only.
+
+Usage:
+  renewals serve [--target all|scheduler|notifier|calllist|api[,...]] [flags]
+  renewals import FILE                      .csv, .json (array) or .ndjson; prints the import report
+  renewals run [--as-of DATE] [--dry-run] [--wait]
+                                            one scheduler pass now, or as if today were DATE
+  renewals forecast [--from DATE] [--days N]
+                                            what would go out, day by day
+  renewals notices --subscription ID        the ledger: what was sent, when, to which role
+  renewals calllist [--format csv|json]     who to call, most urgent first
+  renewals erase ID                         erase one subscription's personal data
+
+Client subcommands talk to a running server: --server (RENEWALS_SERVER, default
+http://127.0.0.1:8080), token from RENEWALS_API_TOKEN, else <data dir>/api-token.
+Run 'renewals COMMAND --help' for a command's flags.
+
+Exit status: 0 success; 1 something was rejected; 2 usage, connection or server error.
+`
+
+// Env is what a command sees of its environment.
+type Env struct {
+	Getenv func(string) string
+	Stdin  io.Reader
+	Stdout io.Writer
+	Stderr io.Writer
+}
+
+// Main runs the command line args (without the program name) and returns the
+// exit status.
+func Main(ctx context.Context, args []string, env Env) int {
+	if len(args) == 0 {
+		fmt.Fprint(env.Stderr, usage)
+		return ExitError
+	}
+	cmd, rest := args[0], args[1:]
+	var err error
+	switch cmd {
+	case "serve":
+		err = serve(ctx, rest, env)
+	case "import":
+		return importCmd(rest, env)
+	case "run":
+		err = runCmd(rest, env)
+	case "forecast":
+		err = forecastCmd(rest, env)
+	case "notices":
+		err = noticesCmd(rest, env)
+	case "calllist":
+		err = calllistCmd(rest, env)
+	case "erase":
+		err = eraseCmd(rest, env)
+	case "help", "-h", "--help":
+		fmt.Fprint(env.Stdout, usage)
+		return ExitOK
+	default:
+		fmt.Fprintf(env.Stderr, "renewals: unknown command %q: run 'renewals help' for the list.\n", cmd)
+		return ExitError
+	}
+	if errors.Is(err, flag.ErrHelp) {
+		return ExitOK
+	}
+	if err != nil {
+		fmt.Fprintf(env.Stderr, "renewals %s: %v\n", cmd, err)
+		return ExitError
+	}
+	return ExitOK
+}
+
+// clientFlags registers the flags every client subcommand shares.
+func clientFlags(fs *flag.FlagSet, env Env) (server, dataDir *string) {
+	server = fs.String("server", or(env.Getenv("RENEWALS_SERVER"), "http://127.0.0.1:8080"), "server address (RENEWALS_SERVER)")
+	dataDir = fs.String("data-dir", or(env.Getenv("RENEWALS_DATA_DIR"), "./data"), "where the server keeps api-token, read when RENEWALS_API_TOKEN is unset (RENEWALS_DATA_DIR)")
+	return server, dataDir
+}
+
+func newFlagSet(name, synopsis string, env Env) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(env.Stderr)
+	fs.Usage = func() {
+		fmt.Fprintf(env.Stderr, "Usage: renewals %s\n\nFlags:\n", synopsis)
+		fs.PrintDefaults()
+	}
+	return fs
+}
+
+func parse(fs *flag.FlagSet, args []string, positional int) error {
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
+		return fmt.Errorf("%v (see --help)", err)
+	}
+	if fs.NArg() != positional {
+		return fmt.Errorf("want %d argument(s), got %d: see 'renewals %s --help'", positional, fs.NArg(), fs.Name())
+	}
+	return nil
+}
+
+func importCmd(args []string, env Env) int {
+	fs := newFlagSet("import", "import FILE   (.csv, .json or .ndjson)", env)
+	server, dataDir := clientFlags(fs, env)
+	quiet := fs.Bool("quiet", false, "no progress output")
+	if err := parse(fs, args, 1); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return ExitOK
+		}
+		fmt.Fprintf(env.Stderr, "renewals import: %v\n", err)
+		return ExitError
+	}
+	fail := func(err error) int {
+		fmt.Fprintf(env.Stderr, "renewals import: %v\n", err)
+		var se *serverError
+		if errors.As(err, &se) && se.status == http.StatusUnprocessableEntity {
+			return ExitRejected
+		}
+		return ExitError
+	}
+	path := fs.Arg(0)
+	contentType, err := contentTypeOf(path)
+	if err != nil {
+		return fail(err)
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return fail(fmt.Errorf("cannot open %s: check the path", path))
+	}
+	defer f.Close()
+	st, _ := f.Stat()
+	c, err := newClient(*server, *dataDir, env.Getenv)
+	if err != nil {
+		return fail(err)
+	}
+	body := &countingReader{r: f}
+	if !*quiet && st != nil && st.Size() > 4<<20 {
+		stop := progress(env.Stderr, body, st.Size())
+		defer stop()
+	}
+	var report importer.Report
+	if err := c.do(http.MethodPost, "/api/v1/subscriptions/import", contentType, body, &report); err != nil {
+		return fail(err)
+	}
+	fmt.Fprint(env.Stdout, report.Text())
+	if report.Rejected > 0 {
+		return ExitRejected
+	}
+	return ExitOK
+}
+
+func contentTypeOf(path string) (string, error) {
+	switch strings.ToLower(filepath.Ext(path)) {
+	case ".csv":
+		return "text/csv", nil
+	case ".json":
+		return "application/json", nil
+	case ".ndjson", ".jsonl":
+		return "application/x-ndjson", nil
+	}
+	return "", fmt.Errorf("%s: name the file .csv, .json (an array) or .ndjson so its format is known", path)
+}
+
+type countingReader struct {
+	r io.Reader
+	n atomic.Int64
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n.Add(int64(n))
+	return n, err
+}
+
+// progress prints how much of the file was sent, every second, on w.
+func progress(w io.Writer, c *countingReader, total int64) (stop func()) {
+	done := make(chan struct{})
+	finished := make(chan struct{})
+	go func() {
+		defer close(finished)
+		t := time.NewTicker(time.Second)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				fmt.Fprintf(w, "\rsent %d of %d MB (100%%), waiting for the report\n", total>>20, total>>20)
+				return
+			case <-t.C:
+				n := c.n.Load()
+				fmt.Fprintf(w, "\rsent %d of %d MB (%d%%)", n>>20, total>>20, n*100/max(total, 1))
+			}
+		}
+	}()
+	return func() { close(done); <-finished }
+}
+
+func runCmd(args []string, env Env) error {
+	fs := newFlagSet("run", "run [--as-of YYYY-MM-DD] [--dry-run] [--wait]", env)
+	server, dataDir := clientFlags(fs, env)
+	asOf := fs.String("as-of", "", "run as if today were this date (YYYY-MM-DD)")
+	dry := fs.Bool("dry-run", false, "list what is due without publishing anything")
+	wait := fs.Bool("wait", false, "return only when every published notice has a final outcome")
+	asJSON := fs.Bool("json", false, "print the result as JSON")
+	if err := parse(fs, args, 0); err != nil {
+		return err
+	}
+	c, err := newClient(*server, *dataDir, env.Getenv)
+	if err != nil {
+		return err
+	}
+	var res api.RunResponse
+	if err := c.do(http.MethodPost, "/api/v1/scheduler/run", "application/json",
+		jsonBody(api.RunRequest{AsOf: *asOf, DryRun: *dry, Wait: *wait}), &res); err != nil {
+		return err
+	}
+	if *asJSON {
+		return printJSON(env.Stdout, res)
+	}
+	day := "today"
+	if *asOf != "" {
+		day = *asOf
+	}
+	fmt.Fprintf(env.Stdout, "pass for %s: %d subscriptions in the window, %d due, %d already sent\n", day, res.Considered, res.Due, res.AlreadySent)
+	if *dry {
+		for _, n := range res.Notices {
+			reach := ""
+			if !n.Reachable {
+				reach = "  (no contract manager email: undeliverable)"
+			}
+			fmt.Fprintf(env.Stdout, "  would send %s (%d days left)%s\n", n.Key, n.DaysLeft, reach)
+		}
+		return nil
+	}
+	fmt.Fprintf(env.Stdout, "published %d, %d already published within the duplicate window\n", res.Published, res.Duplicates)
+	if *wait {
+		fmt.Fprintf(env.Stdout, "outcomes: %d sent, %d skipped, %d failed, %d undeliverable\n",
+			res.Outcomes["sent"], res.Outcomes["skipped"], res.Outcomes["failed"], res.Outcomes["undeliverable"])
+	}
+	return nil
+}
+
+func forecastCmd(args []string, env Env) error {
+	fs := newFlagSet("forecast", "forecast [--from YYYY-MM-DD] [--days N]", env)
+	server, dataDir := clientFlags(fs, env)
+	from := fs.String("from", "", "first day (default today)")
+	days := fs.Int("days", 14, "how many days")
+	asJSON := fs.Bool("json", false, "print JSON")
+	if err := parse(fs, args, 0); err != nil {
+		return err
+	}
+	c, err := newClient(*server, *dataDir, env.Getenv)
+	if err != nil {
+		return err
+	}
+	q := url.Values{"days": {fmt.Sprint(*days)}}
+	if *from != "" {
+		q.Set("from", *from)
+	}
+	var out struct {
+		Days []struct {
+			Date    string `json:"date"`
+			Notices []struct {
+				Key       string `json:"notice_key"`
+				DaysLeft  int    `json:"days_left"`
+				Reachable bool   `json:"reachable"`
+			} `json:"notices"`
+		} `json:"days"`
+	}
+	if err := c.do(http.MethodGet, "/api/v1/forecast?"+q.Encode(), "", nil, &out); err != nil {
+		return err
+	}
+	if *asJSON {
+		return printJSON(env.Stdout, out)
+	}
+	for _, d := range out.Days {
+		fmt.Fprintf(env.Stdout, "%s  %d notice(s)\n", d.Date, len(d.Notices))
+		for _, n := range d.Notices {
+			reach := "contract manager reachable"
+			if !n.Reachable {
+				reach = "NO contract manager email"
+			}
+			fmt.Fprintf(env.Stdout, "  %s  %d days left  %s\n", n.Key, n.DaysLeft, reach)
+		}
+	}
+	return nil
+}
+
+func noticesCmd(args []string, env Env) error {
+	fs := newFlagSet("notices", "notices --subscription ID", env)
+	server, dataDir := clientFlags(fs, env)
+	id := fs.String("subscription", "", "subscription id")
+	asJSON := fs.Bool("json", false, "print JSON")
+	if err := parse(fs, args, 0); err != nil {
+		return err
+	}
+	if *id == "" {
+		return fmt.Errorf("name a subscription: renewals notices --subscription ID")
+	}
+	c, err := newClient(*server, *dataDir, env.Getenv)
+	if err != nil {
+		return err
+	}
+	var out struct {
+		Notices []struct {
+			Key       string    `json:"notice_key"`
+			Outcome   string    `json:"outcome"`
+			Reason    string    `json:"reason"`
+			Role      string    `json:"role"`
+			At        time.Time `json:"at"`
+			Attempts  int       `json:"attempts"`
+			Ambiguous bool      `json:"ambiguous"`
+		} `json:"notices"`
+	}
+	if err := c.do(http.MethodGet, "/api/v1/notices?subscription_id="+url.QueryEscape(*id), "", nil, &out); err != nil {
+		return err
+	}
+	if *asJSON {
+		return printJSON(env.Stdout, out)
+	}
+	if len(out.Notices) == 0 {
+		fmt.Fprintf(env.Stdout, "no notices recorded for %s\n", *id)
+	}
+	for _, n := range out.Notices {
+		line := fmt.Sprintf("%s  %-13s", n.Key, or(n.Outcome, "in progress"))
+		if !n.At.IsZero() {
+			line += "  " + n.At.Format(time.RFC3339)
+		}
+		if n.Role != "" {
+			line += "  to " + strings.ReplaceAll(n.Role, "_", " ")
+		}
+		if n.Reason != "" {
+			line += "  (" + n.Reason + ")"
+		}
+		if n.Ambiguous {
+			line += "  AMBIGUOUS: may have been received twice"
+		}
+		fmt.Fprintln(env.Stdout, line)
+	}
+	return nil
+}
+
+func calllistCmd(args []string, env Env) error {
+	fs := newFlagSet("calllist", "calllist [--format csv|json] [--rep NAME]", env)
+	server, dataDir := clientFlags(fs, env)
+	format := fs.String("format", "json", "csv or json")
+	rep := fs.String("rep", "", "only this reseller_rep's customers")
+	if err := parse(fs, args, 0); err != nil {
+		return err
+	}
+	if *format != "csv" && *format != "json" {
+		return fmt.Errorf("--format %q: use csv or json", *format)
+	}
+	c, err := newClient(*server, *dataDir, env.Getenv)
+	if err != nil {
+		return err
+	}
+	q := url.Values{"format": {*format}}
+	if *rep != "" {
+		q.Set("reseller_rep", *rep)
+	}
+	resp, err := c.send(http.MethodGet, "/api/v1/calllist?"+q.Encode(), "", nil)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	_, err = io.Copy(env.Stdout, resp.Body)
+	return err
+}
+
+func eraseCmd(args []string, env Env) error {
+	fs := newFlagSet("erase", "erase ID", env)
+	server, dataDir := clientFlags(fs, env)
+	if err := parse(fs, args, 1); err != nil {
+		return err
+	}
+	c, err := newClient(*server, *dataDir, env.Getenv)
+	if err != nil {
+		return err
+	}
+	id := fs.Arg(0)
+	if err := c.do(http.MethodDelete, "/api/v1/subscriptions/"+url.PathEscape(id), "", nil, nil); err != nil {
+		return err
+	}
+	fmt.Fprintf(env.Stdout, "erased the personal data of subscription %s\n", id)
+	return nil
+}
+
+func printJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+func or(a, b string) string {
+	if a != "" {
+		return a
+	}
+	return b
+}

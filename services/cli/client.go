@@ -1,0 +1,99 @@
+package cli
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+)
+
+// client talks to a running server's HTTP API.
+type client struct {
+	base  string
+	token string
+	http  *http.Client
+}
+
+// newClient reads --server and the token: RENEWALS_API_TOKEN, else the file
+// the server generated under its data dir.
+func newClient(server, dataDir string, getenv func(string) string) (*client, error) {
+	token := getenv("RENEWALS_API_TOKEN")
+	if token == "" {
+		b, err := os.ReadFile(filepath.Join(dataDir, "api-token"))
+		if err != nil {
+			return nil, fmt.Errorf("no API token: set RENEWALS_API_TOKEN, or run from the directory where `renewals serve` keeps %s (--data-dir)", filepath.Join(dataDir, "api-token"))
+		}
+		token = strings.TrimSpace(string(b))
+	}
+	return &client{base: strings.TrimRight(server, "/"), token: token, http: &http.Client{}}, nil
+}
+
+// do sends a request and decodes a JSON answer into out (when non-nil), or
+// returns the server's error sentence.
+func (c *client) do(method, path, contentType string, body io.Reader, out any) error {
+	resp, err := c.send(method, path, contentType, body)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if out == nil {
+		return nil
+	}
+	if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
+		return fmt.Errorf("the server's answer to %s %s is not JSON (%v): is --server pointing at renewals?", method, path, err)
+	}
+	return nil
+}
+
+// send returns the response of a successful request; any status >= 400
+// becomes an error carrying the server's message.
+func (c *client) send(method, path, contentType string, body io.Reader) (*http.Response, error) {
+	req, err := http.NewRequest(method, c.base+path, body)
+	if err != nil {
+		return nil, fmt.Errorf("bad server address %q: use e.g. http://127.0.0.1:8080", c.base)
+	}
+	req.Header.Set("Authorization", "Bearer "+c.token)
+	if contentType != "" {
+		req.Header.Set("Content-Type", contentType)
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		var op *net.OpError
+		if errors.As(err, &op) {
+			return nil, fmt.Errorf("cannot reach the server at %s: start it with `renewals serve`, or set --server / RENEWALS_SERVER", c.base)
+		}
+		return nil, fmt.Errorf("%s %s: %v", method, path, err)
+	}
+	if resp.StatusCode < 400 {
+		return resp, nil
+	}
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	var e struct {
+		Error string `json:"error"`
+	}
+	if json.Unmarshal(raw, &e) == nil && e.Error != "" {
+		return nil, &serverError{resp.StatusCode, e.Error, raw}
+	}
+	return nil, &serverError{resp.StatusCode, fmt.Sprintf("the server answered %s", resp.Status), raw}
+}
+
+// serverError is an error answer from the API.
+type serverError struct {
+	status int
+	msg    string
+	body   []byte
+}
+
+func (e *serverError) Error() string { return e.msg }
+
+func jsonBody(v any) io.Reader {
+	b, _ := json.Marshal(v)
+	return bytes.NewReader(b)
+}

@@ -1,0 +1,313 @@
+package cli
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+
+	"renewals/pkg/config"
+	"renewals/pkg/kvstore"
+	"renewals/pkg/mailer"
+	"renewals/pkg/natsbus"
+	"renewals/pkg/redisstore"
+	"renewals/pkg/render"
+	"renewals/pkg/subscription"
+	"renewals/services/api"
+	"renewals/services/notifier"
+	"renewals/services/scheduler"
+	"renewals/templates"
+)
+
+// serve wires the service by hand and runs the configured targets until ctx
+// ends (SIGINT or SIGTERM), then shuts down cleanly: the HTTP server stops
+// taking requests, the notifier finishes the sends in flight (or leaves them
+// unacknowledged for redelivery), and the NATS connection drains.
+func serve(ctx context.Context, args []string, env Env) error {
+	fs := newFlagSet("serve", "serve [--target all|scheduler|notifier|calllist|api[,...]] [flags]", env)
+	cfg := config.Flags(fs, env.Getenv)
+	ackWait := fs.Duration("ack-wait", envDuration(env.Getenv, "RENEWALS_ACK_WAIT", notifier.DefaultConsumer.AckWait),
+		"how long a notice may go unacknowledged before it is redelivered; claims last 1.5 times this (RENEWALS_ACK_WAIT)")
+	workers := fs.Int("workers", 16, "notices the notifier handles at once (RENEWALS_WORKERS)")
+	maxImport := fs.Int64("max-import-bytes", 1<<30, "largest import body the API accepts")
+	if err := parse(fs, args, 0); err != nil {
+		return err
+	}
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+	log, err := newLogger(cfg.LogFormat, env)
+	if err != nil {
+		return err
+	}
+	defer log.Sync()
+	now := time.Now
+
+	if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
+		return fmt.Errorf("cannot create the data dir %s: %v; set RENEWALS_DATA_DIR to a writable directory", cfg.DataDir, err)
+	}
+
+	// NATS: external, or embedded storing under the data dir.
+	bus, err := natsbus.Open(ctx, natsbus.Config{
+		URL: cfg.NATSURL, Listen: cfg.NATSListen,
+		StoreDir: filepath.Join(cfg.DataDir, "nats"), Name: "renewals " + cfg.Targets,
+	})
+	if err != nil {
+		return err
+	}
+	defer bus.Close()
+	if bus.Server != nil {
+		log.Info("embedded NATS started", zap.String("listen", bus.Server.ClientURL()))
+	}
+
+	// State: Redis, or the embedded JetStream key-value store.
+	var store subscription.Store
+	var ledger subscription.Ledger
+	if cfg.RedisURL != "" {
+		rs, rl, err := redisstore.Open(ctx, cfg.RedisURL)
+		if err != nil {
+			return fmt.Errorf("RENEWALS_REDIS_URL: %w", err)
+		}
+		defer rs.Close()
+		store, ledger = rs, rl
+		log.Info("state in Redis")
+	} else {
+		ks, kl, err := kvstore.New(ctx, bus.JS)
+		if err != nil {
+			return err
+		}
+		store, ledger = ks, kl
+		log.Info("state in the JetStream key-value store")
+	}
+
+	renderer, err := render.New(templates.FS, render.Reseller{
+		Name: cfg.ResellerName, Phone: cfg.ResellerPhone, Email: cfg.ResellerEmail, Website: cfg.ResellerWebsite,
+	})
+	if err != nil {
+		return fmt.Errorf("email templates: %w", err)
+	}
+	if err := renderer.Check(); err != nil {
+		return fmt.Errorf("email templates: %w", err)
+	}
+
+	sched := &scheduler.Scheduler{
+		Store: store, Ledger: ledger, Milestones: cfg.Stages, Location: cfg.Location, Now: now,
+		Log: log.Named("scheduler"),
+	}
+	if sched.JS, err = natsbus.NewJetStream(bus.Conn); err != nil {
+		return err
+	}
+	host, _ := os.Hostname()
+	if sched.Lease, err = scheduler.NewLease(ctx, bus.JS, fmt.Sprintf("%s/%d", host, os.Getpid()), 10*time.Minute); err != nil {
+		return err
+	}
+
+	g, gctx := newGroup(ctx)
+
+	if cfg.TargetSet["scheduler"] {
+		g.Go(func() error { return sched.Run(gctx, cfg.Schedule, config.CronParser) })
+	}
+
+	if cfg.TargetSet["notifier"] {
+		sender, err := mailer.Open(cfg.SMTPURL, cfg.MailFrom, filepath.Join(cfg.DataDir, "outbox"), now)
+		if err != nil {
+			return fmt.Errorf("RENEWALS_SMTP_URL: %w", err)
+		}
+		if cfg.SMTPURL == "" {
+			log.Info("emails written to the outbox", zap.String("dir", filepath.Join(cfg.DataDir, "outbox")))
+		}
+		defer sender.Close()
+		consumer := notifier.DefaultConsumer
+		consumer.AckWait = *ackWait
+		consumer.Lease = *ackWait * 3 / 2
+		n := &notifier.Notifier{
+			JS: bus.JS, Store: store, Ledger: ledger, Sender: sender, Renderer: renderer,
+			Milestones: cfg.Stages, Location: cfg.Location, Now: now, Log: log.Named("notifier"),
+			Consumer: consumer, Workers: *workers, Pause: faultPause(env),
+		}
+		g.Go(func() error { return n.Run(gctx) })
+	}
+
+	// Every target serves /healthz, /readyz and /metrics; only the api
+	// target serves /api.
+	srv := &api.Server{
+		Store: store, Ledger: ledger, JS: bus.JS, Scheduler: schedulerForAPI(sched), Renderer: renderer,
+		Location: cfg.Location, Now: now, Log: log.Named("api"),
+		MaxImportBytes: *maxImport, WaitTimeout: 30 * time.Minute, APIDisabled: !cfg.TargetSet["api"],
+		Ready: func(ctx context.Context) error {
+			if !bus.Conn.IsConnected() {
+				return errors.New("NATS is not connected")
+			}
+			if _, err := bus.JS.AccountInfo(ctx); err != nil {
+				return fmt.Errorf("JetStream: %w", err)
+			}
+			return store.Ping(ctx)
+		},
+	}
+	if cfg.TargetSet["api"] {
+		if srv.Token, err = apiToken(cfg); err != nil {
+			return err
+		}
+		stopIngest, err := api.ServeIngest(bus.Conn, srv)
+		if err != nil {
+			return err
+		}
+		defer stopIngest()
+	}
+	ln, err := net.Listen("tcp", cfg.HTTPAddr)
+	if err != nil {
+		return fmt.Errorf("cannot listen on %s (%v): is another renewals running? set RENEWALS_HTTP_ADDR", cfg.HTTPAddr, err)
+	}
+	hs := &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	log.Info("HTTP listening", zap.String("addr", ln.Addr().String()))
+	fmt.Fprintf(env.Stderr, "renewals: serving %s on http://%s", cfg.Targets, ln.Addr())
+	if cfg.TargetSet["api"] {
+		fmt.Fprintf(env.Stderr, " (API token in %s)", tokenSource(cfg))
+	}
+	fmt.Fprintln(env.Stderr)
+	g.Go(func() error {
+		if err := hs.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+			return err
+		}
+		return nil
+	})
+	g.Go(func() error {
+		<-gctx.Done()
+		sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		return hs.Shutdown(sctx)
+	})
+
+	err = g.Wait()
+	log.Info("shut down", zap.NamedError("cause", context.Cause(gctx)))
+	return err
+}
+
+// schedulerForAPI is the scheduler as the API runs it: a manual pass waits
+// for another replica's pass to finish instead of failing.
+func schedulerForAPI(s *scheduler.Scheduler) *scheduler.Scheduler {
+	c := *s
+	if s.Lease != nil {
+		l := *s.Lease
+		l.Wait = true
+		c.Lease = &l
+	}
+	return &c
+}
+
+// apiToken returns RENEWALS_API_TOKEN, else the token saved under the data
+// dir, generating it (mode 0600) on first start.
+func apiToken(cfg *config.Config) (string, error) {
+	if cfg.APIToken != "" {
+		return cfg.APIToken, nil
+	}
+	path := filepath.Join(cfg.DataDir, "api-token")
+	if b, err := os.ReadFile(path); err == nil && len(strings.TrimSpace(string(b))) > 0 {
+		return strings.TrimSpace(string(b)), nil
+	}
+	var raw [24]byte
+	if _, err := rand.Read(raw[:]); err != nil {
+		return "", fmt.Errorf("generate API token: %w", err)
+	}
+	token := hex.EncodeToString(raw[:])
+	if err := os.WriteFile(path, []byte(token+"\n"), 0o600); err != nil {
+		return "", fmt.Errorf("save API token to %s: %w", path, err)
+	}
+	return token, nil
+}
+
+func tokenSource(cfg *config.Config) string {
+	if cfg.APIToken != "" {
+		return "RENEWALS_API_TOKEN"
+	}
+	return filepath.Join(cfg.DataDir, "api-token")
+}
+
+// newLogger logs JSON lines, or coloured console lines for `make run`, to
+// the command's stderr.
+func newLogger(format string, env Env) (*zap.Logger, error) {
+	level := zapcore.InfoLevel
+	if lvl := env.Getenv("RENEWALS_LOG_LEVEL"); lvl != "" {
+		l, err := zapcore.ParseLevel(lvl)
+		if err != nil {
+			return nil, fmt.Errorf("RENEWALS_LOG_LEVEL %q: use debug, info, warn or error", lvl)
+		}
+		level = l
+	}
+	var enc zapcore.Encoder
+	if format == "console" {
+		ec := zap.NewDevelopmentEncoderConfig()
+		ec.EncodeLevel = zapcore.CapitalColorLevelEncoder
+		ec.EncodeTime = zapcore.TimeEncoderOfLayout("15:04:05")
+		enc = zapcore.NewConsoleEncoder(ec)
+	} else {
+		enc = zapcore.NewJSONEncoder(zap.NewProductionEncoderConfig())
+	}
+	return zap.New(zapcore.NewCore(enc, zapcore.Lock(zapcore.AddSync(env.Stderr)), level)), nil
+}
+
+func envDuration(getenv func(string) string, name string, def time.Duration) time.Duration {
+	if v := getenv(name); v != "" {
+		if d, err := time.ParseDuration(v); err == nil {
+			return d
+		}
+	}
+	return def
+}
+
+// faultPause reads RENEWALS_FAULT_PAUSE, a test hook: when the notifier
+// reaches the named step of the send protocol it prints "fault-pause <step>"
+// on stderr and stops there for good, so a test can SIGKILL it at that exact
+// point.
+func faultPause(env Env) func(string) {
+	want := env.Getenv("RENEWALS_FAULT_PAUSE")
+	if want == "" {
+		return nil
+	}
+	return func(step string) {
+		if step == want {
+			fmt.Fprintf(env.Stderr, "fault-pause %s\n", step)
+			select {}
+		}
+	}
+}
+
+// group runs goroutines until the first fails or ctx ends; then the
+// context it hands them is cancelled and Wait returns the first error.
+type group struct {
+	wg     sync.WaitGroup
+	cancel context.CancelCauseFunc
+	once   sync.Once
+	err    error
+}
+
+func newGroup(ctx context.Context) (*group, context.Context) {
+	ctx, cancel := context.WithCancelCause(ctx)
+	return &group{cancel: cancel}, ctx
+}
+
+func (g *group) Go(f func() error) {
+	g.wg.Go(func() {
+		if err := f(); err != nil {
+			g.once.Do(func() { g.err = err })
+			g.cancel(err)
+		}
+	})
+}
+
+func (g *group) Wait() error {
+	g.wg.Wait()
+	g.cancel(nil)
+	return g.err
+}
