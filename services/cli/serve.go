@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -39,13 +40,19 @@ func serve(ctx context.Context, args []string, env Env) error {
 	cfg := config.Flags(fs, env.Getenv)
 	ackWait := fs.Duration("ack-wait", envDuration(env.Getenv, "RENEWALS_ACK_WAIT", notifier.DefaultConsumer.AckWait),
 		"how long a notice may go unacknowledged before it is redelivered; claims last 1.5 times this (RENEWALS_ACK_WAIT)")
-	workers := fs.Int("workers", 16, "notices the notifier handles at once (RENEWALS_WORKERS)")
-	maxImport := fs.Int64("max-import-bytes", 1<<30, "largest import body the API accepts")
+	workers := fs.Int("workers", envInt(env.Getenv, "RENEWALS_WORKERS", 16), "notices the notifier handles at once (RENEWALS_WORKERS)")
+	maxImport := fs.Int64("max-import-bytes", int64(envInt(env.Getenv, "RENEWALS_MAX_IMPORT_BYTES", 1<<30)), "largest import body the API accepts, in bytes (RENEWALS_MAX_IMPORT_BYTES)")
 	if err := parse(fs, args, 0); err != nil {
+		return err
+	}
+	if err := checkEnv(env.Getenv); err != nil {
 		return err
 	}
 	if err := cfg.Validate(); err != nil {
 		return err
+	}
+	if *workers < 1 || *ackWait < time.Second || *maxImport < 1 {
+		return fmt.Errorf("--workers must be 1 or more, --ack-wait at least 1s and --max-import-bytes positive")
 	}
 	log, err := newLogger(cfg.LogFormat, env)
 	if err != nil {
@@ -257,6 +264,17 @@ func newLogger(format string, env Env) (*zap.Logger, error) {
 	return zap.New(zapcore.NewCore(enc, zapcore.Lock(zapcore.AddSync(env.Stderr)), level)), nil
 }
 
+// envInt reads a whole-number variable; a malformed one is reported by
+// checkEnv at start rather than silently replaced by the default.
+func envInt(getenv func(string) string, name string, def int) int {
+	if v := getenv(name); v != "" {
+		if n, err := strconv.Atoi(v); err == nil {
+			return n
+		}
+	}
+	return def
+}
+
 func envDuration(getenv func(string) string, name string, def time.Duration) time.Duration {
 	if v := getenv(name); v != "" {
 		if d, err := time.ParseDuration(v); err == nil {
@@ -264,6 +282,25 @@ func envDuration(getenv func(string) string, name string, def time.Duration) tim
 		}
 	}
 	return def
+}
+
+// checkEnv reports the first malformed number or duration variable.
+func checkEnv(getenv func(string) string) error {
+	for _, name := range []string{"RENEWALS_WORKERS", "RENEWALS_MAX_IMPORT_BYTES", "RENEWALS_GRACE_DAYS"} {
+		if v := getenv(name); v != "" {
+			if _, err := strconv.Atoi(v); err != nil {
+				return fmt.Errorf("%s %q is not a whole number", name, v)
+			}
+		}
+	}
+	for _, name := range []string{"RENEWALS_ACK_WAIT"} {
+		if v := getenv(name); v != "" {
+			if _, err := time.ParseDuration(v); err != nil {
+				return fmt.Errorf("%s %q is not a duration: use e.g. 30s or 2m", name, v)
+			}
+		}
+	}
+	return nil
 }
 
 // faultPause reads RENEWALS_FAULT_PAUSE, a test hook: when the notifier
