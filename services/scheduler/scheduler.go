@@ -32,6 +32,9 @@ type Scheduler struct {
 	Log      *zap.Logger
 	// Lease, when set, makes sure only one replica runs a pass at a time.
 	Lease *Lease
+	// Observe, when set, is told the result and error of every pass, for
+	// metrics.
+	Observe func(res Result, err error)
 }
 
 // Planned is one notice a pass found due.
@@ -117,6 +120,9 @@ func (s *Scheduler) Pass(ctx context.Context, asOf subscription.Date, dryRun boo
 		err = flush()
 	}
 	res.Duration = s.Now().Sub(start)
+	if s.Observe != nil {
+		s.Observe(res, err)
+	}
 	if err != nil {
 		return res, fmt.Errorf("scheduler pass: %w", err)
 	}
