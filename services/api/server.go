@@ -43,6 +43,8 @@ type Server struct {
 	Metrics  http.Handler
 	Calllist http.Handler
 	Events   http.Handler
+	// OnImport, when set, is told the report of every import, for metrics.
+	OnImport func(importer.Report)
 }
 
 // Handler returns the routes.
@@ -120,6 +122,9 @@ func (s *Server) importSubscriptions(w http.ResponseWriter, r *http.Request) err
 	}
 	if err := s.JS.Conn().Flush(); err != nil {
 		s.Log.Warn("flush upsert events", zap.Error(err))
+	}
+	if s.OnImport != nil {
+		s.OnImport(report)
 	}
 	writeJSON(w, http.StatusOK, report)
 	return nil
