@@ -19,13 +19,16 @@ import (
 	"go.uber.org/zap/zapcore"
 
 	"renewals/pkg/config"
+	"renewals/pkg/event"
 	"renewals/pkg/kvstore"
 	"renewals/pkg/mailer"
+	"renewals/pkg/metrics"
 	"renewals/pkg/natsbus"
 	"renewals/pkg/redisstore"
 	"renewals/pkg/render"
 	"renewals/pkg/subscription"
 	"renewals/services/api"
+	"renewals/services/calllist"
 	"renewals/services/notifier"
 	"renewals/services/scheduler"
 	"renewals/templates"
@@ -122,6 +125,22 @@ func serve(ctx context.Context, args []string, env Env) error {
 
 	g, gctx := newGroup(ctx)
 
+	// Metrics on a registry of their own; the call list rules shared by the
+	// calllist target and the API's reader.
+	m := metrics.New(cfg.Stages)
+	m.WatchConsumer(bus.JS, event.StreamName, notifier.DefaultConsumer.Durable)
+	sched.Observe = func(res scheduler.Result, err error) {
+		m.Pass(res.Duration, res.DryRun, err, now())
+		for _, k := range res.Keys {
+			m.Due(k.Milestone)
+		}
+	}
+	rules := calllist.Rules{Milestones: cfg.Stages, GraceDays: cfg.GraceDays, Location: cfg.Location}
+	if cfg.TargetSet["calllist"] {
+		t := &calllist.Target{JS: bus.JS, Store: store, Rules: rules, Now: now, Log: log.Named("calllist")}
+		g.Go(func() error { return t.Run(gctx) })
+	}
+
 	if cfg.TargetSet["scheduler"] {
 		g.Go(func() error { return sched.Run(gctx, cfg.Schedule, config.CronParser) })
 	}
@@ -141,7 +160,7 @@ func serve(ctx context.Context, args []string, env Env) error {
 		n := &notifier.Notifier{
 			JS: bus.JS, Store: store, Ledger: ledger, Sender: sender, Renderer: renderer,
 			Milestones: cfg.Stages, Location: cfg.Location, Now: now, Log: log.Named("notifier"),
-			Consumer: consumer, Workers: *workers, Pause: faultPause(env),
+			Consumer: consumer, Workers: *workers, Pause: faultPause(env), Observe: m.Outcome,
 		}
 		g.Go(func() error { return n.Run(gctx) })
 	}
@@ -162,6 +181,11 @@ func serve(ctx context.Context, args []string, env Env) error {
 			return store.Ping(ctx)
 		},
 	}
+	srv.Metrics, srv.OnImport = m.Handler(), m.Import
+	srv.Calllist = &calllist.Handler{
+		Lister: &calllist.Lister{JS: bus.JS, Store: store, Rules: rules, Now: now}, Log: log.Named("calllist"),
+	}
+	srv.Events = &calllist.EventStream{JS: bus.JS, Log: log.Named("events"), Context: gctx}
 	if cfg.TargetSet["api"] {
 		if srv.Token, err = apiToken(cfg); err != nil {
 			return err
