@@ -8,7 +8,8 @@
 //	renewals:notice:<key>      hash: one ledger entry, keyed by the notice key
 //	renewals:notices:<id>      set: the notice keys of one subscription, for List
 //
-// Every multi-key change is one Lua script, so that a crash or a concurrent
+// Every multi-key change is one Lua script or one MULTI/EXEC transaction
+// (Upsert: optimistic, under WATCH), so that a crash or a concurrent
 // writer never sees half of it.
 package redisstore
 
@@ -16,6 +17,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"strconv"
 	"strings"
 	"sync"
@@ -32,7 +34,6 @@ const Prefix = "renewals:"
 
 const (
 	endsKey   = Prefix + "ends"
-	chunkRows = 500  // rows per Upsert script call: keeps Lua's unpack well inside its stack
 	readChunk = 1000 // subscriptions per EndingBetween read
 )
 
@@ -52,6 +53,8 @@ type Store struct {
 	owned bool
 	// rewriteMu serialises the AOF rewrites that erasures ask for.
 	rewriteMu sync.Mutex
+	// seed spreads an Upsert batch over chunks by id.
+	seed maphash.Seed
 }
 
 // Ledger is the Redis subscription.Ledger: one hash per notice key, changed
@@ -68,7 +71,7 @@ var (
 // New returns the store and the ledger on client c. The caller keeps c and
 // closes it; Store.Close does not.
 func New(c *redis.Client) (*Store, *Ledger) {
-	return &Store{c: c}, &Ledger{c: c}
+	return &Store{c: c, seed: maphash.MakeSeed()}, &Ledger{c: c}
 }
 
 // Open connects to the Redis at url (redis://[user:pass@]host:port/db, or
@@ -104,227 +107,6 @@ func (s *Store) Ping(ctx context.Context) error {
 		return errf("ping redis", err)
 	}
 	return nil
-}
-
-// upsertScript writes a chunk of records. KEYS: the end-date index, then per
-// row its record key and data-key key. ARGV, five per row: id, data key,
-// record JSON, digest, end ordinal. A row's data key must be the one stored
-// (or there must be none, and then the row's key is stored): otherwise the
-// row was sealed under a key that an Erase or another writer replaced
-// meanwhile, and it comes back "r" for the caller to seal again. Per row it
-// returns "c" (created), "u:<old ordinal>" (updated), "n:<ordinal>"
-// (unchanged) or "r" (retry). Repeated ids see the earlier rows' writes.
-var upsertScript = redis.NewScript(`
-local n = #ARGV / 5
-local recs, dks = {}, {}
-for i = 1, n do recs[i] = KEYS[2*i]; dks[i] = KEYS[2*i+1] end
-local oldv = redis.call('MGET', unpack(recs))
-local oldk = redis.call('MGET', unpack(dks))
-local curv, curk, out, setv, setk, zadd = {}, {}, {}, {}, {}, {}
-for i = 1, n do
-  local b = 5*(i-1)
-  local id, dk, val, dig, ord = ARGV[b+1], ARGV[b+2], ARGV[b+3], ARGV[b+4], ARGV[b+5]
-  local rk = recs[i]
-  local v, k = curv[rk], curk[rk]
-  if v == nil then v = oldv[i] end
-  if k == nil then k = oldk[i] end
-  local res
-  if k and k ~= dk then
-    res = 'r'
-  elseif not k or not v then
-    res = 'c'
-  else
-    local old = string.match(v, '^{"d":"%x+","e":(%-?%d+)')
-    if string.sub(v, 7, 70) == dig then res = 'n:' .. old else res = 'u:' .. old end
-  end
-  out[i] = res
-  if res ~= 'r' and string.sub(res, 1, 1) ~= 'n' then
-    if not k then
-      setk[#setk+1] = dks[i]; setk[#setk+1] = dk
-      curk[rk] = dk
-    end
-    setv[#setv+1] = rk; setv[#setv+1] = val
-    zadd[#zadd+1] = ord; zadd[#zadd+1] = id
-    curv[rk] = val
-  end
-end
-if #setk > 0 then redis.call('MSET', unpack(setk)) end
-if #setv > 0 then redis.call('MSET', unpack(setv)) end
-if #zadd > 0 then redis.call('ZADD', KEYS[1], unpack(zadd)) end
-return out
-`)
-
-type row struct {
-	i   int // index in the caller's slice
-	sub subscription.Subscription
-}
-
-// Upsert writes subs in chunks of one Lua script call each, all chunks in one
-// pipelined round trip after one round trip that reads the data keys. The
-// personal part of each record is sealed under the subscription's data key;
-// a subscription seen for the first time gets a new one.
-func (s *Store) Upsert(ctx context.Context, subs []subscription.Subscription) ([]subscription.UpsertResult, error) {
-	for _, x := range subs {
-		if err := subscription.ValidID(x.ID); err != nil {
-			return nil, errf("upsert subscriptions", err)
-		}
-	}
-	out := make([]subscription.UpsertResult, len(subs))
-	todo := make([]row, len(subs))
-	for i, x := range subs {
-		todo[i] = row{i, x}
-	}
-	for attempt := 0; len(todo) > 0; attempt++ {
-		if attempt == 5 {
-			return nil, fmt.Errorf("upsert subscriptions: %d rows kept racing with erasures or other writers; try again", len(todo))
-		}
-		retry, err := s.upsertOnce(ctx, todo, out)
-		if err != nil {
-			return nil, err
-		}
-		todo = retry
-	}
-	return out, nil
-}
-
-func (s *Store) upsertOnce(ctx context.Context, rows []row, out []subscription.UpsertResult) ([]row, error) {
-	// Round trip 1: the data keys of every id in the batch.
-	var ids []string
-	seen := make(map[string]bool, len(rows))
-	for _, r := range rows {
-		if !seen[r.sub.ID] {
-			seen[r.sub.ID] = true
-			ids = append(ids, r.sub.ID)
-		}
-	}
-	keys, err := s.dataKeys(ctx, ids)
-	if err != nil {
-		return nil, errf("upsert subscriptions", err)
-	}
-	for _, id := range ids {
-		if keys[id] == nil {
-			k, err := shred.NewKey()
-			if err != nil {
-				return nil, errf("upsert subscriptions", err)
-			}
-			keys[id] = k
-		}
-	}
-	// Seal every row, in parallel: this is most of the CPU an import costs.
-	type sealed struct {
-		val []byte
-		dig string
-		ord int64
-	}
-	recs := make([]sealed, len(rows))
-	errs := make([]error, len(rows))
-	var wg sync.WaitGroup
-	const workers = 4
-	for w := range workers {
-		wg.Go(func() {
-			for i := w; i < len(rows); i += workers {
-				r, err := shred.SealSubscription(keys[rows[i].sub.ID], rows[i].sub)
-				if err == nil {
-					var b []byte
-					b, err = r.Marshal()
-					recs[i] = sealed{b, r.Digest, r.End}
-				}
-				errs[i] = err
-			}
-		})
-	}
-	wg.Wait()
-	if err := errors.Join(errs...); err != nil {
-		return nil, errf("upsert subscriptions", err)
-	}
-	// Round trip 2: one script call per chunk, pipelined.
-	pipe := s.c.Pipeline()
-	var cmds []*redis.Cmd
-	for lo := 0; lo < len(rows); lo += chunkRows {
-		hi := min(lo+chunkRows, len(rows))
-		ks := make([]string, 0, 1+2*(hi-lo))
-		args := make([]any, 0, 5*(hi-lo))
-		ks = append(ks, endsKey)
-		for i := lo; i < hi; i++ {
-			id := rows[i].sub.ID
-			ks = append(ks, subKey(id), dataKeyKey(id))
-			args = append(args, id, keys[id], recs[i].val, recs[i].dig, recs[i].ord)
-		}
-		cmds = append(cmds, upsertScript.EvalSha(ctx, pipe, ks, args...))
-	}
-	if _, err := pipe.Exec(ctx); err != nil && !isNoScript(err) {
-		return nil, errf("upsert subscriptions", err)
-	}
-	var retry []row
-	for c, cmd := range cmds {
-		res, err := cmd.StringSlice()
-		if isNoScript(err) { // first use on this server: load it, then run this chunk again
-			lo := c * chunkRows
-			retry = append(retry, rows[lo:min(lo+chunkRows, len(rows))]...)
-			if err := upsertScript.Load(ctx, s.c).Err(); err != nil {
-				return nil, errf("upsert subscriptions: load script", err)
-			}
-			continue
-		}
-		if err != nil {
-			return nil, errf("upsert subscriptions", err)
-		}
-		for j, v := range res {
-			r := rows[c*chunkRows+j]
-			switch {
-			case v == "c":
-				out[r.i] = subscription.UpsertResult{Change: subscription.Created}
-			case v == "r":
-				retry = append(retry, r)
-			case strings.HasPrefix(v, "u:"), strings.HasPrefix(v, "n:"):
-				ord, err := strconv.ParseInt(v[2:], 10, 64)
-				if err != nil {
-					return nil, fmt.Errorf("upsert subscription %s: stored record has no end date: %q", r.sub.ID, v)
-				}
-				ch := subscription.Updated
-				if v[0] == 'n' {
-					ch = subscription.Unchanged
-				}
-				out[r.i] = subscription.UpsertResult{Change: ch, PreviousEndDate: subscription.DateFromOrdinal(ord)}
-			default:
-				return nil, fmt.Errorf("upsert subscription %s: unexpected script reply %q", r.sub.ID, v)
-			}
-		}
-	}
-	return retry, nil
-}
-
-func isNoScript(err error) bool {
-	return err != nil && strings.HasPrefix(err.Error(), "NOSCRIPT")
-}
-
-// dataKeys reads the data keys of ids; a missing key maps to nil.
-func (s *Store) dataKeys(ctx context.Context, ids []string) (map[string][]byte, error) {
-	out := make(map[string][]byte, len(ids))
-	pipe := s.c.Pipeline()
-	var cmds []*redis.SliceCmd
-	for lo := 0; lo < len(ids); lo += readChunk {
-		part := ids[lo:min(lo+readChunk, len(ids))]
-		ks := make([]string, len(part))
-		for i, id := range part {
-			ks[i] = dataKeyKey(id)
-		}
-		cmds = append(cmds, pipe.MGet(ctx, ks...))
-	}
-	if len(cmds) == 0 {
-		return out, nil
-	}
-	if _, err := pipe.Exec(ctx); err != nil {
-		return nil, fmt.Errorf("read data keys: %w", err)
-	}
-	for c, cmd := range cmds {
-		for j, v := range cmd.Val() {
-			if str, ok := v.(string); ok {
-				out[ids[c*readChunk+j]] = []byte(str)
-			}
-		}
-	}
-	return out, nil
 }
 
 // Get returns the subscription with its personal data opened, or an error

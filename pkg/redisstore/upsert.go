@@ -1,0 +1,288 @@
+package redisstore
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"hash/maphash"
+	"math"
+	"strconv"
+	"sync"
+
+	"github.com/redis/go-redis/v9"
+
+	"renewals/pkg/shred"
+	"renewals/pkg/subscription"
+)
+
+// Upsert tuning. A batch is cut into chunks of about chunkRows rows, and up
+// to chunkWorkers chunks run at once, each on its own connection: while one
+// chunk waits on Redis another is being sealed, which is where an import
+// spends most of its CPU.
+const (
+	chunkRows     = 256
+	chunkWorkers  = 2
+	maxAttempts   = 10
+	prefixReadLen = shred.DigestPrefixLen + len(`","e":`) + 21 // digest and end ordinal of a stored record
+)
+
+// row is one subscription of an Upsert call with its index in the caller's
+// slice.
+type row struct {
+	i   int
+	sub subscription.Subscription
+}
+
+// Upsert writes subs by id and reports, per row, whether it created,
+// updated or left unchanged the stored record (with the stored end date as
+// PreviousEndDate for the last two). Rows with the same id are applied in
+// order, each compared with the one before. The personal part of each
+// record is sealed under the subscription's data key; a subscription seen for
+// the first time gets a new one.
+//
+// Each chunk of the batch is one optimistic transaction on its own
+// connection, with no Lua:
+//
+//  1. one pipelined round trip: SET NX a fresh random data key for every id
+//     (so that a new id gets exactly one key even when two importers race),
+//     WATCH the ids' data keys, MGET them and GETRANGE the first bytes of
+//     each record (its digest and end date);
+//  2. seal each row under its data key and compare digests: only created
+//     and updated records are written;
+//  3. MULTI, MSET each changed record together with its data key (the same
+//     value again), ZADD the end dates that changed, EXEC.
+//
+// Only the data keys are watched, because Redis 7.0's WATCH costs time
+// quadratic in the keys one connection watches; rewriting the data key with
+// every record is what lets that one key stand for both. Another importer
+// writing the same id (which rewrites its data key), or an Erase of it
+// (which deletes it), between 1 and 3 touches a watched key: EXEC then does
+// nothing and the chunk starts again
+// from 1, so every reported result is exact for the state it was written
+// over, and a record is never written under a data key that an Erase has
+// destroyed. Rows of one id always fall into the same chunk, so their order
+// holds. A chunk that keeps losing the race gives up after a few attempts
+// with an error. An import that fails may leave data keys of ids whose
+// records it never wrote; they hold no personal data, and a later Upsert of
+// the id uses them.
+func (s *Store) Upsert(ctx context.Context, subs []subscription.Subscription) ([]subscription.UpsertResult, error) {
+	for _, x := range subs {
+		if err := subscription.ValidID(x.ID); err != nil {
+			return nil, errf("upsert subscriptions", err)
+		}
+	}
+	out := make([]subscription.UpsertResult, len(subs))
+	n := (len(subs) + chunkRows - 1) / chunkRows
+	if n == 0 {
+		return out, nil
+	}
+	chunks := make([][]row, n)
+	for i, x := range subs { // by id, so that all rows of an id share a chunk, in order
+		c := int(maphash.String(s.seed, x.ID) % uint64(n))
+		chunks[c] = append(chunks[c], row{i, x})
+	}
+	work := make(chan []row)
+	errs := make([]error, min(chunkWorkers, n))
+	var wg sync.WaitGroup
+	for w := range errs {
+		wg.Go(func() {
+			for rows := range work {
+				if errs[w] == nil {
+					errs[w] = s.upsertChunk(ctx, rows, out)
+				}
+			}
+		})
+	}
+	for _, c := range chunks {
+		if len(c) > 0 {
+			work <- c
+		}
+	}
+	close(work)
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return nil, errf("upsert subscriptions", err)
+	}
+	return out, nil
+}
+
+// errRetry: a watched key changed, or a data key vanished, before the chunk
+// was written; run it again.
+var errRetry = errors.New("retry")
+
+func (s *Store) upsertChunk(ctx context.Context, rows []row, out []subscription.UpsertResult) error {
+	for range maxAttempts {
+		err := s.c.Watch(ctx, func(tx *redis.Tx) error { return s.upsertTx(ctx, tx, rows, out) })
+		if errors.Is(err, redis.TxFailedErr) || errors.Is(err, errRetry) {
+			continue
+		}
+		return err
+	}
+	return fmt.Errorf("%d rows kept racing with erasures or other writers of the same subscriptions; try again", len(rows))
+}
+
+// stored is what Upsert knows of one id's record: whether there is one, and
+// its digest and end date.
+type stored struct {
+	exists bool
+	digest string
+	end    int64
+	val    []byte // the record to write, when a row of the chunk changed it
+	write  bool
+}
+
+func (s *Store) upsertTx(ctx context.Context, tx *redis.Tx, rows []row, out []subscription.UpsertResult) error {
+	// Unique ids, in order of first appearance.
+	ids := make([]string, 0, len(rows))
+	at := make(map[string]int, len(rows))
+	for _, r := range rows {
+		if _, ok := at[r.sub.ID]; !ok {
+			at[r.sub.ID] = len(ids)
+			ids = append(ids, r.sub.ID)
+		}
+	}
+	fresh := make([]byte, len(ids)*shred.KeySize)
+	if _, err := rand.Read(fresh); err != nil {
+		return fmt.Errorf("new data keys: %w", err)
+	}
+	dks := make([]string, len(ids))
+	watch := make([]any, 0, 1+len(ids))
+	watch = append(watch, "watch")
+	for i, id := range ids {
+		dks[i] = dataKeyKey(id)
+		watch = append(watch, dks[i])
+	}
+	// Round trip 1.
+	var mget *redis.SliceCmd
+	heads := make([]*redis.StringCmd, len(ids))
+	_, err := tx.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i := range ids {
+			p.SetNX(ctx, dks[i], fresh[i*shred.KeySize:(i+1)*shred.KeySize], 0)
+		}
+		p.Do(ctx, watch...)
+		mget = p.MGet(ctx, dks...)
+		for i, id := range ids {
+			heads[i] = p.GetRange(ctx, subKey(id), 0, int64(prefixReadLen-1))
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("read records: %w", err)
+	}
+	keys := make([][]byte, len(ids))
+	state := make([]stored, len(ids))
+	ends := make([]int64, len(ids)) // the stored end ordinals; the index already holds them
+	for i := range ends {
+		ends[i] = math.MinInt64
+	}
+	for i, v := range mget.Val() {
+		k, ok := v.(string)
+		if !ok || len(k) != shred.KeySize { // erased between SET NX and WATCH
+			tx.Unwatch(ctx)
+			return errRetry
+		}
+		keys[i] = []byte(k)
+		if h := heads[i].Val(); h != "" {
+			dig, end, err := parseHead(h)
+			if err != nil {
+				tx.Unwatch(ctx)
+				return fmt.Errorf("subscription %s: %w", ids[i], err)
+			}
+			state[i] = stored{exists: true, digest: dig, end: end}
+			ends[i] = end
+		}
+	}
+	// Seal and compare, row by row in order.
+	var changed int
+	for _, r := range rows {
+		st := &state[at[r.sub.ID]]
+		rec, err := shred.SealSubscription(keys[at[r.sub.ID]], r.sub)
+		if err != nil {
+			tx.Unwatch(ctx)
+			return err
+		}
+		switch {
+		case !st.exists:
+			out[r.i] = subscription.UpsertResult{Change: subscription.Created}
+		case st.digest == rec.Digest:
+			out[r.i] = subscription.UpsertResult{Change: subscription.Unchanged, PreviousEndDate: subscription.DateFromOrdinal(st.end)}
+			continue
+		default:
+			out[r.i] = subscription.UpsertResult{Change: subscription.Updated, PreviousEndDate: subscription.DateFromOrdinal(st.end)}
+		}
+		if !st.write {
+			changed++
+		}
+		*st = stored{exists: true, digest: rec.Digest, end: rec.End, val: appendRecord(st.val[:0], rec), write: true}
+	}
+	if changed == 0 {
+		tx.Unwatch(ctx)
+		return nil
+	}
+	// Round trip 2: the changed records, only if nothing watched moved.
+	mset := make([]any, 0, 4*changed)
+	zadd := make([]redis.Z, 0, changed)
+	for i, st := range state {
+		if st.write {
+			mset = append(mset, dks[i], keys[i], subKey(ids[i]), st.val)
+			if st.end != ends[i] {
+				zadd = append(zadd, redis.Z{Score: float64(st.end), Member: ids[i]})
+			}
+		}
+	}
+	_, err = tx.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		p.MSet(ctx, mset...)
+		if len(zadd) > 0 {
+			p.ZAdd(ctx, endsKey, zadd...)
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("write records: %w", err)
+	}
+	return nil
+}
+
+// parseHead reads the digest and end ordinal from the first bytes of a
+// stored record, `{"d":"<64 hex>","e":<ordinal>,...`.
+func parseHead(h string) (string, int64, error) {
+	const open, mid = `{"d":"`, `","e":`
+	if len(h) < shred.DigestPrefixLen+len(mid)+1 || h[:len(open)] != open || h[shred.DigestPrefixLen:shred.DigestPrefixLen+len(mid)] != mid {
+		return "", 0, fmt.Errorf("stored record does not start with its digest and end date: %.20q", h)
+	}
+	num := h[shred.DigestPrefixLen+len(mid):]
+	end := 0
+	for end < len(num) && (num[end] == '-' || num[end] >= '0' && num[end] <= '9') {
+		end++
+	}
+	ord, err := strconv.ParseInt(num[:end], 10, 64)
+	if err != nil || end == len(num) {
+		return "", 0, fmt.Errorf("stored record has no end date: %.20q", h)
+	}
+	return h[len(open):shred.DigestPrefixLen], ord, nil
+}
+
+// appendRecord appends r's JSON form, byte for byte what r.Marshal returns
+// (the test holds it to that), without reflection: {"d":..,"e":..,"s":..,"p":..}.
+// r.Clear is compact JSON from encoding/json, which is what Marshal copies.
+func appendRecord(b []byte, r shred.Record) []byte {
+	b = append(b, `{"d":"`...)
+	b = append(b, r.Digest...)
+	b = append(b, `","e":`...)
+	b = strconv.AppendInt(b, r.End, 10)
+	b = append(b, `,"s":`...)
+	if len(r.Clear) == 0 {
+		b = append(b, "null"...)
+	} else {
+		b = append(b, bytes.TrimSpace(r.Clear)...)
+	}
+	if r.Sealed == nil {
+		return append(b, `,"p":null}`...)
+	}
+	b = append(b, `,"p":"`...)
+	b = base64.StdEncoding.AppendEncode(b, r.Sealed)
+	return append(b, `"}`...)
+}

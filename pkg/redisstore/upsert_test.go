@@ -1,0 +1,141 @@
+package redisstore
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+
+	"renewals/pkg/shred"
+	"renewals/pkg/subscription"
+	"renewals/pkg/testenv"
+)
+
+func sub(id, end, cm string) subscription.Subscription {
+	seats := 3
+	return subscription.Subscription{
+		ID: id, EndDate: subscription.MustDate(end), Status: subscription.StatusActive, Seats: &seats,
+		CustomerName: `A & B <Ltd> "quoted" ` + "\u2028", Product: "Suite",
+		ContractManager: subscription.Contact{Name: "CM " + cm, Email: cm + "@example.com"},
+	}
+}
+
+// appendRecord must write exactly what shred.Record.Marshal writes, so that
+// both stay readable by shred.UnmarshalRecord and comparable by prefix.
+func TestAppendRecordMatchesMarshal(t *testing.T) {
+	key, err := shred.NewKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range []subscription.Subscription{sub("110000000001", "2027-01-31", "x"), {ID: "110000000002", EndDate: subscription.MustDate("2027-02-28")}} {
+		r, err := shred.SealSubscription(key, s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want, err := r.Marshal()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := appendRecord(nil, r); !bytes.Equal(got, want) {
+			t.Errorf("appendRecord:\n got %s\nwant %s", got, want)
+		}
+		dig, end, err := parseHead(string(want[:prefixReadLen]))
+		if err != nil || dig != r.Digest || end != r.End {
+			t.Errorf("parseHead = %q, %d, %v; want %q, %d", dig, end, err, r.Digest, r.End)
+		}
+	}
+}
+
+// Two importers of the same ids at once: every id ends up with exactly one
+// created result across both, each record opens under its data key, and the
+// results of the later writer name the earlier one's end date.
+func TestUpsertConcurrentSameIDs(t *testing.T) {
+	s, _, err := Open(context.Background(), testenv.StartRedis(t).URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	ctx := context.Background()
+	const n = 600
+	batch := func(end, cm string) []subscription.Subscription {
+		out := make([]subscription.Subscription, n)
+		for i := range out {
+			out[i] = sub(fmt.Sprintf("11%010d", i), end, cm)
+		}
+		return out
+	}
+	a, b := batch("2027-01-31", "a"), batch("2027-03-31", "b")
+	var ra, rb []subscription.UpsertResult
+	var ea, eb error
+	var wg sync.WaitGroup
+	wg.Go(func() { ra, ea = s.Upsert(ctx, a) })
+	wg.Go(func() { rb, eb = s.Upsert(ctx, b) })
+	wg.Wait()
+	if err := errors.Join(ea, eb); err != nil {
+		t.Fatal(err)
+	}
+	for i := range n {
+		x, y := ra[i], rb[i]
+		if (x.Change == subscription.Created) == (y.Change == subscription.Created) {
+			t.Fatalf("row %d: results %+v and %+v: want exactly one created", i, x, y)
+		}
+		got, err := s.Get(ctx, a[i].ID)
+		if err != nil {
+			t.Fatalf("get %s: %v", a[i].ID, err)
+		}
+		// The one that did not create updated over the other's end date, and
+		// what is stored is the later writer's.
+		first, later, res := a[i], b[i], y
+		if y.Change == subscription.Created {
+			first, later, res = b[i], a[i], x
+		}
+		if res.Change != subscription.Updated || res.PreviousEndDate != first.EndDate {
+			t.Fatalf("row %d: later writer got %+v, want updated from %v", i, res, first.EndDate)
+		}
+		if !subscription.Equal(got, later) {
+			t.Fatalf("row %d: stored %+v, want the later writer's %+v", i, got, later)
+		}
+	}
+}
+
+// Upserts racing with erasures of the same ids never leave a record that
+// does not open: each id is either gone or readable.
+func TestUpsertRacingErase(t *testing.T) {
+	s, _, err := Open(context.Background(), testenv.StartRedis(t).URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	ctx := context.Background()
+	var subs []subscription.Subscription
+	for i := range 300 {
+		subs = append(subs, sub(fmt.Sprintf("12%010d", i), "2027-01-31", "c"))
+	}
+	if _, err := s.Upsert(ctx, subs); err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		for i := range subs {
+			subs[i].EndDate = subscription.MustDate("2027-05-31")
+		}
+		if _, err := s.Upsert(ctx, subs); err != nil {
+			t.Error(err)
+		}
+	})
+	wg.Go(func() {
+		for i := 0; i < len(subs); i += 3 {
+			if err := s.Erase(ctx, subs[i].ID); err != nil && !errors.Is(err, subscription.ErrNotFound) {
+				t.Error(err)
+			}
+		}
+	})
+	wg.Wait()
+	for _, x := range subs {
+		if _, err := s.Get(ctx, x.ID); err != nil && !errors.Is(err, subscription.ErrNotFound) {
+			t.Errorf("get %s after the race: %v", x.ID, err)
+		}
+	}
+}
