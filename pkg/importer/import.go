@@ -176,6 +176,9 @@ func Import(ctx context.Context, r io.Reader, opts Options) (Report, error) {
 		return im.report, err
 	}
 	err = im.run(ctx, rd)
+	if werr := im.wait(); werr != nil { // the batch still in flight when run stopped
+		err = errors.Join(err, werr)
+	}
 	im.report.UnknownColumns = rd.UnknownColumns()
 	slices.SortFunc(im.report.Duplicates, func(a, b Duplicate) int { return a.Lines[0] - b.Lines[0] })
 	if opts.Progress != nil {
@@ -188,9 +191,15 @@ type importer struct {
 	opts   Options
 	report Report
 	batch  []subscription.Subscription
-	seed   maphash.Seed
-	seen   map[uint64]int32 // hash of a subscription id -> first line of a valid row
-	dups   map[uint64]int   // hash of a subscription id -> index in report.Duplicates, or -1
+	// One batch is upserted while the next is read and validated, so that
+	// parsing overlaps the store's round trips. Batches still go to the
+	// store one at a time, in file order: spare is the other batch's
+	// buffer, and inflight delivers the batch being written.
+	spare    []subscription.Subscription
+	inflight chan upserted
+	seed     maphash.Seed
+	seen     map[uint64]int32 // hash of a subscription id -> first line of a valid row
+	dups     map[uint64]int   // hash of a subscription id -> index in report.Duplicates, or -1
 }
 
 func (im *importer) run(ctx context.Context, rd *Reader) error {
@@ -290,21 +299,53 @@ func (im *importer) noteID(id string, line int) {
 	im.report.Duplicates = append(im.report.Duplicates, Duplicate{SubscriptionID: strings.Clone(id), Lines: []int{int(first), line}})
 }
 
+// upserted is the store's answer for one batch.
+type upserted struct {
+	batch []subscription.Subscription
+	res   []subscription.UpsertResult
+	err   error
+}
+
+// flush waits for the batch in flight, then hands the current batch to the
+// store in the background.
 func (im *importer) flush(ctx context.Context) error {
+	if err := im.wait(); err != nil {
+		return err
+	}
 	if len(im.batch) == 0 {
 		return nil
 	}
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("import: %w", err)
 	}
-	res, err := im.opts.Store.Upsert(ctx, im.batch)
-	if err != nil {
-		return fmt.Errorf("import: upsert %d subscriptions: %w", len(im.batch), err)
+	b, done := im.batch, make(chan upserted, 1)
+	go func() {
+		res, err := im.opts.Store.Upsert(ctx, b)
+		done <- upserted{b, res, err}
+	}()
+	im.inflight, im.batch, im.spare = done, im.spare[:0], nil
+	return nil
+}
+
+// wait counts the batch in flight, if any, into the report once the store
+// has written it.
+func (im *importer) wait() error {
+	if im.inflight == nil {
+		return nil
 	}
-	if len(res) != len(im.batch) {
-		return fmt.Errorf("import: upsert of %d subscriptions returned %d results", len(im.batch), len(res))
+	u := <-im.inflight
+	im.inflight = nil
+	defer func() {
+		clear(u.batch)
+		im.spare = u.batch[:0]
+	}()
+	if u.err != nil {
+		return fmt.Errorf("import: upsert %d subscriptions: %w", len(u.batch), u.err)
 	}
-	for i, r := range res {
+	if len(u.res) != len(u.batch) {
+		return fmt.Errorf("import: upsert of %d subscriptions returned %d results", len(u.batch), len(u.res))
+	}
+	for i, r := range u.res {
 		switch r.Change {
 		case subscription.Created:
 			im.report.Created++
@@ -313,13 +354,11 @@ func (im *importer) flush(ctx context.Context) error {
 		case subscription.Unchanged:
 			im.report.Unchanged++
 		default:
-			return fmt.Errorf("import: upsert of subscription %s returned the unknown change %q", im.batch[i].ID, r.Change)
+			return fmt.Errorf("import: upsert of subscription %s returned the unknown change %q", u.batch[i].ID, r.Change)
 		}
 		if im.opts.OnUpsert != nil {
-			im.opts.OnUpsert(im.batch[i], r)
+			im.opts.OnUpsert(u.batch[i], r)
 		}
 	}
-	clear(im.batch)
-	im.batch = im.batch[:0]
 	return nil
 }
