@@ -1,0 +1,153 @@
+package e2e_test
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"strconv"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"renewals/pkg/importer"
+	"renewals/pkg/redisstore"
+	"renewals/pkg/testenv"
+)
+
+// The import benchmark runs the import in a child process (this test binary
+// again, with childEnv set and -test.run selecting TestImportBenchChild), so
+// that the peak RSS it reports is the import's own and not the benchmark
+// harness's or redis-server's.
+const (
+	childEnv     = "RENEWALS_BENCH_IMPORT_REDIS" // the Redis URL the child imports into
+	childRowsEnv = "RENEWALS_BENCH_IMPORT_ROWS"
+	resultPrefix = "IMPORT-RESULT "
+)
+
+// benchHeader and benchRow make a realistic row of every field, about 330
+// bytes, with a distinct subscription id per i.
+const benchHeader = "subscription_id,end_date,customer_account,customer_name,product,seats,seats_assigned,access_model,term,start_date,status,cm_name,cm_email,cm_phone,pa_name,pa_email,sa_emails,timezone,locale,reseller_rep\n"
+
+func benchRow(b []byte, i int) []byte {
+	return fmt.Appendf(b, "%012d,2027-%02d-%02d,ACC-%d,\"Customer %d, Ltd\",CAD Suite Professional,%d,%d,multi-user,12 months,2026-%02d-01,active,"+
+		"Contract Manager %d,cm%d@customer.example,+44 20 7946 %04d,Primary Admin %d,pa%d@customer.example,sa%d@customer.example;sb%d@customer.example,"+
+		"Europe/London,en-GB,Rep %d\n",
+		110000000000+i, i%12+1, i%28+1, i, i, 10+i%90, 5+i%5, i%12+1, i, i, i%10000, i, i, i, i, i%50)
+}
+
+// generate writes a CSV of n rows into an io.Pipe as the importer reads it:
+// the file is never in memory.
+func generate(n int) io.Reader {
+	pr, pw := io.Pipe()
+	go func() {
+		w := bufio.NewWriterSize(pw, 64<<10)
+		w.WriteString(benchHeader)
+		var row []byte
+		for i := range n {
+			row = benchRow(row[:0], i)
+			if _, err := w.Write(row); err != nil {
+				pw.CloseWithError(err)
+				return
+			}
+		}
+		pw.CloseWithError(w.Flush())
+	}()
+	return pr
+}
+
+type childResult struct {
+	Report  importer.Report `json:"report"`
+	Seconds float64         `json:"seconds"`
+}
+
+// TestImportBenchChild is the child half of BenchmarkImport1M; it does
+// nothing unless the benchmark started it.
+func TestImportBenchChild(t *testing.T) {
+	url := os.Getenv(childEnv)
+	if url == "" {
+		t.Skip("runs only as the child process of BenchmarkImport1M")
+	}
+	n, err := strconv.Atoi(os.Getenv(childRowsEnv))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	s, _, err := redisstore.Open(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	start := time.Now()
+	rep, err := importer.Import(ctx, generate(n), importer.Options{Store: s, Format: importer.FormatCSV, MaxListed: 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := json.Marshal(childResult{Report: rep, Seconds: time.Since(start).Seconds()})
+	fmt.Printf("%s%s\n", resultPrefix, b)
+}
+
+// BenchmarkImport1M imports 1,000,000 generated CSV rows into a fresh
+// redis-server, once with the production-like appendfsync everysec and once
+// with deploy/redis.conf's appendfsync always, and reports rows/s and the
+// importing process's peak RSS. Run it with -benchtime=1x (make bench).
+func BenchmarkImport1M(b *testing.B) {
+	rows := 1_000_000
+	if v := os.Getenv(childRowsEnv); v != "" { // a smaller run while tuning
+		n, err := strconv.Atoi(v)
+		if err != nil {
+			b.Fatal(err)
+		}
+		rows = n
+	}
+	for _, fsync := range []string{"everysec", "always"} {
+		b.Run("appendfsync="+fsync, func(b *testing.B) {
+			var rowsPerSec, peakMB float64
+			for range b.N {
+				rowsPerSec, peakMB = importOnce(b, fsync, rows)
+			}
+			b.ReportMetric(rowsPerSec, "rows/s")
+			b.ReportMetric(peakMB, "peak-RSS-MB")
+			b.ReportMetric(0, "ns/op")
+		})
+	}
+}
+
+func importOnce(b *testing.B, fsync string, rows int) (rowsPerSec, peakMB float64) {
+	r := testenv.StartRedis(b) // appendonly yes, appendfsync always
+	c := redis.NewClient(&redis.Options{Addr: r.Addr})
+	defer c.Close()
+	if err := c.ConfigSet(context.Background(), "appendfsync", fsync).Err(); err != nil {
+		b.Fatal(err)
+	}
+	cmd := exec.Command(os.Args[0], "-test.run=^TestImportBenchChild$", "-test.count=1", "-test.v=false")
+	cmd.Env = append(os.Environ(), childEnv+"="+r.URL, childRowsEnv+"="+strconv.Itoa(rows))
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	if err != nil {
+		b.Fatalf("import child: %v\n%s\n%s", err, stdout.String(), stderr.String())
+	}
+	var res childResult
+	for line := range bytes.SplitSeq(stdout.Bytes(), []byte("\n")) {
+		if v, ok := bytes.CutPrefix(line, []byte(resultPrefix)); ok {
+			if err := json.Unmarshal(v, &res); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+	if rep := res.Report; rep.Created != rows || rep.Rows != rows {
+		b.Fatalf("import child reported %+v, want %d rows created\n%s", rep, rows, stdout.String())
+	}
+	ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage)
+	if !ok {
+		b.Fatal("no rusage for the import child")
+	}
+	return float64(rows) / res.Seconds, float64(ru.Maxrss) / 1024 // Maxrss is in KiB on Linux
+}
