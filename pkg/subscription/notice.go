@@ -177,10 +177,12 @@ func Due(s Subscription, daysLeft int, ms Milestones, sent func(NoticeKey) bool)
 
 // Window returns the end dates a pass must read so that every subscription
 // with 0 <= days left <= ms.Max() in any zone is included, given today in the
-// default zone. Zones differ from each other by at most a day either way, so
-// the window is widened by a day at each end and Due filters exactly.
+// default zone. Offsets run from UTC-12 to UTC+14, so at one instant two
+// zones' calendar days can differ by two (at 11:00 UTC it is 23:00 the day
+// before in Etc/GMT+12 and 01:00 the day after in Pacific/Kiritimati): the
+// window is widened by two days at each end and Due filters exactly.
 func Window(today Date, ms Milestones) (from, to Date) {
-	return today.AddDays(-1), today.AddDays(ms.Max() + 1)
+	return today.AddDays(-2), today.AddDays(ms.Max() + 2)
 }
 
 // CompareKeys orders notice keys by subscription, end date, then milestone.

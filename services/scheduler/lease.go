@@ -30,7 +30,12 @@ type Lease struct {
 const leaseKey = "scheduler-pass"
 
 // NewLease opens (creating when missing) the lease bucket.
+// The holder renews it every ttl/3, so ttl must be long enough for a
+// renewal to get through: at least a second.
 func NewLease(ctx context.Context, js jetstream.JetStream, holder string, ttl time.Duration) (*Lease, error) {
+	if ttl < time.Second {
+		return nil, fmt.Errorf("scheduler lease TTL %v: use a second or more", ttl)
+	}
 	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
 		Bucket:      "renewals_leases",
 		Description: "renewals: which scheduler replica is running a pass",

@@ -10,7 +10,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"runtime/debug"
 	"slices"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -68,12 +71,28 @@ type Result struct {
 	Duration      time.Duration            `json:"-"`
 }
 
-// batch is how many due candidates a pass checks against the ledger at once.
-const batch = 1000
+// Tuning of a pass. A pass is a pipeline: readers walk slices of the window
+// in parallel and hand batches of due candidates to a ledger stage, which
+// drops the notices already sent and hands the rest to the publisher; a
+// collector takes the stream's acknowledgements as they come. Reading,
+// ledger checks, publishing and acknowledgements overlap, and at most
+// maxInflight publishes wait for an acknowledgement at any time (below
+// natsbus.MaxPendingPublishes, so PublishAsync never stalls).
+const (
+	// batch is how many due candidates the ledger stage checks at once.
+	batch = 1000
+	// readers is how many slices of the window are read at once.
+	readers = 4
+	// maxInflight bounds the publishes awaiting an acknowledgement.
+	maxInflight = 2048
+)
 
 // Pass runs one scheduler pass. With asOf zero, today is reckoned from the
 // clock in each subscription's zone; otherwise today is asOf for all. With
 // dryRun nothing is published and the due notices are listed instead.
+// Without a Lease, or when the lease is not honoured by another process,
+// two passes at once are still safe: they publish the same notice keys and
+// the stream drops the repeats (see Lease).
 func (s *Scheduler) Pass(ctx context.Context, asOf subscription.Date, dryRun bool) (Result, error) {
 	start := s.Now()
 	if s.Lease != nil && !dryRun {
@@ -94,37 +113,164 @@ func (s *Scheduler) Pass(ctx context.Context, asOf subscription.Date, dryRun boo
 		}
 		return subscription.Today(start, sub.Location(s.Location))
 	}
-	var pending []candidate
-	flush := func() error {
-		if err := s.publish(ctx, pending, asOf, todayOf, &res); err != nil {
-			return err
-		}
-		pending = pending[:0]
-		return nil
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var (
+		errOnce  sync.Once
+		firstErr error
+	)
+	fail := func(err error) {
+		errOnce.Do(func() { firstErr = err })
+		cancel()
 	}
+	// A panic in a stage's goroutine would take the process down, out of
+	// reach of the caller's recover (cron.Recover): each stage stops the
+	// pass instead, and the panic is raised again on the caller's goroutine.
+	var panicked atomic.Value
+	guard := func() {
+		if v := recover(); v != nil {
+			panicked.CompareAndSwap(nil, fmt.Sprintf("%v\n%s", v, debug.Stack()))
+			fail(errors.New("a pass stage panicked"))
+		}
+	}
+
+	// Stage 1: read the window, a slice per reader, and find what is due.
+	var considered atomic.Int64
+	batches := make(chan []candidate, readers)
+	var rg sync.WaitGroup
 	from, to := subscription.Window(today, s.Milestones)
-	err := s.Store.EndingBetween(ctx, from, to, func(sub subscription.Subscription) error {
-		res.Considered++
-		days := todayOf(sub).DaysUntil(sub.EndDate)
-		n, ok := subscription.Due(sub, days, s.Milestones, nil)
-		if !ok {
-			return nil
-		}
-		pending = append(pending, candidate{n, sub.ContractManager.Email != ""})
-		if len(pending) == batch {
-			return flush()
-		}
-		return nil
-	})
-	if err == nil {
-		err = flush()
+	for _, r := range split(from, to, readers) {
+		rg.Go(func() {
+			defer guard()
+			pending := make([]candidate, 0, batch)
+			send := func() error {
+				select {
+				case batches <- pending:
+					pending = make([]candidate, 0, batch)
+					return nil
+				case <-ctx.Done():
+					return ctx.Err()
+				}
+			}
+			err := s.Store.EndingBetween(ctx, r[0], r[1], func(sub subscription.Subscription) error {
+				considered.Add(1)
+				n, ok := subscription.Due(sub, todayOf(sub).DaysUntil(sub.EndDate), s.Milestones, nil)
+				if !ok {
+					return nil
+				}
+				pending = append(pending, candidate{n, sub.ContractManager.Email != ""})
+				if len(pending) == batch {
+					return send()
+				}
+				return nil
+			})
+			if err == nil && len(pending) > 0 {
+				err = send()
+			}
+			if err != nil {
+				fail(err)
+			}
+		})
 	}
+	go func() {
+		rg.Wait()
+		close(batches)
+	}()
+
+	// Stage 2: leave out what the ledger shows as sent.
+	unsent := make(chan []candidate, 2)
+	var alreadySent int
+	go func() {
+		defer close(unsent)
+		defer guard()
+		for cs := range batches {
+			if ctx.Err() != nil {
+				continue // drain, so that no reader blocks
+			}
+			keys := make([]subscription.NoticeKey, len(cs))
+			for i, c := range cs {
+				keys[i] = c.n.Key
+			}
+			sent, err := s.Ledger.Sent(ctx, keys)
+			if err != nil {
+				fail(fmt.Errorf("read ledger: %w", err))
+				continue
+			}
+			out := cs[:0]
+			for _, c := range cs {
+				if sent[c.n.Key] {
+					alreadySent++
+				} else {
+					out = append(out, c)
+				}
+			}
+			select {
+			case unsent <- out:
+			case <-ctx.Done():
+			}
+		}
+	}()
+
+	// Stage 4: collect the stream's acknowledgements.
+	acks := make(chan inflight, maxInflight)
+	collected := make(chan struct{})
+	go func() {
+		defer close(collected)
+		defer guard()
+		for in := range acks {
+			select {
+			case ack := <-in.f.Ok():
+				if ack.Duplicate {
+					res.Duplicates++
+					res.DuplicateKeys = append(res.DuplicateKeys, in.key)
+				} else {
+					res.Published++
+					res.Keys = append(res.Keys, in.key)
+				}
+			case err := <-in.f.Err():
+				fail(fmt.Errorf("publish due %s: %w", in.key, err))
+			case <-ctx.Done():
+			}
+		}
+	}()
+
+	// Stage 3: publish, here.
+	for cs := range unsent {
+		for _, c := range cs {
+			if ctx.Err() != nil {
+				break
+			}
+			res.Due++
+			if dryRun {
+				res.Notices = append(res.Notices, Planned{c.n.Key, c.n.DaysLeft, c.reachable})
+				continue
+			}
+			f, err := s.publishDue(c.n, asOf)
+			if err != nil {
+				fail(err)
+				break
+			}
+			select {
+			case acks <- inflight{c.n.Key, f}:
+			case <-ctx.Done():
+			}
+		}
+	}
+	close(acks)
+	<-collected
+	if v := panicked.Load(); v != nil {
+		panic("scheduler pass: " + v.(string))
+	}
+
+	res.Considered = int(considered.Load())
+	res.AlreadySent = alreadySent
 	res.Duration = s.Now().Sub(start)
 	if s.Observe != nil {
-		s.Observe(res, err)
+		s.Observe(res, firstErr)
 	}
-	if err != nil {
-		return res, fmt.Errorf("scheduler pass: %w", err)
+	if firstErr != nil {
+		return res, fmt.Errorf("scheduler pass: %w", firstErr)
 	}
 	s.Log.Info("scheduler pass",
 		zap.Stringer("as_of", today), zap.Bool("dry_run", dryRun),
@@ -139,76 +285,47 @@ type candidate struct {
 	reachable bool
 }
 
-// publish checks a batch of candidates against the ledger and publishes the
-// unsent ones asynchronously, waiting for every acknowledgement.
-func (s *Scheduler) publish(ctx context.Context, cs []candidate, asOf subscription.Date, todayOf func(subscription.Subscription) subscription.Date, res *Result) error {
-	if len(cs) == 0 {
-		return nil
-	}
-	keys := make([]subscription.NoticeKey, len(cs))
-	for i, c := range cs {
-		keys[i] = c.n.Key
-	}
-	sent, err := s.Ledger.Sent(ctx, keys)
+type inflight struct {
+	key subscription.NoticeKey
+	f   jetstream.PubAckFuture
+}
+
+// publishDue publishes the due event of n asynchronously, with its notice key
+// as Nats-Msg-Id.
+func (s *Scheduler) publishDue(n subscription.Notice, asOf subscription.Date) (jetstream.PubAckFuture, error) {
+	k := n.Key
+	subject := event.SubjectDue(k.Milestone)
+	id := k.String()
+	ev, err := event.New(subject, id, s.Now(), event.NoticeDue{
+		NoticeKey: k, SubscriptionID: k.SubscriptionID, EndDate: k.EndDate,
+		Milestone: k.Milestone, DaysLeft: n.DaysLeft, AsOf: asOf,
+	})
 	if err != nil {
-		return fmt.Errorf("read ledger: %w", err)
+		return nil, err
 	}
-	type inflight struct {
-		key subscription.NoticeKey
-		f   jetstream.PubAckFuture
+	data, err := json.Marshal(ev)
+	if err != nil {
+		return nil, fmt.Errorf("encode due event %s: %w", id, err)
 	}
-	var futures []inflight
-	for _, c := range cs {
-		if sent[c.n.Key] {
-			res.AlreadySent++
-			continue
-		}
-		res.Due++
-		if res.DryRun {
-			res.Notices = append(res.Notices, Planned{c.n.Key, c.n.DaysLeft, c.reachable})
-			continue
-		}
-		k := c.n.Key
-		ev, err := event.New(event.SubjectDue(k.Milestone), k.String(), s.Now(), event.NoticeDue{
-			NoticeKey: k, SubscriptionID: k.SubscriptionID, EndDate: k.EndDate,
-			Milestone: k.Milestone, DaysLeft: c.n.DaysLeft, AsOf: asOf,
-		})
-		if err != nil {
-			return err
-		}
-		data, err := json.Marshal(ev)
-		if err != nil {
-			return fmt.Errorf("encode due event %s: %w", k, err)
-		}
-		f, err := s.JS.PublishAsync(event.SubjectDue(k.Milestone), data, jetstream.WithMsgID(k.String()))
-		if err != nil {
-			return fmt.Errorf("publish due %s: %w", k, err)
-		}
-		futures = append(futures, inflight{k, f})
+	f, err := s.JS.PublishAsync(subject, data, jetstream.WithMsgID(id))
+	if err != nil {
+		return nil, fmt.Errorf("publish due %s: %w", id, err)
 	}
-	if len(futures) == 0 {
+	return f, nil
+}
+
+// split cuts [from, to] into at most n contiguous ranges of whole days.
+func split(from, to subscription.Date, n int) [][2]subscription.Date {
+	days := from.DaysUntil(to) + 1
+	if days < 1 {
 		return nil
 	}
-	select {
-	case <-s.JS.PublishAsyncComplete():
-	case <-ctx.Done():
-		return ctx.Err()
+	step := (days + n - 1) / n
+	var out [][2]subscription.Date
+	for lo := 0; lo < days; lo += step {
+		out = append(out, [2]subscription.Date{from.AddDays(lo), from.AddDays(min(lo+step, days) - 1)})
 	}
-	for _, in := range futures {
-		select {
-		case ack := <-in.f.Ok():
-			if ack.Duplicate {
-				res.Duplicates++
-				res.DuplicateKeys = append(res.DuplicateKeys, in.key)
-			} else {
-				res.Published++
-				res.Keys = append(res.Keys, in.key)
-			}
-		case err := <-in.f.Err():
-			return fmt.Errorf("publish due %s: %w", in.key, err)
-		}
-	}
-	return nil
+	return out
 }
 
 // Day is one day of a forecast: the notices that would go out on it.

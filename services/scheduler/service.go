@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 
 	"github.com/robfig/cron/v3"
 	"go.uber.org/zap"
@@ -12,9 +13,11 @@ import (
 )
 
 // Run runs a pass at once (robfig/cron does not catch up on runs missed while
-// the process was down), then on spec in the scheduler's zone, until ctx
-// ends. A pass that panics is recovered and logged; a pass still running
-// when the next is due makes the next one skip.
+// the process was down), then on spec in the scheduler's zone (a CRON_TZ=
+// prefix in spec overrides it), until ctx ends. A pass that panics is
+// recovered and logged; a pass still running when the next is due makes the
+// next one skip. Run returns once no pass is running any more, the start-up
+// pass included, so the caller may close the store and the bus after it.
 func (s *Scheduler) Run(ctx context.Context, spec string, parser cron.Parser) error {
 	logger := cronLogger{s.Log}
 	c := cron.New(
@@ -23,15 +26,19 @@ func (s *Scheduler) Run(ctx context.Context, spec string, parser cron.Parser) er
 		cron.WithChain(cron.Recover(logger), cron.SkipIfStillRunning(logger)),
 	)
 	job := cron.FuncJob(func() { s.scheduled(ctx) })
-	if _, err := c.AddJob(spec, job); err != nil {
+	id, err := c.AddJob(spec, job)
+	if err != nil {
 		return fmt.Errorf("RENEWALS_SCHEDULE %q: %w", spec, err)
 	}
-	c.Start()
 	// The start-up pass goes through the same chain, so it too is recovered
-	// and never overlaps the first scheduled one.
-	go c.Entries()[0].WrappedJob.Run()
+	// and never overlaps a scheduled one. cron does not wait for it on
+	// Stop, so Run does.
+	var startup sync.WaitGroup
+	startup.Go(c.Entry(id).WrappedJob.Run)
+	c.Start()
 	<-ctx.Done()
 	<-c.Stop().Done()
+	startup.Wait()
 	return nil
 }
 
@@ -50,7 +57,15 @@ func (s *Scheduler) scheduled(ctx context.Context) {
 
 type cronLogger struct{ l *zap.Logger }
 
-func (c cronLogger) Info(msg string, kv ...any) { c.l.Debug(msg, zap.Any("cron", kv)) }
+// Info logs cron's chatter at debug, except that a skipped run (the pass
+// before it still running) is worth an info line.
+func (c cronLogger) Info(msg string, kv ...any) {
+	if msg == "skip" {
+		c.l.Info("scheduled pass skipped: the previous pass is still running")
+		return
+	}
+	c.l.Debug(msg, zap.Any("cron", kv))
+}
 func (c cronLogger) Error(err error, msg string, kv ...any) {
 	c.l.Error(msg, zap.Error(err), zap.Any("cron", kv))
 }
