@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -316,4 +317,125 @@ func cliMain(ctx context.Context, args []string, env map[string]string, stdout, 
 		Getenv: func(k string) string { return env[k] },
 		Stdin:  strings.NewReader(""), Stdout: stdout, Stderr: stderr,
 	})
+}
+
+// TestReplicasPassAtOnce: two servers share one NATS and one Redis, and
+// `run --wait` is called on both at the same moment. Each notice is
+// published once, one email goes per notice, and a pass run again later is
+// stopped by the ledger: it finds every notice sent and publishes nothing.
+func TestReplicasPassAtOnce(t *testing.T) {
+	ns := testenv.NATS(t)
+	smtp := testenv.SMTP(t)
+	env := map[string]string{
+		"RENEWALS_NATS_URL":  ns.ClientURL(),
+		"RENEWALS_REDIS_URL": testenv.StartRedis(t).URL,
+		"RENEWALS_SMTP_URL":  smtp.URL(),
+	}
+	a := e2e.Start(t, e2e.Options{Env: env})
+	b := e2e.Start(t, e2e.Options{Env: env})
+
+	const n = 40
+	asOf := simDay("2030-05-01")
+	var csv strings.Builder
+	csv.WriteString(simHeader)
+	want := map[string]string{}
+	for i := range n {
+		left := 1 + i*2 // 1 to 79 days left: every stage
+		x := simSub{ID: fmt.Sprintf("rep%02d", i), End: asOf.AddDate(0, 0, left).Format(time.DateOnly), Status: "active",
+			CMName: fmt.Sprintf("Manager %d", i), CMEmail: fmt.Sprintf("cm%02d@customer.example", i)}
+		csv.WriteString(x.row())
+		stage := 90
+		if left <= 30 {
+			stage = 30
+		} else if left <= 45 {
+			stage = 45
+		}
+		want[fmt.Sprintf("%s:%s:%d", x.ID, x.End, stage)] = x.CMEmail
+	}
+	path := filepath.Join(t.TempDir(), "portfolio.csv")
+	if err := os.WriteFile(path, []byte(csv.String()), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if r := a.CLI(t, "import", path); r.Code != 0 {
+		t.Fatalf("import exited %d: %s%s", r.Code, r.Stdout, r.Stderr)
+	}
+
+	day := asOf.Format(time.DateOnly)
+	results := make([]api.RunResponse, 2)
+	errs := make([]error, 2)
+	var wg sync.WaitGroup
+	for i, s := range []*e2e.Server{a, b} {
+		wg.Go(func() {
+			r := runJSON(s, day)
+			if r.Code != 0 {
+				errs[i] = fmt.Errorf("run on server %d exited %d: %s", i, r.Code, r.Stderr)
+				return
+			}
+			errs[i] = json.Unmarshal([]byte(r.Stdout), &results[i])
+		})
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i, r := range results {
+		t.Logf("server %d: %d published, %d dropped by the stream as duplicates, %d found sent in the ledger", i, r.Published, r.Duplicates, r.AlreadySent)
+	}
+	published := results[0].Published + results[1].Published
+	if published != n {
+		t.Errorf("published %d + %d, want %d in all: %+v", results[0].Published, results[1].Published, n, results)
+	}
+	for i, r := range results {
+		if r.Published+r.Duplicates+r.AlreadySent != n {
+			t.Errorf("server %d: %d published, %d duplicates, %d already sent; want %d together", i, r.Published, r.Duplicates, r.AlreadySent, n)
+		}
+	}
+	checkEmails(t, smtp.Messages(), want)
+
+	again := runJSON(a, day)
+	var res api.RunResponse
+	if again.Code != 0 || json.Unmarshal([]byte(again.Stdout), &res) != nil {
+		t.Fatalf("re-run exited %d: %s%s", again.Code, again.Stdout, again.Stderr)
+	}
+	if res.AlreadySent != n || res.Published != 0 || res.Duplicates != 0 {
+		t.Errorf("re-run: %d already sent, %d published, %d duplicates; want %d, 0, 0", res.AlreadySent, res.Published, res.Duplicates, n)
+	}
+	checkEmails(t, smtp.Messages(), want)
+}
+
+// runJSON runs `run --as-of day --wait --json` against s. It is safe from
+// any goroutine: it reports instead of failing the test.
+func runJSON(s *e2e.Server, day string) e2e.Result {
+	var stdout, stderr strings.Builder
+	code := cliMain(context.Background(), []string{"run", "--as-of", day, "--wait", "--json"}, map[string]string{
+		"RENEWALS_SERVER": s.URL, "RENEWALS_DATA_DIR": s.DataDir,
+	}, &stdout, &stderr)
+	return e2e.Result{Code: code, Stdout: stdout.String(), Stderr: stderr.String()}
+}
+
+// checkEmails asserts that msgs are exactly one email per notice key in
+// want, each to its contract manager alone.
+func checkEmails(t *testing.T, msgs []testenv.SMTPMessage, want map[string]string) {
+	t.Helper()
+	got := map[string][]string{}
+	for _, m := range msgs {
+		msg, err := m.Parse()
+		if err != nil {
+			t.Fatal(err)
+		}
+		key := msg.Header.Get("X-Renewal-Notice")
+		got[key] = append(got[key], m.To...)
+	}
+	for k, to := range want {
+		if rcpts := got[k]; len(rcpts) != 1 || rcpts[0] != to {
+			t.Errorf("notice %s went to %v, want exactly once to %s", k, rcpts, to)
+		}
+	}
+	for k, rcpts := range got {
+		if _, ok := want[k]; !ok {
+			t.Errorf("notice %s went to %v, want no such email", k, rcpts)
+		}
+	}
 }
