@@ -153,12 +153,14 @@ type consumerCollector struct {
 	stream, durable string
 }
 
+// Describe sends the gauges' descriptions.
 func (c *consumerCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- descPending
 	ch <- descAckPending
 	ch <- descRedelivered
 }
 
+// Collect reads the consumer's info, once per scrape.
 func (c *consumerCollector) Collect(ch chan<- prometheus.Metric) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
