@@ -80,8 +80,17 @@ func OpenBucket(ctx context.Context, js jetstream.JetStream, name string) (kv je
 }
 
 // Run follows the stream until ctx ends. It returns an error when it cannot
-// start, or when the NATS connection is closed under it.
+// start, or when the NATS connection is closed under it; nil when ctx ended,
+// even during start.
 func (t *Target) Run(ctx context.Context) error {
+	err := t.run(ctx)
+	if ctx.Err() != nil {
+		return nil
+	}
+	return err
+}
+
+func (t *Target) run(ctx context.Context) error {
 	t.Bucket = cmp.Or(t.Bucket, Bucket)
 	t.Durable = cmp.Or(t.Durable, Durable)
 	kv, created, err := OpenBucket(ctx, t.JS, t.Bucket)
