@@ -239,6 +239,33 @@ func TestCalllistOrderAndReasons(t *testing.T) {
 	}
 	checkCSV(t, body, wants)
 
+	// The same run, counted on /metrics (no token).
+	mresp, err := http.Get(s.URL + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	metrics, _ := io.ReadAll(mresp.Body)
+	mresp.Body.Close()
+	for _, line := range []string{
+		`renewals_notices_due_total{milestone="45"} 2`,
+		`renewals_notices_due_total{milestone="30"} 1`,
+		`renewals_notices_due_total{milestone="90"} 1`,
+		`renewals_notices_total{milestone="45",outcome="undeliverable"} 1`,
+		`renewals_notices_total{milestone="45",outcome="failed"} 1`,
+		`renewals_notices_total{milestone="30",outcome="sent"} 1`,
+		`renewals_notices_total{milestone="90",outcome="sent"} 1`,
+		`renewals_import_rows_total{result="created"} 9`,
+		`renewals_notifier_consumer_pending{consumer="notifier"} 0`,
+		`renewals_notifier_consumer_redelivered{consumer="notifier"} 0`,
+		`renewals_notice_send_seconds_count `,
+		`renewals_scheduler_pass_duration_seconds_count `,
+		`renewals_scheduler_last_success_timestamp_seconds `,
+	} {
+		if !strings.Contains(string(metrics), "\n"+line) {
+			t.Errorf("/metrics lacks %q", line)
+		}
+	}
+
 	// The CLI prints the same CSV.
 	r := s.CLI(t, "calllist", "--format", "csv")
 	if r.Code != 0 {
