@@ -45,7 +45,9 @@ func (n *Notifier) watchMaxDeliveries(ctx context.Context) (stop func(), err err
 		if _, err := event.Decode(raw.Data, &due); err != nil {
 			return // a poison message: terminated and reported where it was read
 		}
-		n.failExhausted(ctx, due.NoticeKey, fmt.Sprintf("%d deliveries without an acknowledgement", adv.Deliveries),
+		// failExhausted may wait out a lease: not on the subscription's
+		// goroutine, which every advisory shares.
+		go n.failExhausted(ctx, due.NoticeKey, fmt.Sprintf("%d deliveries without an acknowledgement", adv.Deliveries),
 			n.Log.With(zap.Stringer("notice_key", due.NoticeKey)))
 	})
 	if err != nil {

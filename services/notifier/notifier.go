@@ -166,12 +166,18 @@ func (n *Notifier) handle(ctx context.Context, m jetstream.Msg) {
 	err := n.Ledger.Claim(ctx, key, token, n.Now(), n.Consumer.Lease)
 	switch {
 	case errors.Is(err, subscription.ErrAlreadySent):
-		n.reemitSent(ctx, key, log)
+		if err := n.reemitSent(ctx, key); err != nil {
+			log.Warn("publish outcome event; retrying later", zap.Error(err))
+			_ = m.NakWithDelay(n.retryDelay(delivered))
+			return
+		}
 		_ = m.Ack()
 		return
 	case errors.Is(err, subscription.ErrClaimed):
+		// The holder is alive (and will finish) or died; either way the
+		// answer is known once its lease runs out, so never wait longer.
 		log.Debug("notice claimed by another worker; retrying later")
-		_ = m.NakWithDelay(n.retryDelay(delivered))
+		_ = m.NakWithDelay(min(n.retryDelay(delivered), n.Consumer.Lease))
 		return
 	case err != nil:
 		log.Warn("claim failed; retrying later", zap.Error(err))
@@ -279,7 +285,7 @@ func (n *Notifier) finish(ctx context.Context, m jetstream.Msg, key subscription
 	if outcome == subscription.OutcomeSent {
 		entry.Role = subscription.RoleContractManager
 	}
-	if err := n.Ledger.Confirm(ctx, key, token, entry); err != nil {
+	if err := n.confirm(ctx, m, key, token, entry, log); err != nil {
 		if errors.Is(err, subscription.ErrLostClaim) {
 			// Another worker took the notice over after our lease ran out;
 			// it flagged the entry ambiguous and owns the outcome now.
@@ -289,8 +295,9 @@ func (n *Notifier) finish(ctx context.Context, m jetstream.Msg, key subscription
 		}
 		log.Warn("confirm failed; retrying later", zap.Error(err))
 		if outcome == subscription.OutcomeSent {
-			// The email went; keep the claim so the retry finds it held until
-			// the lease runs out and takes it over as ambiguous.
+			// The email went but the ledger stayed unreachable: keep the
+			// claim so the retry finds it held until the lease runs out and
+			// takes it over as ambiguous.
 			_ = m.NakWithDelay(n.Consumer.Lease)
 			return
 		}
@@ -303,9 +310,7 @@ func (n *Notifier) finish(ctx context.Context, m jetstream.Msg, key subscription
 	if err == nil {
 		entry = got
 	}
-	if err := n.emit(ctx, entry); err != nil {
-		log.Warn("publish outcome event", zap.Error(err))
-	}
+	emitErr := n.emit(ctx, entry)
 	if n.Observe != nil {
 		n.Observe(outcome, key.Milestone, took)
 	}
@@ -314,11 +319,46 @@ func (n *Notifier) finish(ctx context.Context, m jetstream.Msg, key subscription
 	} else {
 		log.Warn("notice "+string(outcome), zap.String("reason", reason))
 	}
+	if emitErr != nil {
+		// The ledger holds the outcome, the stream not yet: redeliver, so
+		// that the event is published (a sent notice is re-emitted from the
+		// ledger; any other outcome is worked out again).
+		log.Warn("publish outcome event; retrying later", zap.Error(emitErr))
+		_ = m.NakWithDelay(n.retryDelay(1))
+		return
+	}
 	if outcome == subscription.OutcomeFailed {
 		_ = m.Term()
 		return
 	}
 	_ = m.Ack()
+}
+
+// confirmRetries bounds how long confirm keeps trying: long enough to ride
+// out a ledger restart, short enough not to hold a worker for good.
+const confirmRetries = 40
+
+// confirm records the outcome under the claim. The compare-and-set is safe to
+// repeat, so a ledger that is briefly unreachable (a Redis restart, a NATS
+// leader change) is retried with back-off while the message is kept in
+// progress: giving up after a sent email would let the lease lapse and the
+// next worker send it again.
+func (n *Notifier) confirm(ctx context.Context, m jetstream.Msg, key subscription.NoticeKey, token string, e subscription.Entry, log *zap.Logger) error {
+	wait := 50 * time.Millisecond
+	for attempt := 1; ; attempt++ {
+		err := n.Ledger.Confirm(ctx, key, token, e)
+		if err == nil || errors.Is(err, subscription.ErrLostClaim) || attempt >= confirmRetries {
+			return err
+		}
+		log.Warn("confirm failed; trying again", zap.Int("attempt", attempt), zap.Error(err))
+		_ = m.InProgress()
+		select {
+		case <-time.After(wait):
+		case <-ctx.Done():
+			return err
+		}
+		wait = min(wait*2, max(n.Consumer.AckWait/3, 50*time.Millisecond), time.Second)
+	}
 }
 
 // emit publishes the outcome event of a ledger entry. Its Nats-Msg-Id makes a
@@ -340,25 +380,41 @@ func (n *Notifier) emit(ctx context.Context, e subscription.Entry) error {
 
 // reemitSent publishes the sent event again for a notice the ledger holds as
 // sent: a crash after confirm may have kept the first from the stream.
-func (n *Notifier) reemitSent(ctx context.Context, key subscription.NoticeKey, log *zap.Logger) {
+func (n *Notifier) reemitSent(ctx context.Context, key subscription.NoticeKey) error {
 	e, err := n.Ledger.Get(ctx, key)
 	if err != nil {
-		log.Warn("read ledger entry", zap.Error(err))
-		return
+		return fmt.Errorf("read ledger entry: %w", err)
 	}
-	if err := n.emit(ctx, e); err != nil {
-		log.Warn("publish outcome event", zap.Error(err))
-	}
+	return n.emit(ctx, e)
 }
 
 // failExhausted records a notice whose retries ran out as failed.
 func (n *Notifier) failExhausted(ctx context.Context, key subscription.NoticeKey, cause string, log *zap.Logger) {
 	token := newToken()
-	if err := n.Ledger.Claim(ctx, key, token, n.Now(), n.Consumer.Lease); err != nil {
-		if !errors.Is(err, subscription.ErrAlreadySent) {
-			log.Warn("record exhausted notice", zap.Error(err))
+	for attempt := 1; ; attempt++ {
+		err := n.Ledger.Claim(ctx, key, token, n.Now(), n.Consumer.Lease)
+		if err == nil {
+			break
 		}
-		return
+		if errors.Is(err, subscription.ErrAlreadySent) {
+			return
+		}
+		if attempt >= 5 {
+			log.Warn("record exhausted notice", zap.Error(err))
+			return
+		}
+		// Claimed: no delivery is left, so the holder is the last worker
+		// that had it, hung or dead; its lease decides. Any other error:
+		// the ledger may be restarting.
+		wait := n.Consumer.Lease
+		if !errors.Is(err, subscription.ErrClaimed) {
+			wait = n.retryDelay(attempt)
+		}
+		select {
+		case <-time.After(wait):
+		case <-ctx.Done():
+			return
+		}
 	}
 	e := subscription.Entry{Key: key, Outcome: subscription.OutcomeFailed, Reason: "retries exhausted: " + cause, At: n.Now()}
 	if err := n.Ledger.Confirm(ctx, key, token, e); err != nil {
@@ -384,9 +440,18 @@ func (n *Notifier) emitPoison(ctx context.Context, m jetstream.Msg, cause error)
 	if meta != nil {
 		subject = fmt.Sprintf("stream sequence %d", meta.Sequence.Stream)
 	}
-	_ = natsbus.Emit(ctx, n.JS, event.SubjectFailed, subject, n.Now(), event.NoticeOutcome{
+	// No notice key is known: event.NoticeOutcome would write its zero key
+	// as "::0", which no reader can decode, so the key is left out.
+	_ = natsbus.Emit(ctx, n.JS, event.SubjectFailed, subject, n.Now(), poisonOutcome{
 		Outcome: subscription.OutcomeFailed, Reason: "unreadable due message: " + cause.Error(),
 	})
+}
+
+// poisonOutcome is event.NoticeOutcome without the notice key, for a due
+// message that could not be read.
+type poisonOutcome struct {
+	Outcome subscription.Outcome `json:"outcome"`
+	Reason  string               `json:"reason"`
 }
 
 func (n *Notifier) retryDelay(delivered int) time.Duration {
