@@ -157,6 +157,14 @@ func serve(ctx context.Context, args []string, env Env) error {
 		consumer := notifier.DefaultConsumer
 		consumer.AckWait = *ackWait
 		consumer.Lease = *ackWait * 3 / 2
+		if *ackWait < notifier.DefaultConsumer.AckWait {
+			// A shorter ack wait (fault tests, demos) shortens the retry
+			// back-off in proportion, so a retried notice is not held for minutes.
+			consumer.BackOff = make([]time.Duration, len(notifier.DefaultConsumer.BackOff))
+			for i, d := range notifier.DefaultConsumer.BackOff {
+				consumer.BackOff[i] = d * *ackWait / notifier.DefaultConsumer.AckWait
+			}
+		}
 		n := &notifier.Notifier{
 			JS: bus.JS, Store: store, Ledger: ledger, Sender: sender, Renderer: renderer,
 			Milestones: cfg.Stages, Location: cfg.Location, Now: now, Log: log.Named("notifier"),
