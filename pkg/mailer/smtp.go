@@ -1,6 +1,8 @@
 package mailer
 
 import (
+	"bufio"
+	"bytes"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -8,7 +10,6 @@ import (
 	"net"
 	"net/textproto"
 	"regexp"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -150,7 +151,8 @@ type DeliveryError struct {
 	// address: never log it.
 	Err error
 
-	detail string
+	detail      string
+	dataStarted bool // message data was written: a retry is no longer free
 }
 
 // Error describes the failure without personal data.
@@ -184,65 +186,6 @@ func (e *DeliveryError) Is(target error) bool {
 	return target == ErrPermanent && e.Permanent || target == ErrAmbiguous && e.Ambiguous
 }
 
-var stages = map[gomail.SendErrReason]string{
-	gomail.ErrSMTPMailFrom:  "MAIL FROM",
-	gomail.ErrSMTPRcptTo:    "RCPT TO",
-	gomail.ErrSMTPData:      "DATA",
-	gomail.ErrWriteContent:  "message data",
-	gomail.ErrSMTPDataClose: "end of DATA",
-	gomail.ErrSMTPReset:     "RSET",
-	gomail.ErrConnCheck:     "connection check",
-}
-
-// trailingNetErr is an error go-mail appends after the reply when the RSET
-// that follows a refused command fails too.
-var trailingNetErr = regexp.MustCompile(`, (EOF|(read|write) (tcp|unix) .*|.*(broken pipe|connection reset by peer|use of closed network connection).*)$`)
-
-// classify turns go-mail's error into a DeliveryError: 5xx is permanent;
-// no reply after the whole payload is ambiguous; the rest is transient.
-func classify(m Message, err error) *DeliveryError {
-	de := &DeliveryError{Key: m.Key, Stage: "send", Err: err}
-	var se *gomail.SendError
-	if !errors.As(err, &se) {
-		de.detail = scrub(err.Error(), m.To)
-		return de
-	}
-	if st, ok := stages[se.Reason]; ok {
-		de.Stage = st
-	}
-	text := strings.TrimPrefix(se.Error(), se.Reason.String()+": ")
-	if i := strings.Index(text, ", affected "); i >= 0 {
-		text = text[:i]
-	}
-	de.Code = se.ErrorCode()
-	if de.Code != 0 {
-		de.Reply = scrub(replyLine(text, de.Code), m.To)
-	} else {
-		de.detail = scrub(text, m.To)
-	}
-	de.Permanent = de.Code >= 500 && de.Code <= 599
-	de.Ambiguous = se.Reason == gomail.ErrSMTPDataClose && de.Code == 0
-	return de
-}
-
-// replyLine finds the reply in go-mail's error text, where Go's textproto
-// writes it as `550 "5.1.1 mailbox unavailable"`, and returns it unquoted on
-// one line: "550 5.1.1 mailbox unavailable".
-func replyLine(text string, code int) string {
-	prefix := fmt.Sprintf("%03d ", code)
-	i := strings.Index(text, prefix)
-	if i < 0 {
-		return text
-	}
-	rest := text[i+len(prefix):]
-	if q, err := strconv.QuotedPrefix(rest); err == nil {
-		if msg, err := strconv.Unquote(q); err == nil {
-			return prefix + strings.Join(strings.Fields(msg), " ")
-		}
-	}
-	return prefix + trailingNetErr.ReplaceAllString(rest, "")
-}
-
 // scrub removes the recipient's address (servers often echo it) and caps the length.
 func scrub(s, addr string) string {
 	if addr != "" {
@@ -261,6 +204,7 @@ type worker struct {
 	conn *smtp.Client
 	raw  net.Conn // the connection under conn, to abort it
 	tls  *tls.Config
+	body bytes.Buffer // the message being sent, reused from send to send
 }
 
 func newWorker(s *SMTPSender) (*worker, error) {
@@ -372,6 +316,19 @@ func (w *worker) send(ctx context.Context, m Message) error {
 	if err != nil {
 		return err
 	}
+	w.body.Reset()
+	if _, err := msg.WriteTo(&w.body); err != nil {
+		return fmt.Errorf("compose notice %s: %w", m.Key, err)
+	}
+	envFrom, err := msg.GetSender(false)
+	if err != nil {
+		return fmt.Errorf("build notice %s: sender: %w: %w", m.Key, err, ErrPermanent)
+	}
+	rcpts, err := msg.GetRecipients()
+	if err != nil || len(rcpts) != 1 {
+		return fmt.Errorf("build notice %s: want exactly one recipient: %w", m.Key, ErrPermanent)
+	}
+	envTo := rcpts[0]
 	for attempt := 0; ; attempt++ {
 		if err := ctx.Err(); err != nil {
 			return fmt.Errorf("send notice %s: %w", m.Key, err)
@@ -389,34 +346,158 @@ func (w *worker) send(ctx context.Context, m Message) error {
 			}
 		}
 		raw := w.raw
+		_ = raw.SetDeadline(time.Now().Add(commandTimeout))
 		stop := context.AfterFunc(ctx, func() { _ = raw.Close() })
-		err := w.mc.SendWithSMTPClient(w.conn, msg)
+		de := w.transact(m, envFrom, envTo)
 		aborted := !stop()
 		if aborted {
 			w.drop()
 		}
-		if err == nil {
+		if de == nil {
 			return nil
 		}
-		if msg.IsDelivered() {
-			// The server accepted the data; only the RSET after it failed.
-			w.drop()
-			return nil
-		}
-		var se *gomail.SendError
-		if errors.As(err, &se) && se.Reason == gomail.ErrConnCheck && !fresh && !aborted && attempt == 0 {
-			// The pooled connection went stale (server time-out, restart):
-			// nothing was sent on it, so dial again and send once more.
+		if de.Code == 0 && !de.dataStarted && !fresh && !aborted && attempt == 0 {
+			// The pooled connection went stale (server time-out, restart,
+			// a drop after the last reply): no message data went out on
+			// it, so dial again and send once more.
 			w.drop()
 			continue
 		}
-		de := classify(m, err)
 		if aborted {
-			de.Err = errors.Join(ctx.Err(), err)
+			de.Err = errors.Join(ctx.Err(), de.Err)
 		}
 		if de.Code == 0 || de.Code == 421 {
 			w.drop()
 		}
 		return de
 	}
+}
+
+// transact runs one mail transaction on the worker's connection: MAIL FROM,
+// RCPT TO and DATA, pipelined in one write when the server offers PIPELINING
+// (RFC 2920), then the dot-stuffed message and its final dot in another. That
+// is two round trips a message where go-mail takes six (NOOP, MAIL, RCPT,
+// DATA, data, RSET). After a refused command the transaction is reset, or the
+// connection dropped when even that fails.
+func (w *worker) transact(m Message, from, to string) *DeliveryError {
+	text := w.conn.Text
+	params := ""
+	if ok, _ := w.conn.Extension("8BITMIME"); ok {
+		params += " BODY=8BITMIME"
+	}
+	if ok, _ := w.conn.Extension("SMTPUTF8"); ok {
+		params += " SMTPUTF8"
+	}
+	pipelining, _ := w.conn.Extension("PIPELINING")
+	cmds := [...]struct {
+		line, stage string
+		expect      int
+	}{
+		{"MAIL FROM:" + from + params, "MAIL FROM", 250},
+		{"RCPT TO:" + to, "RCPT TO", 25},
+		{"DATA", "DATA", 354},
+	}
+	fail := func(stage string, err error) *DeliveryError {
+		de := &DeliveryError{Key: m.Key, Stage: stage, Err: err}
+		var te *textproto.Error
+		if errors.As(err, &te) {
+			de.Code = te.Code
+			de.Reply = scrub(fmt.Sprintf("%03d %s", te.Code, strings.Join(strings.Fields(te.Msg), " ")), m.To)
+			de.Permanent = te.Code >= 500 && te.Code <= 599
+		} else {
+			de.detail = scrub(err.Error(), m.To)
+		}
+		return de
+	}
+	// Replies are read in order; the first refusal decides the error, and
+	// the rest are still read to keep the connection in step.
+	var first *DeliveryError
+	sent, dataAccepted := 0, false
+	for i, c := range cmds {
+		if _, err := text.W.WriteString(c.line + "\r\n"); err != nil {
+			return fail(c.stage, err)
+		}
+		if pipelining && i < len(cmds)-1 {
+			continue
+		}
+		if err := text.W.Flush(); err != nil {
+			return fail(c.stage, err)
+		}
+		for ; sent <= i; sent++ {
+			_, _, err := text.ReadResponse(cmds[sent].expect)
+			if err == nil {
+				dataAccepted = sent == len(cmds)-1
+				continue
+			}
+			var te *textproto.Error
+			if !errors.As(err, &te) {
+				// No reply: the connection is gone (a server may hang up
+				// after a 421); the caller drops it.
+				if first != nil {
+					w.drop()
+					return first
+				}
+				return fail(cmds[sent].stage, err)
+			}
+			if first == nil {
+				first = fail(cmds[sent].stage, err)
+			}
+		}
+		if first != nil {
+			break
+		}
+	}
+	if first != nil {
+		if dataAccepted {
+			// DATA was accepted (354) although an earlier command was
+			// refused: the server's state is unclear, so abandon it.
+			first.Code, first.Permanent = 0, false
+			first.detail = first.Reply + "; the server accepted DATA after a refusal"
+			first.Reply = ""
+			return first
+		}
+		if first.Code != 421 {
+			// Written directly, like the commands above: text.Cmd would
+			// take a pipeline id whose response nobody ends.
+			if err := text.PrintfLine("RSET"); err != nil {
+				w.drop()
+			} else if _, _, err := text.ReadResponse(250); err != nil {
+				w.drop()
+			}
+		}
+		return first
+	}
+	if err := writeDotStuffed(text.W, w.body.Bytes()); err != nil {
+		de := fail("message data", err)
+		de.dataStarted = true
+		return de
+	}
+	if _, _, err := text.ReadResponse(250); err != nil {
+		de := fail("end of DATA", err)
+		de.dataStarted = true
+		de.Ambiguous = de.Code == 0
+		return de
+	}
+	return nil
+}
+
+// writeDotStuffed writes msg as SMTP message data (RFC 5321 4.5.2): CRLF line
+// ends, a leading dot doubled, and the final ".", then flushes.
+func writeDotStuffed(w *bufio.Writer, msg []byte) error {
+	for len(msg) > 0 {
+		line := msg
+		if i := bytes.IndexByte(msg, '\n'); i >= 0 {
+			line, msg = msg[:i], msg[i+1:]
+		} else {
+			msg = nil
+		}
+		line = bytes.TrimSuffix(line, []byte{'\r'})
+		if len(line) > 0 && line[0] == '.' {
+			_ = w.WriteByte('.')
+		}
+		_, _ = w.Write(line)
+		_, _ = w.WriteString("\r\n")
+	}
+	_, _ = w.WriteString(".\r\n")
+	return w.Flush()
 }
