@@ -14,6 +14,9 @@ import (
 	"time"
 
 	"go.uber.org/zap"
+
+	"renewals/pkg/importer"
+	"renewals/pkg/subscription"
 )
 
 // Error is the JSON body of every error answer.
@@ -78,6 +81,32 @@ func (s *Server) wrap(h handlerFunc) http.HandlerFunc {
 		}
 		writeJSON(w, statusOf[ae.code], Error{ae.msg, ae.code})
 	}
+}
+
+// FieldReason is one rejected field of a record, as the PUT API's 422 answer
+// and the CRM ingest reply list it: the field ("" for the record as a whole)
+// and what is wrong with it and what to do, under the same lower-case names
+// as an import report's rejections.
+type FieldReason struct {
+	Field  string `json:"field"`
+	Reason string `json:"reason"`
+}
+
+func fieldReasons(errs []importer.FieldError) []FieldReason {
+	out := make([]FieldReason, len(errs))
+	for i, e := range errs {
+		out[i] = FieldReason{e.Field, e.Reason}
+	}
+	return out
+}
+
+// validPathID answers 400 for an id that no subscription can have, before
+// it reaches a store (whose keys cannot hold every character).
+func validPathID(id string) error {
+	if err := subscription.ValidID(id); err != nil {
+		return errorf(CodeInvalid, "%v", err)
+	}
+	return nil
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {

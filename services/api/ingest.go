@@ -16,11 +16,11 @@ import (
 
 // IngestResult is the reply to a record sent on renewals.ingest.subscription.
 type IngestResult struct {
-	SubscriptionID string                `json:"subscription_id,omitempty"`
-	Change         subscription.Change   `json:"change,omitempty"`
-	Rejected       bool                  `json:"rejected,omitempty"`
-	Errors         []importer.FieldError `json:"errors,omitempty"`
-	Error          string                `json:"error,omitempty"`
+	SubscriptionID string              `json:"subscription_id,omitempty"`
+	Change         subscription.Change `json:"change,omitempty"`
+	Rejected       bool                `json:"rejected,omitempty"`
+	Errors         []FieldReason       `json:"errors,omitempty"`
+	Error          string              `json:"error,omitempty"`
 }
 
 // ServeIngest answers requests on renewals.ingest.subscription: each carries
@@ -46,7 +46,7 @@ func (s *Server) ingest(data []byte) IngestResult {
 	defer cancel()
 	sub, ferrs := importer.ValidateJSON(data)
 	if len(ferrs) > 0 {
-		return IngestResult{SubscriptionID: sub.ID, Rejected: true, Errors: ferrs}
+		return IngestResult{SubscriptionID: sub.ID, Rejected: true, Errors: fieldReasons(ferrs)}
 	}
 	res, err := s.Store.Upsert(ctx, []subscription.Subscription{sub})
 	if err != nil {

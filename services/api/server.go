@@ -111,7 +111,7 @@ func (s *Server) importSubscriptions(w http.ResponseWriter, r *http.Request) err
 		OnUpsert: s.publishUpsert(r.Context()),
 	})
 	if errors.Is(err, importer.ErrTooLarge) {
-		return errorf(CodeTooLarge, "the import is larger than %d bytes: split the file, or raise --max-import-bytes", s.MaxImportBytes)
+		return errorf(CodeTooLarge, "the import is larger than %d bytes: split the file, or start the server with a larger --max-import-bytes (RENEWALS_MAX_IMPORT_BYTES)", s.MaxImportBytes)
 	}
 	if err != nil {
 		var fe *importer.FileError
@@ -178,6 +178,9 @@ func PublishUpsert(ctx context.Context, js jetstream.JetStream, now time.Time, s
 }
 
 func (s *Server) getSubscription(w http.ResponseWriter, r *http.Request) error {
+	if err := validPathID(r.PathValue("id")); err != nil {
+		return err
+	}
 	sub, err := s.Store.Get(r.Context(), r.PathValue("id"))
 	if errors.Is(err, subscription.ErrNotFound) {
 		return errorf(CodeNotFound, "no subscription %q", r.PathValue("id"))
@@ -191,6 +194,9 @@ func (s *Server) getSubscription(w http.ResponseWriter, r *http.Request) error {
 
 func (s *Server) putSubscription(w http.ResponseWriter, r *http.Request) error {
 	id := r.PathValue("id")
+	if err := validPathID(id); err != nil {
+		return err
+	}
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, importer.MaxRowBytes))
 	if err != nil {
 		return errorf(CodeTooLarge, "a subscription record is at most %d bytes", importer.MaxRowBytes)
@@ -201,7 +207,7 @@ func (s *Server) putSubscription(w http.ResponseWriter, r *http.Request) error {
 	}
 	if len(ferrs) > 0 {
 		writeJSON(w, http.StatusUnprocessableEntity, map[string]any{
-			"error": "the record is not valid: " + ferrs[0].Error(), "code": CodeUnprocessable, "fields": ferrs,
+			"error": "the record is not valid: " + ferrs[0].Error(), "code": CodeUnprocessable, "fields": fieldReasons(ferrs),
 		})
 		return nil
 	}
@@ -216,6 +222,9 @@ func (s *Server) putSubscription(w http.ResponseWriter, r *http.Request) error {
 
 func (s *Server) eraseSubscription(w http.ResponseWriter, r *http.Request) error {
 	id := r.PathValue("id")
+	if err := validPathID(id); err != nil {
+		return err
+	}
 	err := s.Store.Erase(r.Context(), id)
 	if errors.Is(err, subscription.ErrNotFound) {
 		return errorf(CodeNotFound, "no subscription %q", id)
@@ -342,6 +351,9 @@ func (s *Server) preview(w http.ResponseWriter, r *http.Request) error {
 	var req PreviewRequest
 	if err := decodeJSON(r, &req); err != nil {
 		return err
+	}
+	if err := validPathID(req.SubscriptionID); err != nil {
+		return errorf(CodeInvalid, "subscription_id: %v", err)
 	}
 	sub, err := s.Store.Get(r.Context(), req.SubscriptionID)
 	if errors.Is(err, subscription.ErrNotFound) {
