@@ -104,22 +104,31 @@ func clientFlags(fs *flag.FlagSet, env Env) (server, dataDir *string) {
 	return server, dataDir
 }
 
+// newFlagSet returns the flag set of one subcommand. Its --help goes to
+// stdout (it was asked for); a flag error is reported by the caller in one
+// sentence, without the whole usage.
 func newFlagSet(name, synopsis string, env Env) *flag.FlagSet {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
-	fs.SetOutput(env.Stderr)
+	fs.SetOutput(io.Discard)
 	fs.Usage = func() {
-		fmt.Fprintf(env.Stderr, "Usage: renewals %s\n\nFlags:\n", synopsis)
+		fs.SetOutput(env.Stdout)
+		defer fs.SetOutput(io.Discard)
+		fmt.Fprintf(env.Stdout, "Usage: renewals %s\n\nFlags:\n", synopsis)
 		fs.PrintDefaults()
 	}
 	return fs
 }
 
 func parse(fs *flag.FlagSet, args []string, positional int) error {
+	help := fs.Usage
+	fs.Usage = func() {} // flag calls it on errors too: print only when asked
+	defer func() { fs.Usage = help }()
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
+			help()
 			return err
 		}
-		return fmt.Errorf("%v (see --help)", err)
+		return fmt.Errorf("%v: see 'renewals %s --help'", err, fs.Name())
 	}
 	if fs.NArg() != positional {
 		return fmt.Errorf("want %d argument(s), got %d: see 'renewals %s --help'", positional, fs.NArg(), fs.Name())
@@ -128,9 +137,10 @@ func parse(fs *flag.FlagSet, args []string, positional int) error {
 }
 
 func importCmd(args []string, env Env) int {
-	fs := newFlagSet("import", "import FILE   (.csv, .json or .ndjson)", env)
+	fs := newFlagSet("import", "import [flags] FILE\n\nImports subscriptions from FILE (.csv with a header row, .json holding an array, or\n.ndjson) and prints the import report. Exit status 1 when rows or the file were rejected.", env)
 	server, dataDir := clientFlags(fs, env)
 	quiet := fs.Bool("quiet", false, "no progress output")
+	progressOver := fs.Int64("progress-over", 4<<20, "show progress on stderr for files larger than this many bytes")
 	if err := parse(fs, args, 1); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return ExitOK
@@ -147,27 +157,38 @@ func importCmd(args []string, env Env) int {
 		return ExitError
 	}
 	path := fs.Arg(0)
+	f, err := os.Open(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return fail(fmt.Errorf("%s does not exist: check the path", path))
+	}
+	if err != nil {
+		return fail(fmt.Errorf("cannot read %s (%v): check the path and its permissions", path, errors.Unwrap(err)))
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return fail(fmt.Errorf("cannot read %s (%v): check the path and its permissions", path, err))
+	}
+	if st.IsDir() {
+		return fail(fmt.Errorf("%s is a directory: name a .csv, .json or .ndjson file", path))
+	}
 	contentType, err := contentTypeOf(path)
 	if err != nil {
 		return fail(err)
 	}
-	f, err := os.Open(path)
-	if err != nil {
-		return fail(fmt.Errorf("cannot open %s: check the path", path))
-	}
-	defer f.Close()
-	st, _ := f.Stat()
 	c, err := newClient(*server, *dataDir, env.Getenv)
 	if err != nil {
 		return fail(err)
 	}
 	body := &countingReader{r: f}
-	if !*quiet && st != nil && st.Size() > 4<<20 {
-		stop := progress(env.Stderr, body, st.Size())
-		defer stop()
+	stop := func() {}
+	if !*quiet && st.Size() > *progressOver {
+		stop = progress(env.Stderr, path, body, st.Size())
 	}
 	var report importer.Report
-	if err := c.do(http.MethodPost, "/api/v1/subscriptions/import", contentType, body, &report); err != nil {
+	err = c.do(http.MethodPost, "/api/v1/subscriptions/import", contentType, body, &report)
+	stop()
+	if err != nil {
 		return fail(err)
 	}
 	fmt.Fprint(env.Stdout, report.Text())
@@ -200,10 +221,18 @@ func (c *countingReader) Read(p []byte) (int, error) {
 	return n, err
 }
 
-// progress prints how much of the file was sent, every second, on w.
-func progress(w io.Writer, c *countingReader, total int64) (stop func()) {
+// progress prints on w how much of the file was sent: a first line at once,
+// then every second while the server reads it. The server imports as it
+// reads, so the bytes sent are the import's progress. stop ends it with what
+// was actually sent.
+func progress(w io.Writer, path string, c *countingReader, total int64) (stop func()) {
+	fmt.Fprintf(w, "importing %s (%s): progress every second\n", path, mb(total))
 	done := make(chan struct{})
 	finished := make(chan struct{})
+	line := func() string {
+		n := c.n.Load()
+		return fmt.Sprintf("sent %s of %s (%d%%)", mb(n), mb(total), n*100/max(total, 1))
+	}
 	go func() {
 		defer close(finished)
 		t := time.NewTicker(time.Second)
@@ -211,19 +240,21 @@ func progress(w io.Writer, c *countingReader, total int64) (stop func()) {
 		for {
 			select {
 			case <-done:
-				fmt.Fprintf(w, "\rsent %d of %d MB (100%%), waiting for the report\n", total>>20, total>>20)
+				fmt.Fprintf(w, "\r%s\n", line())
 				return
 			case <-t.C:
-				n := c.n.Load()
-				fmt.Fprintf(w, "\rsent %d of %d MB (%d%%)", n>>20, total>>20, n*100/max(total, 1))
+				fmt.Fprintf(w, "\r%s", line())
 			}
 		}
 	}()
 	return func() { close(done); <-finished }
 }
 
+// mb writes a byte count in megabytes, to one decimal.
+func mb(n int64) string { return fmt.Sprintf("%.1f MB", float64(n)/(1<<20)) }
+
 func runCmd(args []string, env Env) error {
-	fs := newFlagSet("run", "run [--as-of YYYY-MM-DD] [--dry-run] [--wait]", env)
+	fs := newFlagSet("run", "run [--as-of YYYY-MM-DD] [--dry-run] [--wait]\n\nRuns one scheduler pass now: publishes every notice due today (or on --as-of)\nthat was not sent yet.", env)
 	server, dataDir := clientFlags(fs, env)
 	asOf := fs.String("as-of", "", "run as if today were this date (YYYY-MM-DD)")
 	dry := fs.Bool("dry-run", false, "list what is due without publishing anything")
@@ -268,10 +299,10 @@ func runCmd(args []string, env Env) error {
 }
 
 func forecastCmd(args []string, env Env) error {
-	fs := newFlagSet("forecast", "forecast [--from YYYY-MM-DD] [--days N]", env)
+	fs := newFlagSet("forecast", "forecast [--from YYYY-MM-DD] [--days N]\n\nLists the notices that would go out, day by day, from --from for --days days.", env)
 	server, dataDir := clientFlags(fs, env)
 	from := fs.String("from", "", "first day (default today)")
-	days := fs.Int("days", 14, "how many days")
+	days := fs.Int("days", 14, "how many days, 1 to 366")
 	asJSON := fs.Bool("json", false, "print JSON")
 	if err := parse(fs, args, 0); err != nil {
 		return err
@@ -314,7 +345,7 @@ func forecastCmd(args []string, env Env) error {
 }
 
 func noticesCmd(args []string, env Env) error {
-	fs := newFlagSet("notices", "notices --subscription ID", env)
+	fs := newFlagSet("notices", "notices --subscription ID\n\nPrints the ledger of one subscription: each notice, its outcome, when and to which role.", env)
 	server, dataDir := clientFlags(fs, env)
 	id := fs.String("subscription", "", "subscription id")
 	asJSON := fs.Bool("json", false, "print JSON")
@@ -368,7 +399,7 @@ func noticesCmd(args []string, env Env) error {
 }
 
 func calllistCmd(args []string, env Env) error {
-	fs := newFlagSet("calllist", "calllist [--format csv|json] [--rep NAME]", env)
+	fs := newFlagSet("calllist", "calllist [--format csv|json] [--rep NAME]\n\nPrints the call list: who to call about a renewal, most urgent first.", env)
 	server, dataDir := clientFlags(fs, env)
 	format := fs.String("format", "json", "csv or json")
 	rep := fs.String("rep", "", "only this reseller_rep's customers")
@@ -396,7 +427,7 @@ func calllistCmd(args []string, env Env) error {
 }
 
 func eraseCmd(args []string, env Env) error {
-	fs := newFlagSet("erase", "erase ID", env)
+	fs := newFlagSet("erase", "erase ID\n\nErases the personal data of subscription ID (GDPR erasure); no notice goes out for it afterwards.", env)
 	server, dataDir := clientFlags(fs, env)
 	if err := parse(fs, args, 1); err != nil {
 		return err

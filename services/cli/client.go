@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -30,6 +31,9 @@ func newClient(server, dataDir string, getenv func(string) string) (*client, err
 			return nil, fmt.Errorf("no API token: set RENEWALS_API_TOKEN, or run from the directory where `renewals serve` keeps %s (--data-dir)", filepath.Join(dataDir, "api-token"))
 		}
 		token = strings.TrimSpace(string(b))
+	}
+	if u, err := url.Parse(server); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, fmt.Errorf("--server %q is not the URL of a server: give one such as http://127.0.0.1:8080", server)
 	}
 	return &client{base: strings.TrimRight(server, "/"), token: token, http: &http.Client{}}, nil
 }
@@ -77,6 +81,9 @@ func (c *client) send(method, path, contentType string, body io.Reader) (*http.R
 	raw, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
 	var e struct {
 		Error string `json:"error"`
+	}
+	if resp.StatusCode == http.StatusUnauthorized {
+		return nil, &serverError{resp.StatusCode, "the server refused the API token: set RENEWALS_API_TOKEN to its token, or --data-dir to the directory where it keeps api-token", raw}
 	}
 	if json.Unmarshal(raw, &e) == nil && e.Error != "" {
 		return nil, &serverError{resp.StatusCode, e.Error, raw}
