@@ -162,7 +162,7 @@ func serve(ctx context.Context, args []string, env Env) error {
 			// back-off in proportion, so a retried notice is not held for minutes.
 			consumer.BackOff = make([]time.Duration, len(notifier.DefaultConsumer.BackOff))
 			for i, d := range notifier.DefaultConsumer.BackOff {
-				consumer.BackOff[i] = d * *ackWait / notifier.DefaultConsumer.AckWait
+				consumer.BackOff[i] = time.Duration(float64(d) * float64(*ackWait) / float64(notifier.DefaultConsumer.AckWait))
 			}
 		}
 		n := &notifier.Notifier{
