@@ -7,7 +7,7 @@
 //	bucket renewals_subscriptions   key <id>: the record (shred.Record JSON, personal part sealed)
 //	bucket renewals_ends            key d.<end ordinal>.<id>: the end-date index, empty values
 //	bucket renewals_ledger          key <id>.<end date>.<milestone>: one ledger entry (JSON)
-//	stream RENEWALS_KEYS            subject renewals.keys.<id>: the subscription's data key
+//	stream RENEWALS_KEYS            subject renewals_keys.<id>: the subscription's data key
 //
 // The data keys live in a stream of their own because a KV bucket denies
 // message deletion and leaves replaced or purged values in its block files;
@@ -37,7 +37,7 @@ const (
 	EndsBucket          = "renewals_ends"
 	LedgerBucket        = "renewals_ledger"
 	KeysStream          = "RENEWALS_KEYS"
-	KeysSubjectPrefix   = "renewals.keys."
+	KeysSubjectPrefix   = "renewals_keys."
 )
 
 const (
