@@ -21,6 +21,13 @@ fuzz:
 	$(GO) test -run='^$$' -fuzz=FuzzParseAndValidate -fuzztime=2m ./pkg/importer
 
 bench:
+	@command -v smtp-sink >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "bench: installing postfix for smtp-sink and smtp-source"; \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y postfix >/dev/null && { postfix stop 2>/dev/null || true; }; \
+	  else \
+	    echo "bench: smtp-sink missing, the notifier benchmarks will skip: sudo DEBIAN_FRONTEND=noninteractive apt-get install -y postfix && sudo postfix stop"; \
+	  fi; }
 	$(GO) test -run='^$$' -bench=. -benchtime=1x ./...
 
 fmt:
