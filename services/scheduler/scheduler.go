@@ -27,14 +27,22 @@ import (
 
 // Scheduler runs passes. Its fields are set once by the caller.
 type Scheduler struct {
-	Store      subscription.Store
-	Ledger     subscription.Ledger
-	JS         jetstream.JetStream
+	// Store is read through its end-date index, a window at a time.
+	Store subscription.Store
+	// Ledger says which due notices were already sent.
+	Ledger subscription.Ledger
+	// JS publishes the due events. It should be a handle of the scheduler's
+	// own (natsbus.NewJetStream): a pass bounds its pending publishes below
+	// the handle's limit, which other publishers on it would eat into.
+	JS jetstream.JetStream
+	// Milestones are the stages (RENEWALS_MILESTONES).
 	Milestones subscription.Milestones
 	// Location is the default zone (RENEWALS_TIMEZONE).
 	Location *time.Location
-	Now      func() time.Time
-	Log      *zap.Logger
+	// Now is the clock.
+	Now func() time.Time
+	// Log gets one info line per pass, with counts and no personal data.
+	Log *zap.Logger
 	// Lease, when set, makes sure only one replica runs a pass at a time.
 	Lease *Lease
 	// Observe, when set, is told the result and error of every pass, for
@@ -44,8 +52,10 @@ type Scheduler struct {
 
 // Planned is one notice a pass found due.
 type Planned struct {
-	Key      subscription.NoticeKey `json:"notice_key"`
-	DaysLeft int                    `json:"days_left"`
+	// Key names the notice.
+	Key subscription.NoticeKey `json:"notice_key"`
+	// DaysLeft is reckoned on the pass's day in the subscription's zone.
+	DaysLeft int `json:"days_left"`
 	// Reachable is false when the subscription has no contract manager email:
 	// the notice will be undeliverable and the call list will show it.
 	Reachable bool `json:"reachable"`
@@ -53,9 +63,12 @@ type Planned struct {
 
 // Result reports what a pass did.
 type Result struct {
-	AsOf       subscription.Date `json:"as_of,omitzero"`
-	DryRun     bool              `json:"dry_run"`
-	Considered int               `json:"considered"`
+	// AsOf is the date the pass ran as, zero for today in each zone.
+	AsOf subscription.Date `json:"as_of,omitzero"`
+	// DryRun is set when nothing was published.
+	DryRun bool `json:"dry_run"`
+	// Considered counts the subscriptions read from the window.
+	Considered int `json:"considered"`
 	// Due counts notices found due and not yet sent.
 	Due int `json:"due"`
 	// Published counts due events the stream stored; Duplicates those it
@@ -64,13 +77,15 @@ type Result struct {
 	Duplicates int `json:"duplicates"`
 	// AlreadySent counts notices at their current stage that the ledger
 	// shows as sent.
-	AlreadySent int       `json:"already_sent"`
-	Notices     []Planned `json:"notices,omitempty"`
+	AlreadySent int `json:"already_sent"`
+	// Notices lists the due notices of a dry run.
+	Notices []Planned `json:"notices,omitempty"`
 	// Keys are the published keys, and DuplicateKeys the dropped ones; --wait
 	// follows both to a final outcome.
 	Keys          []subscription.NoticeKey `json:"-"`
 	DuplicateKeys []subscription.NoticeKey `json:"-"`
-	Duration      time.Duration            `json:"-"`
+	// Duration is how long the pass took, lease wait included.
+	Duration time.Duration `json:"-"`
 }
 
 // Tuning of a pass. A pass is a pipeline: readers walk slices of the window
