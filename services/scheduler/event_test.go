@@ -26,7 +26,7 @@ func TestAppendDueEventMatchesEventNew(t *testing.T) {
 		{subscription.Notice{Key: subscription.NoticeKey{SubscriptionID: "a-b_C", EndDate: subscription.MustDate("2028-02-29"), Milestone: 90}, DaysLeft: 0},
 			subscription.MustDate("2028-02-29"), time.Date(2028, 2, 29, 23, 59, 59, 123456789, tokyo)},
 	} {
-		got, err := appendDueEvent(nil, tt.n, tt.asOf, tt.at)
+		got, err := appendDueEvent(nil, tt.n.Key.String(), tt.n, tt.asOf, tt.at)
 		if err != nil {
 			t.Fatal(err)
 		}
