@@ -237,7 +237,9 @@ func TestNotifierKilledAtEachStep(t *testing.T) {
 			t.Parallel()
 			r := newFaultRig(t, "")
 			keys := r.importSubs(t, 6)
-			victim := r.startNotifier(t, map[string]string{"RENEWALS_FAULT_PAUSE": step})
+			// One worker: when it stops at the step no other notice is in
+			// flight, so the kill strikes exactly there.
+			victim := r.startNotifier(t, map[string]string{"RENEWALS_FAULT_PAUSE": step, "RENEWALS_WORKERS": "1"})
 			r.pass(t)
 			victim.waitLine(t, "fault-pause "+step, 15*time.Second)
 			victim.kill()
@@ -257,8 +259,8 @@ func TestNotifierKilledAtEachStep(t *testing.T) {
 					t.Errorf("killed %s: duplicates %v; want none", step, dups)
 				}
 			case "after-send":
-				if sentBefore == 0 || len(dups) == 0 {
-					t.Errorf("killed after send: %d sent before the kill, duplicates %v; want the paused sends resent as ambiguous", sentBefore, dups)
+				if sentBefore != 1 || len(dups) != 1 {
+					t.Errorf("killed after send: %d sent before the kill, duplicates %v; want the one paused send resent, flagged ambiguous", sentBefore, dups)
 				}
 			}
 			t.Logf("killed %s: %d received before the kill, %d after, %d duplicated (all flagged ambiguous)",
