@@ -13,7 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -52,9 +52,12 @@ func Start(t testing.TB, o Options) *Server {
 		dir = t.TempDir()
 	}
 	env := map[string]string{
-		"RENEWALS_DATA_DIR":    dir,
-		"RENEWALS_HTTP_ADDR":   "127.0.0.1:" + strconv.Itoa(testenv.FreePort(t)),
-		"RENEWALS_NATS_LISTEN": "127.0.0.1:" + strconv.Itoa(testenv.FreePort(t)),
+		"RENEWALS_DATA_DIR": dir,
+		// Port 0 (HTTP) and -1 (NATS) let each server pick a free port
+		// itself, which no other test can take first; Start reads the
+		// addresses back from what serve prints.
+		"RENEWALS_HTTP_ADDR":   "127.0.0.1:0",
+		"RENEWALS_NATS_LISTEN": "127.0.0.1:-1",
 		"RENEWALS_LOG_FORMAT":  "json",
 		"RENEWALS_API_TOKEN":   "",
 	}
@@ -62,7 +65,7 @@ func Start(t testing.TB, o Options) *Server {
 		env[k] = v
 	}
 	s := &Server{
-		URL: "http://" + env["RENEWALS_HTTP_ADDR"], DataDir: dir, env: env,
+		DataDir: dir, env: env,
 		done: make(chan int, 1), logs: &syncBuffer{},
 	}
 	ctx, cancel := context.WithCancel(context.Background())
@@ -99,9 +102,37 @@ func runsScheduler(o Options) bool {
 
 func (s *Server) getenv(k string) string { return s.env[k] }
 
+var servingLine = regexp.MustCompile(`renewals: serving \S+ on (http://[0-9.:]+)`)
+
+// NATSURL returns the embedded NATS server's client URL.
+func (s *Server) NATSURL(t testing.TB) string {
+	t.Helper()
+	m := regexp.MustCompile(`"embedded NATS started","listen":"([^"]+)"`).FindStringSubmatch(s.Logs())
+	if m == nil {
+		t.Fatalf("this server runs no embedded NATS (or it did not say where it listens):\n%s", s.Logs())
+	}
+	return m[1]
+}
+
 func (s *Server) waitReady(t testing.TB) {
 	t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
+	for s.URL == "" {
+		if m := servingLine.FindStringSubmatch(s.logs.String()); m != nil {
+			s.URL = m[1]
+			break
+		}
+		select {
+		case code := <-s.done:
+			s.done <- code
+			t.Fatalf("renewals serve exited with %d before it was ready:\n%s", code, s.logs.String())
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("renewals serve did not start listening within 30s:\n%s", s.logs.String())
+		}
+		time.Sleep(10 * time.Millisecond) // poll with a deadline: the log is the only signal
+	}
 	for {
 		select {
 		case code := <-s.done:
