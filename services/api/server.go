@@ -33,6 +33,9 @@ type Server struct {
 	Token     string
 	// APIDisabled leaves /api out: the process runs other targets only.
 	APIDisabled bool
+	// GraceDays is how long after its end date a subscription still counts
+	// as in its renewal period (RENEWALS_GRACE_DAYS).
+	GraceDays int
 	// MaxImportBytes bounds an import body; larger answers 413.
 	MaxImportBytes int64
 	// WaitTimeout bounds `run --wait`.
@@ -325,7 +328,7 @@ func (s *Server) forecast(w http.ResponseWriter, r *http.Request) error {
 func (s *Server) notices(w http.ResponseWriter, r *http.Request) error {
 	id := r.URL.Query().Get("subscription_id")
 	if id == "" {
-		return errorf(CodeInvalid, "name a subscription: GET /api/v1/notices?subscription_id=<id>")
+		return s.allNotices(w, r)
 	}
 	if err := subscription.ValidID(id); err != nil {
 		return errorf(CodeInvalid, "%v", err)
@@ -338,6 +341,33 @@ func (s *Server) notices(w http.ResponseWriter, r *http.Request) error {
 		entries = []subscription.Entry{}
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"subscription_id": id, "notices": entries})
+	return nil
+}
+
+// allNotices lists the ledger of every subscription in the renewal period
+// (from GraceDays after the end date to the largest milestone before it) on
+// today, or on the as_of date.
+func (s *Server) allNotices(w http.ResponseWriter, r *http.Request) error {
+	today := subscription.Today(s.Now(), s.Location)
+	if v := r.URL.Query().Get("as_of"); v != "" {
+		d, err := subscription.ParseDate(v)
+		if err != nil {
+			return errorf(CodeInvalid, "as_of: %v", err)
+		}
+		today = d
+	}
+	from, _ := subscription.Window(today.AddDays(-s.GraceDays), s.Scheduler.Milestones)
+	_, to := subscription.Window(today, s.Scheduler.Milestones)
+	entries := []subscription.Entry{}
+	err := s.Store.EndingBetween(r.Context(), from, to, func(sub subscription.Subscription) error {
+		es, err := s.Ledger.List(r.Context(), sub.ID)
+		entries = append(entries, es...)
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"from": from, "to": to, "notices": entries})
 	return nil
 }
 

@@ -345,15 +345,13 @@ func forecastCmd(args []string, env Env) error {
 }
 
 func noticesCmd(args []string, env Env) error {
-	fs := newFlagSet("notices", "notices --subscription ID\n\nPrints the ledger of one subscription: each notice, its outcome, when and to which role.", env)
+	fs := newFlagSet("notices", "notices [--subscription ID]\n\nPrints the ledger: each notice, its outcome, when and to which role; for one subscription,\nor for every subscription in its renewal period.", env)
 	server, dataDir := clientFlags(fs, env)
-	id := fs.String("subscription", "", "subscription id")
+	id := fs.String("subscription", "", "subscription id; without it, every subscription in its renewal period")
+	asOf := fs.String("as-of", "", "with no --subscription: the renewal period as of this date (YYYY-MM-DD)")
 	asJSON := fs.Bool("json", false, "print JSON")
 	if err := parse(fs, args, 0); err != nil {
 		return err
-	}
-	if *id == "" {
-		return fmt.Errorf("name a subscription: renewals notices --subscription ID")
 	}
 	c, err := newClient(*server, *dataDir, env.Getenv)
 	if err != nil {
@@ -370,14 +368,25 @@ func noticesCmd(args []string, env Env) error {
 			Ambiguous bool      `json:"ambiguous"`
 		} `json:"notices"`
 	}
-	if err := c.do(http.MethodGet, "/api/v1/notices?subscription_id="+url.QueryEscape(*id), "", nil, &out); err != nil {
+	path := "/api/v1/notices"
+	switch {
+	case *id != "":
+		path += "?subscription_id=" + url.QueryEscape(*id)
+	case *asOf != "":
+		path += "?as_of=" + url.QueryEscape(*asOf)
+	}
+	if err := c.do(http.MethodGet, path, "", nil, &out); err != nil {
 		return err
 	}
 	if *asJSON {
 		return printJSON(env.Stdout, out)
 	}
 	if len(out.Notices) == 0 {
-		fmt.Fprintf(env.Stdout, "no notices recorded for %s\n", *id)
+		scope := "for subscriptions in their renewal period"
+		if *id != "" {
+			scope = "for " + *id
+		}
+		fmt.Fprintln(env.Stdout, "no notices recorded "+scope)
 	}
 	for _, n := range out.Notices {
 		line := fmt.Sprintf("%s  %-13s", n.Key, or(n.Outcome, "in progress"))

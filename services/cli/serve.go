@@ -178,7 +178,7 @@ func serve(ctx context.Context, args []string, env Env) error {
 	srv := &api.Server{
 		Store: store, Ledger: ledger, JS: bus.JS, Scheduler: schedulerForAPI(sched), Renderer: renderer,
 		Location: cfg.Location, Now: now, Log: log.Named("api"),
-		MaxImportBytes: *maxImport, WaitTimeout: 30 * time.Minute, APIDisabled: !cfg.TargetSet["api"],
+		MaxImportBytes: *maxImport, GraceDays: cfg.GraceDays, WaitTimeout: 30 * time.Minute, APIDisabled: !cfg.TargetSet["api"],
 		Ready: func(ctx context.Context) error {
 			if !bus.Conn.IsConnected() {
 				return errors.New("NATS is not connected")

@@ -199,6 +199,13 @@ func TestSampleEndToEnd(t *testing.T) {
 		if n := len(b.sent(t)); n != 8 {
 			t.Errorf("%d emails after the second pass, want still 8", n)
 		}
+		// The whole ledger of the renewal period: 8 sent to the contract
+		// manager, 1 undeliverable.
+		r := s.CLI(t, "notices", "--as-of", "2026-12-01")
+		if r.Code != 0 || strings.Count(r.Stdout, "sent ") != 8 || strings.Count(r.Stdout, "to contract manager") != 8 ||
+			strings.Count(r.Stdout, "undeliverable") != 1 || strings.Count(r.Stdout, "\n") != 9 {
+			t.Errorf("renewals notices --as-of 2026-12-01 = %d\n%s%s", r.Code, r.Stdout, r.Stderr)
+		}
 	})
 }
 
