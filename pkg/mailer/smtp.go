@@ -421,7 +421,7 @@ func (w *worker) transact(m Message, from, to string) *DeliveryError {
 			continue
 		}
 		if err := text.W.Flush(); err != nil {
-			return fail(c.stage, err)
+			return fail(cmds[sent].stage, err) // the first command not yet answered
 		}
 		for ; sent <= i; sent++ {
 			_, _, err := text.ReadResponse(cmds[sent].expect)
