@@ -28,7 +28,7 @@ bench:
 	  else \
 	    echo "bench: smtp-sink missing, the notifier benchmarks will skip: sudo DEBIAN_FRONTEND=noninteractive apt-get install -y postfix && sudo postfix stop"; \
 	  fi; }
-	$(GO) test -run='^$$' -bench=. -benchtime=1x ./...
+	$(GO) test -p 1 -run='^$$' -bench=. -benchtime=1x ./...  # -p 1: one package's benchmarks at a time, so none competes for the CPUs
 
 fmt:
 	gofmt -w services pkg templates
