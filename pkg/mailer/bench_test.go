@@ -2,10 +2,12 @@ package mailer_test
 
 import (
 	"fmt"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"renewals/pkg/mailer"
 	"renewals/pkg/testenv"
 )
 
@@ -30,5 +32,18 @@ func BenchmarkSMTPPool(b *testing.B) {
 	srv.WaitFor(b.N, 10*time.Second)
 	if c := srv.Connections(); c > 4 {
 		b.Errorf("%d connections for 4 workers", c)
+	}
+}
+
+// BenchmarkCompose writes a notice of a rendered notice's size.
+func BenchmarkCompose(b *testing.B) {
+	m := sample("110001234567")
+	m.Text = strings.Repeat("Your Suite Pro subscription ends on 31 January 2031, in 30 days.\n\n", 30)
+	m.HTML = strings.Repeat("<p>Your <strong>Suite Pro</strong> subscription ends on 31 January 2031.</p>\n", 30)
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := mailer.Compose(from, m, fixedNow); err != nil {
+			b.Fatal(err)
+		}
 	}
 }

@@ -12,11 +12,12 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"mime"
+	"mime/quotedprintable"
 	"net/mail"
+	"strconv"
 	"strings"
 	"time"
-
-	gomail "github.com/wneessen/go-mail"
 
 	"renewals/pkg/subscription"
 )
@@ -115,52 +116,263 @@ func validDomain(d string) bool {
 // (before dot-stuffing) and the outbox stores: RFC 5322 with CRLF line ends,
 // multipart/alternative with a text/plain and a text/html part.
 func Compose(from string, m Message, date time.Time) ([]byte, error) {
-	msg, err := build(from, m, date)
+	snd, err := newSender(from)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("build notice %s: From address (RENEWALS_MAIL_FROM): %w", m.Key, err)
 	}
+	var c composer
 	var buf bytes.Buffer
-	if _, err := msg.WriteTo(&buf); err != nil {
-		return nil, fmt.Errorf("compose notice %s: %w", m.Key, err)
+	if _, err := c.compose(&buf, snd, m, date); err != nil {
+		return nil, err
 	}
 	return buf.Bytes(), nil
 }
 
-// build makes the go-mail message. Every check here fails permanently: the
+// sender is the From address, parsed once: the envelope and header form of
+// the address and the domain that Message-IDs end in.
+type sender struct {
+	addr     string // local@domain
+	bracket  string // <local@domain>, for the From header and MAIL FROM
+	domain   string
+	midRight string // "@" + the Message-ID's right-hand side
+}
+
+func newSender(from string) (sender, error) {
+	a, err := singleAddress(from)
+	if err != nil {
+		return sender{}, err
+	}
+	domain := "renewals"
+	if i := strings.LastIndexByte(a.Address, '@'); i >= 0 && validDomain(a.Address[i+1:]) {
+		domain = a.Address[i+1:]
+	}
+	return sender{addr: a.Address, bracket: a.String(), domain: domain, midRight: "@" + domain}, nil
+}
+
+// composer writes messages. It keeps scratch space from message to message,
+// so a worker that owns one composes without allocating much; it is not safe
+// for concurrent use.
+type composer struct {
+	scratch []byte
+}
+
+// compose validates m and writes it to buf as RFC 5322 with CRLF line ends:
+// the same bytes go-mail wrote for this message (header order and folding,
+// RFC 2047 words, quoted-printable parts), without building its Msg. It
+// returns the envelope recipient. Every check here fails permanently: the
 // same input will never build.
-func build(from string, m Message, date time.Time) (*gomail.Msg, error) {
+func (c *composer) compose(buf *bytes.Buffer, snd sender, m Message, date time.Time) (rcpt string, err error) {
 	if err := subscription.ValidID(m.Key.SubscriptionID); err != nil {
-		return nil, fmt.Errorf("build notice: %w: %w", err, ErrPermanent)
+		return "", fmt.Errorf("build notice: %w: %w", err, ErrPermanent)
 	}
 	if m.Key.EndDate.IsZero() || m.Key.Milestone < 1 {
-		return nil, fmt.Errorf("build notice %s: the notice key needs an end date and a milestone: %w", m.Key, ErrPermanent)
+		return "", fmt.Errorf("build notice %s: the notice key needs an end date and a milestone: %w", m.Key, ErrPermanent)
 	}
-	sender, err := singleAddress(from)
+	to, err := singleAddress(m.To)
 	if err != nil {
-		return nil, fmt.Errorf("build notice %s: From address (RENEWALS_MAIL_FROM): %w", m.Key, err)
+		return "", fmt.Errorf("build notice %s: contract manager address: %w", m.Key, err)
 	}
-	rcpt, err := singleAddress(m.To)
-	if err != nil {
-		return nil, fmt.Errorf("build notice %s: contract manager address: %w", m.Key, err)
-	}
-	rcpt.Name = oneLine(m.ToName)
+	rcpt = to.String()
+	// Every header value is one line: names and subjects lose their line
+	// breaks here, RFC 2047 encoding (mail.Address.String, mime.QEncoding)
+	// turns anything else outside printable ASCII into encoded words, and
+	// the key and the addresses were validated above.
+	to.Name = oneLine(m.ToName)
+	subject := mime.QEncoding.Encode("UTF-8", oneLine(m.Subject))
 
 	// A boundary derived from the content makes the same notice compose to
 	// the same bytes; the content cannot hold a digest of itself.
-	sum := sha256.Sum256([]byte(m.Key.String() + "\x00" + m.Subject + "\x00" + m.Text + "\x00" + m.HTML))
-	msg := gomail.NewMsg(gomail.WithNoDefaultUserAgent(), gomail.WithBoundary("renewal-"+hex.EncodeToString(sum[:16])))
-	msg.SetAddrHeaderFromMailAddress(gomail.HeaderFrom, sender)
-	// To is the only recipient header ever set: no Cc, no Bcc, so the SMTP
-	// envelope (go-mail sends to To+Cc+Bcc) has exactly one RCPT TO.
-	msg.SetAddrHeaderFromMailAddress(gomail.HeaderTo, rcpt)
-	msg.Subject(oneLine(m.Subject))
-	msg.SetMessageIDWithValue(MessageID(m.Key, sender.Address))
-	msg.SetDateWithValue(date)
-	msg.SetGenHeader(gomail.Header(HeaderNotice), m.Key.String())
-	msg.SetGenHeader(gomail.Header("Auto-Submitted"), "auto-generated")
-	msg.SetBodyString(gomail.TypeTextPlain, m.Text)
-	msg.AddAlternativeString(gomail.TypeTextHTML, m.HTML)
-	return msg, nil
+	key := c.scratch[:0]
+	key = appendKey(key, m.Key)
+	key = append(key, 0)
+	key = append(key, m.Subject...)
+	key = append(key, 0)
+	key = append(key, m.Text...)
+	key = append(key, 0)
+	key = append(key, m.HTML...)
+	sum := sha256.Sum256(key)
+	c.scratch = key[:0]
+	var boundary [len("renewal-") + 32]byte
+	copy(boundary[:], "renewal-")
+	hex.Encode(boundary[len("renewal-"):], sum[:16])
+
+	// Generic headers in go-mail's order (sorted by name), then From and To.
+	writeHeader(buf, "Auto-Submitted", "auto-generated")
+	c.scratch = date.AppendFormat(c.scratch[:0], time.RFC1123Z)
+	writeHeader(buf, "Date", string(c.scratch))
+	writeHeader(buf, "MIME-Version", "1.0")
+	c.scratch = append(append(append(append(c.scratch[:0], '<'), "renewal."...), m.Key.SubscriptionID...), '.')
+	c.scratch = appendDate(c.scratch, m.Key.EndDate)
+	c.scratch = append(c.scratch, '.')
+	c.scratch = strconv.AppendInt(c.scratch, int64(m.Key.Milestone), 10)
+	c.scratch = append(append(c.scratch, snd.midRight...), '>')
+	writeHeader(buf, "Message-ID", string(c.scratch))
+	writeHeader(buf, "Subject", subject)
+	c.scratch = appendKey(c.scratch[:0], m.Key)
+	writeHeader(buf, HeaderNotice, string(c.scratch))
+	writeHeader(buf, "From", snd.bracket)
+	// To is the only recipient header ever written: no Cc, no Bcc.
+	writeHeader(buf, "To", to.String())
+	buf.WriteString("Content-Type: multipart/alternative;\r\n boundary=")
+	buf.Write(boundary[:])
+	buf.WriteString("\r\n\r\n")
+
+	// The parts as mime/multipart writes them.
+	buf.WriteString("--")
+	buf.Write(boundary[:])
+	buf.WriteString("\r\nContent-Transfer-Encoding: quoted-printable\r\nContent-Type: text/plain; charset=UTF-8\r\n\r\n")
+	c.writeQP(buf, m.Text)
+	buf.WriteString("\r\n--")
+	buf.Write(boundary[:])
+	buf.WriteString("\r\nContent-Transfer-Encoding: quoted-printable\r\nContent-Type: text/html; charset=UTF-8\r\n\r\n")
+	c.writeQP(buf, m.HTML)
+	buf.WriteString("\r\n--")
+	buf.Write(boundary[:])
+	buf.WriteString("--\r\n")
+	return rcpt, nil
+}
+
+// appendKey appends key as NoticeKey.String writes it.
+func appendKey(b []byte, key subscription.NoticeKey) []byte {
+	b = append(append(b, key.SubscriptionID...), ':')
+	b = appendDate(b, key.EndDate)
+	return strconv.AppendInt(append(b, ':'), int64(key.Milestone), 10)
+}
+
+// appendDate appends d as Date.String writes it: YYYY-MM-DD.
+func appendDate(b []byte, d subscription.Date) []byte {
+	if d.IsZero() {
+		return b
+	}
+	if d.Year < 0 || d.Year > 9999 {
+		return append(b, d.String()...)
+	}
+	pad := func(b []byte, n, width int) []byte {
+		for w, v := width-1, n; w > 0; w-- {
+			if v /= 10; v == 0 {
+				b = append(b, '0')
+			}
+		}
+		return strconv.AppendInt(b, int64(n), 10)
+	}
+	b = pad(b, d.Year, 4)
+	b = pad(append(b, '-'), int(d.Month), 2)
+	return pad(append(b, '-'), d.Day, 2)
+}
+
+// maxHeaderLength is where go-mail folds header lines (RFC 2047 asks encoded
+// words to stay within 76 characters a line).
+const maxHeaderLength = 76
+
+// writeHeader writes "key: value" folded as go-mail folds it: at the spaces
+// of value, before a word that would take the line past maxHeaderLength.
+// value must hold no CR or LF.
+func writeHeader(buf *bytes.Buffer, key, value string) {
+	left := maxHeaderLength - 2 - len(key) - 2
+	buf.WriteString(key)
+	buf.WriteString(": ")
+	for i := 0; ; i++ {
+		word, rest, more := strings.Cut(value, " ")
+		if left-len(word) <= 1 {
+			// The space before the fold goes: the line break is the space.
+			if b := buf.Bytes(); b[len(b)-1] == ' ' {
+				buf.Truncate(len(b) - 1)
+			}
+			buf.WriteString("\r\n ")
+			left = maxHeaderLength - 3
+		}
+		buf.WriteString(word)
+		left -= len(word)
+		if !more {
+			break
+		}
+		buf.WriteByte(' ')
+		left--
+		value = rest
+	}
+	buf.WriteString("\r\n")
+}
+
+// writeQP writes s quoted-printable encoded, exactly as mime/quotedprintable
+// does (line breaks become CRLF), copying the lines that need no encoding
+// straight through: most of a rendered notice.
+func (c *composer) writeQP(buf *bytes.Buffer, s string) {
+	var qp *quotedprintable.Writer // made for the first line that needs it
+	if loneCR(s) {
+		// A CR without its LF makes the writer carry state (and buffered
+		// bytes) past the next line break: let it have the whole text.
+		qp = quotedprintable.NewWriter(buf)
+		c.scratch = append(c.scratch[:0], s...)
+		_, _ = qp.Write(c.scratch)
+		_ = qp.Close()
+		return
+	}
+	for len(s) > 0 {
+		line, rest, nl := strings.Cut(s, "\n")
+		body := line
+		if nl {
+			body = strings.TrimSuffix(line, "\r")
+		}
+		if plainQPLine(body) {
+			// As the writer does: 75 bytes, then a soft line break.
+			for len(body) > qpLineMax-1 {
+				buf.WriteString(body[:qpLineMax-1])
+				buf.WriteString("=\r\n")
+				body = body[qpLineMax-1:]
+			}
+			buf.WriteString(body)
+			if nl {
+				buf.WriteString("\r\n")
+			}
+		} else {
+			// With no lone CR, the quoted-printable writer ends a line
+			// at its line break and flushes it, so it holds no state
+			// between the lines given to it, and the plain lines can go
+			// around it.
+			if qp == nil {
+				qp = quotedprintable.NewWriter(buf)
+			}
+			c.scratch = append(c.scratch[:0], line...)
+			if nl {
+				c.scratch = append(c.scratch, '\n')
+			}
+			_, _ = qp.Write(c.scratch)
+			if !nl {
+				_ = qp.Close()
+			}
+		}
+		s = rest
+	}
+}
+
+// loneCR reports whether s holds a CR that is not followed by an LF.
+func loneCR(s string) bool {
+	for {
+		i := strings.IndexByte(s, '\r')
+		if i < 0 {
+			return false
+		}
+		if i+1 == len(s) || s[i+1] != '\n' {
+			return true
+		}
+		s = s[i+2:]
+	}
+}
+
+// qpLineMax is the longest line mime/quotedprintable writes, soft line
+// break included.
+const qpLineMax = 76
+
+// plainQPLine reports whether quoted-printable leaves line as it is, but for
+// soft line breaks: printable ASCII other than '=', and spaces and tabs but
+// not at the end (the writer encodes those).
+func plainQPLine(line string) bool {
+	for i := 0; i < len(line); i++ {
+		if b := line[i]; (b < '!' || b > '~' || b == '=') && b != ' ' && b != '\t' {
+			return false
+		}
+	}
+	return len(line) == 0 || line[len(line)-1] != ' ' && line[len(line)-1] != '\t'
 }
 
 // singleAddress parses s as exactly one bare address (no display name, no

@@ -36,7 +36,7 @@ const (
 // from several goroutines is not safe.
 type SMTPSender struct {
 	cfg   SMTPConfig
-	from  string
+	from  sender
 	now   func() time.Time
 	limit *rate.Limiter
 	jobs  chan job
@@ -59,7 +59,8 @@ func NewSMTP(cfg SMTPConfig, from string, now func() time.Time) (*SMTPSender, er
 	if cfg.Host == "" || cfg.Port == 0 {
 		return nil, fmt.Errorf("start smtp sender: no host and port: set RENEWALS_SMTP_URL, e.g. %s", urlExample)
 	}
-	if _, err := singleAddress(from); err != nil {
+	snd, err := newSender(from)
+	if err != nil {
 		return nil, fmt.Errorf("start smtp sender: From address %q (RENEWALS_MAIL_FROM): %w", from, err)
 	}
 	cfg.Workers = max(cfg.Workers, 0)
@@ -72,7 +73,7 @@ func NewSMTP(cfg SMTPConfig, from string, now func() time.Time) (*SMTPSender, er
 	if now == nil {
 		now = time.Now
 	}
-	s := &SMTPSender{cfg: cfg, from: from, now: now, jobs: make(chan job), quit: make(chan struct{})}
+	s := &SMTPSender{cfg: cfg, from: snd, now: now, jobs: make(chan job), quit: make(chan struct{})}
 	if cfg.Rate > 0 {
 		s.limit = rate.NewLimiter(rate.Limit(cfg.Rate), 1)
 	}
@@ -205,6 +206,7 @@ type worker struct {
 	raw  net.Conn // the connection under conn, to abort it
 	tls  *tls.Config
 	body bytes.Buffer // the message being sent, reused from send to send
+	comp composer
 }
 
 func newWorker(s *SMTPSender) (*worker, error) {
@@ -312,23 +314,12 @@ func (w *worker) hangUp() {
 }
 
 func (w *worker) send(ctx context.Context, m Message) error {
-	msg, err := build(w.s.from, m, w.s.now())
+	w.body.Reset()
+	envTo, err := w.comp.compose(&w.body, w.s.from, m, w.s.now())
 	if err != nil {
 		return err
 	}
-	w.body.Reset()
-	if _, err := msg.WriteTo(&w.body); err != nil {
-		return fmt.Errorf("compose notice %s: %w", m.Key, err)
-	}
-	envFrom, err := msg.GetSender(false)
-	if err != nil {
-		return fmt.Errorf("build notice %s: sender: %w: %w", m.Key, err, ErrPermanent)
-	}
-	rcpts, err := msg.GetRecipients()
-	if err != nil || len(rcpts) != 1 {
-		return fmt.Errorf("build notice %s: want exactly one recipient: %w", m.Key, ErrPermanent)
-	}
-	envTo := rcpts[0]
+	envFrom := w.s.from.bracket
 	for attempt := 0; ; attempt++ {
 		if err := ctx.Err(); err != nil {
 			return fmt.Errorf("send notice %s: %w", m.Key, err)
