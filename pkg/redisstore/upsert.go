@@ -1,10 +1,8 @@
 package redisstore
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
-	"encoding/base64"
 	"errors"
 	"fmt"
 	"hash/maphash"
@@ -27,6 +25,9 @@ const (
 	chunkWorkers  = 2
 	maxAttempts   = 10
 	prefixReadLen = shred.DigestPrefixLen + len(`","e":`) + 21 // digest and end ordinal of a stored record
+	// recordSizeHint is about the size of a stored record with every
+	// field filled, for sizing a chunk's buffer.
+	recordSizeHint = 1024
 )
 
 // row is one subscription of an Upsert call with its index in the caller's
@@ -195,20 +196,26 @@ func (s *Store) upsertTx(ctx context.Context, tx *redis.Tx, rows []row, out []su
 			ends[i] = end
 		}
 	}
-	// Seal and compare, row by row in order.
+	// Seal and compare, row by row in order. The records of a chunk share
+	// one buffer.
+	buf := make([]byte, 0, len(rows)*recordSizeHint)
 	var changed int
 	for _, r := range rows {
 		st := &state[at[r.sub.ID]]
-		rec, err := shred.SealSubscription(keys[at[r.sub.ID]], r.sub)
+		start := len(buf)
+		buf, err = shred.AppendRecord(buf, keys[at[r.sub.ID]], &r.sub)
 		if err != nil {
 			tx.Unwatch(ctx)
 			return err
 		}
+		rec := buf[start:len(buf):len(buf)]
+		digest := rec[len(`{"d":"`):shred.DigestPrefixLen]
 		switch {
 		case !st.exists:
 			out[r.i] = subscription.UpsertResult{Change: subscription.Created}
-		case st.digest == rec.Digest:
+		case st.digest == string(digest):
 			out[r.i] = subscription.UpsertResult{Change: subscription.Unchanged, PreviousEndDate: subscription.DateFromOrdinal(st.end)}
+			buf = buf[:start]
 			continue
 		default:
 			out[r.i] = subscription.UpsertResult{Change: subscription.Updated, PreviousEndDate: subscription.DateFromOrdinal(st.end)}
@@ -216,7 +223,7 @@ func (s *Store) upsertTx(ctx context.Context, tx *redis.Tx, rows []row, out []su
 		if !st.write {
 			changed++
 		}
-		*st = stored{exists: true, digest: rec.Digest, end: rec.End, val: appendRecord(st.val[:0], rec), write: true}
+		*st = stored{exists: true, digest: string(digest), end: r.sub.EndDate.Ordinal(), val: rec, write: true}
 	}
 	if changed == 0 {
 		tx.Unwatch(ctx)
@@ -263,26 +270,4 @@ func parseHead(h string) (string, int64, error) {
 		return "", 0, fmt.Errorf("stored record has no end date: %.20q", h)
 	}
 	return h[len(open):shred.DigestPrefixLen], ord, nil
-}
-
-// appendRecord appends r's JSON form, byte for byte what r.Marshal returns
-// (the test holds it to that), without reflection: {"d":..,"e":..,"s":..,"p":..}.
-// r.Clear is compact JSON from encoding/json, which is what Marshal copies.
-func appendRecord(b []byte, r shred.Record) []byte {
-	b = append(b, `{"d":"`...)
-	b = append(b, r.Digest...)
-	b = append(b, `","e":`...)
-	b = strconv.AppendInt(b, r.End, 10)
-	b = append(b, `,"s":`...)
-	if len(r.Clear) == 0 {
-		b = append(b, "null"...)
-	} else {
-		b = append(b, bytes.TrimSpace(r.Clear)...)
-	}
-	if r.Sealed == nil {
-		return append(b, `,"p":null}`...)
-	}
-	b = append(b, `,"p":"`...)
-	b = base64.StdEncoding.AppendEncode(b, r.Sealed)
-	return append(b, `"}`...)
 }

@@ -1,7 +1,6 @@
 package redisstore
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -22,26 +21,22 @@ func sub(id, end, cm string) subscription.Subscription {
 	}
 }
 
-// appendRecord must write exactly what shred.Record.Marshal writes, so that
-// both stay readable by shred.UnmarshalRecord and comparable by prefix.
-func TestAppendRecordMatchesMarshal(t *testing.T) {
+// parseHead reads the digest and end date at the start of a stored record.
+func TestParseHead(t *testing.T) {
 	key, err := shred.NewKey()
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, s := range []subscription.Subscription{sub("110000000001", "2027-01-31", "x"), {ID: "110000000002", EndDate: subscription.MustDate("2027-02-28")}} {
+	for _, s := range []subscription.Subscription{sub("110000000001", "2027-01-31", "x"), {ID: "110000000002", EndDate: subscription.MustDate("1902-02-28")}} {
 		r, err := shred.SealSubscription(key, s)
 		if err != nil {
 			t.Fatal(err)
 		}
-		want, err := r.Marshal()
+		b, err := r.Marshal()
 		if err != nil {
 			t.Fatal(err)
 		}
-		if got := appendRecord(nil, r); !bytes.Equal(got, want) {
-			t.Errorf("appendRecord:\n got %s\nwant %s", got, want)
-		}
-		dig, end, err := parseHead(string(want[:prefixReadLen]))
+		dig, end, err := parseHead(string(b[:prefixReadLen]))
 		if err != nil || dig != r.Digest || end != r.End {
 			t.Errorf("parseHead = %q, %d, %v; want %q, %d", dig, end, err, r.Digest, r.End)
 		}

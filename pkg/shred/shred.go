@@ -14,13 +14,16 @@ import (
 	"bytes"
 	"crypto/aes"
 	"crypto/cipher"
-	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
+	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
+	"strconv"
+	"sync"
 
 	"renewals/pkg/subscription"
 )
@@ -122,26 +125,98 @@ type personal struct {
 
 // SealSubscription builds the Record of s under key.
 func SealSubscription(key []byte, s subscription.Subscription) (Record, error) {
+	sc := scratchPool.Get().(*scratch)
+	defer scratchPool.Put(sc)
+	clear, sealed, digest, err := sc.seal(key, &s)
+	if err != nil {
+		return Record{}, err
+	}
+	return Record{Digest: hex.EncodeToString(digest[:]), End: s.EndDate.Ordinal(), Clear: bytes.Clone(clear), Sealed: bytes.Clone(sealed)}, nil
+}
+
+// AppendRecord seals s under key like SealSubscription and appends the
+// record's JSON form to dst, byte for byte what Record.Marshal would write
+// for it: {"d":"<digest>","e":<end ordinal>,"s":<clear JSON>,"p":"<sealed,
+// base64>"}. The digest is dst[len(dst)+6:][:64] of the result (see
+// DigestPrefixLen).
+func AppendRecord(dst, key []byte, s *subscription.Subscription) ([]byte, error) {
+	sc := scratchPool.Get().(*scratch)
+	defer scratchPool.Put(sc)
+	clear, sealed, digest, err := sc.seal(key, s)
+	if err != nil {
+		return dst, err
+	}
+	dst = append(dst, `{"d":"`...)
+	dst = hex.AppendEncode(dst, digest[:])
+	dst = append(dst, `","e":`...)
+	dst = strconv.AppendInt(dst, s.EndDate.Ordinal(), 10)
+	dst = append(dst, `,"s":`...)
+	dst = append(dst, clear...)
+	dst = append(dst, `,"p":"`...)
+	dst = base64.StdEncoding.AppendEncode(dst, sealed)
+	return append(dst, `"}`...), nil
+}
+
+// scratch is the working space of one seal, reused through scratchPool so
+// that sealing a row allocates little beyond the cipher.
+type scratch struct {
+	buf []byte
+}
+
+var scratchPool = sync.Pool{New: func() any { return &scratch{buf: make([]byte, 0, 2048)} }}
+
+// seal encodes s's clear and personal parts, digests them and seals the
+// personal part under key. clear and sealed point into sc and are valid until
+// its next use.
+//
+// The digest is HMAC-SHA256 under key[32:] of clear || 0 || personal JSON,
+// computed here from its definition (H(K^opad || H(K^ipad || m))) over one
+// buffer, so that no HMAC state is allocated per row.
+func (sc *scratch) seal(key []byte, s *subscription.Subscription) (clear, sealed []byte, digest [sha256.Size]byte, err error) {
 	if len(key) != KeySize {
-		return Record{}, fmt.Errorf("seal subscription %s: %w, got %d", s.ID, ErrBadKey, len(key))
+		return nil, nil, digest, fmt.Errorf("seal subscription %s: %w, got %d", s.ID, ErrBadKey, len(key))
 	}
-	clear, err := json.Marshal(s.WithoutPersonal())
+	const block = 64 // SHA-256's block size; the 32-byte MAC key is padded to it
+	b := sc.buf[:0]
+	for i := range block {
+		k := byte(0)
+		if i < KeySize-32 {
+			k = key[32+i]
+		}
+		b = append(b, k^0x36)
+	}
+	b = appendClear(b, s)
+	clearEnd := len(b)
+	b = append(b, 0)
+	pStart := len(b)
+	b = appendPersonal(b, s)
+	inner := sha256.Sum256(b)
+	var outer [block + sha256.Size]byte
+	for i := range block {
+		k := byte(0)
+		if i < KeySize-32 {
+			k = key[32+i]
+		}
+		outer[i] = k ^ 0x5c
+	}
+	copy(outer[block:], inner[:])
+	digest = sha256.Sum256(outer[:])
+
+	g, err := gcm(key)
 	if err != nil {
-		return Record{}, fmt.Errorf("seal subscription %s: %w", s.ID, err)
+		return nil, nil, digest, fmt.Errorf("seal subscription %s: %w", s.ID, err)
 	}
-	pj, err := json.Marshal(personal{CM: s.ContractManager, PA: s.PrimaryAdmin, SA: s.SecondaryAdmins})
-	if err != nil {
-		return Record{}, fmt.Errorf("seal subscription %s: %w", s.ID, err)
+	pLen := len(b) - pStart
+	b = slices.Grow(b, g.NonceSize()+pLen+g.Overhead())
+	nonce := b[len(b) : len(b)+g.NonceSize()]
+	if _, err := rand.Read(nonce); err != nil {
+		return nil, nil, digest, fmt.Errorf("seal subscription %s: nonce: %w", s.ID, err)
 	}
-	mac := hmac.New(sha256.New, key[32:])
-	mac.Write(clear)
-	mac.Write([]byte{0})
-	mac.Write(pj)
-	sealed, err := Seal(key, pj, []byte(s.ID))
-	if err != nil {
-		return Record{}, fmt.Errorf("seal subscription %s: %w", s.ID, err)
-	}
-	return Record{Digest: hex.EncodeToString(mac.Sum(nil)), End: s.EndDate.Ordinal(), Clear: clear, Sealed: sealed}, nil
+	sStart := len(b)
+	b = b[:len(b)+len(nonce)]
+	b = g.Seal(b, nonce, b[pStart:pStart+pLen], []byte(s.ID))
+	sc.buf = b
+	return b[block:clearEnd], b[sStart:], digest, nil
 }
 
 // OpenSubscription returns the subscription that r holds, opening its
