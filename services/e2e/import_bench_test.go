@@ -9,7 +9,9 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"runtime/pprof"
 	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -28,6 +30,7 @@ import (
 const (
 	childEnv     = "RENEWALS_BENCH_IMPORT_REDIS" // the Redis URL the child imports into
 	childRowsEnv = "RENEWALS_BENCH_IMPORT_ROWS"
+	childProfEnv = "RENEWALS_BENCH_IMPORT_CPUPROFILE" // a file for the child's CPU profile, when set
 	resultPrefix = "IMPORT-RESULT "
 )
 
@@ -84,6 +87,17 @@ func TestImportBenchChild(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.Close()
+	if p := os.Getenv(childProfEnv); p != "" {
+		f, err := os.Create(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			t.Fatal(err)
+		}
+		defer pprof.StopCPUProfile()
+	}
 	start := time.Now()
 	rep, err := importer.Import(ctx, generate(n), importer.Options{Store: s, Format: importer.FormatCSV, MaxListed: 10})
 	if err != nil {
@@ -108,24 +122,37 @@ func BenchmarkImport1M(b *testing.B) {
 	}
 	for _, fsync := range []string{"everysec", "always"} {
 		b.Run("appendfsync="+fsync, func(b *testing.B) {
-			var rowsPerSec, peakMB float64
+			var m importMetrics
 			for range b.N {
-				rowsPerSec, peakMB = importOnce(b, fsync, rows)
+				m = importOnce(b, fsync, rows)
 			}
-			b.ReportMetric(rowsPerSec, "rows/s")
-			b.ReportMetric(peakMB, "peak-RSS-MB")
+			b.ReportMetric(m.rowsPerSec, "rows/s")
+			b.ReportMetric(m.peakMB, "peak-RSS-MB")
+			// CPU per row depends far less than rows/s on what else the
+			// machine is running, so it shows what a change did on a
+			// shared machine.
+			b.ReportMetric(m.childCPU, "import-cpu-µs/row")
+			b.ReportMetric(m.redisCPU, "redis-cpu-µs/row")
 			b.ReportMetric(0, "ns/op")
 		})
 	}
 }
 
-func importOnce(b *testing.B, fsync string, rows int) (rowsPerSec, peakMB float64) {
+// importMetrics are one import's figures: its rate, the importing
+// process's peak RSS, and the CPU time per row of the importing process and
+// of redis-server.
+type importMetrics struct {
+	rowsPerSec, peakMB, childCPU, redisCPU float64
+}
+
+func importOnce(b *testing.B, fsync string, rows int) importMetrics {
 	r := testenv.StartRedis(b) // appendonly yes, appendfsync always
 	c := redis.NewClient(&redis.Options{Addr: r.Addr})
 	defer c.Close()
 	if err := c.ConfigSet(context.Background(), "appendfsync", fsync).Err(); err != nil {
 		b.Fatal(err)
 	}
+	redisBefore := redisCPUSeconds(b, c)
 	cmd := exec.Command(os.Args[0], "-test.run=^TestImportBenchChild$", "-test.count=1", "-test.v=false")
 	cmd.Env = append(os.Environ(), childEnv+"="+r.URL, childRowsEnv+"="+strconv.Itoa(rows))
 	var stdout, stderr bytes.Buffer
@@ -149,5 +176,32 @@ func importOnce(b *testing.B, fsync string, rows int) (rowsPerSec, peakMB float6
 	if !ok {
 		b.Fatal("no rusage for the import child")
 	}
-	return float64(rows) / res.Seconds, float64(ru.Maxrss) / 1024 // Maxrss is in KiB on Linux
+	childCPU := time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	return importMetrics{
+		rowsPerSec: float64(rows) / res.Seconds,
+		peakMB:     float64(ru.Maxrss) / 1024, // Maxrss is in KiB on Linux
+		childCPU:   float64(childCPU.Microseconds()) / float64(rows),
+		redisCPU:   (redisCPUSeconds(b, c) - redisBefore) * 1e6 / float64(rows),
+	}
+}
+
+// redisCPUSeconds is the CPU time redis-server has used, user and system,
+// from INFO cpu.
+func redisCPUSeconds(b *testing.B, c *redis.Client) float64 {
+	txt, err := c.Info(context.Background(), "cpu").Result()
+	if err != nil {
+		b.Fatal(err)
+	}
+	var total float64
+	for line := range strings.SplitSeq(txt, "\n") {
+		k, v, _ := strings.Cut(strings.TrimSpace(line), ":")
+		if k == "used_cpu_sys" || k == "used_cpu_user" {
+			f, err := strconv.ParseFloat(v, 64)
+			if err != nil {
+				b.Fatalf("redis INFO cpu: %s: %v", line, err)
+			}
+			total += f
+		}
+	}
+	return total
 }
