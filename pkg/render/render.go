@@ -28,6 +28,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	texttemplate "text/template"
 	"time"
 
@@ -112,11 +113,19 @@ func (e *ExecError) Unwrap() error { return e.Err }
 type Renderer struct {
 	reseller Reseller
 	locales  map[string]*locale // by lower-case name
+	// byTag finds a locale by a tag as subscriptions write it (en-GB,
+	// en-gb, en_GB, ...) without normalising it first; byTag[""] is the
+	// default.
+	byTag map[string]*locale
 }
 
 type locale struct {
 	name string
 	sets map[string]*set // "generic", "90", ...
+	// byDays holds the milestone sets by their days, and generic the
+	// generic set: pick looks them up without formatting a number.
+	byDays  map[int]*set
+	generic *set
 }
 
 type set struct {
@@ -181,6 +190,12 @@ func New(fsys fs.FS, reseller Reseller) (*Renderer, error) {
 	if _, ok := r.locales[strings.ToLower(DefaultLocale)]; !ok {
 		return nil, fmt.Errorf("load templates: no %s directory: the default locale's templates are required", DefaultLocale)
 	}
+	r.byTag = map[string]*locale{"": r.locales[strings.ToLower(DefaultLocale)]}
+	for key, l := range r.locales {
+		for _, tag := range []string{key, l.name, strings.ToUpper(key), strings.ReplaceAll(key, "-", "_"), strings.ReplaceAll(l.name, "-", "_")} {
+			r.byTag[tag] = l
+		}
+	}
 	return r, nil
 }
 
@@ -233,14 +248,18 @@ func loadLocale(fsys fs.FS, dir string) (*locale, error) {
 			return nil, err
 		}
 	}
-	loc := &locale{name: dir, sets: map[string]*set{}}
+	loc := &locale{name: dir, sets: map[string]*set{}, byDays: map[int]*set{}}
 	for name := range names {
 		s, err := loadSet(fsys, dir, name, shared)
 		if err != nil {
 			return nil, err
 		}
 		loc.sets[name] = s
+		if days, err := strconv.Atoi(name); err == nil {
+			loc.byDays[days] = s
+		}
 	}
+	loc.generic = loc.sets[Generic]
 	return loc, nil
 }
 
@@ -344,14 +363,16 @@ func (r *Renderer) Locales() []string {
 // falling back to DefaultLocale, and the set for the milestone, falling
 // back to the locale's generic set.
 func (r *Renderer) pick(tag string, milestone int) (*locale, *set) {
-	l, ok := r.locales[strings.ToLower(strings.ReplaceAll(strings.TrimSpace(tag), "_", "-"))]
+	l, ok := r.byTag[tag]
 	if !ok {
-		l = r.locales[strings.ToLower(DefaultLocale)]
+		if l, ok = r.locales[strings.ToLower(strings.ReplaceAll(strings.TrimSpace(tag), "_", "-"))]; !ok {
+			l = r.locales[strings.ToLower(DefaultLocale)]
+		}
 	}
-	if s, ok := l.sets[strconv.Itoa(milestone)]; ok {
+	if s, ok := l.byDays[milestone]; ok {
 		return l, s
 	}
-	return l, l.sets[Generic]
+	return l, l.generic
 }
 
 // DataFor returns the template data for a subscription's notice.
@@ -392,37 +413,90 @@ func (r *Renderer) Render(s subscription.Subscription, n subscription.Notice) (E
 	l, set := r.pick(s.Locale, n.Key.Milestone)
 	d := r.DataFor(s, n)
 	e := Email{Locale: l.name, Set: set.name}
-	var buf bytes.Buffer
-	if err := set.subject.Execute(&buf, d); err != nil {
+	buf := buffers.Get().(*bytes.Buffer)
+	defer putBuffer(buf)
+	buf.Reset()
+	if err := set.subject.Execute(buf, d); err != nil {
 		return Email{}, &ExecError{Locale: l.name, File: set.subjectFile, Err: err}
 	}
-	e.Subject = strings.Join(strings.Fields(buf.String()), " ")
+	e.Subject = oneLine(buf.Bytes())
 	if e.Subject == "" {
 		return Email{}, &ExecError{Locale: l.name, File: set.subjectFile, Err: errors.New("the subject is empty")}
 	}
 	buf.Reset()
-	if err := set.text.ExecuteTemplate(&buf, "layout", d); err != nil {
+	if err := set.text.ExecuteTemplate(buf, "layout", d); err != nil {
 		return Email{}, &ExecError{Locale: l.name, File: set.textFile, Err: err}
 	}
-	e.Text = tidy(buf.String())
+	e.Text = tidy(buf.Bytes())
 	buf.Reset()
-	if err := set.html.ExecuteTemplate(&buf, "layout", d); err != nil {
+	if err := set.html.ExecuteTemplate(buf, "layout", d); err != nil {
 		return Email{}, &ExecError{Locale: l.name, File: set.htmlFile, Err: err}
 	}
 	e.HTML = buf.String()
 	return e, nil
 }
 
-var blankLines = regexp.MustCompile(`\n{3,}`)
+// buffers holds the buffers templates execute into, so that a render grows
+// none once the pool is warm.
+var buffers = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+
+func putBuffer(b *bytes.Buffer) {
+	if b.Cap() <= 1<<20 { // a notice is a few kB; let an outlier go
+		buffers.Put(b)
+	}
+}
+
+// oneLine is strings.Join(strings.Fields(s), " "), without the slice of
+// fields when s is one line with single spaces already, as subjects are.
+func oneLine(b []byte) string {
+	clean := len(b) > 0 && b[0] != ' ' && b[len(b)-1] != ' '
+	for i := 0; clean && i < len(b); i++ {
+		c := b[i]
+		clean = c >= 0x21 && c < 0x7f || c == ' ' && b[i-1] != ' '
+	}
+	if clean {
+		return string(b)
+	}
+	return strings.Join(strings.Fields(string(b)), " ")
+}
 
 // tidy trims trailing spaces and squeezes blank lines that optional
-// sections of a text template leave behind.
-func tidy(s string) string {
-	lines := strings.Split(s, "\n")
-	for i, l := range lines {
-		lines[i] = strings.TrimRight(l, " \t\r")
+// sections of a text template leave behind: each line loses trailing spaces,
+// tabs and CRs, runs of blank lines become one, white space at both ends
+// goes, and one line break ends the text.
+func tidy(b []byte) string {
+	var out strings.Builder
+	out.Grow(len(b) + 1)
+	blank := 0 // blank lines held back: written only before more text
+	for len(b) > 0 {
+		line := b
+		rest := []byte(nil)
+		if i := bytes.IndexByte(b, '\n'); i >= 0 {
+			line, rest = b[:i], b[i+1:]
+		}
+		line = bytes.TrimRight(line, " \t\r")
+		if len(line) == 0 {
+			blank++
+		} else {
+			if out.Len() > 0 {
+				out.WriteByte('\n')
+				if blank > 0 {
+					out.WriteByte('\n')
+				}
+			}
+			blank = 0
+			out.Write(line)
+		}
+		b = rest
 	}
-	return strings.TrimSpace(blankLines.ReplaceAllString(strings.Join(lines, "\n"), "\n\n")) + "\n"
+	out.WriteByte('\n')
+	// Only white space that strings.TrimSpace would also take can be left at
+	// the ends (Unicode spaces; line breaks are gone already).
+	s := out.String()
+	if body := s[:len(s)-1]; len(strings.TrimSpace(body)) != len(body) {
+		return strings.TrimSpace(body) + "\n"
+	}
+	return s
 }
 
 // Check renders every locale's every set with sample data, so that a
