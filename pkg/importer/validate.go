@@ -6,6 +6,7 @@ import (
 	"net/mail"
 	"strconv"
 	"strings"
+	"time"
 	"unicode"
 	"unicode/utf8"
 
@@ -121,6 +122,9 @@ func (v *validator) get(field string) (string, bool) {
 // plain checks the rules that every value obeys, and reports the first
 // broken one.
 func (v *validator) plain(field, s string) bool {
+	if printableASCII(s) && len(s) <= MaxFieldChars {
+		return true // what the checks below find of such a value, without decoding it
+	}
 	if !utf8.ValidString(s) {
 		v.fail(field, "is not valid UTF-8 text: save the file as UTF-8")
 		return false
@@ -144,6 +148,18 @@ func (v *validator) plain(field, s string) bool {
 	return true
 }
 
+// printableASCII reports whether s is all ASCII without control
+// characters: valid UTF-8, free of what unicode.IsControl finds, and one
+// character per byte.
+func printableASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c > 0x7e {
+			return false
+		}
+	}
+	return true
+}
+
 func (v *validator) text(field string) string {
 	s, ok := v.get(field)
 	if !ok || !v.plain(field, s) {
@@ -156,12 +172,51 @@ func (v *validator) date(field, s string) subscription.Date {
 	if !v.plain(field, s) {
 		return subscription.Date{}
 	}
+	if d, ok := isoDate(s); ok {
+		return d
+	}
 	d, err := subscription.ParseDate(s)
 	if err != nil {
 		v.fail(field, fmt.Sprintf("%q is not a date: use YYYY-MM-DD, e.g. %s", truncate(s, 40), example(s)))
 		return subscription.Date{}
 	}
 	return d
+}
+
+// isoDate reads a YYYY-MM-DD date as subscription.ParseDate does, without
+// time.Parse; ok is false for anything else, which ParseDate then judges.
+func isoDate(s string) (subscription.Date, bool) {
+	if len(s) != 10 || s[4] != '-' || s[7] != '-' {
+		return subscription.Date{}, false
+	}
+	n := 0
+	for i, c := range []byte(s) {
+		if i == 4 || i == 7 {
+			continue
+		}
+		if c < '0' || c > '9' {
+			return subscription.Date{}, false
+		}
+		n = n*10 + int(c-'0')
+	}
+	y, m, d := n/10000, n/100%100, n%100
+	if m < 1 || m > 12 || d < 1 || d > daysIn(m, y) {
+		return subscription.Date{}, false
+	}
+	return subscription.Date{Year: y, Month: time.Month(m), Day: d}, true
+}
+
+func daysIn(m, y int) int {
+	switch m {
+	case 2:
+		if y%4 == 0 && (y%100 != 0 || y%400 == 0) {
+			return 29
+		}
+		return 28
+	case 4, 6, 9, 11:
+		return 30
+	}
+	return 31
 }
 
 // example suggests the ISO form of a date written D/M/YYYY or D.M.YYYY, the
@@ -236,6 +291,9 @@ func checkEmail(s string) string {
 	if strings.ContainsAny(s, ",;") {
 		return bad("give exactly one address, such as jane@example.com")
 	}
+	if plainAddress(s) {
+		return "" // mail.ParseAddress returns it as it is, with no name
+	}
 	a, err := mail.ParseAddress(s)
 	if err != nil {
 		return bad("give one address such as jane@example.com")
@@ -244,6 +302,27 @@ func checkEmail(s string) string {
 		return bad("give the bare address alone, such as jane@example.com, with no name, brackets or comments")
 	}
 	return ""
+}
+
+// plainAddress reports whether s is local@domain with both parts ASCII
+// dot-atoms (RFC 5322 atext and single inner dots), the common form that
+// mail.ParseAddress accepts as it is, without a name.
+func plainAddress(s string) bool {
+	local, domain, ok := strings.Cut(s, "@")
+	return ok && dotAtom(local) && dotAtom(domain)
+}
+
+func dotAtom(s string) bool {
+	if s == "" || s[0] == '.' || s[len(s)-1] == '.' || strings.Contains(s, "..") {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c <= ' ' || c >= 0x7f || strings.IndexByte(`()<>[]:;@\,"`, c) >= 0 {
+			return false
+		}
+	}
+	return true
 }
 
 // ValidateJSON validates one subscription given as a JSON object with the
