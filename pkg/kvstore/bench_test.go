@@ -62,7 +62,7 @@ func BenchmarkClaimConfirm(b *testing.B) {
 		if err := l.Claim(ctx, k, "tok", now, time.Minute); err != nil {
 			b.Fatal(err)
 		}
-		if err := l.Confirm(ctx, k, "tok", subscription.Entry{Outcome: subscription.OutcomeSent, Role: subscription.RoleContractManager, At: now}); err != nil {
+		if _, err := l.Confirm(ctx, k, "tok", subscription.Entry{Outcome: subscription.OutcomeSent, Role: subscription.RoleContractManager, At: now}); err != nil {
 			b.Fatal(err)
 		}
 		n++

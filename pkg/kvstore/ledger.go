@@ -53,8 +53,15 @@ var errLost = errors.New("lost")
 // conflict. change gets nil when there is no entry; it returns the new state,
 // or an error that update returns as is.
 func (l *Ledger) update(ctx context.Context, op string, key subscription.NoticeKey, change func(*state) (*state, error)) error {
+	_, err := l.updateState(ctx, op, key, change)
+	return err
+}
+
+// updateState is update that also returns the state it wrote (nil when
+// change wrote none).
+func (l *Ledger) updateState(ctx context.Context, op string, key subscription.NoticeKey, change func(*state) (*state, error)) (*state, error) {
 	if key.SubscriptionID == "" || key.EndDate.IsZero() || key.Milestone < 1 {
-		return fmt.Errorf("%s notice %s: incomplete notice key", op, key)
+		return nil, fmt.Errorf("%s notice %s: incomplete notice key", op, key)
 	}
 	k := ledgerKey(key)
 	for range 100 {
@@ -64,23 +71,23 @@ func (l *Ledger) update(ctx context.Context, op string, key subscription.NoticeK
 		switch {
 		case errors.Is(err, jetstream.ErrKeyNotFound):
 		case err != nil:
-			return fmt.Errorf("%s notice %s: %w", op, key, err)
+			return nil, fmt.Errorf("%s notice %s: %w", op, key, err)
 		default:
 			cur, rev = new(state), e.Revision()
 			if err := json.Unmarshal(e.Value(), cur); err != nil {
-				return fmt.Errorf("%s notice %s: stored entry: %w", op, key, err)
+				return nil, fmt.Errorf("%s notice %s: stored entry: %w", op, key, err)
 			}
 		}
 		next, err := change(cur)
 		if err != nil {
-			return fmt.Errorf("%s notice %s: %w", op, key, err)
+			return nil, fmt.Errorf("%s notice %s: %w", op, key, err)
 		}
 		if next == nil {
-			return nil
+			return nil, nil
 		}
 		b, err := json.Marshal(next)
 		if err != nil {
-			return fmt.Errorf("%s notice %s: %w", op, key, err)
+			return nil, fmt.Errorf("%s notice %s: %w", op, key, err)
 		}
 		if rev == 0 {
 			_, err = l.kv.Create(ctx, k, b)
@@ -91,11 +98,11 @@ func (l *Ledger) update(ctx context.Context, op string, key subscription.NoticeK
 			continue
 		}
 		if err != nil {
-			return fmt.Errorf("%s notice %s: %w", op, key, err)
+			return nil, fmt.Errorf("%s notice %s: %w", op, key, err)
 		}
-		return nil
+		return next, nil
 	}
-	return fmt.Errorf("%s notice %s: too many concurrent writers; try again", op, key)
+	return nil, fmt.Errorf("%s notice %s: too many concurrent writers; try again", op, key)
 }
 
 // Claim takes the notice for token until now+lease. It returns an error
@@ -148,16 +155,16 @@ func (l *Ledger) Release(ctx context.Context, key subscription.NoticeKey, token 
 	})
 }
 
-// Confirm records e's Outcome, Reason, Role and At under token's claim and
-// ends the claim. e.Ambiguous marks the entry ambiguous; an entry already
-// marked stays so. e.Key and e.Attempts are ignored: the ledger keeps them.
-// It returns an error wrapping subscription.ErrLostClaim when token does not
-// hold the claim.
-func (l *Ledger) Confirm(ctx context.Context, key subscription.NoticeKey, token string, e subscription.Entry) error {
+// Confirm records e's Outcome, Reason, Role and At under token's claim, ends
+// the claim and returns the entry as written. e.Ambiguous marks the entry
+// ambiguous; an entry already marked stays so. e.Key and e.Attempts are
+// ignored: the ledger keeps them. It returns an error wrapping
+// subscription.ErrLostClaim when token does not hold the claim.
+func (l *Ledger) Confirm(ctx context.Context, key subscription.NoticeKey, token string, e subscription.Entry) (subscription.Entry, error) {
 	if e.Outcome == "" {
-		return fmt.Errorf("confirm notice %s: no outcome", key)
+		return subscription.Entry{}, fmt.Errorf("confirm notice %s: no outcome", key)
 	}
-	return l.update(ctx, "confirm", key, func(cur *state) (*state, error) {
+	st, err := l.updateState(ctx, "confirm", key, func(cur *state) (*state, error) {
 		if cur == nil || token == "" || cur.Token != token {
 			return nil, subscription.ErrLostClaim
 		}
@@ -167,6 +174,18 @@ func (l *Ledger) Confirm(ctx context.Context, key subscription.NoticeKey, token 
 		next.Ambiguous = next.Ambiguous || e.Ambiguous
 		return &next, nil
 	})
+	if err != nil {
+		return subscription.Entry{}, err
+	}
+	return st.entry(key), nil
+}
+
+// entry is the ledger entry of key that st holds.
+func (st *state) entry(key subscription.NoticeKey) subscription.Entry {
+	return subscription.Entry{
+		Key: key, Outcome: st.Outcome, Reason: st.Reason, Role: st.Role, At: st.At,
+		Attempts: st.Attempts, Ambiguous: st.Ambiguous,
+	}
 }
 
 func (l *Ledger) get(ctx context.Context, key subscription.NoticeKey) (subscription.Entry, bool, error) {
@@ -181,10 +200,7 @@ func (l *Ledger) get(ctx context.Context, key subscription.NoticeKey) (subscript
 	if err := json.Unmarshal(e.Value(), &st); err != nil {
 		return subscription.Entry{}, false, fmt.Errorf("stored entry: %w", err)
 	}
-	return subscription.Entry{
-		Key: key, Outcome: st.Outcome, Reason: st.Reason, Role: st.Role, At: st.At,
-		Attempts: st.Attempts, Ambiguous: st.Ambiguous,
-	}, true, nil
+	return st.entry(key), true, nil
 }
 
 // Get returns the entry for key, or an error wrapping subscription.ErrNotFound

@@ -55,14 +55,18 @@ if ARGV[2] == '1' then redis.call('HSET', KEYS[1], 'amb', '1') end
 return 'ok'
 `)
 
-// confirmScript: KEYS entry; ARGV token, outcome, reason, role, at, "1" when ambiguous.
+// confirmScript: KEYS entry; ARGV token, outcome, reason, role, at, "1" when
+// ambiguous. Returns "lost", or the entry's fields as confirmFields lists them.
 var confirmScript = redis.NewScript(`
 if redis.call('HGET', KEYS[1], 'tok') ~= ARGV[1] then return 'lost' end
 redis.call('HDEL', KEYS[1], 'tok', 'lease')
 redis.call('HSET', KEYS[1], 'o', ARGV[2], 'r', ARGV[3], 'ro', ARGV[4], 'at', ARGV[5])
 if ARGV[6] == '1' then redis.call('HSET', KEYS[1], 'amb', '1') end
-return 'ok'
+return redis.call('HMGET', KEYS[1], 'o', 'r', 'ro', 'at', 'n', 'amb')
 `)
+
+// confirmFields are the fields confirmScript returns, in order.
+var confirmFields = [...]string{fOutcome, fReason, fRole, fAt, fAttempts, fAmbiguous}
 
 func checkToken(op string, key subscription.NoticeKey, token string) error {
 	if token == "" {
@@ -122,31 +126,48 @@ func (l *Ledger) Release(ctx context.Context, key subscription.NoticeKey, token 
 	return nil
 }
 
-// Confirm records e's Outcome, Reason, Role and At under token's claim and
-// ends the claim. e.Ambiguous marks the entry ambiguous; an entry already
-// marked stays so. e.Key and e.Attempts are ignored: the ledger keeps them.
-// It returns an error wrapping subscription.ErrLostClaim when token does not
-// hold the claim.
-func (l *Ledger) Confirm(ctx context.Context, key subscription.NoticeKey, token string, e subscription.Entry) error {
+// Confirm records e's Outcome, Reason, Role and At under token's claim, ends
+// the claim and returns the stored entry, read in the same script.
+// e.Ambiguous marks the entry ambiguous; an entry already marked stays so.
+// e.Key and e.Attempts are ignored: the ledger keeps them. It returns an
+// error wrapping subscription.ErrLostClaim when token does not hold the claim.
+func (l *Ledger) Confirm(ctx context.Context, key subscription.NoticeKey, token string, e subscription.Entry) (subscription.Entry, error) {
 	if err := checkToken("confirm", key, token); err != nil {
-		return err
+		return subscription.Entry{}, err
 	}
 	if e.Outcome == "" {
-		return fmt.Errorf("confirm notice %s: no outcome", key)
+		return subscription.Entry{}, fmt.Errorf("confirm notice %s: no outcome", key)
 	}
 	at := ""
 	if !e.At.IsZero() {
 		at = e.At.Format(time.RFC3339Nano)
 	}
 	res, err := confirmScript.Run(ctx, l.c, []string{noticeKey(key)},
-		token, string(e.Outcome), e.Reason, string(e.Role), at, flag(e.Ambiguous)).Text()
+		token, string(e.Outcome), e.Reason, string(e.Role), at, flag(e.Ambiguous)).Result()
 	if err != nil {
-		return fmt.Errorf("confirm notice %s: %w", key, err)
+		return subscription.Entry{}, fmt.Errorf("confirm notice %s: %w", key, err)
 	}
-	if res != "ok" {
-		return fmt.Errorf("confirm notice %s: %w", key, subscription.ErrLostClaim)
+	vals, ok := res.([]any)
+	if !ok {
+		if res == "lost" {
+			return subscription.Entry{}, fmt.Errorf("confirm notice %s: %w", key, subscription.ErrLostClaim)
+		}
+		return subscription.Entry{}, fmt.Errorf("confirm notice %s: unexpected script reply %v", key, res)
 	}
-	return nil
+	if len(vals) != len(confirmFields) {
+		return subscription.Entry{}, fmt.Errorf("confirm notice %s: script replied %d fields, want %d", key, len(vals), len(confirmFields))
+	}
+	m := make(map[string]string, len(confirmFields))
+	for i, f := range confirmFields {
+		if v, ok := vals[i].(string); ok {
+			m[f] = v
+		}
+	}
+	stored, err := entry(key, m)
+	if err != nil {
+		return subscription.Entry{}, fmt.Errorf("confirm notice %s: recorded, but: %w", key, err)
+	}
+	return stored, nil
 }
 
 func flag(b bool) string {

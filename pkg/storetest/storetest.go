@@ -485,6 +485,28 @@ func mustClaim(t *testing.T, l subscription.Ledger, k subscription.NoticeKey, to
 	}
 }
 
+// confirmErr is Confirm for a call expected to fail.
+func confirmErr(ctx context.Context, l subscription.Ledger, k subscription.NoticeKey, token string, e subscription.Entry) error {
+	_, err := l.Confirm(ctx, k, token, e)
+	return err
+}
+
+// checkConfirm confirms and checks that Confirm returns the entry as stored:
+// what Get reads right after, attempts and ambiguity included.
+func checkConfirm(t *testing.T, ctx context.Context, l subscription.Ledger, k subscription.NoticeKey, token string, e subscription.Entry) error {
+	t.Helper()
+	got, err := l.Confirm(ctx, k, token, e)
+	if err != nil {
+		return err
+	}
+	want := lget(t, l, k)
+	if got.Key != want.Key || got.Outcome != want.Outcome || got.Reason != want.Reason || got.Role != want.Role ||
+		!got.At.Equal(want.At) || got.Attempts != want.Attempts || got.Ambiguous != want.Ambiguous {
+		t.Errorf("Confirm(%s) returned %+v, but the ledger holds %+v", k, got, want)
+	}
+	return nil
+}
+
 func wantErr(t *testing.T, what string, err, want error) {
 	t.Helper()
 	if !errors.Is(err, want) {
@@ -510,7 +532,7 @@ func testClaim(t *testing.T, b Backend) {
 		t.Errorf("after a same-token re-claim: %+v, want 1 attempt, not ambiguous", e)
 	}
 	at := t0.Add(40 * time.Second)
-	if err := l.Confirm(ctx, k, "tok-a", subscription.Entry{Outcome: subscription.OutcomeSent, Role: subscription.RoleContractManager, At: at}); err != nil {
+	if err := checkConfirm(t, ctx, l, k, "tok-a", subscription.Entry{Outcome: subscription.OutcomeSent, Role: subscription.RoleContractManager, At: at}); err != nil {
 		t.Fatalf("Confirm: %v", err)
 	}
 	e = lget(t, l, k)
@@ -519,7 +541,7 @@ func testClaim(t *testing.T, b Backend) {
 	}
 	wantErr(t, "claim after sent", l.Claim(ctx, k, "tok-c", t0.Add(48*time.Hour), lease), subscription.ErrAlreadySent)
 	wantErr(t, "re-claim by the confirming token", l.Claim(ctx, k, "tok-a", t0.Add(time.Hour), lease), subscription.ErrAlreadySent)
-	wantErr(t, "second confirm", l.Confirm(ctx, k, "tok-a", subscription.Entry{Outcome: subscription.OutcomeSent, At: at}), subscription.ErrLostClaim)
+	wantErr(t, "second confirm", confirmErr(ctx, l, k, "tok-a", subscription.Entry{Outcome: subscription.OutcomeSent, At: at}), subscription.ErrLostClaim)
 	wantErr(t, "release after confirm", l.Release(ctx, k, "tok-a", false), subscription.ErrLostClaim)
 	if e := lget(t, l, k); e.Attempts != 1 || e.Outcome != subscription.OutcomeSent {
 		t.Errorf("refused calls changed the entry: %+v", e)
@@ -545,10 +567,10 @@ func testTakeover(t *testing.T, b Backend) {
 	if !e.Ambiguous || e.Attempts != 2 {
 		t.Errorf("after takeover: %+v, want ambiguous and 2 attempts", e)
 	}
-	wantErr(t, "confirm by the old holder", l.Confirm(ctx, k, "dead", subscription.Entry{Outcome: subscription.OutcomeSent, At: t0}), subscription.ErrLostClaim)
+	wantErr(t, "confirm by the old holder", confirmErr(ctx, l, k, "dead", subscription.Entry{Outcome: subscription.OutcomeSent, At: t0}), subscription.ErrLostClaim)
 	wantErr(t, "release by the old holder", l.Release(ctx, k, "dead", false), subscription.ErrLostClaim)
 	wantErr(t, "claim by the old holder", l.Claim(ctx, k, "dead", t0.Add(lease+time.Second), lease), subscription.ErrClaimed)
-	if err := l.Confirm(ctx, k, "alive", subscription.Entry{Outcome: subscription.OutcomeSent, Role: subscription.RoleContractManager, At: t0.Add(lease)}); err != nil {
+	if err := checkConfirm(t, ctx, l, k, "alive", subscription.Entry{Outcome: subscription.OutcomeSent, Role: subscription.RoleContractManager, At: t0.Add(lease)}); err != nil {
 		t.Fatalf("Confirm by the new holder: %v", err)
 	}
 	if e := lget(t, l, k); !e.Ambiguous || e.Outcome != subscription.OutcomeSent || e.Attempts != 2 {
@@ -570,7 +592,7 @@ func testReleaseAmbiguous(t *testing.T, b Backend) {
 		t.Fatalf("Release: %v", err)
 	}
 	mustClaim(t, l, k, "c", t0.Add(2*time.Second))
-	if err := l.Confirm(ctx, k, "c", subscription.Entry{Outcome: subscription.OutcomeSent, At: t0.Add(3 * time.Second)}); err != nil {
+	if err := checkConfirm(t, ctx, l, k, "c", subscription.Entry{Outcome: subscription.OutcomeSent, At: t0.Add(3 * time.Second)}); err != nil {
 		t.Fatalf("Confirm: %v", err)
 	}
 	if e := lget(t, l, k); !e.Ambiguous || e.Outcome != subscription.OutcomeSent || e.Attempts != 3 {
@@ -580,7 +602,7 @@ func testReleaseAmbiguous(t *testing.T, b Backend) {
 	// Confirm can mark the attempt ambiguous itself.
 	k2 := key("R2", 90)
 	mustClaim(t, l, k2, "a", t0)
-	if err := l.Confirm(ctx, k2, "a", subscription.Entry{Outcome: subscription.OutcomeSent, At: t0, Ambiguous: true}); err != nil {
+	if err := checkConfirm(t, ctx, l, k2, "a", subscription.Entry{Outcome: subscription.OutcomeSent, At: t0, Ambiguous: true}); err != nil {
 		t.Fatalf("Confirm(ambiguous): %v", err)
 	}
 	if e := lget(t, l, k2); !e.Ambiguous {
@@ -590,14 +612,14 @@ func testReleaseAmbiguous(t *testing.T, b Backend) {
 
 func testConfirmWrongToken(t *testing.T, b Backend) {
 	l, ctx, k := b.Ledger, ctxT(t), key("C1", 90)
-	wantErr(t, "confirm of an unknown notice", l.Confirm(ctx, k, "x", subscription.Entry{Outcome: subscription.OutcomeSent, At: t0}), subscription.ErrLostClaim)
+	wantErr(t, "confirm of an unknown notice", confirmErr(ctx, l, k, "x", subscription.Entry{Outcome: subscription.OutcomeSent, At: t0}), subscription.ErrLostClaim)
 	mustClaim(t, l, k, "right", t0)
-	wantErr(t, "confirm with a wrong token", l.Confirm(ctx, k, "wrong", subscription.Entry{Outcome: subscription.OutcomeSent, At: t0}), subscription.ErrLostClaim)
+	wantErr(t, "confirm with a wrong token", confirmErr(ctx, l, k, "wrong", subscription.Entry{Outcome: subscription.OutcomeSent, At: t0}), subscription.ErrLostClaim)
 	wantErr(t, "release with a wrong token", l.Release(ctx, k, "wrong", true), subscription.ErrLostClaim)
 	if e := lget(t, l, k); e.Outcome != "" || e.Ambiguous {
 		t.Errorf("a wrong token changed the entry: %+v", e)
 	}
-	if err := l.Confirm(ctx, k, "right", subscription.Entry{Outcome: subscription.OutcomeSent, At: t0}); err != nil {
+	if err := checkConfirm(t, ctx, l, k, "right", subscription.Entry{Outcome: subscription.OutcomeSent, At: t0}); err != nil {
 		t.Errorf("Confirm with the right token: %v", err)
 	}
 }
@@ -608,7 +630,7 @@ func testNonSent(t *testing.T, b Backend) {
 		k := key("N1", 30+i)
 		mustClaim(t, l, k, "first", t0)
 		at := t0.Add(time.Second)
-		if err := l.Confirm(ctx, k, "first", subscription.Entry{Outcome: o, Reason: "because " + string(o), Role: subscription.RoleContractManager, At: at}); err != nil {
+		if err := checkConfirm(t, ctx, l, k, "first", subscription.Entry{Outcome: o, Reason: "because " + string(o), Role: subscription.RoleContractManager, At: at}); err != nil {
 			t.Fatalf("Confirm(%s): %v", o, err)
 		}
 		e := lget(t, l, k)
@@ -627,7 +649,7 @@ func testNonSent(t *testing.T, b Backend) {
 		if e := lget(t, l, k); e.Attempts != 2 || e.Ambiguous {
 			t.Errorf("re-claim after %s: %+v, want 2 attempts, not ambiguous", o, e)
 		}
-		if err := l.Confirm(ctx, k, "second", subscription.Entry{Outcome: subscription.OutcomeSent, At: t0.Add(3 * time.Second)}); err != nil {
+		if err := checkConfirm(t, ctx, l, k, "second", subscription.Entry{Outcome: subscription.OutcomeSent, At: t0.Add(3 * time.Second)}); err != nil {
 			t.Fatalf("Confirm(sent) after %s: %v", o, err)
 		}
 		wantErr(t, "claim after sent", l.Claim(ctx, k, "third", t0.Add(time.Hour), lease), subscription.ErrAlreadySent)
@@ -642,7 +664,7 @@ func testSentGetList(t *testing.T, b Backend) {
 		tok := fmt.Sprintf("t%d", i)
 		mustClaim(t, l, k, tok, t0)
 		if i%2 == 0 {
-			if err := l.Confirm(ctx, k, tok, subscription.Entry{Outcome: subscription.OutcomeSent, Role: subscription.RoleContractManager, At: t0}); err != nil {
+			if err := checkConfirm(t, ctx, l, k, tok, subscription.Entry{Outcome: subscription.OutcomeSent, Role: subscription.RoleContractManager, At: t0}); err != nil {
 				t.Fatal(err)
 			}
 		}

@@ -109,9 +109,11 @@ type Ledger interface {
 	// outcome is unknown (ambiguous). It returns ErrLostClaim when token no
 	// longer holds the claim.
 	Release(ctx context.Context, key NoticeKey, token string, ambiguous bool) error
-	// Confirm records the final outcome under the claim held by token and
-	// ends the claim. It returns ErrLostClaim when token no longer holds it.
-	Confirm(ctx context.Context, key NoticeKey, token string, e Entry) error
+	// Confirm records the final outcome under the claim held by token, ends
+	// the claim and returns the entry as now stored (what Get would return:
+	// the attempts and the ambiguous flag are the ledger's), in the same
+	// round trip. It returns ErrLostClaim when token no longer holds it.
+	Confirm(ctx context.Context, key NoticeKey, token string, e Entry) (Entry, error)
 	// Sent reports which of keys were sent.
 	Sent(ctx context.Context, keys []NoticeKey) (map[NoticeKey]bool, error)
 	// Get returns the entry for key, or ErrNotFound.

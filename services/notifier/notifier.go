@@ -285,7 +285,8 @@ func (n *Notifier) finish(ctx context.Context, m jetstream.Msg, key subscription
 	if outcome == subscription.OutcomeSent {
 		entry.Role = subscription.RoleContractManager
 	}
-	if err := n.confirm(ctx, m, key, token, entry, log); err != nil {
+	stored, err := n.confirm(ctx, m, key, token, entry, log)
+	if err != nil {
 		if errors.Is(err, subscription.ErrLostClaim) {
 			// Another worker took the notice over after our lease ran out;
 			// it flagged the entry ambiguous and owns the outcome now.
@@ -306,10 +307,9 @@ func (n *Notifier) finish(ctx context.Context, m jetstream.Msg, key subscription
 		return
 	}
 	n.pause("after-confirm")
-	got, err := n.Ledger.Get(ctx, key)
-	if err == nil {
-		entry = got
-	}
+	// The event carries the entry as stored: its attempts, and the
+	// ambiguous flag a takeover or an earlier attempt may have set.
+	entry = stored
 	emitErr := n.emit(ctx, entry)
 	if n.Observe != nil {
 		n.Observe(outcome, key.Milestone, took)
@@ -343,19 +343,19 @@ const confirmRetries = 40
 // leader change) is retried with back-off while the message is kept in
 // progress: giving up after a sent email would let the lease lapse and the
 // next worker send it again.
-func (n *Notifier) confirm(ctx context.Context, m jetstream.Msg, key subscription.NoticeKey, token string, e subscription.Entry, log *zap.Logger) error {
+func (n *Notifier) confirm(ctx context.Context, m jetstream.Msg, key subscription.NoticeKey, token string, e subscription.Entry, log *zap.Logger) (subscription.Entry, error) {
 	wait := 50 * time.Millisecond
 	for attempt := 1; ; attempt++ {
-		err := n.Ledger.Confirm(ctx, key, token, e)
+		stored, err := n.Ledger.Confirm(ctx, key, token, e)
 		if err == nil || errors.Is(err, subscription.ErrLostClaim) || attempt >= confirmRetries {
-			return err
+			return stored, err
 		}
 		log.Warn("confirm failed; trying again", zap.Int("attempt", attempt), zap.Error(err))
 		_ = m.InProgress()
 		select {
 		case <-time.After(wait):
 		case <-ctx.Done():
-			return err
+			return subscription.Entry{}, err
 		}
 		wait = min(wait*2, max(n.Consumer.AckWait/3, 50*time.Millisecond), time.Second)
 	}
@@ -417,12 +417,10 @@ func (n *Notifier) failExhausted(ctx context.Context, key subscription.NoticeKey
 		}
 	}
 	e := subscription.Entry{Key: key, Outcome: subscription.OutcomeFailed, Reason: "retries exhausted: " + cause, At: n.Now()}
-	if err := n.Ledger.Confirm(ctx, key, token, e); err != nil {
+	e, err := n.Ledger.Confirm(ctx, key, token, e)
+	if err != nil {
 		log.Warn("record exhausted notice", zap.Error(err))
 		return
-	}
-	if got, err := n.Ledger.Get(ctx, key); err == nil {
-		e = got
 	}
 	if err := n.emit(ctx, e); err != nil {
 		log.Warn("publish outcome event", zap.Error(err))

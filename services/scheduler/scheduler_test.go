@@ -121,7 +121,7 @@ func (r *rig) markSent(t *testing.T, keys ...subscription.NoticeKey) {
 		if err := r.ledger.Claim(ctx, k, "test", now, time.Minute); err != nil {
 			t.Fatal(err)
 		}
-		if err := r.ledger.Confirm(ctx, k, "test", subscription.Entry{Key: k, Outcome: subscription.OutcomeSent, Role: subscription.RoleContractManager, At: now}); err != nil {
+		if _, err := r.ledger.Confirm(ctx, k, "test", subscription.Entry{Key: k, Outcome: subscription.OutcomeSent, Role: subscription.RoleContractManager, At: now}); err != nil {
 			t.Fatal(err)
 		}
 	}
