@@ -15,7 +15,6 @@ package redisstore
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"hash/maphash"
 	"strconv"
@@ -82,6 +81,13 @@ func Open(ctx context.Context, url string) (*Store, *Ledger, error) {
 	if err != nil {
 		return nil, nil, fmt.Errorf("open redis store: RENEWALS_REDIS_URL is not a Redis URL (use redis://host:6379/0): %w", err)
 	}
+	if opt.Protocol == 0 {
+		// RESP2 unless the URL asks (protocol=3). Under RESP3 the client
+		// peeks at the socket for push notifications before every command,
+		// a system call each; the stores use neither push notifications nor
+		// client-side caching.
+		opt.Protocol = 2
+	}
 	c := redis.NewClient(opt)
 	if err := c.Ping(ctx).Err(); err != nil {
 		c.Close()
@@ -113,16 +119,17 @@ func (s *Store) Ping(ctx context.Context) error {
 // wrapping subscription.ErrNotFound. A record whose data key is gone (an
 // erasure cut short) counts as erased.
 func (s *Store) Get(ctx context.Context, id string) (subscription.Subscription, error) {
-	pipe := s.c.Pipeline()
-	rec := pipe.Get(ctx, subKey(id))
-	dk := pipe.Get(ctx, dataKeyKey(id))
-	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+	// One MGET reads the record and its data key at one point in time.
+	vals, err := s.c.MGet(ctx, subKey(id), dataKeyKey(id)).Result()
+	if err != nil {
 		return subscription.Subscription{}, errf("get subscription %s", err, id)
 	}
-	if rec.Err() != nil || dk.Err() != nil {
+	rec, ok1 := vals[0].(string)
+	dk, ok2 := vals[1].(string)
+	if !ok1 || !ok2 {
 		return subscription.Subscription{}, errf("get subscription %s", subscription.ErrNotFound, id)
 	}
-	x, err := open([]byte(rec.Val()), []byte(dk.Val()))
+	x, err := open([]byte(rec), []byte(dk))
 	if err != nil {
 		return x, errf("get subscription %s", err, id)
 	}
