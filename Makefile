@@ -20,15 +20,21 @@ test:
 fuzz:
 	$(GO) test -run='^$$' -fuzz=FuzzParseAndValidate -fuzztime=2m ./pkg/importer
 
+# The headline figures (one run each: the import of a million rows into
+# Redis, the catch-up pass, the notifier into Postfix's smtp-sink against
+# smtp-source) and then the micro-benchmarks of each package.
 bench:
 	@command -v smtp-sink >/dev/null || { \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	    echo "bench: installing postfix for smtp-sink and smtp-source"; \
-	    DEBIAN_FRONTEND=noninteractive apt-get install -y postfix >/dev/null && { postfix stop 2>/dev/null || true; }; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postfix >/dev/null && { postfix stop 2>/dev/null || true; }; \
 	  else \
 	    echo "bench: smtp-sink missing, the notifier benchmarks will skip: sudo DEBIAN_FRONTEND=noninteractive apt-get install -y postfix && sudo postfix stop"; \
 	  fi; }
-	$(GO) test -p 1 -run='^$$' -bench=. -benchtime=1x ./...  # -p 1: one package's benchmarks at a time, so none competes for the CPUs
+	$(GO) test -run='^$$' -bench='^BenchmarkImport1M$$' -benchtime=1x ./services/e2e/
+	$(GO) test -run='^$$' -bench='^BenchmarkCatchUpPass$$' -benchtime=1x ./services/scheduler/
+	$(GO) test -run='^$$' -bench='^BenchmarkNotifier(Throughput|Latency)$$' -benchtime=1x ./services/e2e/
+	$(GO) test -p 1 -run='^$$' -bench=. ./pkg/...
 
 fmt:
 	gofmt -w services pkg templates
