@@ -7,6 +7,8 @@ import (
 	"unicode"
 	"unicode/utf8"
 
+	"golang.org/x/text/language"
+
 	"renewals/pkg/subscription"
 )
 
@@ -30,6 +32,9 @@ func checkFastPaths(t *testing.T, s string) {
 			t.Errorf("isoDate(%q) refused a date ParseDate reads", s)
 		}
 	}
+	if (validID(s) == nil) != (subscription.ValidID(s) == nil) {
+		t.Errorf("validID(%q) = %v, subscription.ValidID = %v", s, validID(s), subscription.ValidID(s))
+	}
 	if plainAddress(s) {
 		a, err := mail.ParseAddress(s)
 		if err != nil || a.Name != "" || a.Address != s {
@@ -44,9 +49,19 @@ func TestFastPaths(t *testing.T) {
 		"2027-13-01", "2027-00-10", "2027-04-31", "2027-04-00", "2027-4-031", "+027-05-31", "2027-05-3a",
 		"jane@example.com", "j.a.n.e+tag@sub.example.co.uk", "!#$%&'*+/=?^_`{|}~-@x", ".jane@x", "jane.@x", "ja..ne@x",
 		"jane@.x", "jane@x.", "jane@x..y", "@x", "jane@", "a@b@c", "jane @x", "jane@x y", "\"jane\"@x", "jane@[1.2.3.4]",
+		"abc-DEF_123", strings.Repeat("9", 64), strings.Repeat("9", 65), "a/b", "a b", "ü",
 		"jané@x", "jane@x\x7f", "(c)jane@x", "jane@x(c)", "Jane <jane@x>", "\x00@x", strings.Repeat("x", 300),
 	} {
 		checkFastPaths(t, s)
+	}
+}
+
+func TestCommonLocalesAreCanonical(t *testing.T) {
+	for l := range commonLocales {
+		tag, err := language.Parse(l)
+		if err != nil || baseUnd(tag) || tag.String() != l {
+			t.Errorf("language.Parse(%q) = %v, %v: not canonical", l, tag, err)
+		}
 	}
 }
 

@@ -47,7 +47,7 @@ func Validate(fields map[string]string) (subscription.Subscription, []FieldError
 
 	if id, ok := v.get("subscription_id"); !ok {
 		v.fail("subscription_id", "is missing: every row needs the subscription id")
-	} else if err := subscription.ValidID(id); err != nil {
+	} else if err := validID(id); err != nil {
 		v.fail("subscription_id", err.Error())
 	} else {
 		s.ID = id
@@ -93,8 +93,9 @@ func Validate(fields map[string]string) (subscription.Subscription, []FieldError
 		}
 	}
 	if l, ok := v.get("locale"); ok && v.plain("locale", l) {
-		tag, err := language.Parse(l)
-		if base, _ := tag.Base(); err != nil || base.String() == "und" {
+		if commonLocales[l] {
+			s.Locale = l // what language.Parse makes of it
+		} else if tag, err := language.Parse(l); err != nil || baseUnd(tag) {
 			v.fail("locale", fmt.Sprintf("%q is not a language tag: use a BCP 47 tag such as en-GB or de-DE", truncate(l, 40)))
 		} else {
 			s.Locale = tag.String()
@@ -102,6 +103,36 @@ func Validate(fields map[string]string) (subscription.Subscription, []FieldError
 	}
 	s.ResellerRep = v.text("reseller_rep")
 	return s, v.errs
+}
+
+func baseUnd(tag language.Tag) bool {
+	base, _ := tag.Base()
+	return base.String() == "und"
+}
+
+// commonLocales are canonical tags that language.Parse returns unchanged
+// (a test checks each), so that the usual rows skip the parse.
+var commonLocales = map[string]bool{
+	"en": true, "en-GB": true, "en-US": true, "en-IE": true, "en-AU": true, "en-CA": true, "en-NZ": true,
+	"de": true, "de-DE": true, "de-AT": true, "de-CH": true, "fr": true, "fr-FR": true, "fr-BE": true, "fr-CA": true,
+	"es": true, "es-ES": true, "it": true, "it-IT": true, "nl": true, "nl-NL": true, "pt-PT": true, "pt-BR": true,
+	"sv-SE": true, "da-DK": true, "nb-NO": true, "fi-FI": true, "pl-PL": true,
+}
+
+// validID is subscription.ValidID, with the usual id checked by hand
+// instead of by the regular expression.
+func validID(id string) error {
+	if len(id) >= 1 && len(id) <= 64 {
+		ok := true
+		for i := 0; i < len(id) && ok; i++ {
+			c := id[i]
+			ok = c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_'
+		}
+		if ok {
+			return nil
+		}
+	}
+	return subscription.ValidID(id)
 }
 
 type validator struct {
