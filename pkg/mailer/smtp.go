@@ -1,7 +1,6 @@
 package mailer
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"crypto/tls"
@@ -206,6 +205,7 @@ type worker struct {
 	raw  net.Conn // the connection under conn, to abort it
 	tls  *tls.Config
 	body bytes.Buffer // the message being sent, reused from send to send
+	data []byte       // body as SMTP message data, reused likewise
 	comp composer
 }
 
@@ -458,7 +458,14 @@ func (w *worker) transact(m Message, from, to string) *DeliveryError {
 		}
 		return first
 	}
-	if err := writeDotStuffed(text.W, w.body.Bytes()); err != nil {
+	// The whole message data in one write: bufio passes a write larger than
+	// its buffer straight through when nothing is buffered, as here.
+	w.data = appendDotStuffed(w.data[:0], w.body.Bytes())
+	_, err := text.W.Write(w.data)
+	if err == nil {
+		err = text.W.Flush()
+	}
+	if err != nil {
 		de := fail("message data", err)
 		de.dataStarted = true
 		return de
@@ -472,9 +479,9 @@ func (w *worker) transact(m Message, from, to string) *DeliveryError {
 	return nil
 }
 
-// writeDotStuffed writes msg as SMTP message data (RFC 5321 4.5.2): CRLF line
-// ends, a leading dot doubled, and the final ".", then flushes.
-func writeDotStuffed(w *bufio.Writer, msg []byte) error {
+// appendDotStuffed appends msg as SMTP message data (RFC 5321 4.5.2): CRLF
+// line ends, a leading dot doubled, and the final ".".
+func appendDotStuffed(dst, msg []byte) []byte {
 	for len(msg) > 0 {
 		line := msg
 		if i := bytes.IndexByte(msg, '\n'); i >= 0 {
@@ -484,11 +491,10 @@ func writeDotStuffed(w *bufio.Writer, msg []byte) error {
 		}
 		line = bytes.TrimSuffix(line, []byte{'\r'})
 		if len(line) > 0 && line[0] == '.' {
-			_ = w.WriteByte('.')
+			dst = append(dst, '.')
 		}
-		_, _ = w.Write(line)
-		_, _ = w.WriteString("\r\n")
+		dst = append(dst, line...)
+		dst = append(dst, '\r', '\n')
 	}
-	_, _ = w.WriteString(".\r\n")
-	return w.Flush()
+	return append(dst, '.', '\r', '\n')
 }
