@@ -467,25 +467,32 @@ func (n *Notifier) pause(step string) {
 }
 
 // keepAlive tells JetStream every interval that m is in progress, so a slow
-// send is not redelivered to another worker, until the returned stop is called.
+// send is not redelivered to another worker, until the returned stop is
+// called. A timer, not a goroutine: most sends end long before the first tick.
 func keepAlive(m jetstream.Msg, every time.Duration) (stop func()) {
 	if every <= 0 {
 		return func() {}
 	}
-	done := make(chan struct{})
-	t := time.NewTicker(every)
-	go func() {
-		defer t.Stop()
-		for {
-			select {
-			case <-done:
-				return
-			case <-t.C:
-				_ = m.InProgress()
-			}
+	var mu sync.Mutex
+	stopped := false
+	var t *time.Timer
+	mu.Lock() // the first tick waits until t is set
+	defer mu.Unlock()
+	t = time.AfterFunc(every, func() {
+		mu.Lock()
+		defer mu.Unlock()
+		if stopped {
+			return
 		}
-	}()
-	return func() { close(done) }
+		_ = m.InProgress()
+		t.Reset(every)
+	})
+	return func() {
+		mu.Lock()
+		defer mu.Unlock()
+		stopped = true
+		t.Stop()
+	}
 }
 
 func newToken() string {
