@@ -45,30 +45,28 @@ type row struct {
 // the first time gets a new one.
 //
 // Each chunk of the batch is one optimistic transaction on its own
-// connection, with no Lua:
+// connection, with no Lua and no command per row:
 //
-//  1. one pipelined round trip: SET NX a fresh random data key for every id
-//     (so that a new id gets exactly one key even when two importers race),
-//     WATCH the ids' data keys, MGET them and GETRANGE the first bytes of
-//     each record (its digest and end date);
-//  2. seal each row under its data key and compare digests: only created
-//     and updated records are written;
+//  1. one pipelined round trip: WATCH the ids' data keys, MGET them, MGET
+//     the records;
+//  2. seal each row under its data key, or under a new random one when the
+//     id has none (a new id, or an erased one: a record left without its key
+//     belongs to an erased past, so the row creates it), and compare
+//     digests: only created and updated records are written;
 //  3. MULTI, MSET each changed record together with its data key (the same
-//     value again), ZADD the end dates that changed, EXEC.
+//     value again, or the new one), ZADD the end dates that changed, EXEC.
 //
 // Only the data keys are watched, because Redis 7.0's WATCH costs time
-// quadratic in the keys one connection watches; rewriting the data key with
+// quadratic in the keys one connection watches; writing the data key with
 // every record is what lets that one key stand for both. Another importer
-// writing the same id (which rewrites its data key), or an Erase of it
-// (which deletes it), between 1 and 3 touches a watched key: EXEC then does
-// nothing and the chunk starts again
-// from 1, so every reported result is exact for the state it was written
-// over, and a record is never written under a data key that an Erase has
-// destroyed. Rows of one id always fall into the same chunk, so their order
-// holds. A chunk that keeps losing the race gives up after a few attempts
-// with an error. An import that fails may leave data keys of ids whose
-// records it never wrote; they hold no personal data, and a later Upsert of
-// the id uses them.
+// writing the same id (which writes its data key, so two importers of a new
+// id cannot both create it), or an Erase of it (which deletes it), between 1
+// and 3 touches a watched key: EXEC then does nothing and the chunk starts
+// again from 1, so every reported result is exact for the state it was
+// written over, a new id gets exactly one data key, and a record is never
+// written under a data key that an Erase has destroyed. Rows of one id
+// always fall into the same chunk, so their order holds. A chunk that keeps
+// losing the race gives up after a few attempts with an error.
 func (s *Store) Upsert(ctx context.Context, subs []subscription.Subscription) ([]subscription.UpsertResult, error) {
 	for _, x := range subs {
 		if err := subscription.ValidID(x.ID); err != nil {
@@ -110,14 +108,10 @@ func (s *Store) Upsert(ctx context.Context, subs []subscription.Subscription) ([
 	return out, nil
 }
 
-// errRetry: a watched key changed, or a data key vanished, before the chunk
-// was written; run it again.
-var errRetry = errors.New("retry")
-
 func (s *Store) upsertChunk(ctx context.Context, rows []row, out []subscription.UpsertResult) error {
 	for range maxAttempts {
 		err := s.c.Watch(ctx, func(tx *redis.Tx) error { return s.upsertTx(ctx, tx, rows, out) })
-		if errors.Is(err, redis.TxFailedErr) || errors.Is(err, errRetry) {
+		if errors.Is(err, redis.TxFailedErr) {
 			continue
 		}
 		return err
@@ -145,29 +139,20 @@ func (s *Store) upsertTx(ctx context.Context, tx *redis.Tx, rows []row, out []su
 			ids = append(ids, r.sub.ID)
 		}
 	}
-	fresh := make([]byte, len(ids)*shred.KeySize)
-	if _, err := rand.Read(fresh); err != nil {
-		return fmt.Errorf("new data keys: %w", err)
-	}
 	dks := make([]string, len(ids))
+	sks := make([]string, len(ids))
 	watch := make([]any, 0, 1+len(ids))
 	watch = append(watch, "watch")
 	for i, id := range ids {
-		dks[i] = dataKeyKey(id)
+		dks[i], sks[i] = dataKeyKey(id), subKey(id)
 		watch = append(watch, dks[i])
 	}
-	// Round trip 1.
-	var mget *redis.SliceCmd
-	heads := make([]*redis.StringCmd, len(ids))
+	// Round trip 1: watch, then read what the watch covers.
+	var dkv, recs *redis.SliceCmd
 	_, err := tx.Pipelined(ctx, func(p redis.Pipeliner) error {
-		for i := range ids {
-			p.SetNX(ctx, dks[i], fresh[i*shred.KeySize:(i+1)*shred.KeySize], 0)
-		}
 		p.Do(ctx, watch...)
-		mget = p.MGet(ctx, dks...)
-		for i, id := range ids {
-			heads[i] = p.GetRange(ctx, subKey(id), 0, int64(prefixReadLen-1))
-		}
+		dkv = p.MGet(ctx, dks...)
+		recs = p.MGet(ctx, sks...)
 		return nil
 	})
 	if err != nil {
@@ -176,18 +161,30 @@ func (s *Store) upsertTx(ctx context.Context, tx *redis.Tx, rows []row, out []su
 	keys := make([][]byte, len(ids))
 	state := make([]stored, len(ids))
 	ends := make([]int64, len(ids)) // the stored end ordinals; the index already holds them
-	for i := range ends {
+	var fresh []byte                // new data keys, for the ids without one
+	for i, v := range dkv.Val() {
 		ends[i] = math.MinInt64
-	}
-	for i, v := range mget.Val() {
 		k, ok := v.(string)
-		if !ok || len(k) != shred.KeySize { // erased between SET NX and WATCH
+		if !ok {
+			// No data key: a new id, or one erased; any record left
+			// belongs to an erased past, so the row creates it.
+			if fresh == nil {
+				fresh = make([]byte, len(ids)*shred.KeySize)
+				if _, err := rand.Read(fresh); err != nil {
+					tx.Unwatch(ctx)
+					return fmt.Errorf("new data keys: %w", err)
+				}
+			}
+			keys[i] = fresh[i*shred.KeySize : (i+1)*shred.KeySize : (i+1)*shred.KeySize]
+			continue
+		}
+		if len(k) != shred.KeySize {
 			tx.Unwatch(ctx)
-			return errRetry
+			return fmt.Errorf("subscription %s: stored data key has %d bytes, not %d", ids[i], len(k), shred.KeySize)
 		}
 		keys[i] = []byte(k)
-		if h := heads[i].Val(); h != "" {
-			dig, end, err := parseHead(h)
+		if rec, ok := recs.Val()[i].(string); ok {
+			dig, end, err := parseHead(rec[:min(len(rec), prefixReadLen)])
 			if err != nil {
 				tx.Unwatch(ctx)
 				return fmt.Errorf("subscription %s: %w", ids[i], err)
@@ -234,7 +231,7 @@ func (s *Store) upsertTx(ctx context.Context, tx *redis.Tx, rows []row, out []su
 	zadd := make([]redis.Z, 0, changed)
 	for i, st := range state {
 		if st.write {
-			mset = append(mset, dks[i], keys[i], subKey(ids[i]), st.val)
+			mset = append(mset, dks[i], keys[i], sks[i], st.val)
 			if st.end != ends[i] {
 				zadd = append(zadd, redis.Z{Score: float64(st.end), Member: ids[i]})
 			}
