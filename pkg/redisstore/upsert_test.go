@@ -1,6 +1,7 @@
 package redisstore
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -132,5 +133,102 @@ func TestUpsertRacingErase(t *testing.T) {
 		if _, err := s.Get(ctx, x.ID); err != nil && !errors.Is(err, subscription.ErrNotFound) {
 			t.Errorf("get %s after the race: %v", x.ID, err)
 		}
+	}
+}
+
+// Two importers updating the same existing ids at once: for each id, one of
+// them updates over the first import's end date and the other over its
+// rival's, and what stays is the later writer's.
+func TestUpsertConcurrentUpdates(t *testing.T) {
+	s, _, err := Open(context.Background(), testenv.StartRedis(t).URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	ctx := context.Background()
+	const n = 600
+	batch := func(end, cm string) []subscription.Subscription {
+		out := make([]subscription.Subscription, n)
+		for i := range out {
+			out[i] = sub(fmt.Sprintf("13%010d", i), end, cm)
+		}
+		return out
+	}
+	first := batch("2027-01-31", "first")
+	if _, err := s.Upsert(ctx, first); err != nil {
+		t.Fatal(err)
+	}
+	a, b := batch("2027-02-28", "a"), batch("2027-03-31", "b")
+	var ra, rb []subscription.UpsertResult
+	var ea, eb error
+	var wg sync.WaitGroup
+	wg.Go(func() { ra, ea = s.Upsert(ctx, a) })
+	wg.Go(func() { rb, eb = s.Upsert(ctx, b) })
+	wg.Wait()
+	if err := errors.Join(ea, eb); err != nil {
+		t.Fatal(err)
+	}
+	for i := range n {
+		x, y := ra[i], rb[i]
+		if x.Change != subscription.Updated || y.Change != subscription.Updated {
+			t.Fatalf("row %d: results %+v and %+v: want both updated", i, x, y)
+		}
+		got, err := s.Get(ctx, a[i].ID)
+		if err != nil {
+			t.Fatalf("get %s: %v", a[i].ID, err)
+		}
+		// The earlier writer updated over the first import, the later one
+		// over the earlier one; the later one's data stays.
+		later, earlier := a[i], b[i]
+		if x.PreviousEndDate == first[i].EndDate {
+			later, earlier = b[i], a[i]
+			x, y = y, x
+		}
+		if y.PreviousEndDate != first[i].EndDate || x.PreviousEndDate != earlier.EndDate {
+			t.Fatalf("row %d: results %+v and %+v do not chain from %v", i, ra[i], rb[i], first[i].EndDate)
+		}
+		if !subscription.Equal(got, later) {
+			t.Fatalf("row %d: stored %+v, want the later writer's %+v", i, got, later)
+		}
+	}
+}
+
+// A record whose data key is gone (an erasure cut short) counts as erased:
+// upserting its id creates it again under a new key, and it opens.
+func TestUpsertOverRecordWithoutDataKey(t *testing.T) {
+	r := testenv.StartRedis(t)
+	s, _, err := Open(context.Background(), r.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	ctx := context.Background()
+	x := sub("140000000001", "2027-01-31", "old")
+	if _, err := s.Upsert(ctx, []subscription.Subscription{x}); err != nil {
+		t.Fatal(err)
+	}
+	c := r.Client(t)
+	old, err := c.Get(ctx, dataKeyKey(x.ID)).Bytes()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Del(ctx, dataKeyKey(x.ID)).Err(); err != nil {
+		t.Fatal(err)
+	}
+	for i, want := range []subscription.Change{subscription.Created, subscription.Unchanged} {
+		res, err := s.Upsert(ctx, []subscription.Subscription{x})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res[0].Change != want {
+			t.Fatalf("upsert %d: %+v, want %s", i, res[0], want)
+		}
+	}
+	got, err := s.Get(ctx, x.ID)
+	if err != nil || !subscription.Equal(got, x) {
+		t.Fatalf("get = %+v, %v; want %+v", got, err, x)
+	}
+	if k, err := c.Get(ctx, dataKeyKey(x.ID)).Bytes(); err != nil || bytes.Equal(k, old) || len(k) != shred.KeySize {
+		t.Fatalf("data key after re-creation: %x, %v; want a new one", k, err)
 	}
 }
