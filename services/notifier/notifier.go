@@ -14,7 +14,6 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/mail"
@@ -51,27 +50,7 @@ type Notifier struct {
 	Pause func(step string)
 	// Observe, when set, is told each outcome and its send latency.
 	Observe func(o subscription.Outcome, milestone int, sendTime time.Duration)
-
-	// Set by Run: the handle that publishes outcome events asynchronously
-	// (on JS's connection, with an ack time-out), and the deliveries whose
-	// outcome event is on its way, acknowledged once the stream has it.
-	pub     jetstream.JetStream
-	pending chan pendingAck
 }
-
-// pendingAck is a delivery whose outcome is confirmed in the ledger and whose
-// outcome event was published but not yet acknowledged by the stream.
-type pendingAck struct {
-	m    jetstream.Msg
-	fut  jetstream.PubAckFuture
-	term bool // a failed outcome: terminate instead of acknowledging
-	log  *zap.Logger
-}
-
-// publishAckTimeout bounds the wait for the stream to acknowledge an
-// outcome event, as the JetStream API's default time-out bounds a
-// synchronous publish.
-const publishAckTimeout = 5 * time.Second
 
 // ConsumerConfig tunes the durable consumer shared by every notifier replica.
 type ConsumerConfig struct {
@@ -130,27 +109,6 @@ func (n *Notifier) Run(ctx context.Context) error {
 		return err
 	}
 	defer stopAdvisories()
-
-	// Outcome events go out asynchronously: a worker confirms, publishes
-	// and takes the next notice, and the acker acknowledges each delivery
-	// only once the stream has acknowledged its event, so a lost publish
-	// leaves the delivery to be redelivered, as before.
-	n.pub, err = jetstream.New(n.JS.Conn(),
-		jetstream.WithPublishAsyncMaxPending(natsbus.MaxPendingPublishes),
-		jetstream.WithPublishAsyncTimeout(publishAckTimeout))
-	if err != nil {
-		return fmt.Errorf("open JetStream for outcome events: %w", err)
-	}
-	n.pending = make(chan pendingAck, max(n.Workers, 1)*2)
-	ackerDone := make(chan struct{})
-	go func() {
-		defer close(ackerDone)
-		n.ackPublished()
-	}()
-	defer func() {
-		close(n.pending) // the workers are done: nothing more is sent on it
-		<-ackerDone
-	}()
 
 	work := make(chan jetstream.Msg)
 	var wg sync.WaitGroup
@@ -352,7 +310,7 @@ func (n *Notifier) finish(ctx context.Context, m jetstream.Msg, key subscription
 	// The event carries the entry as stored: its attempts, and the
 	// ambiguous flag a takeover or an earlier attempt may have set.
 	entry = stored
-	fut, emitErr := n.emitAsync(entry)
+	emitErr := n.emit(ctx, entry)
 	if n.Observe != nil {
 		n.Observe(outcome, key.Milestone, took)
 	}
@@ -362,40 +320,18 @@ func (n *Notifier) finish(ctx context.Context, m jetstream.Msg, key subscription
 		log.Warn("notice "+string(outcome), zap.String("reason", reason))
 	}
 	if emitErr != nil {
-		n.publishFailed(m, log, emitErr)
+		// The ledger holds the outcome, the stream not yet: redeliver, so
+		// that the event is published (a sent notice is re-emitted from the
+		// ledger; any other outcome is worked out again).
+		log.Warn("publish outcome event; retrying later", zap.Error(emitErr))
+		_ = m.NakWithDelay(n.retryDelay(1))
 		return
 	}
-	// Acknowledged (or terminated, for a failed outcome) by ackPublished
-	// once the stream has the event.
-	n.pending <- pendingAck{m: m, fut: fut, term: outcome == subscription.OutcomeFailed, log: log}
-}
-
-// publishFailed handles a delivery whose outcome is in the ledger but whose
-// event did not reach the stream: redeliver, so that the event is published
-// (a sent notice is re-emitted from the ledger; any other outcome is worked
-// out again).
-func (n *Notifier) publishFailed(m jetstream.Msg, log *zap.Logger, err error) {
-	log.Warn("publish outcome event; retrying later", zap.Error(err))
-	_ = m.NakWithDelay(n.retryDelay(1))
-}
-
-// ackPublished acknowledges each pending delivery once the stream has
-// acknowledged its outcome event, in the order they were published, until
-// n.pending is closed and drained. Every future ends within
-// publishAckTimeout, so one lost ack holds the others back no longer.
-func (n *Notifier) ackPublished() {
-	for p := range n.pending {
-		select {
-		case <-p.fut.Ok():
-			if p.term {
-				_ = p.m.Term()
-			} else {
-				_ = p.m.Ack()
-			}
-		case err := <-p.fut.Err():
-			n.publishFailed(p.m, p.log, err)
-		}
+	if outcome == subscription.OutcomeFailed {
+		_ = m.Term()
+		return
 	}
+	_ = m.Ack()
 }
 
 // confirmRetries bounds how long confirm keeps trying: long enough to ride
@@ -429,46 +365,17 @@ func (n *Notifier) confirm(ctx context.Context, m jetstream.Msg, key subscriptio
 // repeat (after a crash between confirm and ack) a no-op in the stream.
 func (n *Notifier) emit(ctx context.Context, e subscription.Entry) error {
 	subject := event.OutcomeSubject(e.Outcome)
-	ev, err := event.New(subject, e.Key.String(), e.At, outcomeData(e))
-	if err != nil {
-		return err
-	}
-	_, err = natsbus.Publish(ctx, n.JS, subject, ev, outcomeMsgID(e))
-	return err
-}
-
-// emitAsync publishes the outcome event of a ledger entry like emit, without
-// waiting for the stream's acknowledgement: the returned future carries it.
-func (n *Notifier) emitAsync(e subscription.Entry) (jetstream.PubAckFuture, error) {
-	subject := event.OutcomeSubject(e.Outcome)
-	ev, err := event.New(subject, e.Key.String(), e.At, outcomeData(e))
-	if err != nil {
-		return nil, err
-	}
-	data, err := json.Marshal(ev)
-	if err != nil {
-		return nil, fmt.Errorf("encode %s: %w", subject, err)
-	}
-	fut, err := n.pub.PublishAsync(subject, data, jetstream.WithMsgID(outcomeMsgID(e)))
-	if err != nil {
-		return nil, fmt.Errorf("publish %s: %w", subject, err)
-	}
-	return fut, nil
-}
-
-// outcomeData is the event data of a ledger entry.
-func outcomeData(e subscription.Entry) event.NoticeOutcome {
-	return event.NoticeOutcome{
+	ev, err := event.New(subject, e.Key.String(), e.At, event.NoticeOutcome{
 		NoticeKey: e.Key, SubscriptionID: e.Key.SubscriptionID, EndDate: e.Key.EndDate,
 		Milestone: e.Key.Milestone, Outcome: e.Outcome, Reason: e.Reason, Role: e.Role,
 		Attempts: e.Attempts, Ambiguous: e.Ambiguous,
+	})
+	if err != nil {
+		return err
 	}
-}
-
-// outcomeMsgID is the Nats-Msg-Id of an entry's outcome event: a repeat of
-// the same attempt's outcome is dropped by the stream.
-func outcomeMsgID(e subscription.Entry) string {
-	return fmt.Sprintf("%s:%s:%d", e.Key, e.Outcome, e.Attempts)
+	msgID := fmt.Sprintf("%s:%s:%d", e.Key, e.Outcome, e.Attempts)
+	_, err = natsbus.Publish(ctx, n.JS, subject, ev, msgID)
+	return err
 }
 
 // reemitSent publishes the sent event again for a notice the ledger holds as
