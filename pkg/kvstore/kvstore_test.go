@@ -9,7 +9,6 @@ import (
 	"path/filepath"
 	"testing"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"renewals/pkg/kvstore"
@@ -22,15 +21,7 @@ import (
 func connect(t testing.TB) (jetstream.JetStream, string) {
 	dir := t.TempDir()
 	srv := testenv.NATSAt(t, dir, -1)
-	nc, err := nats.Connect(srv.ClientURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, js := testenv.Connect(t, srv.ClientURL())
 	return js, dir
 }
 

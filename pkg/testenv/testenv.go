@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -47,6 +49,22 @@ func NATSAt(t testing.TB, dir string, port int) *server.Server {
 	}
 	t.Cleanup(s.Shutdown)
 	return s
+}
+
+// Connect opens a NATS connection and a JetStream handle on it to the server
+// at url, both closed at test end.
+func Connect(t testing.TB, url string) (*nats.Conn, jetstream.JetStream) {
+	t.Helper()
+	nc, err := nats.Connect(url)
+	if err != nil {
+		t.Fatalf("connect to NATS at %s: %v", url, err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatalf("open JetStream: %v", err)
+	}
+	return nc, js
 }
 
 // Redis is a throwaway redis-server owned by one test.

@@ -10,8 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/zap"
 
 	"renewals/pkg/natsbus"
@@ -185,12 +183,7 @@ func TestScrubRemovesAddresses(t *testing.T) {
 // the server's context does.
 func TestEventStreamHeartbeat(t *testing.T) {
 	srv := testenv.NATS(t)
-	nc, err := nats.Connect(srv.ClientURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, _ := jetstream.New(nc)
+	_, js := testenv.Connect(t, srv.ClientURL())
 	if err := natsbus.EnsureStream(context.Background(), js); err != nil {
 		t.Fatal(err)
 	}

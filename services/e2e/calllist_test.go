@@ -354,18 +354,7 @@ func TestCalllistRebuildsAfterCrash(t *testing.T) {
 	}
 	t.Cleanup(func() { store.Close() })
 	rules := calllist.Rules{Milestones: subscription.DefaultMilestones, GraceDays: 30, Location: time.UTC}
-	connect := func() (*nats.Conn, jetstream.JetStream) {
-		nc, err := nats.Connect(ns.ClientURL())
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(nc.Close)
-		js, err := jetstream.New(nc)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return nc, js
-	}
+	connect := func() (*nats.Conn, jetstream.JetStream) { return testenv.Connect(t, ns.ClientURL()) }
 	_, js := connect()
 	start := func(tg *calllist.Target) (stop func() error) {
 		tctx, cancel := context.WithCancel(ctx)

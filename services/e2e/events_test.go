@@ -14,7 +14,6 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 
 	"renewals/pkg/event"
 	"renewals/pkg/subscription"
@@ -259,15 +258,7 @@ func (c *sseClient) next(t *testing.T, within time.Duration) sseEvent {
 func TestEventStreamDeliversAndResumes(t *testing.T) {
 	natsAddr := "127.0.0.1:" + strconv.Itoa(testenv.FreePort(t))
 	s := Start(t, Options{Env: map[string]string{"RENEWALS_NATS_LISTEN": natsAddr}})
-	nc, err := nats.Connect("nats://" + natsAddr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, js := testenv.Connect(t, "nats://"+natsAddr)
 	ctx := context.Background()
 	publish := func(n int) (uint64, time.Time, string) {
 		t.Helper()
