@@ -176,7 +176,7 @@ func Import(ctx context.Context, r io.Reader, opts Options) (Report, error) {
 		return im.report, err
 	}
 	err = im.run(ctx, rd)
-	if werr := im.wait(); werr != nil { // the batch still in flight when run stopped
+	if werr := im.waitAll(); werr != nil { // the batches still in flight when run stopped
 		err = errors.Join(err, werr)
 	}
 	im.report.UnknownColumns = rd.UnknownColumns()
@@ -191,16 +191,27 @@ type importer struct {
 	opts   Options
 	report Report
 	batch  []subscription.Subscription
-	// One batch is upserted while the next is read and validated, so that
-	// parsing overlaps the store's round trips. Batches still go to the
-	// store one at a time, in file order: spare is the other batch's
-	// buffer, and inflight delivers the batch being written.
-	spare    []subscription.Subscription
-	inflight chan upserted
+	// batchLine is the line of the current batch's first row, and
+	// batchRepeats whether the batch holds an id that a row before it gave.
+	batchLine    int
+	batchRepeats bool
+	// Batches are upserted while the next ones are read and validated, so
+	// that parsing overlaps the store's round trips, and up to
+	// maxInflight of them at once, so that the store's work on one batch
+	// overlaps its tail on another. Two batches in flight together never
+	// share an id: a batch that repeats an id of an earlier row waits for
+	// every batch before it, so each id's rows still reach the store in
+	// file order. The results are counted in file order: inflight is
+	// oldest first. spare holds the buffers of counted batches.
+	inflight []chan upserted
+	spare    [][]subscription.Subscription
 	seed     maphash.Seed
 	seen     map[uint64]int32 // hash of a subscription id -> first line of a valid row
 	dups     map[uint64]int   // hash of a subscription id -> index in report.Duplicates, or -1
 }
+
+// maxInflight is how many batches Import has the store write at once.
+const maxInflight = 3
 
 func (im *importer) run(ctx context.Context, rd *Reader) error {
 	for {
@@ -229,7 +240,12 @@ func (im *importer) run(ctx context.Context, rd *Reader) error {
 			im.reject(rec, errs)
 			continue
 		}
-		im.noteID(sub.ID, rec.Line)
+		if len(im.batch) == 0 {
+			im.batchLine = rec.Line
+		}
+		if first := im.noteID(sub.ID, rec.Line); first < im.batchLine {
+			im.batchRepeats = true
+		}
 		im.batch = append(im.batch, sub)
 		if len(im.batch) >= im.opts.BatchSize {
 			if err := im.flush(ctx); err != nil {
@@ -276,27 +292,30 @@ func merge(rec Record, errs []FieldError) []FieldError {
 // million-row file share a hash with a chance of about one in 30 million;
 // that would only list a false duplicate in the report, since every row is
 // upserted either way.
-func (im *importer) noteID(id string, line int) {
+//
+// It returns the line of the first valid row with the id (as far as the hash
+// tells: a collision makes it earlier, never later).
+func (im *importer) noteID(id string, line int) int {
 	h := maphash.String(im.seed, id)
 	first, ok := im.seen[h]
 	if !ok {
 		im.seen[h] = int32(min(line, 1<<31-1))
-		return
+		return line
 	}
 	if i, ok := im.dups[h]; ok {
-		if i < 0 { // beyond MaxListed: counted once already
-			return
+		if i >= 0 { // else beyond MaxListed: counted once already
+			im.report.Duplicates[i].Lines = append(im.report.Duplicates[i].Lines, line)
 		}
-		im.report.Duplicates[i].Lines = append(im.report.Duplicates[i].Lines, line)
-		return
+		return int(first)
 	}
 	if len(im.report.Duplicates) >= im.opts.MaxListed {
 		im.report.DuplicatesOmitted++
 		im.dups[h] = -1
-		return
+		return int(first)
 	}
 	im.dups[h] = len(im.report.Duplicates)
 	im.report.Duplicates = append(im.report.Duplicates, Duplicate{SubscriptionID: strings.Clone(id), Lines: []int{int(first), line}})
+	return int(first)
 }
 
 // upserted is the store's answer for one batch.
@@ -306,11 +325,15 @@ type upserted struct {
 	err   error
 }
 
-// flush waits for the batch in flight, then hands the current batch to the
-// store in the background.
+// flush hands the current batch to the store in the background, once the
+// batches in flight allow it: all of them must be written first when the
+// batch repeats an id of an earlier row, else the oldest when maxInflight
+// are.
 func (im *importer) flush(ctx context.Context) error {
-	if err := im.wait(); err != nil {
-		return err
+	for len(im.inflight) > 0 && (im.batchRepeats || len(im.inflight) >= maxInflight) {
+		if err := im.wait(); err != nil {
+			return err
+		}
 	}
 	if len(im.batch) == 0 {
 		return nil
@@ -323,21 +346,33 @@ func (im *importer) flush(ctx context.Context) error {
 		res, err := im.opts.Store.Upsert(ctx, b)
 		done <- upserted{b, res, err}
 	}()
-	im.inflight, im.batch, im.spare = done, im.spare[:0], nil
+	im.inflight = append(im.inflight, done)
+	im.batch, im.batchRepeats = nil, false
+	if n := len(im.spare); n > 0 {
+		im.batch, im.spare = im.spare[n-1], im.spare[:n-1]
+	}
 	return nil
 }
 
-// wait counts the batch in flight, if any, into the report once the store
+// waitAll waits for every batch in flight, counting each one the store
+// wrote, and returns their errors.
+func (im *importer) waitAll() error {
+	var errs []error
+	for len(im.inflight) > 0 {
+		errs = append(errs, im.wait())
+	}
+	return errors.Join(errs...)
+}
+
+// wait counts the oldest batch in flight into the report once the store
 // has written it.
 func (im *importer) wait() error {
-	if im.inflight == nil {
-		return nil
-	}
-	u := <-im.inflight
-	im.inflight = nil
+	u := <-im.inflight[0]
+	im.inflight[0] = nil
+	im.inflight = im.inflight[1:]
 	defer func() {
 		clear(u.batch)
-		im.spare = u.batch[:0]
+		im.spare = append(im.spare, u.batch[:0])
 	}()
 	if u.err != nil {
 		return fmt.Errorf("import: upsert %d subscriptions: %w", len(u.batch), u.err)
