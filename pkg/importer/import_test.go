@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 
 	"renewals/pkg/subscription"
@@ -22,12 +23,16 @@ var update = flag.Bool("update", false, "rewrite the golden *.report.json files 
 
 // memStore is an in-memory Upserter with the store's contract: by id, in
 // order, a repeat within a batch reported against the state the earlier left.
+// Import may call it from several goroutines at once.
 type memStore struct {
+	mu    sync.Mutex
 	subs  map[string]subscription.Subscription
 	calls int
 }
 
 func (m *memStore) Upsert(_ context.Context, subs []subscription.Subscription) ([]subscription.UpsertResult, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
 	if m.subs == nil {
 		m.subs = map[string]subscription.Subscription{}
 	}
@@ -388,6 +393,81 @@ func TestImportCancelled(t *testing.T) {
 	_, err := Import(ctx, strings.NewReader("subscription_id,end_date\n1,2027-01-01\n"), Options{Store: &memStore{}})
 	if !errors.Is(err, context.Canceled) {
 		t.Errorf("err = %v, want context.Canceled", err)
+	}
+}
+
+// overlapStore checks that the batches Import has in flight at once share
+// no id, and holds the first batch until the second has begun, so that the
+// test fails (by deadlock) unless disjoint batches do overlap.
+type overlapStore struct {
+	t        *testing.T
+	mu       sync.Mutex
+	calls    int
+	inflight map[string]bool
+	second   chan struct{} // closed when the second call begins
+	mem      memStore
+}
+
+func (o *overlapStore) Upsert(ctx context.Context, subs []subscription.Subscription) ([]subscription.UpsertResult, error) {
+	o.mu.Lock()
+	o.calls++
+	call := o.calls
+	for _, s := range subs {
+		if o.inflight[s.ID] {
+			o.t.Errorf("call %d: subscription %s is in a batch still in flight", call, s.ID)
+		}
+	}
+	for _, s := range subs {
+		o.inflight[s.ID] = true
+	}
+	o.mu.Unlock()
+	switch call {
+	case 1:
+		<-o.second
+	case 2:
+		close(o.second)
+	}
+	res, err := o.mem.Upsert(ctx, subs)
+	o.mu.Lock()
+	for _, s := range subs {
+		delete(o.inflight, s.ID)
+	}
+	o.mu.Unlock()
+	return res, err
+}
+
+func TestImportOverlapsDisjointBatchesOnly(t *testing.T) {
+	// Batches of two: {1,2} {3,4} {1,5} {6,7} {5,3} {8,8} {9,10}. The
+	// second overlaps the first; the third repeats 1 and waits for both.
+	ids := []string{"1", "2", "3", "4", "1", "5", "6", "7", "5", "3", "8", "8", "9", "10"}
+	var body strings.Builder
+	body.WriteString("subscription_id,end_date\n")
+	for i, id := range ids {
+		fmt.Fprintf(&body, "%s,2027-05-%02d\n", id, i+1)
+	}
+	st := &overlapStore{t: t, inflight: map[string]bool{}, second: make(chan struct{})}
+	var upserts []string
+	rep, err := Import(context.Background(), strings.NewReader(body.String()), Options{
+		Store: st, BatchSize: 2,
+		OnUpsert: func(s subscription.Subscription, r subscription.UpsertResult) {
+			upserts = append(upserts, s.ID+"="+string(r.Change))
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "[1=created 2=created 3=created 4=created 1=updated 5=created 6=created 7=created 5=updated 3=updated 8=created 8=updated 9=created 10=created]"
+	if got := fmt.Sprint(upserts); got != want {
+		t.Errorf("upserts\n got %s\nwant %s", got, want)
+	}
+	if rep.Created != 10 || rep.Updated != 4 || st.calls != 7 {
+		t.Errorf("report %+v after %d calls", rep, st.calls)
+	}
+	// The last row of each id is what stays.
+	for id, day := range map[string]int{"1": 5, "3": 10, "5": 9, "8": 12} {
+		if got := st.mem.subs[id].EndDate.Day; got != day {
+			t.Errorf("subscription %s ends on day %d, want %d", id, got, day)
+		}
 	}
 }
 
