@@ -2,7 +2,7 @@
 //
 // Keys, all under the prefix "renewals:":
 //
-//	renewals:sub:<id>          string: the subscription record (shred.Record JSON, personal part sealed)
+//	renewals:sub:<id>          string: the subscription record (shred.Record, personal part sealed; Upsert writes the compact form, the JSON form of older records reads too)
 //	renewals:dk:<id>           string: the subscription's raw data key (shred.KeySize bytes)
 //	renewals:ends              sorted set: member <id>, score the end date's ordinal
 //	renewals:notice:<key>      hash: one ledger entry, keyed by the notice key

@@ -3,11 +3,15 @@ package redisstore
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"strings"
 	"sync"
 	"testing"
+
+	"github.com/redis/go-redis/v9"
 
 	"renewals/pkg/shred"
 	"renewals/pkg/subscription"
@@ -23,7 +27,8 @@ func sub(id, end, cm string) subscription.Subscription {
 	}
 }
 
-// parseHead reads the digest and end date at the start of a stored record.
+// parseHead reads the digest (raw) and end date at the start of a stored
+// record, in either form.
 func TestParseHead(t *testing.T) {
 	key, err := shred.NewKey()
 	if err != nil {
@@ -34,13 +39,86 @@ func TestParseHead(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		raw, err := hex.DecodeString(r.Digest)
+		if err != nil {
+			t.Fatal(err)
+		}
 		b, err := r.Marshal()
 		if err != nil {
 			t.Fatal(err)
 		}
-		dig, end, err := parseHead(string(b[:prefixReadLen]))
-		if err != nil || dig != r.Digest || end != r.End {
-			t.Errorf("parseHead = %q, %d, %v; want %q, %d", dig, end, err, r.Digest, r.End)
+		c, err := shred.AppendCompactRecord(nil, key, &s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, rec := range [][]byte{b, c} {
+			dig, end, err := parseHead(string(rec))
+			if err != nil || dig != string(raw) || end != r.End {
+				t.Errorf("parseHead(%.12q) = %x, %d, %v; want %s, %d", rec, dig, end, err, r.Digest, r.End)
+			}
+		}
+	}
+	for _, rec := range []string{"", "\x01short", `{"d":"zz","e":1}`, `{"x":1}`} {
+		if dig, end, err := parseHead(rec); err == nil && len(dig) == sha256.Size {
+			t.Errorf("parseHead(%q) = %x, %d: a digest from nothing", rec, dig, end)
+		}
+	}
+}
+
+// A record stored in the JSON form, as Upsert wrote it before the compact
+// form, compares by its data: the same row again is unchanged and keeps the
+// JSON record, a changed row updates it to the compact form, and both open.
+func TestUpsertOverJSONRecords(t *testing.T) {
+	r := testenv.StartRedis(t)
+	s, _, err := Open(context.Background(), r.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	ctx := context.Background()
+	c := redis.NewClient(&redis.Options{Addr: r.Addr})
+	defer c.Close()
+	same, changed := sub("110000000011", "2027-01-31", "x"), sub("110000000012", "2027-02-28", "y")
+	for _, x := range []subscription.Subscription{same, changed} {
+		key, err := shred.NewKey()
+		if err != nil {
+			t.Fatal(err)
+		}
+		rec, err := shred.SealSubscription(key, x)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := rec.Marshal()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := c.MSet(ctx, dataKeyKey(x.ID), key, subKey(x.ID), b).Err(); err != nil {
+			t.Fatal(err)
+		}
+		if err := c.ZAdd(ctx, endsKey, redis.Z{Score: float64(x.EndDate.Ordinal()), Member: x.ID}).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	changed2 := changed
+	changed2.ContractManager.Email = "new@example.com"
+	res, err := s.Upsert(ctx, []subscription.Subscription{same, changed2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res[0].Change != subscription.Unchanged || res[1].Change != subscription.Updated || res[1].PreviousEndDate != changed.EndDate {
+		t.Fatalf("results %+v, want unchanged and updated", res)
+	}
+	for _, tc := range []struct {
+		x     subscription.Subscription
+		first byte
+	}{{same, '{'}, {changed2, shred.CompactVersion}} {
+		raw, err := c.Get(ctx, subKey(tc.x.ID)).Bytes()
+		if err != nil || raw[0] != tc.first {
+			t.Errorf("stored %s: %.8q, %v; want it to start with %q", tc.x.ID, raw, err, tc.first)
+		}
+		got, err := s.Get(ctx, tc.x.ID)
+		if err != nil || !subscription.Equal(got, tc.x) {
+			t.Errorf("Get(%s) = %+v, %v; want %+v", tc.x.ID, got, err, tc.x)
 		}
 	}
 }
