@@ -215,7 +215,7 @@ const maxInflight = 3
 
 func (im *importer) run(ctx context.Context, rd *Reader) error {
 	for {
-		rec, err := rd.Next()
+		rec, err := rd.nextRow()
 		if err == io.EOF {
 			return im.flush(ctx)
 		}
@@ -235,9 +235,9 @@ func (im *importer) run(ctx context.Context, rd *Reader) error {
 				return fmt.Errorf("import: %w", err)
 			}
 		}
-		sub, errs := Validate(rec.Fields)
+		sub, errs := validate(&rd.row)
 		if len(rec.Problems) > 0 || len(errs) > 0 {
-			im.reject(rec, errs)
+			im.reject(rec, rd.row.vals[fSubscriptionID], errs)
 			continue
 		}
 		if len(im.batch) == 0 {
@@ -255,9 +255,9 @@ func (im *importer) run(ctx context.Context, rd *Reader) error {
 	}
 }
 
-func (im *importer) reject(rec Record, errs []FieldError) {
+func (im *importer) reject(rec Record, id string, errs []FieldError) {
 	im.report.Rejected++
-	id := strings.TrimSpace(rec.Fields["subscription_id"])
+	id = strings.TrimSpace(id)
 	if subscription.ValidID(id) != nil {
 		id = ""
 	}

@@ -117,14 +117,55 @@ type Record struct {
 
 // knownFields are the field names of the import format, in the order that
 // Validate reports problems.
-var knownFields = []string{
+var knownFields = [...]string{
 	"subscription_id", "end_date", "customer_account", "customer_name", "product",
 	"seats", "seats_assigned", "access_model", "term", "start_date", "status",
 	"cm_name", "cm_email", "cm_phone", "pa_name", "pa_email", "sa_emails",
 	"timezone", "locale", "reseller_rep",
 }
 
-func isKnown(name string) bool { return slices.Contains(knownFields, name) }
+// The indexes of knownFields.
+const (
+	fSubscriptionID = iota
+	fEndDate
+	fCustomerAccount
+	fCustomerName
+	fProduct
+	fSeats
+	fSeatsAssigned
+	fAccessModel
+	fTerm
+	fStartDate
+	fStatus
+	fCMName
+	fCMEmail
+	fCMPhone
+	fPAName
+	fPAEmail
+	fSAEmails
+	fTimezone
+	fLocale
+	fResellerRep
+	nFields
+)
+
+// A row's fields are held by index of knownFields rather than in a map
+// while a file is imported: a million rows would otherwise pay for a map
+// assignment per field, a lookup per field in Validate and a clear.
+var _ = [1]struct{}{}[len(knownFields)-nFields] // nFields must be len(knownFields)
+
+// row holds a record's known fields by index; has marks those given (a
+// field given as "" is there; one given as JSON null is not).
+type row struct {
+	vals [nFields]string
+	has  uint32
+}
+
+func (r *row) set(i int, v string) { r.vals[i], r.has = v, r.has|1<<i }
+func (r *row) unset(i int)         { r.vals[i], r.has = "", r.has&^(1<<i) }
+
+// fieldIndex returns the index of a known field name, or -1.
+func fieldIndex(name string) int { return slices.Index(knownFields[:], name) }
 
 // maxUnknown caps the unknown names collected from JSON input, where every
 // object may bring new keys.
@@ -135,14 +176,15 @@ const maxUnknown = 100
 type Reader struct {
 	format  Format
 	next    func() (Record, error)
-	fields  map[string]string
+	row     row               // the fields of the record being read
+	fields  map[string]string // Record.Fields for Next, made from row
 	unknown map[string]bool
 	err     error // sticky fatal error
 
 	// CSV
 	csv    *csv.Reader
 	guard  *rowGuard
-	header []string // column index -> known field name, or "" to ignore
+	header []int // column index -> index of knownFields, or -1 to ignore
 
 	// JSON array
 	dec   *json.Decoder
@@ -175,7 +217,7 @@ func NewReader(r io.Reader, f Format) (*Reader, error) {
 			return nil, err
 		}
 	}
-	rd := &Reader{format: f, fields: make(map[string]string, len(knownFields)), unknown: map[string]bool{}}
+	rd := &Reader{format: f, fields: make(map[string]string, nFields), unknown: map[string]bool{}}
 	switch f {
 	case FormatCSV:
 		err = rd.startCSV(br)
@@ -244,10 +286,27 @@ func (rd *Reader) UnknownColumns() []string {
 // fatal and sticky: the input cannot be read past it (ErrTooLarge, an I/O
 // error, or a *FileError such as JSON that is broken beyond the row).
 func (rd *Reader) Next() (Record, error) {
+	rec, err := rd.nextRow()
+	if err != nil {
+		return rec, err
+	}
+	clear(rd.fields)
+	for i := range nFields {
+		if rd.row.has&(1<<i) != 0 {
+			rd.fields[knownFields[i]] = rd.row.vals[i]
+		}
+	}
+	rec.Fields = rd.fields
+	return rec, nil
+}
+
+// nextRow is Next without the map: the record's fields are in rd.row, and
+// Record.Fields is nil.
+func (rd *Reader) nextRow() (Record, error) {
 	if rd.err != nil {
 		return Record{}, rd.err
 	}
-	clear(rd.fields)
+	rd.row = row{}
 	rec, err := rd.next()
 	if err != nil {
 		rd.err = err
@@ -277,18 +336,19 @@ func (rd *Reader) startCSV(r io.Reader) error {
 	if rd.guard.popLong(1) {
 		return &FileError{Line: 1, Reason: fmt.Sprintf("the header row is longer than the limit of %d bytes: name only the columns of the import format", MaxRowBytes)}
 	}
-	rd.header = make([]string, len(head))
+	rd.header = make([]int, len(head))
 	seen := map[string]bool{}
 	for i, h := range head {
 		name := strings.ToLower(strings.TrimSpace(h))
-		switch {
+		rd.header[i] = -1
+		switch f := fieldIndex(name); {
 		case name == "":
-		case isKnown(name):
+		case f >= 0:
 			if seen[name] {
 				return &FileError{Line: 1, Reason: fmt.Sprintf("column %s appears twice in the header row: keep one of them", name)}
 			}
 			seen[name] = true
-			rd.header[i] = name
+			rd.header[i] = f
 		default:
 			rd.unknown[truncate(name, 64)] = true
 		}
@@ -312,7 +372,7 @@ func (rd *Reader) startCSV(r io.Reader) error {
 
 func (rd *Reader) nextCSV() (Record, error) {
 	for {
-		row, err := rd.csv.Read()
+		cells, err := rd.csv.Read()
 		if err == io.EOF {
 			return Record{}, io.EOF
 		}
@@ -321,9 +381,9 @@ func (rd *Reader) nextCSV() (Record, error) {
 			return Record{}, readErr(err)
 		}
 		blank := true
-		for i, v := range row { // on a parse error, the fields before it
-			if i < len(rd.header) && rd.header[i] != "" {
-				rd.fields[rd.header[i]] = v
+		for i, v := range cells { // on a parse error, the fields before it
+			if i < len(rd.header) && rd.header[i] >= 0 {
+				rd.row.set(rd.header[i], v)
 			}
 			if strings.TrimSpace(v) != "" {
 				blank = false
@@ -332,18 +392,18 @@ func (rd *Reader) nextCSV() (Record, error) {
 		if bad {
 			rd.guard.popLong(pe.StartLine)
 			field := "" // the field that broke is the one after those read
-			if len(row) < len(rd.header) {
-				field = rd.header[len(row)]
+			if len(cells) < len(rd.header) && rd.header[len(cells)] >= 0 {
+				field = knownFields[rd.header[len(cells)]]
 			}
-			return Record{Line: pe.StartLine, Fields: rd.fields, Problems: []FieldError{{Field: field, Reason: csvReason(pe.Err)}}, Partial: true}, nil
+			return Record{Line: pe.StartLine, Problems: []FieldError{{Field: field, Reason: csvReason(pe.Err)}}, Partial: true}, nil
 		}
 		line, _ := rd.csv.FieldPos(0)
-		rec := Record{Line: line, Fields: rd.fields}
+		rec := Record{Line: line}
 		if rd.guard.popLong(line) {
 			rec.Problems, rec.Partial = []FieldError{{Reason: tooLong}}, true
 		} else if blank {
 			// A row of empty cells (",,,," from a spreadsheet) is an empty line.
-			clear(rd.fields)
+			rd.row = row{}
 			continue
 		}
 		return rec, nil
@@ -578,7 +638,7 @@ func (rd *Reader) nextJSON() (Record, error) {
 		return Record{}, rd.jsonErr(err)
 	}
 	start := rd.dec.InputOffset() - int64(len(raw))
-	rec := Record{Line: rd.lines.lineAt(start), Fields: rd.fields}
+	rec := Record{Line: rd.lines.lineAt(start)}
 	rec.Problems, rec.Partial = rd.object(raw)
 	if len(raw) > MaxRowBytes {
 		rec.Problems = []FieldError{{Reason: fmt.Sprintf("the object is longer than the limit of %d bytes (64 KiB): shorten its fields", MaxRowBytes)}}
@@ -587,7 +647,7 @@ func (rd *Reader) nextJSON() (Record, error) {
 	return rec, nil
 }
 
-// object reads one JSON object of scalars into rd.fields, and reports
+// object reads one JSON object of scalars into rd.row, and reports
 // whether it was not an object at all.
 func (rd *Reader) object(raw []byte) ([]FieldError, bool) {
 	var obj map[string]json.RawMessage
@@ -597,7 +657,8 @@ func (rd *Reader) object(raw []byte) ([]FieldError, bool) {
 	var probs []FieldError
 	for k, v := range obj {
 		name := strings.ToLower(strings.TrimSpace(k))
-		if !isKnown(name) {
+		f := fieldIndex(name)
+		if f < 0 {
 			if name != "" && len(rd.unknown) < maxUnknown {
 				rd.unknown[truncate(name, 64)] = true
 			}
@@ -610,9 +671,9 @@ func (rd *Reader) object(raw []byte) ([]FieldError, bool) {
 				probs = append(probs, FieldError{name, "is not a valid JSON string"})
 				continue
 			}
-			rd.fields[name] = s
+			rd.row.set(f, s)
 		case 'n': // null: absent
-			delete(rd.fields, name)
+			rd.row.unset(f)
 		case 't', 'f':
 			probs = append(probs, FieldError{name, "is a JSON boolean: give a string or a number"})
 		case '{':
@@ -620,14 +681,14 @@ func (rd *Reader) object(raw []byte) ([]FieldError, bool) {
 		case '[':
 			probs = append(probs, FieldError{name, "is a JSON array: give a string or a number (for sa_emails, one string with the addresses separated by ;)"})
 		default: // a number: keep its literal text
-			rd.fields[name] = string(v)
+			rd.row.set(f, string(v))
 		}
 	}
 	slices.SortFunc(probs, func(a, b FieldError) int { return fieldOrder(a.Field) - fieldOrder(b.Field) })
 	return probs, false
 }
 
-func fieldOrder(name string) int { return slices.Index(knownFields, name) }
+func fieldOrder(name string) int { return fieldIndex(name) }
 
 // lineCounter counts the newlines read through it so that byte offsets of
 // the json.Decoder can be turned into line numbers. It keeps the offsets of
@@ -677,7 +738,7 @@ func (rd *Reader) nextNDJSON() (Record, error) {
 			return Record{}, readErr(err)
 		}
 		rd.line++
-		rec := Record{Line: rd.line, Fields: rd.fields}
+		rec := Record{Line: rd.line}
 		if err == bufio.ErrBufferFull {
 			for err == bufio.ErrBufferFull {
 				_, err = rd.br.ReadSlice('\n')

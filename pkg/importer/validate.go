@@ -42,66 +42,77 @@ const (
 // characters of valid UTF-8 with no control characters (line breaks
 // included). Unicode text is welcome.
 func Validate(fields map[string]string) (subscription.Subscription, []FieldError) {
-	v := validator{fields: fields}
+	var r row
+	for i, name := range knownFields {
+		if s, ok := fields[name]; ok {
+			r.set(i, s)
+		}
+	}
+	return validate(&r)
+}
+
+// validate is Validate of a row.
+func validate(r *row) (subscription.Subscription, []FieldError) {
+	v := validator{vals: &r.vals}
 	s := subscription.Subscription{Status: subscription.StatusActive}
 
-	if id, ok := v.get("subscription_id"); !ok {
-		v.fail("subscription_id", "is missing: every row needs the subscription id")
+	if id, ok := v.get(fSubscriptionID); !ok {
+		v.fail(fSubscriptionID, "is missing: every row needs the subscription id")
 	} else if err := validID(id); err != nil {
-		v.fail("subscription_id", err.Error())
+		v.fail(fSubscriptionID, err.Error())
 	} else {
 		s.ID = id
 	}
-	if d, ok := v.get("end_date"); !ok {
-		v.fail("end_date", "is missing: every row needs the end date of the term, as YYYY-MM-DD, e.g. 2027-05-31")
+	if d, ok := v.get(fEndDate); !ok {
+		v.fail(fEndDate, "is missing: every row needs the end date of the term, as YYYY-MM-DD, e.g. 2027-05-31")
 	} else {
-		s.EndDate = v.date("end_date", d)
+		s.EndDate = v.date(fEndDate, d)
 	}
-	s.CustomerAccount = v.text("customer_account")
-	s.CustomerName = v.text("customer_name")
-	s.Product = v.text("product")
-	s.Seats = v.count("seats")
-	s.SeatsAssigned = v.count("seats_assigned")
-	if a, ok := v.get("access_model"); ok && v.plain("access_model", a) {
+	s.CustomerAccount = v.text(fCustomerAccount)
+	s.CustomerName = v.text(fCustomerName)
+	s.Product = v.text(fProduct)
+	s.Seats = v.count(fSeats)
+	s.SeatsAssigned = v.count(fSeatsAssigned)
+	if a, ok := v.get(fAccessModel); ok && v.plain(fAccessModel, a) {
 		m := subscription.AccessModel(strings.ToLower(a))
 		if m.Valid() {
 			s.AccessModel = m
 		} else {
-			v.fail("access_model", fmt.Sprintf("%q is not an access model: use single-user or multi-user", truncate(a, 40)))
+			v.fail(fAccessModel, fmt.Sprintf("%q is not an access model: use single-user or multi-user", truncate(a, 40)))
 		}
 	}
-	s.Term = v.text("term")
-	if d, ok := v.get("start_date"); ok {
-		s.StartDate = v.date("start_date", d)
+	s.Term = v.text(fTerm)
+	if d, ok := v.get(fStartDate); ok {
+		s.StartDate = v.date(fStartDate, d)
 	}
-	if st, ok := v.get("status"); ok && v.plain("status", st) {
+	if st, ok := v.get(fStatus); ok && v.plain(fStatus, st) {
 		x := subscription.Status(strings.ToLower(st))
 		if x.Valid() {
 			s.Status = x
 		} else {
-			v.fail("status", fmt.Sprintf("%q is not a status: use active, renewal_in_progress or cancelled", truncate(st, 40)))
+			v.fail(fStatus, fmt.Sprintf("%q is not a status: use active, renewal_in_progress or cancelled", truncate(st, 40)))
 		}
 	}
-	s.ContractManager = subscription.Contact{Name: v.text("cm_name"), Email: v.email("cm_email"), Phone: v.text("cm_phone")}
-	s.PrimaryAdmin = subscription.Contact{Name: v.text("pa_name"), Email: v.email("pa_email")}
-	s.SecondaryAdmins = v.emails("sa_emails")
-	if tz, ok := v.get("timezone"); ok && v.plain("timezone", tz) {
+	s.ContractManager = subscription.Contact{Name: v.text(fCMName), Email: v.email(fCMEmail), Phone: v.text(fCMPhone)}
+	s.PrimaryAdmin = subscription.Contact{Name: v.text(fPAName), Email: v.email(fPAEmail)}
+	s.SecondaryAdmins = v.emails(fSAEmails)
+	if tz, ok := v.get(fTimezone); ok && v.plain(fTimezone, tz) {
 		if _, err := subscription.LoadLocation(tz); err != nil || strings.EqualFold(tz, "local") {
-			v.fail("timezone", fmt.Sprintf("%q is not an IANA time zone: use a name such as Europe/London", truncate(tz, 40)))
+			v.fail(fTimezone, fmt.Sprintf("%q is not an IANA time zone: use a name such as Europe/London", truncate(tz, 40)))
 		} else {
 			s.Timezone = tz
 		}
 	}
-	if l, ok := v.get("locale"); ok && v.plain("locale", l) {
+	if l, ok := v.get(fLocale); ok && v.plain(fLocale, l) {
 		if commonLocales[l] {
 			s.Locale = l // what language.Parse makes of it
 		} else if tag, err := language.Parse(l); err != nil || baseUnd(tag) {
-			v.fail("locale", fmt.Sprintf("%q is not a language tag: use a BCP 47 tag such as en-GB or de-DE", truncate(l, 40)))
+			v.fail(fLocale, fmt.Sprintf("%q is not a language tag: use a BCP 47 tag such as en-GB or de-DE", truncate(l, 40)))
 		} else {
 			s.Locale = tag.String()
 		}
 	}
-	s.ResellerRep = v.text("reseller_rep")
+	s.ResellerRep = v.text(fResellerRep)
 	return s, v.errs
 }
 
@@ -135,24 +146,26 @@ func validID(id string) error {
 	return subscription.ValidID(id)
 }
 
+// validator checks the fields of a row, each named by its index of
+// knownFields.
 type validator struct {
-	fields map[string]string
-	errs   []FieldError
+	vals *[nFields]string
+	errs []FieldError
 }
 
-func (v *validator) fail(field, reason string) {
-	v.errs = append(v.errs, FieldError{Field: field, Reason: reason})
+func (v *validator) fail(field int, reason string) {
+	v.errs = append(v.errs, FieldError{Field: knownFields[field], Reason: reason})
 }
 
 // get returns the trimmed value, and false when it is absent or empty.
-func (v *validator) get(field string) (string, bool) {
-	s := strings.TrimSpace(v.fields[field])
+func (v *validator) get(field int) (string, bool) {
+	s := strings.TrimSpace(v.vals[field])
 	return s, s != ""
 }
 
 // plain checks the rules that every value obeys, and reports the first
 // broken one.
-func (v *validator) plain(field, s string) bool {
+func (v *validator) plain(field int, s string) bool {
 	if printableASCII(s) && len(s) <= MaxFieldChars {
 		return true // what the checks below find of such a value, without decoding it
 	}
@@ -191,7 +204,7 @@ func printableASCII(s string) bool {
 	return true
 }
 
-func (v *validator) text(field string) string {
+func (v *validator) text(field int) string {
 	s, ok := v.get(field)
 	if !ok || !v.plain(field, s) {
 		return ""
@@ -199,7 +212,7 @@ func (v *validator) text(field string) string {
 	return s
 }
 
-func (v *validator) date(field, s string) subscription.Date {
+func (v *validator) date(field int, s string) subscription.Date {
 	if !v.plain(field, s) {
 		return subscription.Date{}
 	}
@@ -266,7 +279,7 @@ func example(s string) string {
 	return "2027-05-31"
 }
 
-func (v *validator) count(field string) *int {
+func (v *validator) count(field int) *int {
 	s, ok := v.get(field)
 	if !ok || !v.plain(field, s) {
 		return nil
@@ -279,7 +292,7 @@ func (v *validator) count(field string) *int {
 	return &n
 }
 
-func (v *validator) email(field string) string {
+func (v *validator) email(field int) string {
 	s, ok := v.get(field)
 	if !ok || !v.plain(field, s) {
 		return ""
@@ -291,7 +304,7 @@ func (v *validator) email(field string) string {
 	return s
 }
 
-func (v *validator) emails(field string) []string {
+func (v *validator) emails(field int) []string {
 	s, ok := v.get(field)
 	if !ok || !v.plain(field, s) {
 		return nil
@@ -364,15 +377,15 @@ func dotAtom(s string) bool {
 // returns the reasons, one per field, with Field "" for the object as a
 // whole. The subscription is only meaningful when there are none.
 func ValidateJSON(b []byte) (subscription.Subscription, []FieldError) {
-	rd := Reader{fields: make(map[string]string, len(knownFields)), unknown: map[string]bool{}}
+	rd := Reader{unknown: map[string]bool{}}
 	b = bytes.TrimSpace(b)
-	rec := Record{Fields: rd.fields}
+	var rec Record
 	if len(b) > MaxRowBytes {
 		rec.Problems, rec.Partial = []FieldError{{Reason: fmt.Sprintf("the object is longer than the limit of %d bytes (64 KiB): shorten its fields", MaxRowBytes)}}, true
 	} else {
 		rec.Problems, rec.Partial = rd.object(b)
 	}
-	sub, errs := Validate(rec.Fields)
+	sub, errs := validate(&rd.row)
 	if len(rec.Problems) == 0 {
 		return sub, errs
 	}
