@@ -498,11 +498,12 @@ func (g *rowGuard) Read(p []byte) (int, error) {
 			// The bulk of the input: a run of bytes within the limit that
 			// neither ends a line nor needs more than a state change.
 			in := g.in[g.r:min(g.w, g.r+len(p)-n, g.r+g.limit-g.recBytes)]
-			st, k := g.state, 0
-			for ; k < len(in) && in[k] != '\n'; k++ {
-				st = next(st, in[k])
+			k := bytes.IndexByte(in, '\n')
+			if k < 0 {
+				k = len(in)
 			}
 			if k > 0 {
+				st := skim(g.state, in[:k])
 				copy(p[n:], in[:k])
 				n += k
 				g.r += k
@@ -547,6 +548,44 @@ func (g *rowGuard) step(c byte) {
 		return
 	}
 	g.state = next(g.state, c)
+}
+
+// skim is the state after b, which holds no newline: next over each byte,
+// but it looks at the quotes and at the last byte before each, since in
+// and out of quotes the bytes between them either keep the state or make
+// it depend on the last of them alone.
+func skim(st csvState, b []byte) csvState {
+	for len(b) > 0 {
+		switch st {
+		case badLine:
+			return badLine
+		case quoteInQuoted:
+			st, b = next(st, b[0]), b[1:]
+		case quoted:
+			i := bytes.IndexByte(b, '"')
+			if i < 0 {
+				return quoted
+			}
+			st, b = quoteInQuoted, b[i+1:]
+		default: // fieldStart, unquoted: a comma starts a field, any other byte but a quote makes it unquoted
+			i := bytes.IndexByte(b, '"')
+			run := b
+			if i >= 0 {
+				run = b[:i]
+			}
+			if len(run) > 0 {
+				st = unquoted
+				if run[len(run)-1] == ',' {
+					st = fieldStart
+				}
+			}
+			if i < 0 {
+				return st
+			}
+			st, b = next(st, '"'), b[i+1:]
+		}
+	}
+	return st
 }
 
 // next is the state after c, for any c but a newline.
