@@ -206,6 +206,7 @@ type importer struct {
 	inflight []chan upserted
 	spare    [][]subscription.Subscription
 	seed     maphash.Seed
+	slab     slab
 	seen     lineTable      // hash of a subscription id -> first line of a valid row
 	dups     map[uint64]int // hash of a subscription id -> index in report.Duplicates, or -1
 }
@@ -235,7 +236,7 @@ func (im *importer) run(ctx context.Context, rd *Reader) error {
 				return fmt.Errorf("import: %w", err)
 			}
 		}
-		sub, errs := validate(&rd.row)
+		sub, errs := validate(&rd.row, &im.slab)
 		if len(rec.Problems) > 0 || len(errs) > 0 {
 			im.reject(rec, rd.row.vals[fSubscriptionID], errs)
 			continue
