@@ -97,3 +97,12 @@ func TestSkim(t *testing.T) {
 	}
 	walk()
 }
+
+func TestDotAtomByte(t *testing.T) {
+	for c := range 256 {
+		want := c > ' ' && c < 0x7f && !strings.ContainsRune(`()<>[]:;@\,"`, rune(c))
+		if dotAtomByte[c] != want {
+			t.Errorf("dotAtomByte[%q] = %v, want %v", rune(c), dotAtomByte[c], want)
+		}
+	}
+}

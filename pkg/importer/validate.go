@@ -405,13 +405,21 @@ func dotAtom(s string) bool {
 		return false
 	}
 	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if c <= ' ' || c >= 0x7f || strings.IndexByte(`()<>[]:;@\,"`, c) >= 0 {
+		if !dotAtomByte[s[i]] {
 			return false
 		}
 	}
 	return true
 }
+
+// dotAtomByte marks the bytes of a dot-atom: printable ASCII but for the
+// specials.
+var dotAtomByte = func() (t [256]bool) {
+	for c := '!'; c < 0x7f; c++ {
+		t[c] = !strings.ContainsRune(`()<>[]:;@\,"`, c)
+	}
+	return t
+}()
 
 // ValidateJSON validates one subscription given as a JSON object with the
 // import's field names, as the PUT API and the CRM ingest subject receive
