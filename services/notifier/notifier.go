@@ -87,6 +87,7 @@ func EnsureConsumer(ctx context.Context, js jetstream.JetStream, c ConsumerConfi
 		FilterSubject: event.SubjectDuePrefix + ">",
 		AckPolicy:     jetstream.AckExplicitPolicy,
 		AckWait:       c.AckWait,
+		BackOff:       ackBackOff(c.AckWait, c.MaxDeliver),
 		MaxDeliver:    c.MaxDeliver,
 		MaxAckPending: c.MaxAckPending,
 		DeliverPolicy: jetstream.DeliverAllPolicy,
@@ -95,6 +96,19 @@ func EnsureConsumer(ctx context.Context, js jetstream.JetStream, c ConsumerConfi
 		return nil, fmt.Errorf("declare consumer %s: %w", c.Durable, err)
 	}
 	return cons, nil
+}
+
+// ackBackOff is how long JetStream waits for an acknowledgement before each
+// redelivery: AckWait first, then twice, four and eight times as long, so a
+// notice whose worker keeps dying (a crash loop, a send that hangs) is
+// retried ever more slowly instead of every AckWait. Explicit retries after
+// a failed send use ConsumerConfig.BackOff through NakWithDelay instead.
+func ackBackOff(ackWait time.Duration, maxDeliver int) []time.Duration {
+	out := []time.Duration{ackWait, 2 * ackWait, 4 * ackWait, 8 * ackWait}
+	if maxDeliver > 0 && maxDeliver < len(out) {
+		out = out[:maxDeliver]
+	}
+	return out
 }
 
 // Run consumes due notices until ctx ends. On return every notice it took is
