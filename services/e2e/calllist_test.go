@@ -370,7 +370,7 @@ func TestCalllistRebuildsAfterCrash(t *testing.T) {
 	// has applied every event.
 	drained := func(durable string, since time.Time) {
 		t.Helper()
-		testenv.Eventually(t, 20*time.Second, durable+" to apply every event", func() bool {
+		testenv.Eventually(t, 60*time.Second, durable+" to apply every event", func() bool {
 			c, err := js.Consumer(ctx, event.StreamName, durable)
 			if err != nil {
 				return false
