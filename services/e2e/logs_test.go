@@ -72,9 +72,14 @@ func TestLogsHoldNoPersonalData(t *testing.T) {
 				t.Errorf("%s log line holds personal data %q: %s", level, p, line)
 			}
 		}
-		// Parts of a name, and the local part of an address, too.
+		// Parts of a name, the local part of an address and the phones'
+		// digits, too; but not in the timestamp and durations, whose digits
+		// would match a phone's by chance.
+		delete(rec, "ts")
+		delete(rec, "took")
+		fields, _ := json.Marshal(rec)
 		for _, p := range []string{"Quennell", "Okonkwo", "Wierzbicka", "Featherstonehaugh", "philippa.q", "bounce.owner", "7946"} {
-			if strings.Contains(line, p) {
+			if strings.Contains(string(fields), p) {
 				t.Errorf("%s log line holds part of personal data %q: %s", level, p, line)
 			}
 		}
