@@ -308,8 +308,13 @@ func (w *worker) hangUp() {
 	if w.conn == nil {
 		return
 	}
-	_ = w.raw.SetDeadline(time.Now().Add(5 * time.Second))
-	_ = w.mc.CloseWithSMTPClient(w.conn)
+	// QUIT is written and read directly, like the transaction's commands:
+	// go-mail's Quit waits on its pipeline sequencer, which the direct
+	// commands bypass, and would hang until the deadline.
+	_ = w.raw.SetDeadline(time.Now().Add(time.Second))
+	if err := w.conn.Text.PrintfLine("QUIT"); err == nil {
+		_, _, _ = w.conn.Text.ReadResponse(221)
+	}
 	w.drop()
 }
 
