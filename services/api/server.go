@@ -300,14 +300,24 @@ func (s *Server) runScheduler(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
+// queryDate reads the date in query parameter name, or today in the
+// default zone when the request names none.
+func (s *Server) queryDate(r *http.Request, name string) (subscription.Date, error) {
+	v := r.URL.Query().Get(name)
+	if v == "" {
+		return subscription.Today(s.Now(), s.Location), nil
+	}
+	d, err := subscription.ParseDate(v)
+	if err != nil {
+		return subscription.Date{}, errorf(CodeInvalid, "%s: %v", name, err)
+	}
+	return d, nil
+}
+
 func (s *Server) forecast(w http.ResponseWriter, r *http.Request) error {
-	from := subscription.Today(s.Now(), s.Location)
-	if v := r.URL.Query().Get("from"); v != "" {
-		d, err := subscription.ParseDate(v)
-		if err != nil {
-			return errorf(CodeInvalid, "from: %v", err)
-		}
-		from = d
+	from, err := s.queryDate(r, "from")
+	if err != nil {
+		return err
 	}
 	days := 14
 	if v := r.URL.Query().Get("days"); v != "" {
@@ -348,18 +358,14 @@ func (s *Server) notices(w http.ResponseWriter, r *http.Request) error {
 // (from GraceDays after the end date to the largest milestone before it) on
 // today, or on the as_of date.
 func (s *Server) allNotices(w http.ResponseWriter, r *http.Request) error {
-	today := subscription.Today(s.Now(), s.Location)
-	if v := r.URL.Query().Get("as_of"); v != "" {
-		d, err := subscription.ParseDate(v)
-		if err != nil {
-			return errorf(CodeInvalid, "as_of: %v", err)
-		}
-		today = d
+	today, err := s.queryDate(r, "as_of")
+	if err != nil {
+		return err
 	}
 	from, _ := subscription.Window(today.AddDays(-s.GraceDays), s.Scheduler.Milestones)
 	_, to := subscription.Window(today, s.Scheduler.Milestones)
 	entries := []subscription.Entry{}
-	err := s.Store.EndingBetween(r.Context(), from, to, func(sub subscription.Subscription) error {
+	err = s.Store.EndingBetween(r.Context(), from, to, func(sub subscription.Subscription) error {
 		es, err := s.Ledger.List(r.Context(), sub.ID)
 		entries = append(entries, es...)
 		return err
