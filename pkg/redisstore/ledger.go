@@ -92,7 +92,7 @@ func (l *Ledger) Claim(ctx context.Context, key subscription.NoticeKey, token st
 	if lease <= 0 {
 		return fmt.Errorf("claim notice %s: lease %v is not positive", key, lease)
 	}
-	res, err := claimScript.Run(ctx, l.c, []string{noticeKey(key), noticesKey(key.SubscriptionID)},
+	res, err := claimScript.Run(ctx, l.hot, []string{noticeKey(key), noticesKey(key.SubscriptionID)},
 		token, now.UnixMilli(), lease.Milliseconds(), key.String()).Text()
 	if err != nil {
 		return fmt.Errorf("claim notice %s: %w", key, err)
@@ -116,7 +116,7 @@ func (l *Ledger) Release(ctx context.Context, key subscription.NoticeKey, token 
 	if err := checkToken("release", key, token); err != nil {
 		return err
 	}
-	res, err := releaseScript.Run(ctx, l.c, []string{noticeKey(key)}, token, flag(ambiguous)).Text()
+	res, err := releaseScript.Run(ctx, l.hot, []string{noticeKey(key)}, token, flag(ambiguous)).Text()
 	if err != nil {
 		return fmt.Errorf("release notice %s: %w", key, err)
 	}
@@ -142,7 +142,7 @@ func (l *Ledger) Confirm(ctx context.Context, key subscription.NoticeKey, token 
 	if !e.At.IsZero() {
 		at = e.At.Format(time.RFC3339Nano)
 	}
-	res, err := confirmScript.Run(ctx, l.c, []string{noticeKey(key)},
+	res, err := confirmScript.Run(ctx, l.hot, []string{noticeKey(key)},
 		token, string(e.Outcome), e.Reason, string(e.Role), at, flag(e.Ambiguous)).Result()
 	if err != nil {
 		return subscription.Entry{}, fmt.Errorf("confirm notice %s: %w", key, err)

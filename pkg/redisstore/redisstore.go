@@ -50,7 +50,10 @@ func errf(op string, err error, args ...any) error {
 // (see package shred): Erase deletes the data key with the record and then
 // has Redis rewrite its append-only file, so that no file keeps the key.
 type Store struct {
-	c     *redis.Client
+	c *redis.Client
+	// hot carries the commands issued once per notice from many goroutines
+	// at once (see New).
+	hot   redis.Cmdable
 	owned bool
 	// rewriteMu serialises the AOF rewrites that erasures ask for.
 	rewriteMu sync.Mutex
@@ -61,7 +64,8 @@ type Store struct {
 // Ledger is the Redis subscription.Ledger: one hash per notice key, changed
 // only by small Lua scripts, so each transition is atomic.
 type Ledger struct {
-	c *redis.Client
+	c   *redis.Client
+	hot redis.Cmdable
 }
 
 var (
@@ -71,8 +75,18 @@ var (
 
 // New returns the store and the ledger on client c. The caller keeps c and
 // closes it; Store.Close does not.
+//
+// The commands the notifier issues once per notice (claim, read, confirm),
+// from many workers at once, go through c's autopipeliner: it writes the
+// commands that wait while one round trip is under way as the next
+// pipeline, so that under load one system call carries dozens of them, in
+// the client and in Redis alike, while a lone command still goes at once.
 func New(c *redis.Client) (*Store, *Ledger) {
-	return &Store{c: c, seed: maphash.MakeSeed()}, &Ledger{c: c}
+	var hot redis.Cmdable = c
+	if ap, err := c.AutoPipeline(); err == nil {
+		hot = ap
+	}
+	return &Store{c: c, hot: hot, seed: maphash.MakeSeed()}, &Ledger{c: c, hot: hot}
 }
 
 // Open connects to the Redis at url (redis://[user:pass@]host:port/db, or
@@ -122,7 +136,7 @@ func (s *Store) Ping(ctx context.Context) error {
 // erasure cut short) counts as erased.
 func (s *Store) Get(ctx context.Context, id string) (subscription.Subscription, error) {
 	// One MGET reads the record and its data key at one point in time.
-	vals, err := s.c.MGet(ctx, subKey(id), dataKeyKey(id)).Result()
+	vals, err := s.hot.MGet(ctx, subKey(id), dataKeyKey(id)).Result()
 	if err != nil {
 		return subscription.Subscription{}, errf("get subscription %s", err, id)
 	}
