@@ -134,6 +134,10 @@ func (r *Redis) Restart(t testing.TB) {
 	r.start(t, path)
 }
 
+// Pid is the redis-server's process id, for benchmarks that account for its
+// CPU time.
+func (r *Redis) Pid() int { return r.cmd.Process.Pid }
+
 // Client returns a go-redis client for the server, closed at test end.
 func (r *Redis) Client(t testing.TB) *redis.Client {
 	c := redis.NewClient(&redis.Options{Addr: r.Addr})

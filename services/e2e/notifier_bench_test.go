@@ -1,6 +1,7 @@
 package e2e_test
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"net"
@@ -45,9 +46,10 @@ const (
 // the command, and the ratio of the two rates is reported.
 func BenchmarkNotifierThroughput(b *testing.B) {
 	const n = 100_000
-	sinkAddr := startSMTPSink(b)
+	sinkAddr, sinkPid := startSMTPSink(b)
 	nc, natsURL := benchNATS(b)
-	redisURL := benchRedis(b)
+	rs := testenv.StartRedis(b)
+	redisURL := rs.URL
 	asOf := subscription.MustDate("2031-01-01")
 	size := loadDue(b, redisURL, 0, n, asOf)
 
@@ -55,7 +57,7 @@ func BenchmarkNotifierThroughput(b *testing.B) {
 	s := e2e.Start(b, benchOptions(natsURL, redisURL, sinkAddr))
 
 	b.ResetTimer()
-	cpu0 := processCPU()
+	cpu0, redis0, sink0 := processCPU(), childCPU(rs.Pid()), childCPU(sinkPid)
 	start := time.Now()
 	res := s.CLI(b, "run", "--as-of", asOf.String())
 	passDone := time.Since(start)
@@ -64,7 +66,7 @@ func BenchmarkNotifierThroughput(b *testing.B) {
 	}
 	outcomes.wait(b, 10*time.Minute)
 	elapsed := time.Since(start)
-	cpu := processCPU() - cpu0
+	cpu, redisCPU, sinkCPU := processCPU()-cpu0, childCPU(rs.Pid())-redis0, childCPU(sinkPid)-sink0
 	b.StopTimer()
 	if got := outcomes.count(subscription.OutcomeSent); got != n {
 		b.Fatalf("sent %d notices, want %d (outcomes: %v)", got, n, outcomes.counts())
@@ -72,8 +74,10 @@ func BenchmarkNotifierThroughput(b *testing.B) {
 	rate := float64(n) / elapsed.Seconds()
 	load, _ := os.ReadFile("/proc/loadavg")
 
+	sink1 := childCPU(sinkPid)
 	sourceTook := runSMTPSource(b, sinkAddr, n, size)
 	sourceRate := float64(n) / sourceTook.Seconds()
+	sourceSinkCPU := childCPU(sinkPid) - sink1
 
 	b.ReportMetric(rate, "emails/s")
 	b.ReportMetric(sourceRate, "smtp-source-msgs/s")
@@ -81,8 +85,11 @@ func BenchmarkNotifierThroughput(b *testing.B) {
 	b.ReportMetric(passDone.Seconds(), "pass-s")
 	b.ReportMetric(float64(size), "email-bytes")
 	b.ReportMetric(float64(cpu.Microseconds())/n, "cpu-µs/email")
-	b.Logf("test process (notifier, API, scheduler pass, NATS server) used %v of CPU, %.0fµs an email; load average at the end: %s",
-		cpu.Round(time.Millisecond), float64(cpu.Microseconds())/n, strings.TrimSpace(string(load)))
+	b.ReportMetric(float64(redisCPU.Microseconds())/n, "redis-cpu-µs/email")
+	b.ReportMetric(float64(sinkCPU.Microseconds())/n, "sink-cpu-µs/email")
+	b.Logf("CPU an email: test process (notifier, API, scheduler pass, NATS server) %.0fµs, redis-server %.0fµs, smtp-sink %.0fµs (%.0fµs a message from smtp-source); load average at the end: %s",
+		float64(cpu.Microseconds())/n, float64(redisCPU.Microseconds())/n, float64(sinkCPU.Microseconds())/n,
+		float64(sourceSinkCPU.Microseconds())/n, strings.TrimSpace(string(load)))
 	b.Logf("%d notices in %v (%.0f emails/s; the pass published them in %v); smtp-source -s 8 -d -m %d -l %d: %v (%.0f msgs/s); ratio %.2f",
 		n, elapsed.Round(time.Millisecond), rate, passDone.Round(time.Millisecond),
 		n, size, sourceTook.Round(time.Millisecond), sourceRate, rate/sourceRate)
@@ -102,9 +109,9 @@ func BenchmarkNotifierLatency(b *testing.B) {
 		tick      = 10 * time.Millisecond
 		perTick   = perSecond / int(time.Second/tick)
 	)
-	sinkAddr := startSMTPSink(b)
+	sinkAddr, _ := startSMTPSink(b)
 	nc, natsURL := benchNATS(b)
-	redisURL := benchRedis(b)
+	redisURL := testenv.StartRedis(b).URL
 	asOf := subscription.MustDate("2031-01-01")
 	loadDue(b, redisURL, 0, n, asOf)
 
@@ -174,6 +181,29 @@ func processCPU() time.Duration {
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
+// childCPU is the user and system CPU time process pid has used, from
+// /proc/<pid>/stat; 0 when it cannot be read.
+func childCPU(pid int) time.Duration {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	// The command name, in parentheses, may hold spaces: count fields from
+	// the last ')'. utime and stime are fields 14 and 15, in clock ticks.
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return 0
+	}
+	f := strings.Fields(string(b[i+1:]))
+	if len(f) < 13 {
+		return 0
+	}
+	utime, _ := strconv.ParseInt(f[11], 10, 64)
+	stime, _ := strconv.ParseInt(f[12], 10, 64)
+	const ticksPerSecond = 100 // USER_HZ on Linux
+	return time.Duration(utime+stime) * time.Second / ticksPerSecond
+}
+
 func quantile(ds []time.Duration, q float64) time.Duration {
 	slices.Sort(ds)
 	if len(ds) == 0 {
@@ -201,10 +231,6 @@ func benchNATS(b *testing.B) (*nats.Conn, string) {
 	}
 	b.Cleanup(nc.Close)
 	return nc, srv.ClientURL()
-}
-
-func benchRedis(b *testing.B) string {
-	return testenv.StartRedis(b).URL
 }
 
 func benchID(i int) string { return fmt.Sprintf("12%010d", i) }
@@ -262,9 +288,9 @@ func loadDue(b *testing.B, redisURL string, from, to int, asOf subscription.Date
 }
 
 // startSMTPSink runs Postfix's smtp-sink on a free loopback port for the
-// benchmark and returns its address. It skips the benchmark when smtp-sink is
+// benchmark and returns its address and process id. It skips the benchmark when smtp-sink is
 // not installed.
-func startSMTPSink(b *testing.B) string {
+func startSMTPSink(b *testing.B) (string, int) {
 	b.Helper()
 	path, err := exec.LookPath("smtp-sink")
 	if err != nil {
@@ -290,7 +316,7 @@ func startSMTPSink(b *testing.B) string {
 		}
 		return err == nil
 	})
-	return addr
+	return addr, cmd.Process.Pid
 }
 
 // runSMTPSource sends n messages of size bytes over 8 parallel sessions, each
