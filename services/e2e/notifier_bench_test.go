@@ -1,7 +1,6 @@
 package e2e_test
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"net"
@@ -57,7 +56,7 @@ func BenchmarkNotifierThroughput(b *testing.B) {
 	s := e2e.Start(b, benchOptions(natsURL, redisURL, sinkAddr))
 
 	b.ResetTimer()
-	cpu0, redis0, sink0 := processCPU(), childCPU(rs.Pid()), childCPU(sinkPid)
+	cpu0, redis0, sink0 := processCPU(), testenv.ProcessCPU(rs.Pid()), testenv.ProcessCPU(sinkPid)
 	start := time.Now()
 	res := s.CLI(b, "run", "--as-of", asOf.String())
 	passDone := time.Since(start)
@@ -66,7 +65,7 @@ func BenchmarkNotifierThroughput(b *testing.B) {
 	}
 	outcomes.wait(b, 10*time.Minute)
 	elapsed := time.Since(start)
-	cpu, redisCPU, sinkCPU := processCPU()-cpu0, childCPU(rs.Pid())-redis0, childCPU(sinkPid)-sink0
+	cpu, redisCPU, sinkCPU := processCPU()-cpu0, testenv.ProcessCPU(rs.Pid())-redis0, testenv.ProcessCPU(sinkPid)-sink0
 	b.StopTimer()
 	if got := outcomes.count(subscription.OutcomeSent); got != n {
 		b.Fatalf("sent %d notices, want %d (outcomes: %v)", got, n, outcomes.counts())
@@ -74,10 +73,10 @@ func BenchmarkNotifierThroughput(b *testing.B) {
 	rate := float64(n) / elapsed.Seconds()
 	load, _ := os.ReadFile("/proc/loadavg")
 
-	sink1 := childCPU(sinkPid)
+	sink1 := testenv.ProcessCPU(sinkPid)
 	sourceTook := runSMTPSource(b, sinkAddr, n, size)
 	sourceRate := float64(n) / sourceTook.Seconds()
-	sourceSinkCPU := childCPU(sinkPid) - sink1
+	sourceSinkCPU := testenv.ProcessCPU(sinkPid) - sink1
 
 	b.ReportMetric(rate, "emails/s")
 	b.ReportMetric(sourceRate, "smtp-source-msgs/s")
@@ -179,29 +178,6 @@ func processCPU() time.Duration {
 		return 0
 	}
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-}
-
-// childCPU is the user and system CPU time process pid has used, from
-// /proc/<pid>/stat; 0 when it cannot be read.
-func childCPU(pid int) time.Duration {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return 0
-	}
-	// The command name, in parentheses, may hold spaces: count fields from
-	// the last ')'. utime and stime are fields 14 and 15, in clock ticks.
-	i := bytes.LastIndexByte(b, ')')
-	if i < 0 {
-		return 0
-	}
-	f := strings.Fields(string(b[i+1:]))
-	if len(f) < 13 {
-		return 0
-	}
-	utime, _ := strconv.ParseInt(f[11], 10, 64)
-	stime, _ := strconv.ParseInt(f[12], 10, 64)
-	const ticksPerSecond = 100 // USER_HZ on Linux
-	return time.Duration(utime+stime) * time.Second / ticksPerSecond
 }
 
 func quantile(ds []time.Duration, q float64) time.Duration {
