@@ -34,6 +34,9 @@ type state struct {
 	Ambiguous    bool                 `json:"ambiguous,omitempty"`
 	Token        string               `json:"token,omitempty"`
 	LeaseUntilMs int64                `json:"lease_until_ms,omitempty"`
+	// ConfirmedBy is the token whose Confirm recorded the outcome, so that
+	// its repeat (a retry whose reply was lost) is known as such.
+	ConfirmedBy string `json:"confirmed_by,omitempty"`
 }
 
 // ledgerKey encodes a notice key for the bucket: ':' is not allowed in
@@ -159,23 +162,33 @@ func (l *Ledger) Release(ctx context.Context, key subscription.NoticeKey, token 
 // the claim and returns the entry as written. e.Ambiguous marks the entry
 // ambiguous; an entry already marked stays so. e.Key and e.Attempts are
 // ignored: the ledger keeps them. It returns an error wrapping
-// subscription.ErrLostClaim when token does not hold the claim.
+// subscription.ErrLostClaim when token does not hold the claim. Repeated by
+// the token that confirmed, for the same outcome and before any other claim,
+// it writes nothing and returns the entry.
 func (l *Ledger) Confirm(ctx context.Context, key subscription.NoticeKey, token string, e subscription.Entry) (subscription.Entry, error) {
 	if e.Outcome == "" {
 		return subscription.Entry{}, fmt.Errorf("confirm notice %s: no outcome", key)
 	}
+	var repeated *state
 	st, err := l.updateState(ctx, "confirm", key, func(cur *state) (*state, error) {
+		if cur != nil && token != "" && cur.Token == "" && cur.ConfirmedBy == token && cur.Outcome == e.Outcome {
+			repeated = cur
+			return nil, nil // a repeat: nothing to write
+		}
 		if cur == nil || token == "" || cur.Token != token {
 			return nil, subscription.ErrLostClaim
 		}
 		next := *cur
-		next.Token, next.LeaseUntilMs = "", 0
+		next.Token, next.LeaseUntilMs, next.ConfirmedBy = "", 0, token
 		next.Outcome, next.Reason, next.Role, next.At = e.Outcome, e.Reason, e.Role, e.At
 		next.Ambiguous = next.Ambiguous || e.Ambiguous
 		return &next, nil
 	})
 	if err != nil {
 		return subscription.Entry{}, err
+	}
+	if repeated != nil {
+		return repeated.entry(key), nil
 	}
 	return st.entry(key), nil
 }

@@ -23,6 +23,7 @@ const (
 	fAmbiguous = "amb"
 	fToken     = "tok"
 	fLease     = "lease" // unix milliseconds at which the claim runs out
+	fConfirmed = "ctok"  // the token whose Confirm recorded the outcome
 )
 
 // claimScript: KEYS entry, per-subscription set; ARGV token, now ms, lease
@@ -57,11 +58,17 @@ return 'ok'
 
 // confirmScript: KEYS entry; ARGV token, outcome, reason, role, at, "1" when
 // ambiguous. Returns "lost", or the entry's fields as confirmFields lists them.
+// A repeat by the token that confirmed, for the same outcome, with no claim
+// since (a retry whose first reply was lost) returns the entry unchanged.
 var confirmScript = redis.NewScript(`
-if redis.call('HGET', KEYS[1], 'tok') ~= ARGV[1] then return 'lost' end
-redis.call('HDEL', KEYS[1], 'tok', 'lease')
-redis.call('HSET', KEYS[1], 'o', ARGV[2], 'r', ARGV[3], 'ro', ARGV[4], 'at', ARGV[5])
-if ARGV[6] == '1' then redis.call('HSET', KEYS[1], 'amb', '1') end
+local e = redis.call('HMGET', KEYS[1], 'tok', 'ctok', 'o')
+if e[1] ~= ARGV[1] then
+  if e[1] or e[2] ~= ARGV[1] or e[3] ~= ARGV[2] then return 'lost' end
+else
+  redis.call('HDEL', KEYS[1], 'tok', 'lease')
+  redis.call('HSET', KEYS[1], 'o', ARGV[2], 'r', ARGV[3], 'ro', ARGV[4], 'at', ARGV[5], 'ctok', ARGV[1])
+  if ARGV[6] == '1' then redis.call('HSET', KEYS[1], 'amb', '1') end
+end
 return redis.call('HMGET', KEYS[1], 'o', 'r', 'ro', 'at', 'n', 'amb')
 `)
 
@@ -127,7 +134,10 @@ func (l *Ledger) Release(ctx context.Context, key subscription.NoticeKey, token 
 }
 
 // Confirm records e's Outcome, Reason, Role and At under token's claim, ends
-// the claim and returns the stored entry, read in the same script.
+// the claim and returns the stored entry, read in the same script. Repeated
+// by the token that confirmed, for the same outcome and before any other
+// claim, it changes nothing and returns the entry: a retry whose first reply
+// was lost learns what it recorded.
 // e.Ambiguous marks the entry ambiguous; an entry already marked stays so.
 // e.Key and e.Attempts are ignored: the ledger keeps them. It returns an
 // error wrapping subscription.ErrLostClaim when token does not hold the claim.

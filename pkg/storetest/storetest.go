@@ -73,6 +73,7 @@ func Run(t *testing.T, open func(t *testing.T) Backend) {
 		{"LedgerTakeoverMarksAmbiguous", testTakeover},
 		{"LedgerReleaseKeepsAmbiguous", testReleaseAmbiguous},
 		{"LedgerConfirmWrongToken", testConfirmWrongToken},
+		{"LedgerConfirmRepeated", testConfirmRepeated},
 		{"LedgerNonSentOutcomesDoNotBlock", testNonSent},
 		{"LedgerSentGetList", testSentGetList},
 		{"LedgerConcurrentClaim", testConcurrentClaim},
@@ -541,7 +542,7 @@ func testClaim(t *testing.T, b Backend) {
 	}
 	wantErr(t, "claim after sent", l.Claim(ctx, k, "tok-c", t0.Add(48*time.Hour), lease), subscription.ErrAlreadySent)
 	wantErr(t, "re-claim by the confirming token", l.Claim(ctx, k, "tok-a", t0.Add(time.Hour), lease), subscription.ErrAlreadySent)
-	wantErr(t, "second confirm", confirmErr(ctx, l, k, "tok-a", subscription.Entry{Outcome: subscription.OutcomeSent, At: at}), subscription.ErrLostClaim)
+	wantErr(t, "second confirm, of another outcome", confirmErr(ctx, l, k, "tok-a", subscription.Entry{Outcome: subscription.OutcomeFailed, At: at}), subscription.ErrLostClaim)
 	wantErr(t, "release after confirm", l.Release(ctx, k, "tok-a", false), subscription.ErrLostClaim)
 	if e := lget(t, l, k); e.Attempts != 1 || e.Outcome != subscription.OutcomeSent {
 		t.Errorf("refused calls changed the entry: %+v", e)
@@ -622,6 +623,44 @@ func testConfirmWrongToken(t *testing.T, b Backend) {
 	if err := checkConfirm(t, ctx, l, k, "right", subscription.Entry{Outcome: subscription.OutcomeSent, At: t0}); err != nil {
 		t.Errorf("Confirm with the right token: %v", err)
 	}
+}
+
+// testConfirmRepeated: a Confirm repeated by the token that confirmed (a
+// retry after its reply was lost) returns the stored entry and changes
+// nothing; any other token, or a later claim's, is still refused.
+func testConfirmRepeated(t *testing.T, b Backend) {
+	l, ctx, k := b.Ledger, ctxT(t), key("R1", 90)
+	mustClaim(t, l, k, "first", t0)
+	sent := subscription.Entry{Outcome: subscription.OutcomeSent, Role: subscription.RoleContractManager, At: t0}
+	if err := checkConfirm(t, ctx, l, k, "first", sent); err != nil {
+		t.Fatalf("Confirm: %v", err)
+	}
+	before := lget(t, l, k)
+	again, err := l.Confirm(ctx, k, "first", sent)
+	if err != nil {
+		t.Fatalf("Confirm repeated by the token that confirmed: %v", err)
+	}
+	if again.Outcome != before.Outcome || again.Attempts != before.Attempts || !again.At.Equal(before.At) || again.Ambiguous != before.Ambiguous {
+		t.Errorf("repeated Confirm returned %+v, want the stored %+v", again, before)
+	}
+	if after := lget(t, l, k); after.Outcome != before.Outcome || !after.At.Equal(before.At) || after.Attempts != before.Attempts {
+		t.Errorf("repeated Confirm changed the entry: %+v, was %+v", after, before)
+	}
+	wantErr(t, "confirm by another token after the first confirmed", confirmErr(ctx, l, k, "other", sent), subscription.ErrLostClaim)
+	// A repeat that would record another outcome is not a repeat.
+	failed := subscription.Entry{Outcome: subscription.OutcomeFailed, Reason: "x", At: t0}
+	wantErr(t, "confirm of another outcome by the token that confirmed", confirmErr(ctx, l, k, "first", failed), subscription.ErrLostClaim)
+
+	// A non-sent outcome can be claimed again; the old token's repeat must
+	// not then pass for the new claim.
+	k2 := key("R2", 90)
+	mustClaim(t, l, k2, "one", t0)
+	skipped := subscription.Entry{Outcome: subscription.OutcomeSkipped, Reason: "renewal in progress", At: t0}
+	if err := checkConfirm(t, ctx, l, k2, "one", skipped); err != nil {
+		t.Fatalf("Confirm skipped: %v", err)
+	}
+	mustClaim(t, l, k2, "two", t0.Add(time.Hour))
+	wantErr(t, "repeat by an earlier claim's token while a new claim holds the notice", confirmErr(ctx, l, k2, "one", skipped), subscription.ErrLostClaim)
 }
 
 func testNonSent(t *testing.T, b Backend) {

@@ -112,7 +112,10 @@ type Ledger interface {
 	// Confirm records the final outcome under the claim held by token, ends
 	// the claim and returns the entry as now stored (what Get would return:
 	// the attempts and the ambiguous flag are the ledger's), in the same
-	// round trip. It returns ErrLostClaim when token no longer holds it.
+	// round trip. It returns ErrLostClaim when token no longer holds it. A
+	// repeat by the token that confirmed, for the same outcome and before any
+	// other claim (a retry whose reply was lost), returns the entry as stored
+	// and changes nothing.
 	Confirm(ctx context.Context, key NoticeKey, token string, e Entry) (Entry, error)
 	// Sent reports which of keys were sent.
 	Sent(ctx context.Context, keys []NoticeKey) (map[NoticeKey]bool, error)
