@@ -20,3 +20,23 @@ func BenchmarkSealSubscription(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkOpenSubscription measures what reading a stored record costs the
+// notifier per notice: decoding the clear part, opening and decoding the
+// personal part.
+func BenchmarkOpenSubscription(b *testing.B) {
+	key, _ := shred.NewKey()
+	s := sample()
+	s.CustomerAccount, s.CustomerName, s.Term = "ACC-1", "Analytical Engines Ltd", "12 months"
+	s.Timezone, s.Locale = "Europe/London", "en-GB"
+	r, err := shred.SealSubscription(key, s)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := shred.OpenSubscription(key, r); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
