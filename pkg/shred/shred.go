@@ -285,16 +285,22 @@ func (sc *scratch) seal(key []byte, s *subscription.Subscription) (clear, sealed
 // not the record's.
 func OpenSubscription(key []byte, r Record) (subscription.Subscription, error) {
 	var s subscription.Subscription
-	if err := json.Unmarshal(r.Clear, &s); err != nil {
-		return s, fmt.Errorf("open subscription record: %w", err)
+	if !decodeClear(r.Clear, &s) {
+		s = subscription.Subscription{}
+		if err := json.Unmarshal(r.Clear, &s); err != nil {
+			return s, fmt.Errorf("open subscription record: %w", err)
+		}
 	}
 	pj, err := Open(key, r.Sealed, []byte(s.ID))
 	if err != nil {
 		return s, fmt.Errorf("open subscription %s: %w", s.ID, err)
 	}
 	var p personal
-	if err := json.Unmarshal(pj, &p); err != nil {
-		return s, fmt.Errorf("open subscription %s: personal part: %w", s.ID, err)
+	if !decodePersonal(pj, &p) {
+		p = personal{}
+		if err := json.Unmarshal(pj, &p); err != nil {
+			return s, fmt.Errorf("open subscription %s: personal part: %w", s.ID, err)
+		}
 	}
 	s.ContractManager, s.PrimaryAdmin, s.SecondaryAdmins = p.CM, p.PA, p.SA
 	return s, nil
