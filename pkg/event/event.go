@@ -92,13 +92,25 @@ func newID() string {
 }
 
 // Decode reads a structured-mode event and its data into data (when non-nil).
+// It reads the shape that json.Marshal gives an Event (and a NoticeDue) by
+// hand, and decodes anything else with encoding/json (see decode.go).
 func Decode(b []byte, data any) (Event, error) {
 	var e Event
-	if err := json.Unmarshal(b, &e); err != nil {
-		return Event{}, fmt.Errorf("decode event: %w", err)
+	due, isDue := data.(*NoticeDue)
+	var d NoticeDue
+	ok, dueOK := decodeFast(b, &e, isDue && due != nil, &d)
+	if !ok {
+		e = Event{}
+		if err := json.Unmarshal(b, &e); err != nil {
+			return Event{}, fmt.Errorf("decode event: %w", err)
+		}
 	}
 	if e.SpecVersion != "1.0" || e.Type == "" || e.ID == "" {
 		return Event{}, fmt.Errorf("decode event: not a CloudEvents 1.0 event")
+	}
+	if dueOK {
+		*due = d
+		return e, nil
 	}
 	if data != nil {
 		if err := json.Unmarshal(e.Data, data); err != nil {

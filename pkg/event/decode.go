@@ -1,0 +1,221 @@
+package event
+
+import (
+	"bytes"
+	"encoding/json"
+	"strconv"
+	"strings"
+	"time"
+
+	"renewals/pkg/subscription"
+)
+
+// Decode reads events by hand when they have the shape that json.Marshal
+// gives an Event (and the scheduler's appendDueEvent writes): its members in
+// declaration order, no whitespace, strings of printable ASCII without
+// escapes, data last. For a *NoticeDue the data is read by hand too, when
+// it has the shape json.Marshal gives it. The readers decline anything else,
+// and Decode then decodes with encoding/json as it always did, so results
+// and errors stay what they were; decode_test.go holds the two to that.
+
+// cursor reads b from i.
+type cursor struct {
+	s string // the input, as one string that read strings share
+	i int
+}
+
+// lit consumes p, reporting whether it is next.
+func (c *cursor) lit(p string) bool {
+	if strings.HasPrefix(c.s[c.i:], p) {
+		c.i += len(p)
+		return true
+	}
+	return false
+}
+
+// str reads a string of printable ASCII without escapes.
+func (c *cursor) str() (string, bool) {
+	s := c.s
+	if c.i >= len(s) || s[c.i] != '"' {
+		return "", false
+	}
+	start := c.i + 1
+	for i := start; i < len(s); i++ {
+		switch b := s[i]; {
+		case b == '"':
+			c.i = i + 1
+			return s[start:i], true
+		case b < 0x20 || b == '\\' || b >= 0x80:
+			return "", false
+		}
+	}
+	return "", false
+}
+
+// int reads an integer without fraction or exponent that fits an int.
+func (c *cursor) int() (int, bool) {
+	s, i := c.s, c.i
+	if i < len(s) && s[i] == '-' {
+		i++
+	}
+	start := i
+	for i < len(s) && s[i] >= '0' && s[i] <= '9' {
+		i++
+	}
+	switch {
+	case i == start, s[start] == '0' && i > start+1:
+		return 0, false
+	case i < len(s) && (s[i] == '.' || s[i] == 'e' || s[i] == 'E'):
+		return 0, false
+	}
+	v, err := strconv.ParseInt(s[c.i:i], 10, strconv.IntSize)
+	if err != nil {
+		return 0, false
+	}
+	c.i = i
+	return int(v), true
+}
+
+// decodeFast reads b's envelope into e and, when due is non-nil, its data
+// into *dueOut, reporting in dueOK whether it did. It reports false when b
+// is not in the shape it reads.
+func decodeFast(b []byte, e *Event, due bool, dueOut *NoticeDue) (ok, dueOK bool) {
+	c := cursor{s: string(b)}
+	if !c.lit(`{"specversion":`) || !c.strInto(&e.SpecVersion, `,"id":`) || !c.strInto(&e.ID, `,"source":`) ||
+		!c.strInto(&e.Source, `,"type":`) || !c.strInto(&e.Type, `,"time":`) {
+		return false, false
+	}
+	// What json.Unmarshal does with the time: hand its quoted text to
+	// time.Time.UnmarshalJSON.
+	t := c.i
+	if _, ok := c.str(); !ok || e.Time.UnmarshalJSON(b[t:c.i]) != nil {
+		return false, false
+	}
+	if !c.lit(`,"subject":`) || !c.strInto(&e.Subject, `,"datacontenttype":`) || !c.strInto(&e.DataContentType, `,"data":`) ||
+		len(c.s) < c.i+2 || c.s[len(c.s)-1] != '}' {
+		return false, false
+	}
+	data := b[c.i : len(b)-1]
+	if due {
+		d := cursor{s: c.s[:len(c.s)-1], i: c.i}
+		dueOK = d.noticeDue(dueOut) && d.i == len(d.s)
+	}
+	if !dueOK && (isSpace(data[0]) || isSpace(data[len(data)-1]) || !json.Valid(data)) {
+		return false, false
+	}
+	e.Data = bytes.Clone(data)
+	return true, dueOK
+}
+
+func isSpace(b byte) bool { return b == ' ' || b == '\t' || b == '\n' || b == '\r' }
+
+// strInto reads a string into v and then the literal next.
+func (c *cursor) strInto(v *string, next string) bool {
+	s, ok := c.str()
+	if !ok || !c.lit(next) {
+		return false
+	}
+	*v = s
+	return true
+}
+
+// noticeDue reads the data of a due event as json.Marshal writes it.
+func (c *cursor) noticeDue(d *NoticeDue) bool {
+	var key, end, asOf string
+	var ok bool
+	switch {
+	case !c.lit(`{"notice_key":`):
+	case !c.strInto(&key, `,"subscription_id":`):
+	case !c.strInto(&d.SubscriptionID, `,"end_date":`):
+	case !c.strInto(&end, `,"milestone":`):
+	default:
+		ok = true
+	}
+	if !ok {
+		return false
+	}
+	if d.Milestone, ok = c.int(); !ok || !c.lit(`,"days_left":`) {
+		return false
+	}
+	if d.DaysLeft, ok = c.int(); !ok || !c.lit(`,"as_of":`) {
+		return false
+	}
+	if asOf, ok = c.str(); !ok || !c.lit(`}`) {
+		return false
+	}
+	if d.NoticeKey, ok = parseNoticeKey(key); !ok {
+		return false
+	}
+	if d.EndDate, ok = parseDate(end); !ok {
+		return false
+	}
+	d.AsOf, ok = parseDate(asOf)
+	return ok
+}
+
+// parseNoticeKey is subscription.ParseNoticeKey for the keys it accepts
+// whose milestone is written plainly; it reports false for any other text.
+func parseNoticeKey(s string) (subscription.NoticeKey, bool) {
+	i := strings.IndexByte(s, ':')
+	if i < 1 || i > 64 || len(s) < i+12 || s[i+11] != ':' {
+		return subscription.NoticeKey{}, false
+	}
+	for _, b := range []byte(s[:i]) {
+		if !('a' <= b && b <= 'z' || 'A' <= b && b <= 'Z' || '0' <= b && b <= '9' || b == '_' || b == '-') {
+			return subscription.NoticeKey{}, false
+		}
+	}
+	d, ok := parseDate(s[i+1 : i+11])
+	if !ok || d.IsZero() {
+		return subscription.NoticeKey{}, false
+	}
+	m := s[i+12:]
+	if len(m) == 0 || len(m) > 9 || m[0] < '1' || m[0] > '9' {
+		return subscription.NoticeKey{}, false
+	}
+	n := 0
+	for _, b := range []byte(m) {
+		if b < '0' || b > '9' {
+			return subscription.NoticeKey{}, false
+		}
+		n = n*10 + int(b-'0')
+	}
+	return subscription.NoticeKey{SubscriptionID: s[:i], EndDate: d, Milestone: n}, true
+}
+
+// parseDate is Date.UnmarshalText ("" the zero Date, else
+// subscription.ParseDate) for the texts it accepts; it reports false for
+// any other text.
+func parseDate(v string) (subscription.Date, bool) {
+	if v == "" {
+		return subscription.Date{}, true
+	}
+	if len(v) != 10 || v[4] != '-' || v[7] != '-' {
+		return subscription.Date{}, false
+	}
+	n := 0
+	for i, c := range []byte(v) {
+		if i == 4 || i == 7 {
+			continue
+		}
+		if c < '0' || c > '9' {
+			return subscription.Date{}, false
+		}
+		n = n*10 + int(c-'0')
+	}
+	y, m, d := n/10000, time.Month(n/100%100), n%100
+	if m < time.January || m > time.December || d < 1 || d > daysIn(m, y) {
+		return subscription.Date{}, false
+	}
+	return subscription.Date{Year: y, Month: m, Day: d}, true
+}
+
+func daysIn(m time.Month, y int) int {
+	if m == time.February {
+		if y%4 == 0 && (y%100 != 0 || y%400 == 0) {
+			return 29
+		}
+		return 28
+	}
+	return 31 - int(m-1)%7%2
+}
