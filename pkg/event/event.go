@@ -60,9 +60,21 @@ type Event struct {
 // New builds an event of the given subject (its type is the subject with a
 // version suffix, e.g. renewals.notice.sent.v1), CloudEvents subject and data.
 func New(natsSubject, subject string, at time.Time, data any) (Event, error) {
-	raw, err := json.Marshal(data)
-	if err != nil {
-		return Event{}, fmt.Errorf("encode %s event: %w", natsSubject, err)
+	var raw []byte
+	switch d := data.(type) {
+	case NoticeOutcome:
+		raw = appendOutcome(make([]byte, 0, 192), &d)
+	case *NoticeOutcome:
+		if d == nil {
+			raw = []byte("null")
+			break
+		}
+		raw = appendOutcome(make([]byte, 0, 192), d)
+	default:
+		var err error
+		if raw, err = json.Marshal(data); err != nil {
+			return Event{}, fmt.Errorf("encode %s event: %w", natsSubject, err)
+		}
 	}
 	return Event{
 		SpecVersion:     "1.0",
