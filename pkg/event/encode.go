@@ -1,7 +1,9 @@
 package event
 
 import (
+	"encoding/json"
 	"strconv"
+	"time"
 	"unicode/utf8"
 
 	"renewals/pkg/subscription"
@@ -132,4 +134,59 @@ func appendString(b []byte, s string) []byte {
 	}
 	b = append(b, s[start:]...)
 	return append(b, '"')
+}
+
+// Marshal returns json.Marshal(e), writing the envelope by hand when it can:
+// when e.Time is within the years json.Marshal accepts and e.Data is already
+// in the form json.Marshal would give it (compact, and with <, >, &, U+2028
+// and U+2029 escaped inside strings), as New's data always is. Otherwise it
+// calls json.Marshal.
+func Marshal(e Event) ([]byte, error) {
+	if y := e.Time.Year(); y < 0 || y > 9999 || e.Data != nil && !marshalled(e.Data) {
+		return json.Marshal(e)
+	}
+	b := make([]byte, 0, 160+len(e.ID)+len(e.Type)+len(e.Subject)+len(e.Data))
+	b = append(b, `{"specversion":`...)
+	b = appendString(b, e.SpecVersion)
+	b = append(b, `,"id":`...)
+	b = appendString(b, e.ID)
+	b = append(b, `,"source":`...)
+	b = appendString(b, e.Source)
+	b = append(b, `,"type":`...)
+	b = appendString(b, e.Type)
+	b = append(b, `,"time":"`...)
+	b = e.Time.AppendFormat(b, time.RFC3339Nano)
+	b = append(b, `","subject":`...)
+	b = appendString(b, e.Subject)
+	b = append(b, `,"datacontenttype":`...)
+	b = appendString(b, e.DataContentType)
+	b = append(b, `,"data":`...)
+	if e.Data == nil {
+		b = append(b, "null"...)
+	} else {
+		b = append(b, e.Data...)
+	}
+	return append(b, '}'), nil
+}
+
+// marshalled reports whether raw is valid JSON that json.Marshal would copy
+// unchanged into an enclosing value: no white space outside strings, and
+// none of <, >, &, U+2028 or U+2029 unescaped (encoding/json escapes them).
+func marshalled(raw []byte) bool {
+	in := false // inside a string
+	for i := 0; i < len(raw); i++ {
+		switch c := raw[i]; {
+		case in && c == '\\':
+			i++ // the escaped byte cannot end the string
+		case c == '"':
+			in = !in
+		case c == '<' || c == '>' || c == '&':
+			return false
+		case c == 0xE2 && i+2 < len(raw) && raw[i+1] == 0x80 && (raw[i+2] == 0xA8 || raw[i+2] == 0xA9):
+			return false
+		case !in && (c == ' ' || c == '\t' || c == '\n' || c == '\r'):
+			return false
+		}
+	}
+	return json.Valid(raw)
 }

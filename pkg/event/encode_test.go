@@ -63,3 +63,44 @@ func FuzzAppendOutcome(f *testing.F) {
 		})
 	})
 }
+
+func checkMarshal(t *testing.T, e Event) {
+	t.Helper()
+	want, wantErr := json.Marshal(e)
+	got, err := Marshal(e)
+	if (err != nil) != (wantErr != nil) || !bytes.Equal(got, want) {
+		t.Fatalf("Marshal(%+v):\n got %s, %v\nwant %s, %v", e, got, err, want, wantErr)
+	}
+}
+
+func TestMarshalMatchesEncodingJSON(t *testing.T) {
+	r := rand.New(rand.NewPCG(15, 16))
+	texts := append(strs, odd, "renewals.notice.sent.v1", "")
+	datas := [][]byte{nil, {}, []byte("null"), []byte(`{"a":1}`), []byte(`{"a": 1}`), []byte(`{"a":"x y"}`), []byte(`{"a":"<&>"}`),
+		[]byte("{\"a\":\"\u2028\"}"), []byte("{\"a\":\"\u2013\"}"), []byte(`{"a":"\"}`), []byte(`{"a":"\\"}`), []byte(`{"a":"\\\"<"}`),
+		[]byte(`[1,2`), []byte(`{"a":1}x`), []byte(" {}"), []byte("\"\xff\""), []byte(`"\u003c"`)}
+	zones := []*time.Location{time.UTC, time.FixedZone("x", 5*3600+1800), time.FixedZone("y", -12*3600)}
+	times := []time.Time{{}, time.Date(2027, 3, 31, 6, 0, 0, 123456789, time.UTC), time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC), time.Date(-1, 1, 1, 0, 0, 0, 0, time.UTC), time.Date(9999, 12, 31, 23, 59, 59, 999999999, time.UTC)}
+	for range 5000 {
+		pick := func() string { return texts[r.IntN(len(texts))] }
+		var data []byte
+		if r.IntN(2) == 0 {
+			data = datas[r.IntN(len(datas))]
+		} else {
+			o := NoticeOutcome{Reason: pick(), Outcome: subscription.Outcome(pick()), Attempts: randInt(r), Ambiguous: r.IntN(2) == 0}
+			data = appendOutcome(nil, &o)
+		}
+		at := times[r.IntN(len(times))]
+		if r.IntN(2) == 0 {
+			at = time.Unix(r.Int64N(1<<34), r.Int64N(1e9)).In(zones[r.IntN(len(zones))])
+		}
+		checkMarshal(t, Event{SpecVersion: pick(), ID: pick(), Source: pick(), Type: pick(), Time: at, Subject: pick(), DataContentType: pick(), Data: data})
+	}
+}
+
+func FuzzMarshal(f *testing.F) {
+	f.Add("1.0", "id", "/renewals", "renewals.notice.sent.v1", int64(1800000000), "110001234567:2027-03-31:45", "application/json", []byte(`{"reason":"a b <c>"}`))
+	f.Fuzz(func(t *testing.T, spec, id, source, typ string, unix int64, subject, ct string, data []byte) {
+		checkMarshal(t, Event{SpecVersion: spec, ID: id, Source: source, Type: typ, Time: time.Unix(unix, 0).UTC(), Subject: subject, DataContentType: ct, Data: data})
+	})
+}
