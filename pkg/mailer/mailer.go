@@ -6,17 +6,18 @@
 package mailer
 
 import (
-	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"hash"
 	"mime"
-	"mime/quotedprintable"
 	"net/mail"
+	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"renewals/pkg/subscription"
@@ -120,13 +121,17 @@ func Compose(from string, m Message, date time.Time) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("build notice %s: From address (RENEWALS_MAIL_FROM): %w", m.Key, err)
 	}
-	var c composer
-	var buf bytes.Buffer
-	if _, err := c.compose(&buf, snd, m, date); err != nil {
+	c := composers.Get().(*composer)
+	defer composers.Put(c)
+	out, _, err := c.compose(nil, snd, m, date)
+	if err != nil {
 		return nil, err
 	}
-	return buf.Bytes(), nil
+	return out, nil
 }
+
+// composers keeps the digests and scratch space of Compose's composers.
+var composers = sync.Pool{New: func() any { return new(composer) }}
 
 // sender is the From address, parsed once: the envelope and header form of
 // the address and the domain that Message-IDs end in.
@@ -149,28 +154,30 @@ func newSender(from string) (sender, error) {
 	return sender{addr: a.Address, bracket: a.String(), domain: domain, midRight: "@" + domain}, nil
 }
 
-// composer writes messages. It keeps scratch space from message to message,
-// so a worker that owns one composes without allocating much; it is not safe
-// for concurrent use.
+// composer writes messages. It keeps its digest and scratch space from
+// message to message, so a worker that owns one composes without allocating
+// much; it is not safe for concurrent use.
 type composer struct {
 	scratch []byte
+	digest  hash.Hash
+	chunk   [512]byte // strings go through here into the digest
 }
 
-// compose validates m and writes it to buf as RFC 5322 with CRLF line ends:
-// the same bytes go-mail wrote for this message (header order and folding,
-// RFC 2047 words, quoted-printable parts), without building its Msg. It
-// returns the envelope recipient. Every check here fails permanently: the
-// same input will never build.
-func (c *composer) compose(buf *bytes.Buffer, snd sender, m Message, date time.Time) (rcpt string, err error) {
+// compose validates m and appends it to dst as RFC 5322 with CRLF line
+// ends: the same bytes go-mail wrote for this message (header order and
+// folding, RFC 2047 words, quoted-printable parts), without building its
+// Msg. It returns the extended slice and the envelope recipient. Every check
+// here fails permanently: the same input will never build.
+func (c *composer) compose(dst []byte, snd sender, m Message, date time.Time) (out []byte, rcpt string, err error) {
 	if err := subscription.ValidID(m.Key.SubscriptionID); err != nil {
-		return "", fmt.Errorf("build notice: %w: %w", err, ErrPermanent)
+		return dst, "", fmt.Errorf("build notice: %w: %w", err, ErrPermanent)
 	}
 	if m.Key.EndDate.IsZero() || m.Key.Milestone < 1 {
-		return "", fmt.Errorf("build notice %s: the notice key needs an end date and a milestone: %w", m.Key, ErrPermanent)
+		return dst, "", fmt.Errorf("build notice %s: the notice key needs an end date and a milestone: %w", m.Key, ErrPermanent)
 	}
 	to, err := singleAddress(m.To)
 	if err != nil {
-		return "", fmt.Errorf("build notice %s: contract manager address: %w", m.Key, err)
+		return dst, "", fmt.Errorf("build notice %s: contract manager address: %w", m.Key, err)
 	}
 	rcpt = to.String()
 	// Every header value is one line: names and subjects lose their line
@@ -182,54 +189,73 @@ func (c *composer) compose(buf *bytes.Buffer, snd sender, m Message, date time.T
 
 	// A boundary derived from the content makes the same notice compose to
 	// the same bytes; the content cannot hold a digest of itself.
-	key := c.scratch[:0]
-	key = appendKey(key, m.Key)
-	key = append(key, 0)
-	key = append(key, m.Subject...)
-	key = append(key, 0)
-	key = append(key, m.Text...)
-	key = append(key, 0)
-	key = append(key, m.HTML...)
-	sum := sha256.Sum256(key)
-	c.scratch = key[:0]
+	if c.digest == nil {
+		c.digest = sha256.New()
+	}
+	c.digest.Reset()
+	c.scratch = append(appendKey(c.scratch[:0], m.Key), 0)
+	c.digest.Write(c.scratch)
+	c.hashString(m.Subject)
+	c.digest.Write(c.scratch[len(c.scratch)-1:])
+	c.hashString(m.Text)
+	c.digest.Write(c.scratch[len(c.scratch)-1:])
+	c.hashString(m.HTML)
+	var sum [sha256.Size]byte
+	c.digest.Sum(sum[:0])
 	var boundary [len("renewal-") + 32]byte
 	copy(boundary[:], "renewal-")
 	hex.Encode(boundary[len("renewal-"):], sum[:16])
 
+	// One allocation for the common message: headers, parts and the
+	// quoted-printable overhead of mostly ASCII text.
+	need := 1024 + len(m.Subject)*3 + len(m.ToName)*3
+	need += len(m.Text) + len(m.Text)/8 + len(m.HTML) + len(m.HTML)/8
+	dst = slices.Grow(dst, need)
+
 	// Generic headers in go-mail's order (sorted by name), then From and To.
-	writeHeader(buf, "Auto-Submitted", "auto-generated")
+	dst = appendHeader(dst, "Auto-Submitted", "auto-generated")
 	c.scratch = date.AppendFormat(c.scratch[:0], time.RFC1123Z)
-	writeHeader(buf, "Date", string(c.scratch))
-	writeHeader(buf, "MIME-Version", "1.0")
+	dst = appendHeader(dst, "Date", c.scratch)
+	dst = appendHeader(dst, "MIME-Version", "1.0")
 	c.scratch = append(append(append(append(c.scratch[:0], '<'), "renewal."...), m.Key.SubscriptionID...), '.')
 	c.scratch = appendDate(c.scratch, m.Key.EndDate)
 	c.scratch = append(c.scratch, '.')
 	c.scratch = strconv.AppendInt(c.scratch, int64(m.Key.Milestone), 10)
 	c.scratch = append(append(c.scratch, snd.midRight...), '>')
-	writeHeader(buf, "Message-ID", string(c.scratch))
-	writeHeader(buf, "Subject", subject)
+	dst = appendHeader(dst, "Message-ID", c.scratch)
+	dst = appendHeader(dst, "Subject", subject)
 	c.scratch = appendKey(c.scratch[:0], m.Key)
-	writeHeader(buf, HeaderNotice, string(c.scratch))
-	writeHeader(buf, "From", snd.bracket)
+	dst = appendHeader(dst, HeaderNotice, c.scratch)
+	dst = appendHeader(dst, "From", snd.bracket)
 	// To is the only recipient header ever written: no Cc, no Bcc.
-	writeHeader(buf, "To", to.String())
-	buf.WriteString("Content-Type: multipart/alternative;\r\n boundary=")
-	buf.Write(boundary[:])
-	buf.WriteString("\r\n\r\n")
+	dst = appendHeader(dst, "To", to.String())
+	dst = append(dst, "Content-Type: multipart/alternative;\r\n boundary="...)
+	dst = append(dst, boundary[:]...)
+	dst = append(dst, "\r\n\r\n"...)
 
 	// The parts as mime/multipart writes them.
-	buf.WriteString("--")
-	buf.Write(boundary[:])
-	buf.WriteString("\r\nContent-Transfer-Encoding: quoted-printable\r\nContent-Type: text/plain; charset=UTF-8\r\n\r\n")
-	c.writeQP(buf, m.Text)
-	buf.WriteString("\r\n--")
-	buf.Write(boundary[:])
-	buf.WriteString("\r\nContent-Transfer-Encoding: quoted-printable\r\nContent-Type: text/html; charset=UTF-8\r\n\r\n")
-	c.writeQP(buf, m.HTML)
-	buf.WriteString("\r\n--")
-	buf.Write(boundary[:])
-	buf.WriteString("--\r\n")
-	return rcpt, nil
+	dst = append(dst, "--"...)
+	dst = append(dst, boundary[:]...)
+	dst = append(dst, "\r\nContent-Transfer-Encoding: quoted-printable\r\nContent-Type: text/plain; charset=UTF-8\r\n\r\n"...)
+	dst = appendQP(dst, m.Text)
+	dst = append(dst, "\r\n--"...)
+	dst = append(dst, boundary[:]...)
+	dst = append(dst, "\r\nContent-Transfer-Encoding: quoted-printable\r\nContent-Type: text/html; charset=UTF-8\r\n\r\n"...)
+	dst = appendQP(dst, m.HTML)
+	dst = append(dst, "\r\n--"...)
+	dst = append(dst, boundary[:]...)
+	dst = append(dst, "--\r\n"...)
+	return dst, rcpt, nil
+}
+
+// hashString feeds s to the digest through a fixed buffer: the digest takes
+// only byte slices, and converting a body would copy it whole.
+func (c *composer) hashString(s string) {
+	for len(s) > 0 {
+		n := copy(c.chunk[:], s)
+		c.digest.Write(c.chunk[:n])
+		s = s[n:]
+	}
 }
 
 // appendKey appends key as NoticeKey.String writes it.
@@ -264,115 +290,134 @@ func appendDate(b []byte, d subscription.Date) []byte {
 // words to stay within 76 characters a line).
 const maxHeaderLength = 76
 
-// writeHeader writes "key: value" folded as go-mail folds it: at the spaces
-// of value, before a word that would take the line past maxHeaderLength.
-// value must hold no CR or LF.
-func writeHeader(buf *bytes.Buffer, key, value string) {
+// appendHeader appends "key: value" folded as go-mail folds it: at the
+// spaces of value, before a word that would take the line past
+// maxHeaderLength. value must hold no CR or LF.
+func appendHeader[S string | []byte](dst []byte, key string, value S) []byte {
 	left := maxHeaderLength - 2 - len(key) - 2
-	buf.WriteString(key)
-	buf.WriteString(": ")
-	for i := 0; ; i++ {
-		word, rest, more := strings.Cut(value, " ")
+	dst = append(dst, key...)
+	dst = append(dst, ": "...)
+	for {
+		i := 0
+		for i < len(value) && value[i] != ' ' {
+			i++
+		}
+		word := value[:i]
 		if left-len(word) <= 1 {
 			// The space before the fold goes: the line break is the space.
-			if b := buf.Bytes(); b[len(b)-1] == ' ' {
-				buf.Truncate(len(b) - 1)
+			if dst[len(dst)-1] == ' ' {
+				dst = dst[:len(dst)-1]
 			}
-			buf.WriteString("\r\n ")
+			dst = append(dst, "\r\n "...)
 			left = maxHeaderLength - 3
 		}
-		buf.WriteString(word)
+		dst = append(dst, word...)
 		left -= len(word)
-		if !more {
+		if i == len(value) {
 			break
 		}
-		buf.WriteByte(' ')
+		dst = append(dst, ' ')
 		left--
-		value = rest
+		value = value[i+1:]
 	}
-	buf.WriteString("\r\n")
-}
-
-// writeQP writes s quoted-printable encoded, exactly as mime/quotedprintable
-// does (line breaks become CRLF), copying the lines that need no encoding
-// straight through: most of a rendered notice.
-func (c *composer) writeQP(buf *bytes.Buffer, s string) {
-	var qp *quotedprintable.Writer // made for the first line that needs it
-	if loneCR(s) {
-		// A CR without its LF makes the writer carry state (and buffered
-		// bytes) past the next line break: let it have the whole text.
-		qp = quotedprintable.NewWriter(buf)
-		c.scratch = append(c.scratch[:0], s...)
-		_, _ = qp.Write(c.scratch)
-		_ = qp.Close()
-		return
-	}
-	for len(s) > 0 {
-		line, rest, nl := strings.Cut(s, "\n")
-		body := line
-		if nl {
-			body = strings.TrimSuffix(line, "\r")
-		}
-		if plainQPLine(body) {
-			// As the writer does: 75 bytes, then a soft line break.
-			for len(body) > qpLineMax-1 {
-				buf.WriteString(body[:qpLineMax-1])
-				buf.WriteString("=\r\n")
-				body = body[qpLineMax-1:]
-			}
-			buf.WriteString(body)
-			if nl {
-				buf.WriteString("\r\n")
-			}
-		} else {
-			// With no lone CR, the quoted-printable writer ends a line
-			// at its line break and flushes it, so it holds no state
-			// between the lines given to it, and the plain lines can go
-			// around it.
-			if qp == nil {
-				qp = quotedprintable.NewWriter(buf)
-			}
-			c.scratch = append(c.scratch[:0], line...)
-			if nl {
-				c.scratch = append(c.scratch, '\n')
-			}
-			_, _ = qp.Write(c.scratch)
-			if !nl {
-				_ = qp.Close()
-			}
-		}
-		s = rest
-	}
-}
-
-// loneCR reports whether s holds a CR that is not followed by an LF.
-func loneCR(s string) bool {
-	for {
-		i := strings.IndexByte(s, '\r')
-		if i < 0 {
-			return false
-		}
-		if i+1 == len(s) || s[i+1] != '\n' {
-			return true
-		}
-		s = s[i+2:]
-	}
+	return append(dst, "\r\n"...)
 }
 
 // qpLineMax is the longest line mime/quotedprintable writes, soft line
 // break included.
 const qpLineMax = 76
 
-// plainQPLine reports whether quoted-printable leaves line as it is, but for
-// soft line breaks: printable ASCII other than '=', and spaces and tabs but
-// not at the end (the writer encodes those).
-func plainQPLine(line string) bool {
-	for i := 0; i < len(line); i++ {
-		if b := line[i]; (b < '!' || b > '~' || b == '=') && b != ' ' && b != '\t' {
-			return false
-		}
+// qpLiteral marks the bytes that mime/quotedprintable copies as they are
+// (but for trailing white space): printable ASCII other than '=', space and
+// tab.
+var qpLiteral = func() (t [256]bool) {
+	for b := '!'; b <= '~'; b++ {
+		t[b] = b != '='
 	}
-	return len(line) == 0 || line[len(line)-1] != ' ' && line[len(line)-1] != '\t'
+	t[' '], t['\t'] = true, true
+	return t
+}()
+
+const upperhex = "0123456789ABCDEF"
+
+// allQPLiteral8 reports whether the 8 bytes of s are all in ' '..'~' and
+// none is '=': literal bytes for quoted-printable (a tab, also literal, is
+// left to the byte-wise check). It tests them at once, in a word.
+func allQPLiteral8(s string) bool {
+	const ones, highs = 0x0101010101010101, 0x8080808080808080
+	x := uint64(s[0]) | uint64(s[1])<<8 | uint64(s[2])<<16 | uint64(s[3])<<24 |
+		uint64(s[4])<<32 | uint64(s[5])<<40 | uint64(s[6])<<48 | uint64(s[7])<<56
+	below := (x - ones*0x20) &^ x // high bit set where a byte < 0x20 (borrows only follow one)
+	above := x | (x + ones)       // high bit set where a byte >= 0x7f
+	eq := x ^ (ones * '=')        // a zero byte where a byte is '='
+	eq = (eq - ones) &^ eq        // its high bit set
+	return (below|above|eq)&highs == 0
+}
+
+// appendQP appends s quoted-printable encoded byte for byte as a
+// mime/quotedprintable Writer (not in binary mode) writes it, Close
+// included: line breaks (LF, CRLF, a lone CR) become CRLF, lines are cut
+// with a soft line break before they pass 76 bytes, and a space or tab
+// before a hard line break or at the end is encoded. Runs of literal bytes
+// are copied whole. It reproduces the Writer's state machine, quirks
+// included: an encoded byte between a CR and an LF leaves the LF swallowed,
+// as the Writer only clears its CR flag for a literal byte.
+func appendQP(dst []byte, s string) []byte {
+	lineStart := len(dst) // where the current output line begins
+	cr := false           // the last line break was a CR: an LF right after it is part of it
+	encode := func(dst []byte, b byte) []byte {
+		if len(dst)-lineStart > qpLineMax-4 {
+			dst = append(dst, "=\r\n"...)
+			lineStart = len(dst)
+		}
+		return append(dst, '=', upperhex[b>>4], upperhex[b&0x0f])
+	}
+	// lastSpace encodes a space or tab that ends the line so far.
+	lastSpace := func(dst []byte) []byte {
+		if n := len(dst); n > lineStart && (dst[n-1] == ' ' || dst[n-1] == '\t') {
+			return encode(dst[:n-1], dst[n-1])
+		}
+		return dst
+	}
+	for p := 0; p < len(s); {
+		b := s[p]
+		if qpLiteral[b] {
+			q := p + 1
+			for q+8 <= len(s) && allQPLiteral8(s[q:q+8]) {
+				q += 8
+			}
+			for q < len(s) && qpLiteral[s[q]] {
+				q++
+			}
+			for p < q {
+				if len(dst)-lineStart == qpLineMax-1 {
+					dst = append(dst, "=\r\n"...)
+					lineStart = len(dst)
+				}
+				n := min(q-p, qpLineMax-1-(len(dst)-lineStart))
+				dst = append(dst, s[p:p+n]...)
+				p += n
+			}
+			cr = false
+			continue
+		}
+		p++
+		switch b {
+		case '\n':
+			if cr {
+				cr = false
+				continue
+			}
+		case '\r':
+			cr = true
+		default:
+			dst = encode(dst, b)
+			continue
+		}
+		dst = append(lastSpace(dst), '\r', '\n')
+		lineStart = len(dst)
+	}
+	return lastSpace(dst)
 }
 
 // singleAddress parses s as exactly one bare address (no display name, no
@@ -394,5 +439,29 @@ func singleAddress(s string) (*mail.Address, error) {
 // oneLine collapses every run of white space, line breaks included, into
 // one space and trims the ends, so that a value can never end a header line.
 func oneLine(s string) string {
+	if oneLineAlready(s) {
+		return s
+	}
 	return strings.Join(strings.Fields(s), " ")
+}
+
+// oneLineAlready reports whether oneLine would return s as it is: ASCII
+// (strings.Fields also splits at U+0085 and U+00A0) without white space but
+// single spaces between words.
+func oneLineAlready(s string) bool {
+	if s == "" {
+		return true
+	}
+	if s[0] == ' ' || s[len(s)-1] == ' ' {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		switch b := s[i]; {
+		case b >= 0x80 || b == '\t' || b == '\n' || b == '\v' || b == '\f' || b == '\r':
+			return false
+		case b == ' ' && s[i+1] == ' ':
+			return false
+		}
+	}
+	return true
 }

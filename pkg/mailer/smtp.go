@@ -204,8 +204,8 @@ type worker struct {
 	conn *smtp.Client
 	raw  net.Conn // the connection under conn, to abort it
 	tls  *tls.Config
-	body bytes.Buffer // the message being sent, reused from send to send
-	data []byte       // body as SMTP message data, reused likewise
+	body []byte // the message being sent, reused from send to send
+	data []byte // body as SMTP message data, reused likewise
 	comp composer
 }
 
@@ -319,8 +319,9 @@ func (w *worker) hangUp() {
 }
 
 func (w *worker) send(ctx context.Context, m Message) error {
-	w.body.Reset()
-	envTo, err := w.comp.compose(&w.body, w.s.from, m, w.s.now())
+	var envTo string
+	var err error
+	w.body, envTo, err = w.comp.compose(w.body[:0], w.s.from, m, w.s.now())
 	if err != nil {
 		return err
 	}
@@ -465,7 +466,7 @@ func (w *worker) transact(m Message, from, to string) *DeliveryError {
 	}
 	// The whole message data in one write: bufio passes a write larger than
 	// its buffer straight through when nothing is buffered, as here.
-	w.data = appendDotStuffed(w.data[:0], w.body.Bytes())
+	w.data = appendDotStuffed(w.data[:0], w.body)
 	_, err := text.W.Write(w.data)
 	if err == nil {
 		err = text.W.Flush()
