@@ -11,6 +11,7 @@ import (
 	"regexp"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	gomail "github.com/wneessen/go-mail"
@@ -42,6 +43,12 @@ type SMTPSender struct {
 	quit  chan struct{}
 	once  sync.Once
 	wg    sync.WaitGroup
+	// chain lets a worker send a message's data with the next message's
+	// envelope (see worker.deliver); off only to measure the difference.
+	chain bool
+	// pipelined counts the messages whose envelope went out with the
+	// previous message's data.
+	pipelined atomic.Int64
 }
 
 type job struct {
@@ -55,6 +62,12 @@ type job struct {
 // down at start-up fails sends (transiently), not start-up. from is the From
 // address; now stamps the Date header and may be nil for the wall clock.
 func NewSMTP(cfg SMTPConfig, from string, now func() time.Time) (*SMTPSender, error) {
+	return newSMTP(cfg, from, now, make(chan job))
+}
+
+// newSMTP is NewSMTP taking its jobs from the given channel: a test fills a
+// buffered one before the workers start to control what they find waiting.
+func newSMTP(cfg SMTPConfig, from string, now func() time.Time, jobs chan job) (*SMTPSender, error) {
 	if cfg.Host == "" || cfg.Port == 0 {
 		return nil, fmt.Errorf("start smtp sender: no host and port: set RENEWALS_SMTP_URL, e.g. %s", urlExample)
 	}
@@ -72,7 +85,7 @@ func NewSMTP(cfg SMTPConfig, from string, now func() time.Time) (*SMTPSender, er
 	if now == nil {
 		now = time.Now
 	}
-	s := &SMTPSender{cfg: cfg, from: snd, now: now, jobs: make(chan job), quit: make(chan struct{})}
+	s := &SMTPSender{cfg: cfg, from: snd, now: now, jobs: jobs, quit: make(chan struct{}), chain: true}
 	if cfg.Rate > 0 {
 		s.limit = rate.NewLimiter(rate.Limit(cfg.Rate), 1)
 	}
@@ -204,9 +217,14 @@ type worker struct {
 	conn *smtp.Client
 	raw  net.Conn // the connection under conn, to abort it
 	tls  *tls.Config
-	body []byte // the message being sent, reused from send to send
-	data []byte // body as SMTP message data, reused likewise
-	comp composer
+	// The connection's extensions, looked up once.
+	params     string // MAIL FROM parameters: BODY=8BITMIME, SMTPUTF8
+	pipelining bool
+
+	bodies [2][]byte // messages taken on, reused from send to send
+	data   []byte    // what goes out after DATA, reused likewise
+	cmd    []byte    // one envelope command
+	comp   composer
 }
 
 func newWorker(s *SMTPSender) (*worker, error) {
@@ -274,7 +292,7 @@ func (w *worker) run() {
 			return
 		case j := <-w.s.jobs:
 			idle.Stop()
-			j.done <- w.send(j.ctx, j.msg)
+			w.serve(j)
 		case <-idleC:
 			w.hangUp()
 		}
@@ -292,6 +310,14 @@ func (w *worker) connect(ctx context.Context) error {
 		return err
 	}
 	w.conn = c
+	w.params = ""
+	if ok, _ := c.Extension("8BITMIME"); ok {
+		w.params += " BODY=8BITMIME"
+	}
+	if ok, _ := c.Extension("SMTPUTF8"); ok {
+		w.params += " SMTPUTF8"
+	}
+	w.pipelining, _ = c.Extension("PIPELINING")
 	return nil
 }
 
@@ -318,112 +344,279 @@ func (w *worker) hangUp() {
 	w.drop()
 }
 
-func (w *worker) send(ctx context.Context, m Message) error {
-	var envTo string
-	var err error
-	w.body, envTo, err = w.comp.compose(w.body[:0], w.s.from, m, w.s.now())
-	if err != nil {
-		return err
+// pending is a message a worker has taken on, composed and waiting for its
+// result.
+type pending struct {
+	job
+	rcpt    string      // the envelope recipient, <address>
+	slot    int         // the worker's body buffer that holds the message
+	retried bool        // it was sent again on a new connection already
+	stop    func() bool // disarms the abort on ctx; see arm
+}
+
+// serve delivers j and, while the server offers PIPELINING and more jobs
+// are waiting, the messages it takes on after j (see deliver).
+func (w *worker) serve(j job) {
+	p := &pending{job: j}
+	if err := w.compose(p, 0); err != nil {
+		j.done <- err
+		return
 	}
-	envFrom := w.s.from.bracket
-	for attempt := 0; ; attempt++ {
-		if err := ctx.Err(); err != nil {
-			return fmt.Errorf("send notice %s: %w", m.Key, err)
+	for p != nil {
+		p = w.deliver(p)
+	}
+}
+
+func (w *worker) compose(p *pending, slot int) error {
+	body, rcpt, err := w.comp.compose(w.bodies[slot][:0], w.s.from, p.msg, w.s.now())
+	w.bodies[slot], p.rcpt, p.slot = body, rcpt, slot
+	return err
+}
+
+// deliver sends p and answers its caller. A server that offers PIPELINING
+// gets the message data of p in one write with the envelope (MAIL FROM,
+// RCPT TO, DATA) of the next waiting message, q, when there is one (RFC
+// 2920 lets message data start a pipelined group); p's result is read and
+// answered first, then q's envelope replies, and q's data goes out with the
+// envelope of the message after it, and so on. Each message keeps the
+// outcomes it would have alone: a refusal of q's envelope is q's; losing the
+// connection after p's data is ambiguous for p only, while q, whose data
+// never went out, is returned to be sent again on a new connection.
+func (w *worker) deliver(p *pending) (again *pending) {
+	for {
+		if err := p.ctx.Err(); err != nil {
+			p.done <- fmt.Errorf("send notice %s: %w", p.msg.Key, err)
+			return nil
 		}
 		fresh := w.conn == nil
 		if fresh {
-			if err := w.connect(ctx); err != nil {
-				de := &DeliveryError{Key: m.Key, Stage: "connect", Err: err,
-					detail: fmt.Sprintf("connect to %s: %s", w.s.cfg.Addr(), scrub(err.Error(), m.To))}
+			if err := w.connect(p.ctx); err != nil {
+				de := &DeliveryError{Key: p.msg.Key, Stage: "connect", Err: err,
+					detail: fmt.Sprintf("connect to %s: %s", w.s.cfg.Addr(), scrub(err.Error(), p.msg.To))}
 				var te *textproto.Error
 				if errors.As(err, &te) {
 					de.Code = te.Code
 				}
-				return de
+				p.done <- de
+				return nil
 			}
 		}
-		raw := w.raw
-		_ = raw.SetDeadline(time.Now().Add(commandTimeout))
-		stop := context.AfterFunc(ctx, func() { _ = raw.Close() })
-		de := w.transact(m, envFrom, envTo)
-		aborted := !stop()
-		if aborted {
-			w.drop()
-		}
+		_ = w.raw.SetDeadline(time.Now().Add(commandTimeout))
+		w.arm(p)
+		de := w.envelope(p, false)
 		if de == nil {
-			return nil
+			break
 		}
-		if de.Code == 0 && !de.dataStarted && !fresh && !aborted && attempt == 0 {
+		aborted := w.disarm(p)
+		if de.Code == 0 && !fresh && !aborted && !p.retried {
 			// The pooled connection went stale (server time-out, restart,
 			// a drop after the last reply): no message data went out on
 			// it, so dial again and send once more.
 			w.drop()
+			p.retried = true
 			continue
 		}
-		if aborted {
-			de.Err = errors.Join(ctx.Err(), de.Err)
+		w.finish(p, de, aborted)
+		return nil
+	}
+	// The server accepted p's envelope and waits for its data.
+	for {
+		var q *pending
+		if w.pipelining && w.s.chain {
+			q = w.takeNext(1 - p.slot)
 		}
-		if de.Code == 0 || de.Code == 421 {
-			w.drop()
+		// The whole message data, and q's envelope, in one write.
+		w.data = appendDotStuffed(w.data[:0], w.bodies[p.slot])
+		end := len(w.data)
+		if q != nil {
+			for i := range 3 {
+				w.data = w.appendCommand(w.data, i, q)
+			}
+			w.s.pipelined.Add(1)
 		}
-		return de
+		_ = w.raw.SetDeadline(time.Now().Add(commandTimeout))
+		written, err := w.write(w.data)
+		if err != nil {
+			de := w.fail(p, "message data", err)
+			de.dataStarted = true
+			if written >= end {
+				// Only q's envelope failed to go out: p's final dot did.
+				de.Stage, de.Ambiguous = "end of DATA", true
+			}
+			w.finish(p, de, w.disarm(p)) // drops the connection (no reply code)
+			return q
+		}
+		_, _, err = w.conn.Text.ReadResponse(250)
+		var de *DeliveryError
+		if err != nil {
+			de = w.fail(p, "end of DATA", err)
+			de.dataStarted = true
+			de.Ambiguous = de.Code == 0
+		}
+		w.finish(p, de, w.disarm(p))
+		if q == nil {
+			return nil
+		}
+		if w.conn == nil {
+			// p's connection is gone (or closing after a 421) before q's
+			// replies: q's data never went out, so it goes again.
+			return q
+		}
+		w.arm(q)
+		if de := w.envelope(q, true); de != nil {
+			aborted := w.disarm(q)
+			if de.Code == 0 && !aborted && !q.retried {
+				w.drop()
+				q.retried = true
+				return q
+			}
+			w.finish(q, de, aborted)
+			return nil
+		}
+		p = q
 	}
 }
 
-// transact runs one mail transaction on the worker's connection: MAIL FROM,
-// RCPT TO and DATA, pipelined in one write when the server offers PIPELINING
-// (RFC 2920), then the dot-stuffed message and its final dot in another. That
-// is two round trips a message where go-mail takes six (NOOP, MAIL, RCPT,
-// DATA, data, RSET). After a refused command the transaction is reset, or the
-// connection dropped when even that fails.
-func (w *worker) transact(m Message, from, to string) *DeliveryError {
-	text := w.conn.Text
-	params := ""
-	if ok, _ := w.conn.Extension("8BITMIME"); ok {
-		params += " BODY=8BITMIME"
-	}
-	if ok, _ := w.conn.Extension("SMTPUTF8"); ok {
-		params += " SMTPUTF8"
-	}
-	pipelining, _ := w.conn.Extension("PIPELINING")
-	cmds := [...]struct {
-		line, stage string
-		expect      int
-	}{
-		{"MAIL FROM:" + from + params, "MAIL FROM", 250},
-		{"RCPT TO:" + to, "RCPT TO", 25},
-		{"DATA", "DATA", 354},
-	}
-	fail := func(stage string, err error) *DeliveryError {
-		de := &DeliveryError{Key: m.Key, Stage: stage, Err: err}
-		var te *textproto.Error
-		if errors.As(err, &te) {
-			de.Code = te.Code
-			de.Reply = scrub(fmt.Sprintf("%03d %s", te.Code, strings.Join(strings.Fields(te.Msg), " ")), m.To)
-			de.Permanent = te.Code >= 500 && te.Code <= 599
-		} else {
-			de.detail = scrub(err.Error(), m.To)
+// takeNext takes on a job that is waiting for a worker, if there is one
+// and the sender is open, composed into the body buffer slot. Jobs whose
+// context ended or that cannot be composed are answered on the way.
+func (w *worker) takeNext(slot int) *pending {
+	for {
+		select {
+		case <-w.s.quit:
+			return nil
+		default:
 		}
-		return de
+		var j job
+		select {
+		case j = <-w.s.jobs:
+		default:
+			return nil
+		}
+		if err := j.ctx.Err(); err != nil {
+			j.done <- fmt.Errorf("send notice %s: %w", j.msg.Key, err)
+			continue
+		}
+		p := &pending{job: j}
+		if err := w.compose(p, slot); err != nil {
+			j.done <- err
+			continue
+		}
+		return p
 	}
+}
+
+// arm makes the end of p's context abort the connection, so that a send
+// stuck on a silent server ends with its caller's context.
+func (w *worker) arm(p *pending) {
+	raw := w.raw
+	p.stop = context.AfterFunc(p.ctx, func() { _ = raw.Close() })
+}
+
+// disarm undoes arm and reports whether p's context aborted the connection.
+func (w *worker) disarm(p *pending) (aborted bool) {
+	aborted = !p.stop()
+	p.stop = nil
+	return aborted
+}
+
+// finish answers p's caller with de (nil: delivered) and drops the
+// connection when its state is unknown: no reply, a 421, or an abort.
+func (w *worker) finish(p *pending, de *DeliveryError, aborted bool) {
+	if aborted {
+		w.drop()
+	}
+	if de == nil {
+		p.done <- nil
+		return
+	}
+	if aborted {
+		de.Err = errors.Join(p.ctx.Err(), de.Err)
+	}
+	if de.Code == 0 || de.Code == 421 {
+		w.drop()
+	}
+	p.done <- de
+}
+
+// fail makes the DeliveryError of p at stage, with the server's reply when
+// err is one and the recipient's address scrubbed from the text.
+func (w *worker) fail(p *pending, stage string, err error) *DeliveryError {
+	de := &DeliveryError{Key: p.msg.Key, Stage: stage, Err: err}
+	var te *textproto.Error
+	if errors.As(err, &te) {
+		de.Code = te.Code
+		de.Reply = scrub(fmt.Sprintf("%03d %s", te.Code, strings.Join(strings.Fields(te.Msg), " ")), p.msg.To)
+		de.Permanent = te.Code >= 500 && te.Code <= 599
+	} else {
+		de.detail = scrub(err.Error(), p.msg.To)
+	}
+	return de
+}
+
+// write writes b and flushes it, and returns how much of b went out.
+func (w *worker) write(b []byte) (int, error) {
+	tw := w.conn.Text.W
+	n, err := tw.Write(b) // passed straight through when b is larger than the (empty) buffer
+	if err == nil {
+		err = tw.Flush()
+	}
+	return n - tw.Buffered(), err // a failed Flush keeps what it did not write
+}
+
+// envelope stages and the reply codes they expect (a 251 counts for RCPT).
+var envelope = [3]struct {
+	stage  string
+	expect int
+}{{"MAIL FROM", 250}, {"RCPT TO", 25}, {"DATA", 354}}
+
+// appendCommand appends envelope command i of p: MAIL FROM, RCPT TO or DATA.
+func (w *worker) appendCommand(b []byte, i int, p *pending) []byte {
+	switch i {
+	case 0:
+		b = append(append(append(b, "MAIL FROM:"...), w.s.from.bracket...), w.params...)
+	case 1:
+		b = append(append(b, "RCPT TO:"...), p.rcpt...)
+	default:
+		b = append(b, "DATA"...)
+	}
+	return append(b, '\r', '\n')
+}
+
+// envelope runs the start of p's mail transaction: MAIL FROM, RCPT TO and
+// DATA, pipelined in one write when the server offers PIPELINING (RFC
+// 2920), else one at a time; with written, the commands went out already
+// (after the previous message's data) and only their replies are read. A
+// nil result means the server answered DATA with 354 and waits for the
+// message data. After a refused command the transaction is reset, or the
+// connection dropped when even that fails. With the message data in one
+// more write, that is two round trips a message where go-mail takes six
+// (NOOP, MAIL, RCPT, DATA, data, RSET).
+func (w *worker) envelope(p *pending, written bool) *DeliveryError {
+	text := w.conn.Text
 	// Replies are read in order; the first refusal decides the error, and
 	// the rest are still read to keep the connection in step.
 	var first *DeliveryError
-	sent, dataAccepted := 0, false
-	for i, c := range cmds {
-		if _, err := text.W.WriteString(c.line + "\r\n"); err != nil {
-			return fail(c.stage, err)
-		}
-		if pipelining && i < len(cmds)-1 {
+	read, dataAccepted := 0, false
+	for i, c := range envelope {
+		if !written {
+			w.cmd = w.appendCommand(w.cmd[:0], i, p)
+			if _, err := text.W.Write(w.cmd); err != nil {
+				return w.fail(p, c.stage, err)
+			}
+			if w.pipelining && i < len(envelope)-1 {
+				continue
+			}
+			if err := text.W.Flush(); err != nil {
+				return w.fail(p, envelope[read].stage, err) // the first command not yet answered
+			}
+		} else if i < len(envelope)-1 {
 			continue
 		}
-		if err := text.W.Flush(); err != nil {
-			return fail(cmds[sent].stage, err) // the first command not yet answered
-		}
-		for ; sent <= i; sent++ {
-			_, _, err := text.ReadResponse(cmds[sent].expect)
+		for ; read <= i; read++ {
+			_, _, err := text.ReadResponse(envelope[read].expect)
 			if err == nil {
-				dataAccepted = sent == len(cmds)-1
+				dataAccepted = read == len(envelope)-1
 				continue
 			}
 			var te *textproto.Error
@@ -434,55 +627,37 @@ func (w *worker) transact(m Message, from, to string) *DeliveryError {
 					w.drop()
 					return first
 				}
-				return fail(cmds[sent].stage, err)
+				return w.fail(p, envelope[read].stage, err)
 			}
 			if first == nil {
-				first = fail(cmds[sent].stage, err)
+				first = w.fail(p, envelope[read].stage, err)
 			}
 		}
 		if first != nil {
 			break
 		}
 	}
-	if first != nil {
-		if dataAccepted {
-			// DATA was accepted (354) although an earlier command was
-			// refused: the server's state is unclear, so abandon it.
-			first.Code, first.Permanent = 0, false
-			first.detail = first.Reply + "; the server accepted DATA after a refusal"
-			first.Reply = ""
-			return first
-		}
-		if first.Code != 421 {
-			// Written directly, like the commands above: text.Cmd would
-			// take a pipeline id whose response nobody ends.
-			if err := text.PrintfLine("RSET"); err != nil {
-				w.drop()
-			} else if _, _, err := text.ReadResponse(250); err != nil {
-				w.drop()
-			}
-		}
+	if first == nil {
+		return nil
+	}
+	if dataAccepted {
+		// DATA was accepted (354) although an earlier command was
+		// refused: the server's state is unclear, so abandon it.
+		first.Code, first.Permanent = 0, false
+		first.detail = first.Reply + "; the server accepted DATA after a refusal"
+		first.Reply = ""
 		return first
 	}
-	// The whole message data in one write: bufio passes a write larger than
-	// its buffer straight through when nothing is buffered, as here.
-	w.data = appendDotStuffed(w.data[:0], w.body)
-	_, err := text.W.Write(w.data)
-	if err == nil {
-		err = text.W.Flush()
+	if first.Code != 421 {
+		// Written directly, like the commands above: text.Cmd would
+		// take a pipeline id whose response nobody ends.
+		if err := text.PrintfLine("RSET"); err != nil {
+			w.drop()
+		} else if _, _, err := text.ReadResponse(250); err != nil {
+			w.drop()
+		}
 	}
-	if err != nil {
-		de := fail("message data", err)
-		de.dataStarted = true
-		return de
-	}
-	if _, _, err := text.ReadResponse(250); err != nil {
-		de := fail("end of DATA", err)
-		de.dataStarted = true
-		de.Ambiguous = de.Code == 0
-		return de
-	}
-	return nil
+	return first
 }
 
 // appendDotStuffed appends msg as SMTP message data (RFC 5321 4.5.2): CRLF
