@@ -22,9 +22,17 @@ import (
 // and reports the throughput and the CPU time an email of this process
 // (composing and SMTP) and of smtp-sink. smtp-sink's CPU is read from
 // /proc/<pid>/stat in clock ticks of 10ms: give it a few thousand
-// messages, e.g. -benchtime=20000x.
+// messages, e.g. -benchtime=20000x. The sub-benchmarks send with
+// message-to-message pipelining (a message's data written with the next
+// one's envelope) off and on, on one smtp-sink.
 func BenchmarkSMTPSink(b *testing.B) {
 	addr, pid := startSMTPSink(b)
+	for _, chain := range []bool{false, true} {
+		b.Run(fmt.Sprintf("chain=%v", chain), func(b *testing.B) { benchSink(b, addr, pid, chain) })
+	}
+}
+
+func benchSink(b *testing.B, addr string, pid int, chain bool) {
 	host, port, _ := net.SplitHostPort(addr)
 	p, _ := strconv.Atoi(port)
 	s, err := NewSMTP(SMTPConfig{Host: host, Port: p, TLS: TLSNone, Workers: 16}, "renewals@reseller.example", nil)
@@ -32,6 +40,7 @@ func BenchmarkSMTPSink(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer s.Close()
+	s.chain = chain // before the first Send: the workers read it after a job
 	base := Message{
 		Key:     subscription.NoticeKey{EndDate: subscription.MustDate("2027-03-31"), Milestone: 90},
 		To:      "cm@customer.example",
@@ -73,6 +82,7 @@ func BenchmarkSMTPSink(b *testing.B) {
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "msgs/s")
 	b.ReportMetric(float64(own.Microseconds())/float64(b.N), "own-cpu-µs/msg")
 	b.ReportMetric(float64(sink.Microseconds())/float64(b.N), "sink-cpu-µs/msg")
+	b.ReportMetric(float64(s.pipelined.Load())/float64(b.N), "pipelined/msg")
 }
 
 // startSMTPSink runs Postfix's smtp-sink on a free loopback port and returns
