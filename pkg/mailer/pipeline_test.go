@@ -285,3 +285,49 @@ func TestPipelinedNextCannotBeComposed(t *testing.T) {
 	}
 	delivered(t, srv, map[string]int{msgs[0].To: 1, msgs[2].To: 1})
 }
+
+// Postfix's smtp-sink takes a message's data followed by the next message's
+// envelope in one group; without PIPELINING on offer, the worker sends one
+// command at a time and never pipelines messages.
+func TestPipelinedIntoSMTPSink(t *testing.T) {
+	for _, pipelining := range []bool{true, false} {
+		t.Run(fmt.Sprintf("pipelining=%v", pipelining), func(t *testing.T) {
+			var opts []string
+			if !pipelining {
+				opts = append(opts, "-p") // do not announce PIPELINING
+			}
+			addr, _ := startSMTPSink(t, opts...)
+			msgs := make([]Message, 6)
+			for i := range msgs {
+				msgs[i] = pipeMessage(i)
+			}
+			cfg, err := ParseURL("smtp://" + addr + "?tls=none&workers=1")
+			if err != nil {
+				t.Fatal(err)
+			}
+			jobs := make(chan job, len(msgs))
+			done := make([]chan error, len(msgs))
+			for i, m := range msgs {
+				done[i] = make(chan error, 1)
+				jobs <- job{ctx: t.Context(), msg: m, done: done[i]}
+			}
+			s, err := newSMTP(cfg, "renewals@reseller.example", nil, jobs)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer s.Close()
+			for i := range msgs {
+				if err := outcome(t, done[i]); err != nil {
+					t.Errorf("message %d: %v", i, err)
+				}
+			}
+			want := int64(0)
+			if pipelining {
+				want = int64(len(msgs) - 1)
+			}
+			if got := s.pipelined.Load(); got != want {
+				t.Errorf("%d messages went out with the previous message's data, want %d", got, want)
+			}
+		})
+	}
+}

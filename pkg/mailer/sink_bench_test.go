@@ -85,10 +85,10 @@ func benchSink(b *testing.B, addr string, pid int, chain bool) {
 	b.ReportMetric(float64(s.pipelined.Load())/float64(b.N), "pipelined/msg")
 }
 
-// startSMTPSink runs Postfix's smtp-sink on a free loopback port and returns
-// its address and process id; it skips the benchmark when smtp-sink is not
-// installed.
-func startSMTPSink(b *testing.B) (string, int) {
+// startSMTPSink runs Postfix's smtp-sink with the options opts on a free
+// loopback port and returns its address and process id; it skips the test
+// or benchmark when smtp-sink is not installed.
+func startSMTPSink(b testing.TB, opts ...string) (string, int) {
 	b.Helper()
 	path, err := exec.LookPath("smtp-sink")
 	if err != nil {
@@ -97,7 +97,7 @@ func startSMTPSink(b *testing.B) (string, int) {
 		}
 	}
 	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(testenv.FreePort(b)))
-	var args []string
+	args := opts
 	if os.Geteuid() == 0 {
 		args = append(args, "-u", "nobody") // smtp-sink refuses to run as root
 	}
