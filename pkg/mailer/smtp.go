@@ -164,8 +164,7 @@ type DeliveryError struct {
 	// address: never log it.
 	Err error
 
-	detail      string
-	dataStarted bool // message data was written: a retry is no longer free
+	detail string
 }
 
 // Error describes the failure without personal data.
@@ -419,7 +418,8 @@ func (w *worker) deliver(p *pending) (again *pending) {
 		w.finish(p, de, aborted)
 		return nil
 	}
-	// The server accepted p's envelope and waits for its data.
+	// The server accepted p's envelope and waits for its data. From here on
+	// p is never sent again: its data is (being) written.
 	for {
 		var q *pending
 		if w.pipelining && w.s.chain {
@@ -438,7 +438,6 @@ func (w *worker) deliver(p *pending) (again *pending) {
 		written, err := w.write(w.data)
 		if err != nil {
 			de := w.fail(p, "message data", err)
-			de.dataStarted = true
 			if written >= end {
 				// Only q's envelope failed to go out: p's final dot did.
 				de.Stage, de.Ambiguous = "end of DATA", true
@@ -450,7 +449,6 @@ func (w *worker) deliver(p *pending) (again *pending) {
 		var de *DeliveryError
 		if err != nil {
 			de = w.fail(p, "end of DATA", err)
-			de.dataStarted = true
 			de.Ambiguous = de.Code == 0
 		}
 		w.finish(p, de, w.disarm(p))
