@@ -30,6 +30,7 @@ import (
 	"strings"
 	"sync"
 	texttemplate "text/template"
+	"text/template/parse"
 	"time"
 
 	"renewals/pkg/subscription"
@@ -117,6 +118,9 @@ type Renderer struct {
 	// en-gb, en_GB, ...) without normalising it first; byTag[""] is the
 	// default.
 	byTag map[string]*locale
+	// standardOnly makes Render execute every template with text/template
+	// and html/template, for tests that compare the fast path with them.
+	standardOnly bool
 }
 
 type locale struct {
@@ -134,6 +138,11 @@ type set struct {
 	subject                         *texttemplate.Template
 	text                            *texttemplate.Template
 	html                            *htmltemplate.Template
+	// The compiled fast path of each (see compile.go); nil when compile
+	// refused the template, which then executes with its standard package.
+	fastSubject, fastText, fastHTML *program
+	// Why compile refused each, for tests and diagnosis.
+	slowSubject, slowText, slowHTML error
 }
 
 var (
@@ -142,22 +151,26 @@ var (
 )
 
 var funcs = map[string]any{
-	// date formats a subscription.Date with a Go time layout.
-	"date": func(d subscription.Date, layout string) string {
-		if d.IsZero() {
-			return ""
-		}
-		return time.Date(d.Year, d.Month, d.Day, 0, 0, 0, 0, time.UTC).Format(layout)
-	},
-	// weburl makes a website written without a scheme ("www.example.com")
-	// a link; html/template still neutralises unsafe schemes.
-	"weburl": func(s string) string {
-		s = strings.TrimSpace(s)
-		if s != "" && !strings.Contains(s, "://") {
-			return "https://" + s
-		}
-		return s
-	},
+	"date":   date,
+	"weburl": weburl,
+}
+
+// date formats a subscription.Date with a Go time layout.
+func date(d subscription.Date, layout string) string {
+	if d.IsZero() {
+		return ""
+	}
+	return time.Date(d.Year, d.Month, d.Day, 0, 0, 0, 0, time.UTC).Format(layout)
+}
+
+// weburl makes a website written without a scheme ("www.example.com") a
+// link; html/template still neutralises unsafe schemes.
+func weburl(s string) string {
+	s = strings.TrimSpace(s)
+	if s != "" && !strings.Contains(s, "://") {
+		return "https://" + s
+	}
+	return s
 }
 
 // New compiles every template under fsys once. It fails, naming the file,
@@ -318,7 +331,30 @@ func loadSet(fsys fs.FS, dir, name string, shared map[string]string) (*set, erro
 			return nil, fmt.Errorf("load templates: %s: the layout must define \"layout\" and the body must define \"content\"", c.file)
 		}
 	}
+	s.compile()
 	return s, nil
+}
+
+// compile builds the fast path of each template of the set. It runs after
+// the trial execution above, so html/template has escaped the HTML layout and
+// every template it calls: compile reads the escaped trees.
+func (s *set) compile() {
+	text := func(t *texttemplate.Template) func(string) *parse.Tree {
+		return func(name string) *parse.Tree {
+			if t := t.Lookup(name); t != nil {
+				return t.Tree
+			}
+			return nil
+		}
+	}
+	s.fastSubject, s.slowSubject = newCompiler(false, text(s.subject)).compile(s.subject.Name())
+	s.fastText, s.slowText = newCompiler(false, text(s.text)).compile("layout")
+	s.fastHTML, s.slowHTML = newCompiler(true, func(name string) *parse.Tree {
+		if t := s.html.Lookup(name); t != nil {
+			return t.Tree
+		}
+		return nil
+	}).compile("layout")
 }
 
 func parseText(name, src, dir, partials string) (*texttemplate.Template, error) {
@@ -409,40 +445,59 @@ func (r *Renderer) DataFor(s subscription.Subscription, n subscription.Notice) D
 // Render renders the notice's email in the subscription's locale (falling
 // back to DefaultLocale) with the milestone's set (falling back to the
 // generic set). A template that fails to execute returns an *ExecError.
+//
+// Each template runs as its compiled program (compile.go) when it has one
+// and with text/template or html/template when it has not; the two give the
+// same bytes.
 func (r *Renderer) Render(s subscription.Subscription, n subscription.Notice) (Email, error) {
 	l, set := r.pick(s.Locale, n.Key.Milestone)
-	d := r.DataFor(s, n)
+	m := machines.Get().(*machine)
+	defer putMachine(m)
+	m.data = r.DataFor(s, n)
 	e := Email{Locale: l.name, Set: set.name}
-	buf := buffers.Get().(*bytes.Buffer)
-	defer putBuffer(buf)
-	buf.Reset()
-	if err := set.subject.Execute(buf, d); err != nil {
+	m.buf = m.buf[:0]
+	if p := r.fast(set.fastSubject); p != nil {
+		p.render(m)
+	} else if err := set.subject.Execute(m, m.data); err != nil {
 		return Email{}, &ExecError{Locale: l.name, File: set.subjectFile, Err: err}
 	}
-	e.Subject = oneLine(buf.Bytes())
+	e.Subject = oneLine(m.buf)
 	if e.Subject == "" {
 		return Email{}, &ExecError{Locale: l.name, File: set.subjectFile, Err: errors.New("the subject is empty")}
 	}
-	buf.Reset()
-	if err := set.text.ExecuteTemplate(buf, "layout", d); err != nil {
+	m.buf = m.buf[:0]
+	if p := r.fast(set.fastText); p != nil {
+		p.render(m)
+	} else if err := set.text.ExecuteTemplate(m, "layout", m.data); err != nil {
 		return Email{}, &ExecError{Locale: l.name, File: set.textFile, Err: err}
 	}
-	e.Text = tidy(buf.Bytes())
-	buf.Reset()
-	if err := set.html.ExecuteTemplate(buf, "layout", d); err != nil {
+	e.Text = tidy(m.buf)
+	m.buf = m.buf[:0]
+	if p := r.fast(set.fastHTML); p != nil {
+		p.render(m)
+	} else if err := set.html.ExecuteTemplate(m, "layout", m.data); err != nil {
 		return Email{}, &ExecError{Locale: l.name, File: set.htmlFile, Err: err}
 	}
-	e.HTML = buf.String()
+	e.HTML = string(m.buf)
 	return e, nil
 }
 
-// buffers holds the buffers templates execute into, so that a render grows
-// none once the pool is warm.
-var buffers = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+// fast returns p unless the Renderer is to use the standard packages only.
+func (r *Renderer) fast(p *program) *program {
+	if r.standardOnly {
+		return nil
+	}
+	return p
+}
 
-func putBuffer(b *bytes.Buffer) {
-	if b.Cap() <= 1<<20 { // a notice is a few kB; let an outlier go
-		buffers.Put(b)
+// machines holds the machines renders run in, so that a render grows no
+// buffer once the pool is warm.
+var machines = sync.Pool{New: func() any { return new(machine) }}
+
+func putMachine(m *machine) {
+	m.data, m.root = Data{}, value{}
+	if cap(m.buf) <= 1<<20 && cap(m.scratch) <= 1<<16 { // a notice is a few kB; let an outlier go
+		machines.Put(m)
 	}
 }
 
