@@ -70,7 +70,7 @@ type value struct {
 // data. Render takes one from a pool.
 type machine struct {
 	buf     []byte
-	scratch []byte
+	scratch [64]byte // where a value is formatted to be escaped; may grow out
 	data    Data
 	root    value // $, the dot the current template was called with
 }
@@ -81,8 +81,10 @@ func (m *machine) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-// step executes one node with dot.
-type step func(m *machine, dot value)
+// step executes one node with dot, appending its output to b. The output
+// travels through the steps rather than living in the machine, so that
+// appending is no store to the heap (and no GC write barrier).
+type step func(m *machine, dot value, b []byte) []byte
 
 // expr is a compiled pipeline, command or argument.
 type expr struct {
@@ -94,6 +96,8 @@ type expr struct {
 	// str, when set, appends the printed form of the value to dst, which may
 	// be m.scratch; a string expression leaves it nil.
 	str func(m *machine, dot value, dst []byte) []byte
+	// dot says the expression is dot itself.
+	dot bool
 }
 
 // program is a compiled template for dot of one kind.
@@ -101,17 +105,19 @@ type program struct {
 	steps []step
 }
 
-func (p *program) run(m *machine, dot value) {
+func (p *program) run(m *machine, dot value, b []byte) []byte {
 	for _, s := range p.steps {
-		s(m, dot)
+		b = s(m, dot, b)
 	}
+	return b
 }
 
-// render executes the program with the machine's data as dot and $.
+// render executes the program with the machine's data as dot and $,
+// appending to m.buf.
 func (p *program) render(m *machine) {
 	dot := value{d: &m.data}
 	m.root = dot
-	p.run(m, dot)
+	m.buf = p.run(m, dot, m.buf)
 }
 
 // unsupported is why compile refused a template.
@@ -126,6 +132,9 @@ type compiler struct {
 	busy   map[progKey]bool // being compiled: a call back is recursion
 	root   kind             // the kind of $ in the template being compiled
 	tree   *parse.Tree      // for error positions
+	// usesRoot is set when a template uses $: only then do template calls
+	// keep machine.root, a store to the heap, up to date.
+	usesRoot *bool
 }
 
 type progKey struct {
@@ -134,7 +143,7 @@ type progKey struct {
 }
 
 func newCompiler(html bool, lookup func(string) *parse.Tree) *compiler {
-	return &compiler{html: html, lookup: lookup, progs: map[progKey]*program{}, busy: map[progKey]bool{}}
+	return &compiler{html: html, lookup: lookup, progs: map[progKey]*program{}, busy: map[progKey]bool{}, usesRoot: new(bool)}
 }
 
 // compile compiles the named template for Data, or says why it cannot.
@@ -195,14 +204,15 @@ func (c *compiler) list(l *parse.ListNode, dot kind) []step {
 func listStep(steps []step) step {
 	switch len(steps) {
 	case 0:
-		return func(*machine, value) {}
+		return func(_ *machine, _ value, b []byte) []byte { return b }
 	case 1:
 		return steps[0]
 	}
-	return func(m *machine, dot value) {
+	return func(m *machine, dot value, b []byte) []byte {
 		for _, s := range steps {
-			s(m, dot)
+			b = s(m, dot, b)
 		}
+		return b
 	}
 }
 
@@ -210,7 +220,7 @@ func (c *compiler) node(n parse.Node, dot kind) step {
 	switch n := n.(type) {
 	case *parse.TextNode:
 		text := string(n.Text)
-		return func(m *machine, _ value) { m.buf = append(m.buf, text...) }
+		return func(_ *machine, _ value, b []byte) []byte { return append(b, text...) }
 	case *parse.CommentNode:
 		return nil
 	case *parse.ListNode:
@@ -254,13 +264,13 @@ func printStep(c *compiler, n parse.Node, e expr) step {
 	eval := e.eval
 	switch e.k {
 	case kString:
-		return func(m *machine, dot value) { m.buf = append(m.buf, eval(m, dot).s...) }
+		return func(m *machine, dot value, b []byte) []byte { return append(b, eval(m, dot).s...) }
 	case kInt:
-		return func(m *machine, dot value) { m.buf = strconv.AppendInt(m.buf, int64(eval(m, dot).i), 10) }
+		return func(m *machine, dot value, b []byte) []byte { return strconv.AppendInt(b, int64(eval(m, dot).i), 10) }
 	case kBool:
-		return func(m *machine, dot value) { m.buf = strconv.AppendBool(m.buf, eval(m, dot).i != 0) }
+		return func(m *machine, dot value, b []byte) []byte { return strconv.AppendBool(b, eval(m, dot).i != 0) }
 	case kDate:
-		return func(m *machine, dot value) { m.buf = append(m.buf, eval(m, dot).t.String()...) }
+		return func(m *machine, dot value, b []byte) []byte { return append(b, eval(m, dot).t.String()...) }
 	}
 	c.fail(n, "printing a %s is not supported", e.k)
 	return nil
@@ -307,25 +317,23 @@ func (c *compiler) ifOrWith(n parse.Node, with bool, pipe *parse.PipeNode, list,
 		inner = e.k
 	}
 	then := listStep(c.list(list, inner))
-	otherwise := func(*machine, value) {}
+	otherwise := listStep(nil)
 	if elseList != nil {
 		otherwise = listStep(c.list(elseList, dot))
 	}
 	if with {
-		return func(m *machine, dot value) {
+		return func(m *machine, dot value, b []byte) []byte {
 			if v := eval(m, dot); isTrue(v) {
-				then(m, v)
-			} else {
-				otherwise(m, dot)
+				return then(m, v, b)
 			}
+			return otherwise(m, dot, b)
 		}
 	}
-	return func(m *machine, dot value) {
+	return func(m *machine, dot value, b []byte) []byte {
 		if isTrue(eval(m, dot)) {
-			then(m, dot)
-		} else {
-			otherwise(m, dot)
+			return then(m, dot, b)
 		}
+		return otherwise(m, dot, b)
 	}
 }
 
@@ -338,13 +346,29 @@ func (c *compiler) templateCall(n *parse.TemplateNode, dot kind) step {
 	}
 	e := c.pipe(n.Pipe, dot)
 	p := c.program(n.Name, e.k)
-	eval := e.eval
-	return func(m *machine, dot value) {
+	eval, usesRoot := e.eval, c.usesRoot
+	if e.dot {
+		return func(m *machine, dot value, b []byte) []byte {
+			if !*usesRoot {
+				return p.run(m, dot, b)
+			}
+			saved := m.root
+			m.root = dot
+			b = p.run(m, dot, b)
+			m.root = saved
+			return b
+		}
+	}
+	return func(m *machine, dot value, b []byte) []byte {
 		v := eval(m, dot)
+		if !*usesRoot {
+			return p.run(m, v, b)
+		}
 		saved := m.root
 		m.root = v
-		p.run(m, v)
+		b = p.run(m, v, b)
 		m.root = saved
+		return b
 	}
 }
 
@@ -381,13 +405,14 @@ func (c *compiler) command(cmd *parse.CommandNode, dot kind, final *expr) expr {
 func (c *compiler) operand(n parse.Node, dot kind) expr {
 	switch n := n.(type) {
 	case *parse.DotNode:
-		return expr{k: dot, eval: func(_ *machine, dot value) value { return dot }}
+		return expr{k: dot, eval: dotEval, dot: true}
 	case *parse.FieldNode:
-		return c.fields(n, expr{k: dot, eval: func(_ *machine, dot value) value { return dot }}, n.Ident)
+		return c.fields(n, expr{k: dot, eval: dotEval, dot: true}, n.Ident)
 	case *parse.VariableNode:
 		if n.Ident[0] != "$" {
 			c.fail(n, "variables other than $ are not supported")
 		}
+		*c.usesRoot = true
 		return c.fields(n, expr{k: c.root, eval: func(m *machine, _ value) value { return m.root }}, n.Ident[1:])
 	case *parse.PipeNode:
 		return c.pipe(n, dot)
@@ -417,6 +442,8 @@ func b2i(b bool) int {
 	return 0
 }
 
+func dotEval(_ *machine, dot value) value { return dot }
+
 // fields compiles a chain of field names applied to e.
 func (c *compiler) fields(n parse.Node, e expr, names []string) expr {
 	for _, name := range names {
@@ -425,7 +452,11 @@ func (c *compiler) fields(n parse.Node, e expr, names []string) expr {
 			c.fail(n, "can't evaluate field %s in type %s", name, e.k)
 		}
 		get, prev := f.get, e.eval
-		e = expr{k: f.k, eval: func(m *machine, dot value) value { return get(prev(m, dot)) }}
+		if e.dot {
+			e = expr{k: f.k, eval: func(_ *machine, dot value) value { return get(dot) }}
+		} else {
+			e = expr{k: f.k, eval: func(m *machine, dot value) value { return get(prev(m, dot)) }}
+		}
 	}
 	return e
 }
@@ -640,7 +671,7 @@ func dateCall(d, layout expr) expr {
 			t := de(m, dot).t
 			return value{s: date(*t, le(m, dot).s)}
 		},
-		print: func(m *machine, dot value) { m.buf = appendDate(m, dot, m.buf) },
+		print: appendDate,
 		str:   appendDate,
 	}
 }
@@ -665,18 +696,16 @@ func htmlEscaperCall(a expr) expr {
 	}}
 	switch {
 	case str != nil:
-		e.print = func(m *machine, dot value) {
-			b := str(m, dot, m.scratch[:0])
-			m.buf = appendHTMLEscaped(m.buf, b)
-			m.scratch = b[:0]
+		e.print = func(m *machine, dot value, b []byte) []byte {
+			return appendHTMLEscaped(b, str(m, dot, m.scratch[:0]))
 		}
 	case k == kString:
-		e.print = func(m *machine, dot value) { m.buf = appendHTMLEscaped(m.buf, eval(m, dot).s) }
+		e.print = func(m *machine, dot value, b []byte) []byte { return appendHTMLEscaped(b, eval(m, dot).s) }
 	case k == kInt:
 		// Digits and '-' are never escaped.
-		e.print = func(m *machine, dot value) { m.buf = strconv.AppendInt(m.buf, int64(eval(m, dot).i), 10) }
+		e.print = func(m *machine, dot value, b []byte) []byte { return strconv.AppendInt(b, int64(eval(m, dot).i), 10) }
 	default:
-		e.print = func(m *machine, dot value) { m.buf = appendHTMLEscaped(m.buf, stringify(k, eval(m, dot))) }
+		e.print = func(m *machine, dot value, b []byte) []byte { return appendHTMLEscaped(b, stringify(k, eval(m, dot))) }
 	}
 	return e
 }

@@ -496,7 +496,7 @@ var machines = sync.Pool{New: func() any { return new(machine) }}
 
 func putMachine(m *machine) {
 	m.data, m.root = Data{}, value{}
-	if cap(m.buf) <= 1<<20 && cap(m.scratch) <= 1<<16 { // a notice is a few kB; let an outlier go
+	if cap(m.buf) <= 1<<20 { // a notice is a few kB; let an outlier go
 		machines.Put(m)
 	}
 }
@@ -529,7 +529,9 @@ func tidy(b []byte) string {
 		if i := bytes.IndexByte(b, '\n'); i >= 0 {
 			line, rest = b[:i], b[i+1:]
 		}
-		line = bytes.TrimRight(line, " \t\r")
+		for n := len(line); n > 0 && (line[n-1] == ' ' || line[n-1] == '\t' || line[n-1] == '\r'); n-- {
+			line = line[:n-1]
+		}
 		if len(line) == 0 {
 			blank++
 		} else {
