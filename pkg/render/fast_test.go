@@ -470,3 +470,47 @@ func TestShippedTemplatesCompile(t *testing.T) {
 		t.Fatalf("only %d locales", len(r.locales))
 	}
 }
+
+// Renders run concurrently (the notifier's workers share one Renderer):
+// pooled machines must not leak output from one render into another.
+func TestConcurrentRendersMatchStandard(t *testing.T) {
+	r, err := New(templates.FS, Reseller{Name: "Design Partners Ltd", Website: "www.partner.example"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	type job struct {
+		s    subscription.Subscription
+		n    subscription.Notice
+		want Email
+	}
+	rnd := rand.New(rand.NewPCG(11, 12))
+	jobs := make([]job, iterations(400))
+	for i := range jobs {
+		s, n := randSubscription(rnd)
+		want, err := standard(r).Render(s, n)
+		if err != nil {
+			t.Fatal(err)
+		}
+		jobs[i] = job{s, n, want}
+	}
+	errs := make(chan error, 4)
+	for w := range 4 {
+		go func() {
+			for i := w; i < len(jobs); i += 4 {
+				for j := range 3 {
+					k := (i + j*7) % len(jobs)
+					if got, err := r.Render(jobs[k].s, jobs[k].n); err != nil || got != jobs[k].want {
+						errs <- fmt.Errorf("job %d: %v\n%s", k, err, diff(got, jobs[k].want))
+						return
+					}
+				}
+			}
+			errs <- nil
+		}()
+	}
+	for range 4 {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+}

@@ -14,6 +14,15 @@
 //
 // Subjects and text bodies are text/template; HTML bodies are html/template,
 // which escapes every value for its context. The data is a Data value.
+//
+// Those packages define the output, but they do not execute it: New also
+// compiles each template (after html/template has escaped it) into a
+// program of closures specialised to Data, which Render runs and which
+// writes the same bytes without reflection (compile.go). A template that
+// uses something the compiler does not support, such as range, printf or a
+// variable, executes with text/template or html/template instead, so an
+// edited template always renders as those packages say; tests compare the
+// two byte for byte.
 package render
 
 import (
