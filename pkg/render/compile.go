@@ -102,7 +102,14 @@ type expr struct {
 
 // program is a compiled template for dot of one kind.
 type program struct {
+	items []item // what steps were built from, for inlining into callers
 	steps []step
+}
+
+// item is a step or text, which steps merges with the text next to it.
+type item struct {
+	text string
+	step step // nil for text
 }
 
 func (p *program) run(m *machine, dot value, b []byte) []byte {
@@ -135,6 +142,10 @@ type compiler struct {
 	// usesRoot is set when a template uses $: only then do template calls
 	// keep machine.root, a store to the heap, up to date.
 	usesRoot *bool
+	// inline is set when no template mentions a variable: then
+	// {{template "x" .}} splices x's steps into the caller, since $ is
+	// the only thing that could tell the two apart.
+	inline bool
 }
 
 type progKey struct {
@@ -157,7 +168,63 @@ func (c *compiler) compile(name string) (p *program, err error) {
 			p, err = nil, u
 		}
 	}()
+	c.inline = !c.mentionsVariable(name, map[string]bool{})
 	return c.program(name, kData), nil
+}
+
+// mentionsVariable reports whether the named template, or one it calls,
+// mentions a variable ($ or another).
+func (c *compiler) mentionsVariable(name string, seen map[string]bool) bool {
+	if seen[name] {
+		return false
+	}
+	seen[name] = true
+	t := c.lookup(name)
+	return t != nil && t.Root != nil && c.nodeMentionsVariable(t.Root, seen)
+}
+
+func (c *compiler) nodeMentionsVariable(n parse.Node, seen map[string]bool) bool {
+	any := func(nodes ...parse.Node) bool {
+		for _, n := range nodes {
+			if c.nodeMentionsVariable(n, seen) {
+				return true
+			}
+		}
+		return false
+	}
+	switch n := n.(type) {
+	case *parse.ListNode:
+		return n != nil && any(n.Nodes...)
+	case *parse.ActionNode:
+		return any(n.Pipe)
+	case *parse.IfNode:
+		return any(n.Pipe, n.List, n.ElseList)
+	case *parse.WithNode:
+		return any(n.Pipe, n.List, n.ElseList)
+	case *parse.RangeNode:
+		return any(n.Pipe, n.List, n.ElseList)
+	case *parse.TemplateNode:
+		return any(n.Pipe) || c.mentionsVariable(n.Name, seen)
+	case *parse.PipeNode:
+		if n == nil {
+			return false
+		}
+		if len(n.Decl) > 0 {
+			return true
+		}
+		for _, cmd := range n.Cmds {
+			if any(cmd) {
+				return true
+			}
+		}
+	case *parse.CommandNode:
+		return any(n.Args...)
+	case *parse.ChainNode:
+		return any(n.Node)
+	case *parse.VariableNode:
+		return true
+	}
+	return false
 }
 
 func (c *compiler) fail(n parse.Node, format string, args ...any) {
@@ -184,7 +251,8 @@ func (c *compiler) program(name string, dot kind) *program {
 	c.busy[key] = true
 	savedRoot, savedTree := c.root, c.tree
 	c.root, c.tree = dot, t
-	p := &program{steps: c.list(t.Root, dot)}
+	p := &program{items: c.items(t.Root, dot)}
+	p.steps = steps(p.items)
 	c.root, c.tree = savedRoot, savedTree
 	delete(c.busy, key)
 	c.progs[key] = p
@@ -192,13 +260,51 @@ func (c *compiler) program(name string, dot kind) *program {
 }
 
 func (c *compiler) list(l *parse.ListNode, dot kind) []step {
-	var steps []step
+	return steps(c.items(l, dot))
+}
+
+func (c *compiler) items(l *parse.ListNode, dot kind) []item {
+	var out []item
 	for _, n := range l.Nodes {
-		if s := c.node(n, dot); s != nil {
-			steps = append(steps, s)
+		switch n := n.(type) {
+		case *parse.TextNode:
+			out = append(out, item{text: string(n.Text)})
+		case *parse.CommentNode:
+		case *parse.ListNode:
+			out = append(out, c.items(n, dot)...)
+		case *parse.TemplateNode:
+			if c.inline && n.Pipe != nil && len(n.Pipe.Decl) == 0 && len(n.Pipe.Cmds) == 1 && len(n.Pipe.Cmds[0].Args) == 1 {
+				if _, ok := n.Pipe.Cmds[0].Args[0].(*parse.DotNode); ok {
+					out = append(out, c.program(n.Name, dot).items...)
+					continue
+				}
+			}
+			out = append(out, item{step: c.node(n, dot)})
+		default:
+			out = append(out, item{step: c.node(n, dot)})
 		}
 	}
-	return steps
+	return out
+}
+
+// steps turns items into steps, each run of text one append.
+func steps(items []item) []step {
+	var out []step
+	for i := 0; i < len(items); {
+		if items[i].step != nil {
+			out = append(out, items[i].step)
+			i++
+			continue
+		}
+		var sb strings.Builder
+		for ; i < len(items) && items[i].step == nil; i++ {
+			sb.WriteString(items[i].text)
+		}
+		if text := sb.String(); text != "" {
+			out = append(out, func(_ *machine, _ value, b []byte) []byte { return append(b, text...) })
+		}
+	}
+	return out
 }
 
 func listStep(steps []step) step {

@@ -262,16 +262,31 @@ func mapFS(files map[string]string) fstest.MapFS {
 	return m
 }
 
-func TestFastPathMatchesStandardOnEveryConstruct(t *testing.T) {
-	r, err := New(mapFS(kitchenSink), Reseller{})
-	if err != nil {
-		t.Fatal(err)
+// withoutVariables is the kitchen sink without $, so that the compiler
+// inlines template calls.
+func withoutVariables() map[string]string {
+	out := map[string]string{}
+	for name, src := range kitchenSink {
+		out[name] = strings.NewReplacer("{{with $.Reseller}}{{$.Customer}}{{end}}", "", "{{$.Product}}", "", "{{$.Email}}", "", "{{$.Term}}", "").Replace(src)
+		if strings.Contains(out[name], "$") {
+			panic(name + " still mentions $")
+		}
 	}
-	allFast(t, r)
-	rnd := rand.New(rand.NewPCG(5, 6))
-	for range iterations(3000) {
-		s, n := randSubscription(rnd)
-		sameRender(t, withReseller(r, randReseller(rnd)), s, n)
+	return out
+}
+
+func TestFastPathMatchesStandardOnEveryConstruct(t *testing.T) {
+	for _, files := range []map[string]string{kitchenSink, withoutVariables()} {
+		r, err := New(mapFS(files), Reseller{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		allFast(t, r)
+		rnd := rand.New(rand.NewPCG(5, 6))
+		for range iterations(2000) {
+			s, n := randSubscription(rnd)
+			sameRender(t, withReseller(r, randReseller(rnd)), s, n)
+		}
 	}
 }
 
@@ -437,6 +452,10 @@ func FuzzFastPathMatchesStandard(f *testing.F) {
 	if err != nil {
 		f.Fatal(err)
 	}
+	inlined, err := New(mapFS(withoutVariables()), Reseller{})
+	if err != nil {
+		f.Fatal(err)
+	}
 	f.Add("Acme Engineering", "Design Suite", "Carla Manager", "www.partner.example", "Design Partners Ltd", "en-GB", 30, 29, 25, 21, true)
 	f.Add("<script>alert(1)</script>", "a&b+c\x00", "\"quoted\" 'single'", "javascript:alert(1)", "", "en-US", 90, 1, 0, 0, true)
 	f.Add("", "", "", "", "", "", 45, 0, 1, 0, false)
@@ -454,6 +473,7 @@ func FuzzFastPathMatchesStandard(f *testing.F) {
 		res := Reseller{Name: name, Phone: product, Email: customer, Website: website}
 		sameRender(t, withReseller(shipped, res), s, n)
 		sameRender(t, withReseller(sink, res), s, n)
+		sameRender(t, withReseller(inlined, res), s, n)
 	})
 }
 
