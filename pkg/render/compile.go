@@ -31,8 +31,8 @@ import (
 //
 // The subset: text; comments; {{pipeline}} without variable declarations;
 // if, with, else, else if, else with; {{template "name" pipeline}} without
-// recursion; field chains on dot and on $; string, int (not float, complex or
-// overflowing) and bool constants; parenthesised pipelines; the functions eq,
+// recursion; field chains on dot and on $; string, bool and int constants
+// (written as plain integers); parenthesised pipelines; the functions eq,
 // ne, lt, le, gt, ge, not, and, or, len (of a string), date and weburl; and in
 // HTML templates the escapers html/template inserts for HTML text, RCDATA,
 // attribute values and URLs. range, variables other than $, printf and the
@@ -157,15 +157,17 @@ func newCompiler(html bool, lookup func(string) *parse.Tree) *compiler {
 	return &compiler{html: html, lookup: lookup, progs: map[progKey]*program{}, busy: map[progKey]bool{}, usesRoot: new(bool)}
 }
 
-// compile compiles the named template for Data, or says why it cannot.
+// compile compiles the named template for Data, or says why it cannot. A
+// panic other than a refusal (a bug here) is a refusal too: the template
+// then executes with its standard package, which is always correct.
 func (c *compiler) compile(name string) (p *program, err error) {
 	defer func() {
 		if x := recover(); x != nil {
-			u, ok := x.(unsupported)
-			if !ok {
-				panic(x)
+			if u, ok := x.(unsupported); ok {
+				p, err = nil, u
+				return
 			}
-			p, err = nil, u
+			p, err = nil, fmt.Errorf("render: compiling %s: %v", name, x)
 		}
 	}()
 	c.inline = !c.mentionsVariable(name, map[string]bool{})
@@ -230,10 +232,21 @@ func (c *compiler) nodeMentionsVariable(n parse.Node, seen map[string]bool) bool
 func (c *compiler) fail(n parse.Node, format string, args ...any) {
 	msg := fmt.Sprintf(format, args...)
 	if n != nil && c.tree != nil {
-		loc, _ := c.tree.ErrorContext(n)
-		msg = loc + ": " + msg
+		msg = location(c.tree, n) + ": " + msg
 	}
 	panic(unsupported{msg})
+}
+
+// location is file:line:col of n, or the file when n's position is not in
+// t's text (a node html/template inserted).
+func location(t *parse.Tree, n parse.Node) (loc string) {
+	defer func() {
+		if recover() != nil {
+			loc = t.ParseName
+		}
+	}()
+	loc, _ = t.ErrorContext(n)
+	return loc
 }
 
 func (c *compiler) program(name string, dot kind) *program {
