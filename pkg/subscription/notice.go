@@ -76,7 +76,13 @@ type NoticeKey struct {
 
 // String writes the key as "<subscription_id>:<end_date>:<milestone>".
 func (k NoticeKey) String() string {
-	return k.SubscriptionID + ":" + k.EndDate.String() + ":" + strconv.Itoa(k.Milestone)
+	b := make([]byte, 0, len(k.SubscriptionID)+16)
+	b = append(append(b, k.SubscriptionID...), ':')
+	if !k.EndDate.IsZero() {
+		b = k.EndDate.appendISO(b)
+	}
+	b = strconv.AppendInt(append(b, ':'), int64(k.Milestone), 10)
+	return string(b)
 }
 
 // ParseNoticeKey reads a key written by NoticeKey.String.
