@@ -48,7 +48,7 @@ func (n *Notifier) watchMaxDeliveries(ctx context.Context) (stop func(), err err
 		// failExhausted may wait out a lease: not on the subscription's
 		// goroutine, which every advisory shares.
 		go n.failExhausted(ctx, due.NoticeKey, fmt.Sprintf("%d deliveries without an acknowledgement", adv.Deliveries),
-			n.Log.With(zap.Stringer("notice_key", due.NoticeKey)))
+			noticeLog{n.Log, zap.Stringer("notice_key", due.NoticeKey)})
 	})
 	if err != nil {
 		return nil, fmt.Errorf("follow max-deliveries advisories: %w", err)

@@ -22,6 +22,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
 
 	"renewals/pkg/event"
 	"renewals/pkg/mailer"
@@ -169,7 +170,7 @@ func (n *Notifier) handle(ctx context.Context, m jetstream.Msg) {
 		return
 	}
 	key := due.NoticeKey
-	log := n.Log.With(zap.Stringer("notice_key", key))
+	log := noticeLog{n.Log, zap.Stringer("notice_key", key)}
 	meta, _ := m.Metadata()
 	delivered := 1
 	if meta != nil {
@@ -294,7 +295,7 @@ func (n *Notifier) daysLeft(sub subscription.Subscription, due event.NoticeDue) 
 }
 
 // finish confirms a final outcome, publishes its event and acknowledges.
-func (n *Notifier) finish(ctx context.Context, m jetstream.Msg, key subscription.NoticeKey, token string, outcome subscription.Outcome, reason string, took time.Duration, log *zap.Logger) {
+func (n *Notifier) finish(ctx context.Context, m jetstream.Msg, key subscription.NoticeKey, token string, outcome subscription.Outcome, reason string, took time.Duration, log noticeLog) {
 	entry := subscription.Entry{Key: key, Outcome: outcome, Reason: reason, At: n.Now()}
 	if outcome == subscription.OutcomeSent {
 		entry.Role = subscription.RoleContractManager
@@ -357,7 +358,7 @@ const confirmRetries = 40
 // leader change) is retried with back-off while the message is kept in
 // progress: giving up after a sent email would let the lease lapse and the
 // next worker send it again.
-func (n *Notifier) confirm(ctx context.Context, m jetstream.Msg, key subscription.NoticeKey, token string, e subscription.Entry, log *zap.Logger) (subscription.Entry, error) {
+func (n *Notifier) confirm(ctx context.Context, m jetstream.Msg, key subscription.NoticeKey, token string, e subscription.Entry, log noticeLog) (subscription.Entry, error) {
 	wait := 50 * time.Millisecond
 	for attempt := 1; ; attempt++ {
 		stored, err := n.Ledger.Confirm(ctx, key, token, e)
@@ -403,7 +404,7 @@ func (n *Notifier) reemitSent(ctx context.Context, key subscription.NoticeKey) e
 }
 
 // failExhausted records a notice whose retries ran out as failed.
-func (n *Notifier) failExhausted(ctx context.Context, key subscription.NoticeKey, cause string, log *zap.Logger) {
+func (n *Notifier) failExhausted(ctx context.Context, key subscription.NoticeKey, cause string, log noticeLog) {
 	token := newToken()
 	for attempt := 1; ; attempt++ {
 		err := n.Ledger.Claim(ctx, key, token, n.Now(), n.Consumer.Lease)
@@ -508,6 +509,23 @@ func keepAlive(m jetstream.Msg, every time.Duration) (stop func()) {
 		t.Stop()
 	}
 }
+
+// noticeLog writes log lines about one notice, each with its key: what
+// Logger.With would do, without copying the logger for every notice.
+type noticeLog struct {
+	l   *zap.Logger
+	key zap.Field
+}
+
+func (nl noticeLog) log(level zapcore.Level, msg string, fields []zap.Field) {
+	if ce := nl.l.Check(level, msg); ce != nil {
+		ce.Write(append([]zap.Field{nl.key}, fields...)...)
+	}
+}
+
+func (nl noticeLog) Debug(msg string, fields ...zap.Field) { nl.log(zap.DebugLevel, msg, fields) }
+func (nl noticeLog) Info(msg string, fields ...zap.Field)  { nl.log(zap.InfoLevel, msg, fields) }
+func (nl noticeLog) Warn(msg string, fields ...zap.Field)  { nl.log(zap.WarnLevel, msg, fields) }
 
 func newToken() string {
 	var b [12]byte
