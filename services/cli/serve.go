@@ -43,7 +43,7 @@ func serve(ctx context.Context, args []string, env Env) error {
 	cfg := config.Flags(fs, env.Getenv)
 	ackWait := fs.Duration("ack-wait", envDuration(env.Getenv, "RENEWALS_ACK_WAIT", notifier.DefaultConsumer.AckWait),
 		"how long a notice may go unacknowledged before it is redelivered; claims last 1.5 times this (RENEWALS_ACK_WAIT)")
-	workers := fs.Int("workers", envInt(env.Getenv, "RENEWALS_WORKERS", 16), "notices the notifier handles at once (RENEWALS_WORKERS)")
+	workers := fs.Int("workers", envInt(env.Getenv, "RENEWALS_WORKERS", 256), "notices the notifier handles at once (RENEWALS_WORKERS)")
 	maxImport := fs.Int64("max-import-bytes", int64(envInt(env.Getenv, "RENEWALS_MAX_IMPORT_BYTES", 1<<30)), "largest import body the API accepts, in bytes (RENEWALS_MAX_IMPORT_BYTES)")
 	if err := parse(fs, args, 0); err != nil {
 		return err

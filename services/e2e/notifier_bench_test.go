@@ -31,8 +31,8 @@ import (
 // Tuning of the notifier under benchmark: SMTP connections and notices
 // handled at once.
 const (
-	benchSMTPWorkers     = 16
-	benchNotifierWorkers = 64
+	benchSMTPWorkers     = 8
+	benchNotifierWorkers = 256
 )
 
 // BenchmarkNotifierThroughput sends 100,000 due notices end to end: one

@@ -134,7 +134,7 @@ func (n *Notifier) Run(ctx context.Context) error {
 			}
 		})
 	}
-	iter, err := cons.Messages(jetstream.PullMaxMessages(max(n.Workers, 1) * 2))
+	iter, err := cons.Messages(jetstream.PullMaxMessages(max(n.Workers, 1)))
 	if err != nil {
 		close(work)
 		wg.Wait()
