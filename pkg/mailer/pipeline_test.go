@@ -296,7 +296,7 @@ func TestPipelinedIntoSMTPSink(t *testing.T) {
 			if !pipelining {
 				opts = append(opts, "-p") // do not announce PIPELINING
 			}
-			addr, _ := startSMTPSink(t, opts...)
+			addr, _ := testenv.SMTPSink(t, opts...)
 			msgs := make([]Message, 6)
 			for i := range msgs {
 				msgs[i] = pipeMessage(i)

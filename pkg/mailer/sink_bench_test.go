@@ -1,17 +1,12 @@
 package mailer
 
 import (
-	"bytes"
 	"fmt"
 	"net"
-	"os"
-	"os/exec"
 	"strconv"
 	"strings"
 	"sync/atomic"
-	"syscall"
 	"testing"
-	"time"
 
 	"renewals/pkg/subscription"
 	"renewals/pkg/testenv"
@@ -26,7 +21,7 @@ import (
 // message-to-message pipelining (a message's data written with the next
 // one's envelope) off and on, on one smtp-sink.
 func BenchmarkSMTPSink(b *testing.B) {
-	addr, pid := startSMTPSink(b)
+	addr, pid := testenv.SMTPSink(b)
 	for _, chain := range []bool{false, true} {
 		b.Run(fmt.Sprintf("chain=%v", chain), func(b *testing.B) { benchSink(b, addr, pid, chain) })
 	}
@@ -66,7 +61,7 @@ func benchSink(b *testing.B, addr string, pid int, chain bool) {
 	var n atomic.Int64
 	b.SetParallelism(32) // 32×GOMAXPROCS senders for 16 workers
 	b.ResetTimer()
-	sinkStart, ownStart := procCPU(pid), selfCPU()
+	sinkStart, ownStart := testenv.ProcessCPU(pid), testenv.SelfCPU()
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
 			m := base
@@ -78,74 +73,9 @@ func benchSink(b *testing.B, addr string, pid int, chain bool) {
 		}
 	})
 	b.StopTimer()
-	sink, own := procCPU(pid)-sinkStart, selfCPU()-ownStart
+	sink, own := testenv.ProcessCPU(pid)-sinkStart, testenv.SelfCPU()-ownStart
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "msgs/s")
 	b.ReportMetric(float64(own.Microseconds())/float64(b.N), "own-cpu-µs/msg")
 	b.ReportMetric(float64(sink.Microseconds())/float64(b.N), "sink-cpu-µs/msg")
 	b.ReportMetric(float64(s.pipelined.Load())/float64(b.N), "pipelined/msg")
-}
-
-// startSMTPSink runs Postfix's smtp-sink with the options opts on a free
-// loopback port and returns its address and process id; it skips the test
-// or benchmark when smtp-sink is not installed.
-func startSMTPSink(b testing.TB, opts ...string) (string, int) {
-	b.Helper()
-	path, err := exec.LookPath("smtp-sink")
-	if err != nil {
-		if path, err = exec.LookPath("/usr/sbin/smtp-sink"); err != nil {
-			b.Skip("smtp-sink is not installed (Debian: apt-get install postfix)")
-		}
-	}
-	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(testenv.FreePort(b)))
-	args := opts
-	if os.Geteuid() == 0 {
-		args = append(args, "-u", "nobody") // smtp-sink refuses to run as root
-	}
-	cmd := exec.Command(path, append(args, addr, "1000")...)
-	if err := cmd.Start(); err != nil {
-		b.Fatalf("start smtp-sink: %v", err)
-	}
-	b.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		_ = cmd.Wait()
-	})
-	testenv.Eventually(b, 10*time.Second, "smtp-sink to listen on "+addr, func() bool {
-		c, err := net.Dial("tcp", addr)
-		if err == nil {
-			_ = c.Close()
-		}
-		return err == nil
-	})
-	return addr, cmd.Process.Pid
-}
-
-// selfCPU is the user and system CPU time this process has used.
-func selfCPU() time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-}
-
-// procCPU is the user and system CPU time process pid has used, from
-// /proc/<pid>/stat (clock ticks at 100 a second); 0 when it cannot be read.
-func procCPU(pid int) time.Duration {
-	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return 0
-	}
-	// The command name, in parentheses, may hold spaces: count the fields
-	// from the last ')'. utime and stime are fields 14 and 15.
-	i := bytes.LastIndexByte(data, ')')
-	if i < 0 {
-		return 0
-	}
-	f := strings.Fields(string(data[i+1:]))
-	if len(f) < 13 {
-		return 0
-	}
-	utime, _ := strconv.ParseInt(f[11], 10, 64)
-	stime, _ := strconv.ParseInt(f[12], 10, 64)
-	return time.Duration(utime+stime) * time.Second / 100
 }

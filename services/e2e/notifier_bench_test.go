@@ -3,14 +3,12 @@ package e2e_test
 import (
 	"context"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -45,7 +43,7 @@ const (
 // the command, and the ratio of the two rates is reported.
 func BenchmarkNotifierThroughput(b *testing.B) {
 	const n = 100_000
-	sinkAddr, sinkPid := startSMTPSink(b)
+	sinkAddr, sinkPid := testenv.SMTPSink(b)
 	nc, natsURL := benchNATS(b)
 	rs := testenv.StartRedis(b)
 	redisURL := rs.URL
@@ -56,7 +54,7 @@ func BenchmarkNotifierThroughput(b *testing.B) {
 	s := e2e.Start(b, benchOptions(natsURL, redisURL, sinkAddr))
 
 	b.ResetTimer()
-	cpu0, redis0, sink0 := processCPU(), testenv.ProcessCPU(rs.Pid()), testenv.ProcessCPU(sinkPid)
+	cpu0, redis0, sink0 := testenv.SelfCPU(), testenv.ProcessCPU(rs.Pid()), testenv.ProcessCPU(sinkPid)
 	start := time.Now()
 	res := s.CLI(b, "run", "--as-of", asOf.String())
 	passDone := time.Since(start)
@@ -65,7 +63,7 @@ func BenchmarkNotifierThroughput(b *testing.B) {
 	}
 	outcomes.wait(b, 10*time.Minute)
 	elapsed := time.Since(start)
-	cpu, redisCPU, sinkCPU := processCPU()-cpu0, testenv.ProcessCPU(rs.Pid())-redis0, testenv.ProcessCPU(sinkPid)-sink0
+	cpu, redisCPU, sinkCPU := testenv.SelfCPU()-cpu0, testenv.ProcessCPU(rs.Pid())-redis0, testenv.ProcessCPU(sinkPid)-sink0
 	b.StopTimer()
 	if got := outcomes.count(subscription.OutcomeSent); got != n {
 		b.Fatalf("sent %d notices, want %d (outcomes: %v)", got, n, outcomes.counts())
@@ -108,7 +106,7 @@ func BenchmarkNotifierLatency(b *testing.B) {
 		tick      = 10 * time.Millisecond
 		perTick   = perSecond / int(time.Second/tick)
 	)
-	sinkAddr, _ := startSMTPSink(b)
+	sinkAddr, _ := testenv.SMTPSink(b)
 	nc, natsURL := benchNATS(b)
 	redisURL := testenv.StartRedis(b).URL
 	asOf := subscription.MustDate("2031-01-01")
@@ -168,16 +166,6 @@ func BenchmarkNotifierLatency(b *testing.B) {
 	b.ReportMetric(float64(n)/publishing.Seconds(), "published/s")
 	b.Logf("%d notices at %d/s (%.0f/s achieved): publish -> SMTP accepted p50 %.1fms p99 %.1fms max %.1fms; publish -> outcome event received p99 %.1fms",
 		n, perSecond, float64(n)/publishing.Seconds(), ms(quantile(accepted, 0.5)), ms(quantile(accepted, 0.99)), ms(quantile(accepted, 1)), ms(quantile(observed, 0.99)))
-}
-
-// processCPU is the user and system CPU time this process has used: the
-// notifier, the API and the NATS server, but not redis-server or smtp-sink.
-func processCPU() time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 func quantile(ds []time.Duration, q float64) time.Duration {
@@ -261,38 +249,6 @@ func loadDue(b *testing.B, redisURL string, from, to int, asOf subscription.Date
 		b.Fatal(err)
 	}
 	return len(raw)
-}
-
-// startSMTPSink runs Postfix's smtp-sink on a free loopback port for the
-// benchmark and returns its address and process id. It skips the benchmark when smtp-sink is
-// not installed.
-func startSMTPSink(b *testing.B) (string, int) {
-	b.Helper()
-	path, err := exec.LookPath("smtp-sink")
-	if err != nil {
-		b.Skip("smtp-sink is not installed: DEBIAN_FRONTEND=noninteractive apt-get install -y postfix (then postfix stop)")
-	}
-	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(testenv.FreePort(b)))
-	args := []string{}
-	if os.Geteuid() == 0 {
-		args = append(args, "-u", "nobody") // smtp-sink refuses to run as root
-	}
-	cmd := exec.Command(path, append(args, addr, "1000")...)
-	if err := cmd.Start(); err != nil {
-		b.Fatalf("start smtp-sink: %v", err)
-	}
-	b.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		_ = cmd.Wait()
-	})
-	testenv.Eventually(b, 10*time.Second, "smtp-sink to listen on "+addr, func() bool {
-		c, err := net.Dial("tcp", addr)
-		if err == nil {
-			c.Close()
-		}
-		return err == nil
-	})
-	return addr, cmd.Process.Pid
 }
 
 // runSMTPSource sends n messages of size bytes over 8 parallel sessions, each
