@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"strconv"
 	"strings"
-	"time"
 
 	"renewals/pkg/subscription"
 )
@@ -183,39 +182,12 @@ func parseNoticeKey(s string) (subscription.NoticeKey, bool) {
 	return subscription.NoticeKey{SubscriptionID: s[:i], EndDate: d, Milestone: n}, true
 }
 
-// parseDate is Date.UnmarshalText ("" the zero Date, else
-// subscription.ParseDate) for the texts it accepts; it reports false for
-// any other text.
+// parseDate is Date.UnmarshalText: "" is the zero Date, anything else
+// subscription.ParseDate; it reports false where that fails.
 func parseDate(v string) (subscription.Date, bool) {
 	if v == "" {
 		return subscription.Date{}, true
 	}
-	if len(v) != 10 || v[4] != '-' || v[7] != '-' {
-		return subscription.Date{}, false
-	}
-	n := 0
-	for i, c := range []byte(v) {
-		if i == 4 || i == 7 {
-			continue
-		}
-		if c < '0' || c > '9' {
-			return subscription.Date{}, false
-		}
-		n = n*10 + int(c-'0')
-	}
-	y, m, d := n/10000, time.Month(n/100%100), n%100
-	if m < time.January || m > time.December || d < 1 || d > daysIn(m, y) {
-		return subscription.Date{}, false
-	}
-	return subscription.Date{Year: y, Month: m, Day: d}, true
-}
-
-func daysIn(m time.Month, y int) int {
-	if m == time.February {
-		if y%4 == 0 && (y%100 != 0 || y%400 == 0) {
-			return 29
-		}
-		return 28
-	}
-	return 31 - int(m-1)%7%2
+	d, err := subscription.ParseDate(v)
+	return d, err == nil
 }

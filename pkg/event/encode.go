@@ -4,8 +4,8 @@ import (
 	"encoding/json"
 	"strconv"
 	"time"
-	"unicode/utf8"
 
+	"renewals/pkg/jsonenc"
 	"renewals/pkg/subscription"
 )
 
@@ -16,20 +16,20 @@ func appendOutcome(b []byte, o *NoticeOutcome) []byte {
 	b = append(b, `{"notice_key":`...)
 	b = appendKey(b, o.NoticeKey)
 	b = append(b, `,"subscription_id":`...)
-	b = appendString(b, o.SubscriptionID)
+	b = jsonenc.AppendString(b, o.SubscriptionID)
 	b = append(b, `,"end_date":`...)
 	b = appendDate(b, o.EndDate)
 	b = append(b, `,"milestone":`...)
 	b = strconv.AppendInt(b, int64(o.Milestone), 10)
 	b = append(b, `,"outcome":`...)
-	b = appendString(b, string(o.Outcome))
+	b = jsonenc.AppendString(b, string(o.Outcome))
 	if o.Reason != "" {
 		b = append(b, `,"reason":`...)
-		b = appendString(b, o.Reason)
+		b = jsonenc.AppendString(b, o.Reason)
 	}
 	if o.Role != "" {
 		b = append(b, `,"role":`...)
-		b = appendString(b, string(o.Role))
+		b = jsonenc.AppendString(b, string(o.Role))
 	}
 	if o.Attempts != 0 {
 		b = append(b, `,"attempts":`...)
@@ -44,9 +44,9 @@ func appendOutcome(b []byte, o *NoticeOutcome) []byte {
 // appendKey appends the JSON string of k.MarshalText.
 func appendKey(b []byte, k subscription.NoticeKey) []byte {
 	if !plainDate(k.EndDate) {
-		return appendString(b, k.String())
+		return jsonenc.AppendString(b, k.String())
 	}
-	b = appendString(b, k.SubscriptionID)
+	b = jsonenc.AppendString(b, k.SubscriptionID)
 	b = append(b[:len(b)-1], ':')
 	b = appendDateText(b, k.EndDate)
 	b = append(b, ':')
@@ -57,7 +57,7 @@ func appendKey(b []byte, k subscription.NoticeKey) []byte {
 // appendDate appends the JSON string of d.MarshalText.
 func appendDate(b []byte, d subscription.Date) []byte {
 	if !plainDate(d) {
-		return appendString(b, d.String())
+		return jsonenc.AppendString(b, d.String())
 	}
 	b = append(b, '"')
 	b = appendDateText(b, d)
@@ -80,62 +80,6 @@ func appendDateText(b []byte, d subscription.Date) []byte {
 		'-', byte('0'+m/10), byte('0'+m%10), '-', byte('0'+dd/10), byte('0'+dd%10))
 }
 
-const hexDigits = "0123456789abcdef"
-
-// appendString appends s as encoding/json writes a string, with its HTML
-// escaping: <, > and & as \u003c and so on, U+2028 and U+2029 escaped, and
-// each byte of invalid UTF-8 as \ufffd. (pkg/shred has the same.)
-func appendString(b []byte, s string) []byte {
-	b = append(b, '"')
-	start := 0
-	for i := 0; i < len(s); {
-		if c := s[i]; c < utf8.RuneSelf {
-			if c >= 0x20 && c != '"' && c != '\\' && c != '<' && c != '>' && c != '&' {
-				i++
-				continue
-			}
-			b = append(b, s[start:i]...)
-			switch c {
-			case '\\', '"':
-				b = append(b, '\\', c)
-			case '\b':
-				b = append(b, '\\', 'b')
-			case '\f':
-				b = append(b, '\\', 'f')
-			case '\n':
-				b = append(b, '\\', 'n')
-			case '\r':
-				b = append(b, '\\', 'r')
-			case '\t':
-				b = append(b, '\\', 't')
-			default:
-				b = append(b, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xF])
-			}
-			i++
-			start = i
-			continue
-		}
-		r, size := utf8.DecodeRuneInString(s[i:])
-		if r == utf8.RuneError && size == 1 {
-			b = append(b, s[start:i]...)
-			b = append(b, `\ufffd`...)
-			i += size
-			start = i
-			continue
-		}
-		if r == '\u2028' || r == '\u2029' {
-			b = append(b, s[start:i]...)
-			b = append(b, '\\', 'u', '2', '0', '2', hexDigits[r&0xF])
-			i += size
-			start = i
-			continue
-		}
-		i += size
-	}
-	b = append(b, s[start:]...)
-	return append(b, '"')
-}
-
 // Marshal returns json.Marshal(e), writing the envelope by hand when it can:
 // when e.Time is within the years json.Marshal accepts and e.Data is already
 // in the form json.Marshal would give it (compact, and with <, >, &, U+2028
@@ -147,19 +91,19 @@ func Marshal(e Event) ([]byte, error) {
 	}
 	b := make([]byte, 0, 160+len(e.ID)+len(e.Type)+len(e.Subject)+len(e.Data))
 	b = append(b, `{"specversion":`...)
-	b = appendString(b, e.SpecVersion)
+	b = jsonenc.AppendString(b, e.SpecVersion)
 	b = append(b, `,"id":`...)
-	b = appendString(b, e.ID)
+	b = jsonenc.AppendString(b, e.ID)
 	b = append(b, `,"source":`...)
-	b = appendString(b, e.Source)
+	b = jsonenc.AppendString(b, e.Source)
 	b = append(b, `,"type":`...)
-	b = appendString(b, e.Type)
+	b = jsonenc.AppendString(b, e.Type)
 	b = append(b, `,"time":"`...)
 	b = e.Time.AppendFormat(b, time.RFC3339Nano)
 	b = append(b, `","subject":`...)
-	b = appendString(b, e.Subject)
+	b = jsonenc.AppendString(b, e.Subject)
 	b = append(b, `,"datacontenttype":`...)
-	b = appendString(b, e.DataContentType)
+	b = jsonenc.AppendString(b, e.DataContentType)
 	b = append(b, `,"data":`...)
 	if e.Data == nil {
 		b = append(b, "null"...)

@@ -2,7 +2,6 @@ package shred
 
 import (
 	"strconv"
-	"time"
 	"unicode/utf8"
 
 	"renewals/pkg/subscription"
@@ -182,60 +181,22 @@ func (r *jsonReader) date() (subscription.Date, bool) {
 	return parseDate(v)
 }
 
-// parseDate is subscription.ParseDate (and "" the zero Date) for the dates
-// it accepts; it reports false for any other text.
+// parseDate is Date.UnmarshalText: "" is the zero Date, anything else
+// subscription.ParseDate; it reports false where that fails.
 func parseDate(v string) (subscription.Date, bool) {
 	if v == "" {
 		return subscription.Date{}, true
 	}
-	if len(v) != 10 || v[4] != '-' || v[7] != '-' {
-		return subscription.Date{}, false
-	}
-	n := 0
-	for i, c := range []byte(v) {
-		if i == 4 || i == 7 {
-			continue
-		}
-		if c < '0' || c > '9' {
-			return subscription.Date{}, false
-		}
-		n = n*10 + int(c-'0')
-	}
-	y, m, d := n/10000, time.Month(n/100%100), n%100
-	if m < time.January || m > time.December || d < 1 || d > daysIn(m, y) {
-		return subscription.Date{}, false
-	}
-	return subscription.Date{Year: y, Month: m, Day: d}, true
-}
-
-func daysIn(m time.Month, y int) int {
-	if m == time.February {
-		if y%4 == 0 && (y%100 != 0 || y%400 == 0) {
-			return 29
-		}
-		return 28
-	}
-	return 31 - int(m-1)%7%2
+	d, err := subscription.ParseDate(v)
+	return d, err == nil
 }
 
 // decodeClear reads b, the clear part as appendClear writes it, into s,
 // which must be zero. When it reports false s may be partly written.
 func decodeClear(b []byte, s *subscription.Subscription) bool {
 	r := jsonReader{s: string(b)}
-	if !r.byte('{') {
-		return false
-	}
-	if r.byte('}') {
-		return r.i == len(r.s)
-	}
-	var seen uint32
 	var ints *[2]int
-	for {
-		name, ok := r.key()
-		if !ok {
-			return false
-		}
-		var f uint32
+	return r.object(func(name string) (f uint32, ok bool) {
 		switch name {
 		case "subscription_id":
 			f = 1 << 0
@@ -293,20 +254,9 @@ func decodeClear(b []byte, s *subscription.Subscription) bool {
 		case "reseller_rep":
 			f = 1 << 13
 			s.ResellerRep, ok = r.str()
-		default:
-			return false
 		}
-		if !ok || seen&f != 0 {
-			return false
-		}
-		seen |= f
-		if r.byte('}') {
-			return r.i == len(r.s)
-		}
-		if !r.byte(',') {
-			return false
-		}
-	}
+		return f, ok
+	}) && r.i == len(r.s)
 }
 
 // decodePersonal reads b, the personal part as appendPersonal writes it,
@@ -314,19 +264,7 @@ func decodeClear(b []byte, s *subscription.Subscription) bool {
 // written.
 func decodePersonal(b []byte, p *personal) bool {
 	r := jsonReader{s: string(b)}
-	if !r.byte('{') {
-		return false
-	}
-	if r.byte('}') {
-		return r.i == len(r.s)
-	}
-	var seen uint32
-	for {
-		name, ok := r.key()
-		if !ok {
-			return false
-		}
-		var f uint32
+	return r.object(func(name string) (f uint32, ok bool) {
 		switch name {
 		case "cm":
 			f = 1 << 0
@@ -337,24 +275,34 @@ func decodePersonal(b []byte, p *personal) bool {
 		case "sa":
 			f = 1 << 2
 			p.SA, ok = r.strings()
-		default:
-			return false
 		}
-		if !ok || seen&f != 0 {
-			return false
-		}
-		seen |= f
-		if r.byte('}') {
-			return r.i == len(r.s)
-		}
-		if !r.byte(',') {
-			return false
-		}
-	}
+		return f, ok
+	}) && r.i == len(r.s)
 }
 
 // contact reads a Contact object into c, which must be zero.
 func (r *jsonReader) contact(c *subscription.Contact) bool {
+	return r.object(func(name string) (f uint32, ok bool) {
+		switch name {
+		case "name":
+			f = 1 << 0
+			c.Name, ok = r.str()
+		case "email":
+			f = 1 << 1
+			c.Email, ok = r.str()
+		case "phone":
+			f = 1 << 2
+			c.Phone, ok = r.str()
+		}
+		return f, ok
+	})
+}
+
+// object reads an object whose members member reads: given a member's name,
+// member reads its value and returns the name's bit (0 for a name it does
+// not know) and whether the value could be read. An unknown or repeated
+// name makes object report false, like any JSON the encoders do not write.
+func (r *jsonReader) object(member func(name string) (bit uint32, ok bool)) bool {
 	if !r.byte('{') {
 		return false
 	}
@@ -367,24 +315,11 @@ func (r *jsonReader) contact(c *subscription.Contact) bool {
 		if !ok {
 			return false
 		}
-		var f uint32
-		switch name {
-		case "name":
-			f = 1 << 0
-			c.Name, ok = r.str()
-		case "email":
-			f = 1 << 1
-			c.Email, ok = r.str()
-		case "phone":
-			f = 1 << 2
-			c.Phone, ok = r.str()
-		default:
+		bit, ok := member(name)
+		if !ok || bit == 0 || seen&bit != 0 {
 			return false
 		}
-		if !ok || seen&f != 0 {
-			return false
-		}
-		seen |= f
+		seen |= bit
 		if r.byte('}') {
 			return true
 		}

@@ -2,8 +2,8 @@ package shred
 
 import (
 	"strconv"
-	"unicode/utf8"
 
+	"renewals/pkg/jsonenc"
 	"renewals/pkg/subscription"
 )
 
@@ -16,7 +16,7 @@ import (
 // appendClear appends json.Marshal(s.WithoutPersonal()).
 func appendClear(b []byte, s *subscription.Subscription) []byte {
 	b = append(b, `{"subscription_id":`...)
-	b = appendString(b, s.ID)
+	b = jsonenc.AppendString(b, s.ID)
 	b = append(b, `,"end_date":`...)
 	b = appendDate(b, s.EndDate)
 	b = appendOptString(b, `,"customer_account":`, s.CustomerAccount)
@@ -37,7 +37,7 @@ func appendClear(b []byte, s *subscription.Subscription) []byte {
 		b = appendDate(b, s.StartDate)
 	}
 	b = append(b, `,"status":`...)
-	b = appendString(b, string(s.Status))
+	b = jsonenc.AppendString(b, string(s.Status))
 	b = appendOptString(b, `,"timezone":`, s.Timezone)
 	b = appendOptString(b, `,"locale":`, s.Locale)
 	b = appendOptString(b, `,"reseller_rep":`, s.ResellerRep)
@@ -70,7 +70,7 @@ func appendPersonal(b []byte, s *subscription.Subscription) []byte {
 			if i > 0 {
 				b = append(b, ',')
 			}
-			b = appendString(b, a)
+			b = jsonenc.AppendString(b, a)
 		}
 		b = append(b, ']')
 	}
@@ -95,7 +95,7 @@ func appendOptString(b []byte, name, s string) []byte {
 	if s == "" {
 		return b
 	}
-	return appendString(append(b, name...), s)
+	return jsonenc.AppendString(append(b, name...), s)
 }
 
 // appendDate appends the JSON string of d.MarshalText: YYYY-MM-DD, or "" for
@@ -105,65 +105,9 @@ func appendDate(b []byte, d subscription.Date) []byte {
 		return append(b, `""`...)
 	}
 	if d.Year < 0 || d.Year > 9999 || d.Month < 0 || d.Month > 99 || d.Day < 0 || d.Day > 99 {
-		return appendString(b, d.String()) // what %04d and %02d make of it
+		return jsonenc.AppendString(b, d.String()) // what %04d and %02d make of it
 	}
 	y, m, dd := d.Year, int(d.Month), d.Day
 	return append(b, '"', byte('0'+y/1000), byte('0'+y/100%10), byte('0'+y/10%10), byte('0'+y%10),
 		'-', byte('0'+m/10), byte('0'+m%10), '-', byte('0'+dd/10), byte('0'+dd%10), '"')
-}
-
-const hexDigits = "0123456789abcdef"
-
-// appendString appends s as encoding/json writes a string, with its HTML
-// escaping: <, > and & as \u003c and so on, U+2028 and U+2029 escaped, and
-// each byte of invalid UTF-8 as \ufffd.
-func appendString(b []byte, s string) []byte {
-	b = append(b, '"')
-	start := 0
-	for i := 0; i < len(s); {
-		if c := s[i]; c < utf8.RuneSelf {
-			if c >= 0x20 && c != '"' && c != '\\' && c != '<' && c != '>' && c != '&' {
-				i++
-				continue
-			}
-			b = append(b, s[start:i]...)
-			switch c {
-			case '\\', '"':
-				b = append(b, '\\', c)
-			case '\b':
-				b = append(b, '\\', 'b')
-			case '\f':
-				b = append(b, '\\', 'f')
-			case '\n':
-				b = append(b, '\\', 'n')
-			case '\r':
-				b = append(b, '\\', 'r')
-			case '\t':
-				b = append(b, '\\', 't')
-			default:
-				b = append(b, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xF])
-			}
-			i++
-			start = i
-			continue
-		}
-		r, size := utf8.DecodeRuneInString(s[i:])
-		if r == utf8.RuneError && size == 1 {
-			b = append(b, s[start:i]...)
-			b = append(b, `\ufffd`...)
-			i += size
-			start = i
-			continue
-		}
-		if r == '\u2028' || r == '\u2029' {
-			b = append(b, s[start:i]...)
-			b = append(b, '\\', 'u', '2', '0', '2', hexDigits[r&0xF])
-			i += size
-			start = i
-			continue
-		}
-		i += size
-	}
-	b = append(b, s[start:]...)
-	return append(b, '"')
 }

@@ -16,11 +16,48 @@ type Date struct {
 // ParseDate parses an ISO 8601 calendar date (YYYY-MM-DD). Any other form,
 // such as 31/05/2027, returns an error that tells the user which form to use.
 func ParseDate(s string) (Date, error) {
+	if d, ok := parseISO(s); ok {
+		return d, nil
+	}
 	t, err := time.Parse(time.DateOnly, s)
 	if err != nil || len(s) != len(time.DateOnly) {
 		return Date{}, fmt.Errorf("%q is not a date: use YYYY-MM-DD, e.g. 2027-05-31", s)
 	}
 	return DateOf(t), nil
+}
+
+// parseISO reads YYYY-MM-DD without time.Parse, accepting exactly the
+// texts that time.Parse(time.DateOnly, ...) accepts; it reports false for
+// any other, and ParseDate then lets time.Parse say what is wrong.
+func parseISO(v string) (Date, bool) {
+	if len(v) != 10 || v[4] != '-' || v[7] != '-' {
+		return Date{}, false
+	}
+	n := 0
+	for i, c := range []byte(v) {
+		if i == 4 || i == 7 {
+			continue
+		}
+		if c < '0' || c > '9' {
+			return Date{}, false
+		}
+		n = n*10 + int(c-'0')
+	}
+	y, m, d := n/10000, time.Month(n/100%100), n%100
+	if m < time.January || m > time.December || d < 1 || d > daysIn(m, y) {
+		return Date{}, false
+	}
+	return Date{Year: y, Month: m, Day: d}, true
+}
+
+func daysIn(m time.Month, y int) int {
+	if m == time.February {
+		if y%4 == 0 && (y%100 != 0 || y%400 == 0) {
+			return 29
+		}
+		return 28
+	}
+	return 31 - int(m-1)%7%2
 }
 
 // MustDate is ParseDate for constants in tests and examples; it panics on a bad date.

@@ -31,3 +31,21 @@ func TestDateStringMatchesSprintf(t *testing.T) {
 		}
 	}
 }
+
+// TestParseDateMatchesTimeParse holds ParseDate's fast path to
+// time.Parse(time.DateOnly): every day of several years, leap days and
+// near misses.
+func TestParseDateMatchesTimeParse(t *testing.T) {
+	texts := []string{"", "2027-02-29", "2028-02-29", "1900-02-29", "2000-02-29", "0000-01-01", "9999-12-31", "2027-04-31",
+		"2027-13-01", "2027-00-10", "2027-01-00", "2027-1-01", "27-01-01", "2027/01/01", "2027-01-01 ", " 2027-01-01", "+027-01-01", "2027-0a-01", "20270-01-1"}
+	for d := time.Date(1999, 12, 25, 0, 0, 0, 0, time.UTC); d.Year() < 2030; d = d.AddDate(0, 0, 1) {
+		texts = append(texts, d.Format(time.DateOnly))
+	}
+	for _, s := range texts {
+		got, err := ParseDate(s)
+		tt, terr := time.Parse(time.DateOnly, s)
+		if (err != nil) != (terr != nil) || err == nil && got != DateOf(tt) {
+			t.Fatalf("ParseDate(%q) = %v, %v; time.Parse: %v, %v", s, got, err, tt, terr)
+		}
+	}
+}
