@@ -50,8 +50,6 @@ func parseLedgerKey(s string) (subscription.NoticeKey, error) {
 	return subscription.ParseNoticeKey(strings.ReplaceAll(s, ".", ":"))
 }
 
-var errLost = errors.New("lost")
-
 // update applies change to the entry of key with compare-and-set, retrying on
 // conflict. change gets nil when there is no entry; it returns the new state,
 // or an error that update returns as is.

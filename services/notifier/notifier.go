@@ -201,49 +201,57 @@ func (n *Notifier) handle(ctx context.Context, m jetstream.Msg) {
 	}
 	n.pause("after-claim")
 
-	outcome, reason, sendErr, took := n.attempt(ctx, key, due, m)
-	switch {
-	case outcome != "":
-		n.finish(ctx, m, key, token, outcome, reason, took, log)
-	case errors.Is(sendErr, mailer.ErrAmbiguous) || sendErr != nil:
-		ambiguous := errors.Is(sendErr, mailer.ErrAmbiguous)
-		if err := n.Ledger.Release(ctx, key, token, ambiguous); err != nil {
-			log.Warn("release claim", zap.Error(err))
-		}
-		if delivered >= n.Consumer.MaxDeliver {
-			n.failExhausted(ctx, key, sendErr.Error(), log)
-			_ = m.Term()
-			return
-		}
-		log.Warn("send failed; retrying later", zap.Int("delivery", delivered), zap.Bool("ambiguous", ambiguous), zap.Error(sendErr))
-		_ = m.NakWithDelay(n.retryDelay(delivered))
+	r := n.attempt(ctx, key, due, m)
+	if r.outcome != "" {
+		n.finish(ctx, m, key, token, r, log)
+		return
 	}
+	sendErr := r.retry
+	ambiguous := errors.Is(sendErr, mailer.ErrAmbiguous)
+	if err := n.Ledger.Release(ctx, key, token, ambiguous); err != nil {
+		log.Warn("release claim", zap.Error(err))
+	}
+	if delivered >= n.Consumer.MaxDeliver {
+		n.failExhausted(ctx, key, sendErr.Error(), log)
+		_ = m.Term()
+		return
+	}
+	log.Warn("send failed; retrying later", zap.Int("delivery", delivered), zap.Bool("ambiguous", ambiguous), zap.Error(sendErr))
+	_ = m.NakWithDelay(n.retryDelay(delivered))
 }
 
-// attempt revalidates, renders and sends. It returns a final outcome, or a
-// send error to retry.
-func (n *Notifier) attempt(ctx context.Context, key subscription.NoticeKey, due event.NoticeDue, m jetstream.Msg) (subscription.Outcome, string, error, time.Duration) {
+// result is what an attempt came to: a final outcome with its reason and how
+// long the send took, or, with no outcome, the error of a send to retry.
+type result struct {
+	outcome subscription.Outcome
+	reason  string
+	took    time.Duration
+	retry   error
+}
+
+// attempt revalidates, renders and sends.
+func (n *Notifier) attempt(ctx context.Context, key subscription.NoticeKey, due event.NoticeDue, m jetstream.Msg) result {
 	sub, err := n.Store.Get(ctx, key.SubscriptionID)
 	if errors.Is(err, subscription.ErrNotFound) {
-		return subscription.OutcomeSkipped, "subscription erased or unknown", nil, 0
+		return result{outcome: subscription.OutcomeSkipped, reason: "subscription erased or unknown"}
 	}
 	if err != nil {
-		return "", "", fmt.Errorf("read subscription: %w", err), 0
+		return result{retry: fmt.Errorf("read subscription: %w", err)}
 	}
 	if reason, skip := n.revalidate(sub, key, due); skip {
-		return subscription.OutcomeSkipped, reason, nil, 0
+		return result{outcome: subscription.OutcomeSkipped, reason: reason}
 	}
 	to := sub.ContractManager.Email
 	if to == "" {
-		return subscription.OutcomeUndeliverable, "no contract manager email", nil, 0
+		return result{outcome: subscription.OutcomeUndeliverable, reason: "no contract manager email"}
 	}
 	if a, err := mail.ParseAddress(to); err != nil || a.Address != to {
-		return subscription.OutcomeUndeliverable, "contract manager email is not a valid address", nil, 0
+		return result{outcome: subscription.OutcomeUndeliverable, reason: "contract manager email is not a valid address"}
 	}
 	days := n.daysLeft(sub, due)
 	email, err := n.Renderer.Render(sub, subscription.Notice{Key: key, DaysLeft: days})
 	if err != nil {
-		return subscription.OutcomeFailed, "template error: " + err.Error(), nil, 0
+		return result{outcome: subscription.OutcomeFailed, reason: "template error: " + err.Error()}
 	}
 	stop := keepAlive(m, n.Consumer.AckWait/3)
 	start := n.Now()
@@ -256,11 +264,11 @@ func (n *Notifier) attempt(ctx context.Context, key subscription.NoticeKey, due 
 	switch {
 	case err == nil:
 		n.pause("after-send")
-		return subscription.OutcomeSent, "", nil, took
+		return result{outcome: subscription.OutcomeSent, took: took}
 	case errors.Is(err, mailer.ErrPermanent):
-		return subscription.OutcomeFailed, reasonOf(err), nil, took
+		return result{outcome: subscription.OutcomeFailed, reason: reasonOf(err), took: took}
 	default:
-		return "", "", err, took
+		return result{retry: err, took: took}
 	}
 }
 
@@ -295,7 +303,8 @@ func (n *Notifier) daysLeft(sub subscription.Subscription, due event.NoticeDue) 
 }
 
 // finish confirms a final outcome, publishes its event and acknowledges.
-func (n *Notifier) finish(ctx context.Context, m jetstream.Msg, key subscription.NoticeKey, token string, outcome subscription.Outcome, reason string, took time.Duration, log noticeLog) {
+func (n *Notifier) finish(ctx context.Context, m jetstream.Msg, key subscription.NoticeKey, token string, r result, log noticeLog) {
+	outcome, reason := r.outcome, r.reason
 	entry := subscription.Entry{Key: key, Outcome: outcome, Reason: reason, At: n.Now()}
 	if outcome == subscription.OutcomeSent {
 		entry.Role = subscription.RoleContractManager
@@ -327,7 +336,7 @@ func (n *Notifier) finish(ctx context.Context, m jetstream.Msg, key subscription
 	entry = stored
 	emitErr := n.emit(ctx, entry)
 	if n.Observe != nil {
-		n.Observe(outcome, key.Milestone, took)
+		n.Observe(outcome, key.Milestone, r.took)
 	}
 	if outcome == subscription.OutcomeSent || outcome == subscription.OutcomeSkipped {
 		log.Info("notice "+string(outcome), zap.String("reason", reason), zap.Bool("ambiguous", entry.Ambiguous))
