@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"renewals/pkg/subscription"
+	"renewals/pkg/testenv"
 )
 
 // decodeReference is Decode as it was before the hand-written reader.
@@ -181,29 +182,11 @@ func TestDecodeFastPathTakesMarshalledDueEvents(t *testing.T) {
 	}
 }
 
-func mutate(r *rand.Rand, b []byte) []byte {
-	b = bytes.Clone(b)
-	if len(b) == 0 {
-		return []byte{byte(r.IntN(256))}
-	}
-	i := r.IntN(len(b))
-	tokens := []string{`"`, `\`, `\u0041`, `,`, `:`, `{`, `}`, `[`, `]`, ` `, `null`, `0`, `-`, `.5`, `e3`, `01`, `"id":"z",`, `"ID":"z",`,
-		`"data":null,`, `"milestone":1,`, "\x00", "\xff", "é", `Z`, `+01:00`, `.123`}
-	switch r.IntN(5) {
-	case 0:
-		b[i] = byte(r.IntN(256))
-	case 1:
-		b[i] ^= 1 << r.IntN(8)
-	case 2:
-		b = append(b[:i], b[i+1:]...)
-	case 3:
-		b = append(b[:i], append([]byte(tokens[r.IntN(len(tokens))]), b[i:]...)...)
-	default:
-		j := i + r.IntN(len(b)-i)
-		b = append(b[:j], append(bytes.Clone(b[i:j]), b[j:]...)...)
-	}
-	return b
-}
+// mutations are the tokens mutate inserts.
+var mutations = []string{`"`, `\`, `\u0041`, `,`, `:`, `{`, `}`, `[`, `]`, ` `, `null`, `0`, `-`, `.5`, `e3`, `01`, `"id":"z",`, `"ID":"z",`,
+	`"data":null,`, `"milestone":1,`, "\x00", "\xff", "é", `Z`, `+01:00`, `.123`}
+
+func mutate(r *rand.Rand, b []byte) []byte { return testenv.Mutate(r, b, mutations) }
 
 func TestDecodeMutatedMatchesEncodingJSON(t *testing.T) {
 	r := rand.New(rand.NewPCG(9, 10))

@@ -466,20 +466,12 @@ func (c *compiler) templateCall(n *parse.TemplateNode, dot kind) step {
 	e := c.pipe(n.Pipe, dot)
 	p := c.program(n.Name, e.k)
 	eval, usesRoot := e.eval, c.usesRoot
-	if e.dot {
-		return func(m *machine, dot value, b []byte) []byte {
-			if !*usesRoot {
-				return p.run(m, dot, b)
-			}
-			saved := m.root
-			m.root = dot
-			b = p.run(m, dot, b)
-			m.root = saved
-			return b
-		}
-	}
+	passDot := e.dot // {{template "x" .}}: no pipeline to evaluate
 	return func(m *machine, dot value, b []byte) []byte {
-		v := eval(m, dot)
+		v := dot
+		if !passDot {
+			v = eval(m, dot)
+		}
 		if !*usesRoot {
 			return p.run(m, v, b)
 		}

@@ -1,7 +1,6 @@
 package shred
 
 import (
-	"bytes"
 	"encoding/json"
 	"math/rand/v2"
 	"reflect"
@@ -9,6 +8,7 @@ import (
 	"time"
 
 	"renewals/pkg/subscription"
+	"renewals/pkg/testenv"
 )
 
 // checkDecode holds decodeClear and decodePersonal to json.Unmarshal on b:
@@ -161,31 +161,13 @@ func TestDecodeMatchesEncodingJSON(t *testing.T) {
 	}
 }
 
+// mutations are the tokens mutate inserts.
+var mutations = []string{`"`, `\`, `\u`, `\ud800`, `\udc00`, `\u0041`, `\'`, `,`, `:`, `{`, `}`, `[`, `]`, ` `, "\n", `null`, `0`, `-`, `.5`,
+	`e3`, `01`, `"subscription_id":"x",`, `"Subscription_ID":"y",`, `"seats":1,`, `"cm":{},`, `"sa":null,`, `"sa":[],`, "\x00", "\xff", "é"}
+
 // mutate changes b in one of the ways a damaged or foreign record differs
 // from ours.
-func mutate(r *rand.Rand, b []byte) []byte {
-	b = bytes.Clone(b)
-	if len(b) == 0 {
-		return []byte{byte(r.IntN(256))}
-	}
-	i := r.IntN(len(b))
-	tokens := []string{`"`, `\`, `\u`, `\ud800`, `\udc00`, `\u0041`, `\'`, `,`, `:`, `{`, `}`, `[`, `]`, ` `, "\n", `null`, `0`, `-`, `.5`,
-		`e3`, `01`, `"subscription_id":"x",`, `"Subscription_ID":"y",`, `"seats":1,`, `"cm":{},`, `"sa":null,`, `"sa":[],`, "\x00", "\xff", "é"}
-	switch r.IntN(5) {
-	case 0:
-		b[i] = byte(r.IntN(256))
-	case 1:
-		b[i] ^= 1 << r.IntN(8)
-	case 2:
-		b = append(b[:i], b[i+1:]...)
-	case 3:
-		b = append(b[:i], append([]byte(tokens[r.IntN(len(tokens))]), b[i:]...)...)
-	default: // repeat a stretch, e.g. a member
-		j := i + r.IntN(len(b)-i)
-		b = append(b[:j], append(bytes.Clone(b[i:j]), b[j:]...)...)
-	}
-	return b
-}
+func mutate(r *rand.Rand, b []byte) []byte { return testenv.Mutate(r, b, mutations) }
 
 func TestDecodeMutatedMatchesEncodingJSON(t *testing.T) {
 	r := rand.New(rand.NewPCG(3, 4))

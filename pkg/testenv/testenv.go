@@ -259,3 +259,28 @@ func SMTPSink(t testing.TB, opts ...string) (addr string, pid int) {
 	})
 	return addr, cmd.Process.Pid
 }
+
+// Mutate returns a copy of b with one random change: a byte replaced or
+// flipped, a byte deleted, one of tokens inserted, or a stretch repeated.
+// Decoder tests feed it valid input to reach the inputs near it.
+func Mutate(r *rand.Rand, b []byte, tokens []string) []byte {
+	b = bytes.Clone(b)
+	if len(b) == 0 {
+		return []byte{byte(r.IntN(256))}
+	}
+	i := r.IntN(len(b))
+	switch r.IntN(5) {
+	case 0:
+		b[i] = byte(r.IntN(256))
+	case 1:
+		b[i] ^= 1 << r.IntN(8)
+	case 2:
+		b = append(b[:i], b[i+1:]...)
+	case 3:
+		b = append(b[:i], append([]byte(tokens[r.IntN(len(tokens))]), b[i:]...)...)
+	default: // repeat a stretch, e.g. a member
+		j := i + r.IntN(len(b)-i)
+		b = append(b[:j], append(bytes.Clone(b[i:j]), b[j:]...)...)
+	}
+	return b
+}
