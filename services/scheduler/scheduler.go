@@ -12,8 +12,8 @@ import (
 	"errors"
 	"fmt"
 	"runtime/debug"
-	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -392,46 +392,91 @@ func (s *Scheduler) Forecast(ctx context.Context, from subscription.Date, days i
 		out[i].Date = from.AddDays(i)
 		out[i].Notices = []Planned{}
 	}
-	// A notice goes out on the first day of the range that its stage is
-	// current and it was not sent before; simulate the passes in memory.
-	lo, _ := subscription.Window(from, s.Milestones)
-	_, hi := subscription.Window(from.AddDays(days-1), s.Milestones)
-	var all []subscription.Subscription
-	err := s.Store.EndingBetween(ctx, lo, hi, func(sub subscription.Subscription) error {
-		all = append(all, sub)
+	err := s.ForecastEach(ctx, from, days, func(day subscription.Date, p Planned) error {
+		i := from.DaysUntil(day)
+		out[i].Notices = append(out[i].Notices, p)
 		return nil
 	})
 	if err != nil {
-		return nil, fmt.Errorf("forecast: %w", err)
-	}
-	var keys []subscription.NoticeKey
-	for _, sub := range all {
-		for _, m := range s.Milestones {
-			keys = append(keys, subscription.NoticeKey{SubscriptionID: sub.ID, EndDate: sub.EndDate, Milestone: m})
-		}
-	}
-	sent := map[subscription.NoticeKey]bool{}
-	for chunk := range slices.Chunk(keys, batch) {
-		got, err := s.Ledger.Sent(ctx, chunk)
-		if err != nil {
-			return nil, fmt.Errorf("forecast: read ledger: %w", err)
-		}
-		for k, v := range got {
-			sent[k] = v
-		}
-	}
-	isSent := func(k subscription.NoticeKey) bool { return sent[k] }
-	for i := range out {
-		for _, sub := range all {
-			n, ok := subscription.Due(sub, out[i].Date.DaysUntil(sub.EndDate), s.Milestones, isSent)
-			if !ok {
-				continue
-			}
-			sent[n.Key] = true
-			out[i].Notices = append(out[i].Notices, Planned{n.Key, n.DaysLeft, sub.ContractManager.Email != ""})
-		}
+		return nil, err
 	}
 	return out, nil
+}
+
+// ForecastEach calls fn for each notice that Forecast lists, in its order:
+// by day, then by end date and subscription id. It stops at fn's first
+// error and returns it. The subscriptions are read in batches and only
+// what a planned notice needs (its key, days left and whether the contract
+// manager can be reached) is kept until fn has seen it; no record or
+// personal data outlives its batch.
+func (s *Scheduler) ForecastEach(ctx context.Context, from subscription.Date, days int, fn func(day subscription.Date, p Planned) error) error {
+	if days < 1 || days > 366 {
+		return fmt.Errorf("forecast days %d: use 1 to 366", days)
+	}
+	// A notice goes out on the first day of the range that its stage is
+	// current and it was not sent before; simulate the passes in memory,
+	// one subscription at a time (one's notices never change another's).
+	plan := make([][]Planned, days)
+	type brief struct {
+		id        string
+		end       subscription.Date
+		status    subscription.Status
+		reachable bool
+	}
+	pending := make([]brief, 0, batch)
+	simulate := func() error {
+		if len(pending) == 0 {
+			return nil
+		}
+		keys := make([]subscription.NoticeKey, 0, len(pending)*len(s.Milestones))
+		for _, b := range pending {
+			for _, m := range s.Milestones {
+				keys = append(keys, subscription.NoticeKey{SubscriptionID: b.id, EndDate: b.end, Milestone: m})
+			}
+		}
+		sent, err := s.Ledger.Sent(ctx, keys)
+		if err != nil {
+			return fmt.Errorf("read ledger: %w", err)
+		}
+		isSent := func(k subscription.NoticeKey) bool { return sent[k] }
+		for _, b := range pending {
+			sub := subscription.Subscription{ID: b.id, EndDate: b.end, Status: b.status}
+			for i := range days {
+				n, ok := subscription.Due(sub, from.AddDays(i).DaysUntil(b.end), s.Milestones, isSent)
+				if !ok {
+					continue
+				}
+				sent[n.Key] = true
+				plan[i] = append(plan[i], Planned{n.Key, n.DaysLeft, b.reachable})
+			}
+		}
+		pending = pending[:0]
+		return nil
+	}
+	lo, _ := subscription.Window(from, s.Milestones)
+	_, hi := subscription.Window(from.AddDays(days-1), s.Milestones)
+	err := s.Store.EndingBetween(ctx, lo, hi, func(sub subscription.Subscription) error {
+		pending = append(pending, brief{strings.Clone(sub.ID), sub.EndDate, sub.Status, sub.ContractManager.Email != ""})
+		if len(pending) == batch {
+			return simulate()
+		}
+		return nil
+	})
+	if err == nil {
+		err = simulate()
+	}
+	if err != nil {
+		return fmt.Errorf("forecast: %w", err)
+	}
+	for i, ps := range plan {
+		for _, p := range ps {
+			if err := fn(from.AddDays(i), p); err != nil {
+				return err
+			}
+		}
+		plan[i] = nil
+	}
+	return nil
 }
 
 // ErrLeaseHeld is returned when another replica is running a pass.
