@@ -48,6 +48,8 @@ type Server struct {
 	Events   http.Handler
 	// OnImport, when set, is told the report of every import, for metrics.
 	OnImport func(importer.Report)
+	// Timeouts are the HTTP server's; zero means DefaultTimeouts().
+	Timeouts Timeouts
 }
 
 // Handler returns the routes.
@@ -77,7 +79,7 @@ func (s *Server) Handler() http.Handler {
 			return errorf(CodeNotFound, "this process does not run the api target: send API requests to the one that does")
 		}))
 	} else {
-		mux.Handle("/api/", requireToken(s.Token, api))
+		mux.Handle("/api/", requireToken(s.Token, s.timeouts(), api))
 	}
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
@@ -90,7 +92,7 @@ func (s *Server) Handler() http.Handler {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		fmt.Fprintln(w, "renewals: API under /api/v1 (bearer token), /healthz, /readyz, /metrics")
 	})
-	return logRequests(s.Log, mux)
+	return logRequests(s.Log, guardBody(mux))
 }
 
 func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {

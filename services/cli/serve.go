@@ -63,6 +63,10 @@ func serve(ctx context.Context, args []string, env Env) error {
 	}
 	defer log.Sync()
 	now := time.Now
+	nofile, err := raiseOpenFiles()
+	if err != nil {
+		log.Warn("open-file limit", zap.Error(err))
+	}
 
 	if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
 		return fmt.Errorf("cannot create the data dir %s: %v; set RENEWALS_DATA_DIR to a writable directory", cfg.DataDir, err)
@@ -208,8 +212,11 @@ func serve(ctx context.Context, args []string, env Env) error {
 	if err != nil {
 		return fmt.Errorf("cannot listen on %s (%v): is another renewals running? set RENEWALS_HTTP_ADDR", cfg.HTTPAddr, err)
 	}
-	hs := &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second}
-	log.Info("HTTP listening", zap.String("addr", ln.Addr().String()))
+	conns := api.ConnLimit(nofile)
+	ln = api.LimitListener(ln, conns, api.PerClientConns)
+	hs := srv.HTTPServer()
+	log.Info("HTTP listening", zap.String("addr", ln.Addr().String()),
+		zap.Uint64("open_file_limit", nofile), zap.Int("max_connections", conns), zap.Int("max_connections_per_client", api.PerClientConns))
 	fmt.Fprintf(env.Stderr, "renewals: serving %s on http://%s", cfg.Targets, ln.Addr())
 	if cfg.TargetSet["api"] {
 		fmt.Fprintf(env.Stderr, " (API token in %s)", tokenSource(cfg))
