@@ -38,6 +38,7 @@ const (
 	CodeUnprocessable = "unprocessable"
 	CodeUnavailable   = "unavailable"
 	CodeInternal      = "internal"
+	CodeTooMany       = "too_many_requests"
 )
 
 var statusOf = map[string]int{
@@ -49,6 +50,7 @@ var statusOf = map[string]int{
 	CodeUnprocessable: http.StatusUnprocessableEntity,
 	CodeUnavailable:   http.StatusServiceUnavailable,
 	CodeInternal:      http.StatusInternalServerError,
+	CodeTooMany:       http.StatusTooManyRequests,
 }
 
 // apiError carries a code to the edge.

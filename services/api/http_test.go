@@ -256,3 +256,57 @@ func TestSilentClientsAreCut(t *testing.T) {
 		t.Error("a client that stopped reading still held its handler after 5s")
 	}
 }
+
+func TestHeavyReadsAreBounded(t *testing.T) {
+	release := make(chan struct{})
+	started := make(chan struct{}, 4)
+	gate := newReadGate(1) // one running, one waiting
+	srv := &http.Server{Handler: gate.wrap(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		started <- struct{}{}
+		<-release
+	}))}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+	url := "http://" + ln.Addr().String() + "/"
+
+	codes := make(chan int, 2)
+	for range 2 {
+		go func() {
+			resp, err := http.Get(url)
+			if err != nil {
+				codes <- 0
+				return
+			}
+			resp.Body.Close()
+			codes <- resp.StatusCode
+		}()
+	}
+	<-started // one runs; wait until the other is admitted and waiting
+	deadline := time.Now().Add(5 * time.Second)
+	for len(gate.admit) < 2 {
+		if time.Now().After(deadline) {
+			t.Fatal("the second read was not admitted to wait")
+		}
+		time.Sleep(5 * time.Millisecond) // poll with a deadline: admission has no signal
+	}
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var e Error
+	json.NewDecoder(resp.Body).Decode(&e)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusTooManyRequests || resp.Header.Get("Retry-After") == "" || e.Code != CodeTooMany {
+		t.Errorf("a third read: %d, Retry-After %q, %+v: want 429 with Retry-After", resp.StatusCode, resp.Header.Get("Retry-After"), e)
+	}
+	close(release)
+	for range 2 {
+		if code := <-codes; code != http.StatusOK {
+			t.Errorf("an admitted read answered %d", code)
+		}
+	}
+}

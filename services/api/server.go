@@ -1,12 +1,15 @@
 package api
 
 import (
+	"cmp"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -15,6 +18,7 @@ import (
 	"renewals/pkg/event"
 	"renewals/pkg/importer"
 	"renewals/pkg/natsbus"
+	"renewals/pkg/page"
 	"renewals/pkg/render"
 	"renewals/pkg/subscription"
 	"renewals/services/scheduler"
@@ -50,21 +54,26 @@ type Server struct {
 	OnImport func(importer.Report)
 	// Timeouts are the HTTP server's; zero means DefaultTimeouts().
 	Timeouts Timeouts
+	// HeavyReads bounds the call-list, forecast and all-notices reads that
+	// run at once (as many again may wait; beyond, 429). Zero means
+	// DefaultHeavyReads().
+	HeavyReads int
 }
 
 // Handler returns the routes.
 func (s *Server) Handler() http.Handler {
+	heavy := newReadGate(cmp.Or(s.HeavyReads, DefaultHeavyReads())).wrap
 	api := http.NewServeMux()
 	api.HandleFunc("POST /api/v1/subscriptions/import", s.wrap(s.importSubscriptions))
 	api.HandleFunc("GET /api/v1/subscriptions/{id}", s.wrap(s.getSubscription))
 	api.HandleFunc("PUT /api/v1/subscriptions/{id}", s.wrap(s.putSubscription))
 	api.HandleFunc("DELETE /api/v1/subscriptions/{id}", s.wrap(s.eraseSubscription))
 	api.HandleFunc("POST /api/v1/scheduler/run", s.wrap(s.runScheduler))
-	api.HandleFunc("GET /api/v1/forecast", s.wrap(s.forecast))
-	api.HandleFunc("GET /api/v1/notices", s.wrap(s.notices))
+	api.Handle("GET /api/v1/forecast", heavy(s.wrap(s.forecast)))
+	api.HandleFunc("GET /api/v1/notices", s.wrap(s.notices(heavy(s.wrap(s.allNotices)))))
 	api.HandleFunc("POST /api/v1/preview", s.wrap(s.preview))
 	if s.Calllist != nil {
-		api.Handle("GET /api/v1/calllist", s.Calllist)
+		api.Handle("GET /api/v1/calllist", heavy(s.Calllist))
 	}
 	if s.Events != nil {
 		api.Handle("GET /api/v1/events", s.Events)
@@ -316,67 +325,321 @@ func (s *Server) queryDate(r *http.Request, name string) (subscription.Date, err
 	return d, nil
 }
 
+// forecast streams the forecast: the days as JSON objects, each with its
+// notices, encoded as they are written. limit bounds the notices of one
+// answer; then next_cursor (after the days) resumes after the last.
 func (s *Server) forecast(w http.ResponseWriter, r *http.Request) error {
 	from, err := s.queryDate(r, "from")
 	if err != nil {
 		return err
 	}
+	q := r.URL.Query()
 	days := 14
-	if v := r.URL.Query().Get("days"); v != "" {
+	if v := q.Get("days"); v != "" {
 		n, err := strconv.Atoi(v)
 		if err != nil || n < 1 || n > 366 {
 			return errorf(CodeInvalid, "days %q: use a whole number from 1 to 366", v)
 		}
 		days = n
 	}
-	out, err := s.Scheduler.Forecast(r.Context(), from, days)
+	limit, err := page.Limit(q)
 	if err != nil {
-		return err
-	}
-	writeJSON(w, http.StatusOK, map[string]any{"from": from, "days": out})
-	return nil
-}
-
-func (s *Server) notices(w http.ResponseWriter, r *http.Request) error {
-	id := r.URL.Query().Get("subscription_id")
-	if id == "" {
-		return s.allNotices(w, r)
-	}
-	if err := subscription.ValidID(id); err != nil {
 		return errorf(CodeInvalid, "%v", err)
 	}
-	entries, err := s.Ledger.List(r.Context(), id)
-	if err != nil {
+	var after *forecastKey
+	if c := q.Get("cursor"); c != "" {
+		k, err := decodeForecastKey(c)
+		if err != nil {
+			return errorf(CodeInvalid, "%v", err)
+		}
+		after = &k
+	}
+	fw := &forecastWriter{w: w, from: from, day: -1}
+	if after != nil {
+		fw.day = max(from.DaysUntil(after.day), 0) - 1
+	}
+	var (
+		n    int
+		last forecastKey
+		next string
+	)
+	err = s.Scheduler.ForecastEach(r.Context(), from, days, func(day subscription.Date, p scheduler.Planned) error {
+		k := forecastKey{day, p.Key.EndDate, p.Key.SubscriptionID}
+		if after != nil && k.compare(*after) <= 0 {
+			return nil
+		}
+		if limit > 0 && n == limit {
+			next = last.encode()
+			return errStop
+		}
+		n, last = n+1, k
+		return fw.notice(day, p)
+	})
+	if errors.Is(err, errStop) {
+		err = nil
+	}
+	if err != nil && !fw.started {
 		return err
 	}
-	if entries == nil {
-		entries = []subscription.Entry{}
+	if err == nil {
+		end := days - 1
+		if next != "" {
+			end = fw.day
+		}
+		err = fw.close(end, next)
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"subscription_id": id, "notices": entries})
+	if err != nil {
+		s.Log.Warn("forecast cut short", zap.Error(err))
+		panic(http.ErrAbortHandler)
+	}
 	return nil
 }
 
-// allNotices lists the ledger of every subscription in the renewal period
-// (from GraceDays after the end date to the largest milestone before it) on
-// today, or on the as_of date.
+// errStop ends a scan early once a page is full.
+var errStop = errors.New("page full")
+
+// forecastKey is where a planned notice stands in a forecast: its day,
+// then the subscription's end date and id.
+type forecastKey struct {
+	day, end subscription.Date
+	id       string
+}
+
+func (a forecastKey) compare(b forecastKey) int {
+	return cmp.Or(cmp.Compare(a.day.Ordinal(), b.day.Ordinal()), cmp.Compare(a.end.Ordinal(), b.end.Ordinal()), strings.Compare(a.id, b.id))
+}
+
+func (a forecastKey) encode() string { return page.Encode(a.day.String(), a.end.String(), a.id) }
+
+func decodeForecastKey(c string) (forecastKey, error) {
+	f, err := page.Decode(c, 3)
+	if err != nil {
+		return forecastKey{}, err
+	}
+	day, err1 := subscription.ParseDate(f[0])
+	end, err2 := subscription.ParseDate(f[1])
+	if err1 != nil || err2 != nil {
+		return forecastKey{}, fmt.Errorf("cursor %q: %w", c, page.ErrCursor)
+	}
+	return forecastKey{day, end, f[2]}, nil
+}
+
+// forecastWriter writes {"from":..,"days":[{"date":..,"notices":[..]},..]}
+// a notice at a time, with every day in between, empty or not.
+type forecastWriter struct {
+	w       io.Writer
+	from    subscription.Date
+	started bool // the object is open
+	day     int  // the days up to this index are written (or skipped)
+	open    bool // the day at index day is open: its notices may follow
+	anyDay  bool
+	notices int // of the open day
+	buf     []byte
+}
+
+func (f *forecastWriter) notice(day subscription.Date, p scheduler.Planned) error {
+	if err := f.advance(f.from.DaysUntil(day)); err != nil {
+		return err
+	}
+	b, err := json.Marshal(p)
+	if err != nil {
+		return err
+	}
+	f.buf = f.buf[:0]
+	if f.notices > 0 {
+		f.buf = append(f.buf, ',')
+	}
+	f.buf = append(append(f.buf, '\n'), b...)
+	f.notices++
+	_, err = f.w.Write(f.buf)
+	return err
+}
+
+// advance writes the days through index i, leaving day i open.
+func (f *forecastWriter) advance(i int) error {
+	f.buf = f.buf[:0]
+	if !f.started {
+		f.started = true
+		f.buf = fmt.Appendf(f.buf, `{"from":"%s","days":[`, f.from)
+	}
+	for f.day < i {
+		if f.open {
+			f.buf = append(f.buf, "]}"...)
+		}
+		f.day++
+		if f.anyDay {
+			f.buf = append(f.buf, ',')
+		}
+		f.buf = fmt.Appendf(f.buf, "\n{\"date\":\"%s\",\"notices\":[", f.from.AddDays(f.day))
+		f.anyDay, f.open, f.notices = true, true, 0
+	}
+	_, err := f.w.Write(f.buf)
+	return err
+}
+
+// close writes the days through index end and ends the answer, with the
+// cursor of the next page when there is one.
+func (f *forecastWriter) close(end int, next string) error {
+	if err := f.advance(end); err != nil {
+		return err
+	}
+	f.buf = f.buf[:0]
+	if f.open {
+		f.buf = append(f.buf, "]}"...)
+	}
+	f.buf = append(f.buf, "\n]"...)
+	if next != "" {
+		f.buf = fmt.Appendf(f.buf, `,"next_cursor":"%s"`, next)
+	}
+	f.buf = append(f.buf, "}\n"...)
+	_, err := f.w.Write(f.buf)
+	return err
+}
+
+// notices answers the ledger of one subscription, or passes a request
+// without subscription_id to all (the heavy read of every subscription).
+func (s *Server) notices(all http.Handler) handlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) error {
+		id := r.URL.Query().Get("subscription_id")
+		if id == "" {
+			all.ServeHTTP(w, r)
+			return nil
+		}
+		if err := subscription.ValidID(id); err != nil {
+			return errorf(CodeInvalid, "%v", err)
+		}
+		entries, err := s.Ledger.List(r.Context(), id)
+		if err != nil {
+			return err
+		}
+		if entries == nil {
+			entries = []subscription.Entry{}
+		}
+		writeJSON(w, http.StatusOK, map[string]any{"subscription_id": id, "notices": entries})
+		return nil
+	}
+}
+
+// allNotices streams the ledger of every subscription in the renewal
+// period (from GraceDays after the end date to the largest milestone
+// before it) on today, or on the as_of date: each entry is encoded as it
+// is read, in the order of the end-date index (end date, subscription id,
+// then notice key). limit bounds the entries of one answer; then
+// next_cursor (after the entries) resumes after the last, and the next
+// page starts its read of the index at the cursor's end date.
 func (s *Server) allNotices(w http.ResponseWriter, r *http.Request) error {
 	today, err := s.queryDate(r, "as_of")
 	if err != nil {
 		return err
 	}
+	q := r.URL.Query()
+	limit, err := page.Limit(q)
+	if err != nil {
+		return errorf(CodeInvalid, "%v", err)
+	}
 	from, _ := subscription.Window(today.AddDays(-s.GraceDays), s.Scheduler.Milestones)
 	_, to := subscription.Window(today, s.Scheduler.Milestones)
-	entries := []subscription.Entry{}
-	err = s.Store.EndingBetween(r.Context(), from, to, func(sub subscription.Subscription) error {
+	scanFrom := from
+	var after *noticeKey
+	if c := q.Get("cursor"); c != "" {
+		k, err := decodeNoticeKey(c)
+		if err != nil {
+			return errorf(CodeInvalid, "%v", err)
+		}
+		after = &k
+		if k.end.Ordinal() > from.Ordinal() {
+			scanFrom = k.end
+		}
+	}
+	j := page.NewJSON(w)
+	started := false
+	var (
+		n    int
+		last noticeKey
+		next string
+	)
+	err = s.Store.EndingBetween(r.Context(), scanFrom, to, func(sub subscription.Subscription) error {
+		if after != nil && (noticeKey{end: sub.EndDate, id: sub.ID}).compareSub(*after) < 0 {
+			return nil
+		}
 		es, err := s.Ledger.List(r.Context(), sub.ID)
-		entries = append(entries, es...)
-		return err
+		if err != nil {
+			return err
+		}
+		for _, e := range es {
+			k := noticeKey{sub.EndDate, sub.ID, e.Key}
+			if after != nil && k.compare(*after) <= 0 {
+				continue
+			}
+			if limit > 0 && n == limit {
+				next = last.encode()
+				return errStop
+			}
+			if !started {
+				started = true
+				if err := j.Open("notices", page.Member{Name: "from", Value: from}, page.Member{Name: "to", Value: to}); err != nil {
+					return err
+				}
+			}
+			if err := j.Row(e); err != nil {
+				return err
+			}
+			n, last = n+1, k
+		}
+		return nil
 	})
-	if err != nil {
+	if errors.Is(err, errStop) {
+		err = nil
+	}
+	if err != nil && !started {
 		return err
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"from": from, "to": to, "notices": entries})
+	if err == nil && !started {
+		err = j.Open("notices", page.Member{Name: "from", Value: from}, page.Member{Name: "to", Value: to})
+	}
+	if err == nil {
+		var tail []page.Member
+		if next != "" {
+			tail = append(tail, page.Member{Name: "next_cursor", Value: next})
+		}
+		err = j.Close(tail...)
+	}
+	if err != nil {
+		s.Log.Warn("notices cut short", zap.Error(err))
+		panic(http.ErrAbortHandler)
+	}
 	return nil
+}
+
+// noticeKey is where a ledger entry stands in the all-notices answer.
+type noticeKey struct {
+	end subscription.Date // the subscription's, as the index has it
+	id  string
+	key subscription.NoticeKey
+}
+
+// compareSub orders by subscription only: end date, then id.
+func (a noticeKey) compareSub(b noticeKey) int {
+	return cmp.Or(cmp.Compare(a.end.Ordinal(), b.end.Ordinal()), strings.Compare(a.id, b.id))
+}
+
+func (a noticeKey) compare(b noticeKey) int {
+	return cmp.Or(a.compareSub(b), subscription.CompareKeys(a.key, b.key))
+}
+
+func (a noticeKey) encode() string { return page.Encode(a.end.String(), a.id, a.key.String()) }
+
+func decodeNoticeKey(c string) (noticeKey, error) {
+	f, err := page.Decode(c, 3)
+	if err != nil {
+		return noticeKey{}, err
+	}
+	end, err1 := subscription.ParseDate(f[0])
+	key, err2 := subscription.ParseNoticeKey(f[2])
+	if err1 != nil || err2 != nil {
+		return noticeKey{}, fmt.Errorf("cursor %q: %w", c, page.ErrCursor)
+	}
+	return noticeKey{end, f[1], key}, nil
 }
 
 // PreviewRequest is the body of POST /api/v1/preview.

@@ -8,14 +8,148 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
 
+	"renewals/pkg/redisstore"
+	"renewals/pkg/subscription"
+	"renewals/pkg/testenv"
 	"renewals/services/api"
 )
+
+// loadAsOf is the day the load tests reckon days left from.
+const loadAsOf = "2030-01-01"
+
+// seedSubscriptions writes n subscriptions straight into the Redis store,
+// in batches, with end dates spread over a year around loadAsOf: about a
+// third of them fall in the call list's window. Every tenth has no
+// contract manager email.
+func seedSubscriptions(t testing.TB, r *testenv.Redis, n int) {
+	t.Helper()
+	store, _ := redisstore.New(r.Client(t))
+	first := subscription.MustDate(loadAsOf).AddDays(-120)
+	batch := make([]subscription.Subscription, 0, 1000)
+	for i := range n {
+		seats, used := 10+i%40, 5+i%10
+		s := subscription.Subscription{
+			ID: fmt.Sprintf("3100%08d", i), EndDate: first.AddDays(i % 365),
+			CustomerAccount: "ACC-" + strconv.Itoa(i), CustomerName: fmt.Sprintf("Customer %d Ltd", i),
+			Product: "CAD Suite Professional", Seats: &seats, SeatsAssigned: &used,
+			AccessModel: subscription.MultiUser, Status: subscription.StatusActive, ResellerRep: fmt.Sprintf("Rep %d", i%50),
+			ContractManager: subscription.Contact{
+				Name: fmt.Sprintf("Contract Manager %d", i), Email: fmt.Sprintf("cm%d@customer.example", i),
+				Phone: fmt.Sprintf("+44 20 7946 %04d", i%10000),
+			},
+			PrimaryAdmin: subscription.Contact{Name: fmt.Sprintf("Admin %d", i), Email: fmt.Sprintf("pa%d@customer.example", i)},
+		}
+		if i%10 == 0 {
+			s.ContractManager.Email = ""
+		}
+		batch = append(batch, s)
+		if len(batch) == cap(batch) || i == n-1 {
+			if _, err := store.Upsert(context.Background(), batch); err != nil {
+				t.Fatalf("seed: %v", err)
+			}
+			batch = batch[:0]
+		}
+	}
+}
+
+// TestCallListMemoryUnderParallelReads: 100 clients reading the call list
+// of 100,000 subscriptions at once keep the server under 500 MB. Each gets
+// the whole list, or a 429 with Retry-After when more are reading than the
+// server lets run and wait; and a client that was refused is served when
+// it comes back.
+func TestCallListMemoryUnderParallelReads(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short: seeds 100,000 subscriptions and reads the call list a hundred times")
+	}
+	const subs, readers, limit = 100_000, 100, 500 << 20
+	redis := testenv.StartRedis(t)
+	start := time.Now()
+	seedSubscriptions(t, redis, subs)
+	t.Logf("seeded %d subscriptions in %v", subs, time.Since(start).Round(time.Millisecond))
+	p := startServe(t, map[string]string{"RENEWALS_REDIS_URL": redis.URL}, "--target", "api,calllist")
+
+	c := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: readers}}
+	type answer struct {
+		code       int
+		retryAfter string
+		entries    int
+		err        error
+	}
+	read := func() answer {
+		req, _ := http.NewRequest(http.MethodGet, p.URL+"/api/v1/calllist?as_of="+loadAsOf, nil)
+		req.Header.Set("Authorization", "Bearer "+p.Token)
+		resp, err := c.Do(req)
+		if err != nil {
+			return answer{err: err}
+		}
+		defer resp.Body.Close()
+		a := answer{code: resp.StatusCode, retryAfter: resp.Header.Get("Retry-After")}
+		var out struct {
+			Count   int               `json:"count"`
+			Total   int               `json:"total"`
+			Entries []json.RawMessage `json:"entries"`
+		}
+		if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
+			a.err = fmt.Errorf("status %d: decode: %v", resp.StatusCode, err)
+			return a
+		}
+		if a.code == http.StatusOK && (out.Count != len(out.Entries) || out.Total != len(out.Entries)) {
+			a.err = fmt.Errorf("count %d, total %d, %d entries", out.Count, out.Total, len(out.Entries))
+		}
+		a.entries = len(out.Entries)
+		return a
+	}
+	start = time.Now()
+	first := read()
+	if first.err != nil || first.code != http.StatusOK {
+		t.Fatalf("one read: %d %v", first.code, first.err)
+	}
+	want := first.entries
+	t.Logf("one read: %d entries in %v; RSS %d MB", want, time.Since(start).Round(time.Millisecond), procStatus(t, p.pid(), "VmRSS")>>20)
+	if want < subs/10 {
+		t.Fatalf("the call list has %d entries: the seed should put about a third of %d on it", want, subs)
+	}
+
+	resetPeakRSS(t, p.pid())
+	start = time.Now()
+	answers := make([]answer, readers)
+	var wg sync.WaitGroup
+	for i := range readers {
+		wg.Go(func() { answers[i] = read() })
+	}
+	wg.Wait()
+	peak := procStatus(t, p.pid(), "VmHWM")
+	served, refused := 0, 0
+	for i, a := range answers {
+		switch {
+		case a.err != nil:
+			t.Errorf("reader %d: %v", i, a.err)
+		case a.code == http.StatusOK && a.entries == want:
+			served++
+		case a.code == http.StatusTooManyRequests && a.retryAfter != "":
+			refused++
+		default:
+			t.Errorf("reader %d: status %d, Retry-After %q, %d entries (want 200 with %d, or 429 with Retry-After)", i, a.code, a.retryAfter, a.entries, want)
+		}
+	}
+	t.Logf("%d parallel reads in %v: %d served, %d refused with 429; peak RSS %d MB", readers, time.Since(start).Round(time.Millisecond), served, refused, peak>>20)
+	if served < 2 {
+		t.Errorf("only %d of %d parallel readers were served", served, readers)
+	}
+	if peak > limit {
+		t.Errorf("peak RSS %d MB under %d parallel reads: want under %d MB", peak>>20, readers, limit>>20)
+	}
+	if a := read(); a.err != nil || a.code != http.StatusOK || a.entries != want {
+		t.Errorf("a read after the others: %d, %d entries, %v", a.code, a.entries, a.err)
+	}
+}
 
 // raiseOwnOpenFiles lifts this test process's soft open-file limit to its
 // hard limit and returns it: the client side of a flood needs descriptors
