@@ -73,7 +73,7 @@ func TestCallListMemoryUnderParallelReads(t *testing.T) {
 	start := time.Now()
 	seedSubscriptions(t, redis, subs)
 	t.Logf("seeded %d subscriptions in %v", subs, time.Since(start).Round(time.Millisecond))
-	p := startServe(t, map[string]string{"RENEWALS_REDIS_URL": redis.URL}, "--target", "api,calllist")
+	p := startBinary(t, map[string]string{"RENEWALS_REDIS_URL": redis.URL}, "--target", "api,calllist")
 
 	c := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: readers}}
 	type answer struct {
@@ -191,7 +191,8 @@ func TestSlowAndIdleClients(t *testing.T) {
 		t.Skipf("an open-file limit of %d leaves too few descriptors for a flood", nofile)
 	}
 	const clients = 50
-	p := startServe(t, nil)
+	// Every target, with the reseller details a notifier needs to start.
+	p := startBinary(t, map[string]string{"RENEWALS_RESELLER_NAME": "Sample Reseller Ltd", "RENEWALS_RESELLER_PHONE": "+44 20 7946 0000"})
 	addr := strings.TrimPrefix(p.URL, "http://")
 	c := &http.Client{}
 	ctx := context.Background()

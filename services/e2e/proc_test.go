@@ -20,9 +20,9 @@ import (
 	"renewals/services/e2e"
 )
 
-// serveProc is `renewals serve` run from the built binary, so that its
+// binServe is `renewals serve` run from the built binary, so that its
 // memory and open files are its own and not the test's.
-type serveProc struct {
+type binServe struct {
 	URL, DataDir, Token string
 	cmd                 *exec.Cmd
 	mu                  sync.Mutex
@@ -30,13 +30,13 @@ type serveProc struct {
 	done                chan struct{}
 }
 
-var procServingLine = regexp.MustCompile(`renewals: serving \S+ on (http://[0-9.:]+)`)
+var binServingLine = regexp.MustCompile(`renewals: serving \S+ on (http://[0-9.:]+)`)
 
-// startServe starts the binary with a fresh data dir, free ports and env
+// startBinary starts the binary with a fresh data dir, free ports and env
 // added, waits until /readyz answers, and stops it at test end.
-func startServe(t *testing.T, env map[string]string, args ...string) *serveProc {
+func startBinary(t *testing.T, env map[string]string, args ...string) *binServe {
 	t.Helper()
-	p := &serveProc{DataDir: t.TempDir(), Token: "test-token-" + strconv.Itoa(os.Getpid()), done: make(chan struct{})}
+	p := &binServe{DataDir: t.TempDir(), Token: "test-token-" + strconv.Itoa(os.Getpid()), done: make(chan struct{})}
 	p.cmd = exec.Command(e2e.Binary(t), append([]string{"serve"}, args...)...)
 	p.cmd.Env = []string{
 		"PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME"),
@@ -63,7 +63,7 @@ func startServe(t *testing.T, env map[string]string, args ...string) *serveProc 
 			p.mu.Lock()
 			p.out.WriteString(sc.Text() + "\n")
 			p.mu.Unlock()
-			if m := procServingLine.FindStringSubmatch(sc.Text()); m != nil {
+			if m := binServingLine.FindStringSubmatch(sc.Text()); m != nil {
 				urlc <- m[1]
 			}
 		}
@@ -104,17 +104,17 @@ func startServe(t *testing.T, env map[string]string, args ...string) *serveProc 
 	}
 }
 
-func (p *serveProc) logs() string {
+func (p *binServe) logs() string {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return p.out.String()
 }
 
-func (p *serveProc) pid() int { return p.cmd.Process.Pid }
+func (p *binServe) pid() int { return p.cmd.Process.Pid }
 
 // request sends an authenticated request with client c and returns the
 // status and body.
-func (p *serveProc) request(ctx context.Context, c *http.Client, method, path, contentType string, body io.Reader) (int, []byte, error) {
+func (p *binServe) request(ctx context.Context, c *http.Client, method, path, contentType string, body io.Reader) (int, []byte, error) {
 	req, err := http.NewRequestWithContext(ctx, method, p.URL+path, body)
 	if err != nil {
 		return 0, nil, err
