@@ -37,6 +37,8 @@ type state struct {
 	// ConfirmedBy is the token whose Confirm recorded the outcome, so that
 	// its repeat (a retry whose reply was lost) is known as such.
 	ConfirmedBy string `json:"confirmed_by,omitempty"`
+	// Begun is set by Begin: the holder's send may have started.
+	Begun bool `json:"begun,omitempty"`
 }
 
 // ledgerKey encodes a notice key for the bucket: ':' is not allowed in
@@ -111,7 +113,8 @@ func (l *Ledger) updateState(ctx context.Context, op string, key subscription.No
 // subscription.ErrClaimed while another token's lease is live (a lease ending
 // exactly at now has run out). Claiming again with the same token renews the
 // lease without counting an attempt; any other successful claim counts one,
-// and one that takes over a lapsed lease marks the entry ambiguous.
+// and one that takes over a lapsed lease whose holder had begun to send (see
+// Begin) marks the entry ambiguous.
 func (l *Ledger) Claim(ctx context.Context, key subscription.NoticeKey, token string, now time.Time, lease time.Duration) error {
 	if token == "" || lease <= 0 {
 		return fmt.Errorf("claim notice %s: need a token and a positive lease", key)
@@ -132,10 +135,40 @@ func (l *Ledger) Claim(ctx context.Context, key subscription.NoticeKey, token st
 		case cur.Token != "" && now.UnixMilli() < cur.LeaseUntilMs:
 			return nil, subscription.ErrClaimed
 		case cur.Token != "":
-			next.Ambiguous = true // the lapsed holder may have sent
+			// The lapsed holder may have sent if it had begun to.
+			next.Ambiguous = next.Ambiguous || cur.Begun
 		}
-		next.Token = token
+		next.Token, next.Begun = token, false
 		next.Attempts++
+		return &next, nil
+	})
+}
+
+// Renew extends token's claim to now+lease. It returns an error wrapping
+// subscription.ErrLostClaim when token no longer holds the claim.
+func (l *Ledger) Renew(ctx context.Context, key subscription.NoticeKey, token string, now time.Time, lease time.Duration) error {
+	return l.renew(ctx, "renew", key, token, now, lease, false)
+}
+
+// Begin is Renew that also records that token's send is starting: a later
+// takeover of the lapsed claim marks the entry ambiguous, since the email
+// may have gone. Release and Confirm clear the mark.
+func (l *Ledger) Begin(ctx context.Context, key subscription.NoticeKey, token string, now time.Time, lease time.Duration) error {
+	return l.renew(ctx, "begin send of", key, token, now, lease, true)
+}
+
+func (l *Ledger) renew(ctx context.Context, op string, key subscription.NoticeKey, token string, now time.Time, lease time.Duration, begin bool) error {
+	if token == "" || lease <= 0 {
+		return fmt.Errorf("%s notice %s: need a token and a positive lease", op, key)
+	}
+	until := now.UnixMilli() + lease.Milliseconds()
+	return l.update(ctx, op, key, func(cur *state) (*state, error) {
+		if cur == nil || cur.Token != token {
+			return nil, subscription.ErrLostClaim
+		}
+		next := *cur
+		next.LeaseUntilMs = until
+		next.Begun = next.Begun || begin
 		return &next, nil
 	})
 }
@@ -150,7 +183,7 @@ func (l *Ledger) Release(ctx context.Context, key subscription.NoticeKey, token 
 			return nil, subscription.ErrLostClaim
 		}
 		next := *cur
-		next.Token, next.LeaseUntilMs = "", 0
+		next.Token, next.LeaseUntilMs, next.Begun = "", 0, false
 		next.Ambiguous = next.Ambiguous || ambiguous
 		return &next, nil
 	})
@@ -177,7 +210,7 @@ func (l *Ledger) Confirm(ctx context.Context, key subscription.NoticeKey, token 
 			return nil, subscription.ErrLostClaim
 		}
 		next := *cur
-		next.Token, next.LeaseUntilMs, next.ConfirmedBy = "", 0, token
+		next.Token, next.LeaseUntilMs, next.ConfirmedBy, next.Begun = "", 0, token, false
 		next.Outcome, next.Reason, next.Role, next.At = e.Outcome, e.Reason, e.Role, e.At
 		next.Ambiguous = next.Ambiguous || e.Ambiguous
 		return &next, nil

@@ -71,6 +71,8 @@ func Run(t *testing.T, open func(t *testing.T) Backend) {
 		{"EraseLeavesNoPersonalBytes", testErasure},
 		{"LedgerClaimLifecycle", testClaim},
 		{"LedgerTakeoverMarksAmbiguous", testTakeover},
+		{"LedgerTakeoverBeforeBeginIsNotAmbiguous", testTakeoverBeforeBegin},
+		{"LedgerRenewAndBegin", testRenewBegin},
 		{"LedgerReleaseKeepsAmbiguous", testReleaseAmbiguous},
 		{"LedgerConfirmWrongToken", testConfirmWrongToken},
 		{"LedgerConfirmRepeated", testConfirmRepeated},
@@ -562,6 +564,9 @@ func testClaim(t *testing.T, b Backend) {
 func testTakeover(t *testing.T, b Backend) {
 	l, ctx, k := b.Ledger, ctxT(t), key("T1", 30)
 	mustClaim(t, l, k, "dead", t0)
+	if err := l.Begin(ctx, k, "dead", t0, lease); err != nil {
+		t.Fatalf("Begin: %v", err)
+	}
 	// At exactly the lease's end the claim has run out.
 	mustClaim(t, l, k, "alive", t0.Add(lease))
 	e := lget(t, l, k)
@@ -577,6 +582,67 @@ func testTakeover(t *testing.T, b Backend) {
 	if e := lget(t, l, k); !e.Ambiguous || e.Outcome != subscription.OutcomeSent || e.Attempts != 2 {
 		t.Errorf("after confirm: %+v, want sent, still ambiguous, 2 attempts", e)
 	}
+}
+
+// testTakeoverBeforeBegin: a holder that died before its send began cannot
+// have sent, so taking its lapsed claim over flags nothing; nor does a
+// takeover after a holder released a begun send as not sent.
+func testTakeoverBeforeBegin(t *testing.T, b Backend) {
+	l, ctx, k := b.Ledger, ctxT(t), key("T2", 30)
+	mustClaim(t, l, k, "dead", t0)
+	mustClaim(t, l, k, "alive", t0.Add(lease))
+	if e := lget(t, l, k); e.Ambiguous || e.Attempts != 2 {
+		t.Errorf("takeover of a claim that never began: %+v, want 2 attempts, not ambiguous", e)
+	}
+	if err := l.Begin(ctx, k, "alive", t0.Add(lease), lease); err != nil {
+		t.Fatalf("Begin: %v", err)
+	}
+	if err := l.Release(ctx, k, "alive", false); err != nil {
+		t.Fatalf("Release: %v", err)
+	}
+	mustClaim(t, l, k, "third", t0.Add(2*lease))
+	mustClaim(t, l, k, "fourth", t0.Add(4*lease))
+	if e := lget(t, l, k); e.Ambiguous || e.Attempts != 4 {
+		t.Errorf("takeover after a begun send was released as not sent: %+v, want 4 attempts, not ambiguous", e)
+	}
+	// The new holder's own mark starts clear: a takeover of it flags only
+	// once it has begun.
+	if err := l.Begin(ctx, k, "fourth", t0.Add(4*lease), lease); err != nil {
+		t.Fatalf("Begin: %v", err)
+	}
+	mustClaim(t, l, k, "fifth", t0.Add(6*lease))
+	if e := lget(t, l, k); !e.Ambiguous {
+		t.Errorf("takeover of a begun send: %+v, want ambiguous", e)
+	}
+}
+
+// testRenewBegin: Renew and Begin extend only the holder's own lease.
+func testRenewBegin(t *testing.T, b Backend) {
+	l, ctx, k := b.Ledger, ctxT(t), key("N1", 45)
+	wantErr(t, "renew of an unclaimed notice", l.Renew(ctx, k, "a", t0, lease), subscription.ErrLostClaim)
+	mustClaim(t, l, k, "a", t0)
+	// Renewed just before it runs out, the lease holds past its first end.
+	if err := l.Renew(ctx, k, "a", t0.Add(lease-time.Second), lease); err != nil {
+		t.Fatalf("Renew: %v", err)
+	}
+	wantErr(t, "claim within the renewed lease", l.Claim(ctx, k, "b", t0.Add(lease+time.Second), lease), subscription.ErrClaimed)
+	if err := l.Begin(ctx, k, "a", t0.Add(2*lease-2*time.Second), lease); err != nil {
+		t.Fatalf("Begin: %v", err)
+	}
+	wantErr(t, "claim within the lease Begin renewed", l.Claim(ctx, k, "b", t0.Add(2*lease), lease), subscription.ErrClaimed)
+	wantErr(t, "renew by another token", l.Renew(ctx, k, "b", t0, lease), subscription.ErrLostClaim)
+	wantErr(t, "begin by another token", l.Begin(ctx, k, "b", t0, lease), subscription.ErrLostClaim)
+	if e := lget(t, l, k); e.Attempts != 1 || e.Ambiguous {
+		t.Errorf("after renewals: %+v, want 1 attempt, not ambiguous", e)
+	}
+	// Once taken over, the old holder can neither renew nor begin.
+	mustClaim(t, l, k, "b", t0.Add(3*lease))
+	wantErr(t, "renew by the lapsed holder", l.Renew(ctx, k, "a", t0.Add(3*lease), lease), subscription.ErrLostClaim)
+	wantErr(t, "begin by the lapsed holder", l.Begin(ctx, k, "a", t0.Add(3*lease), lease), subscription.ErrLostClaim)
+	if err := checkConfirm(t, ctx, l, k, "b", subscription.Entry{Outcome: subscription.OutcomeSent, At: t0.Add(3 * lease)}); err != nil {
+		t.Fatalf("Confirm: %v", err)
+	}
+	wantErr(t, "renew after confirm", l.Renew(ctx, k, "b", t0.Add(3*lease), lease), subscription.ErrLostClaim)
 }
 
 func testReleaseAmbiguous(t *testing.T, b Backend) {

@@ -97,14 +97,23 @@ type Entry struct {
 // Ledger records what was sent, so that no notice goes twice. A send is
 // claim, send, confirm: Claim takes a lease on the notice with a random token;
 // after a successful send Confirm records it as sent, checking the token; a
-// failed send Releases the claim so that a retry can take it. A claim whose
-// lease ran out may be taken over by another worker; the entry is then marked
-// ambiguous, since the dead holder may have sent.
+// failed send Releases the claim so that a retry can take it. The holder
+// Renews its lease while it works and calls Begin just before the send
+// starts. A claim whose lease ran out may be taken over by another worker;
+// when its holder had begun to send, the entry is then marked ambiguous,
+// since the dead holder may have sent.
 type Ledger interface {
 	// Claim takes the notice for token until now+lease. It returns an error
 	// wrapping ErrAlreadySent when the notice was sent, or ErrClaimed while
 	// another token's lease is live.
 	Claim(ctx context.Context, key NoticeKey, token string, now time.Time, lease time.Duration) error
+	// Renew extends token's claim to now+lease. It returns ErrLostClaim when
+	// token no longer holds the claim.
+	Renew(ctx context.Context, key NoticeKey, token string, now time.Time, lease time.Duration) error
+	// Begin is Renew that also records that the send is starting, so that a
+	// takeover after the lease ran out flags the entry ambiguous. A send
+	// must not start when Begin fails. Release and Confirm clear the mark.
+	Begin(ctx context.Context, key NoticeKey, token string, now time.Time, lease time.Duration) error
 	// Release gives the claim up after a send that did not happen or whose
 	// outcome is unknown (ambiguous). It returns ErrLostClaim when token no
 	// longer holds the claim.
