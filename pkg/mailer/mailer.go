@@ -42,6 +42,8 @@ var (
 	ErrAmbiguous = errors.New("outcome unknown: connection lost after the message data")
 	// ErrClosed: Send was called after Close.
 	ErrClosed = errors.New("sender closed")
+	// ErrNotStarted: Message.Begin refused, so nothing was sent.
+	ErrNotStarted = errors.New("send not started")
 )
 
 // Message is one rendered notice for one recipient.
@@ -56,6 +58,35 @@ type Message struct {
 	// Subject, Text and HTML are the rendered email. CR and LF in Subject
 	// are replaced by spaces; the bodies may hold any text.
 	Subject, Text, HTML string
+	// Begin, when set, is called just before the message starts out: before
+	// its SMTP transaction (MAIL FROM), again before each new attempt on a
+	// new connection, and before the outbox file is written. When it fails
+	// the message is not sent and Send returns an error wrapping
+	// ErrNotStarted and Begin's error. The notifier checks and renews its
+	// claim here, so that a notice that waited long for a connection or a
+	// rate token goes only if its claim still holds.
+	Begin func() error
+}
+
+// begin runs m.Begin, if any.
+func (m *Message) begin() error {
+	if m.Begin == nil {
+		return nil
+	}
+	if err := m.Begin(); err != nil {
+		return fmt.Errorf("send notice %s: %w: %w", m.Key, ErrNotStarted, err)
+	}
+	return nil
+}
+
+// Pacer is implemented by senders that can tell how many messages they can
+// start within a span of time (their connections, their rate limit and how
+// long a message has been taking). The notifier takes on no more notices
+// than that, so none waits for a connection longer than its claim lasts.
+type Pacer interface {
+	// Capacity returns how many messages can start within d, at least one;
+	// 0 means no bound is known.
+	Capacity(d time.Duration) int
 }
 
 // Sender hands messages over for delivery. Implementations are safe for

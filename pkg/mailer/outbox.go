@@ -67,6 +67,9 @@ func (o *Outbox) Send(ctx context.Context, m Message) error {
 	if err != nil {
 		return err
 	}
+	if err := m.begin(); err != nil {
+		return err
+	}
 	if err := writeAtomic(o.dir, FileName(m.Key), data); err != nil {
 		return fmt.Errorf("write notice %s to outbox: %w", m.Key, err)
 	}

@@ -49,6 +49,9 @@ type SMTPSender struct {
 	// pipelined counts the messages whose envelope went out with the
 	// previous message's data.
 	pipelined atomic.Int64
+	// took is a moving average of how long a connection is busy with one
+	// message, in nanoseconds (0 until the first message); see Capacity.
+	took atomic.Int64
 }
 
 type job struct {
@@ -130,6 +133,34 @@ func (s *SMTPSender) Send(ctx context.Context, m Message) error {
 		return fmt.Errorf("send notice %s: wait for a free connection: %w", m.Key, ctx.Err())
 	}
 	return <-j.done
+}
+
+// Capacity returns how many messages the sender can start within d: its
+// connections times the messages each has been getting through in d, and
+// no more than the rate limit allows. It is 0 (no bound known) until a
+// message went out, unless a rate limit is set.
+func (s *SMTPSender) Capacity(d time.Duration) int {
+	n := 0
+	if took := time.Duration(s.took.Load()); took > 0 {
+		n = s.cfg.Workers * max(1, int(d/took))
+	}
+	if s.cfg.Rate > 0 {
+		byRate := max(1, int(s.cfg.Rate*d.Seconds()))
+		if n == 0 || byRate < n {
+			n = byRate
+		}
+	}
+	return n
+}
+
+// observe folds one message's time on a connection into the average.
+func (s *SMTPSender) observe(took time.Duration) {
+	old := time.Duration(s.took.Load())
+	if old == 0 {
+		s.took.Store(int64(took))
+		return
+	}
+	s.took.Store(int64(old + (took-old)/8))
 }
 
 // Close stops the workers after their current message and closes their
@@ -351,12 +382,13 @@ type pending struct {
 	slot    int         // the worker's body buffer that holds the message
 	retried bool        // it was sent again on a new connection already
 	stop    func() bool // disarms the abort on ctx; see arm
+	taken   time.Time   // when the worker took it on
 }
 
 // serve delivers j and, while the server offers PIPELINING and more jobs
 // are waiting, the messages it takes on after j (see deliver).
 func (w *worker) serve(j job) {
-	p := &pending{job: j}
+	p := &pending{job: j, taken: time.Now()}
 	if err := w.compose(p, 0); err != nil {
 		j.done <- err
 		return
@@ -399,6 +431,10 @@ func (w *worker) deliver(p *pending) (again *pending) {
 				p.done <- de
 				return nil
 			}
+		}
+		if err := p.msg.begin(); err != nil {
+			p.done <- err
+			return nil
 		}
 		_ = w.raw.SetDeadline(time.Now().Add(commandTimeout))
 		w.arm(p)
@@ -495,8 +531,12 @@ func (w *worker) takeNext(slot int) *pending {
 			j.done <- fmt.Errorf("send notice %s: %w", j.msg.Key, err)
 			continue
 		}
-		p := &pending{job: j}
+		p := &pending{job: j, taken: time.Now()}
 		if err := w.compose(p, slot); err != nil {
+			j.done <- err
+			continue
+		}
+		if err := p.msg.begin(); err != nil {
 			j.done <- err
 			continue
 		}
@@ -525,6 +565,7 @@ func (w *worker) finish(p *pending, de *DeliveryError, aborted bool) {
 		w.drop()
 	}
 	if de == nil {
+		w.s.observe(time.Since(p.taken))
 		p.done <- nil
 		return
 	}

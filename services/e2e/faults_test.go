@@ -340,3 +340,54 @@ func TestNotifierReplicas(t *testing.T) {
 		})
 	}
 }
+
+// TestSlowRelay: a relay that takes a second over each message, or lets
+// through two a second, with hundreds of notices due at once and a short
+// ack wait, so that most notices wait for a connection or a rate token far
+// longer than the ack wait and the claim's lease. No process dies, so each
+// notice goes exactly once and none is flagged ambiguous.
+func TestSlowRelay(t *testing.T) {
+	cases := []struct {
+		name      string
+		notices   int
+		delay     time.Duration
+		query     string // added to the SMTP URL
+		notifiers int
+	}{
+		{"1s-per-message", 300, time.Second, "&workers=16", 1},
+		{"rate=2", 200, 0, "&rate=2", 1},
+		{"1s-per-message-two-notifiers", 300, time.Second, "&workers=8", 2},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			r := newFaultRig(t, "")
+			r.smtp.SetDelay(tc.delay)
+			keys := r.importSubs(t, tc.notices)
+			for range tc.notifiers {
+				r.startNotifier(t, map[string]string{
+					"RENEWALS_ACK_WAIT": "2s", "RENEWALS_WORKERS": "256",
+					"RENEWALS_SMTP_URL": r.smtp.URL() + tc.query,
+				})
+			}
+			r.pass(t)
+			r.waitSent(t, 3*time.Minute, keys)
+			if dups := r.check(t, keys); len(dups) > 0 {
+				t.Errorf("%d notices sent twice without a crash: %v", len(dups), dups)
+			}
+			if got := len(r.smtp.Messages()); got != len(keys) {
+				t.Errorf("%d messages received, want %d", got, len(keys))
+			}
+			flagged := 0
+			for _, k := range keys {
+				if e, err := r.ledger.Get(context.Background(), k); err != nil || e.Ambiguous {
+					flagged++
+				}
+			}
+			if flagged > 0 {
+				t.Errorf("%d notices flagged ambiguous (or unreadable) without a crash", flagged)
+			}
+			t.Logf("%d notices through a slow relay: received once each, none flagged", len(keys))
+		})
+	}
+}
