@@ -11,6 +11,7 @@
 package notifier
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -46,6 +47,11 @@ type Notifier struct {
 	Consumer   ConsumerConfig
 	// Workers is how many notices are handled at once.
 	Workers int
+	// Drain is how long, once Run's context ends, the sends already under
+	// way may take to finish; then they are aborted (and their notices
+	// released for redelivery). Notices not yet started are handed back at
+	// once. Zero means DefaultDrain.
+	Drain time.Duration
 	// Pause, when set, is called at each step of the send protocol with the
 	// step's name (after-claim, after-send, after-confirm). Fault tests use
 	// it to kill the process at an exact point.
@@ -113,11 +119,16 @@ func ackBackOff(ackWait time.Duration, maxDeliver int) []time.Duration {
 	return out
 }
 
+// DefaultDrain is Notifier.Drain when unset.
+const DefaultDrain = 10 * time.Second
+
 // fetchWait is how long one pull request waits for notices to arrive.
 const fetchWait = 2 * time.Second
 
 // Run consumes due notices until ctx ends. On return every notice it took is
-// acknowledged, or left unacknowledged for redelivery; none is half-recorded.
+// acknowledged, or handed back for redelivery; none is half-recorded. When
+// ctx ends, notices that have not started out are handed back at once, and
+// sends under way get up to Drain to finish before they are aborted.
 //
 // Notices are pulled only for free hands: never more than Workers at once,
 // nor more than the sender can start within half a claim's lease (see
@@ -139,8 +150,16 @@ func (n *Notifier) Run(ctx context.Context) error {
 		wg       sync.WaitGroup
 		inflight inFlight
 		finished = make(chan struct{}, 1)
-		work     = context.WithoutCancel(ctx)
 	)
+	// The notices in hand outlive ctx by up to the drain time, so that a
+	// send under way finishes and is recorded rather than cut off.
+	work, abort := context.WithCancel(context.WithoutCancel(ctx))
+	defer abort()
+	stopDrain := context.AfterFunc(ctx, func() {
+		t := time.AfterFunc(cmp.Or(n.Drain, DefaultDrain), abort)
+		context.AfterFunc(work, func() { t.Stop() })
+	})
+	defer stopDrain()
 	defer wg.Wait()
 	for ctx.Err() == nil {
 		want := n.pullLimit() - inflight.count()
@@ -187,7 +206,7 @@ func (n *Notifier) Run(ctx context.Context) error {
 					default:
 					}
 				}()
-				n.handle(work, m)
+				n.handle(work, ctx, m)
 			})
 		}
 		if err := batch.Error(); err != nil && fctx.Err() == nil && !errors.Is(err, nats.ErrTimeout) {
@@ -247,8 +266,10 @@ func (f *inFlight) remove(seq uint64) {
 	delete(f.seqs, seq)
 }
 
-// handle runs the send protocol for one delivery.
-func (n *Notifier) handle(ctx context.Context, m jetstream.Msg) {
+// handle runs the send protocol for one delivery. ctx ends when the drain
+// time is over; once running ends, a notice that has not started out is
+// handed back instead.
+func (n *Notifier) handle(ctx, running context.Context, m jetstream.Msg) {
 	var due event.NoticeDue
 	if _, err := event.Decode(m.Data(), &due); err != nil {
 		n.Log.Error("poison due message terminated", zap.String("subject", m.Subject()), zap.Error(err))
@@ -288,7 +309,7 @@ func (n *Notifier) handle(ctx context.Context, m jetstream.Msg) {
 	}
 	n.pause("after-claim")
 
-	r := n.attempt(ctx, m, key, token, due)
+	r := n.attempt(ctx, running, m, key, token, due)
 	if r.outcome != "" {
 		n.finish(ctx, m, key, token, r, log)
 		return
@@ -303,8 +324,15 @@ func (n *Notifier) handle(ctx context.Context, m jetstream.Msg) {
 		return
 	}
 	ambiguous := errors.Is(sendErr, mailer.ErrAmbiguous)
-	if err := n.Ledger.Release(ctx, key, token, ambiguous); err != nil {
+	if err := n.Ledger.Release(context.WithoutCancel(ctx), key, token, ambiguous); err != nil {
 		log.Warn("release claim", zap.Error(err))
+	}
+	if running.Err() != nil {
+		// Shutting down: hand the notice back for another replica (or the
+		// next start) at once, not after a back-off.
+		log.Info("notice handed back at shutdown", zap.Bool("ambiguous", ambiguous))
+		_ = m.Nak()
+		return
 	}
 	if delivered >= n.Consumer.MaxDeliver {
 		n.failExhausted(ctx, key, sendErr.Error(), log)
@@ -325,7 +353,7 @@ type result struct {
 }
 
 // attempt revalidates, renders and sends.
-func (n *Notifier) attempt(ctx context.Context, m jetstream.Msg, key subscription.NoticeKey, token string, due event.NoticeDue) result {
+func (n *Notifier) attempt(ctx, running context.Context, m jetstream.Msg, key subscription.NoticeKey, token string, due event.NoticeDue) result {
 	sub, err := n.Store.Get(ctx, key.SubscriptionID)
 	if errors.Is(err, subscription.ErrNotFound) {
 		return result{outcome: subscription.OutcomeSkipped, reason: "subscription erased or unknown"}
@@ -355,7 +383,13 @@ func (n *Notifier) attempt(ctx context.Context, m jetstream.Msg, key subscriptio
 		Subject: email.Subject, Text: email.Text, HTML: email.HTML,
 		// Checked and marked just before the transaction starts: a claim
 		// lost while the notice waited for a connection stops the send.
-		Begin: func() error { return n.Ledger.Begin(ctx, key, token, n.Now(), n.Consumer.Lease) },
+		// Once shutdown began, a notice that has not started out goes back.
+		Begin: func() error {
+			if err := running.Err(); err != nil {
+				return fmt.Errorf("shutting down: %w", err)
+			}
+			return n.Ledger.Begin(ctx, key, token, n.Now(), n.Consumer.Lease)
+		},
 	})
 	took := n.Now().Sub(start)
 	h.stop()
