@@ -211,7 +211,7 @@ func (v *validator) plain(field int, s string) bool {
 		return true // what the checks below find of such a value, without decoding it
 	}
 	if !utf8.ValidString(s) {
-		v.fail(field, "is not valid UTF-8 text: save the file as UTF-8")
+		v.fail(field, notUTF8)
 		return false
 	}
 	if i := strings.IndexFunc(s, unicode.IsControl); i >= 0 {
