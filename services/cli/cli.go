@@ -15,6 +15,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync/atomic"
+	"text/tabwriter"
 	"time"
 
 	"renewals/pkg/importer"
@@ -281,14 +282,16 @@ func runCmd(args []string, env Env) error {
 	}
 	fmt.Fprintf(env.Stdout, "pass for %s: %d subscriptions in the window, %d due, %d already sent\n", day, res.Considered, res.Due, res.AlreadySent)
 	if *dry {
+		// The server lists them by days left, then key: most urgent first.
+		tw := tabwriter.NewWriter(env.Stdout, 0, 0, 2, ' ', 0)
 		for _, n := range res.Notices {
-			reach := ""
+			what := "would be sent to the contract manager"
 			if !n.Reachable {
-				reach = "  (no contract manager email: undeliverable)"
+				what = "undeliverable: no contract manager email"
 			}
-			fmt.Fprintf(env.Stdout, "  would send %s (%d days left)%s\n", n.Key, n.DaysLeft, reach)
+			fmt.Fprintf(tw, "  %s\t%s\t%s\n", n.Key, daysLeft(n.DaysLeft), what)
 		}
-		return nil
+		return tw.Flush()
 	}
 	fmt.Fprintf(env.Stdout, "published %d, %d already published within the duplicate window\n", res.Published, res.Duplicates)
 	if *wait {
@@ -451,6 +454,19 @@ func eraseCmd(args []string, env Env) error {
 	}
 	fmt.Fprintf(env.Stdout, "erased the personal data of subscription %s\n", id)
 	return nil
+}
+
+// daysLeft writes a count of days left as a person says it.
+func daysLeft(n int) string {
+	switch {
+	case n == 1:
+		return "1 day left"
+	case n == -1:
+		return "1 day ago"
+	case n < 0:
+		return fmt.Sprintf("%d days ago", -n)
+	}
+	return fmt.Sprintf("%d days left", n)
 }
 
 func printJSON(w io.Writer, v any) error {
