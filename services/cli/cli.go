@@ -34,6 +34,8 @@ const usage = `renewals: renewal notices for software subscriptions, to the cont
 Usage:
   renewals serve [--target all|scheduler|notifier|calllist|api[,...]] [flags]
   renewals import FILE                      .csv, .json (array) or .ndjson; prints the import report
+  renewals import [--format csv|json|ndjson] FILE|-
+                                            any other name, or standard input (-)
   renewals run [--as-of DATE] [--dry-run] [--wait]
                                             one scheduler pass now, or as if today were DATE
   renewals forecast [--from DATE] [--days N]
@@ -120,26 +122,43 @@ func newFlagSet(name, synopsis string, env Env) *flag.FlagSet {
 	return fs
 }
 
+// parse reads flags before and after the positional arguments (`import
+// FILE --format csv` as well as `import --format csv FILE`); after "--"
+// everything is an argument. A lone "-" is an argument, as for standard
+// input.
 func parse(fs *flag.FlagSet, args []string, positional int) error {
 	help := fs.Usage
 	fs.Usage = func() {} // flag calls it on errors too: print only when asked
 	defer func() { fs.Usage = help }()
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			help()
-			return err
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			if errors.Is(err, flag.ErrHelp) {
+				help()
+				return err
+			}
+			return fmt.Errorf("%v: see 'renewals %s --help'", err, fs.Name())
 		}
-		return fmt.Errorf("%v: see 'renewals %s --help'", err, fs.Name())
+		rest := fs.Args()
+		if len(rest) == 0 {
+			break
+		}
+		if len(args) > len(rest) && args[len(args)-len(rest)-1] == "--" {
+			pos = append(pos, rest...)
+			break
+		}
+		pos, args = append(pos, rest[0]), rest[1:]
 	}
-	if fs.NArg() != positional {
-		return fmt.Errorf("want %d argument(s), got %d: see 'renewals %s --help'", positional, fs.NArg(), fs.Name())
+	if len(pos) != positional {
+		return fmt.Errorf("want %d argument(s), got %d: see 'renewals %s --help'", positional, len(pos), fs.Name())
 	}
-	return nil
+	return fs.Parse(append([]string{"--"}, pos...)) // so that fs.Arg reads them
 }
 
 func importCmd(args []string, env Env) int {
-	fs := newFlagSet("import", "import [flags] FILE\n\nImports subscriptions from FILE (.csv with a header row, .json holding an array, or\n.ndjson) and prints the import report. Exit status 1 when rows or the file were rejected.", env)
+	fs := newFlagSet("import", "import [flags] FILE\n\nImports subscriptions from FILE (.csv with a header row, .json holding an array, or\n.ndjson), or from standard input when FILE is -, and prints the import report.\nExit status 1 when rows or the file were rejected.", env)
 	server, dataDir := clientFlags(fs, env)
+	format := fs.String("format", "", "csv, json or ndjson: the format of FILE, needed when its name does not end in .csv, .json or .ndjson\n(e.g. a .txt file or /dev/stdin); for - the server tells it from the content when not given")
 	quiet := fs.Bool("quiet", false, "no progress output")
 	progressOver := fs.Int64("progress-over", 4<<20, "show progress on stderr for files larger than this many bytes")
 	if err := parse(fs, args, 1); err != nil {
@@ -158,33 +177,41 @@ func importCmd(args []string, env Env) int {
 		return ExitError
 	}
 	path := fs.Arg(0)
-	f, err := os.Open(path)
-	if errors.Is(err, os.ErrNotExist) {
-		return fail(fmt.Errorf("%s does not exist: check the path", path))
-	}
-	if err != nil {
-		return fail(fmt.Errorf("cannot read %s (%v): check the path and its permissions", path, errors.Unwrap(err)))
-	}
-	defer f.Close()
-	st, err := f.Stat()
-	if err != nil {
-		return fail(fmt.Errorf("cannot read %s (%v): check the path and its permissions", path, err))
-	}
-	if st.IsDir() {
-		return fail(fmt.Errorf("%s is a directory: name a .csv, .json or .ndjson file", path))
-	}
-	contentType, err := contentTypeOf(path)
+	contentType, err := contentTypeOf(path, *format)
 	if err != nil {
 		return fail(err)
+	}
+	var in io.Reader = env.Stdin
+	var size int64 // unknown for standard input: no progress
+	if path != "-" {
+		f, err := os.Open(path)
+		if errors.Is(err, os.ErrNotExist) {
+			return fail(fmt.Errorf("%s does not exist: check the path", path))
+		}
+		if err != nil {
+			return fail(fmt.Errorf("cannot read %s (%v): check the path and its permissions", path, errors.Unwrap(err)))
+		}
+		defer f.Close()
+		st, err := f.Stat()
+		if err != nil {
+			return fail(fmt.Errorf("cannot read %s (%v): check the path and its permissions", path, err))
+		}
+		if st.IsDir() {
+			return fail(fmt.Errorf("%s is a directory: name a .csv, .json or .ndjson file", path))
+		}
+		in, size = f, st.Size()
+		if !st.Mode().IsRegular() {
+			size = 0 // a pipe or a device, such as /dev/stdin
+		}
 	}
 	c, err := newClient(*server, *dataDir, env.Getenv)
 	if err != nil {
 		return fail(err)
 	}
-	body := &countingReader{r: f}
+	body := &countingReader{r: in}
 	stop := func() {}
-	if !*quiet && st.Size() > *progressOver {
-		stop = progress(env.Stderr, path, body, st.Size())
+	if !*quiet && size > *progressOver {
+		stop = progress(env.Stderr, path, body, size)
 	}
 	var report importer.Report
 	err = c.do(http.MethodPost, "/api/v1/subscriptions/import", contentType, body, &report)
@@ -199,16 +226,36 @@ func importCmd(args []string, env Env) int {
 	return ExitOK
 }
 
-func contentTypeOf(path string) (string, error) {
-	switch strings.ToLower(filepath.Ext(path)) {
+// contentTypeOf returns the Content-Type of an import: that of --format
+// when given, else of the file name's extension; "" for standard input
+// without --format, which the server then tells from the content.
+func contentTypeOf(path, format string) (string, error) {
+	ext := strings.ToLower(filepath.Ext(path))
+	if format != "" {
+		f, err := importer.ParseFormat(format)
+		if err != nil {
+			return "", fmt.Errorf("--format: %w", err)
+		}
+		ext = "." + string(f)
+		if f == importer.FormatAuto {
+			ext = ""
+		}
+	} else if path == "-" {
+		return "", nil
+	}
+	switch ext {
 	case ".csv":
 		return "text/csv", nil
 	case ".json":
 		return "application/json", nil
 	case ".ndjson", ".jsonl":
 		return "application/x-ndjson", nil
+	case "":
+		if format != "" { // --format auto
+			return "", nil
+		}
 	}
-	return "", fmt.Errorf("%s: name the file .csv, .json (an array) or .ndjson so its format is known", path)
+	return "", fmt.Errorf("%s: name the file .csv, .json (an array) or .ndjson so its format is known, or give it with --format csv, json or ndjson", path)
 }
 
 type countingReader struct {

@@ -3,6 +3,11 @@ package cli_test
 import (
 	"bytes"
 	"context"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"regexp"
 	"slices"
 	"strconv"
@@ -74,5 +79,57 @@ func TestDryRunListsMostUrgentFirst(t *testing.T) {
 	}
 	if !slices.Equal(undeliverable, []string{"110001000007"}) {
 		t.Errorf("undeliverable: %v, want 110001000007, the one without a contract manager email:\n%s", undeliverable, r.Stdout)
+	}
+}
+
+func csvRows(ids ...int) string {
+	var b strings.Builder
+	b.WriteString("subscription_id,end_date,cm_email\n")
+	for _, id := range ids {
+		fmt.Fprintf(&b, "%d,2027-05-31,cm%d@x.example\n", id, id)
+	}
+	return b.String()
+}
+
+func TestImportFromStandardInputAndOtherNames(t *testing.T) {
+	s := e2e.Start(t, e2e.Options{})
+	dir := t.TempDir()
+
+	want(t, "import - (CSV, told by its content)", run(s, csvRows(1, 2), "import", "-"), 0, "2 rows: 2 created", "")
+	want(t, "import - --format csv", run(s, csvRows(3), "import", "-", "--format", "csv"), 0, "1 row: 1 created", "")
+	want(t, "import --format ndjson -", run(s, `{"subscription_id":"4","end_date":"2027-05-31"}`+"\n", "import", "--format", "ndjson", "-"), 0, "1 row: 1 created", "")
+	want(t, "import - (a JSON array)", run(s, `[{"subscription_id":"5","end_date":"2027-05-31"}]`, "import", "-"), 0, "1 row: 1 created", "")
+	want(t, "import - with a rejected row", run(s, csvRows(6)+"7,31/05/2027,x@y.example\n", "import", "-"), 1, "line 3: end_date:", "")
+	want(t, "import - of a semicolon file", run(s, "subscription_id;end_date\n8;2027-05-31\n", "import", "-"), 1, "", "the separator is ';'")
+
+	txt := filepath.Join(dir, "export.txt")
+	if err := os.WriteFile(txt, []byte(csvRows(9)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	want(t, "import export.txt --format csv", run(s, "", "import", txt, "--format", "csv"), 0, "1 row: 1 created", "")
+	want(t, "import export.txt", run(s, "", "import", txt), 2, "", "or give it with --format csv, json or ndjson")
+	want(t, "import --format xml", run(s, "", "import", "--format", "xml", txt), 2, "", `"xml" is not an import format: use csv, json or ndjson`)
+
+	// A workbook renamed .csv is named for what it is.
+	xlsx := filepath.Join(dir, "subs.csv")
+	if err := os.WriteFile(xlsx, []byte("PK\x03\x04\x14\x00\x06\x00[Content_Types].xml....xl/workbook.xml"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	want(t, "import of an .xlsx renamed .csv", run(s, "", "import", xlsx), 1, "", "this is an Excel workbook (.xlsx), not CSV: save it as CSV UTF-8")
+
+	// /dev/stdin is the real binary's standard input.
+	cmd := exec.Command(e2e.Binary(t), "import", "/dev/stdin", "--format", "csv")
+	cmd.Env = append(os.Environ(), "RENEWALS_SERVER="+s.URL, "RENEWALS_DATA_DIR="+s.DataDir, "RENEWALS_API_TOKEN=")
+	cmd.Stdin = strings.NewReader(csvRows(10, 11, 12))
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	if err != nil || !strings.HasPrefix(stdout.String(), "3 rows: 3 created") {
+		t.Errorf("renewals import /dev/stdin --format csv: %v\nstdout: %s\nstderr: %s", err, stdout.String(), stderr.String())
+	}
+	for _, id := range []string{"1", "4", "5", "9", "12"} {
+		if code := s.API(t, http.MethodGet, "/api/v1/subscriptions/"+id, nil, nil); code != http.StatusOK {
+			t.Errorf("subscription %s: GET answered %d, want it imported", id, code)
+		}
 	}
 }
