@@ -95,9 +95,22 @@ func Main(ctx context.Context, args []string, env Env) int {
 	}
 	if err != nil {
 		fmt.Fprintf(env.Stderr, "renewals %s: %v\n", cmd, err)
+		if _, ok := errors.AsType[rejected](err); ok {
+			return ExitRejected
+		}
 		return ExitError
 	}
 	return ExitOK
+}
+
+// rejected is the error of a command that ran and was refused, e.g. for an
+// unknown subscription id: exit status 1 rather than 2.
+type rejected struct{ error }
+
+// notFound reports whether err is the server's 404 answer.
+func notFound(err error) bool {
+	se, ok := errors.AsType[*serverError](err)
+	return ok && se.status == http.StatusNotFound
 }
 
 // clientFlags registers the flags every client subcommand shares.
@@ -428,6 +441,17 @@ func noticesCmd(args []string, env Env) error {
 	if err := c.do(http.MethodGet, path, "", nil, &out); err != nil {
 		return err
 	}
+	if *id != "" && len(out.Notices) == 0 {
+		// The ledger of an id it never saw is as empty as that of a
+		// subscription with nothing sent yet: ask the store which it is.
+		err := c.do(http.MethodGet, "/api/v1/subscriptions/"+url.PathEscape(*id), "", nil, nil)
+		if notFound(err) {
+			return rejected{fmt.Errorf("subscription %s is unknown (or was erased): check the id, e.g. in 'renewals calllist'", *id)}
+		}
+		if err != nil {
+			return err
+		}
+	}
 	if *asJSON {
 		return printJSON(env.Stdout, out)
 	}
@@ -496,7 +520,11 @@ func eraseCmd(args []string, env Env) error {
 		return err
 	}
 	id := fs.Arg(0)
-	if err := c.do(http.MethodDelete, "/api/v1/subscriptions/"+url.PathEscape(id), "", nil, nil); err != nil {
+	err = c.do(http.MethodDelete, "/api/v1/subscriptions/"+url.PathEscape(id), "", nil, nil)
+	if notFound(err) {
+		return rejected{fmt.Errorf("subscription %s is unknown or already erased: nothing was erased; check the id", id)}
+	}
+	if err != nil {
 		return err
 	}
 	fmt.Fprintf(env.Stdout, "erased the personal data of subscription %s\n", id)

@@ -133,3 +133,18 @@ func TestImportFromStandardInputAndOtherNames(t *testing.T) {
 		}
 	}
 }
+
+func TestUnknownIDsAreRejected(t *testing.T) {
+	s := e2e.Start(t, e2e.Options{})
+	want(t, "import", run(s, "", "import", sample), 0, "13 rows: 13 created", "")
+
+	want(t, "notices of an unknown id", run(s, "", "notices", "--subscription", "999999"), 1, "", "subscription 999999 is unknown")
+	want(t, "notices --json of an unknown id", run(s, "", "notices", "--json", "--subscription", "999999"), 1, "", "subscription 999999 is unknown")
+	want(t, "notices of a known id with none sent", run(s, "", "notices", "--subscription", "110001000011"), 0, "no notices recorded for 110001000011", "")
+	want(t, "notices of an invalid id", run(s, "", "notices", "--subscription", "a/b"), 2, "", "is not a subscription id")
+
+	want(t, "erase of an unknown id", run(s, "", "erase", "999999"), 1, "", "subscription 999999 is unknown or already erased")
+	want(t, "erase", run(s, "", "erase", "110001000011"), 0, "erased the personal data of subscription 110001000011", "")
+	want(t, "erase again", run(s, "", "erase", "110001000011"), 1, "", "subscription 110001000011 is unknown or already erased")
+	want(t, "erase with the flag after the id", run(s, "", "erase", "110001000012", "--server", s.URL), 0, "erased", "")
+}
