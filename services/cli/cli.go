@@ -13,6 +13,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"text/tabwriter"
@@ -20,6 +21,7 @@ import (
 
 	"renewals/pkg/importer"
 	"renewals/services/api"
+	"renewals/services/calllist"
 )
 
 // Exit codes.
@@ -41,7 +43,8 @@ Usage:
   renewals forecast [--from DATE] [--days N]
                                             what would go out, day by day
   renewals notices --subscription ID        the ledger: what was sent, when, to which role
-  renewals calllist [--format csv|json]     who to call, most urgent first
+  renewals calllist [--format table|csv|json] [--rep NAME] [--min-days N] [--max-days N] [--as-of DATE]
+                                            who to call, most urgent first
   renewals erase ID                         erase one subscription's personal data
 
 Client subcommands talk to a running server: --server (RENEWALS_SERVER, default
@@ -482,31 +485,89 @@ func noticesCmd(args []string, env Env) error {
 }
 
 func calllistCmd(args []string, env Env) error {
-	fs := newFlagSet("calllist", "calllist [--format csv|json] [--rep NAME]\n\nPrints the call list: who to call about a renewal, most urgent first.", env)
+	fs := newFlagSet("calllist", "calllist [--format table|csv|json] [--rep NAME] [--min-days N] [--max-days N] [--as-of YYYY-MM-DD]\n\nPrints the call list: who to call about a renewal, most urgent first.", env)
 	server, dataDir := clientFlags(fs, env)
-	format := fs.String("format", "json", "csv or json")
-	rep := fs.String("rep", "", "only this reseller_rep's customers")
+	format := fs.String("format", "table", "table (aligned columns to read), csv (for a spreadsheet) or json")
+	rep := fs.String("rep", "", "only this reseller rep's customers (reseller_rep, in any case)")
+	var minDays, maxDays string
+	days := func(dst *string) func(string) error {
+		return func(v string) error {
+			if _, err := strconv.Atoi(v); err != nil {
+				return errors.New("give a whole number of days, e.g. 30 (negative for days since a lapse)")
+			}
+			*dst = v
+			return nil
+		}
+	}
+	fs.Func("min-days", "only entries with at least this many days left (negative: lapsed at most that many days ago)", days(&minDays))
+	fs.Func("max-days", "only entries with at most this many days left", days(&maxDays))
+	asOf := fs.String("as-of", "", "reckon days left as if today were this date (YYYY-MM-DD)")
 	if err := parse(fs, args, 0); err != nil {
 		return err
 	}
-	if *format != "csv" && *format != "json" {
-		return fmt.Errorf("--format %q: use csv or json", *format)
+	if *format != "table" && *format != "csv" && *format != "json" {
+		return fmt.Errorf("--format %q: use table, csv or json", *format)
 	}
 	c, err := newClient(*server, *dataDir, env.Getenv)
 	if err != nil {
 		return err
 	}
+	// The filters are the API's: GET /api/v1/calllist does the filtering.
 	q := url.Values{"format": {*format}}
-	if *rep != "" {
-		q.Set("reseller_rep", *rep)
+	if *format == "table" {
+		q.Set("format", "json")
+	}
+	for name, v := range map[string]string{"reseller_rep": *rep, "min_days": minDays, "max_days": maxDays, "as_of": *asOf} {
+		if v != "" {
+			q.Set(name, v)
+		}
 	}
 	resp, err := c.send(http.MethodGet, "/api/v1/calllist?"+q.Encode(), "", nil)
 	if err != nil {
 		return err
 	}
 	defer resp.Body.Close()
-	_, err = io.Copy(env.Stdout, resp.Body)
-	return err
+	if *format != "table" {
+		_, err = io.Copy(env.Stdout, resp.Body)
+		return err
+	}
+	var list struct {
+		Entries []calllist.Entry `json:"entries"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&list); err != nil {
+		return fmt.Errorf("the server's call list is not JSON (%v): is --server pointing at renewals?", err)
+	}
+	return printCalllist(env.Stdout, list.Entries)
+}
+
+// printCalllist writes the call list as a table with aligned columns, the
+// reason last since it is the longest.
+func printCalllist(w io.Writer, entries []calllist.Entry) error {
+	if len(entries) == 0 {
+		_, err := fmt.Fprintln(w, "nobody to call: no subscription in its renewal period matches")
+		return err
+	}
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "#\tDAYS LEFT\tEND DATE\tSUBSCRIPTION\tCUSTOMER\tPRODUCT\tCONTRACT MANAGER\tPHONE\tREP\tREASON")
+	for _, e := range entries {
+		fmt.Fprintf(tw, "%d\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", e.Rank, e.DaysLeft, e.EndDate,
+			cell(e.SubscriptionID), cell(e.Customer), cell(e.Product), cell(e.CMName), cell(e.CMPhone), cell(e.ResellerRep), cell(e.Reason))
+	}
+	return tw.Flush()
+}
+
+// cell keeps a value on its line and in its column: imports refuse tabs and
+// line breaks, but an SMTP reason may hold anything.
+func cell(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return strings.Map(func(r rune) rune {
+		if r == '\t' || r == '\n' || r == '\r' {
+			return ' '
+		}
+		return r
+	}, s)
 }
 
 func eraseCmd(args []string, env Env) error {

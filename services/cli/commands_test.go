@@ -3,6 +3,7 @@ package cli_test
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"os"
@@ -14,6 +15,7 @@ import (
 	"strings"
 	"testing"
 
+	"renewals/services/calllist"
 	"renewals/services/cli"
 	"renewals/services/e2e"
 )
@@ -147,4 +149,101 @@ func TestUnknownIDsAreRejected(t *testing.T) {
 	want(t, "erase", run(s, "", "erase", "110001000011"), 0, "erased the personal data of subscription 110001000011", "")
 	want(t, "erase again", run(s, "", "erase", "110001000011"), 1, "", "subscription 110001000011 is unknown or already erased")
 	want(t, "erase with the flag after the id", run(s, "", "erase", "110001000012", "--server", s.URL), 0, "erased", "")
+}
+
+func TestCalllistTableAndFilters(t *testing.T) {
+	s := e2e.Start(t, e2e.Options{})
+	want(t, "import", run(s, "", "import", sample), 0, "13 rows: 13 created", "")
+
+	// The API's own answer for each filter is what the table must show.
+	apiIDs := func(query string) []string {
+		t.Helper()
+		var out struct {
+			Entries []calllist.Entry `json:"entries"`
+		}
+		if code := s.API(t, http.MethodGet, "/api/v1/calllist?"+query, nil, &out); code != http.StatusOK {
+			t.Fatalf("GET /api/v1/calllist?%s: %d", query, code)
+		}
+		var ids []string
+		for _, e := range out.Entries {
+			ids = append(ids, e.SubscriptionID)
+		}
+		return ids
+	}
+	for _, c := range []struct {
+		args  []string
+		query string
+	}{
+		{nil, "as_of=2026-12-01"},
+		{[]string{"--rep", "sam"}, "as_of=2026-12-01&reseller_rep=sam"},
+		{[]string{"--min-days", "40", "--max-days", "60"}, "as_of=2026-12-01&min_days=40&max_days=60"},
+		{[]string{"--max-days", "-1"}, "as_of=2026-12-01&max_days=-1"},
+	} {
+		args := append([]string{"calllist", "--as-of", "2026-12-01"}, c.args...)
+		r := run(s, "", args...)
+		wantIDs := apiIDs(c.query)
+		if r.Code != 0 {
+			t.Errorf("%v: exit %d %s", args, r.Code, r.Stderr)
+			continue
+		}
+		if len(wantIDs) == 0 {
+			if !strings.HasPrefix(r.Stdout, "nobody to call") {
+				t.Errorf("%v: an empty list prints %q", args, r.Stdout)
+			}
+			continue
+		}
+		ids := checkTable(t, strings.Join(args, " "), r.Stdout)
+		if !slices.Equal(ids, wantIDs) {
+			t.Errorf("%v: table lists %v, the API %v", args, ids, wantIDs)
+		}
+	}
+	if ids := apiIDs("as_of=2026-12-01&min_days=40&max_days=60"); len(ids) == 0 || len(ids) == len(apiIDs("as_of=2026-12-01")) {
+		t.Errorf("the days filter keeps %v: the test needs it to keep some but not all", ids)
+	}
+
+	r := run(s, "", "calllist", "--format", "json", "--rep", "jo", "--as-of", "2026-12-01")
+	var list struct {
+		Entries []calllist.Entry `json:"entries"`
+	}
+	if err := json.Unmarshal([]byte(r.Stdout), &list); r.Code != 0 || err != nil || len(list.Entries) == 0 {
+		t.Errorf("calllist --format json: exit %d, %v\n%s", r.Code, err, r.Stdout)
+	}
+	for _, e := range list.Entries {
+		if e.ResellerRep != "Jo" {
+			t.Errorf("--rep jo lists %s of rep %q", e.SubscriptionID, e.ResellerRep)
+		}
+	}
+	if r := run(s, "", "calllist", "--format", "csv", "--as-of", "2026-12-01"); r.Code != 0 || !strings.HasPrefix(r.Stdout, "\uFEFFrank,category,reason,") {
+		t.Errorf("calllist --format csv: exit %d, starts %q", r.Code, r.Stdout[:min(len(r.Stdout), 30)])
+	}
+	want(t, "calllist --format xml", run(s, "", "calllist", "--format", "xml"), 2, "", "use table, csv or json")
+	want(t, "calllist --min-days soon", run(s, "", "calllist", "--min-days", "soon"), 2, "", "give a whole number of days")
+	want(t, "calllist --as-of 01/12/2026", run(s, "", "calllist", "--as-of", "01/12/2026"), 2, "", "as_of")
+}
+
+// checkTable checks that the table's columns line up under its header and
+// returns the subscription ids in the order listed.
+func checkTable(t *testing.T, what, out string) []string {
+	t.Helper()
+	lines := strings.Split(strings.TrimSuffix(out, "\n"), "\n")
+	header := lines[0]
+	cols := []string{"DAYS LEFT", "END DATE", "SUBSCRIPTION", "CUSTOMER", "PRODUCT", "CONTRACT MANAGER", "PHONE", "REP", "REASON"}
+	if !strings.HasPrefix(header, "#") {
+		t.Fatalf("%s: header %q", what, header)
+	}
+	var ids []string
+	for _, line := range lines[1:] {
+		// Every column starts where its header does, after two spaces:
+		// columns are counted in characters, as a terminal shows them.
+		l := []rune(line)
+		for _, c := range cols {
+			at := len([]rune(header[:strings.Index(header, c)]))
+			if at < 2 || len(l) <= at || string(l[at-2:at]) != "  " || l[at] == ' ' {
+				t.Fatalf("%s: column %s does not line up:\n%s", what, c, out)
+			}
+		}
+		at := len([]rune(header[:strings.Index(header, "SUBSCRIPTION")]))
+		ids = append(ids, strings.Fields(string(l[at:]))[0])
+	}
+	return ids
 }
