@@ -193,10 +193,6 @@ func importCmd(args []string, env Env) int {
 		return ExitError
 	}
 	path := fs.Arg(0)
-	contentType, err := contentTypeOf(path, *format)
-	if err != nil {
-		return fail(err)
-	}
 	var in io.Reader = env.Stdin
 	var size int64 // unknown for standard input: no progress
 	if path != "-" {
@@ -219,6 +215,10 @@ func importCmd(args []string, env Env) int {
 		if !st.Mode().IsRegular() {
 			size = 0 // a pipe or a device, such as /dev/stdin
 		}
+	}
+	contentType, err := contentTypeOf(path, *format)
+	if err != nil {
+		return fail(err)
 	}
 	c, err := newClient(*server, *dataDir, env.Getenv)
 	if err != nil {
