@@ -76,6 +76,8 @@ type Report struct {
 	Rejected int `json:"rejected"`
 	// Rejections lists why, one entry per rejected field (a row with two
 	// bad fields has two entries), in file order, up to Options.MaxListed.
+	// Text that is not UTF-8 is the exception: one entry, with no field and
+	// at the line of the first such row, says it for all of them.
 	Rejections []Rejection `json:"rejections"`
 	// RejectionsOmitted counts the entries left out of Rejections.
 	RejectionsOmitted int `json:"rejections_omitted"`
