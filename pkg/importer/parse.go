@@ -212,6 +212,9 @@ func NewReader(r io.Reader, f Format) (*Reader, error) {
 	if bom, _ := br.Peek(3); bytes.Equal(bom, []byte("\xEF\xBB\xBF")) {
 		br.Discard(3)
 	}
+	if err := refuseForeign(br); err != nil {
+		return nil, err
+	}
 	if f == FormatAuto {
 		if f, err = sniff(br); err != nil {
 			return nil, err
@@ -316,8 +319,12 @@ func (rd *Reader) nextRow() (Record, error) {
 
 // ---- CSV ----
 
-func (rd *Reader) startCSV(r io.Reader) error {
-	rd.guard = newRowGuard(r, MaxRowBytes)
+func (rd *Reader) startCSV(br *bufio.Reader) error {
+	// A header that commas do not split but semicolons or tabs do is told
+	// as such, rather than as the missing columns or broken quotes that
+	// reading it with commas finds.
+	sep := separatorOf(firstLine(br))
+	rd.guard = newRowGuard(br, MaxRowBytes)
 	c := csv.NewReader(rd.guard)
 	c.FieldsPerRecord = -1
 	c.LazyQuotes = false
@@ -328,6 +335,9 @@ func (rd *Reader) startCSV(r io.Reader) error {
 		return &FileError{Reason: "the file is empty: the first line must be a header row naming the columns, including subscription_id and end_date"}
 	}
 	if pe, ok := errors.AsType[*csv.ParseError](err); ok {
+		if sep != 0 {
+			return separatorError(sep)
+		}
 		return &FileError{Line: pe.StartLine, Reason: "header row: " + csvReason(pe.Err)}
 	}
 	if err != nil {
@@ -358,6 +368,9 @@ func (rd *Reader) startCSV(r io.Reader) error {
 		if !seen[name] {
 			missing = append(missing, name)
 		}
+	}
+	if len(missing) > 0 && sep != 0 {
+		return separatorError(sep)
 	}
 	if len(missing) > 0 {
 		s := ""
