@@ -9,8 +9,14 @@ PKGS    := ./...
 build:
 	$(GO) build -o $(BIN) ./services/renewals
 
+# The reseller's name and contacts appear in every email; these samples say
+# they are samples until RENEWALS_RESELLER_* are set.
 run: build
-	RENEWALS_LOG_FORMAT=$${RENEWALS_LOG_FORMAT:-console} ./$(BIN) serve
+	RENEWALS_LOG_FORMAT=$${RENEWALS_LOG_FORMAT:-console} \
+	RENEWALS_RESELLER_NAME="$${RENEWALS_RESELLER_NAME:-Sample Reseller Ltd (sample)}" \
+	RENEWALS_RESELLER_PHONE="$${RENEWALS_RESELLER_PHONE:-01234 567890 (sample)}" \
+	RENEWALS_RESELLER_EMAIL="$${RENEWALS_RESELLER_EMAIL:-renewals@reseller.example}" \
+	./$(BIN) serve
 
 test:
 	$(GO) vet $(PKGS)

@@ -74,7 +74,7 @@ func Flags(fs *flag.FlagSet, getenv func(string) string) *Config {
 	fs.IntVar(&c.GraceDays, "grace-days", envInt(getenv, "RENEWALS_GRACE_DAYS", 30), "days after the end date that a lapsed subscription stays on the call list (RENEWALS_GRACE_DAYS)")
 	fs.StringVar(&c.LogFormat, "log-format", env("RENEWALS_LOG_FORMAT", "json"), "log format: json or console (RENEWALS_LOG_FORMAT)")
 	fs.StringVar(&c.Targets, "target", env("RENEWALS_TARGET", "all"), "what this process runs: all, or a comma-separated list of "+strings.Join(Targets, ", ")+" (RENEWALS_TARGET)")
-	fs.StringVar(&c.ResellerName, "reseller-name", env("RENEWALS_RESELLER_NAME", "Your reseller"), "reseller name shown in the emails (RENEWALS_RESELLER_NAME)")
+	fs.StringVar(&c.ResellerName, "reseller-name", env("RENEWALS_RESELLER_NAME", ""), "reseller name shown in the emails and as their sender; the notifier needs it (RENEWALS_RESELLER_NAME)")
 	fs.StringVar(&c.ResellerPhone, "reseller-phone", env("RENEWALS_RESELLER_PHONE", ""), "reseller phone shown in the emails (RENEWALS_RESELLER_PHONE)")
 	fs.StringVar(&c.ResellerEmail, "reseller-email", env("RENEWALS_RESELLER_EMAIL", ""), "reseller email shown in the emails (RENEWALS_RESELLER_EMAIL)")
 	fs.StringVar(&c.ResellerWebsite, "reseller-website", env("RENEWALS_RESELLER_WEBSITE", ""), "reseller website shown in the emails (RENEWALS_RESELLER_WEBSITE)")
@@ -118,6 +118,17 @@ func (c *Config) Validate() error {
 	if c.LogFormat != "json" && c.LogFormat != "console" {
 		return fmt.Errorf("RENEWALS_LOG_FORMAT %q: use json or console", c.LogFormat)
 	}
+	if err := c.validateTargets(); err != nil {
+		return err
+	}
+	if c.TargetSet["notifier"] && (strings.TrimSpace(c.ResellerName) == "" ||
+		strings.TrimSpace(c.ResellerPhone+c.ResellerEmail+c.ResellerWebsite) == "") {
+		return fmt.Errorf("the notifier needs the reseller's name and at least one contact for the emails: set RENEWALS_RESELLER_NAME and RENEWALS_RESELLER_PHONE, RENEWALS_RESELLER_EMAIL or RENEWALS_RESELLER_WEBSITE")
+	}
+	return nil
+}
+
+func (c *Config) validateTargets() error {
 	c.TargetSet = map[string]bool{}
 	for t := range strings.SplitSeq(c.Targets, ",") {
 		t = strings.TrimSpace(t)

@@ -168,21 +168,32 @@ var composers = sync.Pool{New: func() any { return new(composer) }}
 // the address and the domain that Message-IDs end in.
 type sender struct {
 	addr     string // local@domain
-	bracket  string // <local@domain>, for the From header and MAIL FROM
+	bracket  string // <local@domain>, for MAIL FROM
+	header   string // the From header's value: the bracket, after a display name if one was given
 	domain   string
 	midRight string // "@" + the Message-ID's right-hand side
 }
 
 func newSender(from string) (sender, error) {
+	// A display name ("Acme Software Ltd" <renewals@acme.example>) is kept
+	// for the From header; the address alone goes into the envelope.
+	name := ""
+	if p, err := mail.ParseAddress(from); err == nil && p.Name != "" && !strings.ContainsAny(from, "\r\n") {
+		name, from = p.Name, p.Address
+	}
 	a, err := singleAddress(from)
 	if err != nil {
 		return sender{}, err
+	}
+	header := a.String()
+	if name != "" {
+		header = (&mail.Address{Name: oneLine(name), Address: a.Address}).String()
 	}
 	domain := "renewals"
 	if i := strings.LastIndexByte(a.Address, '@'); i >= 0 && validDomain(a.Address[i+1:]) {
 		domain = a.Address[i+1:]
 	}
-	return sender{addr: a.Address, bracket: a.String(), domain: domain, midRight: "@" + domain}, nil
+	return sender{addr: a.Address, bracket: a.String(), header: header, domain: domain, midRight: "@" + domain}, nil
 }
 
 // composer writes messages. It keeps its digest and scratch space from
@@ -257,7 +268,7 @@ func (c *composer) compose(dst []byte, snd sender, m Message, date time.Time) (o
 	dst = appendHeader(dst, "Subject", subject)
 	c.scratch = appendKey(c.scratch[:0], m.Key)
 	dst = appendHeader(dst, HeaderNotice, c.scratch)
-	dst = appendHeader(dst, "From", snd.bracket)
+	dst = appendHeader(dst, "From", snd.header)
 	// To is the only recipient header ever written: no Cc, no Bcc.
 	dst = appendHeader(dst, "To", to.String())
 	dst = append(dst, "Content-Type: multipart/alternative;\r\n boundary="...)

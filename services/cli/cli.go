@@ -57,6 +57,9 @@ Exit status: 0 success; 1 something was rejected; 2 usage, connection or server 
 // Env is what a command sees of its environment.
 type Env struct {
 	Getenv func(string) string
+	// Environ lists the environment as "NAME=value" (os.Environ), so that
+	// serve can warn about misspelt RENEWALS_* variables; nil skips that.
+	Environ func() []string
 	Stdin  io.Reader
 	Stdout io.Writer
 	Stderr io.Writer

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/mail"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -67,6 +68,16 @@ func serve(ctx context.Context, args []string, env Env) error {
 	if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
 		return fmt.Errorf("cannot create the data dir %s: %v; set RENEWALS_DATA_DIR to a writable directory", cfg.DataDir, err)
 	}
+	if env.Environ != nil {
+		for _, w := range config.Unknown(env.Environ()) {
+			log.Warn(w)
+		}
+	}
+	unlock, err := lockDataDir(cfg.DataDir)
+	if err != nil {
+		return err
+	}
+	defer unlock()
 
 	// NATS: external, or embedded storing under the data dir.
 	bus, err := natsbus.Open(ctx, natsbus.Config{
@@ -146,7 +157,7 @@ func serve(ctx context.Context, args []string, env Env) error {
 	}
 
 	if cfg.TargetSet["notifier"] {
-		sender, err := mailer.Open(cfg.SMTPURL, cfg.MailFrom, filepath.Join(cfg.DataDir, "outbox"), now)
+		sender, err := mailer.Open(cfg.SMTPURL, fromWithName(cfg.MailFrom, cfg.ResellerName), filepath.Join(cfg.DataDir, "outbox"), now)
 		if err != nil {
 			return fmt.Errorf("RENEWALS_SMTP_URL: %w", err)
 		}
@@ -231,6 +242,19 @@ func serve(ctx context.Context, args []string, env Env) error {
 	err = g.Wait()
 	log.Info("shut down", zap.NamedError("cause", context.Cause(gctx)))
 	return err
+}
+
+// fromWithName gives the From address the reseller's name as display name
+// when RENEWALS_MAIL_FROM carries none ("Acme Software Ltd"
+// <renewals@acme.example>): the customer sees who writes. An address that
+// does not parse is left for the mailer to refuse with its own sentence.
+func fromWithName(from, name string) string {
+	a, err := mail.ParseAddress(from)
+	if err != nil || a.Name != "" || strings.TrimSpace(name) == "" {
+		return from
+	}
+	a.Name = strings.TrimSpace(name)
+	return a.String()
 }
 
 // schedulerForAPI is the scheduler as the API runs it: a manual pass waits

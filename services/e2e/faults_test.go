@@ -154,6 +154,7 @@ func (r *faultRig) startNotifier(t *testing.T, env map[string]string) *notifierP
 		"RENEWALS_NATS_URL=" + r.natsURL, "RENEWALS_REDIS_URL=" + r.redis.URL, "RENEWALS_SMTP_URL=" + r.smtp.URL(),
 		"RENEWALS_DATA_DIR=" + t.TempDir(), "RENEWALS_HTTP_ADDR=127.0.0.1:" + strconv.Itoa(testenv.FreePort(t)),
 		"RENEWALS_LOG_FORMAT=json", "RENEWALS_ACK_WAIT=1s", "RENEWALS_WORKERS=4",
+		"RENEWALS_RESELLER_NAME=" + e2e.SampleReseller, "RENEWALS_RESELLER_PHONE=" + e2e.SamplePhone,
 	}
 	for k, v := range env {
 		cmd.Env = append(cmd.Env, k+"="+v)

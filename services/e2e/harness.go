@@ -43,6 +43,12 @@ type Server struct {
 	logs    *syncBuffer
 }
 
+// The sample reseller that the servers of the tests write emails as.
+const (
+	SampleReseller = "Sample Reseller Ltd"
+	SamplePhone    = "01234 567890"
+)
+
 // Start runs `renewals serve` in process on free ports and returns once it
 // answers /readyz. It is shut down (as by SIGTERM) at test end.
 func Start(t testing.TB, o Options) *Server {
@@ -60,6 +66,10 @@ func Start(t testing.TB, o Options) *Server {
 		"RENEWALS_NATS_LISTEN": "127.0.0.1:-1",
 		"RENEWALS_LOG_FORMAT":  "json",
 		"RENEWALS_API_TOKEN":   "",
+		// The notifier refuses to start without the reseller's name and
+		// a contact for the emails.
+		"RENEWALS_RESELLER_NAME":  SampleReseller,
+		"RENEWALS_RESELLER_PHONE": SamplePhone,
 	}
 	for k, v := range o.Env {
 		env[k] = v
