@@ -60,9 +60,9 @@ type Env struct {
 	// Environ lists the environment as "NAME=value" (os.Environ), so that
 	// serve can warn about misspelt RENEWALS_* variables; nil skips that.
 	Environ func() []string
-	Stdin  io.Reader
-	Stdout io.Writer
-	Stderr io.Writer
+	Stdin   io.Reader
+	Stdout  io.Writer
+	Stderr  io.Writer
 }
 
 // Main runs the command line args (without the program name) and returns the
