@@ -7,6 +7,7 @@
 //	renewals:ends              sorted set: member <id>, score the end date's ordinal
 //	renewals:notice:<key>      hash: one ledger entry, keyed by the notice key
 //	renewals:notices:<id>      set: the notice keys of one subscription, for List
+//	renewals:health            string: the write probe of Ping, expiring after a minute
 //
 // Every multi-key change is one Lua script or one MULTI/EXEC transaction
 // (Upsert: optimistic, under WATCH), so that a crash or a concurrent
@@ -126,10 +127,22 @@ func (s *Store) Close() error {
 	return nil
 }
 
-// Ping reports whether Redis answers.
-func (s *Store) Ping(ctx context.Context) error {
-	if err := s.c.Ping(ctx).Err(); err != nil {
-		return errf("ping redis", err)
+// healthKey is what Ping writes: no subscription's key, gone a minute
+// after the last probe.
+const healthKey = Prefix + "health"
+
+// Ping reports whether Redis accepts a write, by writing healthKey: a
+// server that answers but refuses writes (a replica, a primary short of
+// min-replicas-to-write, a full disk under stop-writes-on-bgsave-error)
+// cannot store an import or confirm a send.
+func (s *Store) Ping(ctx context.Context) error { return ping(ctx, s.c) }
+
+// Ping reports whether the ledger's Redis accepts a write, as Store.Ping.
+func (l *Ledger) Ping(ctx context.Context) error { return ping(ctx, l.c) }
+
+func ping(ctx context.Context, c *redis.Client) error {
+	if err := c.Set(ctx, healthKey, "1", time.Minute).Err(); err != nil {
+		return errf("write to redis", err)
 	}
 	return nil
 }
