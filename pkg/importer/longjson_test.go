@@ -97,6 +97,10 @@ func TestReaderSkipsLongJSONElements(t *testing.T) {
 		{"nested", "[{\"a\":[" + strings.Repeat(`{"b":[1,2]},`, jsonWindow/4) + "0]},\n" + validJSONRow(2) + "]", []string{"1:long", "2:2"}, ""},
 		{"string", "[\"" + big + "\",\n" + validJSONRow(2) + "]", []string{"1:long", "2:2"}, ""},
 		{"number", "[" + strings.Repeat("1", 3*jsonWindow) + " ,\n" + validJSONRow(2) + "]", []string{"1:long", "2:2"}, ""},
+		{"white space before a short element", "[" + validJSONRow(1) + "," + strings.Repeat(" ", 3*jsonWindow) + validJSONRow(3) + "]", []string{"1:1", "1:3"}, ""},
+		{"newlines before a short element", "[" + validJSONRow(1) + "," + nl + validJSONRow(3) + "]", []string{"1:1", fmt.Sprintf("%d:3", 1+len(nl))}, ""},
+		{"white space before a bad short element", "[" + validJSONRow(1) + "," + strings.Repeat(" ", 3*jsonWindow) + "{\"a\" 1},\n" + validJSONRow(3) + "]", []string{"1:1", "1:bad", "2:3"}, ""},
+		{"white space before the closing bracket", "[" + validJSONRow(1) + ",\n" + strings.Repeat(" ", 3*jsonWindow) + "]", []string{"1:1"}, "line 2: invalid JSON"},
 		{"cut short", "[" + validJSONRow(1) + ",\n{\"a\":\"" + big, []string{"1:1"}, "line 2: the JSON array ends early"},
 		{"trailing comma", "[" + validJSONRow(1) + ",\n{\"a\":\"" + big + "\"},\n]", []string{"1:1", "2:long"}, "line 2: invalid JSON"},
 		{"broken after", "[{\"a\":\"" + big + "\"}\n{}]", []string{"1:long"}, "line 2: invalid JSON"},
@@ -123,7 +127,9 @@ func TestReaderSkipsLongJSONElements(t *testing.T) {
 					break
 				}
 				what := rec.Fields["subscription_id"]
-				if len(rec.Problems) > 0 {
+				if len(rec.Problems) > 0 && strings.Contains(rec.Problems[0].Reason, "not a JSON object") {
+					what = "bad"
+				} else if len(rec.Problems) > 0 {
 					what = "long"
 					if !rec.Partial || !strings.Contains(rec.Problems[0].Reason, "longer than the limit") {
 						t.Errorf("line %d: problems %+v", rec.Line, rec.Problems)

@@ -730,11 +730,14 @@ func (rd *Reader) nextJSON() (Record, error) {
 }
 
 // skipLong passes over the rest of an array element that outgrew
-// jsonWindow, without keeping it, and rejects it. The decoder stopped
-// inside it and cannot go on, so a new one takes over after the element:
-// it reads "[0" and then the rest of the input, and takes the 0 in place of
-// the element, so that what follows (a comma and more elements, or the
-// closing bracket) is checked as before.
+// jsonWindow, keeping no more than MaxRowBytes of it, and rejects it. The
+// decoder stopped inside it and cannot go on, so a new one takes over after
+// the element: it reads "[0" and then the rest of the input, and takes the 0
+// in place of the element, so that what follows (a comma and more elements,
+// or the closing bracket) is checked as before. What outgrew the window may
+// also be white space before a short element, which is then read as usual,
+// or before a closing bracket (after a trailing comma), which the new
+// decoder then reports as invalid JSON.
 func (rd *Reader) skipLong() (Record, error) {
 	at := rd.base + rd.dec.InputOffset() // input offset of dec.Buffered()
 	startLine := rd.lines.lineAt(at)
@@ -742,19 +745,19 @@ func (rd *Reader) skipLong() (Record, error) {
 		// Count the newlines passed as it goes, so that the counter does
 		// not keep an offset for each newline of the element.
 		passed: func(off int64) { rd.lines.lineAt(at + off) }}
-	n, rest, err := sk.value()
+	v, err := sk.value()
 	if err != nil {
 		if err == io.EOF {
-			return Record{}, &FileError{Line: startLine + sk.newlinesBefore, Reason: "the JSON array ends early: the file is cut short or a closing ] or } is missing"}
+			return Record{}, &FileError{Line: startLine + v.newlines, Reason: "the JSON array ends early: the file is cut short or a closing ] or } is missing"}
 		}
 		return Record{}, readErr(err)
 	}
-	rd.row = row{}
-	rec := Record{Line: startLine + sk.newlinesBefore, Partial: true,
-		Problems: []FieldError{{Reason: fmt.Sprintf("the object is longer than the limit of %d bytes (64 KiB): shorten its fields", MaxRowBytes)}}}
-	const placeholder = "[0"
-	rd.base = at + n - int64(len(placeholder))
-	rd.jcap = &capReader{src: io.MultiReader(strings.NewReader(placeholder), bytes.NewReader(rest), rd.lines), limit: -1}
+	placeholder := "[0"
+	if v.none {
+		placeholder = "[0,"
+	}
+	rd.base = at + v.end - int64(len(placeholder))
+	rd.jcap = &capReader{src: io.MultiReader(strings.NewReader(placeholder), bytes.NewReader(v.rest), rd.lines), limit: -1}
 	rd.dec = json.NewDecoder(rd.jcap)
 	var zero json.RawMessage
 	if _, err := rd.dec.Token(); err != nil {
@@ -766,43 +769,85 @@ func (rd *Reader) skipLong() (Record, error) {
 		}
 		return Record{}, rd.jsonErr(err)
 	}
+	if v.none {
+		return rd.nextJSON() // the syntax error at the bracket
+	}
+	rd.row = row{}
+	rec := Record{Line: startLine + v.newlines}
+	if v.long {
+		rec.Partial = true
+		rec.Problems = []FieldError{{Reason: fmt.Sprintf("the object is longer than the limit of %d bytes (64 KiB): shorten its fields", MaxRowBytes)}}
+		return rec, nil
+	}
+	rec.Problems, rec.Partial = rd.object(v.raw)
 	return rec, nil
 }
 
-// skimmer finds the end of one JSON value in src without keeping it: it
-// follows strings (with their escapes) and the nesting of objects and
-// arrays, and leaves checking the syntax to a decoder.
+// skimmer finds the end of one JSON value in src without keeping more than
+// MaxRowBytes of it: it follows strings (with their escapes) and the
+// nesting of objects and arrays, and leaves checking the syntax to a
+// decoder.
 type skimmer struct {
 	src io.Reader
 	// passed, when set, is told before each read how many bytes were
 	// taken before it.
-	passed         func(off int64)
-	buf            [32 << 10]byte
-	start          int64 // offset of the value's first byte, -1 before it
-	newlinesBefore int   // newlines before the value's first byte
+	passed func(off int64)
+	buf    [32 << 10]byte
+}
+
+// skimmed is what skimmer.value found.
+type skimmed struct {
+	end      int64  // bytes taken, up to the value's end
+	rest     []byte // bytes read past end
+	newlines int    // newlines before the value's first byte
+	raw      []byte // the value, unless long
+	long     bool   // the value is longer than MaxRowBytes
+	none     bool   // no value: a closing bracket came first, at end
 }
 
 // value reads past leading white space (and a comma, which the decoder may
-// not have taken yet) and one value. It returns how many bytes it took, and
-// the bytes it read past them.
-func (sk *skimmer) value() (n int64, rest []byte, err error) {
-	sk.start = -1
+// not have taken yet) and one value.
+func (sk *skimmer) value() (skimmed, error) {
+	var v skimmed
+	started := false
 	depth, inStr, esc, scalar := 0, false, false, false
 	var off int64
+	keep := func(b []byte) {
+		if !v.long {
+			if len(v.raw)+len(b) > MaxRowBytes {
+				v.raw, v.long = nil, true
+			} else {
+				v.raw = append(v.raw, b...)
+			}
+		}
+	}
+	// done ends the value at buf[i] of a chunk of m bytes whose part of
+	// the value starts at from.
+	done := func(m, from, i int) (skimmed, error) {
+		keep(sk.buf[from:i])
+		v.end = off + int64(i)
+		v.rest = bytes.Clone(sk.buf[i:m])
+		return v, nil
+	}
 	for {
 		if sk.passed != nil {
 			sk.passed(off)
 		}
 		m, rerr := sk.src.Read(sk.buf[:])
+		from := 0 // where the chunk's part of the value starts
 		for i, c := range sk.buf[:m] {
 			switch {
-			case sk.start < 0:
+			case !started:
 				switch c {
 				case ' ', '\t', '\r', ',':
 					continue
 				case '\n':
-					sk.newlinesBefore++
+					v.newlines++
 					continue
+				case ']', '}':
+					v.none = true
+					v.end, v.rest = off+int64(i), bytes.Clone(sk.buf[i:m])
+					return v, nil
 				case '{', '[':
 					depth = 1
 				case '"':
@@ -810,7 +855,7 @@ func (sk *skimmer) value() (n int64, rest []byte, err error) {
 				default:
 					scalar = true
 				}
-				sk.start = off + int64(i)
+				started, from = true, i
 				continue
 			case inStr:
 				switch {
@@ -827,8 +872,7 @@ func (sk *skimmer) value() (n int64, rest []byte, err error) {
 			case scalar:
 				switch c {
 				case ',', ']', '}', ' ', '\t', '\r', '\n':
-					end := off + int64(i)
-					return end, bytes.Clone(sk.buf[i:m]), nil
+					return done(m, from, i)
 				}
 				continue
 			default:
@@ -845,15 +889,18 @@ func (sk *skimmer) value() (n int64, rest []byte, err error) {
 				}
 			}
 			// The value ended with this byte.
-			end := off + int64(i) + 1
-			return end, bytes.Clone(sk.buf[i+1 : m]), nil
+			return done(m, from, i+1)
+		}
+		if started {
+			keep(sk.buf[from:m])
 		}
 		off += int64(m)
 		if rerr != nil {
 			if rerr == io.EOF && scalar {
-				return off, nil, nil
+				v.end = off
+				return v, nil
 			}
-			return off, nil, rerr
+			return v, rerr
 		}
 	}
 }
