@@ -41,6 +41,9 @@ type state struct {
 	Begun bool `json:"begun,omitempty"`
 }
 
+// Ping reports whether the ledger's bucket accepts a write, as Store.Ping.
+func (l *Ledger) Ping(ctx context.Context) error { return ping(ctx, l.kv) }
+
 // ledgerKey encodes a notice key for the bucket: ':' is not allowed in
 // keys, so "<id>:<date>:<m>" becomes "<id>.<date>.<m>", which also lets List
 // filter on "<id>.>".

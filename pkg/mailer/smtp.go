@@ -351,6 +351,14 @@ func (w *worker) connect(ctx context.Context) error {
 	return nil
 }
 
+// noStartTLS reports whether err is go-mail's refusal to go on without
+// STARTTLS (TLSMandatory) on a server whose EHLO does not offer it.
+// go-mail has no error value for it, so its text is matched; a test holds
+// the two together.
+func noStartTLS(err error) bool {
+	return strings.Contains(err.Error(), "does not support STARTTLS")
+}
+
 // drop abandons the connection without QUIT: its state is unknown.
 func (w *worker) drop() {
 	if w.raw != nil {
@@ -427,6 +435,13 @@ func (w *worker) deliver(p *pending) (again *pending) {
 				var te *textproto.Error
 				if errors.As(err, &te) {
 					de.Code = te.Code
+				}
+				if w.s.cfg.TLS == TLSStartTLS && noStartTLS(err) {
+					// The relay's EHLO answer is its configuration: no
+					// retry changes it, so fail now with what to change
+					// rather than retry for hours.
+					de.Permanent = true
+					de.detail = fmt.Sprintf("the SMTP relay at %s does not offer STARTTLS, which RENEWALS_SMTP_URL requires (tls=starttls): use a relay with TLS (tls=tls for implicit TLS, port 465), or tls=opportunistic to send unencrypted to this one", w.s.cfg.Addr())
 				}
 				p.done <- de
 				return nil

@@ -57,7 +57,7 @@ type Store interface {
 	// no key, value or stored message still holds it. Returns an error
 	// wrapping ErrNotFound when there is no such subscription.
 	Erase(ctx context.Context, id string) error
-	// Ping reports whether the store can be reached.
+	// Ping reports whether the store can be reached and accepts a write.
 	Ping(ctx context.Context) error
 }
 

@@ -108,11 +108,15 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 func (s *Server) importSubscriptions(w http.ResponseWriter, r *http.Request) error {
 	body := http.MaxBytesReader(w, r.Body, s.MaxImportBytes)
 	format := formatOf(r.Header.Get("Content-Type"))
+	events := s.upsertEvents(r.Context())
 	report, err := importer.Import(r.Context(), body, importer.Options{
 		Store:    s.Store,
 		Format:   format,
-		OnUpsert: s.publishUpsert(r.Context()),
+		OnUpsert: events.add,
 	})
+	// Whatever the outcome, the rows stored so far have their events out:
+	// wait for JetStream to take them before answering.
+	evErr := events.wait()
 	if errors.Is(err, importer.ErrTooLarge) {
 		return errorf(CodeTooLarge, "the import is larger than %d bytes: split the file, or start the server with a larger --max-import-bytes (RENEWALS_MAX_IMPORT_BYTES)", s.MaxImportBytes)
 	}
@@ -123,11 +127,11 @@ func (s *Server) importSubscriptions(w http.ResponseWriter, r *http.Request) err
 		}
 		return fmt.Errorf("import: %w", err)
 	}
-	if err := s.JS.Conn().Flush(); err != nil {
-		s.Log.Warn("flush upsert events", zap.Error(err))
-	}
 	if s.OnImport != nil {
 		s.OnImport(report)
+	}
+	if evErr != nil {
+		return evErr
 	}
 	writeJSON(w, http.StatusOK, report)
 	return nil
@@ -149,35 +153,22 @@ func formatOf(contentType string) importer.Format {
 
 func startsWith(s, prefix string) bool { return len(s) >= len(prefix) && s[:len(prefix)] == prefix }
 
-// publishUpsert returns the callback that publishes
-// renewals.subscription.upserted for every created or updated record.
-func (s *Server) publishUpsert(ctx context.Context) func(subscription.Subscription, subscription.UpsertResult) {
-	return func(sub subscription.Subscription, res subscription.UpsertResult) {
-		if res.Change == subscription.Unchanged {
-			return
-		}
-		if err := PublishUpsert(ctx, s.JS, s.Now(), sub, res); err != nil {
-			s.Log.Warn("publish upsert event", zap.String("subscription_id", sub.ID), zap.Error(err))
-		}
-	}
-}
-
 // PublishUpsert publishes renewals.subscription.upserted for one record,
-// asynchronously: an import of a million rows must not wait on each.
-func PublishUpsert(ctx context.Context, js jetstream.JetStream, now time.Time, sub subscription.Subscription, res subscription.UpsertResult) error {
+// asynchronously: an import of a million rows must not wait on each. The
+// future tells when the stream has it.
+func PublishUpsert(ctx context.Context, js jetstream.JetStream, now time.Time, sub subscription.Subscription, res subscription.UpsertResult) (jetstream.PubAckFuture, error) {
 	ev, err := event.New(event.SubjectUpserted, sub.ID, now, event.SubscriptionUpserted{
 		SubscriptionID: sub.ID, Change: res.Change, EndDate: sub.EndDate, Status: sub.Status,
 		NewTerm: res.Change == subscription.Updated && res.PreviousEndDate != sub.EndDate,
 	})
 	if err != nil {
-		return err
+		return nil, err
 	}
 	data, err := eventJSON(ev)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	_, err = js.PublishAsync(event.SubjectUpserted, data)
-	return err
+	return js.PublishAsync(event.SubjectUpserted, data)
 }
 
 func (s *Server) getSubscription(w http.ResponseWriter, r *http.Request) error {
@@ -218,7 +209,11 @@ func (s *Server) putSubscription(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	s.publishUpsert(r.Context())(sub, res[0])
+	events := s.upsertEvents(r.Context())
+	events.add(sub, res[0])
+	if err := events.wait(); err != nil {
+		return err
+	}
 	writeJSON(w, http.StatusOK, map[string]any{"subscription_id": id, "change": res[0].Change})
 	return nil
 }

@@ -95,20 +95,21 @@ func serve(ctx context.Context, args []string, env Env) error {
 	// State: Redis, or the embedded JetStream key-value store.
 	var store subscription.Store
 	var ledger subscription.Ledger
+	var pingLedger func(context.Context) error // the ledger's write probe, for /readyz
 	if cfg.RedisURL != "" {
 		rs, rl, err := redisstore.Open(ctx, cfg.RedisURL)
 		if err != nil {
 			return fmt.Errorf("RENEWALS_REDIS_URL: %w", err)
 		}
 		defer rs.Close()
-		store, ledger = rs, rl
+		store, ledger, pingLedger = rs, rl, rl.Ping
 		log.Info("state in Redis")
 	} else {
 		ks, kl, err := kvstore.New(ctx, bus.JS)
 		if err != nil {
 			return err
 		}
-		store, ledger = ks, kl
+		store, ledger, pingLedger = ks, kl, kl.Ping
 		log.Info("state in the JetStream key-value store")
 	}
 
@@ -197,7 +198,13 @@ func serve(ctx context.Context, args []string, env Env) error {
 			if _, err := bus.JS.AccountInfo(ctx); err != nil {
 				return fmt.Errorf("JetStream: %w", err)
 			}
-			return store.Ping(ctx)
+			if err := store.Ping(ctx); err != nil {
+				return fmt.Errorf("the store does not accept a write: %w", err)
+			}
+			if err := pingLedger(ctx); err != nil {
+				return fmt.Errorf("the ledger does not accept a write: %w", err)
+			}
+			return nil
 		},
 	}
 	srv.Metrics, srv.OnImport = m.Handler(), m.Import
