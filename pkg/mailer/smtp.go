@@ -643,7 +643,8 @@ func (w *worker) appendCommand(b []byte, i int, p *pending) []byte {
 // (after the previous message's data) and only their replies are read. A
 // nil result means the server answered DATA with 354 and waits for the
 // message data. After a refused command the transaction is reset, or the
-// connection dropped when even that fails. With the message data in one
+// connection dropped when even that fails or when the server answered DATA
+// with 354 all the same. With the message data in one
 // more write, that is two round trips a message where go-mail takes six
 // (NOOP, MAIL, RCPT, DATA, data, RSET).
 func (w *worker) envelope(p *pending, written bool) *DeliveryError {
@@ -695,11 +696,13 @@ func (w *worker) envelope(p *pending, written bool) *DeliveryError {
 		return nil
 	}
 	if dataAccepted {
-		// DATA was accepted (354) although an earlier command was
-		// refused: the server's state is unclear, so abandon it.
-		first.Code, first.Permanent = 0, false
-		first.detail = first.Reply + "; the server accepted DATA after a refusal"
-		first.Reply = ""
+		// DATA was accepted (354) although an earlier command was refused,
+		// against RFC 2920: the refusal still decides the message (a 5xx to
+		// RCPT TO is permanent whatever follows). The server now waits for
+		// data it has no recipient for: send none, not even the ending "."
+		// (it might deliver an empty message), and drop the connection,
+		// which aborts the transaction.
+		w.drop()
 		return first
 	}
 	if first.Code != 421 {

@@ -48,6 +48,9 @@ type Server struct {
 	Events   http.Handler
 	// OnImport, when set, is told the report of every import, for metrics.
 	OnImport func(importer.Report)
+	// OutboxDir is where the outbox writes emails (<data dir>/outbox); an
+	// erasure deletes the subscription's emails there. Empty: none kept.
+	OutboxDir string
 }
 
 // Handler returns the routes.
@@ -224,6 +227,9 @@ func (s *Server) eraseSubscription(w http.ResponseWriter, r *http.Request) error
 		return err
 	}
 	err := s.Store.Erase(r.Context(), id)
+	if err := s.eraseOutbox(id); err != nil {
+		return err
+	}
 	if errors.Is(err, subscription.ErrNotFound) {
 		return errorf(CodeNotFound, "no subscription %q", id)
 	}

@@ -46,6 +46,7 @@ Usage:
   renewals calllist [--format table|csv|json] [--rep NAME] [--min-days N] [--max-days N] [--as-of DATE]
                                             who to call, most urgent first
   renewals erase ID                         erase one subscription's personal data
+  renewals health                           exit 0 when the server answers /readyz (container checks)
 
 Client subcommands talk to a running server: --server (RENEWALS_SERVER, default
 http://127.0.0.1:8080), token from RENEWALS_API_TOKEN, else <data dir>/api-token.
@@ -89,6 +90,8 @@ func Main(ctx context.Context, args []string, env Env) int {
 		err = calllistCmd(rest, env)
 	case "erase":
 		err = eraseCmd(rest, env)
+	case "health":
+		err = healthCmd(ctx, rest, env)
 	case "help", "-h", "--help":
 		fmt.Fprint(env.Stdout, usage)
 		return ExitOK

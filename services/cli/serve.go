@@ -191,6 +191,7 @@ func serve(ctx context.Context, args []string, env Env) error {
 		Store: store, Ledger: ledger, JS: bus.JS, Scheduler: schedulerForAPI(sched), Renderer: renderer,
 		Location: cfg.Location, Now: now, Log: log.Named("api"),
 		MaxImportBytes: *maxImport, GraceDays: cfg.GraceDays, WaitTimeout: 30 * time.Minute, APIDisabled: !cfg.TargetSet["api"],
+		OutboxDir: filepath.Join(cfg.DataDir, "outbox"),
 		Ready: func(ctx context.Context) error {
 			if !bus.Conn.IsConnected() {
 				return errors.New("NATS is not connected")
