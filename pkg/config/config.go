@@ -9,6 +9,7 @@ import (
 	"flag"
 	"fmt"
 	"net"
+	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -25,6 +26,7 @@ type Config struct {
 	HTTPAddr   string
 	NATSURL    string
 	NATSListen string
+	NATSCreds  string
 	RedisURL   string
 	SMTPURL    string
 	MailFrom   string
@@ -64,6 +66,7 @@ func Flags(fs *flag.FlagSet, getenv func(string) string) *Config {
 	fs.StringVar(&c.HTTPAddr, "http-addr", env("RENEWALS_HTTP_ADDR", "127.0.0.1:8080"), "address of the API, /metrics, /healthz and /readyz (RENEWALS_HTTP_ADDR)")
 	fs.StringVar(&c.NATSURL, "nats-url", env("RENEWALS_NATS_URL", ""), "external NATS server; empty starts an embedded one (RENEWALS_NATS_URL)")
 	fs.StringVar(&c.NATSListen, "nats-listen", env("RENEWALS_NATS_LISTEN", "127.0.0.1:4223"), "where the embedded NATS server listens (RENEWALS_NATS_LISTEN)")
+	fs.StringVar(&c.NATSCreds, "nats-creds", env("RENEWALS_NATS_CREDS", ""), "credentials file (user JWT and seed) for the external NATS server (RENEWALS_NATS_CREDS)")
 	fs.StringVar(&c.RedisURL, "redis-url", env("RENEWALS_REDIS_URL", ""), "Redis for subscriptions and the sent-ledger; empty keeps them in the embedded JetStream key-value store (RENEWALS_REDIS_URL)")
 	fs.StringVar(&c.SMTPURL, "smtp-url", env("RENEWALS_SMTP_URL", ""), "SMTP server, e.g. smtp://user:pass@host:587?tls=starttls; empty writes .eml files to <data dir>/outbox (RENEWALS_SMTP_URL)")
 	fs.StringVar(&c.MailFrom, "mail-from", env("RENEWALS_MAIL_FROM", "renewals@localhost"), "From address of the notices (RENEWALS_MAIL_FROM)")
@@ -114,6 +117,16 @@ func (c *Config) Validate() error {
 	}
 	if _, _, err := net.SplitHostPort(c.HTTPAddr); err != nil {
 		return fmt.Errorf("RENEWALS_HTTP_ADDR %q: use host:port, e.g. 127.0.0.1:8080", c.HTTPAddr)
+	}
+	if c.NATSCreds != "" {
+		if c.NATSURL == "" {
+			return fmt.Errorf("RENEWALS_NATS_CREDS is for an external NATS server: set RENEWALS_NATS_URL too (the embedded server generates its own passwords)")
+		}
+		f, err := os.Open(c.NATSCreds)
+		if err != nil {
+			return fmt.Errorf("RENEWALS_NATS_CREDS %q: %v; give the path of a readable .creds file", c.NATSCreds, err)
+		}
+		f.Close()
 	}
 	if c.LogFormat != "json" && c.LogFormat != "console" {
 		return fmt.Errorf("RENEWALS_LOG_FORMAT %q: use json or console", c.LogFormat)

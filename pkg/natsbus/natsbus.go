@@ -39,6 +39,9 @@ type Config struct {
 	StoreDir string
 	// Name is the client connection name, seen in server monitoring.
 	Name string
+	// Creds is a credentials file (user JWT and seed) for the external
+	// server; empty connects with the user and password in URL, if any.
+	Creds string
 	// SecretsDir is where the embedded server's passwords are kept
 	// (LoadCredentials); empty means StoreDir.
 	SecretsDir string
@@ -78,6 +81,8 @@ func Open(ctx context.Context, cfg Config) (*Bus, error) {
 		b.Server, b.Credentials = s, creds
 		url = s.ClientURL()
 		opts = append(opts, nats.InProcessServer(s), nats.UserInfo(ServiceUser, creds.Service))
+	} else if cfg.Creds != "" {
+		opts = append(opts, nats.UserCredentials(cfg.Creds))
 	}
 	nc, err := nats.Connect(url, opts...)
 	if err != nil {
@@ -92,10 +97,19 @@ func Open(ctx context.Context, cfg Config) (*Bus, error) {
 	}
 	b.JS = js
 	if err := EnsureStream(ctx, js); err != nil {
+		last := nc.LastError()
 		b.Close()
+		if isAuthError(last) {
+			return nil, fmt.Errorf("NATS refused the credentials (%v): check RENEWALS_NATS_CREDS, or the user and password in RENEWALS_NATS_URL", last)
+		}
 		return nil, err
 	}
 	return b, nil
+}
+
+func isAuthError(err error) bool {
+	return errors.Is(err, nats.ErrAuthorization) || errors.Is(err, nats.ErrAuthExpired) ||
+		errors.Is(err, nats.ErrAuthRevoked) || errors.Is(err, nats.ErrAccountAuthExpired)
 }
 
 // StartEmbedded starts an in-process nats-server with JetStream, listening on
