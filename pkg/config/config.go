@@ -27,6 +27,7 @@ type Config struct {
 	NATSURL    string
 	NATSListen string
 	NATSCreds  string
+	NATSSync   string
 	RedisURL   string
 	SMTPURL    string
 	MailFrom   string
@@ -47,6 +48,9 @@ type Config struct {
 	Location  *time.Location
 	Stages    subscription.Milestones
 	TargetSet map[string]bool
+
+	// NATSSyncInterval is NATSSync read by Validate; 0 syncs every write.
+	NATSSyncInterval time.Duration
 }
 
 // Targets a `serve` process can run.
@@ -67,6 +71,7 @@ func Flags(fs *flag.FlagSet, getenv func(string) string) *Config {
 	fs.StringVar(&c.NATSURL, "nats-url", env("RENEWALS_NATS_URL", ""), "external NATS server; empty starts an embedded one (RENEWALS_NATS_URL)")
 	fs.StringVar(&c.NATSListen, "nats-listen", env("RENEWALS_NATS_LISTEN", "127.0.0.1:4223"), "where the embedded NATS server listens (RENEWALS_NATS_LISTEN)")
 	fs.StringVar(&c.NATSCreds, "nats-creds", env("RENEWALS_NATS_CREDS", ""), "credentials file (user JWT and seed) for the external NATS server (RENEWALS_NATS_CREDS)")
+	fs.StringVar(&c.NATSSync, "nats-sync", env("RENEWALS_NATS_SYNC", "always"), "when the embedded NATS server fsyncs JetStream: always (every write, before it is acknowledged) or an interval such as 2m (RENEWALS_NATS_SYNC)")
 	fs.StringVar(&c.RedisURL, "redis-url", env("RENEWALS_REDIS_URL", ""), "Redis for subscriptions and the sent-ledger; empty keeps them in the embedded JetStream key-value store (RENEWALS_REDIS_URL)")
 	fs.StringVar(&c.SMTPURL, "smtp-url", env("RENEWALS_SMTP_URL", ""), "SMTP server, e.g. smtp://user:pass@host:587?tls=starttls; empty writes .eml files to <data dir>/outbox (RENEWALS_SMTP_URL)")
 	fs.StringVar(&c.MailFrom, "mail-from", env("RENEWALS_MAIL_FROM", "renewals@localhost"), "From address of the notices (RENEWALS_MAIL_FROM)")
@@ -92,6 +97,18 @@ func envInt(getenv func(string) string, name string, def int) int {
 		return -1 // Validate reports it
 	}
 	return def
+}
+
+// parseSync reads RENEWALS_NATS_SYNC: "always" is 0, else a positive interval.
+func parseSync(v string) (time.Duration, error) {
+	if strings.EqualFold(v, "always") {
+		return 0, nil
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil || d <= 0 {
+		return 0, fmt.Errorf("RENEWALS_NATS_SYNC %q: use always, or a positive interval such as 2m", v)
+	}
+	return d, nil
 }
 
 // CronParser parses RENEWALS_SCHEDULE: the standard five fields or a
@@ -127,6 +144,9 @@ func (c *Config) Validate() error {
 			return fmt.Errorf("RENEWALS_NATS_CREDS %q: %v; give the path of a readable .creds file", c.NATSCreds, err)
 		}
 		f.Close()
+	}
+	if c.NATSSyncInterval, err = parseSync(c.NATSSync); err != nil {
+		return err
 	}
 	if c.LogFormat != "json" && c.LogFormat != "console" {
 		return fmt.Errorf("RENEWALS_LOG_FORMAT %q: use json or console", c.LogFormat)

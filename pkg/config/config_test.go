@@ -44,3 +44,36 @@ func TestNATSCreds(t *testing.T) {
 		}
 	}
 }
+
+// TestNATSSync: the embedded server syncs every write unless told an
+// interval; anything else stops serve with a sentence.
+func TestNATSSync(t *testing.T) {
+	for _, tc := range []struct {
+		env  string
+		args []string
+		want string // a duration, or "always"
+	}{
+		{"", nil, "always"},
+		{"2m", nil, "2m0s"},
+		{"ALWAYS", nil, "always"},
+		{"2m", []string{"--nats-sync", "always"}, "always"},
+	} {
+		c, err := parse(t, map[string]string{"RENEWALS_NATS_SYNC": tc.env}, tc.args...)
+		if err != nil {
+			t.Errorf("RENEWALS_NATS_SYNC=%q %v: %v", tc.env, tc.args, err)
+			continue
+		}
+		got := c.NATSSyncInterval.String()
+		if c.NATSSyncInterval == 0 {
+			got = "always"
+		}
+		if got != tc.want {
+			t.Errorf("RENEWALS_NATS_SYNC=%q %v: %s, want %s", tc.env, tc.args, got, tc.want)
+		}
+	}
+	for _, bad := range []string{"never", "0s", "-1m", "2"} {
+		if _, err := parse(t, map[string]string{"RENEWALS_NATS_SYNC": bad}); err == nil || !strings.Contains(err.Error(), "RENEWALS_NATS_SYNC") {
+			t.Errorf("RENEWALS_NATS_SYNC=%q: %v, want an error naming the variable", bad, err)
+		}
+	}
+}

@@ -45,6 +45,9 @@ type Config struct {
 	// SecretsDir is where the embedded server's passwords are kept
 	// (LoadCredentials); empty means StoreDir.
 	SecretsDir string
+	// SyncInterval is how often the embedded server's JetStream file store
+	// fsyncs; 0 syncs every write before it is acknowledged.
+	SyncInterval time.Duration
 }
 
 // Bus is a connection to NATS with JetStream, and the embedded server when
@@ -114,7 +117,9 @@ func isAuthError(err error) bool {
 
 // StartEmbedded starts an in-process nats-server with JetStream, listening on
 // cfg.Listen (host:port) and storing under cfg.StoreDir, that admits only
-// the users in creds.
+// the users in creds. JetStream syncs every write to disk before it
+// acknowledges it unless cfg.SyncInterval says otherwise: a "sent" confirmed
+// in the ledger must survive a power loss, or the notice goes twice.
 func StartEmbedded(cfg Config, creds Credentials) (*server.Server, error) {
 	listen := cfg.Listen
 	host, portStr, err := net.SplitHostPort(listen)
@@ -129,14 +134,16 @@ func StartEmbedded(cfg Config, creds Credentials) (*server.Server, error) {
 		return nil, errors.New("embedded NATS: no credentials: use LoadCredentials")
 	}
 	opts := &server.Options{
-		ServerName: "renewals-embedded",
-		Host:       host,
-		Port:       port,
-		JetStream:  true,
-		StoreDir:   filepath.Join(cfg.StoreDir),
-		Users:      creds.users(),
-		NoSigs:     true,
-		NoLog:      true,
+		ServerName:   "renewals-embedded",
+		Host:         host,
+		Port:         port,
+		JetStream:    true,
+		StoreDir:     filepath.Join(cfg.StoreDir),
+		SyncAlways:   cfg.SyncInterval == 0, // as nats.conf's `sync_interval: always`
+		SyncInterval: cfg.SyncInterval,      // 0: nats-server's default, unused under SyncAlways
+		Users:        creds.users(),
+		NoSigs:       true,
+		NoLog:        true,
 	}
 	s, err := server.NewServer(opts)
 	if err != nil {

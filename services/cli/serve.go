@@ -72,7 +72,7 @@ func serve(ctx context.Context, args []string, env Env) error {
 	bus, err := natsbus.Open(ctx, natsbus.Config{
 		URL: cfg.NATSURL, Listen: cfg.NATSListen,
 		StoreDir: filepath.Join(cfg.DataDir, "nats"), Name: "renewals " + cfg.Targets,
-		Creds: cfg.NATSCreds, SecretsDir: cfg.DataDir,
+		Creds: cfg.NATSCreds, SecretsDir: cfg.DataDir, SyncInterval: cfg.NATSSyncInterval,
 	})
 	if err != nil {
 		return err
