@@ -55,6 +55,11 @@ func Start(t testing.TB, o Options) *Server {
 	}
 	env := map[string]string{
 		"RENEWALS_DATA_DIR": dir,
+		// A test's data dir is thrown away: syncing every write to disk
+		// (the default) would only make the suite slower and hostage to
+		// other processes' disk writes. TestEmbeddedServerSyncsEveryWrite
+		// and BenchmarkEmbeddedDefault cover the default.
+		"RENEWALS_NATS_SYNC": "2m",
 		// Port 0 (HTTP) and -1 (NATS) let each server pick a free port
 		// itself, which no other test can take first; Start reads the
 		// addresses back from what serve prints.
