@@ -99,9 +99,10 @@ func envInt(getenv func(string) string, name string, def int) int {
 	return def
 }
 
-// parseSync reads RENEWALS_NATS_SYNC: "always" is 0, else a positive interval.
+// parseSync reads RENEWALS_NATS_SYNC: "always" (or nothing) is 0, else a
+// positive interval.
 func parseSync(v string) (time.Duration, error) {
-	if strings.EqualFold(v, "always") {
+	if v == "" || strings.EqualFold(v, "always") {
 		return 0, nil
 	}
 	d, err := time.ParseDuration(v)

@@ -6,15 +6,22 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"renewals/pkg/config"
 )
 
-// parse reads the configuration from env and args as `serve` does.
+// parse reads the configuration from env and args as `serve` does, with
+// the reseller's details that the emails need.
 func parse(t *testing.T, env map[string]string, args ...string) (*config.Config, error) {
 	t.Helper()
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
-	c := config.Flags(fs, func(k string) string { return env[k] })
+	c := config.Flags(fs, func(k string) string {
+		if v, ok := env[k]; ok {
+			return v
+		}
+		return map[string]string{"RENEWALS_RESELLER_NAME": "Acme Software Ltd", "RENEWALS_RESELLER_PHONE": "01254 301888"}[k]
+	})
 	if err := fs.Parse(args); err != nil {
 		t.Fatal(err)
 	}
@@ -70,6 +77,15 @@ func TestNATSSync(t *testing.T) {
 		if got != tc.want {
 			t.Errorf("RENEWALS_NATS_SYNC=%q %v: %s, want %s", tc.env, tc.args, got, tc.want)
 		}
+	}
+	// A Config built without Flags syncs every write too.
+	c, err := parse(t, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.NATSSync, c.NATSSyncInterval = "", time.Minute
+	if err := c.Validate(); err != nil || c.NATSSyncInterval != 0 {
+		t.Errorf("no RENEWALS_NATS_SYNC at all: %v, interval %v, want 0 (always)", err, c.NATSSyncInterval)
 	}
 	for _, bad := range []string{"never", "0s", "-1m", "2"} {
 		if _, err := parse(t, map[string]string{"RENEWALS_NATS_SYNC": bad}); err == nil || !strings.Contains(err.Error(), "RENEWALS_NATS_SYNC") {
