@@ -9,6 +9,7 @@ import (
 	"flag"
 	"fmt"
 	"net"
+	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -25,6 +26,8 @@ type Config struct {
 	HTTPAddr   string
 	NATSURL    string
 	NATSListen string
+	NATSCreds  string
+	NATSSync   string
 	RedisURL   string
 	SMTPURL    string
 	MailFrom   string
@@ -45,6 +48,9 @@ type Config struct {
 	Location  *time.Location
 	Stages    subscription.Milestones
 	TargetSet map[string]bool
+
+	// NATSSyncInterval is NATSSync read by Validate; 0 syncs every write.
+	NATSSyncInterval time.Duration
 }
 
 // Targets a `serve` process can run.
@@ -64,6 +70,8 @@ func Flags(fs *flag.FlagSet, getenv func(string) string) *Config {
 	fs.StringVar(&c.HTTPAddr, "http-addr", env("RENEWALS_HTTP_ADDR", "127.0.0.1:8080"), "address of the API, /metrics, /healthz and /readyz (RENEWALS_HTTP_ADDR)")
 	fs.StringVar(&c.NATSURL, "nats-url", env("RENEWALS_NATS_URL", ""), "external NATS server; empty starts an embedded one (RENEWALS_NATS_URL)")
 	fs.StringVar(&c.NATSListen, "nats-listen", env("RENEWALS_NATS_LISTEN", "127.0.0.1:4223"), "where the embedded NATS server listens (RENEWALS_NATS_LISTEN)")
+	fs.StringVar(&c.NATSCreds, "nats-creds", env("RENEWALS_NATS_CREDS", ""), "credentials file (user JWT and seed) for the external NATS server (RENEWALS_NATS_CREDS)")
+	fs.StringVar(&c.NATSSync, "nats-sync", env("RENEWALS_NATS_SYNC", "always"), "when the embedded NATS server fsyncs JetStream: always (every write, before it is acknowledged) or an interval such as 2m (RENEWALS_NATS_SYNC)")
 	fs.StringVar(&c.RedisURL, "redis-url", env("RENEWALS_REDIS_URL", ""), "Redis for subscriptions and the sent-ledger; empty keeps them in the embedded JetStream key-value store (RENEWALS_REDIS_URL)")
 	fs.StringVar(&c.SMTPURL, "smtp-url", env("RENEWALS_SMTP_URL", ""), "SMTP server, e.g. smtp://user:pass@host:587?tls=starttls; empty writes .eml files to <data dir>/outbox (RENEWALS_SMTP_URL)")
 	fs.StringVar(&c.MailFrom, "mail-from", env("RENEWALS_MAIL_FROM", "renewals@localhost"), "From address of the notices (RENEWALS_MAIL_FROM)")
@@ -91,6 +99,19 @@ func envInt(getenv func(string) string, name string, def int) int {
 	return def
 }
 
+// parseSync reads RENEWALS_NATS_SYNC: "always" (or nothing) is 0, else a
+// positive interval.
+func parseSync(v string) (time.Duration, error) {
+	if v == "" || strings.EqualFold(v, "always") {
+		return 0, nil
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil || d <= 0 {
+		return 0, fmt.Errorf("RENEWALS_NATS_SYNC %q: use always, or a positive interval such as 2m", v)
+	}
+	return d, nil
+}
+
 // CronParser parses RENEWALS_SCHEDULE: the standard five fields or a
 // descriptor such as @daily.
 var CronParser = cron.NewParser(cron.Minute | cron.Hour | cron.Dom | cron.Month | cron.Dow | cron.Descriptor)
@@ -114,6 +135,19 @@ func (c *Config) Validate() error {
 	}
 	if _, _, err := net.SplitHostPort(c.HTTPAddr); err != nil {
 		return fmt.Errorf("RENEWALS_HTTP_ADDR %q: use host:port, e.g. 127.0.0.1:8080", c.HTTPAddr)
+	}
+	if c.NATSCreds != "" {
+		if c.NATSURL == "" {
+			return fmt.Errorf("RENEWALS_NATS_CREDS is for an external NATS server: set RENEWALS_NATS_URL too (the embedded server generates its own passwords)")
+		}
+		f, err := os.Open(c.NATSCreds)
+		if err != nil {
+			return fmt.Errorf("RENEWALS_NATS_CREDS %q: %v; give the path of a readable .creds file", c.NATSCreds, err)
+		}
+		f.Close()
+	}
+	if c.NATSSyncInterval, err = parseSync(c.NATSSync); err != nil {
+		return err
 	}
 	if c.LogFormat != "json" && c.LogFormat != "console" {
 		return fmt.Errorf("RENEWALS_LOG_FORMAT %q: use json or console", c.LogFormat)

@@ -1,6 +1,6 @@
 // Package natsbus connects renewals to NATS JetStream: it starts the embedded
-// server when no external one is configured, declares the RENEWALS stream and
-// publishes events into it.
+// server, which admits only its own users, when no external one is
+// configured, declares the RENEWALS stream and publishes events into it.
 package natsbus
 
 import (
@@ -39,6 +39,15 @@ type Config struct {
 	StoreDir string
 	// Name is the client connection name, seen in server monitoring.
 	Name string
+	// Creds is a credentials file (user JWT and seed) for the external
+	// server; empty connects with the user and password in URL, if any.
+	Creds string
+	// SecretsDir is where the embedded server's passwords are kept
+	// (LoadCredentials); empty means StoreDir.
+	SecretsDir string
+	// SyncInterval is how often the embedded server's JetStream file store
+	// fsyncs; 0 syncs every write before it is acknowledged.
+	SyncInterval time.Duration
 }
 
 // Bus is a connection to NATS with JetStream, and the embedded server when
@@ -47,6 +56,8 @@ type Bus struct {
 	Conn   *nats.Conn
 	JS     jetstream.JetStream
 	Server *server.Server // nil when external
+	// Credentials of the embedded server's users; zero when external.
+	Credentials Credentials
 }
 
 // Open connects to the configured NATS, starting the embedded server first
@@ -58,16 +69,23 @@ func Open(ctx context.Context, cfg Config) (*Bus, error) {
 		nats.MaxReconnects(-1),
 		nats.ReconnectWait(250 * time.Millisecond),
 		nats.RetryOnFailedConnect(true),
+		nats.CustomInboxPrefix(InboxPrefix),
 	}
 	url := cfg.URL
 	if url == "" {
-		s, err := StartEmbedded(cfg.Listen, cfg.StoreDir)
+		creds, err := LoadCredentials(cmpOr(cfg.SecretsDir, cfg.StoreDir))
 		if err != nil {
 			return nil, err
 		}
-		b.Server = s
+		s, err := StartEmbedded(cfg, creds)
+		if err != nil {
+			return nil, err
+		}
+		b.Server, b.Credentials = s, creds
 		url = s.ClientURL()
-		opts = append(opts, nats.InProcessServer(s))
+		opts = append(opts, nats.InProcessServer(s), nats.UserInfo(ServiceUser, creds.Service))
+	} else if cfg.Creds != "" {
+		opts = append(opts, nats.UserCredentials(cfg.Creds))
 	}
 	nc, err := nats.Connect(url, opts...)
 	if err != nil {
@@ -82,15 +100,28 @@ func Open(ctx context.Context, cfg Config) (*Bus, error) {
 	}
 	b.JS = js
 	if err := EnsureStream(ctx, js); err != nil {
+		last := nc.LastError()
 		b.Close()
+		if isAuthError(last) {
+			return nil, fmt.Errorf("NATS refused the credentials (%v): check RENEWALS_NATS_CREDS, or the user and password in RENEWALS_NATS_URL", last)
+		}
 		return nil, err
 	}
 	return b, nil
 }
 
+func isAuthError(err error) bool {
+	return errors.Is(err, nats.ErrAuthorization) || errors.Is(err, nats.ErrAuthExpired) ||
+		errors.Is(err, nats.ErrAuthRevoked) || errors.Is(err, nats.ErrAccountAuthExpired)
+}
+
 // StartEmbedded starts an in-process nats-server with JetStream, listening on
-// listen (host:port) and storing under dir.
-func StartEmbedded(listen, dir string) (*server.Server, error) {
+// cfg.Listen (host:port) and storing under cfg.StoreDir, that admits only
+// the users in creds. JetStream syncs every write to disk before it
+// acknowledges it unless cfg.SyncInterval says otherwise: a "sent" confirmed
+// in the ledger must survive a power loss, or the notice goes twice.
+func StartEmbedded(cfg Config, creds Credentials) (*server.Server, error) {
+	listen := cfg.Listen
 	host, portStr, err := net.SplitHostPort(listen)
 	if err != nil {
 		return nil, fmt.Errorf("embedded NATS listen address %q: use host:port, e.g. 127.0.0.1:4223", listen)
@@ -99,15 +130,22 @@ func StartEmbedded(listen, dir string) (*server.Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("embedded NATS listen address %q: port is not a number", listen)
 	}
-	s, err := server.NewServer(&server.Options{
-		ServerName: "renewals-embedded",
-		Host:       host,
-		Port:       port,
-		JetStream:  true,
-		StoreDir:   filepath.Join(dir),
-		NoSigs:     true,
-		NoLog:      true,
-	})
+	if creds.Service == "" || creds.Dashboard == "" {
+		return nil, errors.New("embedded NATS: no credentials: use LoadCredentials")
+	}
+	opts := &server.Options{
+		ServerName:   "renewals-embedded",
+		Host:         host,
+		Port:         port,
+		JetStream:    true,
+		StoreDir:     filepath.Join(cfg.StoreDir),
+		SyncAlways:   cfg.SyncInterval == 0, // as nats.conf's `sync_interval: always`
+		SyncInterval: cfg.SyncInterval,      // 0: nats-server's default, unused under SyncAlways
+		Users:        creds.users(),
+		NoSigs:       true,
+		NoLog:        true,
+	}
+	s, err := server.NewServer(opts)
 	if err != nil {
 		return nil, fmt.Errorf("embedded NATS: %w", err)
 	}

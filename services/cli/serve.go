@@ -83,6 +83,7 @@ func serve(ctx context.Context, args []string, env Env) error {
 	bus, err := natsbus.Open(ctx, natsbus.Config{
 		URL: cfg.NATSURL, Listen: cfg.NATSListen,
 		StoreDir: filepath.Join(cfg.DataDir, "nats"), Name: "renewals " + cfg.Targets,
+		Creds: cfg.NATSCreds, SecretsDir: cfg.DataDir, SyncInterval: cfg.NATSSyncInterval,
 	})
 	if err != nil {
 		return err
@@ -90,6 +91,7 @@ func serve(ctx context.Context, args []string, env Env) error {
 	defer bus.Close()
 	if bus.Server != nil {
 		log.Info("embedded NATS started", zap.String("listen", bus.Server.ClientURL()))
+		fmt.Fprintln(env.Stderr, bus.Credentials.Hint(bus.Server.ClientURL()))
 	}
 
 	// State: Redis, or the embedded JetStream key-value store.
