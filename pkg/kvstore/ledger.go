@@ -180,13 +180,13 @@ func (l *Ledger) renew(ctx context.Context, op string, key subscription.NoticeKe
 // the notice at once; ambiguous marks the entry for good. It returns an error
 // wrapping subscription.ErrLostClaim when token does not hold the claim
 // (including when the notice was never claimed).
-func (l *Ledger) Release(ctx context.Context, key subscription.NoticeKey, token string, ambiguous bool) error {
+func (l *Ledger) Release(ctx context.Context, key subscription.NoticeKey, token string, ambiguous bool, reason string) error {
 	return l.update(ctx, "release", key, func(cur *state) (*state, error) {
 		if cur == nil || token == "" || cur.Token != token {
 			return nil, subscription.ErrLostClaim
 		}
 		next := *cur
-		next.Token, next.LeaseUntilMs, next.Begun = "", 0, false
+		next.Token, next.LeaseUntilMs, next.Begun, next.Reason = "", 0, false, reason
 		next.Ambiguous = next.Ambiguous || ambiguous
 		return &next, nil
 	})

@@ -59,10 +59,11 @@ if ARGV[3] == '1' then redis.call('HSET', KEYS[1], 'snd', '1') end
 return 'ok'
 `)
 
-// releaseScript: KEYS entry; ARGV token, "1" when ambiguous.
+// releaseScript: KEYS entry; ARGV token, "1" when ambiguous, reason.
 var releaseScript = redis.NewScript(`
 if redis.call('HGET', KEYS[1], 'tok') ~= ARGV[1] then return 'lost' end
 redis.call('HDEL', KEYS[1], 'tok', 'lease', 'snd')
+redis.call('HSET', KEYS[1], 'r', ARGV[3])
 if ARGV[2] == '1' then redis.call('HSET', KEYS[1], 'amb', '1') end
 return 'ok'
 `)
@@ -160,11 +161,11 @@ func (l *Ledger) renew(ctx context.Context, op string, key subscription.NoticeKe
 // the notice at once; ambiguous marks the entry for good. It returns an error
 // wrapping subscription.ErrLostClaim when token does not hold the claim
 // (including when the notice was never claimed).
-func (l *Ledger) Release(ctx context.Context, key subscription.NoticeKey, token string, ambiguous bool) error {
+func (l *Ledger) Release(ctx context.Context, key subscription.NoticeKey, token string, ambiguous bool, reason string) error {
 	if err := checkToken("release", key, token); err != nil {
 		return err
 	}
-	res, err := releaseScript.Run(ctx, l.hot, []string{noticeKey(key)}, token, flag(ambiguous)).Text()
+	res, err := releaseScript.Run(ctx, l.hot, []string{noticeKey(key)}, token, flag(ambiguous), reason).Text()
 	if err != nil {
 		return fmt.Errorf("release notice %s: %w", key, err)
 	}

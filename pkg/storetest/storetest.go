@@ -545,14 +545,14 @@ func testClaim(t *testing.T, b Backend) {
 	wantErr(t, "claim after sent", l.Claim(ctx, k, "tok-c", t0.Add(48*time.Hour), lease), subscription.ErrAlreadySent)
 	wantErr(t, "re-claim by the confirming token", l.Claim(ctx, k, "tok-a", t0.Add(time.Hour), lease), subscription.ErrAlreadySent)
 	wantErr(t, "second confirm, of another outcome", confirmErr(ctx, l, k, "tok-a", subscription.Entry{Outcome: subscription.OutcomeFailed, At: at}), subscription.ErrLostClaim)
-	wantErr(t, "release after confirm", l.Release(ctx, k, "tok-a", false), subscription.ErrLostClaim)
+	wantErr(t, "release after confirm", l.Release(ctx, k, "tok-a", false, ""), subscription.ErrLostClaim)
 	if e := lget(t, l, k); e.Attempts != 1 || e.Outcome != subscription.OutcomeSent {
 		t.Errorf("refused calls changed the entry: %+v", e)
 	}
 	// A plain release frees the notice at once for another token.
 	k2 := key("L1", 45)
 	mustClaim(t, l, k2, "tok-a", t0)
-	if err := l.Release(ctx, k2, "tok-a", false); err != nil {
+	if err := l.Release(ctx, k2, "tok-a", false, ""); err != nil {
 		t.Fatalf("Release: %v", err)
 	}
 	mustClaim(t, l, k2, "tok-b", t0.Add(time.Second))
@@ -574,7 +574,7 @@ func testTakeover(t *testing.T, b Backend) {
 		t.Errorf("after takeover: %+v, want ambiguous and 2 attempts", e)
 	}
 	wantErr(t, "confirm by the old holder", confirmErr(ctx, l, k, "dead", subscription.Entry{Outcome: subscription.OutcomeSent, At: t0}), subscription.ErrLostClaim)
-	wantErr(t, "release by the old holder", l.Release(ctx, k, "dead", false), subscription.ErrLostClaim)
+	wantErr(t, "release by the old holder", l.Release(ctx, k, "dead", false, ""), subscription.ErrLostClaim)
 	wantErr(t, "claim by the old holder", l.Claim(ctx, k, "dead", t0.Add(lease+time.Second), lease), subscription.ErrClaimed)
 	if err := checkConfirm(t, ctx, l, k, "alive", subscription.Entry{Outcome: subscription.OutcomeSent, Role: subscription.RoleContractManager, At: t0.Add(lease)}); err != nil {
 		t.Fatalf("Confirm by the new holder: %v", err)
@@ -597,7 +597,7 @@ func testTakeoverBeforeBegin(t *testing.T, b Backend) {
 	if err := l.Begin(ctx, k, "alive", t0.Add(lease), lease); err != nil {
 		t.Fatalf("Begin: %v", err)
 	}
-	if err := l.Release(ctx, k, "alive", false); err != nil {
+	if err := l.Release(ctx, k, "alive", false, ""); err != nil {
 		t.Fatalf("Release: %v", err)
 	}
 	mustClaim(t, l, k, "third", t0.Add(2*lease))
@@ -648,24 +648,27 @@ func testRenewBegin(t *testing.T, b Backend) {
 func testReleaseAmbiguous(t *testing.T, b Backend) {
 	l, ctx, k := b.Ledger, ctxT(t), key("R1", 90)
 	mustClaim(t, l, k, "a", t0)
-	if err := l.Release(ctx, k, "a", true); err != nil {
+	if err := l.Release(ctx, k, "a", true, ""); err != nil {
 		t.Fatalf("Release(ambiguous): %v", err)
 	}
 	if e := lget(t, l, k); !e.Ambiguous || e.Outcome != "" {
 		t.Errorf("after an ambiguous release: %+v, want ambiguous, no outcome", e)
 	}
 	mustClaim(t, l, k, "b", t0.Add(time.Second))
-	if err := l.Release(ctx, k, "b", false); err != nil {
+	if err := l.Release(ctx, k, "b", false, "421 4.7.0 try again later"); err != nil {
 		t.Fatalf("Release: %v", err)
+	}
+	if e := lget(t, l, k); e.Reason != "421 4.7.0 try again later" || e.Outcome != "" {
+		t.Errorf("after a release with a reason: %+v, want the reason kept, no outcome", e)
 	}
 	mustClaim(t, l, k, "c", t0.Add(2*time.Second))
 	if err := checkConfirm(t, ctx, l, k, "c", subscription.Entry{Outcome: subscription.OutcomeSent, At: t0.Add(3 * time.Second)}); err != nil {
 		t.Fatalf("Confirm: %v", err)
 	}
-	if e := lget(t, l, k); !e.Ambiguous || e.Outcome != subscription.OutcomeSent || e.Attempts != 3 {
-		t.Errorf("after confirm: %+v, want sent, ambiguous kept, 3 attempts", e)
+	if e := lget(t, l, k); !e.Ambiguous || e.Outcome != subscription.OutcomeSent || e.Attempts != 3 || e.Reason != "" {
+		t.Errorf("after confirm: %+v, want sent, ambiguous kept, 3 attempts, the retry's reason gone", e)
 	}
-	wantErr(t, "release of an unknown notice", l.Release(ctx, key("R1", 45), "a", false), subscription.ErrLostClaim)
+	wantErr(t, "release of an unknown notice", l.Release(ctx, key("R1", 45), "a", false, ""), subscription.ErrLostClaim)
 	// Confirm can mark the attempt ambiguous itself.
 	k2 := key("R2", 90)
 	mustClaim(t, l, k2, "a", t0)
@@ -682,7 +685,7 @@ func testConfirmWrongToken(t *testing.T, b Backend) {
 	wantErr(t, "confirm of an unknown notice", confirmErr(ctx, l, k, "x", subscription.Entry{Outcome: subscription.OutcomeSent, At: t0}), subscription.ErrLostClaim)
 	mustClaim(t, l, k, "right", t0)
 	wantErr(t, "confirm with a wrong token", confirmErr(ctx, l, k, "wrong", subscription.Entry{Outcome: subscription.OutcomeSent, At: t0}), subscription.ErrLostClaim)
-	wantErr(t, "release with a wrong token", l.Release(ctx, k, "wrong", true), subscription.ErrLostClaim)
+	wantErr(t, "release with a wrong token", l.Release(ctx, k, "wrong", true, ""), subscription.ErrLostClaim)
 	if e := lget(t, l, k); e.Outcome != "" || e.Ambiguous {
 		t.Errorf("a wrong token changed the entry: %+v", e)
 	}

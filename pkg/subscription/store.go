@@ -80,7 +80,8 @@ type Entry struct {
 	Key NoticeKey `json:"notice_key"`
 	// Outcome is the last final outcome; empty while only claimed.
 	Outcome Outcome `json:"outcome,omitempty"`
-	// Reason explains a skipped, failed or undeliverable outcome.
+	// Reason explains a skipped, failed or undeliverable outcome; while there
+	// is no outcome, why the last attempt did not send.
 	Reason string `json:"reason,omitempty"`
 	// Role is who the email went to: always the contract manager.
 	Role Role `json:"role,omitempty"`
@@ -115,9 +116,10 @@ type Ledger interface {
 	// must not start when Begin fails. Release and Confirm clear the mark.
 	Begin(ctx context.Context, key NoticeKey, token string, now time.Time, lease time.Duration) error
 	// Release gives the claim up after a send that did not happen or whose
-	// outcome is unknown (ambiguous). It returns ErrLostClaim when token no
-	// longer holds the claim.
-	Release(ctx context.Context, key NoticeKey, token string, ambiguous bool) error
+	// outcome is unknown (ambiguous); reason, why it did not (with no
+	// address in it), stays as the entry's Reason until an outcome is
+	// recorded. It returns ErrLostClaim when token no longer holds the claim.
+	Release(ctx context.Context, key NoticeKey, token string, ambiguous bool, reason string) error
 	// Confirm records the final outcome under the claim held by token, ends
 	// the claim and returns the entry as now stored (what Get would return:
 	// the attempts and the ambiguous flag are the ledger's), in the same

@@ -324,7 +324,7 @@ func (n *Notifier) handle(ctx, running context.Context, m jetstream.Msg) {
 		return
 	}
 	ambiguous := errors.Is(sendErr, mailer.ErrAmbiguous)
-	if err := n.Ledger.Release(context.WithoutCancel(ctx), key, token, ambiguous); err != nil {
+	if err := n.Ledger.Release(context.WithoutCancel(ctx), key, token, ambiguous, reasonOf(sendErr)); err != nil {
 		log.Warn("release claim", zap.Error(err))
 	}
 	if running.Err() != nil {
@@ -460,7 +460,7 @@ func (n *Notifier) finish(ctx context.Context, m jetstream.Msg, key subscription
 			_ = m.NakWithDelay(n.Consumer.Lease)
 			return
 		}
-		_ = n.Ledger.Release(ctx, key, token, false)
+		_ = n.Ledger.Release(ctx, key, token, false, "confirm failed: "+err.Error())
 		_ = m.NakWithDelay(n.retryDelay(1))
 		return
 	}
