@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -249,6 +250,10 @@ type RunRequest struct {
 	AsOf   string `json:"as_of,omitempty"`
 	DryRun bool   `json:"dry_run,omitempty"`
 	Wait   bool   `json:"wait,omitempty"`
+	// Timeout bounds the wait (a Go duration such as "90s"); past it the
+	// answer lists what is still open instead of the outcomes. Empty: the
+	// server's own bound.
+	Timeout string `json:"timeout,omitempty"`
 }
 
 // RunResponse is its answer: the pass's result and, with wait, the count of
@@ -256,6 +261,10 @@ type RunRequest struct {
 type RunResponse struct {
 	scheduler.Result
 	Outcomes map[subscription.Outcome]int `json:"outcomes,omitempty"`
+	// Open counts the notices still without an outcome when the wait's
+	// timeout ran out, and StillOpen says in a sentence what they wait for.
+	Open      int    `json:"open,omitempty"`
+	StillOpen string `json:"still_open,omitempty"`
 }
 
 func (s *Server) runScheduler(w http.ResponseWriter, r *http.Request) error {
@@ -264,6 +273,14 @@ func (s *Server) runScheduler(w http.ResponseWriter, r *http.Request) error {
 		if err := decodeJSON(r, &req); err != nil {
 			return err
 		}
+	}
+	waitFor := s.WaitTimeout
+	if req.Timeout != "" {
+		d, err := time.ParseDuration(req.Timeout)
+		if err != nil || d <= 0 {
+			return errorf(CodeInvalid, "timeout %q is not a duration: use e.g. 90s or 10m", req.Timeout)
+		}
+		waitFor = min(d, s.WaitTimeout)
 	}
 	var asOf subscription.Date
 	if req.AsOf != "" {
@@ -289,16 +306,77 @@ func (s *Server) runScheduler(w http.ResponseWriter, r *http.Request) error {
 	}
 	resp := RunResponse{Result: res}
 	if outcomes != nil {
-		wctx, cancel := context.WithTimeout(ctx, s.WaitTimeout)
+		wctx, cancel := context.WithTimeout(ctx, waitFor)
 		defer cancel()
 		counts, err := outcomes.Wait(wctx, s.Ledger, res.Keys, res.DuplicateKeys)
 		resp.Outcomes = counts
-		if err != nil {
-			return errorf(CodeUnavailable, "the pass published %d notices but not all reached an outcome within %v (%v): is a notifier running?", res.Published, s.WaitTimeout, err)
+		var oe *scheduler.OpenError
+		switch {
+		case err == nil:
+		case errors.As(err, &oe) && ctx.Err() != nil:
+			// The server is shutting down (or the client left): answer
+			// at once; the notices go on once a notifier runs.
+			return errorf(CodeUnavailable, "the server is shutting down with %d notices still without an outcome: they are sent once a notifier runs again; `renewals notices` shows them", len(oe.Keys))
+		case errors.As(err, &oe) && req.Timeout != "":
+			resp.Open = len(oe.Keys)
+			resp.StillOpen = s.stillOpen(context.WithoutCancel(ctx), oe.Keys, waitFor)
+		default:
+			return errorf(CodeUnavailable, "the pass published %d notices but not all reached an outcome within %v (%v): is a notifier running?", res.Published, waitFor, err)
 		}
 	}
 	writeJSON(w, http.StatusOK, resp)
 	return nil
+}
+
+// stillOpen says what the open notices wait for, from their ledger entries:
+// a notifier to take them, or another attempt after a send that did not go
+// (with the commonest reason the attempts gave, which names no address).
+func (s *Server) stillOpen(ctx context.Context, keys []subscription.NoticeKey, after time.Duration) string {
+	const sample = 1000 // enough to say why; a look-up each
+	untaken, sending, retrying := 0, 0, 0
+	reasons := map[string]int{}
+	for i, k := range keys {
+		if i == sample {
+			break
+		}
+		e, err := s.Ledger.Get(ctx, k)
+		switch {
+		case err != nil || e.Attempts == 0:
+			untaken++
+		case e.Reason == "":
+			sending++ // claimed, no attempt has failed yet
+		default:
+			retrying++
+			reasons[e.Reason]++
+		}
+	}
+	var parts []string
+	if sending > 0 {
+		parts = append(parts, fmt.Sprintf("%d being sent, waiting on the SMTP relay", sending))
+	}
+	if retrying > 0 {
+		r, n := commonest(reasons)
+		parts = append(parts, fmt.Sprintf("%d retrying after a failed attempt (%d of them: %s)", retrying, n, r))
+	}
+	if untaken > 0 {
+		parts = append(parts, fmt.Sprintf("%d not yet taken by a notifier: is one running?", untaken))
+	}
+	if len(keys) > sample {
+		parts = append(parts, fmt.Sprintf("%d more not looked at", len(keys)-sample))
+	}
+	return fmt.Sprintf("%d notices still open after %v: %s", len(keys), after, strings.Join(parts, "; "))
+}
+
+// commonest returns the most frequent key of counts and its count, the
+// smallest key on a tie.
+func commonest(counts map[string]int) (string, int) {
+	best, n := "", 0
+	for k, c := range counts {
+		if c > n || c == n && k < best {
+			best, n = k, c
+		}
+	}
+	return best, n
 }
 
 // queryDate reads the date in query parameter name, or today in the

@@ -81,7 +81,7 @@ func Main(ctx context.Context, args []string, env Env) int {
 	case "import":
 		return importCmd(rest, env)
 	case "run":
-		err = runCmd(rest, env)
+		err = runCmd(ctx, rest, env)
 	case "forecast":
 		err = forecastCmd(rest, env)
 	case "notices":
@@ -323,23 +323,34 @@ func progress(w io.Writer, path string, c *countingReader, total int64) (stop fu
 // mb writes a byte count in megabytes, to one decimal.
 func mb(n int64) string { return fmt.Sprintf("%.1f MB", float64(n)/(1<<20)) }
 
-func runCmd(args []string, env Env) error {
-	fs := newFlagSet("run", "run [--as-of YYYY-MM-DD] [--dry-run] [--wait]\n\nRuns one scheduler pass now: publishes every notice due today (or on --as-of)\nthat was not sent yet.", env)
+func runCmd(ctx context.Context, args []string, env Env) error {
+	fs := newFlagSet("run", "run [--as-of YYYY-MM-DD] [--dry-run] [--wait [--timeout DURATION]]\n\nRuns one scheduler pass now: publishes every notice due today (or on --as-of)\nthat was not sent yet. With --wait, returns when each has a final outcome;\nCtrl-C (or SIGTERM) stops waiting at once, and the server carries on.", env)
 	server, dataDir := clientFlags(fs, env)
 	asOf := fs.String("as-of", "", "run as if today were this date (YYYY-MM-DD)")
 	dry := fs.Bool("dry-run", false, "list what is due without publishing anything")
 	wait := fs.Bool("wait", false, "return only when every published notice has a final outcome")
+	timeout := fs.Duration("timeout", 0, "with --wait: stop waiting after this long (e.g. 90s, 10m) and say what is still open, exit 1; 0 waits as long as the server allows")
 	asJSON := fs.Bool("json", false, "print the result as JSON")
 	if err := parse(fs, args, 0); err != nil {
 		return err
+	}
+	if *timeout < 0 || *timeout > 0 && !*wait {
+		return fmt.Errorf("--timeout needs --wait and a positive duration such as 90s: see 'renewals run --help'")
 	}
 	c, err := newClient(*server, *dataDir, env.Getenv)
 	if err != nil {
 		return err
 	}
+	c.ctx = ctx
+	req := api.RunRequest{AsOf: *asOf, DryRun: *dry, Wait: *wait}
+	if *timeout > 0 {
+		req.Timeout = timeout.String()
+	}
 	var res api.RunResponse
-	if err := c.do(http.MethodPost, "/api/v1/scheduler/run", "application/json",
-		jsonBody(api.RunRequest{AsOf: *asOf, DryRun: *dry, Wait: *wait}), &res); err != nil {
+	if err := c.do(http.MethodPost, "/api/v1/scheduler/run", "application/json", jsonBody(req), &res); err != nil {
+		if ctx.Err() != nil {
+			return fmt.Errorf("stopped waiting: the server carries on with the pass; 'renewals notices --subscription ID' shows the outcomes")
+		}
 		return err
 	}
 	if *asJSON {
@@ -366,6 +377,9 @@ func runCmd(args []string, env Env) error {
 	if *wait {
 		fmt.Fprintf(env.Stdout, "outcomes: %d sent, %d skipped, %d failed, %d undeliverable\n",
 			res.Outcomes["sent"], res.Outcomes["skipped"], res.Outcomes["failed"], res.Outcomes["undeliverable"])
+	}
+	if res.Open > 0 {
+		return rejected{errors.New(res.StillOpen)}
 	}
 	return nil
 }

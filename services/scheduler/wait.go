@@ -3,6 +3,7 @@ package scheduler
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sync"
 
 	"github.com/nats-io/nats.go"
@@ -59,6 +60,19 @@ func WatchOutcomes(nc *nats.Conn) (*Outcomes, error) {
 	return o, nil
 }
 
+// OpenError is Wait's error when its context ended first: the notices still
+// without a final outcome, and the context's error.
+type OpenError struct {
+	Keys []subscription.NoticeKey
+	Err  error
+}
+
+func (e *OpenError) Error() string {
+	return fmt.Sprintf("%d notices still without an outcome: %v", len(e.Keys), e.Err)
+}
+
+func (e *OpenError) Unwrap() error { return e.Err }
+
 // Close stops following.
 func (o *Outcomes) Close() { _ = o.sub.Unsubscribe() }
 
@@ -66,7 +80,8 @@ func (o *Outcomes) Close() { _ = o.sub.Unsubscribe() }
 // has one. Keys in duplicates (dropped by the stream as repeats of an
 // earlier publish) count as final when the ledger already holds an outcome
 // for them, else when their outcome event arrives. It returns ctx's error,
-// with the number still open, when ctx ends first. One Wait at a time: it
+// in an *OpenError naming the keys still open, when ctx ends first. One
+// Wait at a time: it
 // costs one look-up per key and per outcome event, however many are open.
 func (o *Outcomes) Wait(ctx context.Context, ledger subscription.Ledger, published, duplicates []subscription.NoticeKey) (map[subscription.Outcome]int, error) {
 	open := make(map[string]bool, len(published))
@@ -103,7 +118,14 @@ func (o *Outcomes) Wait(ctx context.Context, ledger subscription.Ledger, publish
 		select {
 		case <-o.changed:
 		case <-ctx.Done():
-			return counts, fmt.Errorf("%d notices still without an outcome: %w", len(open), ctx.Err())
+			oe := &OpenError{Err: ctx.Err()}
+			for k := range open {
+				if key, err := subscription.ParseNoticeKey(k); err == nil {
+					oe.Keys = append(oe.Keys, key)
+				}
+			}
+			slices.SortFunc(oe.Keys, subscription.CompareKeys)
+			return counts, oe
 		}
 		o.mu.Lock()
 		batch, o.fresh = o.fresh, batch[:0]
