@@ -38,6 +38,8 @@ type Config struct {
 	GraceDays  int
 	LogFormat  string
 	Targets    string
+	// Drain is how long shutdown waits for sends and requests under way.
+	Drain time.Duration
 
 	ResellerName    string
 	ResellerPhone   string
@@ -81,6 +83,7 @@ func Flags(fs *flag.FlagSet, getenv func(string) string) *Config {
 	fs.StringVar(&c.Schedule, "schedule", env("RENEWALS_SCHEDULE", "0 6 * * *"), "cron spec of the daily scheduler pass, in RENEWALS_TIMEZONE (RENEWALS_SCHEDULE)")
 	fs.IntVar(&c.GraceDays, "grace-days", envInt(getenv, "RENEWALS_GRACE_DAYS", 30), "days after the end date that a lapsed subscription stays on the call list (RENEWALS_GRACE_DAYS)")
 	fs.StringVar(&c.LogFormat, "log-format", env("RENEWALS_LOG_FORMAT", "json"), "log format: json or console (RENEWALS_LOG_FORMAT)")
+	fs.DurationVar(&c.Drain, "drain", envDuration(getenv, "RENEWALS_DRAIN", 10*time.Second), "at shutdown, how long sends and requests under way may take to finish before they are cut off (RENEWALS_DRAIN)")
 	fs.StringVar(&c.Targets, "target", env("RENEWALS_TARGET", "all"), "what this process runs: all, or a comma-separated list of "+strings.Join(Targets, ", ")+" (RENEWALS_TARGET)")
 	fs.StringVar(&c.ResellerName, "reseller-name", env("RENEWALS_RESELLER_NAME", ""), "reseller name shown in the emails and as their sender; the notifier needs it (RENEWALS_RESELLER_NAME)")
 	fs.StringVar(&c.ResellerPhone, "reseller-phone", env("RENEWALS_RESELLER_PHONE", ""), "reseller phone shown in the emails (RENEWALS_RESELLER_PHONE)")
@@ -112,6 +115,16 @@ func parseSync(v string) (time.Duration, error) {
 	return d, nil
 }
 
+func envDuration(getenv func(string) string, name string, def time.Duration) time.Duration {
+	if v := getenv(name); v != "" {
+		if d, err := time.ParseDuration(v); err == nil {
+			return d
+		}
+		return -1 // Validate reports it
+	}
+	return def
+}
+
 // CronParser parses RENEWALS_SCHEDULE: the standard five fields or a
 // descriptor such as @daily.
 var CronParser = cron.NewParser(cron.Minute | cron.Hour | cron.Dom | cron.Month | cron.Dow | cron.Descriptor)
@@ -129,6 +142,9 @@ func (c *Config) Validate() error {
 	}
 	if _, err := CronParser.Parse(c.Schedule); err != nil {
 		return fmt.Errorf("RENEWALS_SCHEDULE %q is not a cron spec (%v): use five fields, minute hour day month weekday, e.g. \"0 6 * * *\" for 06:00 daily", c.Schedule, err)
+	}
+	if c.Drain < 0 {
+		return fmt.Errorf("RENEWALS_DRAIN must be a duration such as 10s or 1m")
 	}
 	if c.GraceDays < 0 {
 		return fmt.Errorf("RENEWALS_GRACE_DAYS must be a whole number of days, 0 or more")

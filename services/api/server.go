@@ -41,6 +41,10 @@ type Server struct {
 	MaxImportBytes int64
 	// WaitTimeout bounds `run --wait`.
 	WaitTimeout time.Duration
+	// Stopping, when set, ends when the server shuts down: a `run --wait`
+	// then answers at once instead of holding the shutdown (which waits
+	// for every request) for its whole drain time.
+	Stopping context.Context
 	// Ready reports whether NATS and the store can be reached.
 	Ready func(ctx context.Context) error
 	// Metrics serves /metrics; Calllist and Events serve their routes when set.
@@ -308,12 +312,15 @@ func (s *Server) runScheduler(w http.ResponseWriter, r *http.Request) error {
 	if outcomes != nil {
 		wctx, cancel := context.WithTimeout(ctx, waitFor)
 		defer cancel()
+		if s.Stopping != nil {
+			defer context.AfterFunc(s.Stopping, cancel)()
+		}
 		counts, err := outcomes.Wait(wctx, s.Ledger, res.Keys, res.DuplicateKeys)
 		resp.Outcomes = counts
 		var oe *scheduler.OpenError
 		switch {
 		case err == nil:
-		case errors.As(err, &oe) && ctx.Err() != nil:
+		case errors.As(err, &oe) && (ctx.Err() != nil || s.Stopping != nil && s.Stopping.Err() != nil):
 			// The server is shutting down (or the client left): answer
 			// at once; the notices go on once a notifier runs.
 			return errorf(CodeUnavailable, "the server is shutting down with %d notices still without an outcome: they are sent once a notifier runs again; `renewals notices` shows them", len(oe.Keys))

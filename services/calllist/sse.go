@@ -106,6 +106,13 @@ func (s *EventStream) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	for {
 		select {
 		case <-ctx.Done():
+			if s.Context != nil && s.Context.Err() != nil {
+				// The server is stopping, not the client: say so, so that
+				// a feed reconnects (with Last-Event-ID) instead of
+				// reporting an error.
+				fmt.Fprint(w, "event: shutdown\ndata: the server is shutting down; reconnect with Last-Event-ID to resume\n\n")
+				flusher.Flush()
+			}
 			return
 		case <-beat.C:
 			if _, err := fmt.Fprint(w, ": heartbeat\n\n"); err != nil {

@@ -182,7 +182,7 @@ func serve(ctx context.Context, args []string, env Env) error {
 		n := &notifier.Notifier{
 			JS: bus.JS, Store: store, Ledger: ledger, Sender: sender, Renderer: renderer,
 			Milestones: cfg.Stages, Location: cfg.Location, Now: now, Log: log.Named("notifier"),
-			Consumer: consumer, Workers: *workers, Pause: faultPause(env), Observe: m.Outcome,
+			Consumer: consumer, Workers: *workers, Drain: cfg.Drain, Pause: faultPause(env), Observe: m.Outcome,
 		}
 		g.Go(func() error { return n.Run(gctx) })
 	}
@@ -192,7 +192,7 @@ func serve(ctx context.Context, args []string, env Env) error {
 	srv := &api.Server{
 		Store: store, Ledger: ledger, JS: bus.JS, Scheduler: schedulerForAPI(sched), Renderer: renderer,
 		Location: cfg.Location, Now: now, Log: log.Named("api"),
-		MaxImportBytes: *maxImport, GraceDays: cfg.GraceDays, WaitTimeout: 30 * time.Minute, APIDisabled: !cfg.TargetSet["api"],
+		Stopping: gctx, MaxImportBytes: *maxImport, GraceDays: cfg.GraceDays, WaitTimeout: 30 * time.Minute, APIDisabled: !cfg.TargetSet["api"],
 		OutboxDir: filepath.Join(cfg.DataDir, "outbox"),
 		Ready: func(ctx context.Context) error {
 			if !bus.Conn.IsConnected() {
@@ -244,9 +244,13 @@ func serve(ctx context.Context, args []string, env Env) error {
 	})
 	g.Go(func() error {
 		<-gctx.Done()
-		sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		sctx, cancel := context.WithTimeout(context.Background(), cfg.Drain)
 		defer cancel()
-		return hs.Shutdown(sctx)
+		if err := hs.Shutdown(sctx); err != nil {
+			log.Warn("HTTP requests still open after the drain time; closing them", zap.Duration("drain", cfg.Drain))
+			_ = hs.Close()
+		}
+		return nil
 	})
 
 	err = g.Wait()
