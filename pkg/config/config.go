@@ -15,8 +15,10 @@ import (
 	"strings"
 	"time"
 
+	"github.com/redis/go-redis/v9"
 	"github.com/robfig/cron/v3"
 
+	"renewals/pkg/mailer"
 	"renewals/pkg/subscription"
 )
 
@@ -142,6 +144,18 @@ func (c *Config) Validate() error {
 	}
 	if _, err := CronParser.Parse(c.Schedule); err != nil {
 		return fmt.Errorf("RENEWALS_SCHEDULE %q is not a cron spec (%v): use five fields, minute hour day month weekday, e.g. \"0 6 * * *\" for 06:00 daily", c.Schedule, err)
+	}
+	// The URLs are read again where they are used; checked here so that a
+	// typo stops the start before anything has started.
+	if c.SMTPURL != "" {
+		if _, err := mailer.ParseURL(c.SMTPURL); err != nil {
+			return err
+		}
+	}
+	if c.RedisURL != "" {
+		if _, err := redis.ParseURL(c.RedisURL); err != nil {
+			return fmt.Errorf("RENEWALS_REDIS_URL is not a Redis URL (%v): use e.g. redis://host:6379/0", err)
+		}
 	}
 	if c.Drain < 0 {
 		return fmt.Errorf("RENEWALS_DRAIN must be a duration such as 10s or 1m")

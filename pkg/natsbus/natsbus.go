@@ -8,8 +8,10 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	neturl "net/url"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -90,9 +92,15 @@ func Open(ctx context.Context, cfg Config) (*Bus, error) {
 	nc, err := nats.Connect(url, opts...)
 	if err != nil {
 		b.Close()
-		return nil, fmt.Errorf("connect to NATS at %s: %w", url, err)
+		return nil, fmt.Errorf("connect to NATS at %s: %w", redact(url), err)
 	}
 	b.Conn = nc
+	if nc.IsConnected() {
+		if err := checkVersion(nc); err != nil {
+			b.Close()
+			return nil, err
+		}
+	}
 	js, err := NewJetStream(nc)
 	if err != nil {
 		b.Close()
@@ -107,7 +115,52 @@ func Open(ctx context.Context, cfg Config) (*Bus, error) {
 		}
 		return nil, err
 	}
+	if err := checkVersion(nc); err != nil { // connected only now, after a retry
+		b.Close()
+		return nil, err
+	}
 	return b, nil
+}
+
+// MinServerVersion is the oldest nats-server the service runs on: consumers
+// with several filter subjects (the call list's) came with 2.10.
+const MinServerVersion = "2.10"
+
+// checkVersion refuses a server older than MinServerVersion in one sentence.
+func checkVersion(nc *nats.Conn) error {
+	v := nc.ConnectedServerVersion()
+	major, minor, ok := majorMinor(v)
+	if !ok {
+		return nil // a version we cannot read: let the server answer for itself
+	}
+	if major < 2 || major == 2 && minor < 10 {
+		return fmt.Errorf("the NATS server at %s is version %s; renewals needs %s or newer (for consumers with several filter subjects): upgrade it, or leave RENEWALS_NATS_URL empty to use the embedded server",
+			redact(nc.ConnectedUrl()), v, MinServerVersion)
+	}
+	return nil
+}
+
+// majorMinor reads "2.9.10" (or "v2.10.0-beta") as 2, 9.
+func majorMinor(v string) (major, minor int, ok bool) {
+	parts := strings.SplitN(strings.TrimPrefix(v, "v"), ".", 3)
+	if len(parts) < 2 {
+		return 0, 0, false
+	}
+	major, err1 := strconv.Atoi(parts[0])
+	minor, err2 := strconv.Atoi(strings.SplitN(parts[1], "-", 2)[0])
+	return major, minor, err1 == nil && err2 == nil
+}
+
+// redact hides the passwords of the comma-separated NATS URLs in s, for
+// messages and logs.
+func redact(s string) string {
+	parts := strings.Split(s, ",")
+	for i, p := range parts {
+		if u, err := neturl.Parse(strings.TrimSpace(p)); err == nil && u.User != nil {
+			parts[i] = u.Redacted()
+		}
+	}
+	return strings.Join(parts, ",")
 }
 
 func isAuthError(err error) bool {
@@ -132,6 +185,15 @@ func StartEmbedded(cfg Config, creds Credentials) (*server.Server, error) {
 	}
 	if creds.Service == "" || creds.Dashboard == "" {
 		return nil, errors.New("embedded NATS: no credentials: use LoadCredentials")
+	}
+	if port > 0 {
+		// Fail at once on a taken port, rather than after waiting for a
+		// server that cannot listen.
+		l, err := net.Listen("tcp", listen)
+		if err != nil {
+			return nil, fmt.Errorf("the embedded NATS server cannot listen on %s (%v): is another renewals or a NATS server running there? set RENEWALS_NATS_LISTEN to a free host:port", listen, err)
+		}
+		_ = l.Close()
 	}
 	opts := &server.Options{
 		ServerName:   "renewals-embedded",

@@ -111,7 +111,7 @@ func Open(ctx context.Context, url string) (*Store, *Ledger, error) {
 	c := redis.NewClient(opt)
 	if err := c.Ping(ctx).Err(); err != nil {
 		c.Close()
-		return nil, nil, fmt.Errorf("open redis store at %s: %w", opt.Addr, err)
+		return nil, nil, fmt.Errorf("cannot reach Redis at %s (%w): start it, or correct RENEWALS_REDIS_URL", opt.Addr, err)
 	}
 	s, l := New(c)
 	s.owned = true

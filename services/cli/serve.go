@@ -16,6 +16,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/redis/go-redis/v9"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
@@ -78,6 +79,13 @@ func serve(ctx context.Context, args []string, env Env) error {
 		return err
 	}
 	defer unlock()
+	// The HTTP port first: a port in use stops the start before anything
+	// else has started (and logged errors of its own).
+	ln, err := net.Listen("tcp", cfg.HTTPAddr)
+	if err != nil {
+		return fmt.Errorf("cannot listen on %s (%v): is another renewals running? set RENEWALS_HTTP_ADDR", cfg.HTTPAddr, err)
+	}
+	defer ln.Close()
 
 	// NATS: external, or embedded storing under the data dir.
 	bus, err := natsbus.Open(ctx, natsbus.Config{
@@ -99,9 +107,12 @@ func serve(ctx context.Context, args []string, env Env) error {
 	var ledger subscription.Ledger
 	var pingLedger func(context.Context) error // the ledger's write probe, for /readyz
 	if cfg.RedisURL != "" {
+		// go-redis logs pool events (a lost connection, a failed dial) with
+		// the standard logger; they go to this process's log instead.
+		redis.SetLogger(redisLog{log.Named("redis")})
 		rs, rl, err := redisstore.Open(ctx, cfg.RedisURL)
 		if err != nil {
-			return fmt.Errorf("RENEWALS_REDIS_URL: %w", err)
+			return err
 		}
 		defer rs.Close()
 		store, ledger, pingLedger = rs, rl, rl.Ping
@@ -162,7 +173,7 @@ func serve(ctx context.Context, args []string, env Env) error {
 	if cfg.TargetSet["notifier"] {
 		sender, err := mailer.Open(cfg.SMTPURL, fromWithName(cfg.MailFrom, cfg.ResellerName), filepath.Join(cfg.DataDir, "outbox"), now)
 		if err != nil {
-			return fmt.Errorf("RENEWALS_SMTP_URL: %w", err)
+			return err // ParseURL and the outbox name the variable to fix
 		}
 		if cfg.SMTPURL == "" {
 			log.Info("emails written to the outbox", zap.String("dir", filepath.Join(cfg.DataDir, "outbox")))
@@ -225,10 +236,6 @@ func serve(ctx context.Context, args []string, env Env) error {
 		}
 		defer stopIngest()
 	}
-	ln, err := net.Listen("tcp", cfg.HTTPAddr)
-	if err != nil {
-		return fmt.Errorf("cannot listen on %s (%v): is another renewals running? set RENEWALS_HTTP_ADDR", cfg.HTTPAddr, err)
-	}
 	hs := &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second}
 	log.Info("HTTP listening", zap.String("addr", ln.Addr().String()))
 	fmt.Fprintf(env.Stderr, "renewals: serving %s on http://%s", cfg.Targets, ln.Addr())
@@ -256,6 +263,13 @@ func serve(ctx context.Context, args []string, env Env) error {
 	err = g.Wait()
 	log.Info("shut down", zap.NamedError("cause", context.Cause(gctx)))
 	return err
+}
+
+// redisLog is go-redis's logger writing to zap.
+type redisLog struct{ l *zap.Logger }
+
+func (r redisLog) Printf(_ context.Context, format string, v ...any) {
+	r.l.Warn(strings.TrimSpace(fmt.Sprintf(format, v...)))
 }
 
 // fromWithName gives the From address the reseller's name as display name

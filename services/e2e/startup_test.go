@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"net"
 	"os"
 	"os/exec"
 	"strconv"
@@ -69,4 +70,44 @@ func TestNotifierNeedsTheReseller(t *testing.T) {
 	if code != 2 || !strings.Contains(stderr, "set RENEWALS_RESELLER_NAME and RENEWALS_RESELLER_PHONE, RENEWALS_RESELLER_EMAIL or RENEWALS_RESELLER_WEBSITE") {
 		t.Errorf("serve without the reseller: exit %d, want 2 and a sentence naming the variables:\n%s", code, stderr)
 	}
+}
+
+// TestStartupChecksComeFirst: a taken HTTP port, a taken embedded NATS port
+// and a malformed RENEWALS_SMTP_URL each stop the start at once with one
+// sentence, before anything else has started and logged errors of its own.
+func TestStartupChecksComeFirst(t *testing.T) {
+	t.Parallel()
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
+	reseller := []string{"RENEWALS_RESELLER_NAME=Acme Software Ltd", "RENEWALS_RESELLER_PHONE=01254 301888"}
+	for _, tc := range []struct {
+		name string
+		env  []string
+		want string
+	}{
+		{"http port taken", []string{"RENEWALS_HTTP_ADDR=" + taken.Addr().String()}, "cannot listen on " + taken.Addr().String()},
+		{"nats port taken", []string{"RENEWALS_NATS_LISTEN=" + taken.Addr().String()}, "the embedded NATS server cannot listen on " + taken.Addr().String()},
+		{"smtp url", []string{`RENEWALS_SMTP_URL=smtp://relay.example:587?tls=bogus`}, "RENEWALS_SMTP_URL"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			env := append([]string{"RENEWALS_DATA_DIR=" + t.TempDir()}, reseller...)
+			start := time.Now()
+			code, stderr := serveOnce(t, 5*time.Second, append(env, tc.env...)...)
+			if code != 2 || !strings.Contains(stderr, tc.want) {
+				t.Errorf("exit %d, want 2 and %q:\n%s", code, tc.want, stderr)
+			}
+			if strings.Contains(stderr, `"level":"error"`) || strings.Contains(stderr, "RENEWALS_SMTP_URL: RENEWALS_SMTP_URL") {
+				t.Errorf("start-up logged other errors first, or doubled a prefix:\n%s", stderr)
+			}
+			t.Logf("%s: stopped in %v: %s", tc.name, time.Since(start).Round(time.Millisecond), lastLine(stderr))
+		})
+	}
+}
+
+func lastLine(s string) string {
+	lines := strings.Split(strings.TrimSpace(s), "\n")
+	return lines[len(lines)-1]
 }
