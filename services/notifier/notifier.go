@@ -170,7 +170,10 @@ func (n *Notifier) Run(ctx context.Context) error {
 			}
 			continue
 		}
-		fctx, cancel := context.WithTimeout(ctx, fetchWait)
+		// Not cut short at shutdown: a pull request the server still holds
+		// would deliver into a closed inbox, and those notices would wait
+		// out their ack wait; run to its expiry and hand back what comes.
+		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), fetchWait)
 		batch, err := cons.Fetch(want, jetstream.FetchContext(fctx))
 		if err != nil {
 			cancel()
