@@ -29,7 +29,7 @@ type serveProc struct {
 	logs strings.Builder
 }
 
-func startServe(t *testing.T, dataDir, smtpURL string, port int) *serveProc {
+func startServe(t *testing.T, dataDir, smtpURL string, port int, env ...string) *serveProc {
 	t.Helper()
 	cmd := exec.Command(e2e.Binary(t), "serve")
 	cmd.Env = []string{
@@ -39,6 +39,7 @@ func startServe(t *testing.T, dataDir, smtpURL string, port int) *serveProc {
 		"RENEWALS_DRAIN=3s", "RENEWALS_ACK_WAIT=5s", "RENEWALS_NATS_SYNC=2m",
 		"RENEWALS_RESELLER_NAME=" + e2e.SampleReseller, "RENEWALS_RESELLER_PHONE=" + e2e.SamplePhone,
 	}
+	cmd.Env = append(cmd.Env, env...)
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)

@@ -3,8 +3,11 @@ package e2e_test
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"net"
+	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"strconv"
@@ -110,4 +113,44 @@ func TestStartupChecksComeFirst(t *testing.T) {
 func lastLine(s string) string {
 	lines := strings.Split(strings.TrimSpace(s), "\n")
 	return lines[len(lines)-1]
+}
+
+// TestRedisOutageLogsAsJSON: while Redis is down, what go-redis has to say
+// (failed dials) comes out as the process's own JSON log lines, not as the
+// standard logger's bare lines.
+func TestRedisOutageLogsAsJSON(t *testing.T) {
+	t.Parallel()
+	r := testenv.StartRedis(t)
+	relay := testenv.SMTP(t)
+	srv := startServe(t, t.TempDir(), relay.URL(), testenv.FreePort(t), "RENEWALS_REDIS_URL="+r.URL)
+	r.Stop()
+	testenv.Eventually(t, 30*time.Second, "go-redis's failed dials in the log", func() bool {
+		if resp, err := http.Get(srv.url + "/readyz"); err == nil {
+			resp.Body.Close()
+		}
+		return strings.Contains(srv.output(), "failed to dial")
+	})
+	for _, l := range strings.Split(strings.TrimSpace(srv.output()), "\n") {
+		if strings.HasPrefix(l, "renewals: ") {
+			continue // serve's own start-up lines for people
+		}
+		if !json.Valid([]byte(l)) {
+			t.Errorf("a log line that is not JSON: %q", l)
+		}
+	}
+}
+
+// TestClientAtANonHTTPPort: a --server that does not speak HTTP (here the
+// embedded NATS port) gets a sentence, not a raw protocol error.
+func TestClientAtANonHTTPPort(t *testing.T) {
+	t.Parallel()
+	s := e2e.Start(t, e2e.Options{})
+	u, err := url.Parse(s.NATSURL(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	res := s.CLI(t, "calllist", "--server", "http://"+u.Host)
+	if res.Code != 2 || !strings.Contains(res.Stderr, "did not answer in HTTP") || !strings.Contains(res.Stderr, "is --server the address of renewals") {
+		t.Errorf("calllist at the NATS port: exit %d, %q; want 2 and a sentence", res.Code, res.Stderr)
+	}
 }
