@@ -20,8 +20,49 @@ import (
 // renewals_ledger bucket, every change a compare-and-set on the key's
 // revision (Create for a first claim, Update with the revision read), retried
 // when another writer came between.
+//
+// A notice's claim, renewals and confirm are one worker's writes in a row,
+// so the ledger remembers the state and revision it last wrote for each
+// claim it holds and writes the next change against them without reading
+// first: a first claim is one Create, and Begin, Renew, Release and Confirm
+// one Update each. The compare-and-set still decides: when another writer
+// came between, the update is refused, the entry is read and the change
+// worked out again.
 type Ledger struct {
 	kv jetstream.KeyValue
+
+	mu      sync.Mutex
+	written map[string]written // by ledger key, while this process holds the claim
+}
+
+// written is what the ledger last wrote for a key.
+type written struct {
+	st  state
+	rev uint64
+}
+
+// maxWritten bounds the remembered writes (a claim is forgotten when it ends;
+// this only caps what crashes of handlers could leave behind).
+const maxWritten = 1 << 16
+
+func (l *Ledger) remembered(k string) (written, bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	w, ok := l.written[k]
+	return w, ok
+}
+
+func (l *Ledger) remember(k string, st *state, rev uint64) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if st == nil || st.Token == "" {
+		delete(l.written, k) // no claim held: the next change reads first
+		return
+	}
+	if l.written == nil || len(l.written) >= maxWritten {
+		l.written = map[string]written{}
+	}
+	l.written[k] = written{*st, rev}
 }
 
 // state is one ledger entry as stored.
@@ -70,21 +111,37 @@ func (l *Ledger) updateState(ctx context.Context, op string, key subscription.No
 		return nil, fmt.Errorf("%s notice %s: incomplete notice key", op, key)
 	}
 	k := ledgerKey(key)
+	// The first try trusts what this process last wrote; a claim with
+	// nothing remembered first tries as the notice's first claim.
+	w, trust := l.remembered(k)
+	trust = trust || op == "claim"
 	for range 100 {
 		var cur *state
 		var rev uint64
-		e, err := l.kv.Get(ctx, k)
-		switch {
-		case errors.Is(err, jetstream.ErrKeyNotFound):
-		case err != nil:
-			return nil, fmt.Errorf("%s notice %s: %w", op, key, err)
-		default:
-			cur, rev = new(state), e.Revision()
-			if err := json.Unmarshal(e.Value(), cur); err != nil {
-				return nil, fmt.Errorf("%s notice %s: stored entry: %w", op, key, err)
+		guessed := trust
+		if trust {
+			if w.rev != 0 {
+				st := w.st
+				cur, rev = &st, w.rev
+			}
+			trust = false
+		} else {
+			e, err := l.kv.Get(ctx, k)
+			switch {
+			case errors.Is(err, jetstream.ErrKeyNotFound):
+			case err != nil:
+				return nil, fmt.Errorf("%s notice %s: %w", op, key, err)
+			default:
+				cur, rev = new(state), e.Revision()
+				if err := json.Unmarshal(e.Value(), cur); err != nil {
+					return nil, fmt.Errorf("%s notice %s: stored entry: %w", op, key, err)
+				}
 			}
 		}
 		next, err := change(cur)
+		if guessed && (err != nil || next == nil) {
+			continue // decided on a guess: read what is stored, and decide on that
+		}
 		if err != nil {
 			return nil, fmt.Errorf("%s notice %s: %w", op, key, err)
 		}
@@ -95,17 +152,20 @@ func (l *Ledger) updateState(ctx context.Context, op string, key subscription.No
 		if err != nil {
 			return nil, fmt.Errorf("%s notice %s: %w", op, key, err)
 		}
+		var newRev uint64
 		if rev == 0 {
-			_, err = l.kv.Create(ctx, k, b)
+			newRev, err = l.kv.Create(ctx, k, b)
 		} else {
-			_, err = l.kv.Update(ctx, k, b, rev)
+			newRev, err = l.kv.Update(ctx, k, b, rev)
 		}
 		if isConflict(err) {
 			continue
 		}
 		if err != nil {
+			l.remember(k, nil, 0) // the write may or may not have landed
 			return nil, fmt.Errorf("%s notice %s: %w", op, key, err)
 		}
+		l.remember(k, next, newRev)
 		return next, nil
 	}
 	return nil, fmt.Errorf("%s notice %s: too many concurrent writers; try again", op, key)

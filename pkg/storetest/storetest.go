@@ -26,6 +26,9 @@ type Backend struct {
 	// Store and Ledger are the implementations under test. Both are required.
 	Store  subscription.Store
 	Ledger subscription.Ledger
+	// Peer is a second Ledger on the same data, as another process would
+	// open it: nothing it remembers is shared with Ledger. Required.
+	Peer subscription.Ledger
 	// Dump returns every byte the backend holds, by where it was found: each
 	// key and value read through the server's API, and each file the server
 	// keeps on disk. Required: the erasure test searches it.
@@ -49,8 +52,8 @@ func Run(t *testing.T, open func(t *testing.T) Backend) {
 	o := func(t *testing.T) Backend {
 		t.Helper()
 		b := open(t)
-		if b.Store == nil || b.Ledger == nil || b.Dump == nil || b.DataKey == nil || b.Corrupt == nil {
-			t.Fatal("storetest: Backend needs Store, Ledger, Dump, DataKey and Corrupt")
+		if b.Store == nil || b.Ledger == nil || b.Peer == nil || b.Dump == nil || b.DataKey == nil || b.Corrupt == nil {
+			t.Fatal("storetest: Backend needs Store, Ledger, Peer, Dump, DataKey and Corrupt")
 		}
 		return b
 	}
@@ -73,6 +76,7 @@ func Run(t *testing.T, open func(t *testing.T) Backend) {
 		{"LedgerTakeoverMarksAmbiguous", testTakeover},
 		{"LedgerTakeoverBeforeBeginIsNotAmbiguous", testTakeoverBeforeBegin},
 		{"LedgerRenewAndBegin", testRenewBegin},
+		{"LedgerTwoProcesses", testTwoProcesses},
 		{"LedgerReleaseKeepsAmbiguous", testReleaseAmbiguous},
 		{"LedgerConfirmWrongToken", testConfirmWrongToken},
 		{"LedgerConfirmRepeated", testConfirmRepeated},
@@ -614,6 +618,38 @@ func testTakeoverBeforeBegin(t *testing.T, b Backend) {
 	if e := lget(t, l, k); !e.Ambiguous {
 		t.Errorf("takeover of a begun send: %+v, want ambiguous", e)
 	}
+}
+
+// testTwoProcesses: what one process wrote decides for another. A takeover
+// by a peer after the lease ran out leaves the first holder unable to renew,
+// begin, release or confirm, whatever it last wrote itself; a notice the peer
+// sent cannot be claimed again.
+func testTwoProcesses(t *testing.T, b Backend) {
+	a, p, ctx, k := b.Ledger, b.Peer, ctxT(t), key("P1", 30)
+	mustClaim(t, a, k, "a", t0)
+	if err := a.Begin(ctx, k, "a", t0, lease); err != nil {
+		t.Fatalf("Begin: %v", err)
+	}
+	wantErr(t, "peer's claim within the lease", p.Claim(ctx, k, "p", t0.Add(time.Second), lease), subscription.ErrClaimed)
+	mustClaim(t, p, k, "p", t0.Add(lease))
+	wantErr(t, "renew after the peer took over", a.Renew(ctx, k, "a", t0.Add(lease), lease), subscription.ErrLostClaim)
+	wantErr(t, "begin after the peer took over", a.Begin(ctx, k, "a", t0.Add(lease), lease), subscription.ErrLostClaim)
+	wantErr(t, "release after the peer took over", a.Release(ctx, k, "a", false, ""), subscription.ErrLostClaim)
+	wantErr(t, "confirm after the peer took over", confirmErr(ctx, a, k, "a", subscription.Entry{Outcome: subscription.OutcomeSent, At: t0}), subscription.ErrLostClaim)
+	if err := checkConfirm(t, ctx, p, k, "p", subscription.Entry{Outcome: subscription.OutcomeSent, At: t0.Add(lease)}); err != nil {
+		t.Fatalf("peer's Confirm: %v", err)
+	}
+	wantErr(t, "claim of a notice the peer sent", a.Claim(ctx, k, "a2", t0.Add(2*lease), lease), subscription.ErrAlreadySent)
+	if e := lget(t, a, k); !e.Ambiguous || e.Attempts != 2 || e.Outcome != subscription.OutcomeSent {
+		t.Errorf("after the peer's takeover and send: %+v, want sent, ambiguous, 2 attempts", e)
+	}
+	// A claim the peer holds and renews stays its own for this process too.
+	k2 := key("P1", 45)
+	mustClaim(t, p, k2, "p", t0)
+	if err := p.Renew(ctx, k2, "p", t0.Add(lease-time.Second), lease); err != nil {
+		t.Fatalf("peer's Renew: %v", err)
+	}
+	wantErr(t, "claim within the peer's renewed lease", a.Claim(ctx, k2, "a", t0.Add(lease+time.Second), lease), subscription.ErrClaimed)
 }
 
 // testRenewBegin: Renew and Begin extend only the holder's own lease.
