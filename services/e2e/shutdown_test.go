@@ -183,7 +183,7 @@ func TestServeShutdown(t *testing.T) {
 	}
 
 	srv = startServe(t, dataDir, smtpURL, port)
-	if out, err := cli("run", "--as-of", "2030-01-01", "--wait").CombinedOutput(); err != nil {
+	if out, err := cli("run", "--as-of", "2030-01-01", "--wait", "--timeout", "60s").CombinedOutput(); err != nil {
 		t.Fatalf("run --wait after the restart: %v\n%s", err, out)
 	}
 	got := map[string]int{}
