@@ -9,8 +9,14 @@ PKGS    := ./...
 build:
 	$(GO) build -o $(BIN) ./services/renewals
 
+# The reseller's name and contacts appear in every email; these samples say
+# they are samples until RENEWALS_RESELLER_* are set.
 run: build
-	RENEWALS_LOG_FORMAT=$${RENEWALS_LOG_FORMAT:-console} ./$(BIN) serve
+	RENEWALS_LOG_FORMAT=$${RENEWALS_LOG_FORMAT:-console} \
+	RENEWALS_RESELLER_NAME="$${RENEWALS_RESELLER_NAME:-Sample Reseller Ltd (sample)}" \
+	RENEWALS_RESELLER_PHONE="$${RENEWALS_RESELLER_PHONE:-01234 567890 (sample)}" \
+	RENEWALS_RESELLER_EMAIL="$${RENEWALS_RESELLER_EMAIL:-renewals@reseller.example}" \
+	./$(BIN) serve
 
 test:
 	$(GO) vet $(PKGS)
@@ -22,7 +28,8 @@ fuzz:
 
 # The headline figures (one run each: the import of a million rows into
 # Redis, the catch-up pass, the notifier into Postfix's smtp-sink against
-# smtp-source) and then the micro-benchmarks of each package.
+# smtp-source, the embedded default with JetStream syncing every write and
+# every two minutes) and then the micro-benchmarks of each package.
 bench:
 	@command -v smtp-sink >/dev/null || { \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
@@ -34,6 +41,7 @@ bench:
 	$(GO) test -run='^$$' -bench='^BenchmarkImport1M$$' -benchtime=1x ./services/e2e/
 	$(GO) test -run='^$$' -bench='^BenchmarkCatchUpPass$$' -benchtime=1x ./services/scheduler/
 	$(GO) test -run='^$$' -bench='^BenchmarkNotifier(Throughput|Latency)$$' -benchtime=1x ./services/e2e/
+	$(GO) test -run='^$$' -bench='^BenchmarkEmbeddedDefault$$' -benchtime=1x ./services/e2e/
 	$(GO) test -p 1 -run='^$$' -bench=. ./pkg/...
 
 fmt:

@@ -9,13 +9,16 @@ import (
 	"flag"
 	"fmt"
 	"net"
+	"os"
 	"slices"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/redis/go-redis/v9"
 	"github.com/robfig/cron/v3"
 
+	"renewals/pkg/mailer"
 	"renewals/pkg/subscription"
 )
 
@@ -25,6 +28,8 @@ type Config struct {
 	HTTPAddr   string
 	NATSURL    string
 	NATSListen string
+	NATSCreds  string
+	NATSSync   string
 	RedisURL   string
 	SMTPURL    string
 	MailFrom   string
@@ -35,6 +40,8 @@ type Config struct {
 	GraceDays  int
 	LogFormat  string
 	Targets    string
+	// Drain is how long shutdown waits for sends and requests under way.
+	Drain time.Duration
 
 	ResellerName    string
 	ResellerPhone   string
@@ -45,6 +52,9 @@ type Config struct {
 	Location  *time.Location
 	Stages    subscription.Milestones
 	TargetSet map[string]bool
+
+	// NATSSyncInterval is NATSSync read by Validate; 0 syncs every write.
+	NATSSyncInterval time.Duration
 }
 
 // Targets a `serve` process can run.
@@ -64,6 +74,8 @@ func Flags(fs *flag.FlagSet, getenv func(string) string) *Config {
 	fs.StringVar(&c.HTTPAddr, "http-addr", env("RENEWALS_HTTP_ADDR", "127.0.0.1:8080"), "address of the API, /metrics, /healthz and /readyz (RENEWALS_HTTP_ADDR)")
 	fs.StringVar(&c.NATSURL, "nats-url", env("RENEWALS_NATS_URL", ""), "external NATS server; empty starts an embedded one (RENEWALS_NATS_URL)")
 	fs.StringVar(&c.NATSListen, "nats-listen", env("RENEWALS_NATS_LISTEN", "127.0.0.1:4223"), "where the embedded NATS server listens (RENEWALS_NATS_LISTEN)")
+	fs.StringVar(&c.NATSCreds, "nats-creds", env("RENEWALS_NATS_CREDS", ""), "credentials file (user JWT and seed) for the external NATS server (RENEWALS_NATS_CREDS)")
+	fs.StringVar(&c.NATSSync, "nats-sync", env("RENEWALS_NATS_SYNC", "always"), "when the embedded NATS server fsyncs JetStream: always (every write, before it is acknowledged) or an interval such as 2m (RENEWALS_NATS_SYNC)")
 	fs.StringVar(&c.RedisURL, "redis-url", env("RENEWALS_REDIS_URL", ""), "Redis for subscriptions and the sent-ledger; empty keeps them in the embedded JetStream key-value store (RENEWALS_REDIS_URL)")
 	fs.StringVar(&c.SMTPURL, "smtp-url", env("RENEWALS_SMTP_URL", ""), "SMTP server, e.g. smtp://user:pass@host:587?tls=starttls; empty writes .eml files to <data dir>/outbox (RENEWALS_SMTP_URL)")
 	fs.StringVar(&c.MailFrom, "mail-from", env("RENEWALS_MAIL_FROM", "renewals@localhost"), "From address of the notices (RENEWALS_MAIL_FROM)")
@@ -73,8 +85,9 @@ func Flags(fs *flag.FlagSet, getenv func(string) string) *Config {
 	fs.StringVar(&c.Schedule, "schedule", env("RENEWALS_SCHEDULE", "0 6 * * *"), "cron spec of the daily scheduler pass, in RENEWALS_TIMEZONE (RENEWALS_SCHEDULE)")
 	fs.IntVar(&c.GraceDays, "grace-days", envInt(getenv, "RENEWALS_GRACE_DAYS", 30), "days after the end date that a lapsed subscription stays on the call list (RENEWALS_GRACE_DAYS)")
 	fs.StringVar(&c.LogFormat, "log-format", env("RENEWALS_LOG_FORMAT", "json"), "log format: json or console (RENEWALS_LOG_FORMAT)")
+	fs.DurationVar(&c.Drain, "drain", envDuration(getenv, "RENEWALS_DRAIN", 10*time.Second), "at shutdown, how long sends and requests under way may take to finish before they are cut off (RENEWALS_DRAIN)")
 	fs.StringVar(&c.Targets, "target", env("RENEWALS_TARGET", "all"), "what this process runs: all, or a comma-separated list of "+strings.Join(Targets, ", ")+" (RENEWALS_TARGET)")
-	fs.StringVar(&c.ResellerName, "reseller-name", env("RENEWALS_RESELLER_NAME", "Your reseller"), "reseller name shown in the emails (RENEWALS_RESELLER_NAME)")
+	fs.StringVar(&c.ResellerName, "reseller-name", env("RENEWALS_RESELLER_NAME", ""), "reseller name shown in the emails and as their sender; the notifier needs it (RENEWALS_RESELLER_NAME)")
 	fs.StringVar(&c.ResellerPhone, "reseller-phone", env("RENEWALS_RESELLER_PHONE", ""), "reseller phone shown in the emails (RENEWALS_RESELLER_PHONE)")
 	fs.StringVar(&c.ResellerEmail, "reseller-email", env("RENEWALS_RESELLER_EMAIL", ""), "reseller email shown in the emails (RENEWALS_RESELLER_EMAIL)")
 	fs.StringVar(&c.ResellerWebsite, "reseller-website", env("RENEWALS_RESELLER_WEBSITE", ""), "reseller website shown in the emails (RENEWALS_RESELLER_WEBSITE)")
@@ -85,6 +98,29 @@ func envInt(getenv func(string) string, name string, def int) int {
 	if v := getenv(name); v != "" {
 		if n, err := strconv.Atoi(v); err == nil {
 			return n
+		}
+		return -1 // Validate reports it
+	}
+	return def
+}
+
+// parseSync reads RENEWALS_NATS_SYNC: "always" (or nothing) is 0, else a
+// positive interval.
+func parseSync(v string) (time.Duration, error) {
+	if v == "" || strings.EqualFold(v, "always") {
+		return 0, nil
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil || d <= 0 {
+		return 0, fmt.Errorf("RENEWALS_NATS_SYNC %q: use always, or a positive interval such as 2m", v)
+	}
+	return d, nil
+}
+
+func envDuration(getenv func(string) string, name string, def time.Duration) time.Duration {
+	if v := getenv(name); v != "" {
+		if d, err := time.ParseDuration(v); err == nil {
+			return d
 		}
 		return -1 // Validate reports it
 	}
@@ -109,15 +145,54 @@ func (c *Config) Validate() error {
 	if _, err := CronParser.Parse(c.Schedule); err != nil {
 		return fmt.Errorf("RENEWALS_SCHEDULE %q is not a cron spec (%v): use five fields, minute hour day month weekday, e.g. \"0 6 * * *\" for 06:00 daily", c.Schedule, err)
 	}
+	// The URLs are read again where they are used; checked here so that a
+	// typo stops the start before anything has started.
+	if c.SMTPURL != "" {
+		if _, err := mailer.ParseURL(c.SMTPURL); err != nil {
+			return err
+		}
+	}
+	if c.RedisURL != "" {
+		if _, err := redis.ParseURL(c.RedisURL); err != nil {
+			return fmt.Errorf("RENEWALS_REDIS_URL is not a Redis URL (%v): use e.g. redis://host:6379/0", err)
+		}
+	}
+	if c.Drain < 0 {
+		return fmt.Errorf("RENEWALS_DRAIN must be a duration such as 10s or 1m")
+	}
 	if c.GraceDays < 0 {
 		return fmt.Errorf("RENEWALS_GRACE_DAYS must be a whole number of days, 0 or more")
 	}
 	if _, _, err := net.SplitHostPort(c.HTTPAddr); err != nil {
 		return fmt.Errorf("RENEWALS_HTTP_ADDR %q: use host:port, e.g. 127.0.0.1:8080", c.HTTPAddr)
 	}
+	if c.NATSCreds != "" {
+		if c.NATSURL == "" {
+			return fmt.Errorf("RENEWALS_NATS_CREDS is for an external NATS server: set RENEWALS_NATS_URL too (the embedded server generates its own passwords)")
+		}
+		f, err := os.Open(c.NATSCreds)
+		if err != nil {
+			return fmt.Errorf("RENEWALS_NATS_CREDS %q: %v; give the path of a readable .creds file", c.NATSCreds, err)
+		}
+		f.Close()
+	}
+	if c.NATSSyncInterval, err = parseSync(c.NATSSync); err != nil {
+		return err
+	}
 	if c.LogFormat != "json" && c.LogFormat != "console" {
 		return fmt.Errorf("RENEWALS_LOG_FORMAT %q: use json or console", c.LogFormat)
 	}
+	if err := c.validateTargets(); err != nil {
+		return err
+	}
+	if c.TargetSet["notifier"] && (strings.TrimSpace(c.ResellerName) == "" ||
+		strings.TrimSpace(c.ResellerPhone+c.ResellerEmail+c.ResellerWebsite) == "") {
+		return fmt.Errorf("the notifier needs the reseller's name and at least one contact for the emails: set RENEWALS_RESELLER_NAME and RENEWALS_RESELLER_PHONE, RENEWALS_RESELLER_EMAIL or RENEWALS_RESELLER_WEBSITE")
+	}
+	return nil
+}
+
+func (c *Config) validateTargets() error {
 	c.TargetSet = map[string]bool{}
 	for t := range strings.SplitSeq(c.Targets, ",") {
 		t = strings.TrimSpace(t)

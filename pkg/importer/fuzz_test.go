@@ -93,7 +93,8 @@ func checkValidated(t *testing.T, s subscription.Subscription, errs []FieldError
 		if e == "" {
 			continue
 		}
-		if a, err := mail.ParseAddress(e); err != nil || a.Address != e || a.Name != "" || len(e) > MaxEmailBytes {
+		if a, err := mail.ParseAddress(e); err != nil || a.Address != e || a.Name != "" || len(e) > MaxEmailBytes ||
+			!strings.Contains(e[strings.LastIndexByte(e, '@'):], ".") {
 			t.Fatalf("accepted email %q", e)
 		}
 	}

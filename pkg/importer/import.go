@@ -76,6 +76,8 @@ type Report struct {
 	Rejected int `json:"rejected"`
 	// Rejections lists why, one entry per rejected field (a row with two
 	// bad fields has two entries), in file order, up to Options.MaxListed.
+	// Text that is not UTF-8 is the exception: one entry, with no field and
+	// at the line of the first such row, says it for all of them.
 	Rejections []Rejection `json:"rejections"`
 	// RejectionsOmitted counts the entries left out of Rejections.
 	RejectionsOmitted int `json:"rejections_omitted"`
@@ -169,7 +171,7 @@ func Import(ctx context.Context, r io.Reader, opts Options) (Report, error) {
 	opts.ProgressEvery = cmp.Or(max(opts.ProgressEvery, 0), DefaultProgressEvery)
 	opts.MaxListed = cmp.Or(max(opts.MaxListed, 0), DefaultMaxListed)
 
-	im := importer{opts: opts, seed: maphash.MakeSeed(), dups: map[uint64]int{}}
+	im := importer{opts: opts, seed: maphash.MakeSeed(), dups: map[uint64]int{}, enc: badEncoding{slot: -1}}
 	im.report = Report{Rejections: []Rejection{}, UnknownColumns: []string{}, Duplicates: []Duplicate{}}
 	rd, err := NewReader(r, opts.Format)
 	if err != nil {
@@ -178,6 +180,9 @@ func Import(ctx context.Context, r io.Reader, opts Options) (Report, error) {
 	err = im.run(ctx, rd)
 	if werr := im.waitAll(); werr != nil { // the batches still in flight when run stopped
 		err = errors.Join(err, werr)
+	}
+	if im.enc.slot >= 0 {
+		im.report.Rejections[im.enc.slot].Reason = im.enc.reason()
 	}
 	im.report.UnknownColumns = rd.UnknownColumns()
 	slices.SortFunc(im.report.Duplicates, func(a, b Duplicate) int { return a.Lines[0] - b.Lines[0] })
@@ -209,6 +214,7 @@ type importer struct {
 	slab     slab
 	seen     lineTable      // hash of a subscription id -> first line of a valid row
 	dups     map[uint64]int // hash of a subscription id -> index in report.Duplicates, or -1
+	enc      badEncoding    // the rows with text that is not UTF-8, told in one sentence
 }
 
 // maxInflight is how many batches Import has the store write at once.
@@ -238,7 +244,7 @@ func (im *importer) run(ctx context.Context, rd *Reader) error {
 		}
 		sub, errs := validate(&rd.row, &im.slab)
 		if len(rec.Problems) > 0 || len(errs) > 0 {
-			im.reject(rec, rd.row.vals[fSubscriptionID], errs)
+			im.reject(rec, &rd.row, errs)
 			continue
 		}
 		if len(im.batch) == 0 {
@@ -256,13 +262,30 @@ func (im *importer) run(ctx context.Context, rd *Reader) error {
 	}
 }
 
-func (im *importer) reject(rec Record, id string, errs []FieldError) {
+func (im *importer) reject(rec Record, r *row, errs []FieldError) {
 	im.report.Rejected++
-	id = strings.TrimSpace(id)
+	id := strings.TrimSpace(r.vals[fSubscriptionID])
 	if subscription.ValidID(id) != nil {
 		id = ""
 	}
-	for _, e := range merge(rec, errs) {
+	all := merge(rec, errs)
+	if n := len(all); n > 0 {
+		// Text that is not UTF-8 is a problem of the file, not of each row:
+		// one sentence for all such rows, where the first of them is.
+		all = slices.DeleteFunc(all, func(e FieldError) bool { return e.Reason == notUTF8 })
+		if len(all) < n {
+			if im.enc.rows == 0 {
+				if len(im.report.Rejections) < im.opts.MaxListed {
+					im.enc.slot = len(im.report.Rejections)
+					im.report.Rejections = append(im.report.Rejections, Rejection{Line: rec.Line})
+				} else {
+					im.report.RejectionsOmitted++
+				}
+			}
+			im.enc.note(rec.Line, r.vals[:])
+		}
+	}
+	for _, e := range all {
 		if len(im.report.Rejections) >= im.opts.MaxListed {
 			im.report.RejectionsOmitted++
 			continue

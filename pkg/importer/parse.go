@@ -41,8 +41,8 @@ func ParseFormat(s string) (Format, error) {
 // MaxRowBytes is the longest row accepted: a CSV record, an NDJSON line or a
 // JSON array element. A longer row is rejected with a reason that names the
 // limit, and reading goes on with the next row. CSV and NDJSON never hold
-// more than this of a row in memory; a JSON array element is decoded whole
-// before it is measured, so there the caller's body limit bounds memory.
+// more than this of a row in memory, a JSON array element no more than
+// twice this (see jsonWindow).
 const MaxRowBytes = 64 << 10
 
 // Errors that callers can test for with errors.Is.
@@ -189,6 +189,8 @@ type Reader struct {
 	// JSON array
 	dec   *json.Decoder
 	lines *lineCounter
+	jcap  *capReader // between lines and dec: caps what one element may read
+	base  int64      // the input offset of dec's offset 0 (see skipLong)
 	done  bool
 
 	// NDJSON
@@ -211,6 +213,9 @@ func NewReader(r io.Reader, f Format) (*Reader, error) {
 	br := bufio.NewReaderSize(r, MaxRowBytes+2) // NDJSON reads whole lines from it
 	if bom, _ := br.Peek(3); bytes.Equal(bom, []byte("\xEF\xBB\xBF")) {
 		br.Discard(3)
+	}
+	if err := refuseForeign(br); err != nil {
+		return nil, err
 	}
 	if f == FormatAuto {
 		if f, err = sniff(br); err != nil {
@@ -316,8 +321,12 @@ func (rd *Reader) nextRow() (Record, error) {
 
 // ---- CSV ----
 
-func (rd *Reader) startCSV(r io.Reader) error {
-	rd.guard = newRowGuard(r, MaxRowBytes)
+func (rd *Reader) startCSV(br *bufio.Reader) error {
+	// A header that commas do not split but semicolons or tabs do is told
+	// as such, rather than as the missing columns or broken quotes that
+	// reading it with commas finds.
+	sep := separatorOf(firstLine(br))
+	rd.guard = newRowGuard(br, MaxRowBytes)
 	c := csv.NewReader(rd.guard)
 	c.FieldsPerRecord = -1
 	c.LazyQuotes = false
@@ -328,6 +337,9 @@ func (rd *Reader) startCSV(r io.Reader) error {
 		return &FileError{Reason: "the file is empty: the first line must be a header row naming the columns, including subscription_id and end_date"}
 	}
 	if pe, ok := errors.AsType[*csv.ParseError](err); ok {
+		if sep != 0 {
+			return separatorError(sep)
+		}
 		return &FileError{Line: pe.StartLine, Reason: "header row: " + csvReason(pe.Err)}
 	}
 	if err != nil {
@@ -358,6 +370,9 @@ func (rd *Reader) startCSV(r io.Reader) error {
 		if !seen[name] {
 			missing = append(missing, name)
 		}
+	}
+	if len(missing) > 0 && sep != 0 {
+		return separatorError(sep)
 	}
 	if len(missing) > 0 {
 		s := ""
@@ -624,15 +639,50 @@ func next(st csvState, c byte) csvState {
 
 // ---- JSON array ----
 
+// jsonWindow is how much of the input one JSON array element may take up
+// in the decoder's buffer. An element longer than MaxRowBytes but within the
+// window is decoded, so that its rejection names its subscription; a longer
+// one is skipped unread (skipLong), so that an element of any size costs a
+// bounded amount of memory.
+const jsonWindow = 2 * MaxRowBytes
+
+// errLongElement is what capReader returns when the decoder wants more of
+// one element than jsonWindow.
+var errLongElement = errors.New("JSON array element longer than the window")
+
+// capReader passes reads through, delivering no byte at or beyond limit
+// (an offset in what it has delivered) once a limit is set.
+type capReader struct {
+	src       io.Reader
+	delivered int64
+	limit     int64 // -1: none
+}
+
+func (c *capReader) Read(p []byte) (int, error) {
+	if c.limit >= 0 {
+		if c.delivered >= c.limit {
+			return 0, errLongElement
+		}
+		p = p[:min(int64(len(p)), c.limit-c.delivered)]
+	}
+	n, err := c.src.Read(p)
+	c.delivered += int64(n)
+	return n, err
+}
+
+// line returns the line of the decoder's offset off.
+func (rd *Reader) jsonLine(off int64) int { return rd.lines.lineAt(rd.base + off) }
+
 func (rd *Reader) startJSON(r io.Reader) error {
 	rd.lines = &lineCounter{src: r}
-	rd.dec = json.NewDecoder(rd.lines)
+	rd.jcap = &capReader{src: rd.lines, limit: -1}
+	rd.dec = json.NewDecoder(rd.jcap)
 	tok, err := rd.dec.Token()
 	if err != nil {
 		return rd.jsonErr(err)
 	}
 	if d, ok := tok.(json.Delim); !ok || d != '[' {
-		return &FileError{Line: rd.lines.lineAt(rd.dec.InputOffset()), Reason: "the JSON document is not an array: give an array of objects, [{...}, {...}], or one object per line (NDJSON)"}
+		return &FileError{Line: rd.jsonLine(rd.dec.InputOffset()), Reason: "the JSON document is not an array: give an array of objects, [{...}, {...}], or one object per line (NDJSON)"}
 	}
 	rd.next = rd.nextJSON
 	return nil
@@ -643,11 +693,11 @@ func (rd *Reader) jsonErr(err error) error {
 		return &FileError{Reason: "the file is empty: give a JSON array of objects"}
 	}
 	if se, ok := errors.AsType[*json.SyntaxError](err); ok {
-		line := rd.lines.lineAt(se.Offset)
+		line := rd.jsonLine(se.Offset)
 		return &FileError{Line: line, Reason: fmt.Sprintf("invalid JSON (%v): the file cannot be read from line %d on; fix it and import again", se, line)}
 	}
 	if err == io.ErrUnexpectedEOF {
-		return &FileError{Line: rd.lines.lineAt(rd.dec.InputOffset()), Reason: "the JSON array ends early: the file is cut short or a closing ] or } is missing"}
+		return &FileError{Line: rd.jsonLine(rd.dec.InputOffset()), Reason: "the JSON array ends early: the file is cut short or a closing ] or } is missing"}
 	}
 	return readErr(err)
 }
@@ -665,25 +715,207 @@ func (rd *Reader) nextJSON() (Record, error) {
 			if err != nil {
 				return Record{}, rd.jsonErr(err)
 			}
-			return Record{}, &FileError{Line: rd.lines.lineAt(rd.dec.InputOffset()), Reason: "there is more after the JSON array: give one array of objects"}
+			return Record{}, &FileError{Line: rd.jsonLine(rd.dec.InputOffset()), Reason: "there is more after the JSON array: give one array of objects"}
 		}
 		return Record{}, io.EOF
 	}
 	var raw json.RawMessage
-	if err := rd.dec.Decode(&raw); err != nil {
+	rd.jcap.limit = rd.dec.InputOffset() + jsonWindow
+	err := rd.dec.Decode(&raw)
+	rd.jcap.limit = -1
+	if errors.Is(err, errLongElement) {
+		return rd.skipLong()
+	}
+	if err != nil {
 		if err == io.EOF {
 			err = io.ErrUnexpectedEOF
 		}
 		return Record{}, rd.jsonErr(err)
 	}
 	start := rd.dec.InputOffset() - int64(len(raw))
-	rec := Record{Line: rd.lines.lineAt(start)}
+	rec := Record{Line: rd.jsonLine(start)}
 	rec.Problems, rec.Partial = rd.object(raw)
 	if len(raw) > MaxRowBytes {
 		rec.Problems = []FieldError{{Reason: fmt.Sprintf("the object is longer than the limit of %d bytes (64 KiB): shorten its fields", MaxRowBytes)}}
 		rec.Partial = true
 	}
 	return rec, nil
+}
+
+// skipLong passes over the rest of an array element that outgrew
+// jsonWindow, keeping no more than MaxRowBytes of it, and rejects it. The
+// decoder stopped inside it and cannot go on, so a new one takes over after
+// the element: it reads "[0" and then the rest of the input, and takes the 0
+// in place of the element, so that what follows (a comma and more elements,
+// or the closing bracket) is checked as before. What outgrew the window may
+// also be white space before a short element, which is then read as usual,
+// or before a closing bracket (after a trailing comma), which the new
+// decoder then reports as invalid JSON.
+func (rd *Reader) skipLong() (Record, error) {
+	at := rd.base + rd.dec.InputOffset() // input offset of dec.Buffered()
+	startLine := rd.lines.lineAt(at)
+	sk := skimmer{src: io.MultiReader(rd.dec.Buffered(), rd.lines),
+		// Count the newlines passed as it goes, so that the counter does
+		// not keep an offset for each newline of the element.
+		passed: func(off int64) { rd.lines.lineAt(at + off) }}
+	v, err := sk.value()
+	if err != nil {
+		if err == io.EOF {
+			return Record{}, &FileError{Line: startLine + v.newlines, Reason: "the JSON array ends early: the file is cut short or a closing ] or } is missing"}
+		}
+		return Record{}, readErr(err)
+	}
+	placeholder := "[0"
+	if v.none {
+		placeholder = "[0,"
+	}
+	rd.base = at + v.end - int64(len(placeholder))
+	rd.jcap = &capReader{src: io.MultiReader(strings.NewReader(placeholder), bytes.NewReader(v.rest), rd.lines), limit: -1}
+	rd.dec = json.NewDecoder(rd.jcap)
+	var zero json.RawMessage
+	if _, err := rd.dec.Token(); err != nil {
+		return Record{}, rd.jsonErr(err)
+	}
+	if err := rd.dec.Decode(&zero); err != nil {
+		if err == io.EOF {
+			err = io.ErrUnexpectedEOF
+		}
+		return Record{}, rd.jsonErr(err)
+	}
+	if v.none {
+		return rd.nextJSON() // the syntax error at the bracket
+	}
+	rd.row = row{}
+	rec := Record{Line: startLine + v.newlines}
+	if v.long {
+		rec.Partial = true
+		rec.Problems = []FieldError{{Reason: fmt.Sprintf("the object is longer than the limit of %d bytes (64 KiB): shorten its fields", MaxRowBytes)}}
+		return rec, nil
+	}
+	rec.Problems, rec.Partial = rd.object(v.raw)
+	return rec, nil
+}
+
+// skimmer finds the end of one JSON value in src without keeping more than
+// MaxRowBytes of it: it follows strings (with their escapes) and the
+// nesting of objects and arrays, and leaves checking the syntax to a
+// decoder.
+type skimmer struct {
+	src io.Reader
+	// passed, when set, is told before each read how many bytes were
+	// taken before it.
+	passed func(off int64)
+	buf    [32 << 10]byte
+}
+
+// skimmed is what skimmer.value found.
+type skimmed struct {
+	end      int64  // bytes taken, up to the value's end
+	rest     []byte // bytes read past end
+	newlines int    // newlines before the value's first byte
+	raw      []byte // the value, unless long
+	long     bool   // the value is longer than MaxRowBytes
+	none     bool   // no value: a closing bracket came first, at end
+}
+
+// value reads past leading white space (and a comma, which the decoder may
+// not have taken yet) and one value.
+func (sk *skimmer) value() (skimmed, error) {
+	var v skimmed
+	started := false
+	depth, inStr, esc, scalar := 0, false, false, false
+	var off int64
+	keep := func(b []byte) {
+		if !v.long {
+			if len(v.raw)+len(b) > MaxRowBytes {
+				v.raw, v.long = nil, true
+			} else {
+				v.raw = append(v.raw, b...)
+			}
+		}
+	}
+	// done ends the value at buf[i] of a chunk of m bytes whose part of
+	// the value starts at from.
+	done := func(m, from, i int) (skimmed, error) {
+		keep(sk.buf[from:i])
+		v.end = off + int64(i)
+		v.rest = bytes.Clone(sk.buf[i:m])
+		return v, nil
+	}
+	for {
+		if sk.passed != nil {
+			sk.passed(off)
+		}
+		m, rerr := sk.src.Read(sk.buf[:])
+		from := 0 // where the chunk's part of the value starts
+		for i, c := range sk.buf[:m] {
+			switch {
+			case !started:
+				switch c {
+				case ' ', '\t', '\r', ',':
+					continue
+				case '\n':
+					v.newlines++
+					continue
+				case ']', '}':
+					v.none = true
+					v.end, v.rest = off+int64(i), bytes.Clone(sk.buf[i:m])
+					return v, nil
+				case '{', '[':
+					depth = 1
+				case '"':
+					inStr = true
+				default:
+					scalar = true
+				}
+				started, from = true, i
+				continue
+			case inStr:
+				switch {
+				case esc:
+					esc = false
+				case c == '\\':
+					esc = true
+				case c == '"':
+					inStr = false
+				}
+				if inStr || depth > 0 {
+					continue
+				}
+			case scalar:
+				switch c {
+				case ',', ']', '}', ' ', '\t', '\r', '\n':
+					return done(m, from, i)
+				}
+				continue
+			default:
+				switch c {
+				case '"':
+					inStr = true
+				case '{', '[':
+					depth++
+				case '}', ']':
+					depth--
+				}
+				if depth > 0 {
+					continue
+				}
+			}
+			// The value ended with this byte.
+			return done(m, from, i+1)
+		}
+		if started {
+			keep(sk.buf[from:m])
+		}
+		off += int64(m)
+		if rerr != nil {
+			if rerr == io.EOF && scalar {
+				v.end = off
+				return v, nil
+			}
+			return v, rerr
+		}
+	}
 }
 
 // object reads one JSON object of scalars into rd.row, and reports

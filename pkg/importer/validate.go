@@ -36,11 +36,11 @@ const (
 // are kept as given); access_model single-user or multi-user and status
 // active (the default), renewal_in_progress or cancelled, in any case;
 // cm_email and pa_email exactly one bare address each (no display name or
-// brackets, at most 254 bytes), and sa_emails any number of them separated
-// by ';'; timezone an IANA zone name; locale a BCP 47 language tag, stored
-// in canonical form (en-gb becomes en-GB); every other value at most 256
-// characters of valid UTF-8 with no control characters (line breaks
-// included). Unicode text is welcome.
+// brackets, at most 254 bytes, a dot in the domain), and sa_emails any
+// number of them separated by ';'; timezone an IANA zone name; locale a BCP
+// 47 language tag, stored in canonical form (en-gb becomes en-GB); every
+// other value at most 256 characters of valid UTF-8 with no control
+// characters (line breaks included). Unicode text is welcome.
 func Validate(fields map[string]string) (subscription.Subscription, []FieldError) {
 	var r row
 	for i, name := range knownFields {
@@ -211,7 +211,7 @@ func (v *validator) plain(field int, s string) bool {
 		return true // what the checks below find of such a value, without decoding it
 	}
 	if !utf8.ValidString(s) {
-		v.fail(field, "is not valid UTF-8 text: save the file as UTF-8")
+		v.fail(field, notUTF8)
 		return false
 	}
 	if i := strings.IndexFunc(s, unicode.IsControl); i >= 0 {
@@ -379,15 +379,24 @@ func checkEmail(s string) string {
 	if strings.ContainsAny(s, ",;") {
 		return bad("give exactly one address, such as jane@example.com")
 	}
-	if plainAddress(s) {
-		return "" // mail.ParseAddress returns it as it is, with no name
+	if !plainAddress(s) { // else mail.ParseAddress returns it as it is, with no name
+		a, err := mail.ParseAddress(s)
+		if err != nil {
+			return bad("give one address such as jane@example.com")
+		}
+		if a.Name != "" || a.Address != s {
+			return bad("give the bare address alone, such as jane@example.com, with no name, brackets or comments")
+		}
 	}
-	a, err := mail.ParseAddress(s)
-	if err != nil {
-		return bad("give one address such as jane@example.com")
-	}
-	if a.Name != "" || a.Address != s {
-		return bad("give the bare address alone, such as jane@example.com, with no name, brackets or comments")
+	// A domain without a dot (ann@acme, jane@localhost) names no host on
+	// the internet: mail to it bounces, or goes to the relay's own network.
+	at := strings.LastIndexByte(s, '@')
+	if domain := s[at+1:]; !strings.Contains(domain, ".") {
+		example := s[:at] + "@" + domain + ".com"
+		if strings.EqualFold(domain, "localhost") || len(example) > 60 {
+			example = "jane@example.com"
+		}
+		return bad(fmt.Sprintf("the domain %q has no dot, so no mail can reach it on the internet: give the full domain, such as %s", truncate(domain, 40), example))
 	}
 	return ""
 }

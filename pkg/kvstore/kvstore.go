@@ -101,10 +101,19 @@ func New(ctx context.Context, js jetstream.JetStream) (*Store, *Ledger, error) {
 
 func endKey(ord int64, id string) string { return "d." + strconv.FormatInt(ord, 10) + "." + id }
 
-// Ping reports whether the subscriptions bucket's stream answers.
-func (s *Store) Ping(ctx context.Context) error {
-	if _, err := s.subs.Status(ctx); err != nil {
-		return fmt.Errorf("ping JetStream: %w", err)
+// healthKey is the key Ping writes in a bucket: '=' is in no subscription
+// id, so it is no subscription's record and no ledger entry, and List's
+// filters never match it.
+const healthKey = "=health"
+
+// Ping reports whether the subscriptions bucket accepts a write, by
+// writing healthKey: a stream that answers reads but takes no writes (no
+// quorum, a full disk, sealed) cannot store an import.
+func (s *Store) Ping(ctx context.Context) error { return ping(ctx, s.subs) }
+
+func ping(ctx context.Context, kv jetstream.KeyValue) error {
+	if _, err := kv.Put(ctx, healthKey, []byte("1")); err != nil {
+		return fmt.Errorf("write to key-value bucket %s: %w", kv.Bucket(), err)
 	}
 	return nil
 }

@@ -40,9 +40,14 @@ func open(t *testing.T) storetest.Backend {
 	if err != nil {
 		t.Fatal(err)
 	}
+	_, peer, err := kvstore.New(ctx, js)
+	if err != nil {
+		t.Fatal(err)
+	}
 	return storetest.Backend{
 		Store:  s,
 		Ledger: l,
+		Peer:   peer,
 		Dump:   func(t *testing.T) map[string][]byte { return dump(t, js, dir) },
 		DataKey: func(t *testing.T, id string) []byte {
 			m, err := keys.GetLastMsgForSubject(ctx, kvstore.KeysSubjectPrefix+id)

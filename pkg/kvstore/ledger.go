@@ -20,8 +20,49 @@ import (
 // renewals_ledger bucket, every change a compare-and-set on the key's
 // revision (Create for a first claim, Update with the revision read), retried
 // when another writer came between.
+//
+// A notice's claim, renewals and confirm are one worker's writes in a row,
+// so the ledger remembers the state and revision it last wrote for each
+// claim it holds and writes the next change against them without reading
+// first: a first claim is one Create, and Begin, Renew, Release and Confirm
+// one Update each. The compare-and-set still decides: when another writer
+// came between, the update is refused, the entry is read and the change
+// worked out again.
 type Ledger struct {
 	kv jetstream.KeyValue
+
+	mu      sync.Mutex
+	written map[string]written // by ledger key, while this process holds the claim
+}
+
+// written is what the ledger last wrote for a key.
+type written struct {
+	st  state
+	rev uint64
+}
+
+// maxWritten bounds the remembered writes (a claim is forgotten when it ends;
+// this only caps what crashes of handlers could leave behind).
+const maxWritten = 1 << 16
+
+func (l *Ledger) remembered(k string) (written, bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	w, ok := l.written[k]
+	return w, ok
+}
+
+func (l *Ledger) remember(k string, st *state, rev uint64) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if st == nil || st.Token == "" {
+		delete(l.written, k) // no claim held: the next change reads first
+		return
+	}
+	if l.written == nil || len(l.written) >= maxWritten {
+		l.written = map[string]written{}
+	}
+	l.written[k] = written{*st, rev}
 }
 
 // state is one ledger entry as stored.
@@ -37,7 +78,12 @@ type state struct {
 	// ConfirmedBy is the token whose Confirm recorded the outcome, so that
 	// its repeat (a retry whose reply was lost) is known as such.
 	ConfirmedBy string `json:"confirmed_by,omitempty"`
+	// Begun is set by Begin: the holder's send may have started.
+	Begun bool `json:"begun,omitempty"`
 }
+
+// Ping reports whether the ledger's bucket accepts a write, as Store.Ping.
+func (l *Ledger) Ping(ctx context.Context) error { return ping(ctx, l.kv) }
 
 // ledgerKey encodes a notice key for the bucket: ':' is not allowed in
 // keys, so "<id>:<date>:<m>" becomes "<id>.<date>.<m>", which also lets List
@@ -65,21 +111,37 @@ func (l *Ledger) updateState(ctx context.Context, op string, key subscription.No
 		return nil, fmt.Errorf("%s notice %s: incomplete notice key", op, key)
 	}
 	k := ledgerKey(key)
+	// The first try trusts what this process last wrote; a claim with
+	// nothing remembered first tries as the notice's first claim.
+	w, trust := l.remembered(k)
+	trust = trust || op == "claim"
 	for range 100 {
 		var cur *state
 		var rev uint64
-		e, err := l.kv.Get(ctx, k)
-		switch {
-		case errors.Is(err, jetstream.ErrKeyNotFound):
-		case err != nil:
-			return nil, fmt.Errorf("%s notice %s: %w", op, key, err)
-		default:
-			cur, rev = new(state), e.Revision()
-			if err := json.Unmarshal(e.Value(), cur); err != nil {
-				return nil, fmt.Errorf("%s notice %s: stored entry: %w", op, key, err)
+		guessed := trust
+		if trust {
+			if w.rev != 0 {
+				st := w.st
+				cur, rev = &st, w.rev
+			}
+			trust = false
+		} else {
+			e, err := l.kv.Get(ctx, k)
+			switch {
+			case errors.Is(err, jetstream.ErrKeyNotFound):
+			case err != nil:
+				return nil, fmt.Errorf("%s notice %s: %w", op, key, err)
+			default:
+				cur, rev = new(state), e.Revision()
+				if err := json.Unmarshal(e.Value(), cur); err != nil {
+					return nil, fmt.Errorf("%s notice %s: stored entry: %w", op, key, err)
+				}
 			}
 		}
 		next, err := change(cur)
+		if guessed && (err != nil || next == nil) {
+			continue // decided on a guess: read what is stored, and decide on that
+		}
 		if err != nil {
 			return nil, fmt.Errorf("%s notice %s: %w", op, key, err)
 		}
@@ -90,17 +152,20 @@ func (l *Ledger) updateState(ctx context.Context, op string, key subscription.No
 		if err != nil {
 			return nil, fmt.Errorf("%s notice %s: %w", op, key, err)
 		}
+		var newRev uint64
 		if rev == 0 {
-			_, err = l.kv.Create(ctx, k, b)
+			newRev, err = l.kv.Create(ctx, k, b)
 		} else {
-			_, err = l.kv.Update(ctx, k, b, rev)
+			newRev, err = l.kv.Update(ctx, k, b, rev)
 		}
 		if isConflict(err) {
 			continue
 		}
 		if err != nil {
+			l.remember(k, nil, 0) // the write may or may not have landed
 			return nil, fmt.Errorf("%s notice %s: %w", op, key, err)
 		}
+		l.remember(k, next, newRev)
 		return next, nil
 	}
 	return nil, fmt.Errorf("%s notice %s: too many concurrent writers; try again", op, key)
@@ -111,7 +176,8 @@ func (l *Ledger) updateState(ctx context.Context, op string, key subscription.No
 // subscription.ErrClaimed while another token's lease is live (a lease ending
 // exactly at now has run out). Claiming again with the same token renews the
 // lease without counting an attempt; any other successful claim counts one,
-// and one that takes over a lapsed lease marks the entry ambiguous.
+// and one that takes over a lapsed lease whose holder had begun to send (see
+// Begin) marks the entry ambiguous.
 func (l *Ledger) Claim(ctx context.Context, key subscription.NoticeKey, token string, now time.Time, lease time.Duration) error {
 	if token == "" || lease <= 0 {
 		return fmt.Errorf("claim notice %s: need a token and a positive lease", key)
@@ -132,10 +198,40 @@ func (l *Ledger) Claim(ctx context.Context, key subscription.NoticeKey, token st
 		case cur.Token != "" && now.UnixMilli() < cur.LeaseUntilMs:
 			return nil, subscription.ErrClaimed
 		case cur.Token != "":
-			next.Ambiguous = true // the lapsed holder may have sent
+			// The lapsed holder may have sent if it had begun to.
+			next.Ambiguous = next.Ambiguous || cur.Begun
 		}
-		next.Token = token
+		next.Token, next.Begun = token, false
 		next.Attempts++
+		return &next, nil
+	})
+}
+
+// Renew extends token's claim to now+lease. It returns an error wrapping
+// subscription.ErrLostClaim when token no longer holds the claim.
+func (l *Ledger) Renew(ctx context.Context, key subscription.NoticeKey, token string, now time.Time, lease time.Duration) error {
+	return l.renew(ctx, "renew", key, token, now, lease, false)
+}
+
+// Begin is Renew that also records that token's send is starting: a later
+// takeover of the lapsed claim marks the entry ambiguous, since the email
+// may have gone. Release and Confirm clear the mark.
+func (l *Ledger) Begin(ctx context.Context, key subscription.NoticeKey, token string, now time.Time, lease time.Duration) error {
+	return l.renew(ctx, "begin send of", key, token, now, lease, true)
+}
+
+func (l *Ledger) renew(ctx context.Context, op string, key subscription.NoticeKey, token string, now time.Time, lease time.Duration, begin bool) error {
+	if token == "" || lease <= 0 {
+		return fmt.Errorf("%s notice %s: need a token and a positive lease", op, key)
+	}
+	until := now.UnixMilli() + lease.Milliseconds()
+	return l.update(ctx, op, key, func(cur *state) (*state, error) {
+		if cur == nil || cur.Token != token {
+			return nil, subscription.ErrLostClaim
+		}
+		next := *cur
+		next.LeaseUntilMs = until
+		next.Begun = next.Begun || begin
 		return &next, nil
 	})
 }
@@ -144,13 +240,13 @@ func (l *Ledger) Claim(ctx context.Context, key subscription.NoticeKey, token st
 // the notice at once; ambiguous marks the entry for good. It returns an error
 // wrapping subscription.ErrLostClaim when token does not hold the claim
 // (including when the notice was never claimed).
-func (l *Ledger) Release(ctx context.Context, key subscription.NoticeKey, token string, ambiguous bool) error {
+func (l *Ledger) Release(ctx context.Context, key subscription.NoticeKey, token string, ambiguous bool, reason string) error {
 	return l.update(ctx, "release", key, func(cur *state) (*state, error) {
 		if cur == nil || token == "" || cur.Token != token {
 			return nil, subscription.ErrLostClaim
 		}
 		next := *cur
-		next.Token, next.LeaseUntilMs = "", 0
+		next.Token, next.LeaseUntilMs, next.Begun, next.Reason = "", 0, false, reason
 		next.Ambiguous = next.Ambiguous || ambiguous
 		return &next, nil
 	})
@@ -177,7 +273,7 @@ func (l *Ledger) Confirm(ctx context.Context, key subscription.NoticeKey, token 
 			return nil, subscription.ErrLostClaim
 		}
 		next := *cur
-		next.Token, next.LeaseUntilMs, next.ConfirmedBy = "", 0, token
+		next.Token, next.LeaseUntilMs, next.ConfirmedBy, next.Begun = "", 0, token, false
 		next.Outcome, next.Reason, next.Role, next.At = e.Outcome, e.Reason, e.Role, e.At
 		next.Ambiguous = next.Ambiguous || e.Ambiguous
 		return &next, nil

@@ -42,6 +42,8 @@ var (
 	ErrAmbiguous = errors.New("outcome unknown: connection lost after the message data")
 	// ErrClosed: Send was called after Close.
 	ErrClosed = errors.New("sender closed")
+	// ErrNotStarted: Message.Begin refused, so nothing was sent.
+	ErrNotStarted = errors.New("send not started")
 )
 
 // Message is one rendered notice for one recipient.
@@ -56,6 +58,35 @@ type Message struct {
 	// Subject, Text and HTML are the rendered email. CR and LF in Subject
 	// are replaced by spaces; the bodies may hold any text.
 	Subject, Text, HTML string
+	// Begin, when set, is called just before the message starts out: before
+	// its SMTP transaction (MAIL FROM), again before each new attempt on a
+	// new connection, and before the outbox file is written. When it fails
+	// the message is not sent and Send returns an error wrapping
+	// ErrNotStarted and Begin's error. The notifier checks and renews its
+	// claim here, so that a notice that waited long for a connection or a
+	// rate token goes only if its claim still holds.
+	Begin func() error
+}
+
+// begin runs m.Begin, if any.
+func (m *Message) begin() error {
+	if m.Begin == nil {
+		return nil
+	}
+	if err := m.Begin(); err != nil {
+		return fmt.Errorf("send notice %s: %w: %w", m.Key, ErrNotStarted, err)
+	}
+	return nil
+}
+
+// Pacer is implemented by senders that can tell how many messages they can
+// start within a span of time (their connections, their rate limit and how
+// long a message has been taking). The notifier takes on no more notices
+// than that, so none waits for a connection longer than its claim lasts.
+type Pacer interface {
+	// Capacity returns how many messages can start within d, at least one;
+	// 0 means no bound is known.
+	Capacity(d time.Duration) int
 }
 
 // Sender hands messages over for delivery. Implementations are safe for
@@ -137,21 +168,32 @@ var composers = sync.Pool{New: func() any { return new(composer) }}
 // the address and the domain that Message-IDs end in.
 type sender struct {
 	addr     string // local@domain
-	bracket  string // <local@domain>, for the From header and MAIL FROM
+	bracket  string // <local@domain>, for MAIL FROM
+	header   string // the From header's value: the bracket, after a display name if one was given
 	domain   string
 	midRight string // "@" + the Message-ID's right-hand side
 }
 
 func newSender(from string) (sender, error) {
+	// A display name ("Acme Software Ltd" <renewals@acme.example>) is kept
+	// for the From header; the address alone goes into the envelope.
+	name := ""
+	if p, err := mail.ParseAddress(from); err == nil && p.Name != "" && !strings.ContainsAny(from, "\r\n") {
+		name, from = p.Name, p.Address
+	}
 	a, err := singleAddress(from)
 	if err != nil {
 		return sender{}, err
+	}
+	header := a.String()
+	if name != "" {
+		header = (&mail.Address{Name: oneLine(name), Address: a.Address}).String()
 	}
 	domain := "renewals"
 	if i := strings.LastIndexByte(a.Address, '@'); i >= 0 && validDomain(a.Address[i+1:]) {
 		domain = a.Address[i+1:]
 	}
-	return sender{addr: a.Address, bracket: a.String(), domain: domain, midRight: "@" + domain}, nil
+	return sender{addr: a.Address, bracket: a.String(), header: header, domain: domain, midRight: "@" + domain}, nil
 }
 
 // composer writes messages. It keeps its digest and scratch space from
@@ -226,7 +268,7 @@ func (c *composer) compose(dst []byte, snd sender, m Message, date time.Time) (o
 	dst = appendHeader(dst, "Subject", subject)
 	c.scratch = appendKey(c.scratch[:0], m.Key)
 	dst = appendHeader(dst, HeaderNotice, c.scratch)
-	dst = appendHeader(dst, "From", snd.bracket)
+	dst = appendHeader(dst, "From", snd.header)
 	// To is the only recipient header ever written: no Cc, no Bcc.
 	dst = appendHeader(dst, "To", to.String())
 	dst = append(dst, "Content-Type: multipart/alternative;\r\n boundary="...)

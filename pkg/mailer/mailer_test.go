@@ -335,26 +335,59 @@ func TestPoolReusesConnections(t *testing.T) {
 	}
 }
 
+// A relay without STARTTLS, where the URL requires it, fails the notice at
+// once, permanently, with what to change: a retry meets the same EHLO.
+func TestStartTLSRequiredButNotOfferedIsPermanent(t *testing.T) {
+	srv := testenv.SMTP(t) // offers no STARTTLS
+	cfg, err := mailer.ParseURL("smtp://" + srv.Addr + "?tls=starttls")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.TLS != mailer.TLSStartTLS {
+		t.Fatalf("tls = %q, want starttls", cfg.TLS)
+	}
+	s, err := mailer.NewSMTP(cfg, from, clock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	for i := range 2 { // a second send is refused the same way, on a new connection
+		err = s.Send(t.Context(), sample(fmt.Sprint(i+1)))
+		var de *mailer.DeliveryError
+		if !errors.As(err, &de) || de.Stage != "connect" || !errors.Is(err, mailer.ErrPermanent) {
+			t.Fatalf("send %d: err = %v, want a permanent connect error", i+1, err)
+		}
+		for _, want := range []string{"does not offer STARTTLS", "RENEWALS_SMTP_URL requires (tls=starttls)", "tls=opportunistic", "(permanent: do not retry)"} {
+			if !strings.Contains(err.Error(), want) {
+				t.Errorf("send %d: err = %q, want it to say %q", i+1, err, want)
+			}
+		}
+	}
+	if n := len(srv.Messages()); n != 0 {
+		t.Errorf("the relay received %d messages", n)
+	}
+}
+
+// Without TLS the same relay takes the message; and failing to reach a
+// relay at all stays transient.
 func TestConnectFailuresAreTransient(t *testing.T) {
 	srv := testenv.SMTP(t)
 	cfg, err := mailer.ParseURL(srv.URL())
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg.TLS = mailer.TLSStartTLS // the test server offers no STARTTLS
+	cfg.TLS = mailer.TLSOpportunistic
 	s, err := mailer.NewSMTP(cfg, from, clock)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	err = s.Send(t.Context(), sample("1"))
-	var de *mailer.DeliveryError
-	if !errors.As(err, &de) || de.Stage != "connect" || errors.Is(err, mailer.ErrPermanent) || !strings.Contains(err.Error(), "STARTTLS") {
-		t.Errorf("err = %v, want a transient connect error naming STARTTLS", err)
+	if err := s.Send(t.Context(), sample("1")); err != nil {
+		t.Errorf("tls=opportunistic to a relay without STARTTLS: %v", err)
 	}
 
 	cfg.Port = testenv.FreePort(t)
-	cfg.TLS = mailer.TLSNone
+	cfg.TLS = mailer.TLSStartTLS
 	s2, err := mailer.NewSMTP(cfg, from, clock)
 	if err != nil {
 		t.Fatal(err)

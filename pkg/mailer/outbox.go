@@ -2,10 +2,13 @@ package mailer
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"time"
 
 	"renewals/pkg/subscription"
@@ -54,6 +57,72 @@ func FileName(key subscription.NoticeKey) string {
 	return key.SubscriptionID + "_" + key.EndDate.String() + "_" + strconv.Itoa(key.Milestone) + ".eml"
 }
 
+// EraseFromOutbox deletes from dir the .eml file of every notice of the
+// subscription (named by FileName) and any temporary file that an
+// interrupted write left of one, and returns how many files it deleted.
+// It matches the whole id, so the files of a subscription whose id merely
+// starts with subscriptionID stay. A dir that does not exist holds nothing
+// to delete.
+func EraseFromOutbox(dir, subscriptionID string) (int, error) {
+	entries, err := os.ReadDir(dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("erase subscription %s from outbox %s: %w", subscriptionID, dir, err)
+	}
+	n := 0
+	var errs []error
+	for _, e := range entries {
+		if e.IsDir() || outboxSubscription(e.Name()) != subscriptionID {
+			continue
+		}
+		if err := os.Remove(filepath.Join(dir, e.Name())); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			errs = append(errs, err)
+			continue
+		}
+		n++
+	}
+	if err := errors.Join(errs...); err != nil {
+		return n, fmt.Errorf("erase subscription %s from outbox %s: %w", subscriptionID, dir, err)
+	}
+	return n, nil
+}
+
+// outboxSubscription returns the subscription id of an outbox file name,
+// <id>_<end_date>_<milestone>.eml, or of a temporary file of one,
+// .<id>_<end_date>_<milestone>.eml.tmp-*; "" for any other name. The id is
+// what remains once the end date and milestone are cut from the end, so
+// an id holding '_' is read whole.
+func outboxSubscription(name string) string {
+	if rest, ok := strings.CutPrefix(name, "."); ok {
+		i := strings.Index(rest, ".eml.tmp-")
+		if i < 0 {
+			return ""
+		}
+		name = rest[:i+len(".eml")]
+	}
+	name, ok := strings.CutSuffix(name, ".eml")
+	if !ok {
+		return ""
+	}
+	i := strings.LastIndexByte(name, '_')
+	if i < 0 {
+		return ""
+	}
+	if _, err := strconv.Atoi(name[i+1:]); err != nil {
+		return ""
+	}
+	name = name[:i]
+	if i = strings.LastIndexByte(name, '_'); i < 0 {
+		return ""
+	}
+	if _, err := subscription.ParseDate(name[i+1:]); err != nil {
+		return ""
+	}
+	return name[:i]
+}
+
 // Send writes m to its file atomically: a temporary file in the same
 // directory, fsync, rename, fsync of the directory. A reader sees the old
 // file or the new one, never a part. Writing the same key again replaces the
@@ -65,6 +134,9 @@ func (o *Outbox) Send(ctx context.Context, m Message) error {
 	}
 	data, err := Compose(o.from, m, o.now())
 	if err != nil {
+		return err
+	}
+	if err := m.begin(); err != nil {
 		return err
 	}
 	if err := writeAtomic(o.dir, FileName(m.Key), data); err != nil {

@@ -36,7 +36,14 @@ func pipeMessage(i int) Message {
 // result channel and the sender.
 func queued(t *testing.T, srv *testenv.SMTPServer, msgs []Message, ctxs map[int]context.Context) ([]chan error, *SMTPSender) {
 	t.Helper()
-	cfg, err := ParseURL(srv.URL() + "&workers=1")
+	return queuedAt(t, srv.URL(), msgs, ctxs)
+}
+
+// queuedAt is queued for the server at smtpURL (a RENEWALS_SMTP_URL with a
+// query).
+func queuedAt(t *testing.T, smtpURL string, msgs []Message, ctxs map[int]context.Context) ([]chan error, *SMTPSender) {
+	t.Helper()
+	cfg, err := ParseURL(smtpURL + "&workers=1")
 	if err != nil {
 		t.Fatal(err)
 	}

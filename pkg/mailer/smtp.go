@@ -49,6 +49,9 @@ type SMTPSender struct {
 	// pipelined counts the messages whose envelope went out with the
 	// previous message's data.
 	pipelined atomic.Int64
+	// took is a moving average of how long a connection is busy with one
+	// message, in nanoseconds (0 until the first message); see Capacity.
+	took atomic.Int64
 }
 
 type job struct {
@@ -130,6 +133,34 @@ func (s *SMTPSender) Send(ctx context.Context, m Message) error {
 		return fmt.Errorf("send notice %s: wait for a free connection: %w", m.Key, ctx.Err())
 	}
 	return <-j.done
+}
+
+// Capacity returns how many messages the sender can start within d: its
+// connections times the messages each has been getting through in d, and
+// no more than the rate limit allows. It is 0 (no bound known) until a
+// message went out, unless a rate limit is set.
+func (s *SMTPSender) Capacity(d time.Duration) int {
+	n := 0
+	if took := time.Duration(s.took.Load()); took > 0 {
+		n = s.cfg.Workers * max(1, int(d/took))
+	}
+	if s.cfg.Rate > 0 {
+		byRate := max(1, int(s.cfg.Rate*d.Seconds()))
+		if n == 0 || byRate < n {
+			n = byRate
+		}
+	}
+	return n
+}
+
+// observe folds one message's time on a connection into the average.
+func (s *SMTPSender) observe(took time.Duration) {
+	old := time.Duration(s.took.Load())
+	if old == 0 {
+		s.took.Store(int64(took))
+		return
+	}
+	s.took.Store(int64(old + (took-old)/8))
 }
 
 // Close stops the workers after their current message and closes their
@@ -320,6 +351,14 @@ func (w *worker) connect(ctx context.Context) error {
 	return nil
 }
 
+// noStartTLS reports whether err is go-mail's refusal to go on without
+// STARTTLS (TLSMandatory) on a server whose EHLO does not offer it.
+// go-mail has no error value for it, so its text is matched; a test holds
+// the two together.
+func noStartTLS(err error) bool {
+	return strings.Contains(err.Error(), "does not support STARTTLS")
+}
+
 // drop abandons the connection without QUIT: its state is unknown.
 func (w *worker) drop() {
 	if w.raw != nil {
@@ -351,12 +390,13 @@ type pending struct {
 	slot    int         // the worker's body buffer that holds the message
 	retried bool        // it was sent again on a new connection already
 	stop    func() bool // disarms the abort on ctx; see arm
+	taken   time.Time   // when the worker took it on
 }
 
 // serve delivers j and, while the server offers PIPELINING and more jobs
 // are waiting, the messages it takes on after j (see deliver).
 func (w *worker) serve(j job) {
-	p := &pending{job: j}
+	p := &pending{job: j, taken: time.Now()}
 	if err := w.compose(p, 0); err != nil {
 		j.done <- err
 		return
@@ -396,9 +436,20 @@ func (w *worker) deliver(p *pending) (again *pending) {
 				if errors.As(err, &te) {
 					de.Code = te.Code
 				}
+				if w.s.cfg.TLS == TLSStartTLS && noStartTLS(err) {
+					// The relay's EHLO answer is its configuration: no
+					// retry changes it, so fail now with what to change
+					// rather than retry for hours.
+					de.Permanent = true
+					de.detail = fmt.Sprintf("the SMTP relay at %s does not offer STARTTLS, which RENEWALS_SMTP_URL requires (tls=starttls): use a relay with TLS (tls=tls for implicit TLS, port 465), or tls=opportunistic to send unencrypted to this one", w.s.cfg.Addr())
+				}
 				p.done <- de
 				return nil
 			}
+		}
+		if err := p.msg.begin(); err != nil {
+			p.done <- err
+			return nil
 		}
 		_ = w.raw.SetDeadline(time.Now().Add(commandTimeout))
 		w.arm(p)
@@ -495,8 +546,12 @@ func (w *worker) takeNext(slot int) *pending {
 			j.done <- fmt.Errorf("send notice %s: %w", j.msg.Key, err)
 			continue
 		}
-		p := &pending{job: j}
+		p := &pending{job: j, taken: time.Now()}
 		if err := w.compose(p, slot); err != nil {
+			j.done <- err
+			continue
+		}
+		if err := p.msg.begin(); err != nil {
 			j.done <- err
 			continue
 		}
@@ -525,6 +580,7 @@ func (w *worker) finish(p *pending, de *DeliveryError, aborted bool) {
 		w.drop()
 	}
 	if de == nil {
+		w.s.observe(time.Since(p.taken))
 		p.done <- nil
 		return
 	}
@@ -587,7 +643,8 @@ func (w *worker) appendCommand(b []byte, i int, p *pending) []byte {
 // (after the previous message's data) and only their replies are read. A
 // nil result means the server answered DATA with 354 and waits for the
 // message data. After a refused command the transaction is reset, or the
-// connection dropped when even that fails. With the message data in one
+// connection dropped when even that fails or when the server answered DATA
+// with 354 all the same. With the message data in one
 // more write, that is two round trips a message where go-mail takes six
 // (NOOP, MAIL, RCPT, DATA, data, RSET).
 func (w *worker) envelope(p *pending, written bool) *DeliveryError {
@@ -639,11 +696,13 @@ func (w *worker) envelope(p *pending, written bool) *DeliveryError {
 		return nil
 	}
 	if dataAccepted {
-		// DATA was accepted (354) although an earlier command was
-		// refused: the server's state is unclear, so abandon it.
-		first.Code, first.Permanent = 0, false
-		first.detail = first.Reply + "; the server accepted DATA after a refusal"
-		first.Reply = ""
+		// DATA was accepted (354) although an earlier command was refused,
+		// against RFC 2920: the refusal still decides the message (a 5xx to
+		// RCPT TO is permanent whatever follows). The server now waits for
+		// data it has no recipient for: send none, not even the ending "."
+		// (it might deliver an empty message), and drop the connection,
+		// which aborts the transaction.
+		w.drop()
 		return first
 	}
 	if first.Code != 421 {

@@ -1,6 +1,6 @@
 // Package natsbus connects renewals to NATS JetStream: it starts the embedded
-// server when no external one is configured, declares the RENEWALS stream and
-// publishes events into it.
+// server, which admits only its own users, when no external one is
+// configured, declares the RENEWALS stream and publishes events into it.
 package natsbus
 
 import (
@@ -8,8 +8,10 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	neturl "net/url"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -39,6 +41,15 @@ type Config struct {
 	StoreDir string
 	// Name is the client connection name, seen in server monitoring.
 	Name string
+	// Creds is a credentials file (user JWT and seed) for the external
+	// server; empty connects with the user and password in URL, if any.
+	Creds string
+	// SecretsDir is where the embedded server's passwords are kept
+	// (LoadCredentials); empty means StoreDir.
+	SecretsDir string
+	// SyncInterval is how often the embedded server's JetStream file store
+	// fsyncs; 0 syncs every write before it is acknowledged.
+	SyncInterval time.Duration
 }
 
 // Bus is a connection to NATS with JetStream, and the embedded server when
@@ -47,6 +58,8 @@ type Bus struct {
 	Conn   *nats.Conn
 	JS     jetstream.JetStream
 	Server *server.Server // nil when external
+	// Credentials of the embedded server's users; zero when external.
+	Credentials Credentials
 }
 
 // Open connects to the configured NATS, starting the embedded server first
@@ -58,23 +71,36 @@ func Open(ctx context.Context, cfg Config) (*Bus, error) {
 		nats.MaxReconnects(-1),
 		nats.ReconnectWait(250 * time.Millisecond),
 		nats.RetryOnFailedConnect(true),
+		nats.CustomInboxPrefix(InboxPrefix),
 	}
 	url := cfg.URL
 	if url == "" {
-		s, err := StartEmbedded(cfg.Listen, cfg.StoreDir)
+		creds, err := LoadCredentials(cmpOr(cfg.SecretsDir, cfg.StoreDir))
 		if err != nil {
 			return nil, err
 		}
-		b.Server = s
+		s, err := StartEmbedded(cfg, creds)
+		if err != nil {
+			return nil, err
+		}
+		b.Server, b.Credentials = s, creds
 		url = s.ClientURL()
-		opts = append(opts, nats.InProcessServer(s))
+		opts = append(opts, nats.InProcessServer(s), nats.UserInfo(ServiceUser, creds.Service))
+	} else if cfg.Creds != "" {
+		opts = append(opts, nats.UserCredentials(cfg.Creds))
 	}
 	nc, err := nats.Connect(url, opts...)
 	if err != nil {
 		b.Close()
-		return nil, fmt.Errorf("connect to NATS at %s: %w", url, err)
+		return nil, fmt.Errorf("connect to NATS at %s: %w", redact(url), err)
 	}
 	b.Conn = nc
+	if nc.IsConnected() {
+		if err := checkVersion(nc); err != nil {
+			b.Close()
+			return nil, err
+		}
+	}
 	js, err := NewJetStream(nc)
 	if err != nil {
 		b.Close()
@@ -82,15 +108,73 @@ func Open(ctx context.Context, cfg Config) (*Bus, error) {
 	}
 	b.JS = js
 	if err := EnsureStream(ctx, js); err != nil {
+		last := nc.LastError()
+		b.Close()
+		if isAuthError(last) {
+			return nil, fmt.Errorf("NATS refused the credentials (%v): check RENEWALS_NATS_CREDS, or the user and password in RENEWALS_NATS_URL", last)
+		}
+		return nil, err
+	}
+	if err := checkVersion(nc); err != nil { // connected only now, after a retry
 		b.Close()
 		return nil, err
 	}
 	return b, nil
 }
 
+// MinServerVersion is the oldest nats-server the service runs on: consumers
+// with several filter subjects (the call list's) came with 2.10.
+const MinServerVersion = "2.10"
+
+// checkVersion refuses a server older than MinServerVersion in one sentence.
+func checkVersion(nc *nats.Conn) error {
+	v := nc.ConnectedServerVersion()
+	major, minor, ok := majorMinor(v)
+	if !ok {
+		return nil // a version we cannot read: let the server answer for itself
+	}
+	if major < 2 || major == 2 && minor < 10 {
+		return fmt.Errorf("the NATS server at %s is version %s; renewals needs %s or newer (for consumers with several filter subjects): upgrade it, or leave RENEWALS_NATS_URL empty to use the embedded server",
+			redact(nc.ConnectedUrl()), v, MinServerVersion)
+	}
+	return nil
+}
+
+// majorMinor reads "2.9.10" (or "v2.10.0-beta") as 2, 9.
+func majorMinor(v string) (major, minor int, ok bool) {
+	parts := strings.SplitN(strings.TrimPrefix(v, "v"), ".", 3)
+	if len(parts) < 2 {
+		return 0, 0, false
+	}
+	major, err1 := strconv.Atoi(parts[0])
+	minor, err2 := strconv.Atoi(strings.SplitN(parts[1], "-", 2)[0])
+	return major, minor, err1 == nil && err2 == nil
+}
+
+// redact hides the passwords of the comma-separated NATS URLs in s, for
+// messages and logs.
+func redact(s string) string {
+	parts := strings.Split(s, ",")
+	for i, p := range parts {
+		if u, err := neturl.Parse(strings.TrimSpace(p)); err == nil && u.User != nil {
+			parts[i] = u.Redacted()
+		}
+	}
+	return strings.Join(parts, ",")
+}
+
+func isAuthError(err error) bool {
+	return errors.Is(err, nats.ErrAuthorization) || errors.Is(err, nats.ErrAuthExpired) ||
+		errors.Is(err, nats.ErrAuthRevoked) || errors.Is(err, nats.ErrAccountAuthExpired)
+}
+
 // StartEmbedded starts an in-process nats-server with JetStream, listening on
-// listen (host:port) and storing under dir.
-func StartEmbedded(listen, dir string) (*server.Server, error) {
+// cfg.Listen (host:port) and storing under cfg.StoreDir, that admits only
+// the users in creds. JetStream syncs every write to disk before it
+// acknowledges it unless cfg.SyncInterval says otherwise: a "sent" confirmed
+// in the ledger must survive a power loss, or the notice goes twice.
+func StartEmbedded(cfg Config, creds Credentials) (*server.Server, error) {
+	listen := cfg.Listen
 	host, portStr, err := net.SplitHostPort(listen)
 	if err != nil {
 		return nil, fmt.Errorf("embedded NATS listen address %q: use host:port, e.g. 127.0.0.1:4223", listen)
@@ -99,15 +183,31 @@ func StartEmbedded(listen, dir string) (*server.Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("embedded NATS listen address %q: port is not a number", listen)
 	}
-	s, err := server.NewServer(&server.Options{
-		ServerName: "renewals-embedded",
-		Host:       host,
-		Port:       port,
-		JetStream:  true,
-		StoreDir:   filepath.Join(dir),
-		NoSigs:     true,
-		NoLog:      true,
-	})
+	if creds.Service == "" || creds.Dashboard == "" {
+		return nil, errors.New("embedded NATS: no credentials: use LoadCredentials")
+	}
+	if port > 0 {
+		// Fail at once on a taken port, rather than after waiting for a
+		// server that cannot listen.
+		l, err := net.Listen("tcp", listen)
+		if err != nil {
+			return nil, fmt.Errorf("the embedded NATS server cannot listen on %s (%v): is another renewals or a NATS server running there? set RENEWALS_NATS_LISTEN to a free host:port", listen, err)
+		}
+		_ = l.Close()
+	}
+	opts := &server.Options{
+		ServerName:   "renewals-embedded",
+		Host:         host,
+		Port:         port,
+		JetStream:    true,
+		StoreDir:     filepath.Join(cfg.StoreDir),
+		SyncAlways:   cfg.SyncInterval == 0, // as nats.conf's `sync_interval: always`
+		SyncInterval: cfg.SyncInterval,      // 0: nats-server's default, unused under SyncAlways
+		Users:        creds.users(),
+		NoSigs:       true,
+		NoLog:        true,
+	}
+	s, err := server.NewServer(opts)
 	if err != nil {
 		return nil, fmt.Errorf("embedded NATS: %w", err)
 	}

@@ -24,13 +24,14 @@ const (
 	fToken     = "tok"
 	fLease     = "lease" // unix milliseconds at which the claim runs out
 	fConfirmed = "ctok"  // the token whose Confirm recorded the outcome
+	fBegun     = "snd"   // set by Begin: the holder's send may have started
 )
 
 // claimScript: KEYS entry, per-subscription set; ARGV token, now ms, lease
 // ms, notice key. Returns "ok", "sent" or "claimed". A claim over a lease that
-// ran out marks the entry ambiguous: its holder may have sent.
+// ran out marks the entry ambiguous when its holder had begun to send.
 var claimScript = redis.NewScript(`
-local e = redis.call('HMGET', KEYS[1], 'o', 'tok', 'lease')
+local e = redis.call('HMGET', KEYS[1], 'o', 'tok', 'lease', 'snd')
 if e[1] == 'sent' then return 'sent' end
 local now = tonumber(ARGV[2])
 local until_ms = now + tonumber(ARGV[3])
@@ -40,7 +41,8 @@ if e[2] and e[2] ~= '' then
     return 'ok'
   end
   if now < (tonumber(e[3]) or 0) then return 'claimed' end
-  redis.call('HSET', KEYS[1], 'amb', '1')
+  if e[4] == '1' then redis.call('HSET', KEYS[1], 'amb', '1') end
+  redis.call('HDEL', KEYS[1], 'snd')
 end
 redis.call('HSET', KEYS[1], 'tok', ARGV[1], 'lease', until_ms)
 redis.call('HINCRBY', KEYS[1], 'n', 1)
@@ -48,10 +50,20 @@ redis.call('SADD', KEYS[2], ARGV[4])
 return 'ok'
 `)
 
-// releaseScript: KEYS entry; ARGV token, "1" when ambiguous.
+// renewScript: KEYS entry; ARGV token, lease end in unix ms, "1" to mark
+// the send as begun. Returns "ok" or "lost".
+var renewScript = redis.NewScript(`
+if redis.call('HGET', KEYS[1], 'tok') ~= ARGV[1] then return 'lost' end
+redis.call('HSET', KEYS[1], 'lease', ARGV[2])
+if ARGV[3] == '1' then redis.call('HSET', KEYS[1], 'snd', '1') end
+return 'ok'
+`)
+
+// releaseScript: KEYS entry; ARGV token, "1" when ambiguous, reason.
 var releaseScript = redis.NewScript(`
 if redis.call('HGET', KEYS[1], 'tok') ~= ARGV[1] then return 'lost' end
-redis.call('HDEL', KEYS[1], 'tok', 'lease')
+redis.call('HDEL', KEYS[1], 'tok', 'lease', 'snd')
+redis.call('HSET', KEYS[1], 'r', ARGV[3])
 if ARGV[2] == '1' then redis.call('HSET', KEYS[1], 'amb', '1') end
 return 'ok'
 `)
@@ -65,7 +77,7 @@ local e = redis.call('HMGET', KEYS[1], 'tok', 'ctok', 'o')
 if e[1] ~= ARGV[1] then
   if e[1] or e[2] ~= ARGV[1] or e[3] ~= ARGV[2] then return 'lost' end
 else
-  redis.call('HDEL', KEYS[1], 'tok', 'lease')
+  redis.call('HDEL', KEYS[1], 'tok', 'lease', 'snd')
   redis.call('HSET', KEYS[1], 'o', ARGV[2], 'r', ARGV[3], 'ro', ARGV[4], 'at', ARGV[5], 'ctok', ARGV[1])
   if ARGV[6] == '1' then redis.call('HSET', KEYS[1], 'amb', '1') end
 end
@@ -90,8 +102,8 @@ func checkToken(op string, key subscription.NoticeKey, token string) error {
 // was sent, or subscription.ErrClaimed while another token's lease is live
 // (a lease ending exactly at now has run out). Claiming again with the same
 // token renews the lease without counting an attempt; any other successful
-// claim counts one, and one that takes over a lapsed lease marks the entry
-// ambiguous.
+// claim counts one, and one that takes over a lapsed lease whose holder had
+// begun to send (see Begin) marks the entry ambiguous.
 func (l *Ledger) Claim(ctx context.Context, key subscription.NoticeKey, token string, now time.Time, lease time.Duration) error {
 	if err := checkToken("claim", key, token); err != nil {
 		return err
@@ -115,15 +127,45 @@ func (l *Ledger) Claim(ctx context.Context, key subscription.NoticeKey, token st
 	return fmt.Errorf("claim notice %s: unexpected script reply %q", key, res)
 }
 
+// Renew extends token's claim to now+lease. It returns an error wrapping
+// subscription.ErrLostClaim when token no longer holds the claim.
+func (l *Ledger) Renew(ctx context.Context, key subscription.NoticeKey, token string, now time.Time, lease time.Duration) error {
+	return l.renew(ctx, "renew", key, token, now, lease, false)
+}
+
+// Begin is Renew that also records that token's send is starting: a later
+// takeover of the lapsed claim marks the entry ambiguous, since the email
+// may have gone. Release and Confirm clear the mark.
+func (l *Ledger) Begin(ctx context.Context, key subscription.NoticeKey, token string, now time.Time, lease time.Duration) error {
+	return l.renew(ctx, "begin send of", key, token, now, lease, true)
+}
+
+func (l *Ledger) renew(ctx context.Context, op string, key subscription.NoticeKey, token string, now time.Time, lease time.Duration, begin bool) error {
+	if err := checkToken(op, key, token); err != nil {
+		return err
+	}
+	if lease <= 0 {
+		return fmt.Errorf("%s notice %s: lease %v is not positive", op, key, lease)
+	}
+	res, err := renewScript.Run(ctx, l.hot, []string{noticeKey(key)}, token, now.UnixMilli()+lease.Milliseconds(), flag(begin)).Text()
+	if err != nil {
+		return fmt.Errorf("%s notice %s: %w", op, key, err)
+	}
+	if res != "ok" {
+		return fmt.Errorf("%s notice %s: %w", op, key, subscription.ErrLostClaim)
+	}
+	return nil
+}
+
 // Release ends token's claim without an outcome, so another claim may take
 // the notice at once; ambiguous marks the entry for good. It returns an error
 // wrapping subscription.ErrLostClaim when token does not hold the claim
 // (including when the notice was never claimed).
-func (l *Ledger) Release(ctx context.Context, key subscription.NoticeKey, token string, ambiguous bool) error {
+func (l *Ledger) Release(ctx context.Context, key subscription.NoticeKey, token string, ambiguous bool, reason string) error {
 	if err := checkToken("release", key, token); err != nil {
 		return err
 	}
-	res, err := releaseScript.Run(ctx, l.hot, []string{noticeKey(key)}, token, flag(ambiguous)).Text()
+	res, err := releaseScript.Run(ctx, l.hot, []string{noticeKey(key)}, token, flag(ambiguous), reason).Text()
 	if err != nil {
 		return fmt.Errorf("release notice %s: %w", key, err)
 	}

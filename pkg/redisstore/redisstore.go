@@ -7,6 +7,7 @@
 //	renewals:ends              sorted set: member <id>, score the end date's ordinal
 //	renewals:notice:<key>      hash: one ledger entry, keyed by the notice key
 //	renewals:notices:<id>      set: the notice keys of one subscription, for List
+//	renewals:health            string: the write probe of Ping, expiring after a minute
 //
 // Every multi-key change is one Lua script or one MULTI/EXEC transaction
 // (Upsert: optimistic, under WATCH), so that a crash or a concurrent
@@ -17,6 +18,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/base64"
+	"errors"
 	"fmt"
 	"hash/maphash"
 	"strconv"
@@ -48,14 +50,16 @@ func errf(op string, err error, args ...any) error {
 
 // Store is the Redis subscription.Store. Its personal data is crypto-shredded
 // (see package shred): Erase deletes the data key with the record and then
-// has Redis rewrite its append-only file, so that no file keeps the key.
+// has Redis rewrite its append-only file and its snapshot, so that no file
+// keeps the key.
 type Store struct {
 	c *redis.Client
 	// hot carries the commands issued once per notice from many goroutines
 	// at once (see New).
 	hot   redis.Cmdable
 	owned bool
-	// rewriteMu serialises the AOF rewrites that erasures ask for.
+	// rewriteMu serialises the AOF rewrites and snapshots that erasures
+	// ask for.
 	rewriteMu sync.Mutex
 	// seed spreads an Upsert batch over chunks by id.
 	seed maphash.Seed
@@ -107,7 +111,7 @@ func Open(ctx context.Context, url string) (*Store, *Ledger, error) {
 	c := redis.NewClient(opt)
 	if err := c.Ping(ctx).Err(); err != nil {
 		c.Close()
-		return nil, nil, fmt.Errorf("open redis store at %s: %w", opt.Addr, err)
+		return nil, nil, fmt.Errorf("cannot reach Redis at %s (%w): start it, or correct RENEWALS_REDIS_URL", opt.Addr, err)
 	}
 	s, l := New(c)
 	s.owned = true
@@ -123,10 +127,22 @@ func (s *Store) Close() error {
 	return nil
 }
 
-// Ping reports whether Redis answers.
-func (s *Store) Ping(ctx context.Context) error {
-	if err := s.c.Ping(ctx).Err(); err != nil {
-		return errf("ping redis", err)
+// healthKey is what Ping writes: no subscription's key, gone a minute
+// after the last probe.
+const healthKey = Prefix + "health"
+
+// Ping reports whether Redis accepts a write, by writing healthKey: a
+// server that answers but refuses writes (a replica, a primary short of
+// min-replicas-to-write, a full disk under stop-writes-on-bgsave-error)
+// cannot store an import or confirm a send.
+func (s *Store) Ping(ctx context.Context) error { return ping(ctx, s.c) }
+
+// Ping reports whether the ledger's Redis accepts a write, as Store.Ping.
+func (l *Ledger) Ping(ctx context.Context) error { return ping(ctx, l.c) }
+
+func ping(ctx context.Context, c *redis.Client) error {
+	if err := c.Set(ctx, healthKey, "1", time.Minute).Err(); err != nil {
+		return errf("write to redis", err)
 	}
 	return nil
 }
@@ -303,12 +319,14 @@ return 0
 `)
 
 // Erase deletes the subscription's record, data key and index entry in one
-// script, then, when the server keeps an append-only file, has Redis rewrite
-// it and waits for the rewrite: until then the deleted data key still sits in
-// the old AOF files. It returns an error wrapping subscription.ErrNotFound
-// when there is no such subscription. RDB snapshots, replicas' files and
-// backups keep the key until they are replaced; the sealed record they also
-// hold cannot be opened without it once they are.
+// script, then has Redis replace the files that still hold them, and waits
+// for it: when the server keeps an append-only file, a rewrite of it; when
+// it keeps snapshots (save is configured, or one was written or loaded since
+// it started), a new dump.rdb (see snapshot). Until then the deleted data key
+// and sealed record still sit in the old files. It returns an error wrapping
+// subscription.ErrNotFound when there is no such subscription. Replicas'
+// files and backups keep the key until they are replaced; the sealed record
+// they also hold cannot be opened without it once they are.
 func (s *Store) Erase(ctx context.Context, id string) error {
 	n, err := eraseScript.Run(ctx, s.c, []string{subKey(id), dataKeyKey(id), endsKey}, id).Int()
 	if err != nil {
@@ -319,6 +337,9 @@ func (s *Store) Erase(ctx context.Context, id string) error {
 	}
 	if err := s.rewriteAOF(ctx); err != nil {
 		return fmt.Errorf("erase subscription %s: deleted, but the append-only file still holds its data key: %w", id, err)
+	}
+	if err := s.snapshot(ctx); err != nil {
+		return fmt.Errorf("erase subscription %s: deleted, but the Redis snapshot (dump.rdb) still holds its data key: %w", id, err)
 	}
 	return nil
 }
@@ -381,6 +402,94 @@ func (s *Store) rewriteAOF(ctx context.Context) error {
 		return fmt.Errorf("rewrite AOF: status %q, see the Redis log", st)
 	}
 	return nil
+}
+
+// SnapshotWait bounds how long Erase waits for the snapshot that replaces
+// dump.rdb, on top of the caller's context.
+const SnapshotWait = 2 * time.Minute
+
+// snapshot writes a new RDB snapshot that begins after now (BGSAVE) and
+// waits, at most SnapshotWait, for it to replace the old one, when the
+// server keeps snapshots: save is configured, or a snapshot was written
+// (rdb_saves) or, with no append-only file, loaded since it started, so that
+// a dump.rdb exists. Like rewriteAOF, it waits out a save (or another child
+// process) already running, which may have forked before our delete, and
+// starts its own.
+func (s *Store) snapshot(ctx context.Context) error {
+	s.rewriteMu.Lock()
+	defer s.rewriteMu.Unlock()
+	info, err := s.persistence(ctx)
+	if err != nil {
+		return err
+	}
+	if on, err := s.snapshotsOn(ctx, info); err != nil || !on {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, SnapshotWait)
+	defer cancel()
+	tick := time.NewTicker(10 * time.Millisecond) // Redis gives no signal when a save ends: poll it
+	defer tick.Stop()
+	wait := func() error {
+		for {
+			info, err := s.persistence(ctx)
+			if err != nil {
+				return err
+			}
+			if info["rdb_bgsave_in_progress"] == "0" && info["aof_rewrite_in_progress"] != "1" && info["module_fork_in_progress"] != "1" {
+				return nil
+			}
+			select {
+			case <-ctx.Done():
+				return fmt.Errorf("wait for the snapshot: %w", ctx.Err())
+			case <-tick.C:
+			}
+		}
+	}
+	for {
+		err := s.c.BgSave(ctx).Err()
+		if err == nil {
+			break
+		}
+		// "Background save already in progress", or "Another child
+		// process is active (AOF?): can't BGSAVE right now".
+		if m := err.Error(); !strings.Contains(m, "in progress") && !strings.Contains(m, "child process") {
+			return fmt.Errorf("snapshot (BGSAVE): %w", err)
+		}
+		if err := wait(); err != nil {
+			return err
+		}
+	}
+	if err := wait(); err != nil {
+		return err
+	}
+	info, err = s.persistence(ctx)
+	if err != nil {
+		return err
+	}
+	if st := info["rdb_last_bgsave_status"]; st != "ok" {
+		return fmt.Errorf("snapshot (BGSAVE): status %q, see the Redis log", st)
+	}
+	return nil
+}
+
+// snapshotsOn reports whether the server keeps an RDB snapshot that an
+// erasure must replace. A server that refuses CONFIG (some hosted ones do)
+// is judged by its persistence info alone.
+func (s *Store) snapshotsOn(ctx context.Context, info map[string]string) (bool, error) {
+	if n, _ := strconv.Atoi(info["rdb_saves"]); n > 0 {
+		return true, nil
+	}
+	if n, _ := strconv.Atoi(info["rdb_last_load_keys_loaded"]); n > 0 && info["aof_enabled"] != "1" {
+		return true, nil
+	}
+	cfg, err := s.c.ConfigGet(ctx, "save").Result()
+	if err != nil {
+		if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+			return false, fmt.Errorf("read redis save setting: %w", err)
+		}
+		return false, nil
+	}
+	return strings.TrimSpace(cfg["save"]) != "", nil
 }
 
 func (s *Store) persistence(ctx context.Context) (map[string]string, error) {

@@ -33,9 +33,11 @@ func open(t *testing.T) storetest.Backend {
 	if err != nil {
 		t.Fatal(err)
 	}
+	_, peer := redisstore.New(r.Client(t))
 	return storetest.Backend{
 		Store:  s,
 		Ledger: l,
+		Peer:   peer,
 		Dump:   func(t *testing.T) map[string][]byte { return dump(t, c, dir["dir"]) },
 		DataKey: func(t *testing.T, id string) []byte {
 			b, err := c.Get(ctx, redisstore.Prefix+"dk:"+id).Bytes()

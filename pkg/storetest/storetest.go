@@ -26,6 +26,9 @@ type Backend struct {
 	// Store and Ledger are the implementations under test. Both are required.
 	Store  subscription.Store
 	Ledger subscription.Ledger
+	// Peer is a second Ledger on the same data, as another process would
+	// open it: nothing it remembers is shared with Ledger. Required.
+	Peer subscription.Ledger
 	// Dump returns every byte the backend holds, by where it was found: each
 	// key and value read through the server's API, and each file the server
 	// keeps on disk. Required: the erasure test searches it.
@@ -49,8 +52,8 @@ func Run(t *testing.T, open func(t *testing.T) Backend) {
 	o := func(t *testing.T) Backend {
 		t.Helper()
 		b := open(t)
-		if b.Store == nil || b.Ledger == nil || b.Dump == nil || b.DataKey == nil || b.Corrupt == nil {
-			t.Fatal("storetest: Backend needs Store, Ledger, Dump, DataKey and Corrupt")
+		if b.Store == nil || b.Ledger == nil || b.Peer == nil || b.Dump == nil || b.DataKey == nil || b.Corrupt == nil {
+			t.Fatal("storetest: Backend needs Store, Ledger, Peer, Dump, DataKey and Corrupt")
 		}
 		return b
 	}
@@ -71,6 +74,9 @@ func Run(t *testing.T, open func(t *testing.T) Backend) {
 		{"EraseLeavesNoPersonalBytes", testErasure},
 		{"LedgerClaimLifecycle", testClaim},
 		{"LedgerTakeoverMarksAmbiguous", testTakeover},
+		{"LedgerTakeoverBeforeBeginIsNotAmbiguous", testTakeoverBeforeBegin},
+		{"LedgerRenewAndBegin", testRenewBegin},
+		{"LedgerTwoProcesses", testTwoProcesses},
 		{"LedgerReleaseKeepsAmbiguous", testReleaseAmbiguous},
 		{"LedgerConfirmWrongToken", testConfirmWrongToken},
 		{"LedgerConfirmRepeated", testConfirmRepeated},
@@ -543,14 +549,14 @@ func testClaim(t *testing.T, b Backend) {
 	wantErr(t, "claim after sent", l.Claim(ctx, k, "tok-c", t0.Add(48*time.Hour), lease), subscription.ErrAlreadySent)
 	wantErr(t, "re-claim by the confirming token", l.Claim(ctx, k, "tok-a", t0.Add(time.Hour), lease), subscription.ErrAlreadySent)
 	wantErr(t, "second confirm, of another outcome", confirmErr(ctx, l, k, "tok-a", subscription.Entry{Outcome: subscription.OutcomeFailed, At: at}), subscription.ErrLostClaim)
-	wantErr(t, "release after confirm", l.Release(ctx, k, "tok-a", false), subscription.ErrLostClaim)
+	wantErr(t, "release after confirm", l.Release(ctx, k, "tok-a", false, ""), subscription.ErrLostClaim)
 	if e := lget(t, l, k); e.Attempts != 1 || e.Outcome != subscription.OutcomeSent {
 		t.Errorf("refused calls changed the entry: %+v", e)
 	}
 	// A plain release frees the notice at once for another token.
 	k2 := key("L1", 45)
 	mustClaim(t, l, k2, "tok-a", t0)
-	if err := l.Release(ctx, k2, "tok-a", false); err != nil {
+	if err := l.Release(ctx, k2, "tok-a", false, ""); err != nil {
 		t.Fatalf("Release: %v", err)
 	}
 	mustClaim(t, l, k2, "tok-b", t0.Add(time.Second))
@@ -562,6 +568,9 @@ func testClaim(t *testing.T, b Backend) {
 func testTakeover(t *testing.T, b Backend) {
 	l, ctx, k := b.Ledger, ctxT(t), key("T1", 30)
 	mustClaim(t, l, k, "dead", t0)
+	if err := l.Begin(ctx, k, "dead", t0, lease); err != nil {
+		t.Fatalf("Begin: %v", err)
+	}
 	// At exactly the lease's end the claim has run out.
 	mustClaim(t, l, k, "alive", t0.Add(lease))
 	e := lget(t, l, k)
@@ -569,7 +578,7 @@ func testTakeover(t *testing.T, b Backend) {
 		t.Errorf("after takeover: %+v, want ambiguous and 2 attempts", e)
 	}
 	wantErr(t, "confirm by the old holder", confirmErr(ctx, l, k, "dead", subscription.Entry{Outcome: subscription.OutcomeSent, At: t0}), subscription.ErrLostClaim)
-	wantErr(t, "release by the old holder", l.Release(ctx, k, "dead", false), subscription.ErrLostClaim)
+	wantErr(t, "release by the old holder", l.Release(ctx, k, "dead", false, ""), subscription.ErrLostClaim)
 	wantErr(t, "claim by the old holder", l.Claim(ctx, k, "dead", t0.Add(lease+time.Second), lease), subscription.ErrClaimed)
 	if err := checkConfirm(t, ctx, l, k, "alive", subscription.Entry{Outcome: subscription.OutcomeSent, Role: subscription.RoleContractManager, At: t0.Add(lease)}); err != nil {
 		t.Fatalf("Confirm by the new holder: %v", err)
@@ -579,27 +588,123 @@ func testTakeover(t *testing.T, b Backend) {
 	}
 }
 
+// testTakeoverBeforeBegin: a holder that died before its send began cannot
+// have sent, so taking its lapsed claim over flags nothing; nor does a
+// takeover after a holder released a begun send as not sent.
+func testTakeoverBeforeBegin(t *testing.T, b Backend) {
+	l, ctx, k := b.Ledger, ctxT(t), key("T2", 30)
+	mustClaim(t, l, k, "dead", t0)
+	mustClaim(t, l, k, "alive", t0.Add(lease))
+	if e := lget(t, l, k); e.Ambiguous || e.Attempts != 2 {
+		t.Errorf("takeover of a claim that never began: %+v, want 2 attempts, not ambiguous", e)
+	}
+	if err := l.Begin(ctx, k, "alive", t0.Add(lease), lease); err != nil {
+		t.Fatalf("Begin: %v", err)
+	}
+	if err := l.Release(ctx, k, "alive", false, ""); err != nil {
+		t.Fatalf("Release: %v", err)
+	}
+	mustClaim(t, l, k, "third", t0.Add(2*lease))
+	mustClaim(t, l, k, "fourth", t0.Add(4*lease))
+	if e := lget(t, l, k); e.Ambiguous || e.Attempts != 4 {
+		t.Errorf("takeover after a begun send was released as not sent: %+v, want 4 attempts, not ambiguous", e)
+	}
+	// The new holder's own mark starts clear: a takeover of it flags only
+	// once it has begun.
+	if err := l.Begin(ctx, k, "fourth", t0.Add(4*lease), lease); err != nil {
+		t.Fatalf("Begin: %v", err)
+	}
+	mustClaim(t, l, k, "fifth", t0.Add(6*lease))
+	if e := lget(t, l, k); !e.Ambiguous {
+		t.Errorf("takeover of a begun send: %+v, want ambiguous", e)
+	}
+}
+
+// testTwoProcesses: what one process wrote decides for another. A takeover
+// by a peer after the lease ran out leaves the first holder unable to renew,
+// begin, release or confirm, whatever it last wrote itself; a notice the peer
+// sent cannot be claimed again.
+func testTwoProcesses(t *testing.T, b Backend) {
+	a, p, ctx, k := b.Ledger, b.Peer, ctxT(t), key("P1", 30)
+	mustClaim(t, a, k, "a", t0)
+	if err := a.Begin(ctx, k, "a", t0, lease); err != nil {
+		t.Fatalf("Begin: %v", err)
+	}
+	wantErr(t, "peer's claim within the lease", p.Claim(ctx, k, "p", t0.Add(time.Second), lease), subscription.ErrClaimed)
+	mustClaim(t, p, k, "p", t0.Add(lease))
+	wantErr(t, "renew after the peer took over", a.Renew(ctx, k, "a", t0.Add(lease), lease), subscription.ErrLostClaim)
+	wantErr(t, "begin after the peer took over", a.Begin(ctx, k, "a", t0.Add(lease), lease), subscription.ErrLostClaim)
+	wantErr(t, "release after the peer took over", a.Release(ctx, k, "a", false, ""), subscription.ErrLostClaim)
+	wantErr(t, "confirm after the peer took over", confirmErr(ctx, a, k, "a", subscription.Entry{Outcome: subscription.OutcomeSent, At: t0}), subscription.ErrLostClaim)
+	if err := checkConfirm(t, ctx, p, k, "p", subscription.Entry{Outcome: subscription.OutcomeSent, At: t0.Add(lease)}); err != nil {
+		t.Fatalf("peer's Confirm: %v", err)
+	}
+	wantErr(t, "claim of a notice the peer sent", a.Claim(ctx, k, "a2", t0.Add(2*lease), lease), subscription.ErrAlreadySent)
+	if e := lget(t, a, k); !e.Ambiguous || e.Attempts != 2 || e.Outcome != subscription.OutcomeSent {
+		t.Errorf("after the peer's takeover and send: %+v, want sent, ambiguous, 2 attempts", e)
+	}
+	// A claim the peer holds and renews stays its own for this process too.
+	k2 := key("P1", 45)
+	mustClaim(t, p, k2, "p", t0)
+	if err := p.Renew(ctx, k2, "p", t0.Add(lease-time.Second), lease); err != nil {
+		t.Fatalf("peer's Renew: %v", err)
+	}
+	wantErr(t, "claim within the peer's renewed lease", a.Claim(ctx, k2, "a", t0.Add(lease+time.Second), lease), subscription.ErrClaimed)
+}
+
+// testRenewBegin: Renew and Begin extend only the holder's own lease.
+func testRenewBegin(t *testing.T, b Backend) {
+	l, ctx, k := b.Ledger, ctxT(t), key("N1", 45)
+	wantErr(t, "renew of an unclaimed notice", l.Renew(ctx, k, "a", t0, lease), subscription.ErrLostClaim)
+	mustClaim(t, l, k, "a", t0)
+	// Renewed just before it runs out, the lease holds past its first end.
+	if err := l.Renew(ctx, k, "a", t0.Add(lease-time.Second), lease); err != nil {
+		t.Fatalf("Renew: %v", err)
+	}
+	wantErr(t, "claim within the renewed lease", l.Claim(ctx, k, "b", t0.Add(lease+time.Second), lease), subscription.ErrClaimed)
+	if err := l.Begin(ctx, k, "a", t0.Add(2*lease-2*time.Second), lease); err != nil {
+		t.Fatalf("Begin: %v", err)
+	}
+	wantErr(t, "claim within the lease Begin renewed", l.Claim(ctx, k, "b", t0.Add(2*lease), lease), subscription.ErrClaimed)
+	wantErr(t, "renew by another token", l.Renew(ctx, k, "b", t0, lease), subscription.ErrLostClaim)
+	wantErr(t, "begin by another token", l.Begin(ctx, k, "b", t0, lease), subscription.ErrLostClaim)
+	if e := lget(t, l, k); e.Attempts != 1 || e.Ambiguous {
+		t.Errorf("after renewals: %+v, want 1 attempt, not ambiguous", e)
+	}
+	// Once taken over, the old holder can neither renew nor begin.
+	mustClaim(t, l, k, "b", t0.Add(3*lease))
+	wantErr(t, "renew by the lapsed holder", l.Renew(ctx, k, "a", t0.Add(3*lease), lease), subscription.ErrLostClaim)
+	wantErr(t, "begin by the lapsed holder", l.Begin(ctx, k, "a", t0.Add(3*lease), lease), subscription.ErrLostClaim)
+	if err := checkConfirm(t, ctx, l, k, "b", subscription.Entry{Outcome: subscription.OutcomeSent, At: t0.Add(3 * lease)}); err != nil {
+		t.Fatalf("Confirm: %v", err)
+	}
+	wantErr(t, "renew after confirm", l.Renew(ctx, k, "b", t0.Add(3*lease), lease), subscription.ErrLostClaim)
+}
+
 func testReleaseAmbiguous(t *testing.T, b Backend) {
 	l, ctx, k := b.Ledger, ctxT(t), key("R1", 90)
 	mustClaim(t, l, k, "a", t0)
-	if err := l.Release(ctx, k, "a", true); err != nil {
+	if err := l.Release(ctx, k, "a", true, ""); err != nil {
 		t.Fatalf("Release(ambiguous): %v", err)
 	}
 	if e := lget(t, l, k); !e.Ambiguous || e.Outcome != "" {
 		t.Errorf("after an ambiguous release: %+v, want ambiguous, no outcome", e)
 	}
 	mustClaim(t, l, k, "b", t0.Add(time.Second))
-	if err := l.Release(ctx, k, "b", false); err != nil {
+	if err := l.Release(ctx, k, "b", false, "421 4.7.0 try again later"); err != nil {
 		t.Fatalf("Release: %v", err)
+	}
+	if e := lget(t, l, k); e.Reason != "421 4.7.0 try again later" || e.Outcome != "" {
+		t.Errorf("after a release with a reason: %+v, want the reason kept, no outcome", e)
 	}
 	mustClaim(t, l, k, "c", t0.Add(2*time.Second))
 	if err := checkConfirm(t, ctx, l, k, "c", subscription.Entry{Outcome: subscription.OutcomeSent, At: t0.Add(3 * time.Second)}); err != nil {
 		t.Fatalf("Confirm: %v", err)
 	}
-	if e := lget(t, l, k); !e.Ambiguous || e.Outcome != subscription.OutcomeSent || e.Attempts != 3 {
-		t.Errorf("after confirm: %+v, want sent, ambiguous kept, 3 attempts", e)
+	if e := lget(t, l, k); !e.Ambiguous || e.Outcome != subscription.OutcomeSent || e.Attempts != 3 || e.Reason != "" {
+		t.Errorf("after confirm: %+v, want sent, ambiguous kept, 3 attempts, the retry's reason gone", e)
 	}
-	wantErr(t, "release of an unknown notice", l.Release(ctx, key("R1", 45), "a", false), subscription.ErrLostClaim)
+	wantErr(t, "release of an unknown notice", l.Release(ctx, key("R1", 45), "a", false, ""), subscription.ErrLostClaim)
 	// Confirm can mark the attempt ambiguous itself.
 	k2 := key("R2", 90)
 	mustClaim(t, l, k2, "a", t0)
@@ -616,7 +721,7 @@ func testConfirmWrongToken(t *testing.T, b Backend) {
 	wantErr(t, "confirm of an unknown notice", confirmErr(ctx, l, k, "x", subscription.Entry{Outcome: subscription.OutcomeSent, At: t0}), subscription.ErrLostClaim)
 	mustClaim(t, l, k, "right", t0)
 	wantErr(t, "confirm with a wrong token", confirmErr(ctx, l, k, "wrong", subscription.Entry{Outcome: subscription.OutcomeSent, At: t0}), subscription.ErrLostClaim)
-	wantErr(t, "release with a wrong token", l.Release(ctx, k, "wrong", true), subscription.ErrLostClaim)
+	wantErr(t, "release with a wrong token", l.Release(ctx, k, "wrong", true, ""), subscription.ErrLostClaim)
 	if e := lget(t, l, k); e.Outcome != "" || e.Ambiguous {
 		t.Errorf("a wrong token changed the entry: %+v", e)
 	}

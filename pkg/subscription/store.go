@@ -57,7 +57,7 @@ type Store interface {
 	// no key, value or stored message still holds it. Returns an error
 	// wrapping ErrNotFound when there is no such subscription.
 	Erase(ctx context.Context, id string) error
-	// Ping reports whether the store can be reached.
+	// Ping reports whether the store can be reached and accepts a write.
 	Ping(ctx context.Context) error
 }
 
@@ -80,7 +80,8 @@ type Entry struct {
 	Key NoticeKey `json:"notice_key"`
 	// Outcome is the last final outcome; empty while only claimed.
 	Outcome Outcome `json:"outcome,omitempty"`
-	// Reason explains a skipped, failed or undeliverable outcome.
+	// Reason explains a skipped, failed or undeliverable outcome; while there
+	// is no outcome, why the last attempt did not send.
 	Reason string `json:"reason,omitempty"`
 	// Role is who the email went to: always the contract manager.
 	Role Role `json:"role,omitempty"`
@@ -97,18 +98,28 @@ type Entry struct {
 // Ledger records what was sent, so that no notice goes twice. A send is
 // claim, send, confirm: Claim takes a lease on the notice with a random token;
 // after a successful send Confirm records it as sent, checking the token; a
-// failed send Releases the claim so that a retry can take it. A claim whose
-// lease ran out may be taken over by another worker; the entry is then marked
-// ambiguous, since the dead holder may have sent.
+// failed send Releases the claim so that a retry can take it. The holder
+// Renews its lease while it works and calls Begin just before the send
+// starts. A claim whose lease ran out may be taken over by another worker;
+// when its holder had begun to send, the entry is then marked ambiguous,
+// since the dead holder may have sent.
 type Ledger interface {
 	// Claim takes the notice for token until now+lease. It returns an error
 	// wrapping ErrAlreadySent when the notice was sent, or ErrClaimed while
 	// another token's lease is live.
 	Claim(ctx context.Context, key NoticeKey, token string, now time.Time, lease time.Duration) error
+	// Renew extends token's claim to now+lease. It returns ErrLostClaim when
+	// token no longer holds the claim.
+	Renew(ctx context.Context, key NoticeKey, token string, now time.Time, lease time.Duration) error
+	// Begin is Renew that also records that the send is starting, so that a
+	// takeover after the lease ran out flags the entry ambiguous. A send
+	// must not start when Begin fails. Release and Confirm clear the mark.
+	Begin(ctx context.Context, key NoticeKey, token string, now time.Time, lease time.Duration) error
 	// Release gives the claim up after a send that did not happen or whose
-	// outcome is unknown (ambiguous). It returns ErrLostClaim when token no
-	// longer holds the claim.
-	Release(ctx context.Context, key NoticeKey, token string, ambiguous bool) error
+	// outcome is unknown (ambiguous); reason, why it did not (with no
+	// address in it), stays as the entry's Reason until an outcome is
+	// recorded. It returns ErrLostClaim when token no longer holds the claim.
+	Release(ctx context.Context, key NoticeKey, token string, ambiguous bool, reason string) error
 	// Confirm records the final outcome under the claim held by token, ends
 	// the claim and returns the entry as now stored (what Get would return:
 	// the attempts and the ambiguous flag are the ledger's), in the same

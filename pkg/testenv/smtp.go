@@ -38,6 +38,9 @@ type SMTPServer struct {
 	// changed is closed and replaced whenever a message is recorded, so that
 	// waiters wake without polling.
 	changed chan struct{}
+	// delay is how long the server takes over each message; see SetDelay.
+	delay  atomic.Int64
+	closed chan struct{}
 }
 
 // SMTPMessage is one message the server accepted: the envelope and the raw
@@ -128,6 +131,7 @@ func SMTP(t testing.TB) *SMTPServer {
 		t:       t,
 		conns:   map[int]*trackedConn{},
 		changed: make(chan struct{}),
+		closed:  make(chan struct{}),
 	}
 	s.srv = smtp.NewServer(smtp.BackendFunc(s.newSession))
 	s.srv.Domain = "localhost"
@@ -136,9 +140,16 @@ func SMTP(t testing.TB) *SMTPServer {
 	s.srv.WriteTimeout = time.Minute
 	s.srv.MaxRecipients = 100
 	go func() { _ = s.srv.Serve(&trackingListener{Listener: l, s: s}) }()
-	t.Cleanup(func() { _ = s.srv.Close() })
+	t.Cleanup(func() {
+		close(s.closed)
+		_ = s.srv.Close()
+	})
 	return s
 }
+
+// SetDelay makes the server take d over each message before it answers the
+// end of its data, as a slow or throttling relay does; 0 answers at once.
+func (s *SMTPServer) SetDelay(d time.Duration) { s.delay.Store(int64(d)) }
 
 // URL returns the server as a RENEWALS_SMTP_URL: smtp://127.0.0.1:<port>?tls=none.
 func (s *SMTPServer) URL() string {
@@ -326,6 +337,13 @@ func (ss *session) Data(r io.Reader) error {
 	data, err := io.ReadAll(r)
 	if err != nil {
 		return err
+	}
+	if d := time.Duration(ss.s.delay.Load()); d > 0 {
+		select {
+		case <-time.After(d):
+		case <-ss.s.closed:
+			return errors.New("server closed")
+		}
 	}
 	m := SMTPMessage{From: ss.from, To: append([]string(nil), ss.to...), Data: data, Conn: ss.conn.id}
 	f := ss.s.strike(StageData, ss.to)

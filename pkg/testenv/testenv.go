@@ -130,6 +130,9 @@ func (r *Redis) stop() {
 	}
 }
 
+// Stop kills redis-server, as an outage would.
+func (r *Redis) Stop() { r.stop() }
+
 // Restart kills redis-server and starts it again on the same port and data
 // directory. With append-only persistence on, what was written survives.
 func (r *Redis) Restart(t testing.TB) {

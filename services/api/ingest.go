@@ -52,6 +52,10 @@ func (s *Server) ingest(data []byte) IngestResult {
 	if err != nil {
 		return IngestResult{SubscriptionID: sub.ID, Error: "store unavailable, try again: " + err.Error()}
 	}
-	s.publishUpsert(ctx)(sub, res[0])
+	events := s.upsertEvents(ctx)
+	events.add(sub, res[0])
+	if err := events.wait(); err != nil {
+		return IngestResult{SubscriptionID: sub.ID, Change: res[0].Change, Error: err.Error()}
+	}
 	return IngestResult{SubscriptionID: sub.ID, Change: res[0].Change}
 }

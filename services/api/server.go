@@ -44,6 +44,10 @@ type Server struct {
 	MaxImportBytes int64
 	// WaitTimeout bounds `run --wait`.
 	WaitTimeout time.Duration
+	// Stopping, when set, ends when the server shuts down: a `run --wait`
+	// then answers at once instead of holding the shutdown (which waits
+	// for every request) for its whole drain time.
+	Stopping context.Context
 	// Ready reports whether NATS and the store can be reached.
 	Ready func(ctx context.Context) error
 	// Metrics serves /metrics; Calllist and Events serve their routes when set.
@@ -58,6 +62,9 @@ type Server struct {
 	// run at once (as many again may wait; beyond, 429). Zero means
 	// DefaultHeavyReads().
 	HeavyReads int
+	// OutboxDir is where the outbox writes emails (<data dir>/outbox); an
+	// erasure deletes the subscription's emails there. Empty: none kept.
+	OutboxDir string
 }
 
 // Handler returns the routes.
@@ -119,11 +126,15 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 func (s *Server) importSubscriptions(w http.ResponseWriter, r *http.Request) error {
 	body := http.MaxBytesReader(w, r.Body, s.MaxImportBytes)
 	format := formatOf(r.Header.Get("Content-Type"))
+	events := s.upsertEvents(r.Context())
 	report, err := importer.Import(r.Context(), body, importer.Options{
 		Store:    s.Store,
 		Format:   format,
-		OnUpsert: s.publishUpsert(r.Context()),
+		OnUpsert: events.add,
 	})
+	// Whatever the outcome, the rows stored so far have their events out:
+	// wait for JetStream to take them before answering.
+	evErr := events.wait()
 	if errors.Is(err, importer.ErrTooLarge) {
 		return errorf(CodeTooLarge, "the import is larger than %d bytes: split the file, or start the server with a larger --max-import-bytes (RENEWALS_MAX_IMPORT_BYTES)", s.MaxImportBytes)
 	}
@@ -134,11 +145,11 @@ func (s *Server) importSubscriptions(w http.ResponseWriter, r *http.Request) err
 		}
 		return fmt.Errorf("import: %w", err)
 	}
-	if err := s.JS.Conn().Flush(); err != nil {
-		s.Log.Warn("flush upsert events", zap.Error(err))
-	}
 	if s.OnImport != nil {
 		s.OnImport(report)
+	}
+	if evErr != nil {
+		return evErr
 	}
 	writeJSON(w, http.StatusOK, report)
 	return nil
@@ -160,35 +171,22 @@ func formatOf(contentType string) importer.Format {
 
 func startsWith(s, prefix string) bool { return len(s) >= len(prefix) && s[:len(prefix)] == prefix }
 
-// publishUpsert returns the callback that publishes
-// renewals.subscription.upserted for every created or updated record.
-func (s *Server) publishUpsert(ctx context.Context) func(subscription.Subscription, subscription.UpsertResult) {
-	return func(sub subscription.Subscription, res subscription.UpsertResult) {
-		if res.Change == subscription.Unchanged {
-			return
-		}
-		if err := PublishUpsert(ctx, s.JS, s.Now(), sub, res); err != nil {
-			s.Log.Warn("publish upsert event", zap.String("subscription_id", sub.ID), zap.Error(err))
-		}
-	}
-}
-
 // PublishUpsert publishes renewals.subscription.upserted for one record,
-// asynchronously: an import of a million rows must not wait on each.
-func PublishUpsert(ctx context.Context, js jetstream.JetStream, now time.Time, sub subscription.Subscription, res subscription.UpsertResult) error {
+// asynchronously: an import of a million rows must not wait on each. The
+// future tells when the stream has it.
+func PublishUpsert(ctx context.Context, js jetstream.JetStream, now time.Time, sub subscription.Subscription, res subscription.UpsertResult) (jetstream.PubAckFuture, error) {
 	ev, err := event.New(event.SubjectUpserted, sub.ID, now, event.SubscriptionUpserted{
 		SubscriptionID: sub.ID, Change: res.Change, EndDate: sub.EndDate, Status: sub.Status,
 		NewTerm: res.Change == subscription.Updated && res.PreviousEndDate != sub.EndDate,
 	})
 	if err != nil {
-		return err
+		return nil, err
 	}
 	data, err := eventJSON(ev)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	_, err = js.PublishAsync(event.SubjectUpserted, data)
-	return err
+	return js.PublishAsync(event.SubjectUpserted, data)
 }
 
 func (s *Server) getSubscription(w http.ResponseWriter, r *http.Request) error {
@@ -229,7 +227,11 @@ func (s *Server) putSubscription(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	s.publishUpsert(r.Context())(sub, res[0])
+	events := s.upsertEvents(r.Context())
+	events.add(sub, res[0])
+	if err := events.wait(); err != nil {
+		return err
+	}
 	writeJSON(w, http.StatusOK, map[string]any{"subscription_id": id, "change": res[0].Change})
 	return nil
 }
@@ -240,6 +242,9 @@ func (s *Server) eraseSubscription(w http.ResponseWriter, r *http.Request) error
 		return err
 	}
 	err := s.Store.Erase(r.Context(), id)
+	if err := s.eraseOutbox(id); err != nil {
+		return err
+	}
 	if errors.Is(err, subscription.ErrNotFound) {
 		return errorf(CodeNotFound, "no subscription %q", id)
 	}
@@ -259,6 +264,10 @@ type RunRequest struct {
 	AsOf   string `json:"as_of,omitempty"`
 	DryRun bool   `json:"dry_run,omitempty"`
 	Wait   bool   `json:"wait,omitempty"`
+	// Timeout bounds the wait (a Go duration such as "90s"); past it the
+	// answer lists what is still open instead of the outcomes. Empty: the
+	// server's own bound.
+	Timeout string `json:"timeout,omitempty"`
 }
 
 // RunResponse is its answer: the pass's result and, with wait, the count of
@@ -266,6 +275,10 @@ type RunRequest struct {
 type RunResponse struct {
 	scheduler.Result
 	Outcomes map[subscription.Outcome]int `json:"outcomes,omitempty"`
+	// Open counts the notices still without an outcome when the wait's
+	// timeout ran out, and StillOpen says in a sentence what they wait for.
+	Open      int    `json:"open,omitempty"`
+	StillOpen string `json:"still_open,omitempty"`
 }
 
 func (s *Server) runScheduler(w http.ResponseWriter, r *http.Request) error {
@@ -274,6 +287,14 @@ func (s *Server) runScheduler(w http.ResponseWriter, r *http.Request) error {
 		if err := decodeJSON(r, &req); err != nil {
 			return err
 		}
+	}
+	waitFor := s.WaitTimeout
+	if req.Timeout != "" {
+		d, err := time.ParseDuration(req.Timeout)
+		if err != nil || d <= 0 {
+			return errorf(CodeInvalid, "timeout %q is not a duration: use e.g. 90s or 10m", req.Timeout)
+		}
+		waitFor = min(d, s.WaitTimeout)
 	}
 	var asOf subscription.Date
 	if req.AsOf != "" {
@@ -299,16 +320,80 @@ func (s *Server) runScheduler(w http.ResponseWriter, r *http.Request) error {
 	}
 	resp := RunResponse{Result: res}
 	if outcomes != nil {
-		wctx, cancel := context.WithTimeout(ctx, s.WaitTimeout)
+		wctx, cancel := context.WithTimeout(ctx, waitFor)
 		defer cancel()
+		if s.Stopping != nil {
+			defer context.AfterFunc(s.Stopping, cancel)()
+		}
 		counts, err := outcomes.Wait(wctx, s.Ledger, res.Keys, res.DuplicateKeys)
 		resp.Outcomes = counts
-		if err != nil {
-			return errorf(CodeUnavailable, "the pass published %d notices but not all reached an outcome within %v (%v): is a notifier running?", res.Published, s.WaitTimeout, err)
+		var oe *scheduler.OpenError
+		switch {
+		case err == nil:
+		case errors.As(err, &oe) && (ctx.Err() != nil || s.Stopping != nil && s.Stopping.Err() != nil):
+			// The server is shutting down (or the client left): answer
+			// at once; the notices go on once a notifier runs.
+			return errorf(CodeUnavailable, "the server is shutting down with %d notices still without an outcome: they are sent once a notifier runs again; `renewals notices` shows them", len(oe.Keys))
+		case errors.As(err, &oe) && req.Timeout != "":
+			resp.Open = len(oe.Keys)
+			resp.StillOpen = s.stillOpen(context.WithoutCancel(ctx), oe.Keys, waitFor)
+		default:
+			return errorf(CodeUnavailable, "the pass published %d notices but not all reached an outcome within %v (%v): is a notifier running?", res.Published, waitFor, err)
 		}
 	}
 	writeJSON(w, http.StatusOK, resp)
 	return nil
+}
+
+// stillOpen says what the open notices wait for, from their ledger entries:
+// a notifier to take them, or another attempt after a send that did not go
+// (with the commonest reason the attempts gave, which names no address).
+func (s *Server) stillOpen(ctx context.Context, keys []subscription.NoticeKey, after time.Duration) string {
+	const sample = 1000 // enough to say why; a look-up each
+	untaken, sending, retrying := 0, 0, 0
+	reasons := map[string]int{}
+	for i, k := range keys {
+		if i == sample {
+			break
+		}
+		e, err := s.Ledger.Get(ctx, k)
+		switch {
+		case err != nil || e.Attempts == 0:
+			untaken++
+		case e.Reason == "":
+			sending++ // claimed, no attempt has failed yet
+		default:
+			retrying++
+			reasons[e.Reason]++
+		}
+	}
+	var parts []string
+	if sending > 0 {
+		parts = append(parts, fmt.Sprintf("%d being sent, waiting on the SMTP relay", sending))
+	}
+	if retrying > 0 {
+		r, n := commonest(reasons)
+		parts = append(parts, fmt.Sprintf("%d retrying after a failed attempt (%d of them: %s)", retrying, n, r))
+	}
+	if untaken > 0 {
+		parts = append(parts, fmt.Sprintf("%d not yet taken by a notifier: is one running?", untaken))
+	}
+	if len(keys) > sample {
+		parts = append(parts, fmt.Sprintf("%d more not looked at", len(keys)-sample))
+	}
+	return fmt.Sprintf("%d notices still open after %v: %s", len(keys), after, strings.Join(parts, "; "))
+}
+
+// commonest returns the most frequent key of counts and its count, the
+// smallest key on a tie.
+func commonest(counts map[string]int) (string, int) {
+	best, n := "", 0
+	for k, c := range counts {
+		if c > n || c == n && k < best {
+			best, n = k, c
+		}
+	}
+	return best, n
 }
 
 // queryDate reads the date in query parameter name, or today in the

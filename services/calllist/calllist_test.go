@@ -160,9 +160,50 @@ func TestWriteCSVForSpreadsheets(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := "\uFEFF" + strings.Join(CSVHeader, ",") + "\r\n" +
-		`1,unreachable,no contract manager email,1,,"'=HYPERLINK(""http://x"")","Revit, ""LT""",2027-01-01,-3,3,,,,Zoë Ødegård,'+44 1254 000101,90-day 2026-10-03; 45-day 2026-11-17,,` + "\r\n"
+		`1,unreachable,no contract manager email,1,,"'=HYPERLINK(""http://x"")","Revit, ""LT""",2027-01-01,-3,3,,,,Zoë Ødegård,+44 1254 000101,90-day 2026-10-03; 45-day 2026-11-17,,` + "\r\n"
 	if got := b.String(); got != want {
 		t.Fatalf("CSV =\n%q\nwant\n%q", got, want)
+	}
+}
+
+// TestCSVCells: a cell a spreadsheet would run as a formula starts with an
+// apostrophe; a phone number, an id and plain text are written as they are.
+func TestCSVCells(t *testing.T) {
+	for in, want := range map[string]string{
+		"+44 1254 301888":       "+44 1254 301888",
+		"+44 (0)1254 301-888":   "+44 (0)1254 301-888",
+		"+1.212.555.0100":       "+1.212.555.0100",
+		"+4412543018880":        "+4412543018880",
+		"01254 301888":          "01254 301888",
+		"(01254) 301888":        "(01254) 301888",
+		"110001000008":          "110001000008",
+		"AB-12_x":               "AB-12_x",
+		"Zoë Ødegård":           "Zoë Ødegård",
+		"=HYPERLINK(\"x\")":     "'=HYPERLINK(\"x\")",
+		"=1+2":                  "'=1+2",
+		"+1+2":                  "'+1+2",
+		"+44 1254 301888 ext 2": "'+44 1254 301888 ext 2",
+		"+cmd|' /C calc'!A0":    "'+cmd|' /C calc'!A0",
+		"+SUM(1,2)":             "'+SUM(1,2)",
+		"+(1)":                  "'+(1)",
+		"+":                     "'+",
+		"-2+3":                  "'-2+3",
+		"-1254 301888":          "'-1254 301888",
+		"@SUM(A1)":              "'@SUM(A1)",
+		"\t=1":                  "'\t=1",
+		"\r=1":                  "'\r=1",
+		"":                      "",
+	} {
+		if got := text(in); got != want {
+			t.Errorf("text(%q) = %q, want %q", in, got, want)
+		}
+	}
+	var b bytes.Buffer
+	if err := WriteCSV(&b, []Entry{{Rank: 1, SubscriptionID: "-1-1", CMPhone: "+44 1254 301888", Customer: "-1+1"}}); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(b.String(), "\r\n1,,,'-1-1,,'-1+1,") || !strings.Contains(b.String(), ",+44 1254 301888,") {
+		t.Errorf("CSV %q: want the id and customer defused, the phone as it is", b.String())
 	}
 }
 

@@ -377,9 +377,10 @@ var CSVHeader = []string{
 
 // WriteCSV writes entries as CSV that Excel opens cleanly: a UTF-8 byte
 // order mark (so accented names survive), CRLF line ends, a header row.
-// A text cell that a spreadsheet would take for a formula (starting with =,
-// +, -, @, tab or CR; a phone such as +44 1254 000101) is prefixed with an
-// apostrophe, so it shows as text and never runs.
+// A text cell that a spreadsheet would run as a formula (one starting with
+// =, +, -, @, tab or CR, as OWASP's CSV injection guidance lists) is
+// prefixed with an apostrophe, so it shows as text and never runs; a plain
+// phone number such as +44 1254 000101 is written as it is.
 func WriteCSV(w interface{ Write([]byte) (int, error) }, entries []Entry) error {
 	if _, err := w.Write([]byte("\uFEFF")); err != nil {
 		return fmt.Errorf("write call list: %w", err)
@@ -405,7 +406,7 @@ func WriteCSV(w interface{ Write([]byte) (int, error) }, entries []Entry) error 
 			last = fmt.Sprintf("%d-day %s", e.LastOutcome.Milestone, e.LastOutcome.Outcome)
 		}
 		row := []string{
-			strconv.Itoa(e.Rank), string(e.Category), text(e.Reason), e.SubscriptionID, text(e.CustomerAcct),
+			strconv.Itoa(e.Rank), string(e.Category), text(e.Reason), text(e.SubscriptionID), text(e.CustomerAcct),
 			text(e.Customer), text(e.Product), e.EndDate.String(), strconv.Itoa(e.DaysLeft),
 			num(e.Seats), num(e.SeatsAssigned), num(e.SeatsUnused), text(e.AccessModel),
 			text(e.CMName), text(e.CMPhone), strings.Join(sent, "; "), last, text(e.ResellerRep),
@@ -428,10 +429,32 @@ func WriteCSV(w interface{ Write([]byte) (int, error) }, entries []Entry) error 
 	return nil
 }
 
-// text defuses a cell a spreadsheet would evaluate.
+// text defuses a cell a spreadsheet would evaluate, but for a plain phone
+// number.
 func text(s string) string {
-	if s != "" && strings.ContainsRune("=+-@\t\r", rune(s[0])) {
+	if s != "" && strings.ContainsRune("=+-@\t\r", rune(s[0])) && !plainPhone(s) {
 		return "'" + s
 	}
 	return s
+}
+
+// plainPhone reports whether s is a phone number in international form: a
+// leading + and then only digits, spaces, parentheses, dashes and dots,
+// with at least 7 digits, e.g. +44 (0)1254 301-888. Such a cell holds no
+// name a formula could call, and is too long a number to be one.
+func plainPhone(s string) bool {
+	if len(s) < 2 || s[0] != '+' {
+		return false
+	}
+	digits := 0
+	for _, c := range []byte(s[1:]) {
+		switch {
+		case c >= '0' && c <= '9':
+			digits++
+		case c == ' ' || c == '(' || c == ')' || c == '-' || c == '.':
+		default:
+			return false
+		}
+	}
+	return digits >= 7
 }

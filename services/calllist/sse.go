@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"math"
 	"net/http"
 	"strconv"
 	"strings"
@@ -45,11 +46,16 @@ func (s *EventStream) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	cfg := jetstream.OrderedConsumerConfig{DeliverPolicy: jetstream.DeliverNewPolicy}
-	last := cmp.Or(r.Header.Get("Last-Event-ID"), r.URL.Query().Get("last_event_id"))
+	last, name := r.Header.Get("Last-Event-ID"), "Last-Event-ID"
+	if last == "" {
+		last, name = r.URL.Query().Get("last_event_id"), "last_event_id"
+	}
 	if last != "" {
 		seq, err := strconv.ParseUint(last, 10, 64)
-		if err != nil {
-			writeError(w, http.StatusBadRequest, "invalid", fmt.Sprintf("Last-Event-ID %q: send the id of the last event received, a stream sequence number", last))
+		if err != nil || seq == math.MaxUint64 {
+			// The largest sequence has no next one to resume at: seq+1
+			// would wrap to 0, which the server refuses.
+			writeError(w, http.StatusBadRequest, "invalid", fmt.Sprintf("%s %.40q: send the id of the last event received, a stream sequence number below %d", name, last, uint64(math.MaxUint64)))
 			return
 		}
 		cfg.DeliverPolicy, cfg.OptStartSeq = jetstream.DeliverByStartSequencePolicy, seq+1
@@ -100,6 +106,13 @@ func (s *EventStream) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	for {
 		select {
 		case <-ctx.Done():
+			if s.Context != nil && s.Context.Err() != nil {
+				// The server is stopping, not the client: say so, so that
+				// a feed reconnects (with Last-Event-ID) instead of
+				// reporting an error.
+				fmt.Fprint(w, "event: shutdown\ndata: the server is shutting down; reconnect with Last-Event-ID to resume\n\n")
+				flusher.Flush()
+			}
 			return
 		case <-beat.C:
 			if _, err := fmt.Fprint(w, ": heartbeat\n\n"); err != nil {

@@ -13,12 +13,15 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync/atomic"
+	"text/tabwriter"
 	"time"
 
 	"renewals/pkg/importer"
 	"renewals/services/api"
+	"renewals/services/calllist"
 )
 
 // Exit codes.
@@ -33,13 +36,17 @@ const usage = `renewals: renewal notices for software subscriptions, to the cont
 Usage:
   renewals serve [--target all|scheduler|notifier|calllist|api[,...]] [flags]
   renewals import FILE                      .csv, .json (array) or .ndjson; prints the import report
+  renewals import [--format csv|json|ndjson] FILE|-
+                                            any other name, or standard input (-)
   renewals run [--as-of DATE] [--dry-run] [--wait]
                                             one scheduler pass now, or as if today were DATE
   renewals forecast [--from DATE] [--days N]
                                             what would go out, day by day
   renewals notices --subscription ID        the ledger: what was sent, when, to which role
-  renewals calllist [--format csv|json]     who to call, most urgent first
+  renewals calllist [--format table|csv|json] [--rep NAME] [--min-days N] [--max-days N] [--as-of DATE]
+                                            who to call, most urgent first
   renewals erase ID                         erase one subscription's personal data
+  renewals health                           exit 0 when the server answers /readyz (container checks)
 
 Client subcommands talk to a running server: --server (RENEWALS_SERVER, default
 http://127.0.0.1:8080), token from RENEWALS_API_TOKEN, else <data dir>/api-token.
@@ -51,9 +58,12 @@ Exit status: 0 success; 1 something was rejected; 2 usage, connection or server 
 // Env is what a command sees of its environment.
 type Env struct {
 	Getenv func(string) string
-	Stdin  io.Reader
-	Stdout io.Writer
-	Stderr io.Writer
+	// Environ lists the environment as "NAME=value" (os.Environ), so that
+	// serve can warn about misspelt RENEWALS_* variables; nil skips that.
+	Environ func() []string
+	Stdin   io.Reader
+	Stdout  io.Writer
+	Stderr  io.Writer
 }
 
 // Main runs the command line args (without the program name) and returns the
@@ -71,7 +81,7 @@ func Main(ctx context.Context, args []string, env Env) int {
 	case "import":
 		return importCmd(rest, env)
 	case "run":
-		err = runCmd(rest, env)
+		err = runCmd(ctx, rest, env)
 	case "forecast":
 		err = forecastCmd(rest, env)
 	case "notices":
@@ -80,6 +90,8 @@ func Main(ctx context.Context, args []string, env Env) int {
 		err = calllistCmd(rest, env)
 	case "erase":
 		err = eraseCmd(rest, env)
+	case "health":
+		err = healthCmd(ctx, rest, env)
 	case "help", "-h", "--help":
 		fmt.Fprint(env.Stdout, usage)
 		return ExitOK
@@ -92,9 +104,22 @@ func Main(ctx context.Context, args []string, env Env) int {
 	}
 	if err != nil {
 		fmt.Fprintf(env.Stderr, "renewals %s: %v\n", cmd, err)
+		if _, ok := errors.AsType[rejected](err); ok {
+			return ExitRejected
+		}
 		return ExitError
 	}
 	return ExitOK
+}
+
+// rejected is the error of a command that ran and was refused, e.g. for an
+// unknown subscription id: exit status 1 rather than 2.
+type rejected struct{ error }
+
+// notFound reports whether err is the server's 404 answer.
+func notFound(err error) bool {
+	se, ok := errors.AsType[*serverError](err)
+	return ok && se.status == http.StatusNotFound
 }
 
 // clientFlags registers the flags every client subcommand shares.
@@ -119,26 +144,43 @@ func newFlagSet(name, synopsis string, env Env) *flag.FlagSet {
 	return fs
 }
 
+// parse reads flags before and after the positional arguments (`import
+// FILE --format csv` as well as `import --format csv FILE`); after "--"
+// everything is an argument. A lone "-" is an argument, as for standard
+// input.
 func parse(fs *flag.FlagSet, args []string, positional int) error {
 	help := fs.Usage
 	fs.Usage = func() {} // flag calls it on errors too: print only when asked
 	defer func() { fs.Usage = help }()
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			help()
-			return err
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			if errors.Is(err, flag.ErrHelp) {
+				help()
+				return err
+			}
+			return fmt.Errorf("%v: see 'renewals %s --help'", err, fs.Name())
 		}
-		return fmt.Errorf("%v: see 'renewals %s --help'", err, fs.Name())
+		rest := fs.Args()
+		if len(rest) == 0 {
+			break
+		}
+		if len(args) > len(rest) && args[len(args)-len(rest)-1] == "--" {
+			pos = append(pos, rest...)
+			break
+		}
+		pos, args = append(pos, rest[0]), rest[1:]
 	}
-	if fs.NArg() != positional {
-		return fmt.Errorf("want %d argument(s), got %d: see 'renewals %s --help'", positional, fs.NArg(), fs.Name())
+	if len(pos) != positional {
+		return fmt.Errorf("want %d argument(s), got %d: see 'renewals %s --help'", positional, len(pos), fs.Name())
 	}
-	return nil
+	return fs.Parse(append([]string{"--"}, pos...)) // so that fs.Arg reads them
 }
 
 func importCmd(args []string, env Env) int {
-	fs := newFlagSet("import", "import [flags] FILE\n\nImports subscriptions from FILE (.csv with a header row, .json holding an array, or\n.ndjson) and prints the import report. Exit status 1 when rows or the file were rejected.", env)
+	fs := newFlagSet("import", "import [flags] FILE\n\nImports subscriptions from FILE (.csv with a header row, .json holding an array, or\n.ndjson), or from standard input when FILE is -, and prints the import report.\nExit status 1 when rows or the file were rejected.", env)
 	server, dataDir := clientFlags(fs, env)
+	format := fs.String("format", "", "csv, json or ndjson: the format of FILE, needed when its name does not end in .csv, .json or .ndjson\n(e.g. a .txt file or /dev/stdin); for - the server tells it from the content when not given")
 	quiet := fs.Bool("quiet", false, "no progress output")
 	progressOver := fs.Int64("progress-over", 4<<20, "show progress on stderr for files larger than this many bytes")
 	if err := parse(fs, args, 1); err != nil {
@@ -157,22 +199,30 @@ func importCmd(args []string, env Env) int {
 		return ExitError
 	}
 	path := fs.Arg(0)
-	f, err := os.Open(path)
-	if errors.Is(err, os.ErrNotExist) {
-		return fail(fmt.Errorf("%s does not exist: check the path", path))
+	var in io.Reader = env.Stdin
+	var size int64 // unknown for standard input: no progress
+	if path != "-" {
+		f, err := os.Open(path)
+		if errors.Is(err, os.ErrNotExist) {
+			return fail(fmt.Errorf("%s does not exist: check the path", path))
+		}
+		if err != nil {
+			return fail(fmt.Errorf("cannot read %s (%v): check the path and its permissions", path, errors.Unwrap(err)))
+		}
+		defer f.Close()
+		st, err := f.Stat()
+		if err != nil {
+			return fail(fmt.Errorf("cannot read %s (%v): check the path and its permissions", path, err))
+		}
+		if st.IsDir() {
+			return fail(fmt.Errorf("%s is a directory: name a .csv, .json or .ndjson file", path))
+		}
+		in, size = f, st.Size()
+		if !st.Mode().IsRegular() {
+			size = 0 // a pipe or a device, such as /dev/stdin
+		}
 	}
-	if err != nil {
-		return fail(fmt.Errorf("cannot read %s (%v): check the path and its permissions", path, errors.Unwrap(err)))
-	}
-	defer f.Close()
-	st, err := f.Stat()
-	if err != nil {
-		return fail(fmt.Errorf("cannot read %s (%v): check the path and its permissions", path, err))
-	}
-	if st.IsDir() {
-		return fail(fmt.Errorf("%s is a directory: name a .csv, .json or .ndjson file", path))
-	}
-	contentType, err := contentTypeOf(path)
+	contentType, err := contentTypeOf(path, *format)
 	if err != nil {
 		return fail(err)
 	}
@@ -180,10 +230,10 @@ func importCmd(args []string, env Env) int {
 	if err != nil {
 		return fail(err)
 	}
-	body := &countingReader{r: f}
+	body := &countingReader{r: in}
 	stop := func() {}
-	if !*quiet && st.Size() > *progressOver {
-		stop = progress(env.Stderr, path, body, st.Size())
+	if !*quiet && size > *progressOver {
+		stop = progress(env.Stderr, path, body, size)
 	}
 	var report importer.Report
 	err = c.do(http.MethodPost, "/api/v1/subscriptions/import", contentType, body, &report)
@@ -198,16 +248,36 @@ func importCmd(args []string, env Env) int {
 	return ExitOK
 }
 
-func contentTypeOf(path string) (string, error) {
-	switch strings.ToLower(filepath.Ext(path)) {
+// contentTypeOf returns the Content-Type of an import: that of --format
+// when given, else of the file name's extension; "" for standard input
+// without --format, which the server then tells from the content.
+func contentTypeOf(path, format string) (string, error) {
+	ext := strings.ToLower(filepath.Ext(path))
+	if format != "" {
+		f, err := importer.ParseFormat(format)
+		if err != nil {
+			return "", fmt.Errorf("--format: %w", err)
+		}
+		ext = "." + string(f)
+		if f == importer.FormatAuto {
+			ext = ""
+		}
+	} else if path == "-" {
+		return "", nil
+	}
+	switch ext {
 	case ".csv":
 		return "text/csv", nil
 	case ".json":
 		return "application/json", nil
 	case ".ndjson", ".jsonl":
 		return "application/x-ndjson", nil
+	case "":
+		if format != "" { // --format auto
+			return "", nil
+		}
 	}
-	return "", fmt.Errorf("%s: name the file .csv, .json (an array) or .ndjson so its format is known", path)
+	return "", fmt.Errorf("%s: name the file .csv, .json (an array) or .ndjson so its format is known, or give it with --format csv, json or ndjson", path)
 }
 
 type countingReader struct {
@@ -253,23 +323,34 @@ func progress(w io.Writer, path string, c *countingReader, total int64) (stop fu
 // mb writes a byte count in megabytes, to one decimal.
 func mb(n int64) string { return fmt.Sprintf("%.1f MB", float64(n)/(1<<20)) }
 
-func runCmd(args []string, env Env) error {
-	fs := newFlagSet("run", "run [--as-of YYYY-MM-DD] [--dry-run] [--wait]\n\nRuns one scheduler pass now: publishes every notice due today (or on --as-of)\nthat was not sent yet.", env)
+func runCmd(ctx context.Context, args []string, env Env) error {
+	fs := newFlagSet("run", "run [--as-of YYYY-MM-DD] [--dry-run] [--wait [--timeout DURATION]]\n\nRuns one scheduler pass now: publishes every notice due today (or on --as-of)\nthat was not sent yet. With --wait, returns when each has a final outcome;\nCtrl-C (or SIGTERM) stops waiting at once, and the server carries on.", env)
 	server, dataDir := clientFlags(fs, env)
 	asOf := fs.String("as-of", "", "run as if today were this date (YYYY-MM-DD)")
 	dry := fs.Bool("dry-run", false, "list what is due without publishing anything")
 	wait := fs.Bool("wait", false, "return only when every published notice has a final outcome")
+	timeout := fs.Duration("timeout", 0, "with --wait: stop waiting after this long (e.g. 90s, 10m) and say what is still open, exit 1; 0 waits as long as the server allows")
 	asJSON := fs.Bool("json", false, "print the result as JSON")
 	if err := parse(fs, args, 0); err != nil {
 		return err
+	}
+	if *timeout < 0 || *timeout > 0 && !*wait {
+		return fmt.Errorf("--timeout needs --wait and a positive duration such as 90s: see 'renewals run --help'")
 	}
 	c, err := newClient(*server, *dataDir, env.Getenv)
 	if err != nil {
 		return err
 	}
+	c.ctx = ctx
+	req := api.RunRequest{AsOf: *asOf, DryRun: *dry, Wait: *wait}
+	if *timeout > 0 {
+		req.Timeout = timeout.String()
+	}
 	var res api.RunResponse
-	if err := c.do(http.MethodPost, "/api/v1/scheduler/run", "application/json",
-		jsonBody(api.RunRequest{AsOf: *asOf, DryRun: *dry, Wait: *wait}), &res); err != nil {
+	if err := c.do(http.MethodPost, "/api/v1/scheduler/run", "application/json", jsonBody(req), &res); err != nil {
+		if ctx.Err() != nil {
+			return fmt.Errorf("stopped waiting: the server carries on with the pass; 'renewals notices --subscription ID' shows the outcomes")
+		}
 		return err
 	}
 	if *asJSON {
@@ -281,19 +362,24 @@ func runCmd(args []string, env Env) error {
 	}
 	fmt.Fprintf(env.Stdout, "pass for %s: %d subscriptions in the window, %d due, %d already sent\n", day, res.Considered, res.Due, res.AlreadySent)
 	if *dry {
+		// The server lists them by days left, then key: most urgent first.
+		tw := tabwriter.NewWriter(env.Stdout, 0, 0, 2, ' ', 0)
 		for _, n := range res.Notices {
-			reach := ""
+			what := "would be sent to the contract manager"
 			if !n.Reachable {
-				reach = "  (no contract manager email: undeliverable)"
+				what = "undeliverable: no contract manager email"
 			}
-			fmt.Fprintf(env.Stdout, "  would send %s (%d days left)%s\n", n.Key, n.DaysLeft, reach)
+			fmt.Fprintf(tw, "  %s\t%s\t%s\n", n.Key, daysLeft(n.DaysLeft), what)
 		}
-		return nil
+		return tw.Flush()
 	}
 	fmt.Fprintf(env.Stdout, "published %d, %d already published within the duplicate window\n", res.Published, res.Duplicates)
 	if *wait {
 		fmt.Fprintf(env.Stdout, "outcomes: %d sent, %d skipped, %d failed, %d undeliverable\n",
 			res.Outcomes["sent"], res.Outcomes["skipped"], res.Outcomes["failed"], res.Outcomes["undeliverable"])
+	}
+	if res.Open > 0 {
+		return rejected{errors.New(res.StillOpen)}
 	}
 	return nil
 }
@@ -378,6 +464,17 @@ func noticesCmd(args []string, env Env) error {
 	if err := c.do(http.MethodGet, path, "", nil, &out); err != nil {
 		return err
 	}
+	if *id != "" && len(out.Notices) == 0 {
+		// The ledger of an id it never saw is as empty as that of a
+		// subscription with nothing sent yet: ask the store which it is.
+		err := c.do(http.MethodGet, "/api/v1/subscriptions/"+url.PathEscape(*id), "", nil, nil)
+		if notFound(err) {
+			return rejected{fmt.Errorf("subscription %s is unknown (or was erased): check the id, e.g. in 'renewals calllist'", *id)}
+		}
+		if err != nil {
+			return err
+		}
+	}
 	if *asJSON {
 		return printJSON(env.Stdout, out)
 	}
@@ -408,31 +505,89 @@ func noticesCmd(args []string, env Env) error {
 }
 
 func calllistCmd(args []string, env Env) error {
-	fs := newFlagSet("calllist", "calllist [--format csv|json] [--rep NAME]\n\nPrints the call list: who to call about a renewal, most urgent first.", env)
+	fs := newFlagSet("calllist", "calllist [--format table|csv|json] [--rep NAME] [--min-days N] [--max-days N] [--as-of YYYY-MM-DD]\n\nPrints the call list: who to call about a renewal, most urgent first.", env)
 	server, dataDir := clientFlags(fs, env)
-	format := fs.String("format", "json", "csv or json")
-	rep := fs.String("rep", "", "only this reseller_rep's customers")
+	format := fs.String("format", "table", "table (aligned columns to read), csv (for a spreadsheet) or json")
+	rep := fs.String("rep", "", "only this reseller rep's customers (reseller_rep, in any case)")
+	var minDays, maxDays string
+	days := func(dst *string) func(string) error {
+		return func(v string) error {
+			if _, err := strconv.Atoi(v); err != nil {
+				return errors.New("give a whole number of days, e.g. 30 (negative for days since a lapse)")
+			}
+			*dst = v
+			return nil
+		}
+	}
+	fs.Func("min-days", "only entries with at least this many days left (negative: lapsed at most that many days ago)", days(&minDays))
+	fs.Func("max-days", "only entries with at most this many days left", days(&maxDays))
+	asOf := fs.String("as-of", "", "reckon days left as if today were this date (YYYY-MM-DD)")
 	if err := parse(fs, args, 0); err != nil {
 		return err
 	}
-	if *format != "csv" && *format != "json" {
-		return fmt.Errorf("--format %q: use csv or json", *format)
+	if *format != "table" && *format != "csv" && *format != "json" {
+		return fmt.Errorf("--format %q: use table, csv or json", *format)
 	}
 	c, err := newClient(*server, *dataDir, env.Getenv)
 	if err != nil {
 		return err
 	}
+	// The filters are the API's: GET /api/v1/calllist does the filtering.
 	q := url.Values{"format": {*format}}
-	if *rep != "" {
-		q.Set("reseller_rep", *rep)
+	if *format == "table" {
+		q.Set("format", "json")
+	}
+	for name, v := range map[string]string{"reseller_rep": *rep, "min_days": minDays, "max_days": maxDays, "as_of": *asOf} {
+		if v != "" {
+			q.Set(name, v)
+		}
 	}
 	resp, err := c.send(http.MethodGet, "/api/v1/calllist?"+q.Encode(), "", nil)
 	if err != nil {
 		return err
 	}
 	defer resp.Body.Close()
-	_, err = io.Copy(env.Stdout, resp.Body)
-	return err
+	if *format != "table" {
+		_, err = io.Copy(env.Stdout, resp.Body)
+		return err
+	}
+	var list struct {
+		Entries []calllist.Entry `json:"entries"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&list); err != nil {
+		return fmt.Errorf("the server's call list is not JSON (%v): is --server pointing at renewals?", err)
+	}
+	return printCalllist(env.Stdout, list.Entries)
+}
+
+// printCalllist writes the call list as a table with aligned columns, the
+// reason last since it is the longest.
+func printCalllist(w io.Writer, entries []calllist.Entry) error {
+	if len(entries) == 0 {
+		_, err := fmt.Fprintln(w, "nobody to call: no subscription in its renewal period matches")
+		return err
+	}
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "#\tDAYS LEFT\tEND DATE\tSUBSCRIPTION\tCUSTOMER\tPRODUCT\tCONTRACT MANAGER\tPHONE\tREP\tREASON")
+	for _, e := range entries {
+		fmt.Fprintf(tw, "%d\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", e.Rank, e.DaysLeft, e.EndDate,
+			cell(e.SubscriptionID), cell(e.Customer), cell(e.Product), cell(e.CMName), cell(e.CMPhone), cell(e.ResellerRep), cell(e.Reason))
+	}
+	return tw.Flush()
+}
+
+// cell keeps a value on its line and in its column: imports refuse tabs and
+// line breaks, but an SMTP reason may hold anything.
+func cell(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return strings.Map(func(r rune) rune {
+		if r == '\t' || r == '\n' || r == '\r' {
+			return ' '
+		}
+		return r
+	}, s)
 }
 
 func eraseCmd(args []string, env Env) error {
@@ -446,11 +601,28 @@ func eraseCmd(args []string, env Env) error {
 		return err
 	}
 	id := fs.Arg(0)
-	if err := c.do(http.MethodDelete, "/api/v1/subscriptions/"+url.PathEscape(id), "", nil, nil); err != nil {
+	err = c.do(http.MethodDelete, "/api/v1/subscriptions/"+url.PathEscape(id), "", nil, nil)
+	if notFound(err) {
+		return rejected{fmt.Errorf("subscription %s is unknown or already erased: nothing was erased; check the id", id)}
+	}
+	if err != nil {
 		return err
 	}
 	fmt.Fprintf(env.Stdout, "erased the personal data of subscription %s\n", id)
 	return nil
+}
+
+// daysLeft writes a count of days left as a person says it.
+func daysLeft(n int) string {
+	switch {
+	case n == 1:
+		return "1 day left"
+	case n == -1:
+		return "1 day ago"
+	case n < 0:
+		return fmt.Sprintf("%d days ago", -n)
+	}
+	return fmt.Sprintf("%d days left", n)
 }
 
 func printJSON(w io.Writer, v any) error {

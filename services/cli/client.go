@@ -2,6 +2,7 @@ package cli
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -19,6 +20,8 @@ type client struct {
 	base  string
 	token string
 	http  *http.Client
+	// ctx ends the requests, e.g. at SIGINT; Background unless set.
+	ctx context.Context
 }
 
 // newClient reads --server and the token: RENEWALS_API_TOKEN, else the file
@@ -35,7 +38,7 @@ func newClient(server, dataDir string, getenv func(string) string) (*client, err
 	if u, err := url.Parse(server); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return nil, fmt.Errorf("--server %q is not the URL of a server: give one such as http://127.0.0.1:8080", server)
 	}
-	return &client{base: strings.TrimRight(server, "/"), token: token, http: &http.Client{}}, nil
+	return &client{base: strings.TrimRight(server, "/"), token: token, http: &http.Client{}, ctx: context.Background()}, nil
 }
 
 // do sends a request and decodes a JSON answer into out (when non-nil), or
@@ -58,7 +61,7 @@ func (c *client) do(method, path, contentType string, body io.Reader, out any) e
 // send returns the response of a successful request; any status >= 400
 // becomes an error carrying the server's message.
 func (c *client) send(method, path, contentType string, body io.Reader) (*http.Response, error) {
-	req, err := http.NewRequest(method, c.base+path, body)
+	req, err := http.NewRequestWithContext(c.ctx, method, c.base+path, body)
 	if err != nil {
 		return nil, fmt.Errorf("bad server address %q: use e.g. http://127.0.0.1:8080", c.base)
 	}
@@ -72,7 +75,10 @@ func (c *client) send(method, path, contentType string, body io.Reader) (*http.R
 		if errors.As(err, &op) {
 			return nil, fmt.Errorf("cannot reach the server at %s: start it with `renewals serve`, or set --server / RENEWALS_SERVER", c.base)
 		}
-		return nil, fmt.Errorf("%s %s: %v", method, path, err)
+		if c.ctx.Err() != nil {
+			return nil, err
+		}
+		return nil, fmt.Errorf("the server at %s did not answer in HTTP (%v): is --server the address of renewals, e.g. http://127.0.0.1:8080?", c.base, err)
 	}
 	if resp.StatusCode < 400 {
 		return resp, nil

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/mail"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -15,6 +16,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/redis/go-redis/v9"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
@@ -71,11 +73,29 @@ func serve(ctx context.Context, args []string, env Env) error {
 	if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
 		return fmt.Errorf("cannot create the data dir %s: %v; set RENEWALS_DATA_DIR to a writable directory", cfg.DataDir, err)
 	}
+	if env.Environ != nil {
+		for _, w := range config.Unknown(env.Environ()) {
+			log.Warn(w)
+		}
+	}
+	unlock, err := lockDataDir(cfg.DataDir)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	// The HTTP port first: a port in use stops the start before anything
+	// else has started (and logged errors of its own).
+	ln, err := net.Listen("tcp", cfg.HTTPAddr)
+	if err != nil {
+		return fmt.Errorf("cannot listen on %s (%v): is another renewals running? set RENEWALS_HTTP_ADDR", cfg.HTTPAddr, err)
+	}
+	defer ln.Close()
 
 	// NATS: external, or embedded storing under the data dir.
 	bus, err := natsbus.Open(ctx, natsbus.Config{
 		URL: cfg.NATSURL, Listen: cfg.NATSListen,
 		StoreDir: filepath.Join(cfg.DataDir, "nats"), Name: "renewals " + cfg.Targets,
+		Creds: cfg.NATSCreds, SecretsDir: cfg.DataDir, SyncInterval: cfg.NATSSyncInterval,
 	})
 	if err != nil {
 		return err
@@ -83,25 +103,30 @@ func serve(ctx context.Context, args []string, env Env) error {
 	defer bus.Close()
 	if bus.Server != nil {
 		log.Info("embedded NATS started", zap.String("listen", bus.Server.ClientURL()))
+		fmt.Fprintln(env.Stderr, bus.Credentials.Hint(bus.Server.ClientURL()))
 	}
 
 	// State: Redis, or the embedded JetStream key-value store.
 	var store subscription.Store
 	var ledger subscription.Ledger
+	var pingLedger func(context.Context) error // the ledger's write probe, for /readyz
 	if cfg.RedisURL != "" {
+		// go-redis logs pool events (a lost connection, a failed dial) with
+		// the standard logger; they go to this process's log instead.
+		redis.SetLogger(redisLog{log.Named("redis")})
 		rs, rl, err := redisstore.Open(ctx, cfg.RedisURL)
 		if err != nil {
-			return fmt.Errorf("RENEWALS_REDIS_URL: %w", err)
+			return err
 		}
 		defer rs.Close()
-		store, ledger = rs, rl
+		store, ledger, pingLedger = rs, rl, rl.Ping
 		log.Info("state in Redis")
 	} else {
 		ks, kl, err := kvstore.New(ctx, bus.JS)
 		if err != nil {
 			return err
 		}
-		store, ledger = ks, kl
+		store, ledger, pingLedger = ks, kl, kl.Ping
 		log.Info("state in the JetStream key-value store")
 	}
 
@@ -150,9 +175,9 @@ func serve(ctx context.Context, args []string, env Env) error {
 	}
 
 	if cfg.TargetSet["notifier"] {
-		sender, err := mailer.Open(cfg.SMTPURL, cfg.MailFrom, filepath.Join(cfg.DataDir, "outbox"), now)
+		sender, err := mailer.Open(cfg.SMTPURL, fromWithName(cfg.MailFrom, cfg.ResellerName), filepath.Join(cfg.DataDir, "outbox"), now)
 		if err != nil {
-			return fmt.Errorf("RENEWALS_SMTP_URL: %w", err)
+			return err // ParseURL and the outbox name the variable to fix
 		}
 		if cfg.SMTPURL == "" {
 			log.Info("emails written to the outbox", zap.String("dir", filepath.Join(cfg.DataDir, "outbox")))
@@ -172,7 +197,7 @@ func serve(ctx context.Context, args []string, env Env) error {
 		n := &notifier.Notifier{
 			JS: bus.JS, Store: store, Ledger: ledger, Sender: sender, Renderer: renderer,
 			Milestones: cfg.Stages, Location: cfg.Location, Now: now, Log: log.Named("notifier"),
-			Consumer: consumer, Workers: *workers, Pause: faultPause(env), Observe: m.Outcome,
+			Consumer: consumer, Workers: *workers, Drain: cfg.Drain, Pause: faultPause(env), Observe: m.Outcome,
 		}
 		g.Go(func() error { return n.Run(gctx) })
 	}
@@ -182,7 +207,8 @@ func serve(ctx context.Context, args []string, env Env) error {
 	srv := &api.Server{
 		Store: store, Ledger: ledger, JS: bus.JS, Scheduler: schedulerForAPI(sched), Renderer: renderer,
 		Location: cfg.Location, Now: now, Log: log.Named("api"),
-		MaxImportBytes: *maxImport, GraceDays: cfg.GraceDays, WaitTimeout: 30 * time.Minute, APIDisabled: !cfg.TargetSet["api"],
+		Stopping: gctx, MaxImportBytes: *maxImport, GraceDays: cfg.GraceDays, WaitTimeout: 30 * time.Minute, APIDisabled: !cfg.TargetSet["api"],
+		OutboxDir: filepath.Join(cfg.DataDir, "outbox"),
 		Ready: func(ctx context.Context) error {
 			if !bus.Conn.IsConnected() {
 				return errors.New("NATS is not connected")
@@ -190,7 +216,13 @@ func serve(ctx context.Context, args []string, env Env) error {
 			if _, err := bus.JS.AccountInfo(ctx); err != nil {
 				return fmt.Errorf("JetStream: %w", err)
 			}
-			return store.Ping(ctx)
+			if err := store.Ping(ctx); err != nil {
+				return fmt.Errorf("the store does not accept a write: %w", err)
+			}
+			if err := pingLedger(ctx); err != nil {
+				return fmt.Errorf("the ledger does not accept a write: %w", err)
+			}
+			return nil
 		},
 	}
 	srv.Metrics, srv.OnImport = m.Handler(), m.Import
@@ -207,10 +239,6 @@ func serve(ctx context.Context, args []string, env Env) error {
 			return err
 		}
 		defer stopIngest()
-	}
-	ln, err := net.Listen("tcp", cfg.HTTPAddr)
-	if err != nil {
-		return fmt.Errorf("cannot listen on %s (%v): is another renewals running? set RENEWALS_HTTP_ADDR", cfg.HTTPAddr, err)
 	}
 	conns := api.ConnLimit(nofile)
 	ln = api.LimitListener(ln, conns, api.PerClientConns)
@@ -230,14 +258,38 @@ func serve(ctx context.Context, args []string, env Env) error {
 	})
 	g.Go(func() error {
 		<-gctx.Done()
-		sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		sctx, cancel := context.WithTimeout(context.Background(), cfg.Drain)
 		defer cancel()
-		return hs.Shutdown(sctx)
+		if err := hs.Shutdown(sctx); err != nil {
+			log.Warn("HTTP requests still open after the drain time; closing them", zap.Duration("drain", cfg.Drain))
+			_ = hs.Close()
+		}
+		return nil
 	})
 
 	err = g.Wait()
 	log.Info("shut down", zap.NamedError("cause", context.Cause(gctx)))
 	return err
+}
+
+// redisLog is go-redis's logger writing to zap.
+type redisLog struct{ l *zap.Logger }
+
+func (r redisLog) Printf(_ context.Context, format string, v ...any) {
+	r.l.Warn(strings.TrimSpace(fmt.Sprintf(format, v...)))
+}
+
+// fromWithName gives the From address the reseller's name as display name
+// when RENEWALS_MAIL_FROM carries none ("Acme Software Ltd"
+// <renewals@acme.example>): the customer sees who writes. An address that
+// does not parse is left for the mailer to refuse with its own sentence.
+func fromWithName(from, name string) string {
+	a, err := mail.ParseAddress(from)
+	if err != nil || a.Name != "" || strings.TrimSpace(name) == "" {
+		return from
+	}
+	a.Name = strings.TrimSpace(name)
+	return a.String()
 }
 
 // schedulerForAPI is the scheduler as the API runs it: a manual pass waits

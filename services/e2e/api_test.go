@@ -16,6 +16,7 @@ import (
 
 	"renewals/pkg/event"
 	"renewals/pkg/importer"
+	"renewals/pkg/natsbus"
 	"renewals/pkg/testenv"
 	"renewals/services/e2e"
 )
@@ -200,7 +201,7 @@ func TestAPI(t *testing.T) {
 	t.Parallel()
 	listen := "127.0.0.1:" + strconv.Itoa(testenv.FreePort(t))
 	s := e2e.Start(t, e2e.Options{Env: map[string]string{"RENEWALS_NATS_LISTEN": listen}})
-	events := watchUpserts(t, "nats://"+listen)
+	events := watchUpserts(t, s.NATSURLAs(t, natsbus.DashboardUser))
 
 	t.Run("import CSV", func(t *testing.T) {
 		got := importVia(t, s, "text/csv; charset=utf-8", apiCSV)
@@ -334,7 +335,7 @@ func TestAPI(t *testing.T) {
 	})
 
 	t.Run("CRM ingest", func(t *testing.T) {
-		nc, err := nats.Connect("nats://" + listen)
+		nc, err := nats.Connect(s.NATSURLAs(t, natsbus.ServiceUser))
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -24,6 +24,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/redis/go-redis/v9"
 
+	"renewals/pkg/natsbus"
 	"renewals/pkg/testenv"
 	"renewals/services/e2e"
 )
@@ -125,7 +126,6 @@ func eachBackend(t *testing.T, fn func(t *testing.T, b *backend)) {
 			t.Parallel()
 			b := &backend{name: name}
 			env := map[string]string{"RENEWALS_NATS_LISTEN": "127.0.0.1:" + strconv.Itoa(testenv.FreePort(t))}
-			b.nats = "nats://" + env["RENEWALS_NATS_LISTEN"]
 			if name != "embedded" {
 				b.redis = testenv.StartRedis(t)
 				b.smtp = testenv.SMTP(t)
@@ -133,6 +133,7 @@ func eachBackend(t *testing.T, fn func(t *testing.T, b *backend)) {
 				env["RENEWALS_SMTP_URL"] = b.smtp.URL()
 			}
 			b.srv = e2e.Start(t, e2e.Options{Env: env})
+			b.nats = b.srv.NATSURLAs(t, natsbus.ServiceUser)
 			fn(t, b)
 		})
 	}
@@ -453,7 +454,7 @@ func TestErasureWhileInFlight(t *testing.T) {
 	}})
 	s := b.srv
 	importSample(t, s)
-	nc, err := nats.Connect("nats://" + listen)
+	nc, err := nats.Connect(s.NATSURLAs(t, natsbus.ServiceUser))
 	if err != nil {
 		t.Fatal(err)
 	}

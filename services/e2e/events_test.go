@@ -16,6 +16,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"renewals/pkg/event"
+	"renewals/pkg/natsbus"
 	"renewals/pkg/subscription"
 	"renewals/pkg/testenv"
 )
@@ -35,7 +36,7 @@ func TestEventsAreCloudEventsWithoutPersonalData(t *testing.T) {
 	natsAddr := "127.0.0.1:" + strconv.Itoa(testenv.FreePort(t))
 	s := Start(t, Options{Env: map[string]string{"RENEWALS_SMTP_URL": smtp.URL(), "RENEWALS_NATS_LISTEN": natsAddr}})
 
-	nc, err := nats.Connect("nats://" + natsAddr)
+	nc, err := nats.Connect(s.NATSURLAs(t, natsbus.ServiceUser))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -258,7 +259,7 @@ func (c *sseClient) next(t *testing.T, within time.Duration) sseEvent {
 func TestEventStreamDeliversAndResumes(t *testing.T) {
 	natsAddr := "127.0.0.1:" + strconv.Itoa(testenv.FreePort(t))
 	s := Start(t, Options{Env: map[string]string{"RENEWALS_NATS_LISTEN": natsAddr}})
-	_, js := testenv.Connect(t, "nats://"+natsAddr)
+	_, js := testenv.Connect(t, s.NATSURLAs(t, natsbus.ServiceUser))
 	ctx := context.Background()
 	publish := func(n int) (uint64, time.Time, string) {
 		t.Helper()

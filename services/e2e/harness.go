@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -19,6 +20,7 @@ import (
 	"testing"
 	"time"
 
+	"renewals/pkg/natsbus"
 	"renewals/pkg/testenv"
 	"renewals/services/cli"
 )
@@ -43,6 +45,12 @@ type Server struct {
 	logs    *syncBuffer
 }
 
+// The sample reseller that the servers of the tests write emails as.
+const (
+	SampleReseller = "Sample Reseller Ltd"
+	SamplePhone    = "01234 567890"
+)
+
 // Start runs `renewals serve` in process on free ports and returns once it
 // answers /readyz. It is shut down (as by SIGTERM) at test end.
 func Start(t testing.TB, o Options) *Server {
@@ -53,6 +61,11 @@ func Start(t testing.TB, o Options) *Server {
 	}
 	env := map[string]string{
 		"RENEWALS_DATA_DIR": dir,
+		// A test's data dir is thrown away: syncing every write to disk
+		// (the default) would only make the suite slower and hostage to
+		// other processes' disk writes. TestEmbeddedServerSyncsEveryWrite
+		// and BenchmarkEmbeddedDefault cover the default.
+		"RENEWALS_NATS_SYNC": "2m",
 		// Port 0 (HTTP) and -1 (NATS) let each server pick a free port
 		// itself, which no other test can take first; Start reads the
 		// addresses back from what serve prints.
@@ -60,6 +73,10 @@ func Start(t testing.TB, o Options) *Server {
 		"RENEWALS_NATS_LISTEN": "127.0.0.1:-1",
 		"RENEWALS_LOG_FORMAT":  "json",
 		"RENEWALS_API_TOKEN":   "",
+		// The notifier refuses to start without the reseller's name and
+		// a contact for the emails.
+		"RENEWALS_RESELLER_NAME":  SampleReseller,
+		"RENEWALS_RESELLER_PHONE": SamplePhone,
 	}
 	for k, v := range o.Env {
 		env[k] = v
@@ -112,6 +129,27 @@ func (s *Server) NATSURL(t testing.TB) string {
 		t.Fatalf("this server runs no embedded NATS (or it did not say where it listens):\n%s", s.Logs())
 	}
 	return m[1]
+}
+
+// NATSURLAs returns the embedded NATS server's client URL with the password
+// of user (natsbus.ServiceUser or natsbus.DashboardUser) in it, read from the
+// file the server generated into its data dir.
+func (s *Server) NATSURLAs(t testing.TB, user string) string {
+	t.Helper()
+	file := natsbus.ServicePasswordFile
+	if user == natsbus.DashboardUser {
+		file = natsbus.DashboardPasswordFile
+	}
+	pw, err := os.ReadFile(filepath.Join(s.DataDir, file))
+	if err != nil {
+		t.Fatalf("the embedded NATS password of %s: %v", user, err)
+	}
+	u, err := url.Parse(s.NATSURL(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	u.User = url.UserPassword(user, strings.TrimSpace(string(pw)))
+	return u.String()
 }
 
 func (s *Server) waitReady(t testing.TB) {

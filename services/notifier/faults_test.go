@@ -6,10 +6,16 @@ import (
 	"testing"
 	"time"
 
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest"
+
 	"renewals/pkg/event"
+	"renewals/pkg/mailer"
+	"renewals/pkg/render"
 	"renewals/pkg/subscription"
 	"renewals/pkg/testenv"
 	"renewals/services/notifier"
+	"renewals/templates"
 )
 
 // TestTransientRepliesAreRetried: a 421 or 451 reply is retried with
@@ -219,4 +225,67 @@ func TestPoisonMessage(t *testing.T) {
 		info, err := cons.Info(context.Background())
 		return err == nil && info.NumPending == 0 && info.NumAckPending == 0
 	})
+}
+
+// TestShutdownDrains: when the notifier's context ends with sends under way
+// behind a slow relay, Run returns within the drain time; the notices that
+// had not started out are handed back at once, so a second notifier sends
+// them long before their ack wait would have run out, each exactly once.
+func TestShutdownDrains(t *testing.T) {
+	t.Parallel()
+	r := setup(t, "")
+	r.smtp.SetDelay(300 * time.Millisecond)
+	keys := r.subs(40)
+	cc := fastConsumer
+	cc.AckWait, cc.Lease = time.Minute, 90*time.Second // a notice left unacknowledged would wait a minute
+
+	cfg, err := mailer.ParseURL(r.smtp.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Workers = 2
+	sender, err := mailer.NewSMTP(cfg, "renewals@example.net", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sender.Close()
+	renderer, err := render.New(templates.FS, render.Reseller{Name: "Reseller Ltd", Email: "sales@example.net"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	first := &notifier.Notifier{
+		JS: r.bus.JS, Store: r.store, Ledger: r.ledger, Sender: sender, Renderer: renderer,
+		Milestones: subscription.DefaultMilestones, Location: time.UTC, Now: time.Now,
+		Log: zaptest.NewLogger(t, zaptest.Level(zap.WarnLevel)), Consumer: cc, Workers: 16,
+		Drain: 5 * time.Second,
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- first.Run(ctx) }()
+	r.due(keys...)
+	r.smtp.WaitFor(4, 20*time.Second)
+	cancel()
+	stopped := time.Now()
+	var took time.Duration
+	select {
+	case err := <-done:
+		took = time.Since(stopped)
+		if err != nil {
+			t.Fatalf("Run: %v", err)
+		}
+	case <-time.After(first.Drain + 5*time.Second):
+		t.Fatalf("Run still running %v after its context ended (drain %v)", time.Since(stopped), first.Drain)
+	}
+	at := len(r.smtp.Messages())
+	if at >= len(keys) {
+		t.Fatalf("all %d sent before the shutdown: nothing was left to hand back", at)
+	}
+
+	r.start(cc, nil)
+	r.events.wait(t, 20*time.Second, strs(keys)...) // well inside the minute of ack wait
+	if dups := r.checkExactlyOnce(keys); len(dups) > 0 {
+		t.Errorf("duplicates after a drained shutdown: %v", dups)
+	}
+	t.Logf("shut down after %d of %d sent; Run returned in %v; the rest went from the second notifier",
+		at, len(keys), took.Round(time.Millisecond))
 }

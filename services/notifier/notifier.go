@@ -11,6 +11,7 @@
 package notifier
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -20,6 +21,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
@@ -45,6 +47,11 @@ type Notifier struct {
 	Consumer   ConsumerConfig
 	// Workers is how many notices are handled at once.
 	Workers int
+	// Drain is how long, once Run's context ends, the sends already under
+	// way may take to finish; then they are aborted (and their notices
+	// released for redelivery). Notices not yet started are handed back at
+	// once. Zero means DefaultDrain.
+	Drain time.Duration
 	// Pause, when set, is called at each step of the send protocol with the
 	// step's name (after-claim, after-send, after-confirm). Fault tests use
 	// it to kill the process at an exact point.
@@ -112,8 +119,22 @@ func ackBackOff(ackWait time.Duration, maxDeliver int) []time.Duration {
 	return out
 }
 
+// DefaultDrain is Notifier.Drain when unset.
+const DefaultDrain = 10 * time.Second
+
+// fetchWait is how long one pull request waits for notices to arrive.
+const fetchWait = 2 * time.Second
+
 // Run consumes due notices until ctx ends. On return every notice it took is
-// acknowledged, or left unacknowledged for redelivery; none is half-recorded.
+// acknowledged, or handed back for redelivery; none is half-recorded. When
+// ctx ends, notices that have not started out are handed back at once, and
+// sends under way get up to Drain to finish before they are aborted.
+//
+// Notices are pulled only for free hands: never more than Workers at once,
+// nor more than the sender can start within half a claim's lease (see
+// mailer.Pacer), so no pulled notice waits in a buffer while its ack wait
+// runs. While a notice waits for a connection or a rate token, and while it
+// is sent, its delivery and its claim are kept alive (see hold).
 func (n *Notifier) Run(ctx context.Context) error {
 	cons, err := EnsureConsumer(ctx, n.JS, n.Consumer)
 	if err != nil {
@@ -125,43 +146,133 @@ func (n *Notifier) Run(ctx context.Context) error {
 	}
 	defer stopAdvisories()
 
-	work := make(chan jetstream.Msg)
-	var wg sync.WaitGroup
-	for range max(n.Workers, 1) {
-		wg.Go(func() {
-			for m := range work {
-				n.handle(context.WithoutCancel(ctx), m)
+	var (
+		wg       sync.WaitGroup
+		inflight inFlight
+		finished = make(chan struct{}, 1)
+	)
+	// The notices in hand outlive ctx by up to the drain time, so that a
+	// send under way finishes and is recorded rather than cut off.
+	work, abort := context.WithCancel(context.WithoutCancel(ctx))
+	defer abort()
+	stopDrain := context.AfterFunc(ctx, func() {
+		t := time.AfterFunc(cmp.Or(n.Drain, DefaultDrain), abort)
+		context.AfterFunc(work, func() { t.Stop() })
+	})
+	defer stopDrain()
+	defer wg.Wait()
+	for ctx.Err() == nil {
+		want := n.pullLimit() - inflight.count()
+		if want <= 0 {
+			select {
+			case <-finished:
+			case <-ctx.Done():
 			}
-		})
-	}
-	iter, err := cons.Messages(jetstream.PullMaxMessages(max(n.Workers, 1)))
-	if err != nil {
-		close(work)
-		wg.Wait()
-		return fmt.Errorf("consume due notices: %w", err)
-	}
-	go func() {
-		<-ctx.Done()
-		iter.Stop()
-	}()
-	for {
-		m, err := iter.Next()
-		if err != nil {
-			if errors.Is(err, jetstream.ErrMsgIteratorClosed) {
-				break
-			}
-			n.Log.Warn("consume due notices", zap.Error(err))
 			continue
 		}
-		work <- m
+		// Not cut short at shutdown: a pull request the server still holds
+		// would deliver into a closed inbox, and those notices would wait
+		// out their ack wait; run to its expiry and hand back what comes.
+		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), fetchWait)
+		batch, err := cons.Fetch(want, jetstream.FetchContext(fctx))
+		if err != nil {
+			cancel()
+			if ctx.Err() != nil {
+				break
+			}
+			n.Log.Warn("pull due notices; trying again", zap.Error(err))
+			select {
+			case <-time.After(time.Second):
+			case <-ctx.Done():
+			}
+			continue
+		}
+		for m := range batch.Messages() {
+			if ctx.Err() != nil {
+				// Shutting down: hand it back for another replica at once.
+				_ = m.Nak()
+				continue
+			}
+			seq, ok := inflight.add(m)
+			if !ok {
+				// A redelivery of a notice this process still handles (its
+				// ack wait ran out meanwhile): the first delivery's outcome
+				// stands for both, so this one is dropped, not raced.
+				n.Log.Debug("redelivered notice still in hand; dropped", zap.Uint64("stream_seq", seq))
+				continue
+			}
+			wg.Go(func() {
+				defer func() {
+					inflight.remove(seq)
+					select {
+					case finished <- struct{}{}:
+					default:
+					}
+				}()
+				n.handle(work, ctx, m)
+			})
+		}
+		if err := batch.Error(); err != nil && fctx.Err() == nil && !errors.Is(err, nats.ErrTimeout) {
+			n.Log.Warn("pull due notices", zap.Error(err))
+		}
+		cancel()
 	}
-	close(work)
-	wg.Wait()
 	return nil
 }
 
-// handle runs the send protocol for one delivery.
-func (n *Notifier) handle(ctx context.Context, m jetstream.Msg) {
+// pullLimit is how many notices may be in hand at once.
+func (n *Notifier) pullLimit() int {
+	limit := max(n.Workers, 1)
+	if p, ok := n.Sender.(mailer.Pacer); ok {
+		if c := p.Capacity(n.Consumer.Lease / 2); c > 0 {
+			limit = min(limit, c)
+		}
+	}
+	return limit
+}
+
+// inFlight is the set of notices in hand, by stream sequence.
+type inFlight struct {
+	mu   sync.Mutex
+	seqs map[uint64]struct{}
+}
+
+func (f *inFlight) count() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return len(f.seqs)
+}
+
+// add records m as in hand; it reports false when its stream sequence
+// already is.
+func (f *inFlight) add(m jetstream.Msg) (uint64, bool) {
+	meta, err := m.Metadata()
+	if err != nil {
+		return 0, true // not a JetStream delivery: nothing to match it with
+	}
+	seq := meta.Sequence.Stream
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if _, ok := f.seqs[seq]; ok {
+		return seq, false
+	}
+	if f.seqs == nil {
+		f.seqs = map[uint64]struct{}{}
+	}
+	f.seqs[seq] = struct{}{}
+	return seq, true
+}
+
+func (f *inFlight) remove(seq uint64) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	delete(f.seqs, seq)
+}
+
+// handle runs the send protocol for one delivery. ctx ends when the drain
+// time is over; once running ends, a notice that has not started out is
+// handed back instead.
+func (n *Notifier) handle(ctx, running context.Context, m jetstream.Msg) {
 	var due event.NoticeDue
 	if _, err := event.Decode(m.Data(), &due); err != nil {
 		n.Log.Error("poison due message terminated", zap.String("subject", m.Subject()), zap.Error(err))
@@ -201,15 +312,30 @@ func (n *Notifier) handle(ctx context.Context, m jetstream.Msg) {
 	}
 	n.pause("after-claim")
 
-	r := n.attempt(ctx, key, due, m)
+	r := n.attempt(ctx, running, m, key, token, due)
 	if r.outcome != "" {
 		n.finish(ctx, m, key, token, r, log)
 		return
 	}
 	sendErr := r.retry
+	if errors.Is(sendErr, subscription.ErrLostClaim) {
+		// The lease ran out before the send could start and another worker
+		// holds the notice now: nothing was sent, the ledger decides on the
+		// next delivery.
+		log.Warn("claim lost before the send started; retrying later")
+		_ = m.NakWithDelay(n.Consumer.Lease)
+		return
+	}
 	ambiguous := errors.Is(sendErr, mailer.ErrAmbiguous)
-	if err := n.Ledger.Release(ctx, key, token, ambiguous); err != nil {
+	if err := n.Ledger.Release(context.WithoutCancel(ctx), key, token, ambiguous, reasonOf(sendErr)); err != nil {
 		log.Warn("release claim", zap.Error(err))
+	}
+	if running.Err() != nil {
+		// Shutting down: hand the notice back for another replica (or the
+		// next start) at once, not after a back-off.
+		log.Info("notice handed back at shutdown", zap.Bool("ambiguous", ambiguous))
+		_ = m.Nak()
+		return
 	}
 	if delivered >= n.Consumer.MaxDeliver {
 		n.failExhausted(ctx, key, sendErr.Error(), log)
@@ -230,7 +356,7 @@ type result struct {
 }
 
 // attempt revalidates, renders and sends.
-func (n *Notifier) attempt(ctx context.Context, key subscription.NoticeKey, due event.NoticeDue, m jetstream.Msg) result {
+func (n *Notifier) attempt(ctx, running context.Context, m jetstream.Msg, key subscription.NoticeKey, token string, due event.NoticeDue) result {
 	sub, err := n.Store.Get(ctx, key.SubscriptionID)
 	if errors.Is(err, subscription.ErrNotFound) {
 		return result{outcome: subscription.OutcomeSkipped, reason: "subscription erased or unknown"}
@@ -253,14 +379,23 @@ func (n *Notifier) attempt(ctx context.Context, key subscription.NoticeKey, due 
 	if err != nil {
 		return result{outcome: subscription.OutcomeFailed, reason: "template error: " + err.Error()}
 	}
-	stop := keepAlive(m, n.Consumer.AckWait/3)
+	h := n.hold(ctx, m, key, token)
 	start := n.Now()
 	err = n.Sender.Send(ctx, mailer.Message{
 		Key: key, To: to, ToName: sub.ContractManager.Name,
 		Subject: email.Subject, Text: email.Text, HTML: email.HTML,
+		// Checked and marked just before the transaction starts: a claim
+		// lost while the notice waited for a connection stops the send.
+		// Once shutdown began, a notice that has not started out goes back.
+		Begin: func() error {
+			if err := running.Err(); err != nil {
+				return fmt.Errorf("shutting down: %w", err)
+			}
+			return n.Ledger.Begin(ctx, key, token, n.Now(), n.Consumer.Lease)
+		},
 	})
 	took := n.Now().Sub(start)
-	stop()
+	h.stop()
 	switch {
 	case err == nil:
 		n.pause("after-send")
@@ -313,9 +448,11 @@ func (n *Notifier) finish(ctx context.Context, m jetstream.Msg, key subscription
 	if err != nil {
 		if errors.Is(err, subscription.ErrLostClaim) {
 			// Another worker took the notice over after our lease ran out;
-			// it flagged the entry ambiguous and owns the outcome now.
+			// it flagged the entry ambiguous and owns the outcome now. The
+			// message is not acknowledged: that would end the other
+			// worker's delivery of it too; the ledger decides on the next.
 			log.Warn("claim lost before confirm", zap.String("outcome", string(outcome)))
-			_ = m.Ack()
+			_ = m.NakWithDelay(n.Consumer.Lease)
 			return
 		}
 		log.Warn("confirm failed; retrying later", zap.Error(err))
@@ -326,7 +463,7 @@ func (n *Notifier) finish(ctx context.Context, m jetstream.Msg, key subscription
 			_ = m.NakWithDelay(n.Consumer.Lease)
 			return
 		}
-		_ = n.Ledger.Release(ctx, key, token, false)
+		_ = n.Ledger.Release(ctx, key, token, false, "confirm failed: "+err.Error())
 		_ = m.NakWithDelay(n.retryDelay(1))
 		return
 	}
@@ -490,32 +627,58 @@ func (n *Notifier) pause(step string) {
 	}
 }
 
-// keepAlive tells JetStream every interval that m is in progress, so a slow
-// send is not redelivered to another worker, until the returned stop is
-// called. A timer, not a goroutine: most sends end long before the first tick.
-func keepAlive(m jetstream.Msg, every time.Duration) (stop func()) {
-	if every <= 0 {
-		return func() {}
+// holder keeps a notice alive while it waits for a connection or a rate
+// token and while it is sent: every AckWait/3 it tells JetStream the message
+// is in progress (so it is not redelivered) and renews the claim in the
+// ledger (so no other worker takes it over), however long the wait. A
+// timer, not a goroutine: most sends are done long before the first tick.
+type holder struct {
+	n     *Notifier
+	ctx   context.Context
+	m     jetstream.Msg
+	key   subscription.NoticeKey
+	token string
+	every time.Duration
+
+	mu      sync.Mutex
+	t       *time.Timer
+	stopped bool
+}
+
+// hold starts keeping m and token's claim on key alive until the returned
+// holder is stopped.
+func (n *Notifier) hold(ctx context.Context, m jetstream.Msg, key subscription.NoticeKey, token string) *holder {
+	h := &holder{n: n, ctx: ctx, m: m, key: key, token: token, every: n.Consumer.AckWait / 3}
+	if h.every <= 0 {
+		h.stopped = true
+		return h
 	}
-	var mu sync.Mutex
-	stopped := false
-	var t *time.Timer
-	mu.Lock() // the first tick waits until t is set
-	defer mu.Unlock()
-	t = time.AfterFunc(every, func() {
-		mu.Lock()
-		defer mu.Unlock()
-		if stopped {
-			return
-		}
-		_ = m.InProgress()
-		t.Reset(every)
-	})
-	return func() {
-		mu.Lock()
-		defer mu.Unlock()
-		stopped = true
-		t.Stop()
+	h.mu.Lock() // the first tick waits until t is set
+	defer h.mu.Unlock()
+	h.t = time.AfterFunc(h.every, h.tick)
+	return h
+}
+
+func (h *holder) tick() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.stopped {
+		return
+	}
+	_ = h.m.InProgress()
+	if err := h.n.Ledger.Renew(h.ctx, h.key, h.token, h.n.Now(), h.n.Consumer.Lease); err != nil {
+		h.n.Log.Warn("renew claim", zap.Stringer("notice_key", h.key), zap.Error(err))
+	}
+	h.t.Reset(h.every)
+}
+
+// stop ends the keep-alive; it is safe to call more than once.
+func (h *holder) stop() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.stopped = true
+	if h.t != nil {
+		h.t.Stop()
 	}
 }
 

@@ -6,12 +6,14 @@
 package scheduler
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"runtime/debug"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -78,7 +80,8 @@ type Result struct {
 	// AlreadySent counts notices at their current stage that the ledger
 	// shows as sent.
 	AlreadySent int `json:"already_sent"`
-	// Notices lists the due notices of a dry run.
+	// Notices lists the due notices of a dry run, by days left, then by
+	// notice key.
 	Notices []Planned `json:"notices,omitempty"`
 	// Keys are the published keys, and DuplicateKeys the dropped ones; --wait
 	// follows both to a final outcome.
@@ -279,6 +282,11 @@ func (s *Scheduler) Pass(ctx context.Context, asOf subscription.Date, dryRun boo
 	if v := panicked.Load(); v != nil {
 		panic("scheduler pass: " + v.(string))
 	}
+	// The readers hand their slices over in any order: a dry run lists the
+	// most urgent first, as a person reads it.
+	slices.SortFunc(res.Notices, func(a, b Planned) int {
+		return cmp.Or(cmp.Compare(a.DaysLeft, b.DaysLeft), strings.Compare(a.Key.String(), b.Key.String()))
+	})
 
 	res.Considered = int(considered.Load())
 	res.AlreadySent = alreadySent

@@ -489,3 +489,42 @@ func ledgerOf(t *testing.T, r *rig, ids ...string) string {
 	}
 	return b.String()
 }
+
+// TestDryRunListsMostUrgentFirst: a dry run lists its notices by days left,
+// then by key, whatever order the readers of the window find them in and
+// whatever zone puts a subscription a day ahead of its end date's order.
+func TestDryRunListsMostUrgentFirst(t *testing.T) {
+	r := newRig(t, false)
+	asOf := subscription.MustDate("2030-05-01")
+	zones := []string{"UTC", "Pacific/Kiritimati", "Etc/GMT+12", "Europe/London"}
+	var subs []subscription.Subscription
+	for i := range 400 {
+		subs = append(subs, sub(fmt.Sprintf("z%03d", (i*37)%400), asOf.AddDays(1+i%89), zones[i%len(zones)]))
+	}
+	r.upsert(t, subs...)
+	now := time.Date(2030, 5, 1, 12, 0, 0, 0, time.UTC)
+	res, err := r.scheduler(t, now, time.UTC, nil).Pass(context.Background(), subscription.Date{}, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Notices) != 400 {
+		t.Fatalf("%d notices due, want 400", len(res.Notices))
+	}
+	sorted := slices.IsSortedFunc(res.Notices, func(a, b scheduler.Planned) int {
+		if a.DaysLeft != b.DaysLeft {
+			return a.DaysLeft - b.DaysLeft
+		}
+		return strings.Compare(a.Key.String(), b.Key.String())
+	})
+	if !sorted {
+		t.Errorf("dry-run notices are not by days left, then key: %v ...", keysInOrder(res.Notices[:10]))
+	}
+}
+
+func keysInOrder(ns []scheduler.Planned) []string {
+	var out []string
+	for _, n := range ns {
+		out = append(out, fmt.Sprintf("%s/%d", n.Key, n.DaysLeft))
+	}
+	return out
+}

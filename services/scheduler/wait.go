@@ -3,6 +3,7 @@ package scheduler
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sync"
 
 	"github.com/nats-io/nats.go"
@@ -18,7 +19,13 @@ type Outcomes struct {
 	sub     *nats.Subscription
 	mu      sync.Mutex
 	changed chan struct{}
-	seen    map[string]subscription.Outcome
+	// seen is the latest outcome of every key since the start.
+	seen map[string]subscription.Outcome
+	// fresh holds the keys whose outcome arrived since Wait last looked,
+	// while a Wait runs (tracking), so that each outcome costs Wait one
+	// look-up instead of a scan of every key still open.
+	fresh    []string
+	tracking bool
 }
 
 // WatchOutcomes subscribes to renewals.notice.{sent,skipped,failed,undeliverable}.
@@ -32,6 +39,9 @@ func WatchOutcomes(nc *nats.Conn) (*Outcomes, error) {
 		}
 		o.mu.Lock()
 		o.seen[ev.Subject] = data.Outcome
+		if o.tracking {
+			o.fresh = append(o.fresh, ev.Subject)
+		}
 		o.mu.Unlock()
 		select {
 		case o.changed <- struct{}{}:
@@ -50,6 +60,19 @@ func WatchOutcomes(nc *nats.Conn) (*Outcomes, error) {
 	return o, nil
 }
 
+// OpenError is Wait's error when its context ended first: the notices still
+// without a final outcome, and the context's error.
+type OpenError struct {
+	Keys []subscription.NoticeKey
+	Err  error
+}
+
+func (e *OpenError) Error() string {
+	return fmt.Sprintf("%d notices still without an outcome: %v", len(e.Keys), e.Err)
+}
+
+func (e *OpenError) Unwrap() error { return e.Err }
+
 // Close stops following.
 func (o *Outcomes) Close() { _ = o.sub.Unsubscribe() }
 
@@ -57,9 +80,11 @@ func (o *Outcomes) Close() { _ = o.sub.Unsubscribe() }
 // has one. Keys in duplicates (dropped by the stream as repeats of an
 // earlier publish) count as final when the ledger already holds an outcome
 // for them, else when their outcome event arrives. It returns ctx's error,
-// with the number still open, when ctx ends first.
+// in an *OpenError naming the keys still open, when ctx ends first. One
+// Wait at a time: it
+// costs one look-up per key and per outcome event, however many are open.
 func (o *Outcomes) Wait(ctx context.Context, ledger subscription.Ledger, published, duplicates []subscription.NoticeKey) (map[subscription.Outcome]int, error) {
-	open := map[string]bool{}
+	open := make(map[string]bool, len(published))
 	for _, k := range published {
 		open[k.String()] = true
 	}
@@ -72,22 +97,45 @@ func (o *Outcomes) Wait(ctx context.Context, ledger subscription.Ledger, publish
 		}
 		open[k.String()] = true
 	}
-	for {
+	// Outcomes that came before Wait are in seen; from here on the new
+	// ones are also queued in fresh.
+	o.mu.Lock()
+	for k := range open {
+		if out, ok := o.seen[k]; ok {
+			counts[out]++
+			delete(open, k)
+		}
+	}
+	o.tracking, o.fresh = true, o.fresh[:0]
+	o.mu.Unlock()
+	defer func() {
 		o.mu.Lock()
-		for k := range open {
-			if out, ok := o.seen[k]; ok {
-				counts[out]++
+		o.tracking, o.fresh = false, nil
+		o.mu.Unlock()
+	}()
+	var batch []string
+	for len(open) > 0 {
+		select {
+		case <-o.changed:
+		case <-ctx.Done():
+			oe := &OpenError{Err: ctx.Err()}
+			for k := range open {
+				if key, err := subscription.ParseNoticeKey(k); err == nil {
+					oe.Keys = append(oe.Keys, key)
+				}
+			}
+			slices.SortFunc(oe.Keys, subscription.CompareKeys)
+			return counts, oe
+		}
+		o.mu.Lock()
+		batch, o.fresh = o.fresh, batch[:0]
+		for _, k := range batch {
+			if open[k] {
+				counts[o.seen[k]]++
 				delete(open, k)
 			}
 		}
 		o.mu.Unlock()
-		if len(open) == 0 {
-			return counts, nil
-		}
-		select {
-		case <-o.changed:
-		case <-ctx.Done():
-			return counts, fmt.Errorf("%d notices still without an outcome: %w", len(open), ctx.Err())
-		}
 	}
+	return counts, nil
 }

@@ -1,0 +1,95 @@
+package config_test
+
+import (
+	"flag"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"renewals/pkg/config"
+)
+
+// parse reads the configuration from env and args as `serve` does, with
+// the reseller's details that the emails need.
+func parse(t *testing.T, env map[string]string, args ...string) (*config.Config, error) {
+	t.Helper()
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	c := config.Flags(fs, func(k string) string {
+		if v, ok := env[k]; ok {
+			return v
+		}
+		return map[string]string{"RENEWALS_RESELLER_NAME": "Acme Software Ltd", "RENEWALS_RESELLER_PHONE": "01254 301888"}[k]
+	})
+	if err := fs.Parse(args); err != nil {
+		t.Fatal(err)
+	}
+	return c, c.Validate()
+}
+
+// TestNATSCreds: a creds file is for an external server, and must be
+// readable; the flag overrides the variable.
+func TestNATSCreds(t *testing.T) {
+	creds := filepath.Join(t.TempDir(), "renewals.creds")
+	if err := os.WriteFile(creds, []byte("-----BEGIN NATS USER JWT-----\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c, err := parse(t, map[string]string{"RENEWALS_NATS_URL": "nats://nats.example:4222", "RENEWALS_NATS_CREDS": "/nowhere"}, "--nats-creds", creds)
+	if err != nil || c.NATSCreds != creds {
+		t.Errorf("--nats-creds %s: %v, creds %q", creds, err, c.NATSCreds)
+	}
+	for _, tc := range []struct {
+		env  map[string]string
+		want string
+	}{
+		{map[string]string{"RENEWALS_NATS_CREDS": creds}, "set RENEWALS_NATS_URL"},
+		{map[string]string{"RENEWALS_NATS_URL": "nats://nats.example:4222", "RENEWALS_NATS_CREDS": creds + ".missing"}, "readable .creds file"},
+	} {
+		if _, err := parse(t, tc.env); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%v: %v, want an error saying %q", tc.env, err, tc.want)
+		}
+	}
+}
+
+// TestNATSSync: the embedded server syncs every write unless told an
+// interval; anything else stops serve with a sentence.
+func TestNATSSync(t *testing.T) {
+	for _, tc := range []struct {
+		env  string
+		args []string
+		want string // a duration, or "always"
+	}{
+		{"", nil, "always"},
+		{"2m", nil, "2m0s"},
+		{"ALWAYS", nil, "always"},
+		{"2m", []string{"--nats-sync", "always"}, "always"},
+	} {
+		c, err := parse(t, map[string]string{"RENEWALS_NATS_SYNC": tc.env}, tc.args...)
+		if err != nil {
+			t.Errorf("RENEWALS_NATS_SYNC=%q %v: %v", tc.env, tc.args, err)
+			continue
+		}
+		got := c.NATSSyncInterval.String()
+		if c.NATSSyncInterval == 0 {
+			got = "always"
+		}
+		if got != tc.want {
+			t.Errorf("RENEWALS_NATS_SYNC=%q %v: %s, want %s", tc.env, tc.args, got, tc.want)
+		}
+	}
+	// A Config built without Flags syncs every write too.
+	c, err := parse(t, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.NATSSync, c.NATSSyncInterval = "", time.Minute
+	if err := c.Validate(); err != nil || c.NATSSyncInterval != 0 {
+		t.Errorf("no RENEWALS_NATS_SYNC at all: %v, interval %v, want 0 (always)", err, c.NATSSyncInterval)
+	}
+	for _, bad := range []string{"never", "0s", "-1m", "2"} {
+		if _, err := parse(t, map[string]string{"RENEWALS_NATS_SYNC": bad}); err == nil || !strings.Contains(err.Error(), "RENEWALS_NATS_SYNC") {
+			t.Errorf("RENEWALS_NATS_SYNC=%q: %v, want an error naming the variable", bad, err)
+		}
+	}
+}

@@ -1,0 +1,93 @@
+package mailer_test
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"slices"
+	"testing"
+
+	"renewals/pkg/mailer"
+	"renewals/pkg/subscription"
+)
+
+// EraseFromOutbox deletes every file of the subscription, and a temporary
+// file left of one, and nothing of the subscriptions whose ids start with
+// the same characters or hold '_'.
+func TestEraseFromOutboxDeletesOnlyTheSubscriptionsFiles(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "outbox")
+	o, err := mailer.NewOutbox(dir, from, clock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const id = "A1"
+	var erased []string
+	for _, id := range []string{id, "A10", "A1-2", "A1_2", "A1_2027-03-31_90", "B"} {
+		for _, milestone := range []int{90, 45} {
+			m := sample(id)
+			m.Key.Milestone = milestone
+			if err := o.Send(t.Context(), m); err != nil {
+				t.Fatal(err)
+			}
+			if id == "A1" {
+				erased = append(erased, mailer.FileName(m.Key))
+			}
+		}
+	}
+	tmpOf := func(id string) string {
+		return "." + mailer.FileName(subscription.NoticeKey{SubscriptionID: id, EndDate: subscription.MustDate("2027-03-31"), Milestone: 30}) + ".tmp-123"
+	}
+	others := []string{tmpOf("A10"), "A1.eml", "A1_notes.txt", "A1_x_90.eml"}
+	erased = append(erased, tmpOf(id))
+	for _, name := range append(others, tmpOf(id)) {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte("Bcc: carla@customer.example\n"), 0o640); err != nil {
+			t.Fatal(err)
+		}
+	}
+	before := readDir(t, dir)
+
+	n, err := mailer.EraseFromOutbox(dir, id)
+	if err != nil || n != len(erased) {
+		t.Errorf("EraseFromOutbox = %d, %v; want %d files deleted", n, err, len(erased))
+	}
+	after := readDir(t, dir)
+	for name, data := range before {
+		got, kept := after[name]
+		switch {
+		case slices.Contains(erased, name) && kept:
+			t.Errorf("%s is still in the outbox", name)
+		case !slices.Contains(erased, name) && !kept:
+			t.Errorf("%s was deleted, but it is not of subscription %s", name, id)
+		case kept && !bytes.Equal(got, data):
+			t.Errorf("%s was changed", name)
+		}
+	}
+	if len(after) != len(before)-len(erased) || len(after) < 10+len(others) {
+		t.Errorf("outbox holds %d files after, %d before; want %d deleted", len(after), len(before), len(erased))
+	}
+
+	// Again: nothing left to delete. No outbox at all: likewise.
+	if n, err := mailer.EraseFromOutbox(dir, id); n != 0 || err != nil {
+		t.Errorf("second EraseFromOutbox = %d, %v; want 0, nil", n, err)
+	}
+	if n, err := mailer.EraseFromOutbox(filepath.Join(t.TempDir(), "none"), id); n != 0 || err != nil {
+		t.Errorf("EraseFromOutbox of a missing dir = %d, %v; want 0, nil", n, err)
+	}
+}
+
+func readDir(t *testing.T, dir string) map[string][]byte {
+	t.Helper()
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string][]byte{}
+	for _, e := range entries {
+		b, err := os.ReadFile(filepath.Join(dir, e.Name()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		out[e.Name()] = b
+	}
+	return out
+}
