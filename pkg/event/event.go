@@ -60,21 +60,9 @@ type Event struct {
 // New builds an event of the given subject (its type is the subject with a
 // version suffix, e.g. renewals.notice.sent.v1), CloudEvents subject and data.
 func New(natsSubject, subject string, at time.Time, data any) (Event, error) {
-	var raw []byte
-	switch d := data.(type) {
-	case NoticeOutcome:
-		raw = appendOutcome(make([]byte, 0, 192), &d)
-	case *NoticeOutcome:
-		if d == nil {
-			raw = []byte("null")
-			break
-		}
-		raw = appendOutcome(make([]byte, 0, 192), d)
-	default:
-		var err error
-		if raw, err = json.Marshal(data); err != nil {
-			return Event{}, fmt.Errorf("encode %s event: %w", natsSubject, err)
-		}
+	raw, err := json.Marshal(data)
+	if err != nil {
+		return Event{}, fmt.Errorf("encode %s event: %w", natsSubject, err)
 	}
 	return Event{
 		SpecVersion:     "1.0",
@@ -104,25 +92,15 @@ func newID() string {
 }
 
 // Decode reads a structured-mode event and its data into data (when non-nil).
-// It reads the shape that json.Marshal gives an Event (and a NoticeDue) by
-// hand, and decodes anything else with encoding/json (see decode.go).
+// It returns an error when b is not JSON, not a CloudEvents 1.0 event, or its
+// data does not decode into data.
 func Decode(b []byte, data any) (Event, error) {
 	var e Event
-	due, isDue := data.(*NoticeDue)
-	var d NoticeDue
-	ok, dueOK := decodeFast(b, &e, isDue && due != nil, &d)
-	if !ok {
-		e = Event{}
-		if err := json.Unmarshal(b, &e); err != nil {
-			return Event{}, fmt.Errorf("decode event: %w", err)
-		}
+	if err := json.Unmarshal(b, &e); err != nil {
+		return Event{}, fmt.Errorf("decode event: %w", err)
 	}
 	if e.SpecVersion != "1.0" || e.Type == "" || e.ID == "" {
 		return Event{}, fmt.Errorf("decode event: not a CloudEvents 1.0 event")
-	}
-	if dueOK {
-		*due = d
-		return e, nil
 	}
 	if data != nil {
 		if err := json.Unmarshal(e.Data, data); err != nil {

@@ -2,6 +2,7 @@ package natsbus_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"os"
 	"strings"
@@ -320,7 +321,7 @@ func TestDashboardUserIsReadOnly(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		body, err := event.Marshal(due)
+		body, err := json.Marshal(due)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -5,6 +5,7 @@ package natsbus
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -272,7 +273,7 @@ func (b *Bus) Close() {
 // drops a repeat inside its duplicate window; the returned ack says whether
 // it did.
 func Publish(ctx context.Context, js jetstream.JetStream, subject string, ev event.Event, msgID string) (*jetstream.PubAck, error) {
-	data, err := event.Marshal(ev)
+	data, err := json.Marshal(ev)
 	if err != nil {
 		return nil, fmt.Errorf("encode %s: %w", subject, err)
 	}

@@ -2,7 +2,7 @@
 //
 // Keys, all under the prefix "renewals:":
 //
-//	renewals:sub:<id>          string: the subscription record (shred.Record, personal part sealed; Upsert writes the compact form, the JSON form of older records reads too)
+//	renewals:sub:<id>          string: the subscription record (shred.Record's JSON, personal part sealed; records in the older compact form read too)
 //	renewals:dk:<id>           string: the subscription's raw data key (shred.KeySize bytes)
 //	renewals:ends              sorted set: member <id>, score the end date's ordinal
 //	renewals:notice:<key>      hash: one ledger entry, keyed by the notice key
@@ -15,9 +15,7 @@
 package redisstore
 
 import (
-	"bytes"
 	"context"
-	"encoding/base64"
 	"errors"
 	"fmt"
 	"hash/maphash"
@@ -169,70 +167,11 @@ func (s *Store) Get(ctx context.Context, id string) (subscription.Subscription, 
 }
 
 func open(rec, dk []byte) (subscription.Subscription, error) {
-	if r, ok := splitRecord(rec); ok {
-		if x, err := shred.OpenSubscription(dk, r); err == nil {
-			return x, nil
-		}
-		// A shape splitRecord misread (a field it does not know): let the
-		// JSON decoder read the record and say what is wrong, if anything.
-	}
 	r, err := shred.UnmarshalRecord(rec)
 	if err != nil {
 		return subscription.Subscription{}, err
 	}
 	return shred.OpenSubscription(dk, r)
-}
-
-// splitRecord reads a stored record in the one shape shred writes,
-// {"d":"<hex>","e":<ordinal>,"s":{...},"p":"<base64>"}, without a JSON
-// decoder: the clear part is left for OpenSubscription to decode (and so to
-// validate), and the sealed part opens only if it is the one sealed. Any
-// other shape returns false, for shred.UnmarshalRecord to read. The record
-// keeps pointing into rec.
-func splitRecord(rec []byte) (shred.Record, bool) {
-	var r shred.Record
-	rest, ok := bytes.CutPrefix(rec, []byte(`{"d":"`))
-	if !ok {
-		return r, false
-	}
-	i := bytes.IndexByte(rest, '"')
-	if i < 0 || bytes.IndexByte(rest[:i], '\\') >= 0 {
-		return r, false
-	}
-	r.Digest, rest = string(rest[:i]), rest[i+1:]
-	if rest, ok = bytes.CutPrefix(rest, []byte(`,"e":`)); !ok {
-		return r, false
-	}
-	i = bytes.IndexByte(rest, ',')
-	if i < 0 {
-		return r, false
-	}
-	end, err := strconv.ParseInt(string(rest[:i]), 10, 64)
-	if err != nil {
-		return r, false
-	}
-	r.End = end
-	if rest, ok = bytes.CutPrefix(rest[i:], []byte(`,"s":`)); !ok {
-		return r, false
-	}
-	// The sealed part is last, and base64 holds no quote: the last
-	// ,"p":" starts it, whatever the clear part's strings hold.
-	i = bytes.LastIndex(rest, []byte(`,"p":"`))
-	if i < 0 || !bytes.HasSuffix(rest, []byte(`"}`)) || i+len(`,"p":"`) > len(rest)-2 {
-		return r, false
-	}
-	clear, sealed := rest[:i], rest[i+len(`,"p":"`):len(rest)-2]
-	if len(clear) < 2 || clear[0] != '{' || clear[len(clear)-1] != '}' {
-		return r, false
-	}
-	r.Clear = clear
-	r.Sealed = make([]byte, base64.StdEncoding.DecodedLen(len(sealed)))
-	n, err := base64.StdEncoding.Decode(r.Sealed, sealed)
-	if err != nil {
-		return r, false
-	}
-	r.Sealed = r.Sealed[:n]
-	return r, true
 }
 
 // EndingBetween reads the end-date index for [from, to] a chunk at a time

@@ -3,7 +3,7 @@ package redisstore_test
 import (
 	"bytes"
 	"context"
-	"encoding/binary"
+	"encoding/base64"
 	"os"
 	"path/filepath"
 	"strings"
@@ -68,16 +68,19 @@ func testEraseReachesSnapshot(t *testing.T, running bool) {
 		t.Fatalf("read data key: %d bytes, %v", len(dk), err)
 	}
 	rec, err := c.Get(ctx, redisstore.Prefix+"sub:"+erased.ID).Bytes()
-	if err != nil || len(rec) < shred.CompactHeaderLen || rec[0] != shred.CompactVersion {
-		t.Fatalf("read record: %.20q, %v", rec, err)
+	if err != nil {
+		t.Fatalf("read record: %v", err)
 	}
-	clearLen := int(binary.BigEndian.Uint32(rec[shred.CompactHeaderLen-4:]))
-	sealed := rec[shred.CompactHeaderLen+clearLen:]
+	stored, err := shred.UnmarshalRecord(rec)
+	if err != nil {
+		t.Fatalf("read record %.20q: %v", rec, err)
+	}
+	sealed := []byte(base64.StdEncoding.EncodeToString(stored.Sealed)) // as the JSON record holds it
 	traces := map[string][]byte{
 		"CM name": []byte(erased.ContractManager.Name), "CM email": []byte(erased.ContractManager.Email),
 		"CM phone": []byte(erased.ContractManager.Phone), "PA name": []byte(erased.PrimaryAdmin.Name),
 		"PA email": []byte(erased.PrimaryAdmin.Email), "SA email": []byte(erased.SecondaryAdmins[0]),
-		"data key": dk, "sealed part": sealed, "record head": rec[:shred.CompactHeaderLen],
+		"data key": dk, "sealed part": sealed, "record digest": []byte(stored.Digest),
 		"record key": []byte(redisstore.Prefix + "sub:" + erased.ID), "customer marker": []byte(erased.CustomerName),
 	}
 	found := func(b []byte) []string {

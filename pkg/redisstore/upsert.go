@@ -3,14 +3,10 @@ package redisstore
 import (
 	"context"
 	"crypto/rand"
-	"crypto/sha256"
-	"encoding/binary"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"hash/maphash"
 	"math"
-	"strconv"
 	"sync"
 
 	"github.com/redis/go-redis/v9"
@@ -30,9 +26,6 @@ const (
 	chunkRows    = 128
 	chunkWorkers = 2
 	maxAttempts  = 10
-	// recordSizeHint is about the size of a stored record with every
-	// field filled, for sizing a chunk's buffer.
-	recordSizeHint = 1024
 )
 
 // row is one subscription of an Upsert call with its index in the caller's
@@ -191,43 +184,42 @@ func (s *Store) upsertTx(ctx context.Context, tx *redis.Tx, rows []row, out []su
 		}
 		keys[i] = []byte(k)
 		if rec, ok := recs.Val()[i].(string); ok {
-			dig, end, err := parseHead(rec)
+			old, err := shred.UnmarshalRecord([]byte(rec))
 			if err != nil {
 				tx.Unwatch(ctx)
 				return fmt.Errorf("subscription %s: %w", ids[i], err)
 			}
-			state[i] = stored{exists: true, digest: dig, end: end}
-			ends[i] = end
+			state[i] = stored{exists: true, digest: old.Digest, end: old.End}
+			ends[i] = old.End
 		}
 	}
-	// Seal and compare, row by row in order. The records of a chunk share
-	// one buffer.
-	buf := make([]byte, 0, len(rows)*recordSizeHint)
+	// Seal and compare, row by row in order.
 	var changed int
 	for _, r := range rows {
 		st := &state[at[r.sub.ID]]
-		start := len(buf)
-		buf, err = shred.AppendCompactRecord(buf, keys[at[r.sub.ID]], &r.sub)
+		rec, err := shred.SealSubscription(keys[at[r.sub.ID]], r.sub)
 		if err != nil {
 			tx.Unwatch(ctx)
 			return err
 		}
-		rec := buf[start:len(buf):len(buf)]
-		digest := rec[1 : 1+sha256.Size]
 		switch {
 		case !st.exists:
 			out[r.i] = subscription.UpsertResult{Change: subscription.Created}
-		case st.digest == string(digest):
+		case st.digest == rec.Digest:
 			out[r.i] = subscription.UpsertResult{Change: subscription.Unchanged, PreviousEndDate: subscription.DateFromOrdinal(st.end)}
-			buf = buf[:start]
 			continue
 		default:
 			out[r.i] = subscription.UpsertResult{Change: subscription.Updated, PreviousEndDate: subscription.DateFromOrdinal(st.end)}
 		}
+		val, err := rec.Marshal()
+		if err != nil {
+			tx.Unwatch(ctx)
+			return err
+		}
 		if !st.write {
 			changed++
 		}
-		*st = stored{exists: true, digest: string(digest), end: r.sub.EndDate.Ordinal(), val: rec, write: true}
+		*st = stored{exists: true, digest: rec.Digest, end: rec.End, val: val, write: true}
 	}
 	if changed == 0 {
 		tx.Unwatch(ctx)
@@ -271,36 +263,4 @@ func plainID(id string) bool {
 		}
 	}
 	return true
-}
-
-// parseHead reads the digest (raw) and end ordinal from the head of a stored
-// record, in the compact form (see shred.AppendCompactRecord) or in the
-// JSON form, `{"d":"<64 hex>","e":<ordinal>,...`. A JSON digest that is not
-// hex comes back as it is, which no raw digest equals: the row updates it.
-func parseHead(rec string) (string, int64, error) {
-	if len(rec) > 0 && rec[0] == shred.CompactVersion {
-		if len(rec) < shred.CompactHeaderLen {
-			return "", 0, fmt.Errorf("stored record is too short for its digest and end date: %.20q", rec)
-		}
-		return rec[1 : 1+sha256.Size], int64(binary.BigEndian.Uint64([]byte(rec[1+sha256.Size : 1+sha256.Size+8]))), nil
-	}
-	const open, mid = `{"d":"`, `","e":`
-	h := rec[:min(len(rec), shred.DigestPrefixLen+len(mid)+21)]
-	if len(h) < shred.DigestPrefixLen+len(mid)+1 || h[:len(open)] != open || h[shred.DigestPrefixLen:shred.DigestPrefixLen+len(mid)] != mid {
-		return "", 0, fmt.Errorf("stored record does not start with its digest and end date: %.20q", h)
-	}
-	num := h[shred.DigestPrefixLen+len(mid):]
-	end := 0
-	for end < len(num) && (num[end] == '-' || num[end] >= '0' && num[end] <= '9') {
-		end++
-	}
-	ord, err := strconv.ParseInt(num[:end], 10, 64)
-	if err != nil || end == len(num) {
-		return "", 0, fmt.Errorf("stored record has no end date: %.20q", h)
-	}
-	dig := h[len(open):shred.DigestPrefixLen]
-	if raw, err := hex.DecodeString(dig); err == nil {
-		return string(raw), ord, nil
-	}
-	return dig, ord, nil
 }

@@ -14,18 +14,13 @@ import (
 	"bytes"
 	"crypto/aes"
 	"crypto/cipher"
+	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
-	"encoding/base64"
-	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"math"
-	"slices"
-	"strconv"
-	"sync"
 
 	"renewals/pkg/subscription"
 )
@@ -98,25 +93,21 @@ func gcm(key []byte) (cipher.AEAD, error) {
 // Record is the stored form of a subscription: the non-personal fields in
 // clear (so that operators can read them and indexes can be rebuilt), the
 // personal fields sealed, and a digest that tells whether two records hold
-// the same data without opening them. Its JSON form starts with the digest
-// ({"d":"<64 hex>",...}) so that a Redis script can compare records by prefix.
+// the same data without opening them. A store writes it as Marshal gives it.
 type Record struct {
 	// Digest is hex HMAC-SHA256, under the data key's MAC half, of the clear
-	// JSON and the personal JSON. Equal digests under one key mean equal data;
-	// without the key it reveals nothing about the personal part.
+	// JSON, a zero byte and the personal JSON. Equal digests under one key
+	// mean equal data; without the key it reveals nothing about the personal
+	// part.
 	Digest string `json:"d"`
 	// End is the end date's ordinal (subscription.Date.Ordinal).
 	End int64 `json:"e"`
 	// Clear is the subscription without its personal fields.
 	Clear json.RawMessage `json:"s"`
-	// Sealed is the personal part (see Personal), sealed with the
+	// Sealed is the personal part (see personal), sealed with the
 	// subscription id as additional data.
 	Sealed []byte `json:"p"`
 }
-
-// DigestPrefixLen is the length of the JSON prefix of a marshalled Record
-// that holds the digest: `{"d":"` and 64 hex digits.
-const DigestPrefixLen = 6 + 64
 
 // personal is the sealed part of a subscription.
 type personal struct {
@@ -125,159 +116,29 @@ type personal struct {
 	SA []string             `json:"sa,omitempty"`
 }
 
-// SealSubscription builds the Record of s under key.
+// SealSubscription builds the Record of s under key. It returns an error
+// wrapping ErrBadKey when key does not have KeySize bytes.
 func SealSubscription(key []byte, s subscription.Subscription) (Record, error) {
-	sc := scratchPool.Get().(*scratch)
-	defer scratchPool.Put(sc)
-	clear, sealed, digest, err := sc.seal(key, &s)
-	if err != nil {
-		return Record{}, err
-	}
-	return Record{Digest: hex.EncodeToString(digest[:]), End: s.EndDate.Ordinal(), Clear: bytes.Clone(clear), Sealed: bytes.Clone(sealed)}, nil
-}
-
-// AppendRecord seals s under key like SealSubscription and appends the
-// record's JSON form to dst, byte for byte what Record.Marshal would write
-// for it: {"d":"<digest>","e":<end ordinal>,"s":<clear JSON>,"p":"<sealed,
-// base64>"}. The digest is dst[len(dst)+6:][:64] of the result (see
-// DigestPrefixLen).
-func AppendRecord(dst, key []byte, s *subscription.Subscription) ([]byte, error) {
-	sc := scratchPool.Get().(*scratch)
-	defer scratchPool.Put(sc)
-	clear, sealed, digest, err := sc.seal(key, s)
-	if err != nil {
-		return dst, err
-	}
-	dst = append(dst, `{"d":"`...)
-	dst = hex.AppendEncode(dst, digest[:])
-	dst = append(dst, `","e":`...)
-	dst = strconv.AppendInt(dst, s.EndDate.Ordinal(), 10)
-	dst = append(dst, `,"s":`...)
-	dst = append(dst, clear...)
-	dst = append(dst, `,"p":"`...)
-	dst = base64.StdEncoding.AppendEncode(dst, sealed)
-	return append(dst, `"}`...), nil
-}
-
-// The compact form of a record, which the Redis store writes: about 140
-// bytes a record smaller than the JSON form (a raw digest, the sealed part
-// unencoded, no field names around them), which is that much less for
-// Redis to hold, to append to its log and to copy in every log rewrite. The
-// clear part stays the JSON that operators read. Its layout:
-//
-//	CompactVersion | digest, 32 bytes | end ordinal, int64 big-endian |
-//	length of the clear JSON, uint32 big-endian | clear JSON | sealed part
-//
-// UnmarshalRecord reads both forms: a JSON record never starts with
-// CompactVersion.
-const (
-	// CompactVersion is the first byte of a record in the compact form.
-	CompactVersion = 0x01
-	// CompactHeaderLen is the length of the compact form's header, the
-	// bytes before the clear JSON.
-	CompactHeaderLen = 1 + sha256.Size + 8 + 4
-)
-
-// AppendCompactRecord seals s under key like SealSubscription and appends
-// the record's compact form to dst. Of the result r, with n = len(dst), the
-// raw digest is r[n+1:][:32] and the end ordinal is the big-endian int64 at
-// r[n+33:][:8].
-func AppendCompactRecord(dst, key []byte, s *subscription.Subscription) ([]byte, error) {
-	sc := scratchPool.Get().(*scratch)
-	defer scratchPool.Put(sc)
-	clear, sealed, digest, err := sc.seal(key, s)
-	if err != nil {
-		return dst, err
-	}
-	if len(clear) > math.MaxUint32 {
-		return dst, fmt.Errorf("seal subscription %s: the clear part has %d bytes", s.ID, len(clear))
-	}
-	dst = append(dst, CompactVersion)
-	dst = append(dst, digest[:]...)
-	dst = binary.BigEndian.AppendUint64(dst, uint64(s.EndDate.Ordinal()))
-	dst = binary.BigEndian.AppendUint32(dst, uint32(len(clear)))
-	dst = append(dst, clear...)
-	return append(dst, sealed...), nil
-}
-
-// unmarshalCompact reads what AppendCompactRecord wrote.
-func unmarshalCompact(b []byte) (Record, error) {
-	if len(b) < CompactHeaderLen || b[0] != CompactVersion {
-		return Record{}, fmt.Errorf("decode subscription record: %d bytes is too short for the compact form", len(b))
-	}
-	n := binary.BigEndian.Uint32(b[CompactHeaderLen-4:])
-	if uint64(n) > uint64(len(b)-CompactHeaderLen) {
-		return Record{}, fmt.Errorf("decode subscription record: the clear part's length %d runs past the record's end", n)
-	}
-	clear := b[CompactHeaderLen : CompactHeaderLen+int(n)]
-	return Record{
-		Digest: hex.EncodeToString(b[1 : 1+sha256.Size]),
-		End:    int64(binary.BigEndian.Uint64(b[1+sha256.Size:])),
-		Clear:  bytes.Clone(clear),
-		Sealed: bytes.Clone(b[CompactHeaderLen+int(n):]),
-	}, nil
-}
-
-// scratch is the working space of one seal, reused through scratchPool so
-// that sealing a row allocates little beyond the cipher.
-type scratch struct {
-	buf []byte
-}
-
-var scratchPool = sync.Pool{New: func() any { return &scratch{buf: make([]byte, 0, 2048)} }}
-
-// seal encodes s's clear and personal parts, digests them and seals the
-// personal part under key. clear and sealed point into sc and are valid until
-// its next use.
-//
-// The digest is HMAC-SHA256 under key[32:] of clear || 0 || personal JSON,
-// computed here from its definition (H(K^opad || H(K^ipad || m))) over one
-// buffer, so that no HMAC state is allocated per row.
-func (sc *scratch) seal(key []byte, s *subscription.Subscription) (clear, sealed []byte, digest [sha256.Size]byte, err error) {
 	if len(key) != KeySize {
-		return nil, nil, digest, fmt.Errorf("seal subscription %s: %w, got %d", s.ID, ErrBadKey, len(key))
+		return Record{}, fmt.Errorf("seal subscription %s: %w, got %d", s.ID, ErrBadKey, len(key))
 	}
-	const block = 64 // SHA-256's block size; the 32-byte MAC key is padded to it
-	b := sc.buf[:0]
-	for i := range block {
-		k := byte(0)
-		if i < KeySize-32 {
-			k = key[32+i]
-		}
-		b = append(b, k^0x36)
-	}
-	b = appendClear(b, s)
-	clearEnd := len(b)
-	b = append(b, 0)
-	pStart := len(b)
-	b = appendPersonal(b, s)
-	inner := sha256.Sum256(b)
-	var outer [block + sha256.Size]byte
-	for i := range block {
-		k := byte(0)
-		if i < KeySize-32 {
-			k = key[32+i]
-		}
-		outer[i] = k ^ 0x5c
-	}
-	copy(outer[block:], inner[:])
-	digest = sha256.Sum256(outer[:])
-
-	g, err := gcm(key)
+	clear, err := json.Marshal(s.WithoutPersonal())
 	if err != nil {
-		return nil, nil, digest, fmt.Errorf("seal subscription %s: %w", s.ID, err)
+		return Record{}, fmt.Errorf("seal subscription %s: %w", s.ID, err)
 	}
-	pLen := len(b) - pStart
-	b = slices.Grow(b, g.NonceSize()+pLen+g.Overhead())
-	nonce := b[len(b) : len(b)+g.NonceSize()]
-	if _, err := rand.Read(nonce); err != nil {
-		return nil, nil, digest, fmt.Errorf("seal subscription %s: nonce: %w", s.ID, err)
+	pj, err := json.Marshal(personal{CM: s.ContractManager, PA: s.PrimaryAdmin, SA: s.SecondaryAdmins})
+	if err != nil {
+		return Record{}, fmt.Errorf("seal subscription %s: personal part: %w", s.ID, err)
 	}
-	sStart := len(b)
-	b = b[:len(b)+len(nonce)]
-	b = g.Seal(b, nonce, b[pStart:pStart+pLen], []byte(s.ID))
-	sc.buf = b
-	return b[block:clearEnd], b[sStart:], digest, nil
+	sealed, err := Seal(key, pj, []byte(s.ID))
+	if err != nil {
+		return Record{}, fmt.Errorf("seal subscription %s: %w", s.ID, err)
+	}
+	mac := hmac.New(sha256.New, key[32:])
+	mac.Write(clear)
+	mac.Write([]byte{0})
+	mac.Write(pj)
+	return Record{Digest: hex.EncodeToString(mac.Sum(nil)), End: s.EndDate.Ordinal(), Clear: clear, Sealed: sealed}, nil
 }
 
 // OpenSubscription returns the subscription that r holds, opening its
@@ -285,28 +146,22 @@ func (sc *scratch) seal(key []byte, s *subscription.Subscription) (clear, sealed
 // not the record's.
 func OpenSubscription(key []byte, r Record) (subscription.Subscription, error) {
 	var s subscription.Subscription
-	if !decodeClear(r.Clear, &s) {
-		s = subscription.Subscription{}
-		if err := json.Unmarshal(r.Clear, &s); err != nil {
-			return s, fmt.Errorf("open subscription record: %w", err)
-		}
+	if err := json.Unmarshal(r.Clear, &s); err != nil {
+		return s, fmt.Errorf("open subscription record: %w", err)
 	}
 	pj, err := Open(key, r.Sealed, []byte(s.ID))
 	if err != nil {
 		return s, fmt.Errorf("open subscription %s: %w", s.ID, err)
 	}
 	var p personal
-	if !decodePersonal(pj, &p) {
-		p = personal{}
-		if err := json.Unmarshal(pj, &p); err != nil {
-			return s, fmt.Errorf("open subscription %s: personal part: %w", s.ID, err)
-		}
+	if err := json.Unmarshal(pj, &p); err != nil {
+		return s, fmt.Errorf("open subscription %s: personal part: %w", s.ID, err)
 	}
 	s.ContractManager, s.PrimaryAdmin, s.SecondaryAdmins = p.CM, p.PA, p.SA
 	return s, nil
 }
 
-// Marshal returns r's JSON form, which starts with the digest.
+// Marshal returns r's stored form, its JSON.
 func (r Record) Marshal() ([]byte, error) {
 	b, err := json.Marshal(r)
 	if err != nil {
@@ -315,10 +170,10 @@ func (r Record) Marshal() ([]byte, error) {
 	return b, nil
 }
 
-// UnmarshalRecord reads what Record.Marshal or AppendCompactRecord wrote.
-// The result does not point into b.
+// UnmarshalRecord reads what Marshal wrote, or a record in the older compact
+// form (see compact.go). The result does not point into b.
 func UnmarshalRecord(b []byte) (Record, error) {
-	if len(b) > 0 && b[0] == CompactVersion {
+	if len(b) > 0 && b[0] == compactVersion {
 		return unmarshalCompact(b)
 	}
 	var r Record

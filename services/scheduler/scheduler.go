@@ -8,13 +8,11 @@ package scheduler
 import (
 	"cmp"
 	"context"
-	"crypto/rand"
-	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"runtime/debug"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -320,7 +318,14 @@ type inflight struct {
 func (s *Scheduler) publishDue(n subscription.Notice, asOf subscription.Date) (jetstream.PubAckFuture, error) {
 	k := n.Key
 	id := k.String()
-	data, err := appendDueEvent(make([]byte, 0, 384), id, n, asOf, s.Now())
+	ev, err := event.New(event.SubjectDue(k.Milestone), id, s.Now(), event.NoticeDue{
+		NoticeKey: k, SubscriptionID: k.SubscriptionID, EndDate: k.EndDate,
+		Milestone: k.Milestone, DaysLeft: n.DaysLeft, AsOf: asOf,
+	})
+	if err != nil {
+		return nil, err
+	}
+	data, err := json.Marshal(ev)
 	if err != nil {
 		return nil, fmt.Errorf("encode due event %s: %w", id, err)
 	}
@@ -329,44 +334,6 @@ func (s *Scheduler) publishDue(n subscription.Notice, asOf subscription.Date) (j
 		return nil, fmt.Errorf("publish due %s: %w", id, err)
 	}
 	return f, nil
-}
-
-// appendDueEvent appends the renewals.notice.due event of n, byte for byte
-// what event.New and json.Marshal make of it (a test holds it to that),
-// without reflection: a catch-up pass encodes a hundred thousand of them.
-// Notice keys hold only letters, digits, '-', '_', ':' and dates, so no
-// string needs escaping.
-// key is n.Key.String(), which the caller has at hand.
-func appendDueEvent(b []byte, key string, n subscription.Notice, asOf subscription.Date, at time.Time) ([]byte, error) {
-	var raw [16]byte
-	if _, err := rand.Read(raw[:]); err != nil {
-		return nil, err
-	}
-	k := n.Key
-	b = append(b, `{"specversion":"1.0","id":"`...)
-	b = hex.AppendEncode(b, raw[:])
-	b = append(b, `","source":"`...)
-	b = append(b, event.Source...)
-	b = append(b, `","type":"`...)
-	b = append(b, event.TypeOf(event.SubjectDuePrefix+"0")...)
-	b = append(b, `","time":"`...)
-	b = at.UTC().AppendFormat(b, time.RFC3339Nano)
-	b = append(b, `","subject":"`...)
-	b = append(b, key...)
-	b = append(b, `","datacontenttype":"application/json","data":{"notice_key":"`...)
-	b = append(b, key...)
-	b = append(b, `","subscription_id":"`...)
-	b = append(b, k.SubscriptionID...)
-	b = append(b, `","end_date":"`...)
-	b = append(b, k.EndDate.String()...)
-	b = append(b, `","milestone":`...)
-	b = strconv.AppendInt(b, int64(k.Milestone), 10)
-	b = append(b, `,"days_left":`...)
-	b = strconv.AppendInt(b, int64(n.DaysLeft), 10)
-	b = append(b, `,"as_of":"`...)
-	b = append(b, asOf.String()...)
-	b = append(b, `"}}`...)
-	return b, nil
 }
 
 // split cuts [from, to] into at most n contiguous ranges of whole days.

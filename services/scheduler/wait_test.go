@@ -2,6 +2,7 @@ package scheduler_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"testing"
@@ -29,7 +30,7 @@ func outcomeEvent(t testing.TB, key subscription.NoticeKey, out subscription.Out
 	if err != nil {
 		t.Fatal(err)
 	}
-	data, err := event.Marshal(ev)
+	data, err := json.Marshal(ev)
 	if err != nil {
 		t.Fatal(err)
 	}
