@@ -12,21 +12,13 @@
 //	generic.body.html
 //	<days>.subject.txt ...        a set for one milestone, e.g. 90.body.html
 //
-// Subjects and text bodies are text/template; HTML bodies are html/template,
-// which escapes every value for its context. The data is a Data value.
-//
-// Those packages define the output, but they do not execute it: New also
-// compiles each template (after html/template has escaped it) into a
-// program of closures specialised to Data, which Render runs and which
-// writes the same bytes without reflection (compile.go). A template that
-// uses something the compiler does not support, such as range, printf or a
-// variable, executes with text/template or html/template instead, so an
-// edited template always renders as those packages say; tests compare the
-// two byte for byte.
+// Subjects and text bodies execute with text/template; HTML bodies with
+// html/template, which escapes every value for its context. The data is a
+// Data value. Nothing else executes them, so a Go release that fixes
+// html/template fixes the emails.
 package render
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	htmltemplate "html/template"
@@ -37,9 +29,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	texttemplate "text/template"
-	"text/template/parse"
 	"time"
 
 	"renewals/pkg/subscription"
@@ -123,22 +113,11 @@ func (e *ExecError) Unwrap() error { return e.Err }
 type Renderer struct {
 	reseller Reseller
 	locales  map[string]*locale // by lower-case name
-	// byTag finds a locale by a tag as subscriptions write it (en-GB,
-	// en-gb, en_GB, ...) without normalising it first; byTag[""] is the
-	// default.
-	byTag map[string]*locale
-	// standardOnly makes Render execute every template with text/template
-	// and html/template, for tests that compare the fast path with them.
-	standardOnly bool
 }
 
 type locale struct {
 	name string
 	sets map[string]*set // "generic", "90", ...
-	// byDays holds the milestone sets by their days, and generic the
-	// generic set: pick looks them up without formatting a number.
-	byDays  map[int]*set
-	generic *set
 }
 
 type set struct {
@@ -147,11 +126,6 @@ type set struct {
 	subject                         *texttemplate.Template
 	text                            *texttemplate.Template
 	html                            *htmltemplate.Template
-	// The compiled fast path of each (see compile.go); nil when compile
-	// refused the template, which then executes with its standard package.
-	fastSubject, fastText, fastHTML *program
-	// Why compile refused each, for tests and diagnosis.
-	slowSubject, slowText, slowHTML error
 }
 
 var (
@@ -212,12 +186,6 @@ func New(fsys fs.FS, reseller Reseller) (*Renderer, error) {
 	if _, ok := r.locales[strings.ToLower(DefaultLocale)]; !ok {
 		return nil, fmt.Errorf("load templates: no %s directory: the default locale's templates are required", DefaultLocale)
 	}
-	r.byTag = map[string]*locale{"": r.locales[strings.ToLower(DefaultLocale)]}
-	for key, l := range r.locales {
-		for _, tag := range []string{key, l.name, strings.ToUpper(key), strings.ReplaceAll(key, "-", "_"), strings.ReplaceAll(l.name, "-", "_")} {
-			r.byTag[tag] = l
-		}
-	}
 	return r, nil
 }
 
@@ -270,18 +238,12 @@ func loadLocale(fsys fs.FS, dir string) (*locale, error) {
 			return nil, err
 		}
 	}
-	loc := &locale{name: dir, sets: map[string]*set{}, byDays: map[int]*set{}}
+	loc := &locale{name: dir, sets: map[string]*set{}}
 	for name := range names {
-		s, err := loadSet(fsys, dir, name, shared)
-		if err != nil {
+		if loc.sets[name], err = loadSet(fsys, dir, name, shared); err != nil {
 			return nil, err
 		}
-		loc.sets[name] = s
-		if days, err := strconv.Atoi(name); err == nil {
-			loc.byDays[days] = s
-		}
 	}
-	loc.generic = loc.sets[Generic]
 	return loc, nil
 }
 
@@ -340,30 +302,7 @@ func loadSet(fsys fs.FS, dir, name string, shared map[string]string) (*set, erro
 			return nil, fmt.Errorf("load templates: %s: the layout must define \"layout\" and the body must define \"content\"", c.file)
 		}
 	}
-	s.compile()
 	return s, nil
-}
-
-// compile builds the fast path of each template of the set. It runs after
-// the trial execution above, so html/template has escaped the HTML layout and
-// every template it calls: compile reads the escaped trees.
-func (s *set) compile() {
-	text := func(t *texttemplate.Template) func(string) *parse.Tree {
-		return func(name string) *parse.Tree {
-			if t := t.Lookup(name); t != nil {
-				return t.Tree
-			}
-			return nil
-		}
-	}
-	s.fastSubject, s.slowSubject = newCompiler(false, text(s.subject)).compile(s.subject.Name())
-	s.fastText, s.slowText = newCompiler(false, text(s.text)).compile("layout")
-	s.fastHTML, s.slowHTML = newCompiler(true, func(name string) *parse.Tree {
-		if t := s.html.Lookup(name); t != nil {
-			return t.Tree
-		}
-		return nil
-	}).compile("layout")
 }
 
 func parseText(name, src, dir, partials string) (*texttemplate.Template, error) {
@@ -408,22 +347,20 @@ func (r *Renderer) Locales() []string {
 // falling back to DefaultLocale, and the set for the milestone, falling
 // back to the locale's generic set.
 func (r *Renderer) pick(tag string, milestone int) (*locale, *set) {
-	l, ok := r.byTag[tag]
+	l, ok := r.locales[strings.ToLower(strings.ReplaceAll(strings.TrimSpace(tag), "_", "-"))]
 	if !ok {
-		if l, ok = r.locales[strings.ToLower(strings.ReplaceAll(strings.TrimSpace(tag), "_", "-"))]; !ok {
-			l = r.locales[strings.ToLower(DefaultLocale)]
-		}
+		l = r.locales[strings.ToLower(DefaultLocale)]
 	}
-	if s, ok := l.byDays[milestone]; ok {
+	if s, ok := l.sets[strconv.Itoa(milestone)]; ok {
 		return l, s
 	}
-	return l, l.generic
+	return l, l.sets[Generic]
 }
 
 // DataFor returns the template data for a subscription's notice.
 func (r *Renderer) DataFor(s subscription.Subscription, n subscription.Notice) Data {
 	d := Data{
-		NoticeKey:       noticeKey(n.Key),
+		NoticeKey:       n.Key.String(),
 		SubscriptionID:  s.ID,
 		Milestone:       n.Key.Milestone,
 		DaysLeft:        n.DaysLeft,
@@ -451,148 +388,47 @@ func (r *Renderer) DataFor(s subscription.Subscription, n subscription.Notice) D
 	return d
 }
 
-// noticeKey is k.String(), without fmt for the dates it can write as
-// subscription.Date.String does (%04d-%02d-%02d).
-func noticeKey(k subscription.NoticeKey) string {
-	d := k.EndDate
-	var a [96]byte
-	if d.IsZero() || d.Year < 0 || d.Year > 9999 || d.Month < 0 || d.Month > 99 || d.Day < 0 || d.Day > 99 || len(k.SubscriptionID) > 64 {
-		return k.String()
-	}
-	b := append(a[:0], k.SubscriptionID...)
-	y, mo, dd := d.Year, int(d.Month), d.Day
-	b = append(b, ':', byte('0'+y/1000), byte('0'+y/100%10), byte('0'+y/10%10), byte('0'+y%10),
-		'-', byte('0'+mo/10), byte('0'+mo%10), '-', byte('0'+dd/10), byte('0'+dd%10), ':')
-	return string(strconv.AppendInt(b, int64(k.Milestone), 10))
-}
-
 // Render renders the notice's email in the subscription's locale (falling
 // back to DefaultLocale) with the milestone's set (falling back to the
-// generic set). A template that fails to execute returns an *ExecError.
-//
-// Each template runs as its compiled program (compile.go) when it has one
-// and with text/template or html/template when it has not; the two give the
-// same bytes.
+// generic set). A template that fails to execute, or a subject that comes
+// out empty, returns an *ExecError.
 func (r *Renderer) Render(s subscription.Subscription, n subscription.Notice) (Email, error) {
 	l, set := r.pick(s.Locale, n.Key.Milestone)
-	m := machines.Get().(*machine)
-	defer putMachine(m)
-	m.data = r.DataFor(s, n)
-	e := Email{Locale: l.name, Set: set.name}
-	m.buf = m.buf[:0]
-	if p := r.fast(set.fastSubject); p != nil {
-		p.render(m)
-	} else if err := set.subject.Execute(m, m.data); err != nil {
+	d := r.DataFor(s, n)
+	var subject, text, html strings.Builder
+	if err := set.subject.Execute(&subject, d); err != nil {
 		return Email{}, &ExecError{Locale: l.name, File: set.subjectFile, Err: err}
 	}
-	e.Subject = oneLine(m.buf)
+	e := Email{Subject: oneLine(subject.String()), Locale: l.name, Set: set.name}
 	if e.Subject == "" {
 		return Email{}, &ExecError{Locale: l.name, File: set.subjectFile, Err: errors.New("the subject is empty")}
 	}
-	m.buf = m.buf[:0]
-	if p := r.fast(set.fastText); p != nil {
-		p.render(m)
-	} else if err := set.text.ExecuteTemplate(m, "layout", m.data); err != nil {
+	if err := set.text.ExecuteTemplate(&text, "layout", d); err != nil {
 		return Email{}, &ExecError{Locale: l.name, File: set.textFile, Err: err}
 	}
-	e.Text = tidy(m.buf)
-	m.buf = m.buf[:0]
-	if p := r.fast(set.fastHTML); p != nil {
-		p.render(m)
-	} else if err := set.html.ExecuteTemplate(m, "layout", m.data); err != nil {
+	if err := set.html.ExecuteTemplate(&html, "layout", d); err != nil {
 		return Email{}, &ExecError{Locale: l.name, File: set.htmlFile, Err: err}
 	}
-	e.HTML = string(m.buf)
+	e.Text, e.HTML = tidy(text.String()), html.String()
 	return e, nil
 }
 
-// fast returns p unless the Renderer is to use the standard packages only.
-func (r *Renderer) fast(p *program) *program {
-	if r.standardOnly {
-		return nil
-	}
-	return p
-}
+// oneLine makes a subject safe for a header: CR, LF and every run of white
+// space become one space, and none is left at the ends.
+func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }
 
-// machines holds the machines renders run in, so that a render grows no
-// buffer once the pool is warm.
-var machines = sync.Pool{New: func() any { return new(machine) }}
-
-func putMachine(m *machine) {
-	m.data, m.root = Data{}, value{}
-	if cap(m.buf) <= 1<<20 { // a notice is a few kB; let an outlier go
-		machines.Put(m)
-	}
-}
-
-// oneLine is strings.Join(strings.Fields(s), " "), without the slice of
-// fields when s is one line with single spaces already, as subjects are
-// (but for the line break that ends the file): ASCII white space at the ends
-// goes, and what is left is the result if it is printable ASCII with single
-// spaces.
-func oneLine(b []byte) string {
-	for len(b) > 0 && asciiSpace(b[0]) {
-		b = b[1:]
-	}
-	for len(b) > 0 && asciiSpace(b[len(b)-1]) {
-		b = b[:len(b)-1]
-	}
-	clean := true
-	for i := 0; clean && i < len(b); i++ {
-		c := b[i]
-		clean = c >= 0x21 && c < 0x7f || c == ' ' && b[i-1] != ' '
-	}
-	if clean {
-		return string(b)
-	}
-	return strings.Join(strings.Fields(string(b)), " ")
-}
-
-// asciiSpace reports whether c is one of the ASCII characters unicode.IsSpace
-// takes for white space.
-func asciiSpace(c byte) bool {
-	return c == ' ' || c == '\t' || c == '\n' || c == '\v' || c == '\f' || c == '\r'
-}
+var blankLines = regexp.MustCompile(`\n{3,}`)
 
 // tidy trims trailing spaces and squeezes blank lines that optional
 // sections of a text template leave behind: each line loses trailing spaces,
 // tabs and CRs, runs of blank lines become one, white space at both ends
 // goes, and one line break ends the text.
-func tidy(b []byte) string {
-	var out strings.Builder
-	out.Grow(len(b) + 1)
-	blank := 0 // blank lines held back: written only before more text
-	for len(b) > 0 {
-		line := b
-		rest := []byte(nil)
-		if i := bytes.IndexByte(b, '\n'); i >= 0 {
-			line, rest = b[:i], b[i+1:]
-		}
-		for n := len(line); n > 0 && (line[n-1] == ' ' || line[n-1] == '\t' || line[n-1] == '\r'); n-- {
-			line = line[:n-1]
-		}
-		if len(line) == 0 {
-			blank++
-		} else {
-			if out.Len() > 0 {
-				out.WriteByte('\n')
-				if blank > 0 {
-					out.WriteByte('\n')
-				}
-			}
-			blank = 0
-			out.Write(line)
-		}
-		b = rest
+func tidy(s string) string {
+	lines := strings.Split(s, "\n")
+	for i, l := range lines {
+		lines[i] = strings.TrimRight(l, " \t\r")
 	}
-	out.WriteByte('\n')
-	// Only white space that strings.TrimSpace would also take can be left at
-	// the ends (Unicode spaces; line breaks are gone already).
-	s := out.String()
-	if body := s[:len(s)-1]; len(strings.TrimSpace(body)) != len(body) {
-		return strings.TrimSpace(body) + "\n"
-	}
-	return s
+	return strings.TrimSpace(blankLines.ReplaceAllString(strings.Join(lines, "\n"), "\n\n")) + "\n"
 }
 
 // Check renders every locale's every set with sample data, so that a
