@@ -1,21 +1,21 @@
 // Package render turns a subscription and a due notice into the email's
-// subject, plain text and HTML, from templates compiled once at start-up.
+// subject, plain text and HTML. The subject and the text execute with
+// text/template, the HTML with html/template, which escapes every value for
+// its context, and nothing else executes them: a Go release that fixes
+// html/template fixes the emails. New compiles every template once; the
+// data is a Data value.
 //
-// The template tree (see package templates) holds one directory per locale,
-// named as BCP 47 (en-GB, en-US). Each locale directory holds
+// The template tree (see package templates):
 //
-//	layout.txt, layout.html       the frame shared by every milestone: it must
-//	                              define "layout", which executes "content"
-//	partials.txt, partials.html   optional shared named templates
-//	generic.subject.txt           the set for any milestone without its own
-//	generic.body.txt
-//	generic.body.html
-//	<days>.subject.txt ...        a set for one milestone, e.g. 90.body.html
-//
-// Subjects and text bodies execute with text/template; HTML bodies with
-// html/template, which escapes every value for its context. The data is a
-// Data value. Nothing else executes them, so a Go release that fixes
-// html/template fixes the emails.
+//	layout.txt, layout.html      shared: each defines "layout", which executes "content"
+//	partials.txt, partials.html  optional shared named templates
+//	<locale>/                    a locale, named as BCP 47 (en-GB, en-US), holding
+//	  locale.txt                 optional: its words and formats, named templates for its
+//	                             subjects and bodies; one replaces a shared one of its name
+//	  generic.subject.txt        the set for any milestone without its own; each
+//	  generic.body.txt           body defines "content"
+//	  generic.body.html
+//	  <days>.subject.txt ...     a set for one milestone, e.g. 90.body.html
 package render
 
 import (
@@ -65,6 +65,8 @@ type Email struct {
 
 // Data is what the templates see.
 type Data struct {
+	// Locale is the template directory used, e.g. en-GB after a fallback.
+	Locale string
 	// NoticeKey is the key in its string form, for reference in the footer.
 	NoticeKey      string
 	SubscriptionID string
@@ -123,9 +125,8 @@ type locale struct {
 type set struct {
 	name                            string
 	subjectFile, textFile, htmlFile string
-	subject                         *texttemplate.Template
-	text                            *texttemplate.Template
-	html                            *htmltemplate.Template
+	subject, text                   *texttemplate.Template // the subject file and the layout
+	html                            *htmltemplate.Template // the layout
 }
 
 var (
@@ -157,31 +158,42 @@ func weburl(s string) string {
 }
 
 // New compiles every template under fsys once. It fails, naming the file,
-// when a template does not parse, when a locale lacks its layout or a
-// complete generic set, when a set lacks one of its three files, or when
-// there is no DefaultLocale directory. Templates run with missingkey=error.
+// when a template does not parse or html/template cannot escape it, when
+// layout.txt or layout.html is missing, when a locale lacks a complete
+// generic set, when a set lacks one of its three files, or when there is no
+// DefaultLocale directory. Templates run with missingkey=error.
 func New(fsys fs.FS, reseller Reseller) (*Renderer, error) {
-	r := &Renderer{reseller: reseller, locales: map[string]*locale{}}
-	entries, err := fs.ReadDir(fsys, ".")
+	src := map[string]string{} // the template files by path
+	for _, f := range []string{"layout.txt", "layout.html", "partials.txt", "partials.html"} {
+		b, err := fs.ReadFile(fsys, f)
+		switch {
+		case err == nil:
+			src[f] = string(b)
+		case !errors.Is(err, fs.ErrNotExist):
+			return nil, fmt.Errorf("load templates: %w", err)
+		case strings.HasPrefix(f, "layout"):
+			return nil, fmt.Errorf("load templates: %s is missing: the locales share layout.txt and layout.html beside their directories", f)
+		}
+	}
+	dirs, err := fs.ReadDir(fsys, ".")
 	if err != nil {
 		return nil, fmt.Errorf("load templates: %w", err)
 	}
-	for _, e := range entries {
-		if !e.IsDir() || strings.HasPrefix(e.Name(), ".") {
+	r := &Renderer{reseller: reseller, locales: map[string]*locale{}}
+	for _, d := range dirs {
+		if !d.IsDir() || strings.HasPrefix(d.Name(), ".") {
 			continue
 		}
-		if !localeName.MatchString(e.Name()) {
-			return nil, fmt.Errorf("load templates: directory %q is not a locale: name it as BCP 47, e.g. en-GB", e.Name())
+		if !localeName.MatchString(d.Name()) {
+			return nil, fmt.Errorf("load templates: directory %q is not a locale: name it as BCP 47, e.g. en-GB", d.Name())
 		}
-		loc, err := loadLocale(fsys, e.Name())
-		if err != nil {
+		key := strings.ToLower(d.Name())
+		if _, dup := r.locales[key]; dup {
+			return nil, fmt.Errorf("load templates: locale %s appears twice (names are compared without case)", d.Name())
+		}
+		if r.locales[key], err = loadLocale(fsys, d.Name(), src); err != nil {
 			return nil, err
 		}
-		key := strings.ToLower(e.Name())
-		if _, dup := r.locales[key]; dup {
-			return nil, fmt.Errorf("load templates: locale %s appears twice (names are compared without case)", e.Name())
-		}
-		r.locales[key] = loc
 	}
 	if _, ok := r.locales[strings.ToLower(DefaultLocale)]; !ok {
 		return nil, fmt.Errorf("load templates: no %s directory: the default locale's templates are required", DefaultLocale)
@@ -189,145 +201,93 @@ func New(fsys fs.FS, reseller Reseller) (*Renderer, error) {
 	return r, nil
 }
 
-func readFile(fsys fs.FS, name string) (string, error) {
-	b, err := fs.ReadFile(fsys, name)
-	if err != nil {
-		return "", fmt.Errorf("load templates: %w", err)
-	}
-	return string(b), nil
-}
-
-func exists(fsys fs.FS, name string) bool {
-	_, err := fs.Stat(fsys, name)
-	return err == nil
-}
-
-func loadLocale(fsys fs.FS, dir string) (*locale, error) {
+// loadLocale reads the locale's files into src, beside the shared ones, and
+// compiles its sets.
+func loadLocale(fsys fs.FS, dir string, src map[string]string) (*locale, error) {
 	files, err := fs.ReadDir(fsys, dir)
 	if err != nil {
 		return nil, fmt.Errorf("load templates: %w", err)
 	}
-	names := map[string]bool{}
+	var sets []string
 	for _, f := range files {
-		if f.IsDir() {
+		name := f.Name()
+		if f.IsDir() || strings.HasPrefix(name, ".") || strings.HasSuffix(name, ".md") {
 			continue
 		}
-		m := setFile.FindStringSubmatch(f.Name())
-		switch {
-		case m != nil:
-			names[m[1]] = true
-		case slices.Contains([]string{"layout.txt", "layout.html", "partials.txt", "partials.html"}, f.Name()),
-			strings.HasPrefix(f.Name(), "."), strings.HasSuffix(f.Name(), ".md"):
-		default:
-			return nil, fmt.Errorf("load templates: %s: unexpected file: name it <generic|days>.subject.txt, .body.txt or .body.html", path.Join(dir, f.Name()))
+		m := setFile.FindStringSubmatch(name)
+		if m == nil && name != "locale.txt" {
+			return nil, fmt.Errorf("load templates: %s: unexpected file: name it <generic|days>.subject.txt, .body.txt or .body.html, or locale.txt", path.Join(dir, name))
 		}
+		if m != nil && !slices.Contains(sets, m[1]) {
+			sets = append(sets, m[1])
+		}
+		b, err := fs.ReadFile(fsys, path.Join(dir, name))
+		if err != nil {
+			return nil, fmt.Errorf("load templates: %w", err)
+		}
+		src[path.Join(dir, name)] = string(b)
 	}
-	if !names[Generic] {
+	if !slices.Contains(sets, Generic) {
 		return nil, fmt.Errorf("load templates: %s has no generic set: add %s/generic.subject.txt, generic.body.txt and generic.body.html", dir, dir)
 	}
-	shared := map[string]string{}
-	for _, f := range []string{"layout.txt", "layout.html", "partials.txt", "partials.html"} {
-		p := path.Join(dir, f)
-		if !exists(fsys, p) {
-			if strings.HasPrefix(f, "layout") {
-				return nil, fmt.Errorf("load templates: %s is missing: every locale needs layout.txt and layout.html", p)
-			}
-			continue
-		}
-		if shared[f], err = readFile(fsys, p); err != nil {
-			return nil, err
-		}
-	}
 	loc := &locale{name: dir, sets: map[string]*set{}}
-	for name := range names {
-		if loc.sets[name], err = loadSet(fsys, dir, name, shared); err != nil {
+	for _, name := range sets {
+		if loc.sets[name], err = loadSet(dir, name, src); err != nil {
 			return nil, err
 		}
 	}
 	return loc, nil
 }
 
-func loadSet(fsys fs.FS, dir, name string, shared map[string]string) (*set, error) {
+func loadSet(dir, name string, src map[string]string) (*set, error) {
 	s := &set{
 		name:        name,
 		subjectFile: path.Join(dir, name+".subject.txt"),
 		textFile:    path.Join(dir, name+".body.txt"),
 		htmlFile:    path.Join(dir, name+".body.html"),
 	}
-	src := map[string]string{}
 	for _, f := range []string{s.subjectFile, s.textFile, s.htmlFile} {
-		if !exists(fsys, f) {
+		if _, ok := src[f]; !ok {
 			return nil, fmt.Errorf("load templates: %s is missing: set %q needs a subject, a text and an HTML body", f, name)
 		}
-		var err error
-		if src[f], err = readFile(fsys, f); err != nil {
-			return nil, err
-		}
 	}
-	var err error
-	// Each file parses under its own path as name, so errors name the file.
-	if s.subject, err = parseText(s.subjectFile, src[s.subjectFile], dir, shared["partials.txt"]); err != nil {
+	// The subject and the text body share one text/template namespace.
+	words := path.Join(dir, "locale.txt")
+	text, err := parse(texttemplate.New("").Option("missingkey=error").Funcs(funcs), src, "layout.txt", "partials.txt", words, s.subjectFile, s.textFile)
+	if err != nil {
 		return nil, err
 	}
-	if s.text, err = parseText(path.Join(dir, "layout.txt"), shared["layout.txt"], dir, shared["partials.txt"]); err != nil {
+	html, err := parse(htmltemplate.New("").Option("missingkey=error").Funcs(funcs), src, "layout.html", "partials.html", words, s.htmlFile)
+	if err != nil {
 		return nil, err
 	}
-	if _, err = s.text.New(s.textFile).Parse(src[s.textFile]); err != nil {
-		return nil, fmt.Errorf("load templates: parse %s: %w", s.textFile, err)
-	}
-	if s.html, err = parseHTML(path.Join(dir, "layout.html"), shared["layout.html"], dir, shared["partials.html"]); err != nil {
-		return nil, err
-	}
-	if _, err = s.html.New(s.htmlFile).Parse(src[s.htmlFile]); err != nil {
-		return nil, fmt.Errorf("load templates: parse %s: %w", s.htmlFile, err)
+	s.subject, s.text, s.html = text.Lookup(s.subjectFile), text.Lookup("layout"), html.Lookup("layout")
+	if s.text == nil || text.Lookup("content") == nil || s.html == nil || html.Lookup("content") == nil {
+		return nil, fmt.Errorf("load templates: set %s/%s: the layout must define \"layout\" and each body must define \"content\"", dir, name)
 	}
 	// html/template escapes on first execution, so a markup error (a value
 	// in an unclosed attribute) would otherwise surface on a customer's
 	// notice. Execute once with empty data: escaping errors fail start-up;
 	// execution errors (an unknown field) are left to Render and Check.
 	var he *htmltemplate.Error
-	if s.html.Lookup("layout") != nil {
-		if err := s.html.ExecuteTemplate(io.Discard, "layout", Data{}); errors.As(err, &he) {
-			return nil, fmt.Errorf("load templates: parse %s: %w", s.htmlFile, err)
-		}
-	}
-	for _, c := range []struct {
-		file string
-		ok   bool
-	}{
-		{s.textFile, s.text.Lookup("layout") != nil && s.text.Lookup("content") != nil},
-		{s.htmlFile, s.html.Lookup("layout") != nil && s.html.Lookup("content") != nil},
-	} {
-		if !c.ok {
-			return nil, fmt.Errorf("load templates: %s: the layout must define \"layout\" and the body must define \"content\"", c.file)
-		}
+	if err := s.html.Execute(io.Discard, Data{}); errors.As(err, &he) {
+		return nil, fmt.Errorf("load templates: parse %s: %w", s.htmlFile, err)
 	}
 	return s, nil
 }
 
-func parseText(name, src, dir, partials string) (*texttemplate.Template, error) {
-	t, err := texttemplate.New(name).Option("missingkey=error").Funcs(funcs).Parse(src)
-	if err != nil {
-		return nil, fmt.Errorf("load templates: parse %s: %w", name, err)
-	}
-	if partials != "" {
-		p := path.Join(dir, "partials.txt")
-		if _, err := t.New(p).Parse(partials); err != nil {
-			return nil, fmt.Errorf("load templates: parse %s: %w", p, err)
-		}
-	}
-	return t, nil
-}
-
-func parseHTML(name, src, dir, partials string) (*htmltemplate.Template, error) {
-	t, err := htmltemplate.New(name).Option("missingkey=error").Funcs(funcs).Parse(src)
-	if err != nil {
-		return nil, fmt.Errorf("load templates: parse %s: %w", name, err)
-	}
-	if partials != "" {
-		p := path.Join(dir, "partials.html")
-		if _, err := t.New(p).Parse(partials); err != nil {
-			return nil, fmt.Errorf("load templates: parse %s: %w", p, err)
+// parse adds the files of src named, those that exist, to t in order, each
+// under its path so that errors name the file. A template defined again
+// replaces the earlier definition: a locale's words win over the partials.
+func parse[T interface {
+	New(string) T
+	Parse(string) (T, error)
+}](t T, src map[string]string, names ...string) (T, error) {
+	for _, name := range names {
+		if text, ok := src[name]; ok {
+			if _, err := t.New(name).Parse(text); err != nil {
+				return t, fmt.Errorf("load templates: parse %s: %w", name, err)
+			}
 		}
 	}
 	return t, nil
@@ -359,7 +319,9 @@ func (r *Renderer) pick(tag string, milestone int) (*locale, *set) {
 
 // DataFor returns the template data for a subscription's notice.
 func (r *Renderer) DataFor(s subscription.Subscription, n subscription.Notice) Data {
+	l, _ := r.pick(s.Locale, 0)
 	d := Data{
+		Locale:          l.name,
 		NoticeKey:       n.Key.String(),
 		SubscriptionID:  s.ID,
 		Milestone:       n.Key.Milestone,
@@ -403,10 +365,10 @@ func (r *Renderer) Render(s subscription.Subscription, n subscription.Notice) (E
 	if e.Subject == "" {
 		return Email{}, &ExecError{Locale: l.name, File: set.subjectFile, Err: errors.New("the subject is empty")}
 	}
-	if err := set.text.ExecuteTemplate(&text, "layout", d); err != nil {
+	if err := set.text.Execute(&text, d); err != nil {
 		return Email{}, &ExecError{Locale: l.name, File: set.textFile, Err: err}
 	}
-	if err := set.html.ExecuteTemplate(&html, "layout", d); err != nil {
+	if err := set.html.Execute(&html, d); err != nil {
 		return Email{}, &ExecError{Locale: l.name, File: set.htmlFile, Err: err}
 	}
 	e.Text, e.HTML = tidy(text.String()), html.String()
