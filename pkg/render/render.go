@@ -293,16 +293,6 @@ func parse[T interface {
 	return t, nil
 }
 
-// Locales returns the locale directories, sorted.
-func (r *Renderer) Locales() []string {
-	var out []string
-	for _, l := range r.locales {
-		out = append(out, l.name)
-	}
-	slices.Sort(out)
-	return out
-}
-
 // pick returns the locale for tag (case and '_' or '-' do not matter),
 // falling back to DefaultLocale, and the set for the milestone, falling
 // back to the locale's generic set.
