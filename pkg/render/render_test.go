@@ -269,3 +269,18 @@ func TestBrokenTemplatesFailNew(t *testing.T) {
 		t.Errorf("missing shared layout: %v", err)
 	}
 }
+
+func TestEmptySubjectFailsAtRender(t *testing.T) {
+	fsys := tree(t)
+	fsys["en-GB/90.subject.txt"] = &fstest.MapFile{Data: []byte("{{if .HasSeats}}{{end}} \r\n")}
+	r, err := render.New(fsys, reseller)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := sub("en-GB")
+	_, err = r.Render(s, notice(s, 90, 90))
+	var ee *render.ExecError
+	if !errors.As(err, &ee) || ee.File != "en-GB/90.subject.txt" || !strings.Contains(err.Error(), "empty") {
+		t.Errorf("err = %v, want an *render.ExecError for an empty subject", err)
+	}
+}
