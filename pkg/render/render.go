@@ -1,32 +1,24 @@
 // Package render turns a subscription and a due notice into the email's
-// subject, plain text and HTML, from templates compiled once at start-up.
+// subject, plain text and HTML. The subject and the text execute with
+// text/template, the HTML with html/template, which escapes every value for
+// its context, and nothing else executes them: a Go release that fixes
+// html/template fixes the emails. New compiles every template once; the
+// data is a Data value.
 //
-// The template tree (see package templates) holds one directory per locale,
-// named as BCP 47 (en-GB, en-US). Each locale directory holds
+// The template tree (see package templates):
 //
-//	layout.txt, layout.html       the frame shared by every milestone: it must
-//	                              define "layout", which executes "content"
-//	partials.txt, partials.html   optional shared named templates
-//	generic.subject.txt           the set for any milestone without its own
-//	generic.body.txt
-//	generic.body.html
-//	<days>.subject.txt ...        a set for one milestone, e.g. 90.body.html
-//
-// Subjects and text bodies are text/template; HTML bodies are html/template,
-// which escapes every value for its context. The data is a Data value.
-//
-// Those packages define the output, but they do not execute it: New also
-// compiles each template (after html/template has escaped it) into a
-// program of closures specialised to Data, which Render runs and which
-// writes the same bytes without reflection (compile.go). A template that
-// uses something the compiler does not support, such as range, printf or a
-// variable, executes with text/template or html/template instead, so an
-// edited template always renders as those packages say; tests compare the
-// two byte for byte.
+//	layout.txt, layout.html      shared: each defines "layout", which executes "content"
+//	partials.txt, partials.html  optional shared named templates
+//	<locale>/                    a locale, named as BCP 47 (en-GB, en-US), holding
+//	  locale.txt                 optional: its words and formats, named templates for its
+//	                             subjects and bodies; one replaces a shared one of its name
+//	  generic.subject.txt        the set for any milestone without its own; each
+//	  generic.body.txt           body defines "content"
+//	  generic.body.html
+//	  <days>.subject.txt ...     a set for one milestone, e.g. 90.body.html
 package render
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	htmltemplate "html/template"
@@ -37,9 +29,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	texttemplate "text/template"
-	"text/template/parse"
 	"time"
 
 	"renewals/pkg/subscription"
@@ -75,6 +65,8 @@ type Email struct {
 
 // Data is what the templates see.
 type Data struct {
+	// Locale is the template directory used, e.g. en-GB after a fallback.
+	Locale string
 	// NoticeKey is the key in its string form, for reference in the footer.
 	NoticeKey      string
 	SubscriptionID string
@@ -123,35 +115,18 @@ func (e *ExecError) Unwrap() error { return e.Err }
 type Renderer struct {
 	reseller Reseller
 	locales  map[string]*locale // by lower-case name
-	// byTag finds a locale by a tag as subscriptions write it (en-GB,
-	// en-gb, en_GB, ...) without normalising it first; byTag[""] is the
-	// default.
-	byTag map[string]*locale
-	// standardOnly makes Render execute every template with text/template
-	// and html/template, for tests that compare the fast path with them.
-	standardOnly bool
 }
 
 type locale struct {
 	name string
 	sets map[string]*set // "generic", "90", ...
-	// byDays holds the milestone sets by their days, and generic the
-	// generic set: pick looks them up without formatting a number.
-	byDays  map[int]*set
-	generic *set
 }
 
 type set struct {
 	name                            string
 	subjectFile, textFile, htmlFile string
-	subject                         *texttemplate.Template
-	text                            *texttemplate.Template
-	html                            *htmltemplate.Template
-	// The compiled fast path of each (see compile.go); nil when compile
-	// refused the template, which then executes with its standard package.
-	fastSubject, fastText, fastHTML *program
-	// Why compile refused each, for tests and diagnosis.
-	slowSubject, slowText, slowHTML error
+	subject, text                   *texttemplate.Template // the subject file and the layout
+	html                            *htmltemplate.Template // the layout
 }
 
 var (
@@ -183,247 +158,161 @@ func weburl(s string) string {
 }
 
 // New compiles every template under fsys once. It fails, naming the file,
-// when a template does not parse, when a locale lacks its layout or a
-// complete generic set, when a set lacks one of its three files, or when
-// there is no DefaultLocale directory. Templates run with missingkey=error.
+// when a template does not parse or html/template cannot escape it, when
+// layout.txt or layout.html is missing, when a locale lacks a complete
+// generic set, when a set lacks one of its three files, or when there is no
+// DefaultLocale directory. Templates run with missingkey=error.
 func New(fsys fs.FS, reseller Reseller) (*Renderer, error) {
-	r := &Renderer{reseller: reseller, locales: map[string]*locale{}}
-	entries, err := fs.ReadDir(fsys, ".")
+	src := map[string]string{} // the template files by path
+	for _, f := range []string{"layout.txt", "layout.html", "partials.txt", "partials.html"} {
+		b, err := fs.ReadFile(fsys, f)
+		switch {
+		case err == nil:
+			src[f] = string(b)
+		case !errors.Is(err, fs.ErrNotExist):
+			return nil, fmt.Errorf("load templates: %w", err)
+		case strings.HasPrefix(f, "layout"):
+			return nil, fmt.Errorf("load templates: %s is missing: the locales share layout.txt and layout.html beside their directories", f)
+		}
+	}
+	dirs, err := fs.ReadDir(fsys, ".")
 	if err != nil {
 		return nil, fmt.Errorf("load templates: %w", err)
 	}
-	for _, e := range entries {
-		if !e.IsDir() || strings.HasPrefix(e.Name(), ".") {
+	r := &Renderer{reseller: reseller, locales: map[string]*locale{}}
+	for _, d := range dirs {
+		if !d.IsDir() || strings.HasPrefix(d.Name(), ".") {
 			continue
 		}
-		if !localeName.MatchString(e.Name()) {
-			return nil, fmt.Errorf("load templates: directory %q is not a locale: name it as BCP 47, e.g. en-GB", e.Name())
+		if !localeName.MatchString(d.Name()) {
+			return nil, fmt.Errorf("load templates: directory %q is not a locale: name it as BCP 47, e.g. en-GB", d.Name())
 		}
-		loc, err := loadLocale(fsys, e.Name())
-		if err != nil {
+		key := strings.ToLower(d.Name())
+		if _, dup := r.locales[key]; dup {
+			return nil, fmt.Errorf("load templates: locale %s appears twice (names are compared without case)", d.Name())
+		}
+		if r.locales[key], err = loadLocale(fsys, d.Name(), src); err != nil {
 			return nil, err
 		}
-		key := strings.ToLower(e.Name())
-		if _, dup := r.locales[key]; dup {
-			return nil, fmt.Errorf("load templates: locale %s appears twice (names are compared without case)", e.Name())
-		}
-		r.locales[key] = loc
 	}
 	if _, ok := r.locales[strings.ToLower(DefaultLocale)]; !ok {
 		return nil, fmt.Errorf("load templates: no %s directory: the default locale's templates are required", DefaultLocale)
 	}
-	r.byTag = map[string]*locale{"": r.locales[strings.ToLower(DefaultLocale)]}
-	for key, l := range r.locales {
-		for _, tag := range []string{key, l.name, strings.ToUpper(key), strings.ReplaceAll(key, "-", "_"), strings.ReplaceAll(l.name, "-", "_")} {
-			r.byTag[tag] = l
-		}
-	}
 	return r, nil
 }
 
-func readFile(fsys fs.FS, name string) (string, error) {
-	b, err := fs.ReadFile(fsys, name)
-	if err != nil {
-		return "", fmt.Errorf("load templates: %w", err)
-	}
-	return string(b), nil
-}
-
-func exists(fsys fs.FS, name string) bool {
-	_, err := fs.Stat(fsys, name)
-	return err == nil
-}
-
-func loadLocale(fsys fs.FS, dir string) (*locale, error) {
+// loadLocale reads the locale's files into src, beside the shared ones, and
+// compiles its sets.
+func loadLocale(fsys fs.FS, dir string, src map[string]string) (*locale, error) {
 	files, err := fs.ReadDir(fsys, dir)
 	if err != nil {
 		return nil, fmt.Errorf("load templates: %w", err)
 	}
-	names := map[string]bool{}
+	var sets []string
 	for _, f := range files {
-		if f.IsDir() {
+		name := f.Name()
+		if f.IsDir() || strings.HasPrefix(name, ".") || strings.HasSuffix(name, ".md") {
 			continue
 		}
-		m := setFile.FindStringSubmatch(f.Name())
-		switch {
-		case m != nil:
-			names[m[1]] = true
-		case slices.Contains([]string{"layout.txt", "layout.html", "partials.txt", "partials.html"}, f.Name()),
-			strings.HasPrefix(f.Name(), "."), strings.HasSuffix(f.Name(), ".md"):
-		default:
-			return nil, fmt.Errorf("load templates: %s: unexpected file: name it <generic|days>.subject.txt, .body.txt or .body.html", path.Join(dir, f.Name()))
+		m := setFile.FindStringSubmatch(name)
+		if m == nil && name != "locale.txt" {
+			return nil, fmt.Errorf("load templates: %s: unexpected file: name it <generic|days>.subject.txt, .body.txt or .body.html, or locale.txt", path.Join(dir, name))
 		}
+		if m != nil && !slices.Contains(sets, m[1]) {
+			sets = append(sets, m[1])
+		}
+		b, err := fs.ReadFile(fsys, path.Join(dir, name))
+		if err != nil {
+			return nil, fmt.Errorf("load templates: %w", err)
+		}
+		src[path.Join(dir, name)] = string(b)
 	}
-	if !names[Generic] {
+	if !slices.Contains(sets, Generic) {
 		return nil, fmt.Errorf("load templates: %s has no generic set: add %s/generic.subject.txt, generic.body.txt and generic.body.html", dir, dir)
 	}
-	shared := map[string]string{}
-	for _, f := range []string{"layout.txt", "layout.html", "partials.txt", "partials.html"} {
-		p := path.Join(dir, f)
-		if !exists(fsys, p) {
-			if strings.HasPrefix(f, "layout") {
-				return nil, fmt.Errorf("load templates: %s is missing: every locale needs layout.txt and layout.html", p)
-			}
-			continue
-		}
-		if shared[f], err = readFile(fsys, p); err != nil {
+	loc := &locale{name: dir, sets: map[string]*set{}}
+	for _, name := range sets {
+		if loc.sets[name], err = loadSet(dir, name, src); err != nil {
 			return nil, err
 		}
 	}
-	loc := &locale{name: dir, sets: map[string]*set{}, byDays: map[int]*set{}}
-	for name := range names {
-		s, err := loadSet(fsys, dir, name, shared)
-		if err != nil {
-			return nil, err
-		}
-		loc.sets[name] = s
-		if days, err := strconv.Atoi(name); err == nil {
-			loc.byDays[days] = s
-		}
-	}
-	loc.generic = loc.sets[Generic]
 	return loc, nil
 }
 
-func loadSet(fsys fs.FS, dir, name string, shared map[string]string) (*set, error) {
+func loadSet(dir, name string, src map[string]string) (*set, error) {
 	s := &set{
 		name:        name,
 		subjectFile: path.Join(dir, name+".subject.txt"),
 		textFile:    path.Join(dir, name+".body.txt"),
 		htmlFile:    path.Join(dir, name+".body.html"),
 	}
-	src := map[string]string{}
 	for _, f := range []string{s.subjectFile, s.textFile, s.htmlFile} {
-		if !exists(fsys, f) {
+		if _, ok := src[f]; !ok {
 			return nil, fmt.Errorf("load templates: %s is missing: set %q needs a subject, a text and an HTML body", f, name)
 		}
-		var err error
-		if src[f], err = readFile(fsys, f); err != nil {
-			return nil, err
-		}
 	}
-	var err error
-	// Each file parses under its own path as name, so errors name the file.
-	if s.subject, err = parseText(s.subjectFile, src[s.subjectFile], dir, shared["partials.txt"]); err != nil {
+	// The subject and the text body share one text/template namespace.
+	words := path.Join(dir, "locale.txt")
+	text, err := parse(texttemplate.New("").Option("missingkey=error").Funcs(funcs), src, "layout.txt", "partials.txt", words, s.subjectFile, s.textFile)
+	if err != nil {
 		return nil, err
 	}
-	if s.text, err = parseText(path.Join(dir, "layout.txt"), shared["layout.txt"], dir, shared["partials.txt"]); err != nil {
+	html, err := parse(htmltemplate.New("").Option("missingkey=error").Funcs(funcs), src, "layout.html", "partials.html", words, s.htmlFile)
+	if err != nil {
 		return nil, err
 	}
-	if _, err = s.text.New(s.textFile).Parse(src[s.textFile]); err != nil {
-		return nil, fmt.Errorf("load templates: parse %s: %w", s.textFile, err)
-	}
-	if s.html, err = parseHTML(path.Join(dir, "layout.html"), shared["layout.html"], dir, shared["partials.html"]); err != nil {
-		return nil, err
-	}
-	if _, err = s.html.New(s.htmlFile).Parse(src[s.htmlFile]); err != nil {
-		return nil, fmt.Errorf("load templates: parse %s: %w", s.htmlFile, err)
+	s.subject, s.text, s.html = text.Lookup(s.subjectFile), text.Lookup("layout"), html.Lookup("layout")
+	if s.text == nil || text.Lookup("content") == nil || s.html == nil || html.Lookup("content") == nil {
+		return nil, fmt.Errorf("load templates: set %s/%s: the layout must define \"layout\" and each body must define \"content\"", dir, name)
 	}
 	// html/template escapes on first execution, so a markup error (a value
 	// in an unclosed attribute) would otherwise surface on a customer's
 	// notice. Execute once with empty data: escaping errors fail start-up;
 	// execution errors (an unknown field) are left to Render and Check.
 	var he *htmltemplate.Error
-	if s.html.Lookup("layout") != nil {
-		if err := s.html.ExecuteTemplate(io.Discard, "layout", Data{}); errors.As(err, &he) {
-			return nil, fmt.Errorf("load templates: parse %s: %w", s.htmlFile, err)
-		}
+	if err := s.html.Execute(io.Discard, Data{}); errors.As(err, &he) {
+		return nil, fmt.Errorf("load templates: parse %s: %w", s.htmlFile, err)
 	}
-	for _, c := range []struct {
-		file string
-		ok   bool
-	}{
-		{s.textFile, s.text.Lookup("layout") != nil && s.text.Lookup("content") != nil},
-		{s.htmlFile, s.html.Lookup("layout") != nil && s.html.Lookup("content") != nil},
-	} {
-		if !c.ok {
-			return nil, fmt.Errorf("load templates: %s: the layout must define \"layout\" and the body must define \"content\"", c.file)
-		}
-	}
-	s.compile()
 	return s, nil
 }
 
-// compile builds the fast path of each template of the set. It runs after
-// the trial execution above, so html/template has escaped the HTML layout and
-// every template it calls: compile reads the escaped trees.
-func (s *set) compile() {
-	text := func(t *texttemplate.Template) func(string) *parse.Tree {
-		return func(name string) *parse.Tree {
-			if t := t.Lookup(name); t != nil {
-				return t.Tree
+// parse adds the files of src named, those that exist, to t in order, each
+// under its path so that errors name the file. A template defined again
+// replaces the earlier definition: a locale's words win over the partials.
+func parse[T interface {
+	New(string) T
+	Parse(string) (T, error)
+}](t T, src map[string]string, names ...string) (T, error) {
+	for _, name := range names {
+		if text, ok := src[name]; ok {
+			if _, err := t.New(name).Parse(text); err != nil {
+				return t, fmt.Errorf("load templates: parse %s: %w", name, err)
 			}
-			return nil
-		}
-	}
-	s.fastSubject, s.slowSubject = newCompiler(false, text(s.subject)).compile(s.subject.Name())
-	s.fastText, s.slowText = newCompiler(false, text(s.text)).compile("layout")
-	s.fastHTML, s.slowHTML = newCompiler(true, func(name string) *parse.Tree {
-		if t := s.html.Lookup(name); t != nil {
-			return t.Tree
-		}
-		return nil
-	}).compile("layout")
-}
-
-func parseText(name, src, dir, partials string) (*texttemplate.Template, error) {
-	t, err := texttemplate.New(name).Option("missingkey=error").Funcs(funcs).Parse(src)
-	if err != nil {
-		return nil, fmt.Errorf("load templates: parse %s: %w", name, err)
-	}
-	if partials != "" {
-		p := path.Join(dir, "partials.txt")
-		if _, err := t.New(p).Parse(partials); err != nil {
-			return nil, fmt.Errorf("load templates: parse %s: %w", p, err)
 		}
 	}
 	return t, nil
-}
-
-func parseHTML(name, src, dir, partials string) (*htmltemplate.Template, error) {
-	t, err := htmltemplate.New(name).Option("missingkey=error").Funcs(funcs).Parse(src)
-	if err != nil {
-		return nil, fmt.Errorf("load templates: parse %s: %w", name, err)
-	}
-	if partials != "" {
-		p := path.Join(dir, "partials.html")
-		if _, err := t.New(p).Parse(partials); err != nil {
-			return nil, fmt.Errorf("load templates: parse %s: %w", p, err)
-		}
-	}
-	return t, nil
-}
-
-// Locales returns the locale directories, sorted.
-func (r *Renderer) Locales() []string {
-	var out []string
-	for _, l := range r.locales {
-		out = append(out, l.name)
-	}
-	slices.Sort(out)
-	return out
 }
 
 // pick returns the locale for tag (case and '_' or '-' do not matter),
 // falling back to DefaultLocale, and the set for the milestone, falling
 // back to the locale's generic set.
 func (r *Renderer) pick(tag string, milestone int) (*locale, *set) {
-	l, ok := r.byTag[tag]
+	l, ok := r.locales[strings.ToLower(strings.ReplaceAll(strings.TrimSpace(tag), "_", "-"))]
 	if !ok {
-		if l, ok = r.locales[strings.ToLower(strings.ReplaceAll(strings.TrimSpace(tag), "_", "-"))]; !ok {
-			l = r.locales[strings.ToLower(DefaultLocale)]
-		}
+		l = r.locales[strings.ToLower(DefaultLocale)]
 	}
-	if s, ok := l.byDays[milestone]; ok {
+	if s, ok := l.sets[strconv.Itoa(milestone)]; ok {
 		return l, s
 	}
-	return l, l.generic
+	return l, l.sets[Generic]
 }
 
 // DataFor returns the template data for a subscription's notice.
 func (r *Renderer) DataFor(s subscription.Subscription, n subscription.Notice) Data {
+	l, _ := r.pick(s.Locale, 0)
 	d := Data{
-		NoticeKey:       noticeKey(n.Key),
+		Locale:          l.name,
+		NoticeKey:       n.Key.String(),
 		SubscriptionID:  s.ID,
 		Milestone:       n.Key.Milestone,
 		DaysLeft:        n.DaysLeft,
@@ -451,148 +340,47 @@ func (r *Renderer) DataFor(s subscription.Subscription, n subscription.Notice) D
 	return d
 }
 
-// noticeKey is k.String(), without fmt for the dates it can write as
-// subscription.Date.String does (%04d-%02d-%02d).
-func noticeKey(k subscription.NoticeKey) string {
-	d := k.EndDate
-	var a [96]byte
-	if d.IsZero() || d.Year < 0 || d.Year > 9999 || d.Month < 0 || d.Month > 99 || d.Day < 0 || d.Day > 99 || len(k.SubscriptionID) > 64 {
-		return k.String()
-	}
-	b := append(a[:0], k.SubscriptionID...)
-	y, mo, dd := d.Year, int(d.Month), d.Day
-	b = append(b, ':', byte('0'+y/1000), byte('0'+y/100%10), byte('0'+y/10%10), byte('0'+y%10),
-		'-', byte('0'+mo/10), byte('0'+mo%10), '-', byte('0'+dd/10), byte('0'+dd%10), ':')
-	return string(strconv.AppendInt(b, int64(k.Milestone), 10))
-}
-
 // Render renders the notice's email in the subscription's locale (falling
 // back to DefaultLocale) with the milestone's set (falling back to the
-// generic set). A template that fails to execute returns an *ExecError.
-//
-// Each template runs as its compiled program (compile.go) when it has one
-// and with text/template or html/template when it has not; the two give the
-// same bytes.
+// generic set). A template that fails to execute, or a subject that comes
+// out empty, returns an *ExecError.
 func (r *Renderer) Render(s subscription.Subscription, n subscription.Notice) (Email, error) {
 	l, set := r.pick(s.Locale, n.Key.Milestone)
-	m := machines.Get().(*machine)
-	defer putMachine(m)
-	m.data = r.DataFor(s, n)
-	e := Email{Locale: l.name, Set: set.name}
-	m.buf = m.buf[:0]
-	if p := r.fast(set.fastSubject); p != nil {
-		p.render(m)
-	} else if err := set.subject.Execute(m, m.data); err != nil {
+	d := r.DataFor(s, n)
+	var subject, text, html strings.Builder
+	if err := set.subject.Execute(&subject, d); err != nil {
 		return Email{}, &ExecError{Locale: l.name, File: set.subjectFile, Err: err}
 	}
-	e.Subject = oneLine(m.buf)
+	e := Email{Subject: oneLine(subject.String()), Locale: l.name, Set: set.name}
 	if e.Subject == "" {
 		return Email{}, &ExecError{Locale: l.name, File: set.subjectFile, Err: errors.New("the subject is empty")}
 	}
-	m.buf = m.buf[:0]
-	if p := r.fast(set.fastText); p != nil {
-		p.render(m)
-	} else if err := set.text.ExecuteTemplate(m, "layout", m.data); err != nil {
+	if err := set.text.Execute(&text, d); err != nil {
 		return Email{}, &ExecError{Locale: l.name, File: set.textFile, Err: err}
 	}
-	e.Text = tidy(m.buf)
-	m.buf = m.buf[:0]
-	if p := r.fast(set.fastHTML); p != nil {
-		p.render(m)
-	} else if err := set.html.ExecuteTemplate(m, "layout", m.data); err != nil {
+	if err := set.html.Execute(&html, d); err != nil {
 		return Email{}, &ExecError{Locale: l.name, File: set.htmlFile, Err: err}
 	}
-	e.HTML = string(m.buf)
+	e.Text, e.HTML = tidy(text.String()), html.String()
 	return e, nil
 }
 
-// fast returns p unless the Renderer is to use the standard packages only.
-func (r *Renderer) fast(p *program) *program {
-	if r.standardOnly {
-		return nil
-	}
-	return p
-}
+// oneLine makes a subject safe for a header: CR, LF and every run of white
+// space become one space, and none is left at the ends.
+func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }
 
-// machines holds the machines renders run in, so that a render grows no
-// buffer once the pool is warm.
-var machines = sync.Pool{New: func() any { return new(machine) }}
-
-func putMachine(m *machine) {
-	m.data, m.root = Data{}, value{}
-	if cap(m.buf) <= 1<<20 { // a notice is a few kB; let an outlier go
-		machines.Put(m)
-	}
-}
-
-// oneLine is strings.Join(strings.Fields(s), " "), without the slice of
-// fields when s is one line with single spaces already, as subjects are
-// (but for the line break that ends the file): ASCII white space at the ends
-// goes, and what is left is the result if it is printable ASCII with single
-// spaces.
-func oneLine(b []byte) string {
-	for len(b) > 0 && asciiSpace(b[0]) {
-		b = b[1:]
-	}
-	for len(b) > 0 && asciiSpace(b[len(b)-1]) {
-		b = b[:len(b)-1]
-	}
-	clean := true
-	for i := 0; clean && i < len(b); i++ {
-		c := b[i]
-		clean = c >= 0x21 && c < 0x7f || c == ' ' && b[i-1] != ' '
-	}
-	if clean {
-		return string(b)
-	}
-	return strings.Join(strings.Fields(string(b)), " ")
-}
-
-// asciiSpace reports whether c is one of the ASCII characters unicode.IsSpace
-// takes for white space.
-func asciiSpace(c byte) bool {
-	return c == ' ' || c == '\t' || c == '\n' || c == '\v' || c == '\f' || c == '\r'
-}
+var blankLines = regexp.MustCompile(`\n{3,}`)
 
 // tidy trims trailing spaces and squeezes blank lines that optional
 // sections of a text template leave behind: each line loses trailing spaces,
 // tabs and CRs, runs of blank lines become one, white space at both ends
 // goes, and one line break ends the text.
-func tidy(b []byte) string {
-	var out strings.Builder
-	out.Grow(len(b) + 1)
-	blank := 0 // blank lines held back: written only before more text
-	for len(b) > 0 {
-		line := b
-		rest := []byte(nil)
-		if i := bytes.IndexByte(b, '\n'); i >= 0 {
-			line, rest = b[:i], b[i+1:]
-		}
-		for n := len(line); n > 0 && (line[n-1] == ' ' || line[n-1] == '\t' || line[n-1] == '\r'); n-- {
-			line = line[:n-1]
-		}
-		if len(line) == 0 {
-			blank++
-		} else {
-			if out.Len() > 0 {
-				out.WriteByte('\n')
-				if blank > 0 {
-					out.WriteByte('\n')
-				}
-			}
-			blank = 0
-			out.Write(line)
-		}
-		b = rest
+func tidy(s string) string {
+	lines := strings.Split(s, "\n")
+	for i, l := range lines {
+		lines[i] = strings.TrimRight(l, " \t\r")
 	}
-	out.WriteByte('\n')
-	// Only white space that strings.TrimSpace would also take can be left at
-	// the ends (Unicode spaces; line breaks are gone already).
-	s := out.String()
-	if body := s[:len(s)-1]; len(strings.TrimSpace(body)) != len(body) {
-		return strings.TrimSpace(body) + "\n"
-	}
-	return s
+	return strings.TrimSpace(blankLines.ReplaceAllString(strings.Join(lines, "\n"), "\n\n")) + "\n"
 }
 
 // Check renders every locale's every set with sample data, so that a

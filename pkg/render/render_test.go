@@ -234,7 +234,9 @@ func TestBrokenTemplatesFailNew(t *testing.T) {
 		{"bad syntax", "en-US/30.body.txt", `{{define "content"}}{{if .DaysLeft}}{{end}`, "en-US/30.body.txt"},
 		{"bad html", "en-GB/generic.body.html", `{{define "content"}}<a href="{{.Product}}{{end}}`, "en-GB/generic.body.html"},
 		{"unknown function", "en-GB/90.subject.txt", `{{upper .Product}}`, "en-GB/90.subject.txt"},
-		{"broken partials", "en-GB/partials.txt", `{{define "x"}}`, "en-GB/partials.txt"},
+		{"broken partials", "partials.txt", `{{define "x"}}`, "partials.txt"},
+		{"broken locale words", "en-US/locale.txt", `{{define "licence"}}`, "en-US/locale.txt"},
+		{"escaping error in the layout", "layout.html", `{{define "layout"}}<a href="{{.Product}}{{end}}`, "html/template:layout"},
 		{"set without html", "en-GB/60.subject.txt", `hi`, "en-GB/60.body.txt is missing"},
 		{"stray file", "en-GB/notes.txt", `hi`, "en-GB/notes.txt"},
 	} {
@@ -252,14 +254,33 @@ func TestBrokenTemplatesFailNew(t *testing.T) {
 	if _, err := render.New(fsys, reseller); err == nil || !strings.Contains(err.Error(), "en-US/generic.body.html") {
 		t.Errorf("missing generic html: %v", err)
 	}
-	fsys = fstest.MapFS{"en-US/x": &fstest.MapFile{}}
+	fsys = fstest.MapFS{}
 	for p, f := range tree(t) {
-		if strings.HasPrefix(p, "en-US/") {
+		if !strings.HasPrefix(p, "en-GB/") {
 			fsys[p] = f
 		}
 	}
-	delete(fsys, "en-US/x")
 	if _, err := render.New(fsys, reseller); err == nil || !strings.Contains(err.Error(), "en-GB") {
 		t.Errorf("no default locale: %v", err)
+	}
+	fsys = tree(t)
+	delete(fsys, "layout.txt")
+	if _, err := render.New(fsys, reseller); err == nil || !strings.Contains(err.Error(), "layout.txt is missing") {
+		t.Errorf("missing shared layout: %v", err)
+	}
+}
+
+func TestEmptySubjectFailsAtRender(t *testing.T) {
+	fsys := tree(t)
+	fsys["en-GB/90.subject.txt"] = &fstest.MapFile{Data: []byte("{{if .HasSeats}}{{end}} \r\n")}
+	r, err := render.New(fsys, reseller)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := sub("en-GB")
+	_, err = r.Render(s, notice(s, 90, 90))
+	var ee *render.ExecError
+	if !errors.As(err, &ee) || ee.File != "en-GB/90.subject.txt" || !strings.Contains(err.Error(), "empty") {
+		t.Errorf("err = %v, want an *render.ExecError for an empty subject", err)
 	}
 }
