@@ -182,7 +182,7 @@ func TestServeShutdown(t *testing.T) {
 		t.Fatalf("every notice went before the shutdown (%d of %d): nothing was in flight", at, n)
 	}
 
-	srv = startServe(t, dataDir, smtpURL, port)
+	startServe(t, dataDir, smtpURL, port) // the same data dir, port and relay
 	if out, err := cli("run", "--as-of", "2030-01-01", "--wait", "--timeout", "60s").CombinedOutput(); err != nil {
 		t.Fatalf("run --wait after the restart: %v\n%s", err, out)
 	}
