@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"time"
 
 	"github.com/nats-io/nats.go"
 	"go.uber.org/zap"
@@ -36,7 +37,10 @@ func (n *Notifier) watchMaxDeliveries(ctx context.Context) (stop func(), err err
 			n.Log.Warn("unreadable max-deliveries advisory", zap.Error(err))
 			return
 		}
-		raw, err := stream.GetMsg(ctx, adv.StreamSeq)
+		// Not cut short by shutdown: the advisory comes once, to one replica.
+		gctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		raw, err := stream.GetMsg(gctx, adv.StreamSeq)
 		if err != nil {
 			n.Log.Warn("read exhausted notice", zap.Uint64("stream_seq", adv.StreamSeq), zap.Error(err))
 			return

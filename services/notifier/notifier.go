@@ -125,10 +125,17 @@ const DefaultDrain = 10 * time.Second
 // fetchWait is how long one pull request waits for notices to arrive.
 const fetchWait = 2 * time.Second
 
+// handBack is how soon a notice handed back at shutdown is delivered again:
+// just after this process's last pull request has expired, so that it goes
+// to another replica or the next start, never back into that request (where
+// it would be handed back again, and again, until its deliveries ran out).
+const handBack = fetchWait + 500*time.Millisecond
+
 // Run consumes due notices until ctx ends. On return every notice it took is
 // acknowledged, or handed back for redelivery; none is half-recorded. When
-// ctx ends, notices that have not started out are handed back at once, and
-// sends under way get up to Drain to finish before they are aborted.
+// ctx ends, notices that have not started out are handed back (delivered
+// again within seconds), and sends under way get up to Drain to finish
+// before they are aborted.
 //
 // Notices are pulled only for free hands: never more than Workers at once,
 // nor more than the sender can start within half a claim's lease (see
@@ -189,8 +196,8 @@ func (n *Notifier) Run(ctx context.Context) error {
 		}
 		for m := range batch.Messages() {
 			if ctx.Err() != nil {
-				// Shutting down: hand it back for another replica at once.
-				_ = m.Nak()
+				// Shutting down: hand it back for another replica.
+				_ = m.NakWithDelay(handBack)
 				continue
 			}
 			seq, ok := inflight.add(m)
@@ -332,9 +339,9 @@ func (n *Notifier) handle(ctx, running context.Context, m jetstream.Msg) {
 	}
 	if running.Err() != nil {
 		// Shutting down: hand the notice back for another replica (or the
-		// next start) at once, not after a back-off.
+		// next start) within seconds, not after a back-off.
 		log.Info("notice handed back at shutdown", zap.Bool("ambiguous", ambiguous))
-		_ = m.Nak()
+		_ = m.NakWithDelay(handBack)
 		return
 	}
 	if delivered >= n.Consumer.MaxDeliver {
