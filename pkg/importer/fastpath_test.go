@@ -72,32 +72,6 @@ func FuzzFastPaths(f *testing.F) {
 	f.Fuzz(func(t *testing.T, s string) { checkFastPaths(t, s) })
 }
 
-// TestSkim checks skim against next byte by byte, from every state, over
-// every string of up to 6 bytes drawn from a comma, a quote and a letter.
-func TestSkim(t *testing.T) {
-	var b []byte
-	var walk func()
-	walk = func() {
-		for st := fieldStart; st <= badLine; st++ {
-			want := st
-			for _, c := range b {
-				want = next(want, c)
-			}
-			if got := skim(st, b); got != want {
-				t.Errorf("skim(%d, %q) = %d, want %d", st, b, got, want)
-			}
-		}
-		if len(b) < 6 {
-			for _, c := range []byte(`,"a`) {
-				b = append(b, c)
-				walk()
-				b = b[:len(b)-1]
-			}
-		}
-	}
-	walk()
-}
-
 func TestDotAtomByte(t *testing.T) {
 	for c := range 256 {
 		want := c > ' ' && c < 0x7f && !strings.ContainsRune(`()<>[]:;@\,"`, rune(c))

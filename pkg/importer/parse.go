@@ -38,11 +38,13 @@ func ParseFormat(s string) (Format, error) {
 	return "", &FileError{Reason: fmt.Sprintf("%q is not an import format: use csv, json or ndjson", truncate(s, 40))}
 }
 
-// MaxRowBytes is the longest row accepted: a CSV record, an NDJSON line or a
-// JSON array element. A longer row is rejected with a reason that names the
-// limit, and reading goes on with the next row. CSV and NDJSON never hold
-// more than this of a row in memory, a JSON array element no more than
-// twice this (see jsonWindow).
+// MaxRowBytes is the longest row accepted: a CSV record (its bytes in the
+// file, line end included), an NDJSON line or a JSON array element. A longer
+// row is rejected with a reason that names the limit, and reading goes on
+// with the next row. NDJSON never holds more than this of a row in memory, a
+// JSON array element no more than twice this (see jsonWindow). A CSV record
+// is read whole by encoding/csv and measured after, so what bounds its
+// memory is the caller's limit on the body (http.MaxBytesReader).
 const MaxRowBytes = 64 << 10
 
 // Errors that callers can test for with errors.Is.
@@ -183,7 +185,6 @@ type Reader struct {
 
 	// CSV
 	csv    *csv.Reader
-	guard  *rowGuard
 	header []int // column index -> index of knownFields, or -1 to ignore
 
 	// JSON array
@@ -326,13 +327,12 @@ func (rd *Reader) startCSV(br *bufio.Reader) error {
 	// as such, rather than as the missing columns or broken quotes that
 	// reading it with commas finds.
 	sep := separatorOf(firstLine(br))
-	rd.guard = newRowGuard(br, MaxRowBytes)
-	c := csv.NewReader(rd.guard)
+	c := csv.NewReader(br)
 	c.FieldsPerRecord = -1
-	c.LazyQuotes = false
 	c.ReuseRecord = true
 	rd.csv = c
 	head, err := c.Read()
+	size := c.InputOffset()
 	if err == io.EOF {
 		return &FileError{Reason: "the file is empty: the first line must be a header row naming the columns, including subscription_id and end_date"}
 	}
@@ -345,7 +345,7 @@ func (rd *Reader) startCSV(br *bufio.Reader) error {
 	if err != nil {
 		return readErr(err)
 	}
-	if rd.guard.popLong(1) {
+	if size > MaxRowBytes {
 		return &FileError{Line: 1, Reason: fmt.Sprintf("the header row is longer than the limit of %d bytes: name only the columns of the import format", MaxRowBytes)}
 	}
 	rd.header = make([]int, len(head))
@@ -387,6 +387,7 @@ func (rd *Reader) startCSV(br *bufio.Reader) error {
 
 func (rd *Reader) nextCSV() (Record, error) {
 	for {
+		start := rd.csv.InputOffset()
 		cells, err := rd.csv.Read()
 		if err == io.EOF {
 			return Record{}, io.EOF
@@ -400,23 +401,24 @@ func (rd *Reader) nextCSV() (Record, error) {
 			if i < len(rd.header) && rd.header[i] >= 0 {
 				rd.row.set(rd.header[i], v)
 			}
-			if strings.TrimSpace(v) != "" {
-				blank = false
-			}
+			blank = blank && strings.TrimSpace(v) == ""
 		}
+		rec := Record{}
 		if bad {
-			rd.guard.popLong(pe.StartLine)
+			rec.Line = pe.StartLine
+		} else {
+			rec.Line, _ = rd.csv.FieldPos(0)
+		}
+		switch {
+		case rd.csv.InputOffset()-start > MaxRowBytes:
+			rec.Problems, rec.Partial = []FieldError{{Reason: tooLong}}, true
+		case bad:
 			field := "" // the field that broke is the one after those read
 			if len(cells) < len(rd.header) && rd.header[len(cells)] >= 0 {
 				field = knownFields[rd.header[len(cells)]]
 			}
-			return Record{Line: pe.StartLine, Problems: []FieldError{{Field: field, Reason: csvReason(pe.Err)}}, Partial: true}, nil
-		}
-		line, _ := rd.csv.FieldPos(0)
-		rec := Record{Line: line}
-		if rd.guard.popLong(line) {
-			rec.Problems, rec.Partial = []FieldError{{Reason: tooLong}}, true
-		} else if blank {
+			rec.Problems, rec.Partial = []FieldError{{Field: field, Reason: csvReason(pe.Err)}}, true
+		case blank:
 			// A row of empty cells (",,,," from a spreadsheet) is an empty line.
 			rd.row = row{}
 			continue
@@ -435,206 +437,6 @@ func csvReason(err error) string {
 		return `a quoted field is not closed properly: end it with a quote followed by a comma or the end of the line, and double each quote inside it`
 	}
 	return fmt.Sprintf("the row is not valid CSV (%v): check its quotes and commas", err)
-}
-
-// rowGuard sits between the input and the csv.Reader and keeps each record
-// at most MaxRowBytes long, so that one huge row can neither exhaust memory
-// nor abort the import. It follows the csv.Reader's own grammar (comma
-// separated, double quotes, LazyQuotes false) to find record boundaries.
-// When a record grows past the limit, it closes any open quote, drops the
-// rest of the record but for its newlines (which keeps the csv.Reader's line
-// numbers right, and which it skips as empty lines), and notes the line
-// where the record started, so that the reader can reject the truncated
-// record that the csv.Reader then returns.
-type rowGuard struct {
-	limit int // MaxRowBytes but in tests
-	src   io.Reader
-	in    []byte
-	r, w  int
-	err   error
-
-	state    csvState
-	line     int // physical line of the next byte
-	recStart int // line where the current record started
-	recBytes int
-	skip     bool
-	quote    bool  // emit a closing quote before anything else
-	long     []int // start lines of over-long records not yet returned
-}
-
-type csvState uint8
-
-const (
-	fieldStart csvState = iota
-	unquoted
-	quoted
-	quoteInQuoted // a quote seen in a quoted field: its end, or half of ""
-	badLine       // the csv.Reader will report an error and skip to the line end
-)
-
-func newRowGuard(r io.Reader, limit int) *rowGuard {
-	return &rowGuard{limit: limit, src: r, in: make([]byte, 32<<10), line: 1, recStart: 1}
-}
-
-// popLong reports whether the record starting on line was cut short, and
-// forgets any such records before it.
-func (g *rowGuard) popLong(line int) bool {
-	for len(g.long) > 0 && g.long[0] < line {
-		g.long = g.long[1:]
-	}
-	if len(g.long) > 0 && g.long[0] == line {
-		g.long = g.long[1:]
-		return true
-	}
-	return false
-}
-
-func (g *rowGuard) Read(p []byte) (int, error) {
-	n := 0
-	for n < len(p) {
-		if g.quote {
-			p[n] = '"'
-			n++
-			g.quote = false
-			continue
-		}
-		if g.r == g.w {
-			if n > 0 {
-				return n, nil
-			}
-			if g.err != nil {
-				return 0, g.err
-			}
-			g.r = 0
-			g.w, g.err = g.src.Read(g.in)
-			continue
-		}
-		if !g.skip {
-			// The bulk of the input: a run of bytes within the limit that
-			// neither ends a line nor needs more than a state change.
-			in := g.in[g.r:min(g.w, g.r+len(p)-n, g.r+g.limit-g.recBytes)]
-			k := bytes.IndexByte(in, '\n')
-			if k < 0 {
-				k = len(in)
-			}
-			if k > 0 {
-				st := skim(g.state, in[:k])
-				copy(p[n:], in[:k])
-				n += k
-				g.r += k
-				g.recBytes += k
-				g.state = st
-				continue
-			}
-		}
-		c := g.in[g.r]
-		ends := c == '\n' && g.state != quoted // ends the record
-		if !g.skip && !ends {
-			if g.recBytes == g.limit {
-				g.skip = true
-				g.quote = g.state == quoted
-				g.long = append(g.long, g.recStart)
-				continue // c is looked at again, in skip mode
-			}
-			g.recBytes++
-		}
-		g.r++
-		g.step(c)
-		if !g.skip || c == '\n' {
-			p[n] = c
-			n++
-		}
-		if ends {
-			g.skip = false
-		}
-	}
-	return n, nil
-}
-
-// step moves the state machine over c.
-func (g *rowGuard) step(c byte) {
-	if c == '\n' {
-		g.line++
-		if g.state != quoted {
-			g.state = fieldStart
-			g.recStart = g.line
-			g.recBytes = 0
-		}
-		return
-	}
-	g.state = next(g.state, c)
-}
-
-// skim is the state after b, which holds no newline: next over each byte,
-// but it looks at the quotes and at the last byte before each, since in
-// and out of quotes the bytes between them either keep the state or make
-// it depend on the last of them alone.
-func skim(st csvState, b []byte) csvState {
-	for len(b) > 0 {
-		switch st {
-		case badLine:
-			return badLine
-		case quoteInQuoted:
-			st, b = next(st, b[0]), b[1:]
-		case quoted:
-			i := bytes.IndexByte(b, '"')
-			if i < 0 {
-				return quoted
-			}
-			st, b = quoteInQuoted, b[i+1:]
-		default: // fieldStart, unquoted: a comma starts a field, any other byte but a quote makes it unquoted
-			i := bytes.IndexByte(b, '"')
-			run := b
-			if i >= 0 {
-				run = b[:i]
-			}
-			if len(run) > 0 {
-				st = unquoted
-				if run[len(run)-1] == ',' {
-					st = fieldStart
-				}
-			}
-			if i < 0 {
-				return st
-			}
-			st, b = next(st, '"'), b[i+1:]
-		}
-	}
-	return st
-}
-
-// next is the state after c, for any c but a newline.
-func next(st csvState, c byte) csvState {
-	switch st {
-	case fieldStart:
-		switch c {
-		case '"':
-			return quoted
-		case ',':
-			return fieldStart
-		}
-		return unquoted
-	case unquoted:
-		switch c {
-		case ',':
-			return fieldStart
-		case '"':
-			return badLine
-		}
-	case quoted:
-		if c == '"' {
-			return quoteInQuoted
-		}
-	case quoteInQuoted:
-		switch c {
-		case '"':
-			return quoted
-		case ',':
-			return fieldStart
-		}
-		return badLine
-	}
-	return st
 }
 
 // ---- JSON array ----
