@@ -6,7 +6,6 @@ import (
 	"net/mail"
 	"strconv"
 	"strings"
-	"time"
 	"unicode"
 	"unicode/utf8"
 
@@ -59,7 +58,7 @@ func validate(r *row, sl *slab) (subscription.Subscription, []FieldError) {
 
 	if id, ok := v.get(fSubscriptionID); !ok {
 		v.fail(fSubscriptionID, "is missing: every row needs the subscription id")
-	} else if err := validID(id); err != nil {
+	} else if err := subscription.ValidID(id); err != nil {
 		v.fail(fSubscriptionID, err.Error())
 	} else {
 		s.ID = id
@@ -105,9 +104,7 @@ func validate(r *row, sl *slab) (subscription.Subscription, []FieldError) {
 		}
 	}
 	if l, ok := v.get(fLocale); ok && v.plain(fLocale, l) {
-		if commonLocales[l] {
-			s.Locale = l // what language.Parse makes of it
-		} else if tag, err := language.Parse(l); err != nil || baseUnd(tag) {
+		if tag, err := language.Parse(l); err != nil || baseUnd(tag) {
 			v.fail(fLocale, fmt.Sprintf("%q is not a language tag: use a BCP 47 tag such as en-GB or de-DE", truncate(l, 40)))
 		} else {
 			s.Locale = tag.String()
@@ -120,31 +117,6 @@ func validate(r *row, sl *slab) (subscription.Subscription, []FieldError) {
 func baseUnd(tag language.Tag) bool {
 	base, _ := tag.Base()
 	return base.String() == "und"
-}
-
-// commonLocales are canonical tags that language.Parse returns unchanged
-// (a test checks each), so that the usual rows skip the parse.
-var commonLocales = map[string]bool{
-	"en": true, "en-GB": true, "en-US": true, "en-IE": true, "en-AU": true, "en-CA": true, "en-NZ": true,
-	"de": true, "de-DE": true, "de-AT": true, "de-CH": true, "fr": true, "fr-FR": true, "fr-BE": true, "fr-CA": true,
-	"es": true, "es-ES": true, "it": true, "it-IT": true, "nl": true, "nl-NL": true, "pt-PT": true, "pt-BR": true,
-	"sv-SE": true, "da-DK": true, "nb-NO": true, "fi-FI": true, "pl-PL": true,
-}
-
-// validID is subscription.ValidID, with the usual id checked by hand
-// instead of by the regular expression.
-func validID(id string) error {
-	if len(id) >= 1 && len(id) <= 64 {
-		ok := true
-		for i := 0; i < len(id) && ok; i++ {
-			c := id[i]
-			ok = c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_'
-		}
-		if ok {
-			return nil
-		}
-	}
-	return subscription.ValidID(id)
 }
 
 // validator checks the fields of a row, each named by its index of
@@ -207,9 +179,6 @@ func (v *validator) get(field int) (string, bool) {
 // plain checks the rules that every value obeys, and reports the first
 // broken one.
 func (v *validator) plain(field int, s string) bool {
-	if printableASCII(s) && len(s) <= MaxFieldChars {
-		return true // what the checks below find of such a value, without decoding it
-	}
 	if !utf8.ValidString(s) {
 		v.fail(field, notUTF8)
 		return false
@@ -233,18 +202,6 @@ func (v *validator) plain(field int, s string) bool {
 	return true
 }
 
-// printableASCII reports whether s is all ASCII without control
-// characters: valid UTF-8, free of what unicode.IsControl finds, and one
-// character per byte.
-func printableASCII(s string) bool {
-	for i := 0; i < len(s); i++ {
-		if c := s[i]; c < 0x20 || c > 0x7e {
-			return false
-		}
-	}
-	return true
-}
-
 func (v *validator) text(field int) string {
 	s, ok := v.get(field)
 	if !ok || !v.plain(field, s) {
@@ -257,51 +214,12 @@ func (v *validator) date(field int, s string) subscription.Date {
 	if !v.plain(field, s) {
 		return subscription.Date{}
 	}
-	if d, ok := isoDate(s); ok {
-		return d
-	}
 	d, err := subscription.ParseDate(s)
 	if err != nil {
 		v.fail(field, fmt.Sprintf("%q is not a date: use YYYY-MM-DD, e.g. %s", truncate(s, 40), example(s)))
 		return subscription.Date{}
 	}
 	return d
-}
-
-// isoDate reads a YYYY-MM-DD date as subscription.ParseDate does, without
-// time.Parse; ok is false for anything else, which ParseDate then judges.
-func isoDate(s string) (subscription.Date, bool) {
-	if len(s) != 10 || s[4] != '-' || s[7] != '-' {
-		return subscription.Date{}, false
-	}
-	n := 0
-	for i, c := range []byte(s) {
-		if i == 4 || i == 7 {
-			continue
-		}
-		if c < '0' || c > '9' {
-			return subscription.Date{}, false
-		}
-		n = n*10 + int(c-'0')
-	}
-	y, m, d := n/10000, n/100%100, n%100
-	if m < 1 || m > 12 || d < 1 || d > daysIn(m, y) {
-		return subscription.Date{}, false
-	}
-	return subscription.Date{Year: y, Month: time.Month(m), Day: d}, true
-}
-
-func daysIn(m, y int) int {
-	switch m {
-	case 2:
-		if y%4 == 0 && (y%100 != 0 || y%400 == 0) {
-			return 29
-		}
-		return 28
-	case 4, 6, 9, 11:
-		return 30
-	}
-	return 31
 }
 
 // example suggests the ISO form of a date written D/M/YYYY or D.M.YYYY, the
@@ -379,14 +297,12 @@ func checkEmail(s string) string {
 	if strings.ContainsAny(s, ",;") {
 		return bad("give exactly one address, such as jane@example.com")
 	}
-	if !plainAddress(s) { // else mail.ParseAddress returns it as it is, with no name
-		a, err := mail.ParseAddress(s)
-		if err != nil {
-			return bad("give one address such as jane@example.com")
-		}
-		if a.Name != "" || a.Address != s {
-			return bad("give the bare address alone, such as jane@example.com, with no name, brackets or comments")
-		}
+	a, err := mail.ParseAddress(s)
+	if err != nil {
+		return bad("give one address such as jane@example.com")
+	}
+	if a.Name != "" || a.Address != s {
+		return bad("give the bare address alone, such as jane@example.com, with no name, brackets or comments")
 	}
 	// A domain without a dot (ann@acme, jane@localhost) names no host on
 	// the internet: mail to it bounces, or goes to the relay's own network.
@@ -400,35 +316,6 @@ func checkEmail(s string) string {
 	}
 	return ""
 }
-
-// plainAddress reports whether s is local@domain with both parts ASCII
-// dot-atoms (RFC 5322 atext and single inner dots), the common form that
-// mail.ParseAddress accepts as it is, without a name.
-func plainAddress(s string) bool {
-	local, domain, ok := strings.Cut(s, "@")
-	return ok && dotAtom(local) && dotAtom(domain)
-}
-
-func dotAtom(s string) bool {
-	if s == "" || s[0] == '.' || s[len(s)-1] == '.' || strings.Contains(s, "..") {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		if !dotAtomByte[s[i]] {
-			return false
-		}
-	}
-	return true
-}
-
-// dotAtomByte marks the bytes of a dot-atom: printable ASCII but for the
-// specials.
-var dotAtomByte = func() (t [256]bool) {
-	for c := '!'; c < 0x7f; c++ {
-		t[c] = !strings.ContainsRune(`()<>[]:;@\,"`, c)
-	}
-	return t
-}()
 
 // ValidateJSON validates one subscription given as a JSON object with the
 // import's field names, as the PUT API and the CRM ingest subject receive
