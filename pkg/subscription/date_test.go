@@ -3,6 +3,7 @@ package subscription
 import (
 	"fmt"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 )
@@ -46,6 +47,32 @@ func TestParseDateMatchesTimeParse(t *testing.T) {
 		tt, terr := time.Parse(time.DateOnly, s)
 		if (err != nil) != (terr != nil) || err == nil && got != DateOf(tt) {
 			t.Fatalf("ParseDate(%q) = %v, %v; time.Parse: %v, %v", s, got, err, tt, terr)
+		}
+	}
+}
+
+func TestValidID(t *testing.T) {
+	for _, id := range []string{"1", "110001234567", "abc-DEF_123", strings.Repeat("9", 64)} {
+		if err := ValidID(id); err != nil {
+			t.Errorf("ValidID(%q) = %v", id, err)
+		}
+	}
+	for _, id := range []string{"", strings.Repeat("9", 65), "a b", "a:b", "a.b", "a/b", "ü", "a\n"} {
+		if ValidID(id) == nil {
+			t.Errorf("ValidID(%q) accepted it", id)
+		}
+	}
+}
+
+func TestOneLine(t *testing.T) {
+	for in, want := range map[string]string{
+		"":                                "",
+		"Renewal due":                     "Renewal due",
+		" Renewal\r\nBcc: x@example.com ": "Renewal Bcc: x@example.com",
+		"a\t\tb\u0085c\u00a0d":            "a b c d",
+	} {
+		if got := OneLine(in); got != want {
+			t.Errorf("OneLine(%q) = %q, want %q", in, got, want)
 		}
 	}
 }
