@@ -152,34 +152,11 @@ func (c *cursor) noticeDue(d *NoticeDue) bool {
 	return ok
 }
 
-// parseNoticeKey is subscription.ParseNoticeKey for the keys it accepts
-// whose milestone is written plainly; it reports false for any other text.
+// parseNoticeKey is NoticeKey.UnmarshalText; it reports false where that
+// fails.
 func parseNoticeKey(s string) (subscription.NoticeKey, bool) {
-	i := strings.IndexByte(s, ':')
-	if i < 1 || i > 64 || len(s) < i+12 || s[i+11] != ':' {
-		return subscription.NoticeKey{}, false
-	}
-	for _, b := range []byte(s[:i]) {
-		if !('a' <= b && b <= 'z' || 'A' <= b && b <= 'Z' || '0' <= b && b <= '9' || b == '_' || b == '-') {
-			return subscription.NoticeKey{}, false
-		}
-	}
-	d, ok := parseDate(s[i+1 : i+11])
-	if !ok || d.IsZero() {
-		return subscription.NoticeKey{}, false
-	}
-	m := s[i+12:]
-	if len(m) == 0 || len(m) > 9 || m[0] < '1' || m[0] > '9' {
-		return subscription.NoticeKey{}, false
-	}
-	n := 0
-	for _, b := range []byte(m) {
-		if b < '0' || b > '9' {
-			return subscription.NoticeKey{}, false
-		}
-		n = n*10 + int(b-'0')
-	}
-	return subscription.NoticeKey{SubscriptionID: s[:i], EndDate: d, Milestone: n}, true
+	k, err := subscription.ParseNoticeKey(s)
+	return k, err == nil
 }
 
 // parseDate is Date.UnmarshalText: "" is the zero Date, anything else

@@ -42,43 +42,10 @@ func appendOutcome(b []byte, o *NoticeOutcome) []byte {
 }
 
 // appendKey appends the JSON string of k.MarshalText.
-func appendKey(b []byte, k subscription.NoticeKey) []byte {
-	if !plainDate(k.EndDate) {
-		return jsonenc.AppendString(b, k.String())
-	}
-	b = jsonenc.AppendString(b, k.SubscriptionID)
-	b = append(b[:len(b)-1], ':')
-	b = appendDateText(b, k.EndDate)
-	b = append(b, ':')
-	b = strconv.AppendInt(b, int64(k.Milestone), 10)
-	return append(b, '"')
-}
+func appendKey(b []byte, k subscription.NoticeKey) []byte { return jsonenc.AppendString(b, k.String()) }
 
 // appendDate appends the JSON string of d.MarshalText.
-func appendDate(b []byte, d subscription.Date) []byte {
-	if !plainDate(d) {
-		return jsonenc.AppendString(b, d.String())
-	}
-	b = append(b, '"')
-	b = appendDateText(b, d)
-	return append(b, '"')
-}
-
-// plainDate reports whether d.String is "" or YYYY-MM-DD with no more
-// digits than that.
-func plainDate(d subscription.Date) bool {
-	return d.Year >= 0 && d.Year <= 9999 && d.Month >= 0 && d.Month <= 99 && d.Day >= 0 && d.Day <= 99
-}
-
-// appendDateText appends d.String() of a plain date.
-func appendDateText(b []byte, d subscription.Date) []byte {
-	if d.IsZero() {
-		return b
-	}
-	y, m, dd := d.Year, int(d.Month), d.Day
-	return append(b, byte('0'+y/1000), byte('0'+y/100%10), byte('0'+y/10%10), byte('0'+y%10),
-		'-', byte('0'+m/10), byte('0'+m%10), '-', byte('0'+dd/10), byte('0'+dd%10))
-}
+func appendDate(b []byte, d subscription.Date) []byte { return jsonenc.AppendString(b, d.String()) }
 
 // Marshal returns json.Marshal(e), writing the envelope by hand when it can:
 // when e.Time is within the years json.Marshal accepts and e.Data is already
