@@ -100,14 +100,4 @@ func appendOptString(b []byte, name, s string) []byte {
 
 // appendDate appends the JSON string of d.MarshalText: YYYY-MM-DD, or "" for
 // the zero Date.
-func appendDate(b []byte, d subscription.Date) []byte {
-	if d.IsZero() {
-		return append(b, `""`...)
-	}
-	if d.Year < 0 || d.Year > 9999 || d.Month < 0 || d.Month > 99 || d.Day < 0 || d.Day > 99 {
-		return jsonenc.AppendString(b, d.String()) // what %04d and %02d make of it
-	}
-	y, m, dd := d.Year, int(d.Month), d.Day
-	return append(b, '"', byte('0'+y/1000), byte('0'+y/100%10), byte('0'+y/10%10), byte('0'+y%10),
-		'-', byte('0'+m/10), byte('0'+m%10), '-', byte('0'+dd/10), byte('0'+dd%10), '"')
-}
+func appendDate(b []byte, d subscription.Date) []byte { return jsonenc.AppendString(b, d.String()) }
