@@ -10,7 +10,6 @@ import (
 	"strings"
 	"testing"
 	"testing/fstest"
-	"time"
 
 	"renewals/pkg/subscription"
 	"renewals/templates"
@@ -532,28 +531,6 @@ func TestConcurrentRendersMatchStandard(t *testing.T) {
 	for range 4 {
 		if err := <-errs; err != nil {
 			t.Fatal(err)
-		}
-	}
-}
-
-func TestNoticeKeyIsTheKeysString(t *testing.T) {
-	rnd := rand.New(rand.NewPCG(13, 14))
-	for i := range 20000 {
-		k := subscription.NoticeKey{
-			SubscriptionID: randString(rnd),
-			EndDate:        subscription.Date{Year: rnd.IntN(12000) - 1000, Month: time.Month(rnd.IntN(120) - 10), Day: rnd.IntN(120) - 10},
-			Milestone:      randInt(rnd),
-		}
-		switch i % 4 {
-		case 0:
-			k.EndDate = subscription.Date{}
-		case 1:
-			k.EndDate = subscription.MustDate("2027-03-31").AddDays(rnd.IntN(4000))
-		case 2:
-			k.SubscriptionID = strings.Repeat("1", rnd.IntN(100))
-		}
-		if got, want := noticeKey(k), k.String(); got != want {
-			t.Fatalf("noticeKey(%#v) = %q, want %q", k, got, want)
 		}
 	}
 }

@@ -423,7 +423,7 @@ func (r *Renderer) pick(tag string, milestone int) (*locale, *set) {
 // DataFor returns the template data for a subscription's notice.
 func (r *Renderer) DataFor(s subscription.Subscription, n subscription.Notice) Data {
 	d := Data{
-		NoticeKey:       noticeKey(n.Key),
+		NoticeKey:       n.Key.String(),
 		SubscriptionID:  s.ID,
 		Milestone:       n.Key.Milestone,
 		DaysLeft:        n.DaysLeft,
@@ -451,21 +451,6 @@ func (r *Renderer) DataFor(s subscription.Subscription, n subscription.Notice) D
 	return d
 }
 
-// noticeKey is k.String(), without fmt for the dates it can write as
-// subscription.Date.String does (%04d-%02d-%02d).
-func noticeKey(k subscription.NoticeKey) string {
-	d := k.EndDate
-	var a [96]byte
-	if d.IsZero() || d.Year < 0 || d.Year > 9999 || d.Month < 0 || d.Month > 99 || d.Day < 0 || d.Day > 99 || len(k.SubscriptionID) > 64 {
-		return k.String()
-	}
-	b := append(a[:0], k.SubscriptionID...)
-	y, mo, dd := d.Year, int(d.Month), d.Day
-	b = append(b, ':', byte('0'+y/1000), byte('0'+y/100%10), byte('0'+y/10%10), byte('0'+y%10),
-		'-', byte('0'+mo/10), byte('0'+mo%10), '-', byte('0'+dd/10), byte('0'+dd%10), ':')
-	return string(strconv.AppendInt(b, int64(k.Milestone), 10))
-}
-
 // Render renders the notice's email in the subscription's locale (falling
 // back to DefaultLocale) with the milestone's set (falling back to the
 // generic set). A template that fails to execute returns an *ExecError.
@@ -485,7 +470,7 @@ func (r *Renderer) Render(s subscription.Subscription, n subscription.Notice) (E
 	} else if err := set.subject.Execute(m, m.data); err != nil {
 		return Email{}, &ExecError{Locale: l.name, File: set.subjectFile, Err: err}
 	}
-	e.Subject = oneLine(m.buf)
+	e.Subject = subscription.OneLine(string(m.buf))
 	if e.Subject == "" {
 		return Email{}, &ExecError{Locale: l.name, File: set.subjectFile, Err: errors.New("the subject is empty")}
 	}
@@ -523,35 +508,6 @@ func putMachine(m *machine) {
 	if cap(m.buf) <= 1<<20 { // a notice is a few kB; let an outlier go
 		machines.Put(m)
 	}
-}
-
-// oneLine is strings.Join(strings.Fields(s), " "), without the slice of
-// fields when s is one line with single spaces already, as subjects are
-// (but for the line break that ends the file): ASCII white space at the ends
-// goes, and what is left is the result if it is printable ASCII with single
-// spaces.
-func oneLine(b []byte) string {
-	for len(b) > 0 && asciiSpace(b[0]) {
-		b = b[1:]
-	}
-	for len(b) > 0 && asciiSpace(b[len(b)-1]) {
-		b = b[:len(b)-1]
-	}
-	clean := true
-	for i := 0; clean && i < len(b); i++ {
-		c := b[i]
-		clean = c >= 0x21 && c < 0x7f || c == ' ' && b[i-1] != ' '
-	}
-	if clean {
-		return string(b)
-	}
-	return strings.Join(strings.Fields(string(b)), " ")
-}
-
-// asciiSpace reports whether c is one of the ASCII characters unicode.IsSpace
-// takes for white space.
-func asciiSpace(c byte) bool {
-	return c == ' ' || c == '\t' || c == '\n' || c == '\v' || c == '\f' || c == '\r'
 }
 
 // tidy trims trailing spaces and squeezes blank lines that optional
