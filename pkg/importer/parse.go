@@ -126,46 +126,6 @@ var knownFields = [...]string{
 	"timezone", "locale", "reseller_rep",
 }
 
-// The indexes of knownFields.
-const (
-	fSubscriptionID = iota
-	fEndDate
-	fCustomerAccount
-	fCustomerName
-	fProduct
-	fSeats
-	fSeatsAssigned
-	fAccessModel
-	fTerm
-	fStartDate
-	fStatus
-	fCMName
-	fCMEmail
-	fCMPhone
-	fPAName
-	fPAEmail
-	fSAEmails
-	fTimezone
-	fLocale
-	fResellerRep
-	nFields
-)
-
-// A row's fields are held by index of knownFields rather than in a map
-// while a file is imported: a million rows would otherwise pay for a map
-// assignment per field, a lookup per field in Validate and a clear.
-var _ = [1]struct{}{}[len(knownFields)-nFields] // nFields must be len(knownFields)
-
-// row holds a record's known fields by index; has marks those given (a
-// field given as "" is there; one given as JSON null is not).
-type row struct {
-	vals [nFields]string
-	has  uint32
-}
-
-func (r *row) set(i int, v string) { r.vals[i], r.has = v, r.has|1<<i }
-func (r *row) unset(i int)         { r.vals[i], r.has = "", r.has&^(1<<i) }
-
 // fieldIndex returns the index of a known field name, or -1.
 func fieldIndex(name string) int { return slices.Index(knownFields[:], name) }
 
@@ -178,14 +138,13 @@ const maxUnknown = 100
 type Reader struct {
 	format  Format
 	next    func() (Record, error)
-	row     row               // the fields of the record being read
-	fields  map[string]string // Record.Fields for Next, made from row
+	fields  map[string]string // Record.Fields, reused
 	unknown map[string]bool
 	err     error // sticky fatal error
 
 	// CSV
 	csv    *csv.Reader
-	header []int // column index -> index of knownFields, or -1 to ignore
+	header []string // column index -> field name, or "" to ignore
 
 	// JSON array
 	dec   *json.Decoder
@@ -223,7 +182,7 @@ func NewReader(r io.Reader, f Format) (*Reader, error) {
 			return nil, err
 		}
 	}
-	rd := &Reader{format: f, fields: make(map[string]string, nFields), unknown: map[string]bool{}}
+	rd := &Reader{format: f, fields: make(map[string]string, len(knownFields)), unknown: map[string]bool{}}
 	switch f {
 	case FormatCSV:
 		err = rd.startCSV(br)
@@ -292,32 +251,17 @@ func (rd *Reader) UnknownColumns() []string {
 // fatal and sticky: the input cannot be read past it (ErrTooLarge, an I/O
 // error, or a *FileError such as JSON that is broken beyond the row).
 func (rd *Reader) Next() (Record, error) {
-	rec, err := rd.nextRow()
-	if err != nil {
-		return rec, err
-	}
-	clear(rd.fields)
-	for i := range nFields {
-		if rd.row.has&(1<<i) != 0 {
-			rd.fields[knownFields[i]] = rd.row.vals[i]
-		}
-	}
-	rec.Fields = rd.fields
-	return rec, nil
-}
-
-// nextRow is Next without the map: the record's fields are in rd.row, and
-// Record.Fields is nil.
-func (rd *Reader) nextRow() (Record, error) {
 	if rd.err != nil {
 		return Record{}, rd.err
 	}
-	rd.row = row{}
+	clear(rd.fields)
 	rec, err := rd.next()
 	if err != nil {
 		rd.err = err
+		return rec, err
 	}
-	return rec, err
+	rec.Fields = rd.fields
+	return rec, nil
 }
 
 // ---- CSV ----
@@ -348,19 +292,18 @@ func (rd *Reader) startCSV(br *bufio.Reader) error {
 	if size > MaxRowBytes {
 		return &FileError{Line: 1, Reason: fmt.Sprintf("the header row is longer than the limit of %d bytes: name only the columns of the import format", MaxRowBytes)}
 	}
-	rd.header = make([]int, len(head))
+	rd.header = make([]string, len(head))
 	seen := map[string]bool{}
 	for i, h := range head {
 		name := strings.ToLower(strings.TrimSpace(h))
-		rd.header[i] = -1
-		switch f := fieldIndex(name); {
+		switch {
 		case name == "":
-		case f >= 0:
+		case fieldIndex(name) >= 0:
 			if seen[name] {
 				return &FileError{Line: 1, Reason: fmt.Sprintf("column %s appears twice in the header row: keep one of them", name)}
 			}
 			seen[name] = true
-			rd.header[i] = f
+			rd.header[i] = name
 		default:
 			rd.unknown[truncate(name, 64)] = true
 		}
@@ -398,8 +341,8 @@ func (rd *Reader) nextCSV() (Record, error) {
 		}
 		blank := true
 		for i, v := range cells { // on a parse error, the fields before it
-			if i < len(rd.header) && rd.header[i] >= 0 {
-				rd.row.set(rd.header[i], v)
+			if i < len(rd.header) && rd.header[i] != "" {
+				rd.fields[rd.header[i]] = v
 			}
 			blank = blank && strings.TrimSpace(v) == ""
 		}
@@ -414,13 +357,13 @@ func (rd *Reader) nextCSV() (Record, error) {
 			rec.Problems, rec.Partial = []FieldError{{Reason: tooLong}}, true
 		case bad:
 			field := "" // the field that broke is the one after those read
-			if len(cells) < len(rd.header) && rd.header[len(cells)] >= 0 {
-				field = knownFields[rd.header[len(cells)]]
+			if len(cells) < len(rd.header) {
+				field = rd.header[len(cells)]
 			}
 			rec.Problems, rec.Partial = []FieldError{{Field: field, Reason: csvReason(pe.Err)}}, true
 		case blank:
 			// A row of empty cells (",,,," from a spreadsheet) is an empty line.
-			rd.row = row{}
+			clear(rd.fields)
 			continue
 		}
 		return rec, nil
@@ -587,7 +530,7 @@ func (rd *Reader) skipLong() (Record, error) {
 	if v.none {
 		return rd.nextJSON() // the syntax error at the bracket
 	}
-	rd.row = row{}
+	clear(rd.fields)
 	rec := Record{Line: startLine + v.newlines}
 	if v.long {
 		rec.Partial = true
@@ -720,7 +663,7 @@ func (sk *skimmer) value() (skimmed, error) {
 	}
 }
 
-// object reads one JSON object of scalars into rd.row, and reports
+// object reads one JSON object of scalars into rd.fields, and reports
 // whether it was not an object at all.
 func (rd *Reader) object(raw []byte) ([]FieldError, bool) {
 	var obj map[string]json.RawMessage
@@ -730,8 +673,7 @@ func (rd *Reader) object(raw []byte) ([]FieldError, bool) {
 	var probs []FieldError
 	for k, v := range obj {
 		name := strings.ToLower(strings.TrimSpace(k))
-		f := fieldIndex(name)
-		if f < 0 {
+		if fieldIndex(name) < 0 {
 			if name != "" && len(rd.unknown) < maxUnknown {
 				rd.unknown[truncate(name, 64)] = true
 			}
@@ -744,9 +686,9 @@ func (rd *Reader) object(raw []byte) ([]FieldError, bool) {
 				probs = append(probs, FieldError{name, "is not a valid JSON string"})
 				continue
 			}
-			rd.row.set(f, s)
+			rd.fields[name] = s
 		case 'n': // null: absent
-			rd.row.unset(f)
+			delete(rd.fields, name)
 		case 't', 'f':
 			probs = append(probs, FieldError{name, "is a JSON boolean: give a string or a number"})
 		case '{':
@@ -754,7 +696,7 @@ func (rd *Reader) object(raw []byte) ([]FieldError, bool) {
 		case '[':
 			probs = append(probs, FieldError{name, "is a JSON array: give a string or a number (for sa_emails, one string with the addresses separated by ;)"})
 		default: // a number: keep its literal text
-			rd.row.set(f, string(v))
+			rd.fields[name] = string(v)
 		}
 	}
 	slices.SortFunc(probs, func(a, b FieldError) int { return fieldOrder(a.Field) - fieldOrder(b.Field) })

@@ -41,76 +41,64 @@ const (
 // other value at most 256 characters of valid UTF-8 with no control
 // characters (line breaks included). Unicode text is welcome.
 func Validate(fields map[string]string) (subscription.Subscription, []FieldError) {
-	var r row
-	for i, name := range knownFields {
-		if s, ok := fields[name]; ok {
-			r.set(i, s)
-		}
-	}
-	return validate(&r, nil)
-}
-
-// validate is Validate of a row, taking the seat counts and address lists
-// from sl when it is not nil.
-func validate(r *row, sl *slab) (subscription.Subscription, []FieldError) {
-	v := validator{vals: &r.vals, slab: sl}
+	v := validator{fields: fields}
 	s := subscription.Subscription{Status: subscription.StatusActive}
 
-	if id, ok := v.get(fSubscriptionID); !ok {
-		v.fail(fSubscriptionID, "is missing: every row needs the subscription id")
+	if id, ok := v.get("subscription_id"); !ok {
+		v.fail("subscription_id", "is missing: every row needs the subscription id")
 	} else if err := subscription.ValidID(id); err != nil {
-		v.fail(fSubscriptionID, err.Error())
+		v.fail("subscription_id", err.Error())
 	} else {
 		s.ID = id
 	}
-	if d, ok := v.get(fEndDate); !ok {
-		v.fail(fEndDate, "is missing: every row needs the end date of the term, as YYYY-MM-DD, e.g. 2027-05-31")
+	if d, ok := v.get("end_date"); !ok {
+		v.fail("end_date", "is missing: every row needs the end date of the term, as YYYY-MM-DD, e.g. 2027-05-31")
 	} else {
-		s.EndDate = v.date(fEndDate, d)
+		s.EndDate = v.date("end_date", d)
 	}
-	s.CustomerAccount = v.text(fCustomerAccount)
-	s.CustomerName = v.text(fCustomerName)
-	s.Product = v.text(fProduct)
-	s.Seats = v.count(fSeats)
-	s.SeatsAssigned = v.count(fSeatsAssigned)
-	if a, ok := v.get(fAccessModel); ok && v.plain(fAccessModel, a) {
+	s.CustomerAccount = v.text("customer_account")
+	s.CustomerName = v.text("customer_name")
+	s.Product = v.text("product")
+	s.Seats = v.count("seats")
+	s.SeatsAssigned = v.count("seats_assigned")
+	if a, ok := v.get("access_model"); ok && v.plain("access_model", a) {
 		m := subscription.AccessModel(strings.ToLower(a))
 		if m.Valid() {
 			s.AccessModel = m
 		} else {
-			v.fail(fAccessModel, fmt.Sprintf("%q is not an access model: use single-user or multi-user", truncate(a, 40)))
+			v.fail("access_model", fmt.Sprintf("%q is not an access model: use single-user or multi-user", truncate(a, 40)))
 		}
 	}
-	s.Term = v.text(fTerm)
-	if d, ok := v.get(fStartDate); ok {
-		s.StartDate = v.date(fStartDate, d)
+	s.Term = v.text("term")
+	if d, ok := v.get("start_date"); ok {
+		s.StartDate = v.date("start_date", d)
 	}
-	if st, ok := v.get(fStatus); ok && v.plain(fStatus, st) {
+	if st, ok := v.get("status"); ok && v.plain("status", st) {
 		x := subscription.Status(strings.ToLower(st))
 		if x.Valid() {
 			s.Status = x
 		} else {
-			v.fail(fStatus, fmt.Sprintf("%q is not a status: use active, renewal_in_progress or cancelled", truncate(st, 40)))
+			v.fail("status", fmt.Sprintf("%q is not a status: use active, renewal_in_progress or cancelled", truncate(st, 40)))
 		}
 	}
-	s.ContractManager = subscription.Contact{Name: v.text(fCMName), Email: v.email(fCMEmail), Phone: v.text(fCMPhone)}
-	s.PrimaryAdmin = subscription.Contact{Name: v.text(fPAName), Email: v.email(fPAEmail)}
-	s.SecondaryAdmins = v.emails(fSAEmails)
-	if tz, ok := v.get(fTimezone); ok && v.plain(fTimezone, tz) {
+	s.ContractManager = subscription.Contact{Name: v.text("cm_name"), Email: v.email("cm_email"), Phone: v.text("cm_phone")}
+	s.PrimaryAdmin = subscription.Contact{Name: v.text("pa_name"), Email: v.email("pa_email")}
+	s.SecondaryAdmins = v.emails("sa_emails")
+	if tz, ok := v.get("timezone"); ok && v.plain("timezone", tz) {
 		if _, err := subscription.LoadLocation(tz); err != nil || strings.EqualFold(tz, "local") {
-			v.fail(fTimezone, fmt.Sprintf("%q is not an IANA time zone: use a name such as Europe/London", truncate(tz, 40)))
+			v.fail("timezone", fmt.Sprintf("%q is not an IANA time zone: use a name such as Europe/London", truncate(tz, 40)))
 		} else {
 			s.Timezone = tz
 		}
 	}
-	if l, ok := v.get(fLocale); ok && v.plain(fLocale, l) {
+	if l, ok := v.get("locale"); ok && v.plain("locale", l) {
 		if tag, err := language.Parse(l); err != nil || baseUnd(tag) {
-			v.fail(fLocale, fmt.Sprintf("%q is not a language tag: use a BCP 47 tag such as en-GB or de-DE", truncate(l, 40)))
+			v.fail("locale", fmt.Sprintf("%q is not a language tag: use a BCP 47 tag such as en-GB or de-DE", truncate(l, 40)))
 		} else {
 			s.Locale = tag.String()
 		}
 	}
-	s.ResellerRep = v.text(fResellerRep)
+	s.ResellerRep = v.text("reseller_rep")
 	return s, v.errs
 }
 
@@ -119,66 +107,26 @@ func baseUnd(tag language.Tag) bool {
 	return base.String() == "und"
 }
 
-// validator checks the fields of a row, each named by its index of
-// knownFields.
+// validator checks the fields of a row and collects the reasons it
+// rejects them.
 type validator struct {
-	vals *[nFields]string
-	errs []FieldError
-	slab *slab
+	fields map[string]string
+	errs   []FieldError
 }
 
-// slab hands out the small pieces of the subscriptions of an import, the
-// seat counts and the address lists, from larger arrays: three allocations
-// a row fewer. A piece is never handed out twice, so a subscription kept by
-// the caller stays as it was; it keeps its array alive, which is small.
-type slab struct {
-	ints []int
-	strs []string
-}
-
-const slabLen = 1024
-
-func (sl *slab) int(n int) *int {
-	if sl == nil {
-		p := new(int) // not &n, which would put n on the heap on every path
-		*p = n
-		return p
-	}
-	if len(sl.ints) == 0 {
-		sl.ints = make([]int, slabLen)
-	}
-	p := &sl.ints[0]
-	*p, sl.ints = n, sl.ints[1:]
-	return p
-}
-
-// strings returns an empty slice with room for n strings; appending more
-// reallocates it.
-func (sl *slab) strings(n int) []string {
-	if sl == nil {
-		return make([]string, 0, n)
-	}
-	if len(sl.strs) < n {
-		sl.strs = make([]string, max(n, slabLen))
-	}
-	out := sl.strs[:0:n]
-	sl.strs = sl.strs[n:]
-	return out
-}
-
-func (v *validator) fail(field int, reason string) {
-	v.errs = append(v.errs, FieldError{Field: knownFields[field], Reason: reason})
+func (v *validator) fail(field, reason string) {
+	v.errs = append(v.errs, FieldError{Field: field, Reason: reason})
 }
 
 // get returns the trimmed value, and false when it is absent or empty.
-func (v *validator) get(field int) (string, bool) {
-	s := strings.TrimSpace(v.vals[field])
+func (v *validator) get(field string) (string, bool) {
+	s := strings.TrimSpace(v.fields[field])
 	return s, s != ""
 }
 
 // plain checks the rules that every value obeys, and reports the first
 // broken one.
-func (v *validator) plain(field int, s string) bool {
+func (v *validator) plain(field string, s string) bool {
 	if !utf8.ValidString(s) {
 		v.fail(field, notUTF8)
 		return false
@@ -202,7 +150,7 @@ func (v *validator) plain(field int, s string) bool {
 	return true
 }
 
-func (v *validator) text(field int) string {
+func (v *validator) text(field string) string {
 	s, ok := v.get(field)
 	if !ok || !v.plain(field, s) {
 		return ""
@@ -210,7 +158,7 @@ func (v *validator) text(field int) string {
 	return s
 }
 
-func (v *validator) date(field int, s string) subscription.Date {
+func (v *validator) date(field string, s string) subscription.Date {
 	if !v.plain(field, s) {
 		return subscription.Date{}
 	}
@@ -238,7 +186,7 @@ func example(s string) string {
 	return "2027-05-31"
 }
 
-func (v *validator) count(field int) *int {
+func (v *validator) count(field string) *int {
 	s, ok := v.get(field)
 	if !ok || !v.plain(field, s) {
 		return nil
@@ -248,10 +196,10 @@ func (v *validator) count(field int) *int {
 		v.fail(field, fmt.Sprintf("%q is not a number of seats: use a whole number of 0 or more, e.g. 25", truncate(s, 40)))
 		return nil
 	}
-	return v.slab.int(n)
+	return &n
 }
 
-func (v *validator) email(field int) string {
+func (v *validator) email(field string) string {
 	s, ok := v.get(field)
 	if !ok || !v.plain(field, s) {
 		return ""
@@ -263,7 +211,7 @@ func (v *validator) email(field int) string {
 	return s
 }
 
-func (v *validator) emails(field int) []string {
+func (v *validator) emails(field string) []string {
 	s, ok := v.get(field)
 	if !ok || !v.plain(field, s) {
 		return nil
@@ -277,9 +225,6 @@ func (v *validator) emails(field int) []string {
 		if reason := checkEmail(part); reason != "" {
 			v.fail(field, reason+" (separate addresses with ;)")
 			return nil
-		}
-		if out == nil {
-			out = v.slab.strings(strings.Count(s, ";") + 1)
 		}
 		out = append(out, part)
 	}
@@ -325,7 +270,7 @@ func checkEmail(s string) string {
 // returns the reasons, one per field, with Field "" for the object as a
 // whole. The subscription is only meaningful when there are none.
 func ValidateJSON(b []byte) (subscription.Subscription, []FieldError) {
-	rd := Reader{unknown: map[string]bool{}}
+	rd := Reader{unknown: map[string]bool{}, fields: map[string]string{}}
 	b = bytes.TrimSpace(b)
 	var rec Record
 	if len(b) > MaxRowBytes {
@@ -333,7 +278,7 @@ func ValidateJSON(b []byte) (subscription.Subscription, []FieldError) {
 	} else {
 		rec.Problems, rec.Partial = rd.object(b)
 	}
-	sub, errs := validate(&rd.row, nil)
+	sub, errs := Validate(rd.fields)
 	if len(rec.Problems) == 0 {
 		return sub, errs
 	}
