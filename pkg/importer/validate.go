@@ -61,25 +61,15 @@ func Validate(fields map[string]string) (subscription.Subscription, []FieldError
 	s.Product = v.text("product")
 	s.Seats = v.count("seats")
 	s.SeatsAssigned = v.count("seats_assigned")
-	if a, ok := v.get("access_model"); ok && v.plain("access_model", a) {
-		m := subscription.AccessModel(strings.ToLower(a))
-		if m.Valid() {
-			s.AccessModel = m
-		} else {
-			v.fail("access_model", fmt.Sprintf("%q is not an access model: use single-user or multi-user", truncate(a, 40)))
-		}
-	}
+	s.AccessModel = subscription.AccessModel(v.oneOf("access_model", "an access model: use single-user or multi-user",
+		func(a string) bool { return subscription.AccessModel(a).Valid() }))
 	s.Term = v.text("term")
 	if d, ok := v.get("start_date"); ok {
 		s.StartDate = v.date("start_date", d)
 	}
-	if st, ok := v.get("status"); ok && v.plain("status", st) {
-		x := subscription.Status(strings.ToLower(st))
-		if x.Valid() {
-			s.Status = x
-		} else {
-			v.fail("status", fmt.Sprintf("%q is not a status: use active, renewal_in_progress or cancelled", truncate(st, 40)))
-		}
+	if st := v.oneOf("status", "a status: use active, renewal_in_progress or cancelled",
+		func(st string) bool { return subscription.Status(st).Valid() }); st != "" {
+		s.Status = subscription.Status(st)
 	}
 	s.ContractManager = subscription.Contact{Name: v.text("cm_name"), Email: v.email("cm_email"), Phone: v.text("cm_phone")}
 	s.PrimaryAdmin = subscription.Contact{Name: v.text("pa_name"), Email: v.email("pa_email")}
@@ -126,7 +116,7 @@ func (v *validator) get(field string) (string, bool) {
 
 // plain checks the rules that every value obeys, and reports the first
 // broken one.
-func (v *validator) plain(field string, s string) bool {
+func (v *validator) plain(field, s string) bool {
 	if !utf8.ValidString(s) {
 		v.fail(field, notUTF8)
 		return false
@@ -158,7 +148,18 @@ func (v *validator) text(field string) string {
 	return s
 }
 
-func (v *validator) date(field string, s string) subscription.Date {
+// oneOf returns the value in lower case when valid accepts it, and "" when
+// it is absent or not valid, which it then says is not what.
+func (v *validator) oneOf(field, what string, valid func(string) bool) string {
+	s := v.text(field)
+	if s != "" && !valid(strings.ToLower(s)) {
+		v.fail(field, fmt.Sprintf("%q is not %s", truncate(s, 40), what))
+		return ""
+	}
+	return strings.ToLower(s)
+}
+
+func (v *validator) date(field, s string) subscription.Date {
 	if !v.plain(field, s) {
 		return subscription.Date{}
 	}
