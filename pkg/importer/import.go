@@ -207,9 +207,8 @@ type importer struct {
 	// share an id: a batch that repeats an id of an earlier row waits for
 	// every batch before it, so each id's rows still reach the store in
 	// file order. The results are counted in file order: inflight is
-	// oldest first. spare holds the buffers of counted batches.
+	// oldest first.
 	inflight []chan upserted
-	spare    [][]subscription.Subscription
 	seed     maphash.Seed
 	seen     map[uint64]int32 // hash of a subscription id -> first line of a valid row
 	dups     map[uint64]int   // hash of a subscription id -> index in report.Duplicates, or -1
@@ -370,10 +369,7 @@ func (im *importer) flush(ctx context.Context) error {
 		done <- upserted{b, res, err}
 	}()
 	im.inflight = append(im.inflight, done)
-	im.batch, im.batchRepeats = nil, false
-	if n := len(im.spare); n > 0 {
-		im.batch, im.spare = im.spare[n-1], im.spare[:n-1]
-	}
+	im.batch, im.batchRepeats = make([]subscription.Subscription, 0, im.opts.BatchSize), false
 	return nil
 }
 
@@ -393,10 +389,6 @@ func (im *importer) wait() error {
 	u := <-im.inflight[0]
 	im.inflight[0] = nil
 	im.inflight = im.inflight[1:]
-	defer func() {
-		clear(u.batch)
-		im.spare = append(im.spare, u.batch[:0])
-	}()
 	if u.err != nil {
 		return fmt.Errorf("import: upsert %d subscriptions: %w", len(u.batch), u.err)
 	}

@@ -372,6 +372,8 @@ func (rd *Reader) nextCSV() (Record, error) {
 
 var tooLong = fmt.Sprintf("the row is longer than the limit of %d bytes (64 KiB): shorten its fields", MaxRowBytes)
 
+var objectTooLong = fmt.Sprintf("the object is longer than the limit of %d bytes (64 KiB): shorten its fields", MaxRowBytes)
+
 func csvReason(err error) string {
 	switch {
 	case errors.Is(err, csv.ErrBareQuote):
@@ -481,7 +483,7 @@ func (rd *Reader) nextJSON() (Record, error) {
 	rec := Record{Line: rd.jsonLine(start)}
 	rec.Problems, rec.Partial = rd.object(raw)
 	if len(raw) > MaxRowBytes {
-		rec.Problems = []FieldError{{Reason: fmt.Sprintf("the object is longer than the limit of %d bytes (64 KiB): shorten its fields", MaxRowBytes)}}
+		rec.Problems = []FieldError{{Reason: objectTooLong}}
 		rec.Partial = true
 	}
 	return rec, nil
@@ -534,7 +536,7 @@ func (rd *Reader) skipLong() (Record, error) {
 	rec := Record{Line: startLine + v.newlines}
 	if v.long {
 		rec.Partial = true
-		rec.Problems = []FieldError{{Reason: fmt.Sprintf("the object is longer than the limit of %d bytes (64 KiB): shorten its fields", MaxRowBytes)}}
+		rec.Problems = []FieldError{{Reason: objectTooLong}}
 		return rec, nil
 	}
 	rec.Problems, rec.Partial = rd.object(v.raw)

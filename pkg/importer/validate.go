@@ -275,7 +275,7 @@ func ValidateJSON(b []byte) (subscription.Subscription, []FieldError) {
 	b = bytes.TrimSpace(b)
 	var rec Record
 	if len(b) > MaxRowBytes {
-		rec.Problems, rec.Partial = []FieldError{{Reason: fmt.Sprintf("the object is longer than the limit of %d bytes (64 KiB): shorten its fields", MaxRowBytes)}}, true
+		rec.Problems, rec.Partial = []FieldError{{Reason: objectTooLong}}, true
 	} else {
 		rec.Problems, rec.Partial = rd.object(b)
 	}
