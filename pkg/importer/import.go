@@ -171,7 +171,7 @@ func Import(ctx context.Context, r io.Reader, opts Options) (Report, error) {
 	opts.ProgressEvery = cmp.Or(max(opts.ProgressEvery, 0), DefaultProgressEvery)
 	opts.MaxListed = cmp.Or(max(opts.MaxListed, 0), DefaultMaxListed)
 
-	im := importer{opts: opts, seed: maphash.MakeSeed(), dups: map[uint64]int{}, enc: badEncoding{slot: -1}}
+	im := importer{opts: opts, seed: maphash.MakeSeed(), seen: map[uint64]int32{}, dups: map[uint64]int{}, enc: badEncoding{slot: -1}}
 	im.report = Report{Rejections: []Rejection{}, UnknownColumns: []string{}, Duplicates: []Duplicate{}}
 	rd, err := NewReader(r, opts.Format)
 	if err != nil {
@@ -207,14 +207,12 @@ type importer struct {
 	// share an id: a batch that repeats an id of an earlier row waits for
 	// every batch before it, so each id's rows still reach the store in
 	// file order. The results are counted in file order: inflight is
-	// oldest first. spare holds the buffers of counted batches.
+	// oldest first.
 	inflight []chan upserted
-	spare    [][]subscription.Subscription
 	seed     maphash.Seed
-	slab     slab
-	seen     lineTable      // hash of a subscription id -> first line of a valid row
-	dups     map[uint64]int // hash of a subscription id -> index in report.Duplicates, or -1
-	enc      badEncoding    // the rows with text that is not UTF-8, told in one sentence
+	seen     map[uint64]int32 // hash of a subscription id -> first line of a valid row
+	dups     map[uint64]int   // hash of a subscription id -> index in report.Duplicates, or -1
+	enc      badEncoding      // the rows with text that is not UTF-8, told in one sentence
 }
 
 // maxInflight is how many batches Import has the store write at once.
@@ -222,7 +220,7 @@ const maxInflight = 3
 
 func (im *importer) run(ctx context.Context, rd *Reader) error {
 	for {
-		rec, err := rd.nextRow()
+		rec, err := rd.Next()
 		if err == io.EOF {
 			return im.flush(ctx)
 		}
@@ -242,9 +240,9 @@ func (im *importer) run(ctx context.Context, rd *Reader) error {
 				return fmt.Errorf("import: %w", err)
 			}
 		}
-		sub, errs := validate(&rd.row, &im.slab)
+		sub, errs := Validate(rec.Fields)
 		if len(rec.Problems) > 0 || len(errs) > 0 {
-			im.reject(rec, &rd.row, errs)
+			im.reject(rec, errs)
 			continue
 		}
 		if len(im.batch) == 0 {
@@ -262,9 +260,9 @@ func (im *importer) run(ctx context.Context, rd *Reader) error {
 	}
 }
 
-func (im *importer) reject(rec Record, r *row, errs []FieldError) {
+func (im *importer) reject(rec Record, errs []FieldError) {
 	im.report.Rejected++
-	id := strings.TrimSpace(r.vals[fSubscriptionID])
+	id := strings.TrimSpace(rec.Fields["subscription_id"])
 	if subscription.ValidID(id) != nil {
 		id = ""
 	}
@@ -282,7 +280,7 @@ func (im *importer) reject(rec Record, r *row, errs []FieldError) {
 					im.report.RejectionsOmitted++
 				}
 			}
-			im.enc.note(rec.Line, r.vals[:])
+			im.enc.note(rec.Line, rec.Fields)
 		}
 	}
 	for _, e := range all {
@@ -321,8 +319,9 @@ func merge(rec Record, errs []FieldError) []FieldError {
 // tells: a collision makes it earlier, never later).
 func (im *importer) noteID(id string, line int) int {
 	h := maphash.String(im.seed, id)
-	first, ok := im.seen.add(h, int32(min(line, 1<<31-1)))
+	first, ok := im.seen[h]
 	if !ok {
+		im.seen[h] = int32(min(line, 1<<31-1))
 		return line
 	}
 	if i, ok := im.dups[h]; ok {
@@ -339,58 +338,6 @@ func (im *importer) noteID(id string, line int) int {
 	im.dups[h] = len(im.report.Duplicates)
 	im.report.Duplicates = append(im.report.Duplicates, Duplicate{SubscriptionID: strings.Clone(id), Lines: []int{int(first), line}})
 	return int(first)
-}
-
-// lineTable maps a 64-bit hash to a line: an open-addressing table with
-// linear probing, each slot the hash and the line together. A
-// million-row import looks up every id in it once, almost always in vain,
-// and a lookup here touches one cache line where a Go map's touches two or
-// three (0.45 of 6.7 µs a row went to the map in the 1M-row bench).
-type lineTable struct {
-	slots []lineSlot // len a power of two, or 0
-	n     int
-}
-
-type lineSlot struct {
-	hash uint64 // 0: empty (a hash of 0 is stored as 1)
-	line int32
-}
-
-// add returns the line stored for h and true, else stores line for h and
-// returns false.
-func (t *lineTable) add(h uint64, line int32) (int32, bool) {
-	if t.n >= len(t.slots)/4*3 {
-		t.grow()
-	}
-	h = max(h, 1)
-	mask := uint64(len(t.slots) - 1)
-	for i := h & mask; ; i = (i + 1) & mask {
-		s := &t.slots[i]
-		if s.hash == h {
-			return s.line, true
-		}
-		if s.hash == 0 {
-			*s = lineSlot{h, line}
-			t.n++
-			return 0, false
-		}
-	}
-}
-
-func (t *lineTable) grow() {
-	old := t.slots
-	t.slots = make([]lineSlot, max(2*len(old), 1<<12))
-	mask := uint64(len(t.slots) - 1)
-	for _, s := range old {
-		if s.hash == 0 {
-			continue
-		}
-		i := s.hash & mask
-		for t.slots[i].hash != 0 {
-			i = (i + 1) & mask
-		}
-		t.slots[i] = s
-	}
 }
 
 // upserted is the store's answer for one batch.
@@ -422,10 +369,7 @@ func (im *importer) flush(ctx context.Context) error {
 		done <- upserted{b, res, err}
 	}()
 	im.inflight = append(im.inflight, done)
-	im.batch, im.batchRepeats = nil, false
-	if n := len(im.spare); n > 0 {
-		im.batch, im.spare = im.spare[n-1], im.spare[:n-1]
-	}
+	im.batch, im.batchRepeats = make([]subscription.Subscription, 0, im.opts.BatchSize), false
 	return nil
 }
 
@@ -445,10 +389,6 @@ func (im *importer) wait() error {
 	u := <-im.inflight[0]
 	im.inflight[0] = nil
 	im.inflight = im.inflight[1:]
-	defer func() {
-		clear(u.batch)
-		im.spare = append(im.spare, u.batch[:0])
-	}()
 	if u.err != nil {
 		return fmt.Errorf("import: upsert %d subscriptions: %w", len(u.batch), u.err)
 	}

@@ -38,11 +38,13 @@ func ParseFormat(s string) (Format, error) {
 	return "", &FileError{Reason: fmt.Sprintf("%q is not an import format: use csv, json or ndjson", truncate(s, 40))}
 }
 
-// MaxRowBytes is the longest row accepted: a CSV record, an NDJSON line or a
-// JSON array element. A longer row is rejected with a reason that names the
-// limit, and reading goes on with the next row. CSV and NDJSON never hold
-// more than this of a row in memory, a JSON array element no more than
-// twice this (see jsonWindow).
+// MaxRowBytes is the longest row accepted: a CSV record (its bytes in the
+// file, line end included), an NDJSON line or a JSON array element. A longer
+// row is rejected with a reason that names the limit, and reading goes on
+// with the next row. NDJSON never holds more than this of a row in memory, a
+// JSON array element no more than twice this (see jsonWindow). A CSV record
+// is read whole by encoding/csv and measured after, so what bounds its
+// memory is the caller's limit on the body (http.MaxBytesReader).
 const MaxRowBytes = 64 << 10
 
 // Errors that callers can test for with errors.Is.
@@ -124,46 +126,6 @@ var knownFields = [...]string{
 	"timezone", "locale", "reseller_rep",
 }
 
-// The indexes of knownFields.
-const (
-	fSubscriptionID = iota
-	fEndDate
-	fCustomerAccount
-	fCustomerName
-	fProduct
-	fSeats
-	fSeatsAssigned
-	fAccessModel
-	fTerm
-	fStartDate
-	fStatus
-	fCMName
-	fCMEmail
-	fCMPhone
-	fPAName
-	fPAEmail
-	fSAEmails
-	fTimezone
-	fLocale
-	fResellerRep
-	nFields
-)
-
-// A row's fields are held by index of knownFields rather than in a map
-// while a file is imported: a million rows would otherwise pay for a map
-// assignment per field, a lookup per field in Validate and a clear.
-var _ = [1]struct{}{}[len(knownFields)-nFields] // nFields must be len(knownFields)
-
-// row holds a record's known fields by index; has marks those given (a
-// field given as "" is there; one given as JSON null is not).
-type row struct {
-	vals [nFields]string
-	has  uint32
-}
-
-func (r *row) set(i int, v string) { r.vals[i], r.has = v, r.has|1<<i }
-func (r *row) unset(i int)         { r.vals[i], r.has = "", r.has&^(1<<i) }
-
 // fieldIndex returns the index of a known field name, or -1.
 func fieldIndex(name string) int { return slices.Index(knownFields[:], name) }
 
@@ -176,15 +138,13 @@ const maxUnknown = 100
 type Reader struct {
 	format  Format
 	next    func() (Record, error)
-	row     row               // the fields of the record being read
-	fields  map[string]string // Record.Fields for Next, made from row
+	fields  map[string]string // Record.Fields, reused
 	unknown map[string]bool
 	err     error // sticky fatal error
 
 	// CSV
 	csv    *csv.Reader
-	guard  *rowGuard
-	header []int // column index -> index of knownFields, or -1 to ignore
+	header []string // column index -> field name, or "" to ignore
 
 	// JSON array
 	dec   *json.Decoder
@@ -222,7 +182,7 @@ func NewReader(r io.Reader, f Format) (*Reader, error) {
 			return nil, err
 		}
 	}
-	rd := &Reader{format: f, fields: make(map[string]string, nFields), unknown: map[string]bool{}}
+	rd := &Reader{format: f, fields: make(map[string]string, len(knownFields)), unknown: map[string]bool{}}
 	switch f {
 	case FormatCSV:
 		err = rd.startCSV(br)
@@ -291,32 +251,17 @@ func (rd *Reader) UnknownColumns() []string {
 // fatal and sticky: the input cannot be read past it (ErrTooLarge, an I/O
 // error, or a *FileError such as JSON that is broken beyond the row).
 func (rd *Reader) Next() (Record, error) {
-	rec, err := rd.nextRow()
-	if err != nil {
-		return rec, err
-	}
-	clear(rd.fields)
-	for i := range nFields {
-		if rd.row.has&(1<<i) != 0 {
-			rd.fields[knownFields[i]] = rd.row.vals[i]
-		}
-	}
-	rec.Fields = rd.fields
-	return rec, nil
-}
-
-// nextRow is Next without the map: the record's fields are in rd.row, and
-// Record.Fields is nil.
-func (rd *Reader) nextRow() (Record, error) {
 	if rd.err != nil {
 		return Record{}, rd.err
 	}
-	rd.row = row{}
+	clear(rd.fields)
 	rec, err := rd.next()
 	if err != nil {
 		rd.err = err
+		return rec, err
 	}
-	return rec, err
+	rec.Fields = rd.fields
+	return rec, nil
 }
 
 // ---- CSV ----
@@ -326,13 +271,12 @@ func (rd *Reader) startCSV(br *bufio.Reader) error {
 	// as such, rather than as the missing columns or broken quotes that
 	// reading it with commas finds.
 	sep := separatorOf(firstLine(br))
-	rd.guard = newRowGuard(br, MaxRowBytes)
-	c := csv.NewReader(rd.guard)
+	c := csv.NewReader(br)
 	c.FieldsPerRecord = -1
-	c.LazyQuotes = false
 	c.ReuseRecord = true
 	rd.csv = c
 	head, err := c.Read()
+	size := c.InputOffset()
 	if err == io.EOF {
 		return &FileError{Reason: "the file is empty: the first line must be a header row naming the columns, including subscription_id and end_date"}
 	}
@@ -345,22 +289,21 @@ func (rd *Reader) startCSV(br *bufio.Reader) error {
 	if err != nil {
 		return readErr(err)
 	}
-	if rd.guard.popLong(1) {
+	if size > MaxRowBytes {
 		return &FileError{Line: 1, Reason: fmt.Sprintf("the header row is longer than the limit of %d bytes: name only the columns of the import format", MaxRowBytes)}
 	}
-	rd.header = make([]int, len(head))
+	rd.header = make([]string, len(head))
 	seen := map[string]bool{}
 	for i, h := range head {
 		name := strings.ToLower(strings.TrimSpace(h))
-		rd.header[i] = -1
-		switch f := fieldIndex(name); {
+		switch {
 		case name == "":
-		case f >= 0:
+		case fieldIndex(name) >= 0:
 			if seen[name] {
 				return &FileError{Line: 1, Reason: fmt.Sprintf("column %s appears twice in the header row: keep one of them", name)}
 			}
 			seen[name] = true
-			rd.header[i] = f
+			rd.header[i] = name
 		default:
 			rd.unknown[truncate(name, 64)] = true
 		}
@@ -387,6 +330,7 @@ func (rd *Reader) startCSV(br *bufio.Reader) error {
 
 func (rd *Reader) nextCSV() (Record, error) {
 	for {
+		start := rd.csv.InputOffset()
 		cells, err := rd.csv.Read()
 		if err == io.EOF {
 			return Record{}, io.EOF
@@ -397,28 +341,29 @@ func (rd *Reader) nextCSV() (Record, error) {
 		}
 		blank := true
 		for i, v := range cells { // on a parse error, the fields before it
-			if i < len(rd.header) && rd.header[i] >= 0 {
-				rd.row.set(rd.header[i], v)
+			if i < len(rd.header) && rd.header[i] != "" {
+				rd.fields[rd.header[i]] = v
 			}
-			if strings.TrimSpace(v) != "" {
-				blank = false
-			}
+			blank = blank && strings.TrimSpace(v) == ""
 		}
+		rec := Record{}
 		if bad {
-			rd.guard.popLong(pe.StartLine)
-			field := "" // the field that broke is the one after those read
-			if len(cells) < len(rd.header) && rd.header[len(cells)] >= 0 {
-				field = knownFields[rd.header[len(cells)]]
-			}
-			return Record{Line: pe.StartLine, Problems: []FieldError{{Field: field, Reason: csvReason(pe.Err)}}, Partial: true}, nil
+			rec.Line = pe.StartLine
+		} else {
+			rec.Line, _ = rd.csv.FieldPos(0)
 		}
-		line, _ := rd.csv.FieldPos(0)
-		rec := Record{Line: line}
-		if rd.guard.popLong(line) {
+		switch {
+		case rd.csv.InputOffset()-start > MaxRowBytes:
 			rec.Problems, rec.Partial = []FieldError{{Reason: tooLong}}, true
-		} else if blank {
+		case bad:
+			field := "" // the field that broke is the one after those read
+			if len(cells) < len(rd.header) {
+				field = rd.header[len(cells)]
+			}
+			rec.Problems, rec.Partial = []FieldError{{Field: field, Reason: csvReason(pe.Err)}}, true
+		case blank:
 			// A row of empty cells (",,,," from a spreadsheet) is an empty line.
-			rd.row = row{}
+			clear(rd.fields)
 			continue
 		}
 		return rec, nil
@@ -426,6 +371,8 @@ func (rd *Reader) nextCSV() (Record, error) {
 }
 
 var tooLong = fmt.Sprintf("the row is longer than the limit of %d bytes (64 KiB): shorten its fields", MaxRowBytes)
+
+var objectTooLong = fmt.Sprintf("the object is longer than the limit of %d bytes (64 KiB): shorten its fields", MaxRowBytes)
 
 func csvReason(err error) string {
 	switch {
@@ -435,206 +382,6 @@ func csvReason(err error) string {
 		return `a quoted field is not closed properly: end it with a quote followed by a comma or the end of the line, and double each quote inside it`
 	}
 	return fmt.Sprintf("the row is not valid CSV (%v): check its quotes and commas", err)
-}
-
-// rowGuard sits between the input and the csv.Reader and keeps each record
-// at most MaxRowBytes long, so that one huge row can neither exhaust memory
-// nor abort the import. It follows the csv.Reader's own grammar (comma
-// separated, double quotes, LazyQuotes false) to find record boundaries.
-// When a record grows past the limit, it closes any open quote, drops the
-// rest of the record but for its newlines (which keeps the csv.Reader's line
-// numbers right, and which it skips as empty lines), and notes the line
-// where the record started, so that the reader can reject the truncated
-// record that the csv.Reader then returns.
-type rowGuard struct {
-	limit int // MaxRowBytes but in tests
-	src   io.Reader
-	in    []byte
-	r, w  int
-	err   error
-
-	state    csvState
-	line     int // physical line of the next byte
-	recStart int // line where the current record started
-	recBytes int
-	skip     bool
-	quote    bool  // emit a closing quote before anything else
-	long     []int // start lines of over-long records not yet returned
-}
-
-type csvState uint8
-
-const (
-	fieldStart csvState = iota
-	unquoted
-	quoted
-	quoteInQuoted // a quote seen in a quoted field: its end, or half of ""
-	badLine       // the csv.Reader will report an error and skip to the line end
-)
-
-func newRowGuard(r io.Reader, limit int) *rowGuard {
-	return &rowGuard{limit: limit, src: r, in: make([]byte, 32<<10), line: 1, recStart: 1}
-}
-
-// popLong reports whether the record starting on line was cut short, and
-// forgets any such records before it.
-func (g *rowGuard) popLong(line int) bool {
-	for len(g.long) > 0 && g.long[0] < line {
-		g.long = g.long[1:]
-	}
-	if len(g.long) > 0 && g.long[0] == line {
-		g.long = g.long[1:]
-		return true
-	}
-	return false
-}
-
-func (g *rowGuard) Read(p []byte) (int, error) {
-	n := 0
-	for n < len(p) {
-		if g.quote {
-			p[n] = '"'
-			n++
-			g.quote = false
-			continue
-		}
-		if g.r == g.w {
-			if n > 0 {
-				return n, nil
-			}
-			if g.err != nil {
-				return 0, g.err
-			}
-			g.r = 0
-			g.w, g.err = g.src.Read(g.in)
-			continue
-		}
-		if !g.skip {
-			// The bulk of the input: a run of bytes within the limit that
-			// neither ends a line nor needs more than a state change.
-			in := g.in[g.r:min(g.w, g.r+len(p)-n, g.r+g.limit-g.recBytes)]
-			k := bytes.IndexByte(in, '\n')
-			if k < 0 {
-				k = len(in)
-			}
-			if k > 0 {
-				st := skim(g.state, in[:k])
-				copy(p[n:], in[:k])
-				n += k
-				g.r += k
-				g.recBytes += k
-				g.state = st
-				continue
-			}
-		}
-		c := g.in[g.r]
-		ends := c == '\n' && g.state != quoted // ends the record
-		if !g.skip && !ends {
-			if g.recBytes == g.limit {
-				g.skip = true
-				g.quote = g.state == quoted
-				g.long = append(g.long, g.recStart)
-				continue // c is looked at again, in skip mode
-			}
-			g.recBytes++
-		}
-		g.r++
-		g.step(c)
-		if !g.skip || c == '\n' {
-			p[n] = c
-			n++
-		}
-		if ends {
-			g.skip = false
-		}
-	}
-	return n, nil
-}
-
-// step moves the state machine over c.
-func (g *rowGuard) step(c byte) {
-	if c == '\n' {
-		g.line++
-		if g.state != quoted {
-			g.state = fieldStart
-			g.recStart = g.line
-			g.recBytes = 0
-		}
-		return
-	}
-	g.state = next(g.state, c)
-}
-
-// skim is the state after b, which holds no newline: next over each byte,
-// but it looks at the quotes and at the last byte before each, since in
-// and out of quotes the bytes between them either keep the state or make
-// it depend on the last of them alone.
-func skim(st csvState, b []byte) csvState {
-	for len(b) > 0 {
-		switch st {
-		case badLine:
-			return badLine
-		case quoteInQuoted:
-			st, b = next(st, b[0]), b[1:]
-		case quoted:
-			i := bytes.IndexByte(b, '"')
-			if i < 0 {
-				return quoted
-			}
-			st, b = quoteInQuoted, b[i+1:]
-		default: // fieldStart, unquoted: a comma starts a field, any other byte but a quote makes it unquoted
-			i := bytes.IndexByte(b, '"')
-			run := b
-			if i >= 0 {
-				run = b[:i]
-			}
-			if len(run) > 0 {
-				st = unquoted
-				if run[len(run)-1] == ',' {
-					st = fieldStart
-				}
-			}
-			if i < 0 {
-				return st
-			}
-			st, b = next(st, '"'), b[i+1:]
-		}
-	}
-	return st
-}
-
-// next is the state after c, for any c but a newline.
-func next(st csvState, c byte) csvState {
-	switch st {
-	case fieldStart:
-		switch c {
-		case '"':
-			return quoted
-		case ',':
-			return fieldStart
-		}
-		return unquoted
-	case unquoted:
-		switch c {
-		case ',':
-			return fieldStart
-		case '"':
-			return badLine
-		}
-	case quoted:
-		if c == '"' {
-			return quoteInQuoted
-		}
-	case quoteInQuoted:
-		switch c {
-		case '"':
-			return quoted
-		case ',':
-			return fieldStart
-		}
-		return badLine
-	}
-	return st
 }
 
 // ---- JSON array ----
@@ -736,7 +483,7 @@ func (rd *Reader) nextJSON() (Record, error) {
 	rec := Record{Line: rd.jsonLine(start)}
 	rec.Problems, rec.Partial = rd.object(raw)
 	if len(raw) > MaxRowBytes {
-		rec.Problems = []FieldError{{Reason: fmt.Sprintf("the object is longer than the limit of %d bytes (64 KiB): shorten its fields", MaxRowBytes)}}
+		rec.Problems = []FieldError{{Reason: objectTooLong}}
 		rec.Partial = true
 	}
 	return rec, nil
@@ -785,11 +532,11 @@ func (rd *Reader) skipLong() (Record, error) {
 	if v.none {
 		return rd.nextJSON() // the syntax error at the bracket
 	}
-	rd.row = row{}
+	clear(rd.fields)
 	rec := Record{Line: startLine + v.newlines}
 	if v.long {
 		rec.Partial = true
-		rec.Problems = []FieldError{{Reason: fmt.Sprintf("the object is longer than the limit of %d bytes (64 KiB): shorten its fields", MaxRowBytes)}}
+		rec.Problems = []FieldError{{Reason: objectTooLong}}
 		return rec, nil
 	}
 	rec.Problems, rec.Partial = rd.object(v.raw)
@@ -918,7 +665,7 @@ func (sk *skimmer) value() (skimmed, error) {
 	}
 }
 
-// object reads one JSON object of scalars into rd.row, and reports
+// object reads one JSON object of scalars into rd.fields, and reports
 // whether it was not an object at all.
 func (rd *Reader) object(raw []byte) ([]FieldError, bool) {
 	var obj map[string]json.RawMessage
@@ -928,8 +675,7 @@ func (rd *Reader) object(raw []byte) ([]FieldError, bool) {
 	var probs []FieldError
 	for k, v := range obj {
 		name := strings.ToLower(strings.TrimSpace(k))
-		f := fieldIndex(name)
-		if f < 0 {
+		if fieldIndex(name) < 0 {
 			if name != "" && len(rd.unknown) < maxUnknown {
 				rd.unknown[truncate(name, 64)] = true
 			}
@@ -942,9 +688,9 @@ func (rd *Reader) object(raw []byte) ([]FieldError, bool) {
 				probs = append(probs, FieldError{name, "is not a valid JSON string"})
 				continue
 			}
-			rd.row.set(f, s)
+			rd.fields[name] = s
 		case 'n': // null: absent
-			rd.row.unset(f)
+			delete(rd.fields, name)
 		case 't', 'f':
 			probs = append(probs, FieldError{name, "is a JSON boolean: give a string or a number"})
 		case '{':
@@ -952,7 +698,7 @@ func (rd *Reader) object(raw []byte) ([]FieldError, bool) {
 		case '[':
 			probs = append(probs, FieldError{name, "is a JSON array: give a string or a number (for sa_emails, one string with the addresses separated by ;)"})
 		default: // a number: keep its literal text
-			rd.row.set(f, string(v))
+			rd.fields[name] = string(v)
 		}
 	}
 	slices.SortFunc(probs, func(a, b FieldError) int { return fieldOrder(a.Field) - fieldOrder(b.Field) })

@@ -6,7 +6,6 @@ import (
 	"net/mail"
 	"strconv"
 	"strings"
-	"time"
 	"unicode"
 	"unicode/utf8"
 
@@ -42,78 +41,54 @@ const (
 // other value at most 256 characters of valid UTF-8 with no control
 // characters (line breaks included). Unicode text is welcome.
 func Validate(fields map[string]string) (subscription.Subscription, []FieldError) {
-	var r row
-	for i, name := range knownFields {
-		if s, ok := fields[name]; ok {
-			r.set(i, s)
-		}
-	}
-	return validate(&r, nil)
-}
-
-// validate is Validate of a row, taking the seat counts and address lists
-// from sl when it is not nil.
-func validate(r *row, sl *slab) (subscription.Subscription, []FieldError) {
-	v := validator{vals: &r.vals, slab: sl}
+	v := validator{fields: fields}
 	s := subscription.Subscription{Status: subscription.StatusActive}
 
-	if id, ok := v.get(fSubscriptionID); !ok {
-		v.fail(fSubscriptionID, "is missing: every row needs the subscription id")
-	} else if err := validID(id); err != nil {
-		v.fail(fSubscriptionID, err.Error())
+	if id, ok := v.get("subscription_id"); !ok {
+		v.fail("subscription_id", "is missing: every row needs the subscription id")
+	} else if err := subscription.ValidID(id); err != nil {
+		v.fail("subscription_id", err.Error())
 	} else {
 		s.ID = id
 	}
-	if d, ok := v.get(fEndDate); !ok {
-		v.fail(fEndDate, "is missing: every row needs the end date of the term, as YYYY-MM-DD, e.g. 2027-05-31")
+	if d, ok := v.get("end_date"); !ok {
+		v.fail("end_date", "is missing: every row needs the end date of the term, as YYYY-MM-DD, e.g. 2027-05-31")
 	} else {
-		s.EndDate = v.date(fEndDate, d)
+		s.EndDate = v.date("end_date", d)
 	}
-	s.CustomerAccount = v.text(fCustomerAccount)
-	s.CustomerName = v.text(fCustomerName)
-	s.Product = v.text(fProduct)
-	s.Seats = v.count(fSeats)
-	s.SeatsAssigned = v.count(fSeatsAssigned)
-	if a, ok := v.get(fAccessModel); ok && v.plain(fAccessModel, a) {
-		m := subscription.AccessModel(strings.ToLower(a))
-		if m.Valid() {
-			s.AccessModel = m
-		} else {
-			v.fail(fAccessModel, fmt.Sprintf("%q is not an access model: use single-user or multi-user", truncate(a, 40)))
-		}
+	s.CustomerAccount = v.text("customer_account")
+	s.CustomerName = v.text("customer_name")
+	s.Product = v.text("product")
+	s.Seats = v.count("seats")
+	s.SeatsAssigned = v.count("seats_assigned")
+	s.AccessModel = subscription.AccessModel(v.oneOf("access_model", "an access model: use single-user or multi-user",
+		func(a string) bool { return subscription.AccessModel(a).Valid() }))
+	s.Term = v.text("term")
+	if d, ok := v.get("start_date"); ok {
+		s.StartDate = v.date("start_date", d)
 	}
-	s.Term = v.text(fTerm)
-	if d, ok := v.get(fStartDate); ok {
-		s.StartDate = v.date(fStartDate, d)
+	if st := v.oneOf("status", "a status: use active, renewal_in_progress or cancelled",
+		func(st string) bool { return subscription.Status(st).Valid() }); st != "" {
+		s.Status = subscription.Status(st)
 	}
-	if st, ok := v.get(fStatus); ok && v.plain(fStatus, st) {
-		x := subscription.Status(strings.ToLower(st))
-		if x.Valid() {
-			s.Status = x
-		} else {
-			v.fail(fStatus, fmt.Sprintf("%q is not a status: use active, renewal_in_progress or cancelled", truncate(st, 40)))
-		}
-	}
-	s.ContractManager = subscription.Contact{Name: v.text(fCMName), Email: v.email(fCMEmail), Phone: v.text(fCMPhone)}
-	s.PrimaryAdmin = subscription.Contact{Name: v.text(fPAName), Email: v.email(fPAEmail)}
-	s.SecondaryAdmins = v.emails(fSAEmails)
-	if tz, ok := v.get(fTimezone); ok && v.plain(fTimezone, tz) {
+	s.ContractManager = subscription.Contact{Name: v.text("cm_name"), Email: v.email("cm_email"), Phone: v.text("cm_phone")}
+	s.PrimaryAdmin = subscription.Contact{Name: v.text("pa_name"), Email: v.email("pa_email")}
+	s.SecondaryAdmins = v.emails("sa_emails")
+	if tz, ok := v.get("timezone"); ok && v.plain("timezone", tz) {
 		if _, err := subscription.LoadLocation(tz); err != nil || strings.EqualFold(tz, "local") {
-			v.fail(fTimezone, fmt.Sprintf("%q is not an IANA time zone: use a name such as Europe/London", truncate(tz, 40)))
+			v.fail("timezone", fmt.Sprintf("%q is not an IANA time zone: use a name such as Europe/London", truncate(tz, 40)))
 		} else {
 			s.Timezone = tz
 		}
 	}
-	if l, ok := v.get(fLocale); ok && v.plain(fLocale, l) {
-		if commonLocales[l] {
-			s.Locale = l // what language.Parse makes of it
-		} else if tag, err := language.Parse(l); err != nil || baseUnd(tag) {
-			v.fail(fLocale, fmt.Sprintf("%q is not a language tag: use a BCP 47 tag such as en-GB or de-DE", truncate(l, 40)))
+	if l, ok := v.get("locale"); ok && v.plain("locale", l) {
+		if tag, err := language.Parse(l); err != nil || baseUnd(tag) {
+			v.fail("locale", fmt.Sprintf("%q is not a language tag: use a BCP 47 tag such as en-GB or de-DE", truncate(l, 40)))
 		} else {
 			s.Locale = tag.String()
 		}
 	}
-	s.ResellerRep = v.text(fResellerRep)
+	s.ResellerRep = v.text("reseller_rep")
 	return s, v.errs
 }
 
@@ -122,94 +97,26 @@ func baseUnd(tag language.Tag) bool {
 	return base.String() == "und"
 }
 
-// commonLocales are canonical tags that language.Parse returns unchanged
-// (a test checks each), so that the usual rows skip the parse.
-var commonLocales = map[string]bool{
-	"en": true, "en-GB": true, "en-US": true, "en-IE": true, "en-AU": true, "en-CA": true, "en-NZ": true,
-	"de": true, "de-DE": true, "de-AT": true, "de-CH": true, "fr": true, "fr-FR": true, "fr-BE": true, "fr-CA": true,
-	"es": true, "es-ES": true, "it": true, "it-IT": true, "nl": true, "nl-NL": true, "pt-PT": true, "pt-BR": true,
-	"sv-SE": true, "da-DK": true, "nb-NO": true, "fi-FI": true, "pl-PL": true,
-}
-
-// validID is subscription.ValidID, with the usual id checked by hand
-// instead of by the regular expression.
-func validID(id string) error {
-	if len(id) >= 1 && len(id) <= 64 {
-		ok := true
-		for i := 0; i < len(id) && ok; i++ {
-			c := id[i]
-			ok = c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_'
-		}
-		if ok {
-			return nil
-		}
-	}
-	return subscription.ValidID(id)
-}
-
-// validator checks the fields of a row, each named by its index of
-// knownFields.
+// validator checks the fields of a row and collects the reasons it
+// rejects them.
 type validator struct {
-	vals *[nFields]string
-	errs []FieldError
-	slab *slab
+	fields map[string]string
+	errs   []FieldError
 }
 
-// slab hands out the small pieces of the subscriptions of an import, the
-// seat counts and the address lists, from larger arrays: three allocations
-// a row fewer. A piece is never handed out twice, so a subscription kept by
-// the caller stays as it was; it keeps its array alive, which is small.
-type slab struct {
-	ints []int
-	strs []string
-}
-
-const slabLen = 1024
-
-func (sl *slab) int(n int) *int {
-	if sl == nil {
-		p := new(int) // not &n, which would put n on the heap on every path
-		*p = n
-		return p
-	}
-	if len(sl.ints) == 0 {
-		sl.ints = make([]int, slabLen)
-	}
-	p := &sl.ints[0]
-	*p, sl.ints = n, sl.ints[1:]
-	return p
-}
-
-// strings returns an empty slice with room for n strings; appending more
-// reallocates it.
-func (sl *slab) strings(n int) []string {
-	if sl == nil {
-		return make([]string, 0, n)
-	}
-	if len(sl.strs) < n {
-		sl.strs = make([]string, max(n, slabLen))
-	}
-	out := sl.strs[:0:n]
-	sl.strs = sl.strs[n:]
-	return out
-}
-
-func (v *validator) fail(field int, reason string) {
-	v.errs = append(v.errs, FieldError{Field: knownFields[field], Reason: reason})
+func (v *validator) fail(field, reason string) {
+	v.errs = append(v.errs, FieldError{Field: field, Reason: reason})
 }
 
 // get returns the trimmed value, and false when it is absent or empty.
-func (v *validator) get(field int) (string, bool) {
-	s := strings.TrimSpace(v.vals[field])
+func (v *validator) get(field string) (string, bool) {
+	s := strings.TrimSpace(v.fields[field])
 	return s, s != ""
 }
 
 // plain checks the rules that every value obeys, and reports the first
 // broken one.
-func (v *validator) plain(field int, s string) bool {
-	if printableASCII(s) && len(s) <= MaxFieldChars {
-		return true // what the checks below find of such a value, without decoding it
-	}
+func (v *validator) plain(field, s string) bool {
 	if !utf8.ValidString(s) {
 		v.fail(field, notUTF8)
 		return false
@@ -233,19 +140,7 @@ func (v *validator) plain(field int, s string) bool {
 	return true
 }
 
-// printableASCII reports whether s is all ASCII without control
-// characters: valid UTF-8, free of what unicode.IsControl finds, and one
-// character per byte.
-func printableASCII(s string) bool {
-	for i := 0; i < len(s); i++ {
-		if c := s[i]; c < 0x20 || c > 0x7e {
-			return false
-		}
-	}
-	return true
-}
-
-func (v *validator) text(field int) string {
+func (v *validator) text(field string) string {
 	s, ok := v.get(field)
 	if !ok || !v.plain(field, s) {
 		return ""
@@ -253,12 +148,20 @@ func (v *validator) text(field int) string {
 	return s
 }
 
-func (v *validator) date(field int, s string) subscription.Date {
+// oneOf returns the value in lower case when valid accepts it, and "" when
+// it is absent or not valid, which it then says is not what.
+func (v *validator) oneOf(field, what string, valid func(string) bool) string {
+	s := v.text(field)
+	if s != "" && !valid(strings.ToLower(s)) {
+		v.fail(field, fmt.Sprintf("%q is not %s", truncate(s, 40), what))
+		return ""
+	}
+	return strings.ToLower(s)
+}
+
+func (v *validator) date(field, s string) subscription.Date {
 	if !v.plain(field, s) {
 		return subscription.Date{}
-	}
-	if d, ok := isoDate(s); ok {
-		return d
 	}
 	d, err := subscription.ParseDate(s)
 	if err != nil {
@@ -266,42 +169,6 @@ func (v *validator) date(field int, s string) subscription.Date {
 		return subscription.Date{}
 	}
 	return d
-}
-
-// isoDate reads a YYYY-MM-DD date as subscription.ParseDate does, without
-// time.Parse; ok is false for anything else, which ParseDate then judges.
-func isoDate(s string) (subscription.Date, bool) {
-	if len(s) != 10 || s[4] != '-' || s[7] != '-' {
-		return subscription.Date{}, false
-	}
-	n := 0
-	for i, c := range []byte(s) {
-		if i == 4 || i == 7 {
-			continue
-		}
-		if c < '0' || c > '9' {
-			return subscription.Date{}, false
-		}
-		n = n*10 + int(c-'0')
-	}
-	y, m, d := n/10000, n/100%100, n%100
-	if m < 1 || m > 12 || d < 1 || d > daysIn(m, y) {
-		return subscription.Date{}, false
-	}
-	return subscription.Date{Year: y, Month: time.Month(m), Day: d}, true
-}
-
-func daysIn(m, y int) int {
-	switch m {
-	case 2:
-		if y%4 == 0 && (y%100 != 0 || y%400 == 0) {
-			return 29
-		}
-		return 28
-	case 4, 6, 9, 11:
-		return 30
-	}
-	return 31
 }
 
 // example suggests the ISO form of a date written D/M/YYYY or D.M.YYYY, the
@@ -320,7 +187,7 @@ func example(s string) string {
 	return "2027-05-31"
 }
 
-func (v *validator) count(field int) *int {
+func (v *validator) count(field string) *int {
 	s, ok := v.get(field)
 	if !ok || !v.plain(field, s) {
 		return nil
@@ -330,10 +197,10 @@ func (v *validator) count(field int) *int {
 		v.fail(field, fmt.Sprintf("%q is not a number of seats: use a whole number of 0 or more, e.g. 25", truncate(s, 40)))
 		return nil
 	}
-	return v.slab.int(n)
+	return &n
 }
 
-func (v *validator) email(field int) string {
+func (v *validator) email(field string) string {
 	s, ok := v.get(field)
 	if !ok || !v.plain(field, s) {
 		return ""
@@ -345,7 +212,7 @@ func (v *validator) email(field int) string {
 	return s
 }
 
-func (v *validator) emails(field int) []string {
+func (v *validator) emails(field string) []string {
 	s, ok := v.get(field)
 	if !ok || !v.plain(field, s) {
 		return nil
@@ -359,9 +226,6 @@ func (v *validator) emails(field int) []string {
 		if reason := checkEmail(part); reason != "" {
 			v.fail(field, reason+" (separate addresses with ;)")
 			return nil
-		}
-		if out == nil {
-			out = v.slab.strings(strings.Count(s, ";") + 1)
 		}
 		out = append(out, part)
 	}
@@ -379,14 +243,12 @@ func checkEmail(s string) string {
 	if strings.ContainsAny(s, ",;") {
 		return bad("give exactly one address, such as jane@example.com")
 	}
-	if !plainAddress(s) { // else mail.ParseAddress returns it as it is, with no name
-		a, err := mail.ParseAddress(s)
-		if err != nil {
-			return bad("give one address such as jane@example.com")
-		}
-		if a.Name != "" || a.Address != s {
-			return bad("give the bare address alone, such as jane@example.com, with no name, brackets or comments")
-		}
+	a, err := mail.ParseAddress(s)
+	if err != nil {
+		return bad("give one address such as jane@example.com")
+	}
+	if a.Name != "" || a.Address != s {
+		return bad("give the bare address alone, such as jane@example.com, with no name, brackets or comments")
 	}
 	// A domain without a dot (ann@acme, jane@localhost) names no host on
 	// the internet: mail to it bounces, or goes to the relay's own network.
@@ -401,35 +263,6 @@ func checkEmail(s string) string {
 	return ""
 }
 
-// plainAddress reports whether s is local@domain with both parts ASCII
-// dot-atoms (RFC 5322 atext and single inner dots), the common form that
-// mail.ParseAddress accepts as it is, without a name.
-func plainAddress(s string) bool {
-	local, domain, ok := strings.Cut(s, "@")
-	return ok && dotAtom(local) && dotAtom(domain)
-}
-
-func dotAtom(s string) bool {
-	if s == "" || s[0] == '.' || s[len(s)-1] == '.' || strings.Contains(s, "..") {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		if !dotAtomByte[s[i]] {
-			return false
-		}
-	}
-	return true
-}
-
-// dotAtomByte marks the bytes of a dot-atom: printable ASCII but for the
-// specials.
-var dotAtomByte = func() (t [256]bool) {
-	for c := '!'; c < 0x7f; c++ {
-		t[c] = !strings.ContainsRune(`()<>[]:;@\,"`, c)
-	}
-	return t
-}()
-
 // ValidateJSON validates one subscription given as a JSON object with the
 // import's field names, as the PUT API and the CRM ingest subject receive
 // it: keys are matched case-insensitively, strings and numbers are both
@@ -438,15 +271,15 @@ var dotAtomByte = func() (t [256]bool) {
 // returns the reasons, one per field, with Field "" for the object as a
 // whole. The subscription is only meaningful when there are none.
 func ValidateJSON(b []byte) (subscription.Subscription, []FieldError) {
-	rd := Reader{unknown: map[string]bool{}}
+	rd := Reader{unknown: map[string]bool{}, fields: map[string]string{}}
 	b = bytes.TrimSpace(b)
 	var rec Record
 	if len(b) > MaxRowBytes {
-		rec.Problems, rec.Partial = []FieldError{{Reason: fmt.Sprintf("the object is longer than the limit of %d bytes (64 KiB): shorten its fields", MaxRowBytes)}}, true
+		rec.Problems, rec.Partial = []FieldError{{Reason: objectTooLong}}, true
 	} else {
 		rec.Problems, rec.Partial = rd.object(b)
 	}
-	sub, errs := validate(&rd.row, nil)
+	sub, errs := Validate(rd.fields)
 	if len(rec.Problems) == 0 {
 		return sub, errs
 	}

@@ -116,12 +116,12 @@ type badEncoding struct {
 const maxEncodingLines = 5
 
 // note records a row with a value that is not UTF-8.
-func (b *badEncoding) note(line int, vals []string) {
+func (b *badEncoding) note(line int, fields map[string]string) {
 	b.rows++
 	if len(b.lines) < maxEncodingLines {
 		b.lines = append(b.lines, line)
 	}
-	for _, v := range vals {
+	for _, v := range fields {
 		if !utf8.ValidString(v) && !windows1252(v) {
 			b.other = true
 		}

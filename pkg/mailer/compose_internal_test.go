@@ -123,19 +123,3 @@ func TestAllQPLiteral8(t *testing.T) {
 		}
 	}
 }
-
-func TestOneLineAlready(t *testing.T) {
-	slow := func(s string) string { return strings.Join(strings.Fields(s), " ") }
-	r := rand.New(rand.NewPCG(7, 8))
-	pieces := []string{"a", "B", " ", "  ", "\t", "\n", "\r", "\v", "\f", "\u0085", "\u00a0", "\u2028", "\u3000", "é", "\x00", "\xff"}
-	for range 50000 {
-		var b strings.Builder
-		for range r.IntN(8) {
-			b.WriteString(pieces[r.IntN(len(pieces))])
-		}
-		s := b.String()
-		if got, want := oneLine(s), slow(s); got != want {
-			t.Fatalf("oneLine(%q) = %q, want %q", s, got, want)
-		}
-	}
-}

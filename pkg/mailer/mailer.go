@@ -187,7 +187,7 @@ func newSender(from string) (sender, error) {
 	}
 	header := a.String()
 	if name != "" {
-		header = (&mail.Address{Name: oneLine(name), Address: a.Address}).String()
+		header = (&mail.Address{Name: subscription.OneLine(name), Address: a.Address}).String()
 	}
 	domain := "renewals"
 	if i := strings.LastIndexByte(a.Address, '@'); i >= 0 && validDomain(a.Address[i+1:]) {
@@ -226,8 +226,8 @@ func (c *composer) compose(dst []byte, snd sender, m Message, date time.Time) (o
 	// breaks here, RFC 2047 encoding (mail.Address.String, mime.QEncoding)
 	// turns anything else outside printable ASCII into encoded words, and
 	// the key and the addresses were validated above.
-	to.Name = oneLine(m.ToName)
-	subject := mime.QEncoding.Encode("UTF-8", oneLine(m.Subject))
+	to.Name = subscription.OneLine(m.ToName)
+	subject := mime.QEncoding.Encode("UTF-8", subscription.OneLine(m.Subject))
 
 	// A boundary derived from the content makes the same notice compose to
 	// the same bytes; the content cannot hold a digest of itself.
@@ -235,7 +235,7 @@ func (c *composer) compose(dst []byte, snd sender, m Message, date time.Time) (o
 		c.digest = sha256.New()
 	}
 	c.digest.Reset()
-	c.scratch = append(appendKey(c.scratch[:0], m.Key), 0)
+	c.scratch = append(append(c.scratch[:0], m.Key.String()...), 0)
 	c.digest.Write(c.scratch)
 	c.hashString(m.Subject)
 	c.digest.Write(c.scratch[len(c.scratch)-1:])
@@ -260,13 +260,13 @@ func (c *composer) compose(dst []byte, snd sender, m Message, date time.Time) (o
 	dst = appendHeader(dst, "Date", c.scratch)
 	dst = appendHeader(dst, "MIME-Version", "1.0")
 	c.scratch = append(append(append(append(c.scratch[:0], '<'), "renewal."...), m.Key.SubscriptionID...), '.')
-	c.scratch = appendDate(c.scratch, m.Key.EndDate)
+	c.scratch = append(c.scratch, m.Key.EndDate.String()...)
 	c.scratch = append(c.scratch, '.')
 	c.scratch = strconv.AppendInt(c.scratch, int64(m.Key.Milestone), 10)
 	c.scratch = append(append(c.scratch, snd.midRight...), '>')
 	dst = appendHeader(dst, "Message-ID", c.scratch)
 	dst = appendHeader(dst, "Subject", subject)
-	c.scratch = appendKey(c.scratch[:0], m.Key)
+	c.scratch = append(c.scratch[:0], m.Key.String()...)
 	dst = appendHeader(dst, HeaderNotice, c.scratch)
 	dst = appendHeader(dst, "From", snd.header)
 	// To is the only recipient header ever written: no Cc, no Bcc.
@@ -298,34 +298,6 @@ func (c *composer) hashString(s string) {
 		c.digest.Write(c.chunk[:n])
 		s = s[n:]
 	}
-}
-
-// appendKey appends key as NoticeKey.String writes it.
-func appendKey(b []byte, key subscription.NoticeKey) []byte {
-	b = append(append(b, key.SubscriptionID...), ':')
-	b = appendDate(b, key.EndDate)
-	return strconv.AppendInt(append(b, ':'), int64(key.Milestone), 10)
-}
-
-// appendDate appends d as Date.String writes it: YYYY-MM-DD.
-func appendDate(b []byte, d subscription.Date) []byte {
-	if d.IsZero() {
-		return b
-	}
-	if d.Year < 0 || d.Year > 9999 {
-		return append(b, d.String()...)
-	}
-	pad := func(b []byte, n, width int) []byte {
-		for w, v := width-1, n; w > 0; w-- {
-			if v /= 10; v == 0 {
-				b = append(b, '0')
-			}
-		}
-		return strconv.AppendInt(b, int64(n), 10)
-	}
-	b = pad(b, d.Year, 4)
-	b = pad(append(b, '-'), int(d.Month), 2)
-	return pad(append(b, '-'), d.Day, 2)
 }
 
 // maxHeaderLength is where go-mail folds header lines (RFC 2047 asks encoded
@@ -476,34 +448,4 @@ func singleAddress(s string) (*mail.Address, error) {
 		return nil, fmt.Errorf("not a single email address such as name@example.com: %w", ErrInvalidAddress)
 	}
 	return &mail.Address{Address: a.Address}, nil
-}
-
-// oneLine collapses every run of white space, line breaks included, into
-// one space and trims the ends, so that a value can never end a header line.
-func oneLine(s string) string {
-	if oneLineAlready(s) {
-		return s
-	}
-	return strings.Join(strings.Fields(s), " ")
-}
-
-// oneLineAlready reports whether oneLine would return s as it is: ASCII
-// (strings.Fields also splits at U+0085 and U+00A0) without white space but
-// single spaces between words.
-func oneLineAlready(s string) bool {
-	if s == "" {
-		return true
-	}
-	if s[0] == ' ' || s[len(s)-1] == ' ' {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		switch b := s[i]; {
-		case b >= 0x80 || b == '\t' || b == '\n' || b == '\v' || b == '\f' || b == '\r':
-			return false
-		case b == ' ' && s[i+1] == ' ':
-			return false
-		}
-	}
-	return true
 }

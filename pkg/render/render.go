@@ -351,7 +351,7 @@ func (r *Renderer) Render(s subscription.Subscription, n subscription.Notice) (E
 	if err := set.subject.Execute(&subject, d); err != nil {
 		return Email{}, &ExecError{Locale: l.name, File: set.subjectFile, Err: err}
 	}
-	e := Email{Subject: oneLine(subject.String()), Locale: l.name, Set: set.name}
+	e := Email{Subject: subscription.OneLine(subject.String()), Locale: l.name, Set: set.name}
 	if e.Subject == "" {
 		return Email{}, &ExecError{Locale: l.name, File: set.subjectFile, Err: errors.New("the subject is empty")}
 	}
@@ -365,9 +365,6 @@ func (r *Renderer) Render(s subscription.Subscription, n subscription.Notice) (E
 	return e, nil
 }
 
-// oneLine makes a subject safe for a header: CR, LF and every run of white
-// space become one space, and none is left at the ends.
-func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }
 
 var blankLines = regexp.MustCompile(`\n{3,}`)
 

@@ -20,18 +20,3 @@ func TestTidy(t *testing.T) {
 		}
 	}
 }
-
-func TestOneLine(t *testing.T) {
-	for _, tc := range []struct{ in, want string }{
-		{"", ""},
-		{"Final reminder: ends in 1 day\n", "Final reminder: ends in 1 day"},
-		{" Suite\r\nBcc: evil@attacker.example\r\n", "Suite Bcc: evil@attacker.example"},
-		{"a\t\v\f  b\u0085c\u2028d\u00a0e", "a b c d e"},
-		{"\n\r\t ", ""},
-		{"Ölfeld — x", "Ölfeld — x"},
-	} {
-		if got := oneLine(tc.in); got != tc.want {
-			t.Errorf("oneLine(%q) = %q, want %q", tc.in, got, tc.want)
-		}
-	}
-}

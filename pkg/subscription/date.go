@@ -16,48 +16,11 @@ type Date struct {
 // ParseDate parses an ISO 8601 calendar date (YYYY-MM-DD). Any other form,
 // such as 31/05/2027, returns an error that tells the user which form to use.
 func ParseDate(s string) (Date, error) {
-	if d, ok := parseISO(s); ok {
-		return d, nil
-	}
 	t, err := time.Parse(time.DateOnly, s)
-	if err != nil || len(s) != len(time.DateOnly) {
+	if err != nil {
 		return Date{}, fmt.Errorf("%q is not a date: use YYYY-MM-DD, e.g. 2027-05-31", s)
 	}
 	return DateOf(t), nil
-}
-
-// parseISO reads YYYY-MM-DD without time.Parse, accepting exactly the
-// texts that time.Parse(time.DateOnly, ...) accepts; it reports false for
-// any other, and ParseDate then lets time.Parse say what is wrong.
-func parseISO(v string) (Date, bool) {
-	if len(v) != 10 || v[4] != '-' || v[7] != '-' {
-		return Date{}, false
-	}
-	n := 0
-	for i, c := range []byte(v) {
-		if i == 4 || i == 7 {
-			continue
-		}
-		if c < '0' || c > '9' {
-			return Date{}, false
-		}
-		n = n*10 + int(c-'0')
-	}
-	y, m, d := n/10000, time.Month(n/100%100), n%100
-	if m < time.January || m > time.December || d < 1 || d > daysIn(m, y) {
-		return Date{}, false
-	}
-	return Date{Year: y, Month: m, Day: d}, true
-}
-
-func daysIn(m time.Month, y int) int {
-	if m == time.February {
-		if y%4 == 0 && (y%100 != 0 || y%400 == 0) {
-			return 29
-		}
-		return 28
-	}
-	return 31 - int(m-1)%7%2
 }
 
 // MustDate is ParseDate for constants in tests and examples; it panics on a bad date.
@@ -83,24 +46,14 @@ func Today(now time.Time, loc *time.Location) Date {
 // IsZero reports whether d is the zero Date.
 func (d Date) IsZero() bool { return d == Date{} }
 
-// String formats d as YYYY-MM-DD, or "" for the zero Date.
+// String formats d as YYYY-MM-DD (time.DateOnly), or "" for the zero Date.
+// A Date that is not a calendar day, such as February 30, is written as the
+// day time.Date makes of it.
 func (d Date) String() string {
 	if d.IsZero() {
 		return ""
 	}
-	var b [10]byte
-	return string(d.appendISO(b[:0]))
-}
-
-// appendISO appends the date as fmt.Sprintf("%04d-%02d-%02d") writes it,
-// without fmt for the usual years, months and days.
-func (d Date) appendISO(b []byte) []byte {
-	if d.Year < 0 || d.Year > 9999 || d.Month < 0 || d.Month > 99 || d.Day < 0 || d.Day > 99 {
-		return fmt.Appendf(b, "%04d-%02d-%02d", d.Year, d.Month, d.Day)
-	}
-	y, m := d.Year, int(d.Month)
-	return append(b, byte('0'+y/1000), byte('0'+y/100%10), byte('0'+y/10%10), byte('0'+y%10), '-',
-		byte('0'+m/10), byte('0'+m%10), '-', byte('0'+d.Day/10), byte('0'+d.Day%10))
+	return d.midnightUTC().Format(time.DateOnly)
 }
 
 // midnightUTC is the day's start in UTC: a zone-free anchor for day arithmetic,

@@ -76,13 +76,7 @@ type NoticeKey struct {
 
 // String writes the key as "<subscription_id>:<end_date>:<milestone>".
 func (k NoticeKey) String() string {
-	b := make([]byte, 0, len(k.SubscriptionID)+16)
-	b = append(append(b, k.SubscriptionID...), ':')
-	if !k.EndDate.IsZero() {
-		b = k.EndDate.appendISO(b)
-	}
-	b = strconv.AppendInt(append(b, ':'), int64(k.Milestone), 10)
-	return string(b)
+	return k.SubscriptionID + ":" + k.EndDate.String() + ":" + strconv.Itoa(k.Milestone)
 }
 
 // ParseNoticeKey reads a key written by NoticeKey.String.

@@ -6,7 +6,6 @@ package subscription
 
 import (
 	"fmt"
-	"regexp"
 	"strings"
 )
 
@@ -139,17 +138,23 @@ func eqInt(a, b *int) bool {
 	return *a == *b
 }
 
-var idPattern = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
+const idChars = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
 
 // ValidID reports whether id can name a subscription: 1 to 64 letters, digits,
 // '-' or '_'. The limit keeps ids safe as NATS subject tokens, store keys and
 // parts of the notice key.
 func ValidID(id string) error {
-	if !idPattern.MatchString(id) {
+	if len(id) < 1 || len(id) > 64 || strings.TrimLeft(id, idChars) != "" {
 		return fmt.Errorf("%q is not a subscription id: use 1 to 64 letters, digits, '-' or '_'", truncate(id, 80))
 	}
 	return nil
 }
+
+// OneLine collapses every run of white space, line breaks included, into one
+// space and trims both ends, so that a value put into a header line (an
+// email's Subject or To name, a server-sent event's field) can neither end
+// it nor start another.
+func OneLine(s string) string { return strings.Join(strings.Fields(s), " ") }
 
 func truncate(s string, n int) string {
 	if len(s) <= n {

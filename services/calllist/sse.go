@@ -16,6 +16,7 @@ import (
 	"go.uber.org/zap"
 
 	"renewals/pkg/event"
+	"renewals/pkg/subscription"
 )
 
 // DefaultHeartbeat is how often EventStream writes a comment line on a quiet
@@ -156,7 +157,7 @@ func writeEvent(b *bytes.Buffer, m jetstream.Msg) {
 	if json.Unmarshal(m.Data(), &head) == nil && head.Type != "" {
 		typ = head.Type
 	}
-	fmt.Fprintf(b, "id: %d\nevent: %s\n", seq, oneLine(typ))
+	fmt.Fprintf(b, "id: %d\nevent: %s\n", seq, subscription.OneLine(typ))
 	data := strings.ReplaceAll(string(m.Data()), "\r\n", "\n")
 	for line := range strings.SplitSeq(data, "\n") {
 		b.WriteString("data: ")
@@ -164,8 +165,4 @@ func writeEvent(b *bytes.Buffer, m jetstream.Msg) {
 		b.WriteByte('\n')
 	}
 	b.WriteByte('\n')
-}
-
-func oneLine(s string) string {
-	return strings.NewReplacer("\r", "", "\n", "").Replace(s)
 }
