@@ -3,11 +3,13 @@ package notifier_test
 import (
 	"context"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest"
+	"go.uber.org/zap/zaptest/observer"
 
 	"renewals/pkg/event"
 	"renewals/pkg/mailer"
@@ -288,4 +290,44 @@ func TestShutdownDrains(t *testing.T) {
 	}
 	t.Logf("shut down after %d of %d sent; Run returned in %v; the rest went from the second notifier",
 		at, len(keys), took.Round(time.Millisecond))
+}
+
+// TestRedeliveryInHandIsDropped: a worker holds a notice past its ack wait
+// before the send (here paused after the claim), so JetStream delivers it
+// again to the same process. The second delivery is recognised as the one in
+// hand and dropped, not raced: the notice goes once, not flagged, after one
+// claim.
+func TestRedeliveryInHandIsDropped(t *testing.T) {
+	t.Parallel()
+	r := setup(t, "")
+	keys := r.subs(1)
+	cc := fastConsumer
+	cc.AckWait, cc.Lease = 300*time.Millisecond, 5*time.Second
+	core, logs := observer.New(zap.DebugLevel)
+	dropped := func() bool { return logs.FilterMessage("redelivered notice still in hand; dropped").Len() > 0 }
+	var once sync.Once
+	r.start(cc, func(n *notifier.Notifier) {
+		n.Log = zap.New(core)
+		n.Pause = func(step string) {
+			if step != "after-claim" {
+				return
+			}
+			once.Do(func() {
+				// Hold the notice until its redelivery has come and gone.
+				deadline := time.Now().Add(10 * time.Second)
+				for !dropped() && time.Now().Before(deadline) {
+					time.Sleep(10 * time.Millisecond) // polling the log with a deadline
+				}
+			})
+		}
+	})
+	r.due(keys[0])
+	got := r.events.wait(t, 15*time.Second, keys[0].String())
+	if !dropped() {
+		t.Fatal("the notice was not delivered again while in hand, or the redelivery was not recognised")
+	}
+	if o := got[keys[0].String()]; o.Outcome != subscription.OutcomeSent || o.Ambiguous || o.Attempts != 1 {
+		t.Errorf("outcome = %+v; want sent once, 1 attempt, not ambiguous", o)
+	}
+	r.checkExactlyOnce(keys)
 }
