@@ -118,6 +118,12 @@ func TestSMTPDeliversOneMessageToTheContractManager(t *testing.T) {
 	if got := msg.Header.Get("Subject"); got != m.Subject {
 		t.Errorf("Subject = %q, want %q", got, m.Subject)
 	}
+	if got := msg.Header.Get("Auto-Submitted"); got != "auto-generated" {
+		t.Errorf("Auto-Submitted = %q, want auto-generated (RFC 3834)", got)
+	}
+	if got, err := msg.Header.Date(); err != nil || !got.Equal(fixedNow) {
+		t.Errorf("Date = %v (%v), want %v", got, err, fixedNow)
+	}
 	p := parts(t, msg)
 	if got := strings.ReplaceAll(p["text/plain"], "\r\n", "\n"); got != m.Text {
 		t.Errorf("text part = %q, want %q", got, m.Text)

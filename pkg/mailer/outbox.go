@@ -30,7 +30,7 @@ func NewOutbox(dir, from string, now func() time.Time) (*Outbox, error) {
 	if dir == "" {
 		return nil, fmt.Errorf("open outbox: no directory given: set RENEWALS_DATA_DIR")
 	}
-	if _, err := newSender(from); err != nil {
+	if _, err := parseFrom(from); err != nil {
 		return nil, fmt.Errorf("open outbox: From address %q (RENEWALS_MAIL_FROM): %w", from, err)
 	}
 	if err := os.MkdirAll(dir, 0o750); err != nil {

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/mail"
 	"net/textproto"
 	"regexp"
 	"strings"
@@ -36,7 +37,7 @@ const (
 // from several goroutines is not safe.
 type SMTPSender struct {
 	cfg   SMTPConfig
-	from  sender
+	from  *mail.Address
 	now   func() time.Time
 	limit *rate.Limiter
 	jobs  chan job
@@ -74,7 +75,7 @@ func newSMTP(cfg SMTPConfig, from string, now func() time.Time, jobs chan job) (
 	if cfg.Host == "" || cfg.Port == 0 {
 		return nil, fmt.Errorf("start smtp sender: no host and port: set RENEWALS_SMTP_URL, e.g. %s", urlExample)
 	}
-	snd, err := newSender(from)
+	snd, err := parseFrom(from)
 	if err != nil {
 		return nil, fmt.Errorf("start smtp sender: From address %q (RENEWALS_MAIL_FROM): %w", from, err)
 	}
@@ -254,7 +255,6 @@ type worker struct {
 	bodies [2][]byte // messages taken on, reused from send to send
 	data   []byte    // what goes out after DATA, reused likewise
 	cmd    []byte    // one envelope command
-	comp   composer
 }
 
 func newWorker(s *SMTPSender) (*worker, error) {
@@ -407,9 +407,17 @@ func (w *worker) serve(j job) {
 }
 
 func (w *worker) compose(p *pending, slot int) error {
-	body, rcpt, err := w.comp.compose(w.bodies[slot][:0], w.s.from, p.msg, w.s.now())
-	w.bodies[slot], p.rcpt, p.slot = body, rcpt, slot
-	return err
+	msg, err := newMsg(w.s.from, p.msg, w.s.now())
+	if err != nil {
+		return err
+	}
+	buf := bytes.NewBuffer(w.bodies[slot][:0])
+	if _, err := msg.WriteTo(buf); err != nil {
+		return fmt.Errorf("build notice %s: %w: %w", p.msg.Key, err, ErrPermanent)
+	}
+	to, _ := singleAddress(p.msg.To) // newMsg checked it
+	w.bodies[slot], p.rcpt, p.slot = buf.Bytes(), to.String(), slot
+	return nil
 }
 
 // deliver sends p and answers its caller. A server that offers PIPELINING
@@ -628,7 +636,7 @@ var envelope = [3]struct {
 func (w *worker) appendCommand(b []byte, i int, p *pending) []byte {
 	switch i {
 	case 0:
-		b = append(append(append(b, "MAIL FROM:"...), w.s.from.bracket...), w.params...)
+		b = append(append(append(append(b, "MAIL FROM:<"...), w.s.from.Address...), '>'), w.params...)
 	case 1:
 		b = append(append(b, "RCPT TO:"...), p.rcpt...)
 	default:
