@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"net/mail"
+	"regexp"
 	"strings"
 	"time"
 
@@ -123,30 +124,22 @@ func Open(smtpURL, from, outboxDir string, now func() time.Time) (Sender, error)
 func MessageID(key subscription.NoticeKey, from string) string {
 	domain := "renewals"
 	if a, err := mail.ParseAddress(from); err == nil {
-		if i := strings.LastIndexByte(a.Address, '@'); i >= 0 && validDomain(a.Address[i+1:]) {
-			domain = a.Address[i+1:]
+		if d := a.Address[strings.LastIndexByte(a.Address, '@')+1:]; domainRE.MatchString(d) {
+			domain = d
 		}
 	}
 	return fmt.Sprintf("renewal.%s.%s.%d@%s", key.SubscriptionID, key.EndDate, key.Milestone, domain)
 }
 
-func validDomain(d string) bool {
-	if d == "" || len(d) > 253 {
-		return false
-	}
-	for _, r := range d {
-		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '.' || r == '-') {
-			return false
-		}
-	}
-	return true
-}
+// domainRE matches the domains a Message-ID may end in: dot-atom text of
+// letters, digits, '.' and '-'.
+var domainRE = regexp.MustCompile(`^[A-Za-z0-9.-]{1,253}$`)
 
 // Compose returns the message as the bytes an SMTP server would receive
 // (before dot-stuffing) and the outbox stores: go-mail's RFC 5322 with CRLF
 // line ends, multipart/alternative with a text/plain and a text/html part.
 func Compose(from string, m Message, date time.Time) ([]byte, error) {
-	f, err := parseFrom(from)
+	f, err := parseAddress(from, true)
 	if err != nil {
 		return nil, fmt.Errorf("build notice %s: From address (RENEWALS_MAIL_FROM): %w", m.Key, err)
 	}
@@ -161,20 +154,6 @@ func Compose(from string, m Message, date time.Time) ([]byte, error) {
 	return buf.Bytes(), nil
 }
 
-// parseFrom parses the From address (RENEWALS_MAIL_FROM): an address alone,
-// or with a display name ("Acme Software Ltd" <renewals@acme.example>),
-// which the From header shows and the envelope leaves out.
-func parseFrom(from string) (*mail.Address, error) {
-	if strings.ContainsAny(from, "\r\n") {
-		return nil, fmt.Errorf("address contains a line break: %w", ErrInvalidAddress)
-	}
-	a, err := mail.ParseAddress(from)
-	if err != nil {
-		return nil, fmt.Errorf("not a single email address such as renewals@example.com: %w", ErrInvalidAddress)
-	}
-	return &mail.Address{Name: oneLine(a.Name), Address: a.Address}, nil
-}
-
 // newMsg validates m and builds its go-mail Msg. Every error here is
 // permanent: the same input will never build.
 func newMsg(from *mail.Address, m Message, date time.Time) (*gomail.Msg, error) {
@@ -184,7 +163,7 @@ func newMsg(from *mail.Address, m Message, date time.Time) (*gomail.Msg, error) 
 	if m.Key.EndDate.IsZero() || m.Key.Milestone < 1 {
 		return nil, fmt.Errorf("build notice %s: the notice key needs an end date and a milestone: %w", m.Key, ErrPermanent)
 	}
-	to, err := singleAddress(m.To)
+	to, err := parseAddress(m.To, false)
 	if err != nil {
 		return nil, fmt.Errorf("build notice %s: contract manager address: %w", m.Key, err)
 	}
@@ -211,20 +190,21 @@ func newMsg(from *mail.Address, m Message, date time.Time) (*gomail.Msg, error) 
 	return msg, nil
 }
 
-// singleAddress parses s as exactly one bare address (no display name, no
-// list) and fails with ErrInvalidAddress otherwise.
-func singleAddress(s string) (*mail.Address, error) {
-	if s == "" {
-		return nil, fmt.Errorf("no address given: %w", ErrInvalidAddress)
-	}
-	if strings.ContainsAny(s, "\r\n") {
-		return nil, fmt.Errorf("address contains a line break: %w", ErrInvalidAddress)
-	}
+// parseAddress parses s as exactly one address, with a display name only
+// when named (the From address may have one: "Acme Software Ltd"
+// <renewals@acme.example>), and fails with ErrInvalidAddress otherwise.
+func parseAddress(s string, named bool) (*mail.Address, error) {
 	a, err := mail.ParseAddress(s)
-	if err != nil || a.Name != "" || a.Address != strings.TrimSpace(s) && "<"+a.Address+">" != strings.TrimSpace(s) {
+	trimmed := strings.TrimSpace(s)
+	switch {
+	case s == "":
+		return nil, fmt.Errorf("no address given: %w", ErrInvalidAddress)
+	case strings.ContainsAny(s, "\r\n"):
+		return nil, fmt.Errorf("address contains a line break: %w", ErrInvalidAddress)
+	case err != nil || !named && (a.Name != "" || trimmed != a.Address && trimmed != "<"+a.Address+">"):
 		return nil, fmt.Errorf("not a single email address such as name@example.com: %w", ErrInvalidAddress)
 	}
-	return &mail.Address{Address: a.Address}, nil
+	return &mail.Address{Name: oneLine(a.Name), Address: a.Address}, nil
 }
 
 // oneLine collapses every run of white space, line breaks included, into

@@ -505,7 +505,7 @@ func TestOutboxWritesAtomicParseableFiles(t *testing.T) {
 	if len(entries) != 1 || entries[0].Name() != "110001234567_2027-03-31_90.eml" {
 		t.Fatalf("outbox holds %v, want one file 110001234567_2027-03-31_90.eml (no temporary files)", entries)
 	}
-	data, err := os.ReadFile(o.Path(m.Key))
+	data, err := os.ReadFile(filepath.Join(dir, mailer.FileName(m.Key)))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,6 +1,7 @@
 package mailer
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -23,11 +24,11 @@ import (
 )
 
 const (
-	// commandTimeout bounds one send (every command of a transaction) and
-	// one dial, handshake and authentication.
+	// commandTimeout bounds one send (all commands of a transaction) and one
+	// dial with its handshake and authentication.
 	commandTimeout = 30 * time.Second
-	// idleTimeout closes a connection nobody used for this long, before the
-	// server's own time-out does (RFC 5321 asks servers for at least 5 minutes).
+	// idleTimeout closes a connection unused this long, before the server's
+	// own time-out does (RFC 5321 asks servers for at least 5 minutes).
 	idleTimeout = 60 * time.Second
 )
 
@@ -44,8 +45,8 @@ type SMTPSender struct {
 	quit  chan struct{}
 	once  sync.Once
 	wg    sync.WaitGroup
-	// took is a moving average of how long a connection is busy with one
-	// message, in nanoseconds (0 until the first message); see Capacity.
+	// took is a moving average of the time a connection spends on one
+	// message, in nanoseconds (0 until the first); see Capacity.
 	took atomic.Int64
 }
 
@@ -63,16 +64,14 @@ func NewSMTP(cfg SMTPConfig, from string, now func() time.Time) (*SMTPSender, er
 	if cfg.Host == "" || cfg.Port == 0 {
 		return nil, fmt.Errorf("start smtp sender: no host and port: set RENEWALS_SMTP_URL, e.g. %s", urlExample)
 	}
-	f, err := parseFrom(from)
+	f, err := parseAddress(from, true)
 	if err != nil {
 		return nil, fmt.Errorf("start smtp sender: From address %q (RENEWALS_MAIL_FROM): %w", from, err)
 	}
 	if cfg.Workers <= 0 {
 		cfg.Workers = DefaultWorkers
 	}
-	if cfg.TLS == "" {
-		cfg.TLS = TLSOpportunistic
-	}
+	cfg.TLS = cmp.Or(cfg.TLS, TLSOpportunistic)
 	if now == nil {
 		now = time.Now
 	}
@@ -80,14 +79,13 @@ func NewSMTP(cfg SMTPConfig, from string, now func() time.Time) (*SMTPSender, er
 	if cfg.Rate > 0 {
 		s.limit = rate.NewLimiter(rate.Limit(cfg.Rate), 1)
 	}
-	workers := make([]*worker, cfg.Workers)
-	for i := range workers {
-		if workers[i], err = newWorker(s); err != nil {
+	for range cfg.Workers {
+		w, err := newWorker(s)
+		if err != nil {
+			_ = s.Close()
 			return nil, err
 		}
-	}
-	s.wg.Add(len(workers))
-	for _, w := range workers {
+		s.wg.Add(1)
 		go w.run()
 	}
 	return s, nil
@@ -113,12 +111,12 @@ func (s *SMTPSender) Send(ctx context.Context, m Message) error {
 	j := job{ctx: ctx, msg: m, done: make(chan error, 1)}
 	select {
 	case s.jobs <- j:
+		return <-j.done
 	case <-s.quit:
 		return fmt.Errorf("send notice %s: %w", m.Key, ErrClosed)
 	case <-ctx.Done():
 		return fmt.Errorf("send notice %s: wait for a free connection: %w", m.Key, ctx.Err())
 	}
-	return <-j.done
 }
 
 // Capacity returns how many messages the sender can start within d: its
@@ -131,8 +129,7 @@ func (s *SMTPSender) Capacity(d time.Duration) int {
 		n = s.cfg.Workers * max(1, int(d/took))
 	}
 	if s.cfg.Rate > 0 {
-		byRate := max(1, int(s.cfg.Rate*d.Seconds()))
-		if n == 0 || byRate < n {
+		if byRate := max(1, int(s.cfg.Rate*d.Seconds())); n == 0 || byRate < n {
 			n = byRate
 		}
 	}
@@ -141,12 +138,10 @@ func (s *SMTPSender) Capacity(d time.Duration) int {
 
 // observe folds one message's time on a connection into the average.
 func (s *SMTPSender) observe(took time.Duration) {
-	old := time.Duration(s.took.Load())
-	if old == 0 {
-		s.took.Store(int64(took))
-		return
+	if old := time.Duration(s.took.Load()); old > 0 {
+		took = old + (took-old)/8
 	}
-	s.took.Store(int64(old + (took-old)/8))
+	s.took.Store(int64(took))
 }
 
 // Close stops the workers after their current message and closes their
@@ -186,25 +181,15 @@ type DeliveryError struct {
 
 // Error describes the failure without personal data.
 func (e *DeliveryError) Error() string {
-	var b strings.Builder
-	fmt.Fprintf(&b, "send notice %s: %s: ", e.Key, e.Stage)
-	switch {
-	case e.Ambiguous:
-		fmt.Fprintf(&b, "connection lost after the message data, before the server's reply: the message may have been delivered (%s)", e.detail)
-	case e.Reply != "":
-		b.WriteString(e.Reply)
-	default:
-		b.WriteString(e.detail)
-	}
+	what, kind := cmp.Or(e.Reply, e.detail), "transient: retry later"
 	switch {
 	case e.Permanent:
-		b.WriteString(" (permanent: do not retry)")
+		kind = "permanent: do not retry"
 	case e.Ambiguous:
-		b.WriteString(" (transient, ambiguous)")
-	default:
-		b.WriteString(" (transient: retry later)")
+		what = "connection lost after the message data, before the server's reply: the message may have been delivered (" + e.detail + ")"
+		kind = "transient, ambiguous"
 	}
-	return b.String()
+	return fmt.Sprintf("send notice %s: %s: %s (%s)", e.Key, e.Stage, what, kind)
 }
 
 // Unwrap returns the underlying error.
@@ -226,37 +211,28 @@ func scrub(s, addr string) string {
 	return s
 }
 
-// stages names the step of each go-mail failure for DeliveryError.Stage.
+// stages names the step of each of go-mail's failure reasons.
 var stages = map[gomail.SendErrReason]string{
-	gomail.ErrConnCheck:     "connection check",
-	gomail.ErrSMTPMailFrom:  "MAIL FROM",
-	gomail.ErrSMTPRcptTo:    "RCPT TO",
-	gomail.ErrSMTPData:      "DATA",
-	gomail.ErrWriteContent:  "message data",
-	gomail.ErrSMTPDataClose: "end of DATA",
+	gomail.ErrConnCheck: "connection check", gomail.ErrSMTPMailFrom: "MAIL FROM", gomail.ErrSMTPRcptTo: "RCPT TO",
+	gomail.ErrSMTPData: "DATA", gomail.ErrWriteContent: "message data", gomail.ErrSMTPDataClose: "end of DATA",
 }
 
 // classify turns go-mail's error for m into a DeliveryError. Only a 5xx
-// reply is permanent: go-mail's IsTemp is false for a reset or a time-out
-// too. No reply to the end of the data is the RFC 1047 gap: ambiguous.
+// reply is permanent (go-mail's IsTemp is false for a reset or a time-out
+// too); no reply to the end of the data is the RFC 1047 gap: ambiguous.
 func classify(m Message, err error) *DeliveryError {
-	de := &DeliveryError{Key: m.Key, Stage: "send", Err: err}
+	de := &DeliveryError{Key: m.Key, Stage: "send", Err: err, detail: scrub(err.Error(), m.To)}
 	var se *gomail.SendError
 	if !errors.As(err, &se) {
-		de.detail = scrub(err.Error(), m.To)
 		return de
 	}
-	if stage, ok := stages[se.Reason]; ok {
-		de.Stage = stage
-	}
+	de.Stage = cmp.Or(stages[se.Reason], de.Stage)
 	if de.Code = se.ErrorCode(); de.Code == 0 {
-		de.detail = scrub(se.Error(), m.To)
 		de.Ambiguous = se.Reason == gomail.ErrSMTPDataClose
 		return de
 	}
-	// go-mail keeps the server's reply unexported; its Error text holds it
-	// after the reason as textproto.Error writes it: the code, then the
-	// text quoted.
+	// go-mail keeps the reply unexported; its Error text holds it after the
+	// reason as textproto.Error writes it: the code, then the text quoted.
 	text := ""
 	if rest := strings.TrimPrefix(se.Error(), se.Reason.String()+": "); len(rest) > 4 {
 		if q, err := strconv.QuotedPrefix(rest[4:]); err == nil {
@@ -287,46 +263,33 @@ func newWorker(s *SMTPSender) (*worker, error) {
 	case TLSStartTLS:
 		policy = gomail.TLSMandatory
 	}
-	opts := []gomail.Option{
-		gomail.WithPort(cfg.Port),
-		gomail.WithTimeout(commandTimeout),
-		gomail.WithTLSPolicy(policy),
-		gomail.WithTLSConfig(w.tls),
-		gomail.WithDialContextFunc(w.dial),
-		// A connection that went stale shows at MAIL FROM, before any
-		// data, and deliver then sends again on a new one: a NOOP before
-		// every message would only add a round trip.
-		gomail.WithoutNoop(),
-	}
+	opts := []gomail.Option{gomail.WithPort(cfg.Port), gomail.WithTimeout(commandTimeout),
+		gomail.WithTLSPolicy(policy), gomail.WithTLSConfig(w.tls), gomail.WithDialContextFunc(w.dial),
+		// A stale connection fails at MAIL FROM, before any data, and the
+		// message goes again on a new one: a NOOP first is a wasted round trip.
+		gomail.WithoutNoop()}
 	if cfg.Username != "" {
 		// PLAIN and LOGIN refuse to run without TLS except to localhost.
 		opts = append(opts, gomail.WithUsername(cfg.Username), gomail.WithPassword(cfg.Password),
 			gomail.WithOpportunisticSMTPAuth(gomail.SMTPAuthSCRAMSHA256, gomail.SMTPAuthSCRAMSHA1,
 				gomail.SMTPAuthCramMD5, gomail.SMTPAuthPlain, gomail.SMTPAuthLogin))
 	}
-	mc, err := gomail.NewClient(cfg.Host, opts...)
-	if err != nil {
+	var err error
+	if w.mc, err = gomail.NewClient(cfg.Host, opts...); err != nil {
 		return nil, fmt.Errorf("start smtp sender for %s: %w", cfg, err)
 	}
-	w.mc = mc
 	return w, nil
 }
 
-// dial opens the TCP (or, for implicit TLS, TLS) connection and keeps it so
-// that the worker can close it when a send must be aborted or a handshake
-// fails (go-mail leaves it open then).
-func (w *worker) dial(ctx context.Context, network, addr string) (net.Conn, error) {
-	d := &net.Dialer{}
-	var c net.Conn
-	var err error
+// dial opens the TCP (or, for implicit TLS, TLS) connection and keeps it, to
+// abort a send or to close it after a failed handshake (go-mail leaves it open).
+func (w *worker) dial(ctx context.Context, network, addr string) (c net.Conn, err error) {
 	if w.s.cfg.TLS == TLSImplicit {
-		c, err = (&tls.Dialer{NetDialer: d, Config: w.tls}).DialContext(ctx, network, addr)
+		c, err = (&tls.Dialer{Config: w.tls}).DialContext(ctx, network, addr)
 	} else {
-		c, err = d.DialContext(ctx, network, addr)
+		c, err = (&net.Dialer{}).DialContext(ctx, network, addr)
 	}
-	if err == nil {
-		w.raw = c
-	}
+	w.raw = c
 	return c, err
 }
 
@@ -358,30 +321,25 @@ func (w *worker) run() {
 	}
 }
 
-// connect opens the worker's connection: dial, EHLO, STARTTLS and AUTH as
-// configured.
-func (w *worker) connect(ctx context.Context, key subscription.NoticeKey, to string) error {
-	w.raw = nil
+// connect dials, greets, starts TLS and authenticates as configured.
+func (w *worker) connect(ctx context.Context, m Message) error {
 	c, err := w.mc.DialToSMTPClientWithContext(ctx)
 	if err == nil {
 		w.conn = c
 		return nil
 	}
-	if w.raw != nil {
-		_ = w.raw.Close()
-		w.raw = nil
-	}
-	de := &DeliveryError{Key: key, Stage: "connect", Err: err,
-		detail: fmt.Sprintf("connect to %s: %s", w.s.cfg.Addr(), scrub(err.Error(), to))}
+	w.drop()
+	de := &DeliveryError{Key: m.Key, Stage: "connect", Err: err,
+		detail: fmt.Sprintf("connect to %s: %s", w.s.cfg.Addr(), scrub(err.Error(), m.To))}
 	var te *textproto.Error
 	if errors.As(err, &te) {
 		de.Code = te.Code
 	}
 	// go-mail has no error value for a server without STARTTLS under
 	// TLSMandatory, so its text is matched; a test holds the two together.
+	// The relay's EHLO is its configuration, which no retry changes: fail
+	// now, saying what to change, rather than retry for hours.
 	if w.s.cfg.TLS == TLSStartTLS && strings.Contains(err.Error(), "does not support STARTTLS") {
-		// The relay's EHLO answer is its configuration: no retry changes
-		// it, so fail now with what to change rather than retry for hours.
 		de.Permanent = true
 		de.detail = fmt.Sprintf("the SMTP relay at %s does not offer STARTTLS, which RENEWALS_SMTP_URL requires (tls=starttls): use a relay with TLS (tls=tls for implicit TLS, port 465), or tls=opportunistic to send unencrypted to this one", w.s.cfg.Addr())
 	}
@@ -398,19 +356,18 @@ func (w *worker) drop() {
 
 // hangUp ends the connection politely with QUIT.
 func (w *worker) hangUp() {
-	if w.conn == nil {
-		return
+	if w.conn != nil {
+		_ = w.conn.UpdateDeadline(time.Second)
+		_ = w.mc.CloseWithSMTPClient(w.conn)
 	}
-	_ = w.conn.UpdateDeadline(time.Second)
-	_ = w.mc.CloseWithSMTPClient(w.conn)
 	w.drop()
 }
 
 // deliver composes j's message and sends it on the worker's connection,
-// opening one when there is none. Begin runs before each transaction. A
-// reused connection that fails before any of the message data went out
-// (the server timed it out, restarted, or hung up after the last reply) is
-// replaced and the message sent once more on the new one.
+// opening one when there is none; Begin runs before each transaction. A
+// reused connection that fails with no reply before any of the data went
+// out (the server timed it out, restarted, or hung up after its last reply)
+// is replaced and the message sent once more on the new one.
 func (w *worker) deliver(j job) error {
 	msg, err := newMsg(w.s.from, j.msg, w.s.now())
 	if err != nil {
@@ -422,7 +379,7 @@ func (w *worker) deliver(j job) error {
 		}
 		fresh := w.conn == nil
 		if fresh {
-			if err := w.connect(j.ctx, j.msg.Key, j.msg.To); err != nil {
+			if err := w.connect(j.ctx, j.msg); err != nil {
 				return err
 			}
 		}
@@ -436,8 +393,8 @@ func (w *worker) deliver(j job) error {
 		err := w.mc.SendWithSMTPClient(w.conn, msg)
 		aborted := !stop()
 		if err == nil || msg.IsDelivered() {
-			// An error after the server accepted the data (its RSET
-			// failed) leaves the message delivered, the connection unsure.
+			// An error after the server took the data (its RSET failed)
+			// leaves the message delivered and the connection unsure.
 			if err != nil || aborted {
 				w.drop()
 			}
@@ -450,9 +407,11 @@ func (w *worker) deliver(j job) error {
 		if aborted || de.Code == 0 || de.Code == 421 {
 			w.drop()
 		}
-		beforeData := de.Stage == "connection check" || de.Stage == "MAIL FROM" || de.Stage == "RCPT TO" || de.Stage == "DATA"
-		if de.Code == 0 && beforeData && !fresh && !aborted && !retried {
-			continue
+		switch de.Stage {
+		case "connection check", "MAIL FROM", "RCPT TO", "DATA": // none of the data went out
+			if de.Code == 0 && !fresh && !aborted && !retried {
+				continue
+			}
 		}
 		return de
 	}
