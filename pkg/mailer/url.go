@@ -127,7 +127,7 @@ func ParseURL(s string) (SMTPConfig, error) {
 		}
 	}
 	if v := q.Get("rate"); v != "" {
-		if cfg.Rate, err = strconv.ParseFloat(v, 64); err != nil || cfg.Rate <= 0 || cfg.Rate > 1e6 {
+		if cfg.Rate, err = strconv.ParseFloat(v, 64); err != nil || !(cfg.Rate > 0 && cfg.Rate <= 1e6) { // NaN too
 			return SMTPConfig{}, fmt.Errorf("RENEWALS_SMTP_URL: rate=%q is not a message rate: use messages per second greater than 0, e.g. rate=5 or rate=0.5", v)
 		}
 	}
