@@ -1,28 +1,41 @@
 package mailer_test
 
 import (
-	"bytes"
 	"net/mail"
 	"strings"
 	"testing"
 	"time"
 
 	"renewals/pkg/mailer"
+	"renewals/pkg/testenv"
 )
 
 // TestFromDisplayName: a From address with a display name shows the name
 // (encoded when it is not ASCII) and keeps the address alone for the
 // envelope and the Message-ID.
 func TestFromDisplayName(t *testing.T) {
-	for _, tc := range []struct{ from, wantName string }{
+	srv := testenv.SMTP(t)
+	cfg, err := mailer.ParseURL(srv.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, tc := range []struct{ from, wantName string }{
 		{`"Acme Software Ltd" <renewals@acme.example>`, "Acme Software Ltd"},
 		{`Zoë's Software <renewals@acme.example>`, "Zoë's Software"},
 	} {
-		got, err := mailer.Compose(tc.from, sample("110001234567"), time.Now())
+		s, err := mailer.NewSMTP(cfg, tc.from, clock)
 		if err != nil {
-			t.Fatalf("Compose(%s): %v", tc.from, err)
+			t.Fatalf("NewSMTP(%s): %v", tc.from, err)
 		}
-		msg, err := mail.ReadMessage(bytes.NewReader(got))
+		defer s.Close()
+		if err := s.Send(t.Context(), sample("110001234567")); err != nil {
+			t.Fatalf("send from %s: %v", tc.from, err)
+		}
+		got := srv.WaitFor(i+1, 10*time.Second)[i]
+		if got.From != "renewals@acme.example" {
+			t.Errorf("MAIL FROM = %q, want the address alone", got.From)
+		}
+		msg, err := got.Parse()
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -34,7 +47,11 @@ func TestFromDisplayName(t *testing.T) {
 			t.Errorf("Message-ID %q does not end in the From domain", id)
 		}
 	}
-	if _, err := mailer.Compose("\"Evil\r\nBcc: x@y.example\" <renewals@acme.example>", sample("1"), time.Now()); err == nil {
-		t.Error("a From name with a line break was accepted")
+	evil := "\"Evil\r\nBcc: x@y.example\" <renewals@acme.example>"
+	if _, err := mailer.Compose(evil, sample("1"), time.Now()); err == nil {
+		t.Error("Compose: a From name with a line break was accepted")
+	}
+	if _, err := mailer.NewSMTP(cfg, evil, clock); err == nil {
+		t.Error("NewSMTP: a From name with a line break was accepted")
 	}
 }
