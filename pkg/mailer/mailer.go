@@ -6,19 +6,18 @@
 package mailer
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"hash"
-	"mime"
 	"net/mail"
-	"slices"
-	"strconv"
+	"regexp"
 	"strings"
-	"sync"
 	"time"
+
+	gomail "github.com/wneessen/go-mail"
 
 	"renewals/pkg/subscription"
 )
@@ -125,327 +124,85 @@ func Open(smtpURL, from, outboxDir string, now func() time.Time) (Sender, error)
 func MessageID(key subscription.NoticeKey, from string) string {
 	domain := "renewals"
 	if a, err := mail.ParseAddress(from); err == nil {
-		if i := strings.LastIndexByte(a.Address, '@'); i >= 0 && validDomain(a.Address[i+1:]) {
-			domain = a.Address[i+1:]
+		if d := a.Address[strings.LastIndexByte(a.Address, '@')+1:]; domainRE.MatchString(d) {
+			domain = d
 		}
 	}
 	return fmt.Sprintf("renewal.%s.%s.%d@%s", key.SubscriptionID, key.EndDate, key.Milestone, domain)
 }
 
-func validDomain(d string) bool {
-	if d == "" || len(d) > 253 {
-		return false
-	}
-	for _, r := range d {
-		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '.' || r == '-') {
-			return false
-		}
-	}
-	return true
-}
+// domainRE matches the domains a Message-ID may end in: dot-atom text of
+// letters, digits, '.' and '-'.
+var domainRE = regexp.MustCompile(`^[A-Za-z0-9.-]{1,253}$`)
 
 // Compose returns the message as the bytes an SMTP server would receive
-// (before dot-stuffing) and the outbox stores: RFC 5322 with CRLF line ends,
-// multipart/alternative with a text/plain and a text/html part.
+// (before dot-stuffing) and the outbox stores: go-mail's RFC 5322 with CRLF
+// line ends, multipart/alternative with a text/plain and a text/html part.
 func Compose(from string, m Message, date time.Time) ([]byte, error) {
-	snd, err := newSender(from)
+	f, err := parseAddress(from, true)
 	if err != nil {
 		return nil, fmt.Errorf("build notice %s: From address (RENEWALS_MAIL_FROM): %w", m.Key, err)
 	}
-	c := composers.Get().(*composer)
-	defer composers.Put(c)
-	out, _, err := c.compose(nil, snd, m, date)
+	msg, err := newMsg(f, m, date)
 	if err != nil {
 		return nil, err
 	}
-	return out, nil
+	var buf bytes.Buffer
+	if _, err := msg.WriteTo(&buf); err != nil {
+		return nil, fmt.Errorf("build notice %s: %w: %w", m.Key, err, ErrPermanent)
+	}
+	return buf.Bytes(), nil
 }
 
-// composers keeps the digests and scratch space of Compose's composers.
-var composers = sync.Pool{New: func() any { return new(composer) }}
-
-// sender is the From address, parsed once: the envelope and header form of
-// the address and the domain that Message-IDs end in.
-type sender struct {
-	addr     string // local@domain
-	bracket  string // <local@domain>, for MAIL FROM
-	header   string // the From header's value: the bracket, after a display name if one was given
-	domain   string
-	midRight string // "@" + the Message-ID's right-hand side
-}
-
-func newSender(from string) (sender, error) {
-	// A display name ("Acme Software Ltd" <renewals@acme.example>) is kept
-	// for the From header; the address alone goes into the envelope.
-	name := ""
-	if p, err := mail.ParseAddress(from); err == nil && p.Name != "" && !strings.ContainsAny(from, "\r\n") {
-		name, from = p.Name, p.Address
-	}
-	a, err := singleAddress(from)
-	if err != nil {
-		return sender{}, err
-	}
-	header := a.String()
-	if name != "" {
-		header = (&mail.Address{Name: subscription.OneLine(name), Address: a.Address}).String()
-	}
-	domain := "renewals"
-	if i := strings.LastIndexByte(a.Address, '@'); i >= 0 && validDomain(a.Address[i+1:]) {
-		domain = a.Address[i+1:]
-	}
-	return sender{addr: a.Address, bracket: a.String(), header: header, domain: domain, midRight: "@" + domain}, nil
-}
-
-// composer writes messages. It keeps its digest and scratch space from
-// message to message, so a worker that owns one composes without allocating
-// much; it is not safe for concurrent use.
-type composer struct {
-	scratch []byte
-	digest  hash.Hash
-	chunk   [512]byte // strings go through here into the digest
-}
-
-// compose validates m and appends it to dst as RFC 5322 with CRLF line
-// ends: the same bytes go-mail wrote for this message (header order and
-// folding, RFC 2047 words, quoted-printable parts), without building its
-// Msg. It returns the extended slice and the envelope recipient. Every check
-// here fails permanently: the same input will never build.
-func (c *composer) compose(dst []byte, snd sender, m Message, date time.Time) (out []byte, rcpt string, err error) {
+// newMsg validates m and builds its go-mail Msg. Every error here is
+// permanent: the same input will never build.
+func newMsg(from *mail.Address, m Message, date time.Time) (*gomail.Msg, error) {
 	if err := subscription.ValidID(m.Key.SubscriptionID); err != nil {
-		return dst, "", fmt.Errorf("build notice: %w: %w", err, ErrPermanent)
+		return nil, fmt.Errorf("build notice: %w: %w", err, ErrPermanent)
 	}
 	if m.Key.EndDate.IsZero() || m.Key.Milestone < 1 {
-		return dst, "", fmt.Errorf("build notice %s: the notice key needs an end date and a milestone: %w", m.Key, ErrPermanent)
+		return nil, fmt.Errorf("build notice %s: the notice key needs an end date and a milestone: %w", m.Key, ErrPermanent)
 	}
-	to, err := singleAddress(m.To)
+	to, err := parseAddress(m.To, false)
 	if err != nil {
-		return dst, "", fmt.Errorf("build notice %s: contract manager address: %w", m.Key, err)
+		return nil, fmt.Errorf("build notice %s: contract manager address: %w", m.Key, err)
 	}
-	rcpt = to.String()
 	// Every header value is one line: names and subjects lose their line
-	// breaks here, RFC 2047 encoding (mail.Address.String, mime.QEncoding)
-	// turns anything else outside printable ASCII into encoded words, and
-	// the key and the addresses were validated above.
+	// breaks here, go-mail's RFC 2047 encoding turns anything else outside
+	// printable ASCII into encoded words, and the key and the addresses were
+	// validated above.
 	to.Name = subscription.OneLine(m.ToName)
-	subject := mime.QEncoding.Encode("UTF-8", subscription.OneLine(m.Subject))
-
 	// A boundary derived from the content makes the same notice compose to
 	// the same bytes; the content cannot hold a digest of itself.
-	if c.digest == nil {
-		c.digest = sha256.New()
-	}
-	c.digest.Reset()
-	c.scratch = append(append(c.scratch[:0], m.Key.String()...), 0)
-	c.digest.Write(c.scratch)
-	c.hashString(m.Subject)
-	c.digest.Write(c.scratch[len(c.scratch)-1:])
-	c.hashString(m.Text)
-	c.digest.Write(c.scratch[len(c.scratch)-1:])
-	c.hashString(m.HTML)
-	var sum [sha256.Size]byte
-	c.digest.Sum(sum[:0])
-	var boundary [len("renewal-") + 32]byte
-	copy(boundary[:], "renewal-")
-	hex.Encode(boundary[len("renewal-"):], sum[:16])
-
-	// One allocation for the common message: headers, parts and the
-	// quoted-printable overhead of mostly ASCII text.
-	need := 1024 + len(m.Subject)*3 + len(m.ToName)*3
-	need += len(m.Text) + len(m.Text)/8 + len(m.HTML) + len(m.HTML)/8
-	dst = slices.Grow(dst, need)
-
-	// Generic headers in go-mail's order (sorted by name), then From and To.
-	dst = appendHeader(dst, "Auto-Submitted", "auto-generated")
-	c.scratch = date.AppendFormat(c.scratch[:0], time.RFC1123Z)
-	dst = appendHeader(dst, "Date", c.scratch)
-	dst = appendHeader(dst, "MIME-Version", "1.0")
-	c.scratch = append(append(append(append(c.scratch[:0], '<'), "renewal."...), m.Key.SubscriptionID...), '.')
-	c.scratch = append(c.scratch, m.Key.EndDate.String()...)
-	c.scratch = append(c.scratch, '.')
-	c.scratch = strconv.AppendInt(c.scratch, int64(m.Key.Milestone), 10)
-	c.scratch = append(append(c.scratch, snd.midRight...), '>')
-	dst = appendHeader(dst, "Message-ID", c.scratch)
-	dst = appendHeader(dst, "Subject", subject)
-	c.scratch = append(c.scratch[:0], m.Key.String()...)
-	dst = appendHeader(dst, HeaderNotice, c.scratch)
-	dst = appendHeader(dst, "From", snd.header)
-	// To is the only recipient header ever written: no Cc, no Bcc.
-	dst = appendHeader(dst, "To", to.String())
-	dst = append(dst, "Content-Type: multipart/alternative;\r\n boundary="...)
-	dst = append(dst, boundary[:]...)
-	dst = append(dst, "\r\n\r\n"...)
-
-	// The parts as mime/multipart writes them.
-	dst = append(dst, "--"...)
-	dst = append(dst, boundary[:]...)
-	dst = append(dst, "\r\nContent-Transfer-Encoding: quoted-printable\r\nContent-Type: text/plain; charset=UTF-8\r\n\r\n"...)
-	dst = appendQP(dst, m.Text)
-	dst = append(dst, "\r\n--"...)
-	dst = append(dst, boundary[:]...)
-	dst = append(dst, "\r\nContent-Transfer-Encoding: quoted-printable\r\nContent-Type: text/html; charset=UTF-8\r\n\r\n"...)
-	dst = appendQP(dst, m.HTML)
-	dst = append(dst, "\r\n--"...)
-	dst = append(dst, boundary[:]...)
-	dst = append(dst, "--\r\n"...)
-	return dst, rcpt, nil
+	sum := sha256.Sum256([]byte(m.Key.String() + "\x00" + m.Subject + "\x00" + m.Text + "\x00" + m.HTML))
+	msg := gomail.NewMsg(gomail.WithNoDefaultUserAgent(), gomail.WithBoundary("renewal-"+hex.EncodeToString(sum[:16])))
+	msg.SetAddrHeaderFromMailAddress(gomail.HeaderFrom, from)
+	// To is the only recipient: no Cc, no Bcc.
+	msg.SetAddrHeaderFromMailAddress(gomail.HeaderTo, to)
+	msg.Subject(subscription.OneLine(m.Subject))
+	msg.SetMessageIDWithValue(MessageID(m.Key, from.Address))
+	msg.SetDateWithValue(date)
+	msg.SetGenHeader(HeaderNotice, m.Key.String())
+	// RFC 3834: an automatic message, which auto-responders do not answer.
+	msg.SetGenHeader("Auto-Submitted", "auto-generated")
+	msg.SetBodyString(gomail.TypeTextPlain, m.Text)
+	msg.AddAlternativeString(gomail.TypeTextHTML, m.HTML)
+	return msg, nil
 }
 
-// hashString feeds s to the digest through a fixed buffer: the digest takes
-// only byte slices, and converting a body would copy it whole.
-func (c *composer) hashString(s string) {
-	for len(s) > 0 {
-		n := copy(c.chunk[:], s)
-		c.digest.Write(c.chunk[:n])
-		s = s[n:]
-	}
-}
-
-// maxHeaderLength is where go-mail folds header lines (RFC 2047 asks encoded
-// words to stay within 76 characters a line).
-const maxHeaderLength = 76
-
-// appendHeader appends "key: value" folded as go-mail folds it: at the
-// spaces of value, before a word that would take the line past
-// maxHeaderLength. value must hold no CR or LF.
-func appendHeader[S string | []byte](dst []byte, key string, value S) []byte {
-	left := maxHeaderLength - 2 - len(key) - 2
-	dst = append(dst, key...)
-	dst = append(dst, ": "...)
-	for {
-		i := 0
-		for i < len(value) && value[i] != ' ' {
-			i++
-		}
-		word := value[:i]
-		if left-len(word) <= 1 {
-			// The space before the fold goes: the line break is the space.
-			if dst[len(dst)-1] == ' ' {
-				dst = dst[:len(dst)-1]
-			}
-			dst = append(dst, "\r\n "...)
-			left = maxHeaderLength - 3
-		}
-		dst = append(dst, word...)
-		left -= len(word)
-		if i == len(value) {
-			break
-		}
-		dst = append(dst, ' ')
-		left--
-		value = value[i+1:]
-	}
-	return append(dst, "\r\n"...)
-}
-
-// qpLineMax is the longest line mime/quotedprintable writes, soft line
-// break included.
-const qpLineMax = 76
-
-// qpLiteral marks the bytes that mime/quotedprintable copies as they are
-// (but for trailing white space): printable ASCII other than '=', space and
-// tab.
-var qpLiteral = func() (t [256]bool) {
-	for b := '!'; b <= '~'; b++ {
-		t[b] = b != '='
-	}
-	t[' '], t['\t'] = true, true
-	return t
-}()
-
-const upperhex = "0123456789ABCDEF"
-
-// allQPLiteral8 reports whether the 8 bytes of s are all in ' '..'~' and
-// none is '=': literal bytes for quoted-printable (a tab, also literal, is
-// left to the byte-wise check). It tests them at once, in a word.
-func allQPLiteral8(s string) bool {
-	const ones, highs = 0x0101010101010101, 0x8080808080808080
-	x := uint64(s[0]) | uint64(s[1])<<8 | uint64(s[2])<<16 | uint64(s[3])<<24 |
-		uint64(s[4])<<32 | uint64(s[5])<<40 | uint64(s[6])<<48 | uint64(s[7])<<56
-	below := (x - ones*0x20) &^ x // high bit set where a byte < 0x20 (borrows only follow one)
-	above := x | (x + ones)       // high bit set where a byte >= 0x7f
-	eq := x ^ (ones * '=')        // a zero byte where a byte is '='
-	eq = (eq - ones) &^ eq        // its high bit set
-	return (below|above|eq)&highs == 0
-}
-
-// appendQP appends s quoted-printable encoded byte for byte as a
-// mime/quotedprintable Writer (not in binary mode) writes it, Close
-// included: line breaks (LF, CRLF, a lone CR) become CRLF, lines are cut
-// with a soft line break before they pass 76 bytes, and a space or tab
-// before a hard line break or at the end is encoded. Runs of literal bytes
-// are copied whole. It reproduces the Writer's state machine, quirks
-// included: an encoded byte between a CR and an LF leaves the LF swallowed,
-// as the Writer only clears its CR flag for a literal byte.
-func appendQP(dst []byte, s string) []byte {
-	lineStart := len(dst) // where the current output line begins
-	cr := false           // the last line break was a CR: an LF right after it is part of it
-	encode := func(dst []byte, b byte) []byte {
-		if len(dst)-lineStart > qpLineMax-4 {
-			dst = append(dst, "=\r\n"...)
-			lineStart = len(dst)
-		}
-		return append(dst, '=', upperhex[b>>4], upperhex[b&0x0f])
-	}
-	// lastSpace encodes a space or tab that ends the line so far.
-	lastSpace := func(dst []byte) []byte {
-		if n := len(dst); n > lineStart && (dst[n-1] == ' ' || dst[n-1] == '\t') {
-			return encode(dst[:n-1], dst[n-1])
-		}
-		return dst
-	}
-	for p := 0; p < len(s); {
-		b := s[p]
-		if qpLiteral[b] {
-			q := p + 1
-			for q+8 <= len(s) && allQPLiteral8(s[q:q+8]) {
-				q += 8
-			}
-			for q < len(s) && qpLiteral[s[q]] {
-				q++
-			}
-			for p < q {
-				if len(dst)-lineStart == qpLineMax-1 {
-					dst = append(dst, "=\r\n"...)
-					lineStart = len(dst)
-				}
-				n := min(q-p, qpLineMax-1-(len(dst)-lineStart))
-				dst = append(dst, s[p:p+n]...)
-				p += n
-			}
-			cr = false
-			continue
-		}
-		p++
-		switch b {
-		case '\n':
-			if cr {
-				cr = false
-				continue
-			}
-		case '\r':
-			cr = true
-		default:
-			dst = encode(dst, b)
-			continue
-		}
-		dst = append(lastSpace(dst), '\r', '\n')
-		lineStart = len(dst)
-	}
-	return lastSpace(dst)
-}
-
-// singleAddress parses s as exactly one bare address (no display name, no
-// list) and fails with ErrInvalidAddress otherwise.
-func singleAddress(s string) (*mail.Address, error) {
-	if s == "" {
-		return nil, fmt.Errorf("no address given: %w", ErrInvalidAddress)
-	}
-	if strings.ContainsAny(s, "\r\n") {
-		return nil, fmt.Errorf("address contains a line break: %w", ErrInvalidAddress)
-	}
+// parseAddress parses s as exactly one address, with a display name only
+// when named (the From address may have one: "Acme Software Ltd"
+// <renewals@acme.example>), and fails with ErrInvalidAddress otherwise.
+func parseAddress(s string, named bool) (*mail.Address, error) {
 	a, err := mail.ParseAddress(s)
-	if err != nil || a.Name != "" || a.Address != strings.TrimSpace(s) && "<"+a.Address+">" != strings.TrimSpace(s) {
+	trimmed := strings.TrimSpace(s)
+	switch {
+	case s == "":
+		return nil, fmt.Errorf("no address given: %w", ErrInvalidAddress)
+	case strings.ContainsAny(s, "\r\n"):
+		return nil, fmt.Errorf("address contains a line break: %w", ErrInvalidAddress)
+	case err != nil || !named && (a.Name != "" || trimmed != a.Address && trimmed != "<"+a.Address+">"):
 		return nil, fmt.Errorf("not a single email address such as name@example.com: %w", ErrInvalidAddress)
 	}
-	return &mail.Address{Address: a.Address}, nil
+	return &mail.Address{Name: subscription.OneLine(a.Name), Address: a.Address}, nil
 }

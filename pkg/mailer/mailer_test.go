@@ -118,6 +118,12 @@ func TestSMTPDeliversOneMessageToTheContractManager(t *testing.T) {
 	if got := msg.Header.Get("Subject"); got != m.Subject {
 		t.Errorf("Subject = %q, want %q", got, m.Subject)
 	}
+	if got := msg.Header.Get("Auto-Submitted"); got != "auto-generated" {
+		t.Errorf("Auto-Submitted = %q, want auto-generated (RFC 3834)", got)
+	}
+	if got, err := msg.Header.Date(); err != nil || !got.Equal(fixedNow) {
+		t.Errorf("Date = %v (%v), want %v", got, err, fixedNow)
+	}
 	p := parts(t, msg)
 	if got := strings.ReplaceAll(p["text/plain"], "\r\n", "\n"); got != m.Text {
 		t.Errorf("text part = %q, want %q", got, m.Text)
@@ -263,6 +269,36 @@ func TestSMTPErrorClassification(t *testing.T) {
 	}
 }
 
+// After a refusal the session goes on, reset, on the same connection; a
+// server that answers 421 closes it, so the next message goes on a new one.
+func TestConnectionAfterARefusal(t *testing.T) {
+	for _, tc := range []struct {
+		fault testenv.Fault
+		conn  int // the next message's connection
+	}{
+		{testenv.Fault{Stage: testenv.StageRcpt, Code: 550}, 1},
+		{testenv.Fault{Stage: testenv.StageData, Code: 554}, 1},
+		{testenv.Fault{Stage: testenv.StageData, Code: 451}, 1},
+		{testenv.Fault{Stage: testenv.StageData, Code: 421}, 2},
+	} {
+		t.Run(fmt.Sprint(tc.fault.Code), func(t *testing.T) {
+			srv := testenv.SMTP(t)
+			s := newSMTP(t, srv, "&workers=1")
+			tc.fault.Times = 1
+			srv.Inject(tc.fault)
+			if err := s.Send(t.Context(), sample("1")); err == nil {
+				t.Fatal("refused message: no error")
+			}
+			if err := s.Send(t.Context(), sample("2")); err != nil {
+				t.Fatalf("next message: %v", err)
+			}
+			if got := srv.WaitFor(1, 10*time.Second); len(got) != 1 || got[0].Conn != tc.conn {
+				t.Errorf("next message on connection %d, want %d", got[0].Conn, tc.conn)
+			}
+		})
+	}
+}
+
 func TestRSETFailureAfterAcceptedDataIsASuccess(t *testing.T) {
 	srv := testenv.SMTP(t)
 	s := newSMTP(t, srv, "&workers=1")
@@ -292,6 +328,46 @@ func TestStaleConnectionIsReopened(t *testing.T) {
 	srv.WaitFor(2, 10*time.Second)
 	if got := srv.Connections(); got != 2 {
 		t.Errorf("connections = %d, want 2", got)
+	}
+}
+
+// Begin runs before each SMTP transaction, again before the one on a new
+// connection that replaces a stale one, and before the outbox file is
+// written; when it fails nothing goes out.
+func TestBeginRunsBeforeEachTransaction(t *testing.T) {
+	srv := testenv.SMTP(t)
+	s := newSMTP(t, srv, "&workers=1")
+	calls := 0
+	m := sample("1")
+	m.Begin = func() error { calls++; return nil }
+	if err := s.Send(t.Context(), m); err != nil || calls != 1 {
+		t.Fatalf("send: %v, Begin called %d times; want nil, 1", err, calls)
+	}
+	srv.DropConnections()
+	calls = 0
+	if err := s.Send(t.Context(), m); err != nil || calls != 2 {
+		t.Errorf("send on a stale connection: %v, Begin called %d times; want nil, 2 (one per transaction)", err, calls)
+	}
+	refused := errors.New("claim lost")
+	m = sample("2")
+	m.Begin = func() error { return refused }
+	if err := s.Send(t.Context(), m); !errors.Is(err, mailer.ErrNotStarted) || !errors.Is(err, refused) {
+		t.Errorf("send with a failing Begin: %v, want ErrNotStarted and Begin's error", err)
+	}
+	if got := len(srv.Messages()); got != 2 {
+		t.Errorf("server got %d messages, want 2", got)
+	}
+
+	dir := t.TempDir()
+	o, err := mailer.NewOutbox(dir, from, clock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := o.Send(t.Context(), m); !errors.Is(err, mailer.ErrNotStarted) {
+		t.Errorf("outbox send with a failing Begin: %v, want ErrNotStarted", err)
+	}
+	if entries, _ := os.ReadDir(dir); len(entries) != 0 {
+		t.Errorf("outbox holds %d files, want none", len(entries))
 	}
 }
 
@@ -429,7 +505,7 @@ func TestOutboxWritesAtomicParseableFiles(t *testing.T) {
 	if len(entries) != 1 || entries[0].Name() != "110001234567_2027-03-31_90.eml" {
 		t.Fatalf("outbox holds %v, want one file 110001234567_2027-03-31_90.eml (no temporary files)", entries)
 	}
-	data, err := os.ReadFile(o.Path(m.Key))
+	data, err := os.ReadFile(filepath.Join(dir, mailer.FileName(m.Key)))
 	if err != nil {
 		t.Fatal(err)
 	}

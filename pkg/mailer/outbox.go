@@ -7,8 +7,8 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strconv"
-	"strings"
 	"time"
 
 	"renewals/pkg/subscription"
@@ -30,7 +30,7 @@ func NewOutbox(dir, from string, now func() time.Time) (*Outbox, error) {
 	if dir == "" {
 		return nil, fmt.Errorf("open outbox: no directory given: set RENEWALS_DATA_DIR")
 	}
-	if _, err := newSender(from); err != nil {
+	if _, err := parseAddress(from, true); err != nil {
 		return nil, fmt.Errorf("open outbox: From address %q (RENEWALS_MAIL_FROM): %w", from, err)
 	}
 	if err := os.MkdirAll(dir, 0o750); err != nil {
@@ -42,16 +42,8 @@ func NewOutbox(dir, from string, now func() time.Time) (*Outbox, error) {
 	return &Outbox{dir: dir, from: from, now: now}, nil
 }
 
-// Dir returns the directory the outbox writes into.
-func (o *Outbox) Dir() string { return o.dir }
-
-// Path returns the file that holds the notice's message:
-// <dir>/<subscription_id>_<end_date>_<milestone>.eml.
-func (o *Outbox) Path(key subscription.NoticeKey) string {
-	return filepath.Join(o.dir, FileName(key))
-}
-
-// FileName names the .eml file of a notice key. A subscription id holds only
+// FileName names the .eml file of a notice key in the outbox:
+// <subscription_id>_<end_date>_<milestone>.eml. A subscription id holds only
 // letters, digits, '-' and '_', so the name is safe on every file system.
 func FileName(key subscription.NoticeKey) string {
 	return key.SubscriptionID + "_" + key.EndDate.String() + "_" + strconv.Itoa(key.Milestone) + ".eml"
@@ -74,7 +66,7 @@ func EraseFromOutbox(dir, subscriptionID string) (int, error) {
 	n := 0
 	var errs []error
 	for _, e := range entries {
-		if e.IsDir() || outboxSubscription(e.Name()) != subscriptionID {
+		if m := outboxName.FindStringSubmatch(e.Name()); e.IsDir() || m == nil || m[1]+m[2] != subscriptionID {
 			continue
 		}
 		if err := os.Remove(filepath.Join(dir, e.Name())); err != nil && !errors.Is(err, fs.ErrNotExist) {
@@ -89,39 +81,11 @@ func EraseFromOutbox(dir, subscriptionID string) (int, error) {
 	return n, nil
 }
 
-// outboxSubscription returns the subscription id of an outbox file name,
-// <id>_<end_date>_<milestone>.eml, or of a temporary file of one,
-// .<id>_<end_date>_<milestone>.eml.tmp-*; "" for any other name. The id is
-// what remains once the end date and milestone are cut from the end, so
-// an id holding '_' is read whole.
-func outboxSubscription(name string) string {
-	if rest, ok := strings.CutPrefix(name, "."); ok {
-		i := strings.Index(rest, ".eml.tmp-")
-		if i < 0 {
-			return ""
-		}
-		name = rest[:i+len(".eml")]
-	}
-	name, ok := strings.CutSuffix(name, ".eml")
-	if !ok {
-		return ""
-	}
-	i := strings.LastIndexByte(name, '_')
-	if i < 0 {
-		return ""
-	}
-	if _, err := strconv.Atoi(name[i+1:]); err != nil {
-		return ""
-	}
-	name = name[:i]
-	if i = strings.LastIndexByte(name, '_'); i < 0 {
-		return ""
-	}
-	if _, err := subscription.ParseDate(name[i+1:]); err != nil {
-		return ""
-	}
-	return name[:i]
-}
+// outboxName matches an outbox file name, <id>_<end_date>_<milestone>.eml,
+// or a temporary file of one, .<id>_<end_date>_<milestone>.eml.tmp-*, with
+// the id in the first or second group. The id is what remains once the end
+// date and milestone are cut from the end, so an id holding '_' is read whole.
+var outboxName = regexp.MustCompile(`^(?:\.(.+)_\d{4}-\d\d-\d\d_\d+\.eml\.tmp-.*|(.+)_\d{4}-\d\d-\d\d_\d+\.eml)$`)
 
 // Send writes m to its file atomically: a temporary file in the same
 // directory, fsync, rename, fsync of the directory. A reader sees the old
@@ -148,36 +112,22 @@ func (o *Outbox) Send(ctx context.Context, m Message) error {
 // Close does nothing: the outbox holds no resources.
 func (o *Outbox) Close() error { return nil }
 
-func writeAtomic(dir, name string, data []byte) (err error) {
+// writeAtomic writes data to dir/name through a temporary file, synced
+// before the rename and the directory after it: the rename is durable only
+// once the directory itself is synced.
+func writeAtomic(dir, name string, data []byte) error {
 	f, err := os.CreateTemp(dir, "."+name+".tmp-*")
 	if err != nil {
 		return err
 	}
-	tmp := f.Name()
-	defer func() {
-		if err != nil {
-			_ = os.Remove(tmp)
-		}
-	}()
-	if err := f.Chmod(0o640); err != nil {
-		_ = f.Close()
+	_, err = f.Write(data)
+	if err = errors.Join(err, f.Chmod(0o640), f.Sync(), f.Close()); err == nil {
+		err = os.Rename(f.Name(), filepath.Join(dir, name))
+	}
+	if err != nil {
+		_ = os.Remove(f.Name())
 		return err
 	}
-	if _, err := f.Write(data); err != nil {
-		_ = f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		_ = f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp, filepath.Join(dir, name)); err != nil {
-		return err
-	}
-	// The rename is durable only once the directory itself is synced.
 	d, err := os.Open(dir)
 	if err != nil {
 		return err

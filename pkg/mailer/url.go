@@ -97,9 +97,7 @@ func ParseURL(s string) (SMTPConfig, error) {
 	}
 	q := u.Query()
 	for k := range q {
-		switch k {
-		case "tls", "rate", "workers":
-		default:
+		if k != "tls" && k != "rate" && k != "workers" {
 			return SMTPConfig{}, fmt.Errorf("RENEWALS_SMTP_URL: unknown parameter %q: use tls, workers or rate", k)
 		}
 	}
@@ -114,30 +112,24 @@ func ParseURL(s string) (SMTPConfig, error) {
 			return SMTPConfig{}, fmt.Errorf("RENEWALS_SMTP_URL: tls=%q is not a TLS mode: use none, opportunistic, starttls or tls", v)
 		}
 	}
+	cfg.Port = 587
+	if cfg.TLS == TLSImplicit {
+		cfg.Port = 465
+	}
 	if p := u.Port(); p != "" {
-		n, err := strconv.Atoi(p)
-		if err != nil || n < 1 || n > 65535 {
+		if cfg.Port, err = strconv.Atoi(p); err != nil || cfg.Port < 1 || cfg.Port > 65535 {
 			return SMTPConfig{}, fmt.Errorf("RENEWALS_SMTP_URL: port %q is not a port number: use 1 to 65535, e.g. 587", p)
 		}
-		cfg.Port = n
-	} else if cfg.TLS == TLSImplicit {
-		cfg.Port = 465
-	} else {
-		cfg.Port = 587
 	}
 	if v := q.Get("workers"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 || n > 256 {
+		if cfg.Workers, err = strconv.Atoi(v); err != nil || cfg.Workers < 1 || cfg.Workers > 256 {
 			return SMTPConfig{}, fmt.Errorf("RENEWALS_SMTP_URL: workers=%q is not a pool size: use a whole number from 1 to 256", v)
 		}
-		cfg.Workers = n
 	}
 	if v := q.Get("rate"); v != "" {
-		r, err := strconv.ParseFloat(v, 64)
-		if err != nil || r <= 0 || r > 1e6 {
+		if cfg.Rate, err = strconv.ParseFloat(v, 64); err != nil || !(cfg.Rate > 0 && cfg.Rate <= 1e6) { // NaN too
 			return SMTPConfig{}, fmt.Errorf("RENEWALS_SMTP_URL: rate=%q is not a message rate: use messages per second greater than 0, e.g. rate=5 or rate=0.5", v)
 		}
-		cfg.Rate = r
 	}
 	return cfg, nil
 }

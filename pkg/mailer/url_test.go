@@ -34,6 +34,7 @@ func TestParseURL(t *testing.T) {
 		{"smtp://h?tls=ssl", "tls="},
 		{"smtp://h?workers=0", "workers="},
 		{"smtp://h?rate=-1", "rate="},
+		{"smtp://h?rate=NaN", "rate="},
 		{"smtp://h:99999", "port"},
 		{"smtp://h?wokers=2", "unknown parameter"},
 		{"smtps://h?tls=none", "smtps://"},

@@ -365,7 +365,6 @@ func (r *Renderer) Render(s subscription.Subscription, n subscription.Notice) (E
 	return e, nil
 }
 
-
 var blankLines = regexp.MustCompile(`\n{3,}`)
 
 // tidy trims trailing spaces and squeezes blank lines that optional
