@@ -32,11 +32,16 @@ type binServe struct {
 
 var binServingLine = regexp.MustCompile(`renewals: serving \S+ on (http://[0-9.:]+)`)
 
-// startBinary starts the binary with a fresh data dir, free ports and env
-// added, waits until /readyz answers, and stops it at test end.
+// startBinary starts the binary with a fresh data dir (or env's
+// RENEWALS_DATA_DIR, to start again on one), free ports and env added, waits
+// until /readyz answers, and stops it (SIGTERM) at test end.
 func startBinary(t *testing.T, env map[string]string, args ...string) *binServe {
 	t.Helper()
-	p := &binServe{DataDir: t.TempDir(), Token: "test-token-" + strconv.Itoa(os.Getpid()), done: make(chan struct{})}
+	dir := env["RENEWALS_DATA_DIR"]
+	if dir == "" {
+		dir = t.TempDir()
+	}
+	p := &binServe{DataDir: dir, Token: "test-token-" + strconv.Itoa(os.Getpid()), done: make(chan struct{})}
 	p.cmd = exec.Command(e2e.Binary(t), append([]string{"serve"}, args...)...)
 	p.cmd.Env = []string{
 		"PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME"),
@@ -57,6 +62,7 @@ func startBinary(t *testing.T, env map[string]string, args ...string) *binServe 
 	urlc := make(chan string, 1)
 	go func() {
 		defer close(p.done)
+		defer func() { _ = p.cmd.Wait() }() // the exit status, once the output has ended
 		sc := bufio.NewScanner(stderr)
 		sc.Buffer(make([]byte, 64<<10), 1<<20)
 		for sc.Scan() {
@@ -76,7 +82,6 @@ func startBinary(t *testing.T, env map[string]string, args ...string) *binServe 
 			_ = p.cmd.Process.Kill()
 			<-p.done
 		}
-		_ = p.cmd.Wait()
 		if t.Failed() {
 			t.Logf("serve %d output:\n%s", p.cmd.Process.Pid, p.logs())
 		}

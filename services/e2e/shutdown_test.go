@@ -7,9 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -18,70 +16,6 @@ import (
 	"renewals/pkg/testenv"
 	"renewals/services/e2e"
 )
-
-// serveProc is `renewals serve` (every target, embedded NATS and store)
-// run from the binary on a data dir the test keeps across restarts.
-type serveProc struct {
-	cmd  *exec.Cmd
-	url  string
-	done chan struct{}
-	mu   sync.Mutex
-	logs strings.Builder
-}
-
-func startServe(t *testing.T, dataDir, smtpURL string, port int, env ...string) *serveProc {
-	t.Helper()
-	cmd := exec.Command(e2e.Binary(t), "serve")
-	cmd.Env = []string{
-		"PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME"),
-		"RENEWALS_DATA_DIR=" + dataDir, "RENEWALS_HTTP_ADDR=127.0.0.1:" + strconv.Itoa(port),
-		"RENEWALS_NATS_LISTEN=127.0.0.1:-1", "RENEWALS_SMTP_URL=" + smtpURL, "RENEWALS_LOG_FORMAT=json",
-		"RENEWALS_DRAIN=3s", "RENEWALS_ACK_WAIT=5s", "RENEWALS_NATS_SYNC=2m",
-		"RENEWALS_RESELLER_NAME=" + e2e.SampleReseller, "RENEWALS_RESELLER_PHONE=" + e2e.SamplePhone,
-	}
-	cmd.Env = append(cmd.Env, env...)
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	p := &serveProc{cmd: cmd, url: "http://127.0.0.1:" + strconv.Itoa(port), done: make(chan struct{})}
-	go func() {
-		sc := bufio.NewScanner(stderr)
-		sc.Buffer(make([]byte, 64<<10), 1<<20)
-		for sc.Scan() {
-			p.mu.Lock()
-			p.logs.WriteString(sc.Text() + "\n")
-			p.mu.Unlock()
-		}
-		_ = cmd.Wait()
-		close(p.done)
-	}()
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		<-p.done
-		if t.Failed() {
-			t.Logf("serve stderr:\n%s", p.output())
-		}
-	})
-	testenv.Eventually(t, 30*time.Second, "serve answers /readyz", func() bool {
-		resp, err := http.Get(p.url + "/readyz")
-		if err != nil {
-			return false
-		}
-		resp.Body.Close()
-		return resp.StatusCode == http.StatusOK
-	})
-	return p
-}
-
-func (p *serveProc) output() string {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.logs.String()
-}
 
 // TestServeShutdown: SIGTERM to serve with sends in flight behind a slow
 // relay, an event stream and a `run --wait` connected. The clients are told
@@ -92,19 +26,19 @@ func TestServeShutdown(t *testing.T) {
 	const n = 12
 	relay := testenv.SMTP(t)
 	relay.SetDelay(400 * time.Millisecond)
-	dataDir, port := t.TempDir(), testenv.FreePort(t)
-	smtpURL := relay.URL() + "&workers=1"
-	srv := startServe(t, dataDir, smtpURL, port)
-	token, err := os.ReadFile(filepath.Join(dataDir, "api-token"))
-	if err != nil {
-		t.Fatal(err)
+	env := map[string]string{
+		"RENEWALS_DATA_DIR": t.TempDir(), "RENEWALS_SMTP_URL": relay.URL() + "&workers=1",
+		"RENEWALS_DRAIN": "3s", "RENEWALS_ACK_WAIT": "5s", "RENEWALS_NATS_SYNC": "2m",
+		"RENEWALS_RESELLER_NAME": e2e.SampleReseller, "RENEWALS_RESELLER_PHONE": e2e.SamplePhone,
 	}
-	env := []string{"PATH=" + os.Getenv("PATH"), "RENEWALS_SERVER=" + srv.url, "RENEWALS_API_TOKEN=" + strings.TrimSpace(string(token))}
+	srv := startBinary(t, env)
+	var server string
 	cli := func(args ...string) *exec.Cmd {
 		c := exec.Command(e2e.Binary(t), args...)
-		c.Env = env
+		c.Env = []string{"PATH=" + os.Getenv("PATH"), "RENEWALS_SERVER=" + server, "RENEWALS_API_TOKEN=" + srv.Token}
 		return c
 	}
+	server = srv.URL
 
 	var b strings.Builder
 	b.WriteString("subscription_id,end_date,cm_name,cm_email\n")
@@ -123,8 +57,8 @@ func TestServeShutdown(t *testing.T) {
 	}
 
 	// An event stream, read line by line until it ends.
-	req, _ := http.NewRequest(http.MethodGet, srv.url+"/api/v1/events", nil)
-	req.Header.Set("Authorization", "Bearer "+strings.TrimSpace(string(token)))
+	req, _ := http.NewRequest(http.MethodGet, srv.URL+"/api/v1/events", nil)
+	req.Header.Set("Authorization", "Bearer "+srv.Token)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
@@ -182,7 +116,7 @@ func TestServeShutdown(t *testing.T) {
 		t.Fatalf("every notice went before the shutdown (%d of %d): nothing was in flight", at, n)
 	}
 
-	startServe(t, dataDir, smtpURL, port) // the same data dir, port and relay
+	server = startBinary(t, env).URL // the same data dir and relay
 	if out, err := cli("run", "--as-of", "2030-01-01", "--wait", "--timeout", "60s").CombinedOutput(); err != nil {
 		t.Fatalf("run --wait after the restart: %v\n%s", err, out)
 	}

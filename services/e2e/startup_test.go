@@ -122,15 +122,18 @@ func TestRedisOutageLogsAsJSON(t *testing.T) {
 	t.Parallel()
 	r := testenv.StartRedis(t)
 	relay := testenv.SMTP(t)
-	srv := startServe(t, t.TempDir(), relay.URL(), testenv.FreePort(t), "RENEWALS_REDIS_URL="+r.URL)
+	srv := startBinary(t, map[string]string{
+		"RENEWALS_REDIS_URL": r.URL, "RENEWALS_SMTP_URL": relay.URL(),
+		"RENEWALS_RESELLER_NAME": e2e.SampleReseller, "RENEWALS_RESELLER_PHONE": e2e.SamplePhone,
+	})
 	r.Stop()
 	testenv.Eventually(t, 30*time.Second, "go-redis's failed dials in the log", func() bool {
-		if resp, err := http.Get(srv.url + "/readyz"); err == nil {
+		if resp, err := http.Get(srv.URL + "/readyz"); err == nil {
 			resp.Body.Close()
 		}
-		return strings.Contains(srv.output(), "failed to dial")
+		return strings.Contains(srv.logs(), "failed to dial")
 	})
-	for _, l := range strings.Split(strings.TrimSpace(srv.output()), "\n") {
+	for _, l := range strings.Split(strings.TrimSpace(srv.logs()), "\n") {
 		if strings.HasPrefix(l, "renewals: ") {
 			continue // serve's own start-up lines for people
 		}
