@@ -284,63 +284,22 @@ func (s *Store) Erase(ctx context.Context, id string) error {
 }
 
 // rewriteAOF starts an AOF rewrite that begins after now and waits for it to
-// finish. Redis refuses a second rewrite while one runs, and one that is
-// running may have forked before our delete, so wait for it and start ours.
+// finish, when the server keeps an append-only file.
 func (s *Store) rewriteAOF(ctx context.Context) error {
 	s.rewriteMu.Lock()
 	defer s.rewriteMu.Unlock()
 	info, err := s.persistence(ctx)
-	if err != nil {
+	if err != nil || info["aof_enabled"] != "1" {
 		return err
 	}
-	if info["aof_enabled"] != "1" {
-		return nil
-	}
-	tick := time.NewTicker(10 * time.Millisecond) // Redis gives no signal when a rewrite ends: poll it
-	defer tick.Stop()
-	idle := func() (bool, error) {
-		info, err := s.persistence(ctx)
-		if err != nil {
-			return false, err
-		}
-		return info["aof_rewrite_in_progress"] == "0" && info["aof_rewrite_scheduled"] == "0", nil
-	}
-	wait := func() error {
-		for {
-			ok, err := idle()
-			if err != nil || ok {
-				return err
-			}
-			select {
-			case <-ctx.Done():
-				return fmt.Errorf("wait for AOF rewrite: %w", ctx.Err())
-			case <-tick.C:
-			}
-		}
-	}
-	for {
-		err := s.c.BgRewriteAOF(ctx).Err()
-		if err == nil {
-			break
-		}
-		if !strings.Contains(err.Error(), "already in progress") {
-			return fmt.Errorf("rewrite AOF: %w", err)
-		}
-		if err := wait(); err != nil {
-			return err
-		}
-	}
-	if err := wait(); err != nil {
-		return err
-	}
-	info, err = s.persistence(ctx)
-	if err != nil {
-		return err
-	}
-	if st := info["aof_last_bgrewrite_status"]; st != "ok" {
-		return fmt.Errorf("rewrite AOF: status %q, see the Redis log", st)
-	}
-	return nil
+	return s.background(ctx, job{
+		name:  "rewrite AOF",
+		start: func() error { return s.c.BgRewriteAOF(ctx).Err() },
+		busy: func(info map[string]string) bool {
+			return info["aof_rewrite_in_progress"] != "0" || info["aof_rewrite_scheduled"] != "0"
+		},
+		status: "aof_last_bgrewrite_status",
+	})
 }
 
 // SnapshotWait bounds how long Erase waits for the snapshot that replaces
@@ -351,9 +310,7 @@ const SnapshotWait = 2 * time.Minute
 // waits, at most SnapshotWait, for it to replace the old one, when the
 // server keeps snapshots: save is configured, or a snapshot was written
 // (rdb_saves) or, with no append-only file, loaded since it started, so that
-// a dump.rdb exists. Like rewriteAOF, it waits out a save (or another child
-// process) already running, which may have forked before our delete, and
-// starts its own.
+// a dump.rdb exists.
 func (s *Store) snapshot(ctx context.Context) error {
 	s.rewriteMu.Lock()
 	defer s.rewriteMu.Unlock()
@@ -366,7 +323,30 @@ func (s *Store) snapshot(ctx context.Context) error {
 	}
 	ctx, cancel := context.WithTimeout(ctx, SnapshotWait)
 	defer cancel()
-	tick := time.NewTicker(10 * time.Millisecond) // Redis gives no signal when a save ends: poll it
+	return s.background(ctx, job{
+		name:  "snapshot (BGSAVE)",
+		start: func() error { return s.c.BgSave(ctx).Err() },
+		busy: func(info map[string]string) bool {
+			return info["rdb_bgsave_in_progress"] != "0" || info["aof_rewrite_in_progress"] == "1" || info["module_fork_in_progress"] == "1"
+		},
+		status: "rdb_last_bgsave_status",
+	})
+}
+
+// job is one of Redis's background jobs (a forked child writing a file).
+type job struct {
+	name   string
+	start  func() error                 // asks Redis to start it
+	busy   func(map[string]string) bool // whether INFO persistence shows it, or what blocks it, running
+	status string                       // the INFO field of its last result
+}
+
+// background runs j and waits for it to finish. Redis refuses to start one
+// while it (or another child) runs, and one already running may have forked
+// before our delete: wait for it, then start ours. Redis gives no signal
+// when a job ends, so INFO is polled.
+func (s *Store) background(ctx context.Context, j job) error {
+	tick := time.NewTicker(10 * time.Millisecond)
 	defer tick.Stop()
 	wait := func() error {
 		for {
@@ -374,25 +354,26 @@ func (s *Store) snapshot(ctx context.Context) error {
 			if err != nil {
 				return err
 			}
-			if info["rdb_bgsave_in_progress"] == "0" && info["aof_rewrite_in_progress"] != "1" && info["module_fork_in_progress"] != "1" {
+			if !j.busy(info) {
 				return nil
 			}
 			select {
 			case <-ctx.Done():
-				return fmt.Errorf("wait for the snapshot: %w", ctx.Err())
+				return fmt.Errorf("wait for %s: %w", j.name, ctx.Err())
 			case <-tick.C:
 			}
 		}
 	}
 	for {
-		err := s.c.BgSave(ctx).Err()
+		err := j.start()
 		if err == nil {
 			break
 		}
+		// "Background append only file rewriting already in progress",
 		// "Background save already in progress", or "Another child
 		// process is active (AOF?): can't BGSAVE right now".
 		if m := err.Error(); !strings.Contains(m, "in progress") && !strings.Contains(m, "child process") {
-			return fmt.Errorf("snapshot (BGSAVE): %w", err)
+			return fmt.Errorf("%s: %w", j.name, err)
 		}
 		if err := wait(); err != nil {
 			return err
@@ -401,12 +382,12 @@ func (s *Store) snapshot(ctx context.Context) error {
 	if err := wait(); err != nil {
 		return err
 	}
-	info, err = s.persistence(ctx)
+	info, err := s.persistence(ctx)
 	if err != nil {
 		return err
 	}
-	if st := info["rdb_last_bgsave_status"]; st != "ok" {
-		return fmt.Errorf("snapshot (BGSAVE): status %q, see the Redis log", st)
+	if st := info[j.status]; st != "ok" {
+		return fmt.Errorf("%s: status %q, see the Redis log", j.name, st)
 	}
 	return nil
 }
