@@ -125,6 +125,10 @@ const DefaultDrain = 10 * time.Second
 // fetchWait is how long one pull request waits for notices to arrive.
 const fetchWait = 2 * time.Second
 
+// coalesce is how long the puller waits for more free hands when only a
+// few are free: short against a send, long enough to batch the pulls.
+const coalesce = 2 * time.Millisecond
+
 // handBack is how soon a notice handed back at shutdown is delivered again:
 // just after this process's last pull request has expired, so that it goes
 // to another replica or the next start, never back into that request (where
@@ -169,13 +173,25 @@ func (n *Notifier) Run(ctx context.Context) error {
 	defer stopDrain()
 	defer wg.Wait()
 	for ctx.Err() == nil {
-		want := n.pullLimit() - inflight.count()
+		limit := n.pullLimit()
+		busy := inflight.count()
+		want := limit - busy
 		if want <= 0 {
 			select {
 			case <-finished:
 			case <-ctx.Done():
 			}
 			continue
+		}
+		if busy > 0 && want < max(limit/8, 1) {
+			// A few hands free while many are busy: let more come free
+			// for a moment, so that one pull request carries a batch, not
+			// a notice each.
+			select {
+			case <-time.After(coalesce):
+			case <-ctx.Done():
+			}
+			want = n.pullLimit() - inflight.count()
 		}
 		// Not cut short at shutdown: a pull request the server still holds
 		// would deliver into a closed inbox, and those notices would wait
