@@ -179,8 +179,55 @@ func open(rec, dk []byte) (subscription.Subscription, error) {
 // with the window) and, per chunk, the records and data keys in one
 // pipelined round trip. It yields subscriptions ordered by end date, then by
 // id. A subscription changed or erased while the pass runs is yielded as it
-// is when its chunk is read, or not at all.
+// is when its chunk is read, or not at all. While fn works through one
+// chunk the next is read ahead, so Redis and the caller work side by side;
+// fn is always called on the caller's goroutine.
 func (s *Store) EndingBetween(ctx context.Context, from, to subscription.Date, fn func(subscription.Subscription) error) error {
+	ctx, cancel := context.WithCancel(ctx)
+	chunks := make(chan chunk, 1)
+	go func() {
+		defer close(chunks)
+		s.readWindow(ctx, from, to, chunks)
+	}()
+	defer func() {
+		cancel()
+		for range chunks { // wait for the reader to stop
+		}
+	}()
+	for c := range chunks {
+		if c.err != nil {
+			return c.err
+		}
+		for _, x := range c.subs {
+			if err := fn(x); err != nil {
+				return err
+			}
+		}
+	}
+	if err := ctx.Err(); err != nil {
+		return errf("read subscriptions ending %v to %v", err, from, to)
+	}
+	return nil
+}
+
+// chunk is one read of EndingBetween: its subscriptions, or the error that
+// ended the reading.
+type chunk struct {
+	subs []subscription.Subscription
+	err  error
+}
+
+// readWindow sends the chunks of [from, to] to out until the window is read,
+// a read fails (its error is the last chunk) or ctx ends.
+func (s *Store) readWindow(ctx context.Context, from, to subscription.Date, out chan<- chunk) {
+	send := func(c chunk) bool {
+		select {
+		case out <- c:
+			return c.err == nil
+		case <-ctx.Done():
+			return false
+		}
+	}
 	lo, hi := from.Ordinal(), to.Ordinal()
 	minScore, skip := strconv.FormatInt(lo, 10), int64(0)
 	max := strconv.FormatInt(hi, 10)
@@ -189,20 +236,19 @@ func (s *Store) EndingBetween(ctx context.Context, from, to subscription.Date, f
 			Key: endsKey, Start: minScore, Stop: max, ByScore: true, Offset: skip, Count: readChunk,
 		}).Result()
 		if err != nil {
-			return errf("read subscriptions ending %v to %v", err, from, to)
+			send(chunk{err: errf("read subscriptions ending %v to %v", err, from, to)})
+			return
 		}
 		if len(zs) == 0 {
-			return nil
+			return
 		}
 		ids := make([]string, len(zs))
 		for i, z := range zs {
 			ids[i] = z.Member.(string)
 		}
-		if err := s.yield(ctx, ids, lo, hi, fn); err != nil {
-			return err
-		}
-		if len(zs) < readChunk {
-			return nil
+		subs, err := s.read(ctx, ids, lo, hi)
+		if !send(chunk{subs, err}) || len(zs) < readChunk {
+			return
 		}
 		// Continue at the last score, skipping the members of it already read.
 		last := zs[len(zs)-1].Score
@@ -218,7 +264,8 @@ func (s *Store) EndingBetween(ctx context.Context, from, to subscription.Date, f
 	}
 }
 
-func (s *Store) yield(ctx context.Context, ids []string, lo, hi int64, fn func(subscription.Subscription) error) error {
+// read returns the subscriptions ids whose end date is still in [lo, hi].
+func (s *Store) read(ctx context.Context, ids []string, lo, hi int64) ([]subscription.Subscription, error) {
 	rk, dk := make([]string, len(ids)), make([]string, len(ids))
 	for i, id := range ids {
 		rk[i], dk[i] = subKey(id), dataKeyKey(id)
@@ -226,8 +273,9 @@ func (s *Store) yield(ctx context.Context, ids []string, lo, hi int64, fn func(s
 	pipe := s.c.Pipeline()
 	recs, keys := pipe.MGet(ctx, rk...), pipe.MGet(ctx, dk...)
 	if _, err := pipe.Exec(ctx); err != nil {
-		return errf("read subscriptions", err)
+		return nil, errf("read subscriptions", err)
 	}
+	out := make([]subscription.Subscription, 0, len(ids))
 	for i, v := range recs.Val() {
 		rec, ok1 := v.(string)
 		key, ok2 := keys.Val()[i].(string)
@@ -236,16 +284,14 @@ func (s *Store) yield(ctx context.Context, ids []string, lo, hi int64, fn func(s
 		}
 		x, err := open([]byte(rec), []byte(key))
 		if err != nil {
-			return errf("read subscription %s", err, ids[i])
+			return nil, errf("read subscription %s", err, ids[i])
 		}
 		if o := x.EndDate.Ordinal(); o < lo || o > hi {
 			continue // renewed since the index was read
 		}
-		if err := fn(x); err != nil {
-			return err
-		}
+		out = append(out, x)
 	}
-	return nil
+	return out, nil
 }
 
 // eraseScript deletes the record, its data key and its index entry at once.
