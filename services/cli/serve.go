@@ -6,12 +6,12 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/mail"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -43,26 +43,13 @@ import (
 func serve(ctx context.Context, args []string, env Env) error {
 	fs := newFlagSet("serve", "serve [--target all|scheduler|notifier|calllist|api[,...]] [flags]", env)
 	cfg := config.Flags(fs, env.Getenv)
-	ackWait := fs.Duration("ack-wait", envDuration(env.Getenv, "RENEWALS_ACK_WAIT", notifier.DefaultConsumer.AckWait),
-		"how long a notice may go unacknowledged before it is redelivered; claims last 1.5 times this (RENEWALS_ACK_WAIT)")
-	workers := fs.Int("workers", envInt(env.Getenv, "RENEWALS_WORKERS", 256), "notices the notifier handles at once (RENEWALS_WORKERS)")
-	maxImport := fs.Int64("max-import-bytes", int64(envInt(env.Getenv, "RENEWALS_MAX_IMPORT_BYTES", 1<<30)), "largest import body the API accepts, in bytes (RENEWALS_MAX_IMPORT_BYTES)")
 	if err := parse(fs, args, 0); err != nil {
-		return err
-	}
-	if err := checkEnv(env.Getenv); err != nil {
 		return err
 	}
 	if err := cfg.Validate(); err != nil {
 		return err
 	}
-	if *workers < 1 || *ackWait < time.Second || *maxImport < 1 {
-		return fmt.Errorf("--workers must be 1 or more, --ack-wait at least 1s and --max-import-bytes positive")
-	}
-	log, err := newLogger(cfg.LogFormat, env)
-	if err != nil {
-		return err
-	}
+	log := newLogger(cfg, env.Stderr)
 	defer log.Sync()
 	now := time.Now
 	nofile, err := raiseOpenFiles()
@@ -183,21 +170,22 @@ func serve(ctx context.Context, args []string, env Env) error {
 			log.Info("emails written to the outbox", zap.String("dir", filepath.Join(cfg.DataDir, "outbox")))
 		}
 		defer sender.Close()
+		ackWait := cfg.AckWait
 		consumer := notifier.DefaultConsumer
-		consumer.AckWait = *ackWait
-		consumer.Lease = *ackWait * 3 / 2
-		if *ackWait < notifier.DefaultConsumer.AckWait {
+		consumer.AckWait = ackWait
+		consumer.Lease = ackWait * 3 / 2
+		if ackWait < notifier.DefaultConsumer.AckWait {
 			// A shorter ack wait (fault tests, demos) shortens the retry
 			// back-off in proportion, so a retried notice is not held for minutes.
 			consumer.BackOff = make([]time.Duration, len(notifier.DefaultConsumer.BackOff))
 			for i, d := range notifier.DefaultConsumer.BackOff {
-				consumer.BackOff[i] = time.Duration(float64(d) * float64(*ackWait) / float64(notifier.DefaultConsumer.AckWait))
+				consumer.BackOff[i] = time.Duration(float64(d) * float64(ackWait) / float64(notifier.DefaultConsumer.AckWait))
 			}
 		}
 		n := &notifier.Notifier{
 			JS: bus.JS, Store: store, Ledger: ledger, Sender: sender, Renderer: renderer,
 			Milestones: cfg.Stages, Location: cfg.Location, Now: now, Log: log.Named("notifier"),
-			Consumer: consumer, Workers: *workers, Drain: cfg.Drain, Pause: faultPause(env), Observe: m.Outcome,
+			Consumer: consumer, Workers: cfg.Workers, Drain: cfg.Drain, Pause: faultPause(env), Observe: m.Outcome,
 		}
 		g.Go(func() error { return n.Run(gctx) })
 	}
@@ -207,7 +195,7 @@ func serve(ctx context.Context, args []string, env Env) error {
 	srv := &api.Server{
 		Store: store, Ledger: ledger, JS: bus.JS, Scheduler: schedulerForAPI(sched), Renderer: renderer,
 		Location: cfg.Location, Now: now, Log: log.Named("api"),
-		Stopping: gctx, MaxImportBytes: *maxImport, GraceDays: cfg.GraceDays, WaitTimeout: 30 * time.Minute, APIDisabled: !cfg.TargetSet["api"],
+		Stopping: gctx, MaxImportBytes: cfg.MaxImportBytes, GraceDays: cfg.GraceDays, WaitTimeout: 30 * time.Minute, APIDisabled: !cfg.TargetSet["api"],
 		OutboxDir: filepath.Join(cfg.DataDir, "outbox"),
 		Ready: func(ctx context.Context) error {
 			if !bus.Conn.IsConnected() {
@@ -333,18 +321,10 @@ func tokenSource(cfg *config.Config) string {
 }
 
 // newLogger logs JSON lines, or coloured console lines for `make run`, to
-// the command's stderr.
-func newLogger(format string, env Env) (*zap.Logger, error) {
-	level := zapcore.InfoLevel
-	if lvl := env.Getenv("RENEWALS_LOG_LEVEL"); lvl != "" {
-		l, err := zapcore.ParseLevel(lvl)
-		if err != nil {
-			return nil, fmt.Errorf("RENEWALS_LOG_LEVEL %q: use debug, info, warn or error", lvl)
-		}
-		level = l
-	}
+// stderr, from RENEWALS_LOG_LEVEL up.
+func newLogger(cfg *config.Config, stderr io.Writer) *zap.Logger {
 	var enc zapcore.Encoder
-	if format == "console" {
+	if cfg.LogFormat == "console" {
 		ec := zap.NewDevelopmentEncoderConfig()
 		ec.EncodeLevel = zapcore.CapitalColorLevelEncoder
 		ec.EncodeTime = zapcore.TimeEncoderOfLayout("15:04:05")
@@ -352,46 +332,7 @@ func newLogger(format string, env Env) (*zap.Logger, error) {
 	} else {
 		enc = zapcore.NewJSONEncoder(zap.NewProductionEncoderConfig())
 	}
-	return zap.New(zapcore.NewCore(enc, zapcore.Lock(zapcore.AddSync(env.Stderr)), level)), nil
-}
-
-// envInt reads a whole-number variable; a malformed one is reported by
-// checkEnv at start rather than silently replaced by the default.
-func envInt(getenv func(string) string, name string, def int) int {
-	if v := getenv(name); v != "" {
-		if n, err := strconv.Atoi(v); err == nil {
-			return n
-		}
-	}
-	return def
-}
-
-func envDuration(getenv func(string) string, name string, def time.Duration) time.Duration {
-	if v := getenv(name); v != "" {
-		if d, err := time.ParseDuration(v); err == nil {
-			return d
-		}
-	}
-	return def
-}
-
-// checkEnv reports the first malformed number or duration variable.
-func checkEnv(getenv func(string) string) error {
-	for _, name := range []string{"RENEWALS_WORKERS", "RENEWALS_MAX_IMPORT_BYTES", "RENEWALS_GRACE_DAYS"} {
-		if v := getenv(name); v != "" {
-			if _, err := strconv.Atoi(v); err != nil {
-				return fmt.Errorf("%s %q is not a whole number", name, v)
-			}
-		}
-	}
-	for _, name := range []string{"RENEWALS_ACK_WAIT"} {
-		if v := getenv(name); v != "" {
-			if _, err := time.ParseDuration(v); err != nil {
-				return fmt.Errorf("%s %q is not a duration: use e.g. 30s or 2m", name, v)
-			}
-		}
-	}
-	return nil
+	return zap.New(zapcore.NewCore(enc, zapcore.Lock(zapcore.AddSync(stderr)), cfg.Level))
 }
 
 // faultPause reads RENEWALS_FAULT_PAUSE, a test hook: when the notifier
