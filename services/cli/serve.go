@@ -335,23 +335,6 @@ func newLogger(cfg *config.Config, stderr io.Writer) *zap.Logger {
 	return zap.New(zapcore.NewCore(enc, zapcore.Lock(zapcore.AddSync(stderr)), cfg.Level))
 }
 
-// faultPause reads RENEWALS_FAULT_PAUSE, a test hook: when the notifier
-// reaches the named step of the send protocol it prints "fault-pause <step>"
-// on stderr and stops there for good, so a test can SIGKILL it at that exact
-// point.
-func faultPause(env Env) func(string) {
-	want := env.Getenv("RENEWALS_FAULT_PAUSE")
-	if want == "" {
-		return nil
-	}
-	return func(step string) {
-		if step == want {
-			fmt.Fprintf(env.Stderr, "fault-pause %s\n", step)
-			select {}
-		}
-	}
-}
-
 // group runs goroutines until the first fails or ctx ends; then the
 // context it hands them is cancelled and Wait returns the first error.
 type group struct {
