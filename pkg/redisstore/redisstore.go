@@ -198,6 +198,9 @@ func (s *Store) EndingBetween(ctx context.Context, from, to subscription.Date, f
 		if c.err != nil {
 			return c.err
 		}
+		if err := ctx.Err(); err != nil {
+			break // not the chunk read ahead: ctx ended while fn ran
+		}
 		for _, x := range c.subs {
 			if err := fn(x); err != nil {
 				return err
