@@ -36,6 +36,7 @@ const Prefix = "renewals:"
 const (
 	endsKey   = Prefix + "ends"
 	readChunk = 1000 // subscriptions per EndingBetween read
+	decoders  = 2    // goroutines decoding one chunk
 )
 
 func subKey(id string) string                   { return Prefix + "sub:" + id }
@@ -180,8 +181,9 @@ func open(rec, dk []byte) (subscription.Subscription, error) {
 // pipelined round trip. It yields subscriptions ordered by end date, then by
 // id. A subscription changed or erased while the pass runs is yielded as it
 // is when its chunk is read, or not at all. While fn works through one
-// chunk the next is read ahead, so Redis and the caller work side by side;
-// fn is always called on the caller's goroutine.
+// chunk the next is read ahead and decoded on several cores, so Redis, the
+// decoding and the caller work side by side; fn is always called on the
+// caller's goroutine.
 func (s *Store) EndingBetween(ctx context.Context, from, to subscription.Date, fn func(subscription.Subscription) error) error {
 	ctx, cancel := context.WithCancel(ctx)
 	chunks := make(chan chunk, 1)
@@ -278,21 +280,42 @@ func (s *Store) read(ctx context.Context, ids []string, lo, hi int64) ([]subscri
 	if _, err := pipe.Exec(ctx); err != nil {
 		return nil, errf("read subscriptions", err)
 	}
-	out := make([]subscription.Subscription, 0, len(ids))
-	for i, v := range recs.Val() {
-		rec, ok1 := v.(string)
+	// Decoding is most of the work of a read: it is spread over the cores,
+	// a contiguous part of the chunk each, so the order stays.
+	subs, keep, errs := make([]subscription.Subscription, len(ids)), make([]bool, len(ids)), make([]error, len(ids))
+	decode := func(i int) {
+		rec, ok1 := recs.Val()[i].(string)
 		key, ok2 := keys.Val()[i].(string)
 		if !ok1 || !ok2 {
-			continue // erased since the index was read
+			return // erased since the index was read
 		}
 		x, err := open([]byte(rec), []byte(key))
 		if err != nil {
-			return nil, errf("read subscription %s", err, ids[i])
+			errs[i] = errf("read subscription %s", err, ids[i])
+			return
 		}
-		if o := x.EndDate.Ordinal(); o < lo || o > hi {
-			continue // renewed since the index was read
+		if o := x.EndDate.Ordinal(); o >= lo && o <= hi { // else renewed since the index was read
+			subs[i], keep[i] = x, true
 		}
-		out = append(out, x)
+	}
+	var wg sync.WaitGroup
+	step := (len(ids) + decoders - 1) / decoders
+	for from := 0; from < len(ids); from += step {
+		wg.Go(func() {
+			for i := from; i < min(from+step, len(ids)); i++ {
+				decode(i)
+			}
+		})
+	}
+	wg.Wait()
+	out := make([]subscription.Subscription, 0, len(ids))
+	for i := range ids {
+		if errs[i] != nil {
+			return nil, errs[i]
+		}
+		if keep[i] {
+			out = append(out, subs[i])
+		}
 	}
 	return out, nil
 }
