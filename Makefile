@@ -20,6 +20,7 @@ run: build
 
 test:
 	$(GO) vet $(PKGS)
+	$(GO) vet -tags faultpause ./services/cli/
 	$(GO) test -count=1 -timeout 9m $(PKGS)
 	$(GO) test -run='^$$' -fuzz=FuzzParseAndValidate -fuzztime=10s ./pkg/importer
 

@@ -17,6 +17,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 	"github.com/robfig/cron/v3"
+	"go.uber.org/zap/zapcore"
 
 	"renewals/pkg/mailer"
 	"renewals/pkg/subscription"
@@ -39,9 +40,17 @@ type Config struct {
 	Schedule   string
 	GraceDays  int
 	LogFormat  string
+	LogLevel   string
 	Targets    string
 	// Drain is how long shutdown waits for sends and requests under way.
 	Drain time.Duration
+	// Workers is how many notices the notifier handles at once.
+	Workers int
+	// AckWait is how long a notice may go unacknowledged before JetStream
+	// redelivers it.
+	AckWait time.Duration
+	// MaxImportBytes is the largest import body the API accepts.
+	MaxImportBytes int64
 
 	ResellerName    string
 	ResellerPhone   string
@@ -52,10 +61,24 @@ type Config struct {
 	Location  *time.Location
 	Stages    subscription.Milestones
 	TargetSet map[string]bool
+	Level     zapcore.Level
 
 	// NATSSyncInterval is NATSSync read by Validate; 0 syncs every write.
 	NATSSyncInterval time.Duration
+
+	// badEnv is the first variable Flags could not read, reported by
+	// Validate rather than replaced by the default silently.
+	badEnv error
 }
+
+// Defaults of the settings that are not strings.
+const (
+	DefaultGraceDays      = 30
+	DefaultDrain          = 10 * time.Second
+	DefaultWorkers        = 256
+	DefaultAckWait        = 30 * time.Second
+	DefaultMaxImportBytes = 1 << 30
+)
 
 // Targets a `serve` process can run.
 var Targets = []string{"scheduler", "notifier", "calllist", "api"}
@@ -83,9 +106,13 @@ func Flags(fs *flag.FlagSet, getenv func(string) string) *Config {
 	fs.StringVar(&c.Timezone, "timezone", env("RENEWALS_TIMEZONE", "UTC"), "IANA zone in which dates and days left are reckoned, unless a subscription names its own (RENEWALS_TIMEZONE)")
 	fs.StringVar(&c.Milestones, "milestones", env("RENEWALS_MILESTONES", "90,45,30"), "days before the end date at which notices are due (RENEWALS_MILESTONES)")
 	fs.StringVar(&c.Schedule, "schedule", env("RENEWALS_SCHEDULE", "0 6 * * *"), "cron spec of the daily scheduler pass, in RENEWALS_TIMEZONE (RENEWALS_SCHEDULE)")
-	fs.IntVar(&c.GraceDays, "grace-days", envInt(getenv, "RENEWALS_GRACE_DAYS", 30), "days after the end date that a lapsed subscription stays on the call list (RENEWALS_GRACE_DAYS)")
+	fs.IntVar(&c.GraceDays, "grace-days", c.envInt(getenv, "RENEWALS_GRACE_DAYS", DefaultGraceDays), "days after the end date that a lapsed subscription stays on the call list (RENEWALS_GRACE_DAYS)")
 	fs.StringVar(&c.LogFormat, "log-format", env("RENEWALS_LOG_FORMAT", "json"), "log format: json or console (RENEWALS_LOG_FORMAT)")
-	fs.DurationVar(&c.Drain, "drain", envDuration(getenv, "RENEWALS_DRAIN", 10*time.Second), "at shutdown, how long sends and requests under way may take to finish before they are cut off (RENEWALS_DRAIN)")
+	fs.StringVar(&c.LogLevel, "log-level", env("RENEWALS_LOG_LEVEL", "info"), "least severe log lines written: debug, info, warn or error (RENEWALS_LOG_LEVEL)")
+	fs.DurationVar(&c.Drain, "drain", c.envDuration(getenv, "RENEWALS_DRAIN", DefaultDrain), "at shutdown, how long sends and requests under way may take to finish before they are cut off (RENEWALS_DRAIN)")
+	fs.IntVar(&c.Workers, "workers", c.envInt(getenv, "RENEWALS_WORKERS", DefaultWorkers), "notices the notifier handles at once (RENEWALS_WORKERS)")
+	fs.DurationVar(&c.AckWait, "ack-wait", c.envDuration(getenv, "RENEWALS_ACK_WAIT", DefaultAckWait), "how long a notice may go unacknowledged before it is redelivered; claims last 1.5 times this (RENEWALS_ACK_WAIT)")
+	fs.Int64Var(&c.MaxImportBytes, "max-import-bytes", int64(c.envInt(getenv, "RENEWALS_MAX_IMPORT_BYTES", DefaultMaxImportBytes)), "largest import body the API accepts, in bytes (RENEWALS_MAX_IMPORT_BYTES)")
 	fs.StringVar(&c.Targets, "target", env("RENEWALS_TARGET", "all"), "what this process runs: all, or a comma-separated list of "+strings.Join(Targets, ", ")+" (RENEWALS_TARGET)")
 	fs.StringVar(&c.ResellerName, "reseller-name", env("RENEWALS_RESELLER_NAME", ""), "reseller name shown in the emails and as their sender; the notifier needs it (RENEWALS_RESELLER_NAME)")
 	fs.StringVar(&c.ResellerPhone, "reseller-phone", env("RENEWALS_RESELLER_PHONE", ""), "reseller phone shown in the emails (RENEWALS_RESELLER_PHONE)")
@@ -94,14 +121,32 @@ func Flags(fs *flag.FlagSet, getenv func(string) string) *Config {
 	return c
 }
 
-func envInt(getenv func(string) string, name string, def int) int {
-	if v := getenv(name); v != "" {
-		if n, err := strconv.Atoi(v); err == nil {
-			return n
-		}
-		return -1 // Validate reports it
+// envInt reads a whole-number variable; a malformed one is kept for
+// Validate to report.
+func (c *Config) envInt(getenv func(string) string, name string, def int) int {
+	v := getenv(name)
+	if v == "" {
+		return def
 	}
-	return def
+	n, err := strconv.Atoi(v)
+	if err != nil && c.badEnv == nil {
+		c.badEnv = fmt.Errorf("%s %q is not a whole number: give digits only, e.g. %d", name, v, def)
+	}
+	return n
+}
+
+// envDuration reads a duration variable; a malformed one is kept for
+// Validate to report.
+func (c *Config) envDuration(getenv func(string) string, name string, def time.Duration) time.Duration {
+	v := getenv(name)
+	if v == "" {
+		return def
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil && c.badEnv == nil {
+		c.badEnv = fmt.Errorf("%s %q is not a duration: use e.g. %v", name, v, def)
+	}
+	return d
 }
 
 // parseSync reads RENEWALS_NATS_SYNC: "always" (or nothing) is 0, else a
@@ -117,16 +162,6 @@ func parseSync(v string) (time.Duration, error) {
 	return d, nil
 }
 
-func envDuration(getenv func(string) string, name string, def time.Duration) time.Duration {
-	if v := getenv(name); v != "" {
-		if d, err := time.ParseDuration(v); err == nil {
-			return d
-		}
-		return -1 // Validate reports it
-	}
-	return def
-}
-
 // CronParser parses RENEWALS_SCHEDULE: the standard five fields or a
 // descriptor such as @daily.
 var CronParser = cron.NewParser(cron.Minute | cron.Hour | cron.Dom | cron.Month | cron.Dow | cron.Descriptor)
@@ -134,6 +169,9 @@ var CronParser = cron.NewParser(cron.Minute | cron.Hour | cron.Dom | cron.Month 
 // Validate checks every setting and fills the derived fields. Its errors name
 // the variable and say what to do.
 func (c *Config) Validate() error {
+	if c.badEnv != nil {
+		return c.badEnv
+	}
 	loc, err := time.LoadLocation(c.Timezone)
 	if err != nil || c.Timezone == "" || strings.EqualFold(c.Timezone, "local") {
 		return fmt.Errorf("RENEWALS_TIMEZONE %q is not an IANA time zone: use a name such as Europe/London or UTC", c.Timezone)
@@ -163,6 +201,15 @@ func (c *Config) Validate() error {
 	if c.GraceDays < 0 {
 		return fmt.Errorf("RENEWALS_GRACE_DAYS must be a whole number of days, 0 or more")
 	}
+	if c.Workers < 1 {
+		return fmt.Errorf("RENEWALS_WORKERS is %d: the notifier needs 1 worker or more, e.g. %d", c.Workers, DefaultWorkers)
+	}
+	if c.AckWait < time.Second {
+		return fmt.Errorf("RENEWALS_ACK_WAIT is %v: give 1s or more, e.g. %v", c.AckWait, DefaultAckWait)
+	}
+	if c.MaxImportBytes < 1 {
+		return fmt.Errorf("RENEWALS_MAX_IMPORT_BYTES is %d: give a positive number of bytes, e.g. %d for 1 GiB", c.MaxImportBytes, DefaultMaxImportBytes)
+	}
 	if _, _, err := net.SplitHostPort(c.HTTPAddr); err != nil {
 		return fmt.Errorf("RENEWALS_HTTP_ADDR %q: use host:port, e.g. 127.0.0.1:8080", c.HTTPAddr)
 	}
@@ -181,6 +228,9 @@ func (c *Config) Validate() error {
 	}
 	if c.LogFormat != "json" && c.LogFormat != "console" {
 		return fmt.Errorf("RENEWALS_LOG_FORMAT %q: use json or console", c.LogFormat)
+	}
+	if c.Level, err = zapcore.ParseLevel(c.LogLevel); err != nil {
+		return fmt.Errorf("RENEWALS_LOG_LEVEL %q: use debug, info, warn or error", c.LogLevel)
 	}
 	if err := c.validateTargets(); err != nil {
 		return err

@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"go.uber.org/zap/zapcore"
+
 	"renewals/pkg/config"
 )
 
@@ -90,6 +92,52 @@ func TestNATSSync(t *testing.T) {
 	for _, bad := range []string{"never", "0s", "-1m", "2"} {
 		if _, err := parse(t, map[string]string{"RENEWALS_NATS_SYNC": bad}); err == nil || !strings.Contains(err.Error(), "RENEWALS_NATS_SYNC") {
 			t.Errorf("RENEWALS_NATS_SYNC=%q: %v, want an error naming the variable", bad, err)
+		}
+	}
+}
+
+// TestNotifierAndAPISettings: workers, ack wait, import limit and log level
+// come from the environment or their flags, with defaults, and a value that
+// does not read or is out of range stops serve with a sentence naming the
+// variable.
+func TestNotifierAndAPISettings(t *testing.T) {
+	c, err := parse(t, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Workers != 256 || c.AckWait != 30*time.Second || c.MaxImportBytes != 1<<30 || c.Level != zapcore.InfoLevel {
+		t.Errorf("defaults: workers %d, ack wait %v, import limit %d, level %v; want 256, 30s, 1 GiB, info",
+			c.Workers, c.AckWait, c.MaxImportBytes, c.Level)
+	}
+	env := map[string]string{"RENEWALS_WORKERS": "8", "RENEWALS_ACK_WAIT": "5s", "RENEWALS_MAX_IMPORT_BYTES": "2000", "RENEWALS_LOG_LEVEL": "debug"}
+	if c, err = parse(t, env); err != nil {
+		t.Fatal(err)
+	}
+	if c.Workers != 8 || c.AckWait != 5*time.Second || c.MaxImportBytes != 2000 || c.Level != zapcore.DebugLevel {
+		t.Errorf("from the environment: workers %d, ack wait %v, import limit %d, level %v", c.Workers, c.AckWait, c.MaxImportBytes, c.Level)
+	}
+	if c, err = parse(t, env, "--workers", "2", "--ack-wait", "1m", "--max-import-bytes", "100", "--log-level", "warn"); err != nil {
+		t.Fatal(err)
+	}
+	if c.Workers != 2 || c.AckWait != time.Minute || c.MaxImportBytes != 100 || c.Level != zapcore.WarnLevel {
+		t.Errorf("flags over the environment: workers %d, ack wait %v, import limit %d, level %v", c.Workers, c.AckWait, c.MaxImportBytes, c.Level)
+	}
+	for _, tc := range []struct {
+		name, value, want string
+	}{
+		{"RENEWALS_WORKERS", "many", `RENEWALS_WORKERS "many" is not a whole number`},
+		{"RENEWALS_WORKERS", "0", "RENEWALS_WORKERS is 0"},
+		{"RENEWALS_ACK_WAIT", "30", `RENEWALS_ACK_WAIT "30" is not a duration`},
+		{"RENEWALS_ACK_WAIT", "500ms", "RENEWALS_ACK_WAIT is 500ms"},
+		{"RENEWALS_MAX_IMPORT_BYTES", "1GiB", `RENEWALS_MAX_IMPORT_BYTES "1GiB" is not a whole number`},
+		{"RENEWALS_MAX_IMPORT_BYTES", "-5", "RENEWALS_MAX_IMPORT_BYTES is -5"},
+		{"RENEWALS_GRACE_DAYS", "thirty", `RENEWALS_GRACE_DAYS "thirty" is not a whole number`},
+		{"RENEWALS_DRAIN", "10", `RENEWALS_DRAIN "10" is not a duration`},
+		{"RENEWALS_LOG_LEVEL", "loud", `RENEWALS_LOG_LEVEL "loud": use debug, info, warn or error`},
+	} {
+		_, err := parse(t, map[string]string{tc.name: tc.value})
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s=%s: %v, want an error saying %q", tc.name, tc.value, err, tc.want)
 		}
 	}
 }

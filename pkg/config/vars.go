@@ -7,8 +7,10 @@ import (
 )
 
 // Variables lists every RENEWALS_* variable that the binary reads, so that a
-// misspelt one is reported at start instead of silently ignored.
-var Variables = []string{
+// misspelt one is reported at start instead of silently ignored. Each but
+// RENEWALS_SERVER (the clients' --server) and the reserved ones is read by
+// Flags, with a flag of its own.
+var Variables = append([]string{
 	"RENEWALS_ACK_WAIT", "RENEWALS_API_TOKEN", "RENEWALS_DATA_DIR", "RENEWALS_DRAIN",
 	"RENEWALS_GRACE_DAYS", "RENEWALS_HTTP_ADDR", "RENEWALS_LOG_FORMAT", "RENEWALS_LOG_LEVEL",
 	"RENEWALS_MAIL_FROM", "RENEWALS_MAX_IMPORT_BYTES", "RENEWALS_MILESTONES", "RENEWALS_NATS_CREDS",
@@ -16,8 +18,11 @@ var Variables = []string{
 	"RENEWALS_RESELLER_NAME", "RENEWALS_RESELLER_PHONE", "RENEWALS_RESELLER_WEBSITE",
 	"RENEWALS_SCHEDULE", "RENEWALS_SERVER", "RENEWALS_SMTP_URL", "RENEWALS_TARGET",
 	"RENEWALS_TIMEZONE", "RENEWALS_WORKERS",
-	// Later capabilities name these in the interface; reserved so that
-	// setting one ahead of time is not reported as a typo.
+}, reserved...)
+
+// reserved are the variables that later capabilities name in the
+// interface: setting one ahead of time is not reported as a typo.
+var reserved = []string{
 	"RENEWALS_BOUNCE_DOMAIN", "RENEWALS_BOUNCE_LISTEN", "RENEWALS_BOUNCE_SECRET",
 	"RENEWALS_DKIM_KEY_FILE", "RENEWALS_DKIM_SELECTOR", "RENEWALS_POST_EXPIRY", "RENEWALS_REPLICAS",
 	"RENEWALS_REPS_FILE", "RENEWALS_USERS_FILE",

@@ -1,9 +1,40 @@
 package config
 
 import (
+	"flag"
+	"regexp"
+	"slices"
 	"strings"
 	"testing"
 )
+
+// TestEveryVariableHasAFlag: each variable that serve reads is named by
+// exactly one flag's help, and each flag names a known variable.
+func TestEveryVariableHasAFlag(t *testing.T) {
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	Flags(fs, func(string) string { return "" })
+	named := regexp.MustCompile(`\((RENEWALS_[A-Z_]+)\)$`)
+	var flagged []string
+	fs.VisitAll(func(f *flag.Flag) {
+		m := named.FindStringSubmatch(f.Usage)
+		if m == nil {
+			t.Errorf("--%s names no variable at the end of its help: %q", f.Name, f.Usage)
+			return
+		}
+		flagged = append(flagged, m[1])
+	})
+	var want []string
+	for _, v := range Variables {
+		if v != "RENEWALS_SERVER" && !slices.Contains(reserved, v) {
+			want = append(want, v)
+		}
+	}
+	slices.Sort(flagged)
+	slices.Sort(want)
+	if !slices.Equal(flagged, want) {
+		t.Errorf("variables with a flag:\n%v\nwant (Variables less RENEWALS_SERVER and the reserved):\n%v", flagged, want)
+	}
+}
 
 func TestUnknownNamesTheNearest(t *testing.T) {
 	got := Unknown([]string{
@@ -33,7 +64,8 @@ func TestNotifierNeedsTheReseller(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c := &Config{Timezone: "UTC", Milestones: "90,45,30", Schedule: "0 6 * * *", HTTPAddr: "127.0.0.1:0",
-				LogFormat: "json", Targets: tc.target, ResellerName: tc.reseller, ResellerPhone: tc.phone}
+				LogFormat: "json", Targets: tc.target, ResellerName: tc.reseller, ResellerPhone: tc.phone,
+				Workers: DefaultWorkers, AckWait: DefaultAckWait, MaxImportBytes: DefaultMaxImportBytes}
 			err := c.Validate()
 			if (err == nil) != tc.ok {
 				t.Fatalf("Validate = %v, want ok %v", err, tc.ok)

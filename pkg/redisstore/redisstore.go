@@ -36,6 +36,7 @@ const Prefix = "renewals:"
 const (
 	endsKey   = Prefix + "ends"
 	readChunk = 1000 // subscriptions per EndingBetween read
+	decoders  = 2    // goroutines decoding one chunk
 )
 
 func subKey(id string) string                   { return Prefix + "sub:" + id }
@@ -179,8 +180,59 @@ func open(rec, dk []byte) (subscription.Subscription, error) {
 // with the window) and, per chunk, the records and data keys in one
 // pipelined round trip. It yields subscriptions ordered by end date, then by
 // id. A subscription changed or erased while the pass runs is yielded as it
-// is when its chunk is read, or not at all.
+// is when its chunk is read, or not at all. While fn works through one
+// chunk the next is read ahead and decoded on several cores, so Redis, the
+// decoding and the caller work side by side; fn is always called on the
+// caller's goroutine.
 func (s *Store) EndingBetween(ctx context.Context, from, to subscription.Date, fn func(subscription.Subscription) error) error {
+	ctx, cancel := context.WithCancel(ctx)
+	chunks := make(chan chunk, 1)
+	go func() {
+		defer close(chunks)
+		s.readWindow(ctx, from, to, chunks)
+	}()
+	defer func() {
+		cancel()
+		for range chunks { // wait for the reader to stop
+		}
+	}()
+	for c := range chunks {
+		if c.err != nil {
+			return c.err
+		}
+		if err := ctx.Err(); err != nil {
+			break // not the chunk read ahead: ctx ended while fn ran
+		}
+		for _, x := range c.subs {
+			if err := fn(x); err != nil {
+				return err
+			}
+		}
+	}
+	if err := ctx.Err(); err != nil {
+		return errf("read subscriptions ending %v to %v", err, from, to)
+	}
+	return nil
+}
+
+// chunk is one read of EndingBetween: its subscriptions, or the error that
+// ended the reading.
+type chunk struct {
+	subs []subscription.Subscription
+	err  error
+}
+
+// readWindow sends the chunks of [from, to] to out until the window is read,
+// a read fails (its error is the last chunk) or ctx ends.
+func (s *Store) readWindow(ctx context.Context, from, to subscription.Date, out chan<- chunk) {
+	send := func(c chunk) bool {
+		select {
+		case out <- c:
+			return c.err == nil
+		case <-ctx.Done():
+			return false
+		}
+	}
 	lo, hi := from.Ordinal(), to.Ordinal()
 	minScore, skip := strconv.FormatInt(lo, 10), int64(0)
 	max := strconv.FormatInt(hi, 10)
@@ -189,20 +241,19 @@ func (s *Store) EndingBetween(ctx context.Context, from, to subscription.Date, f
 			Key: endsKey, Start: minScore, Stop: max, ByScore: true, Offset: skip, Count: readChunk,
 		}).Result()
 		if err != nil {
-			return errf("read subscriptions ending %v to %v", err, from, to)
+			send(chunk{err: errf("read subscriptions ending %v to %v", err, from, to)})
+			return
 		}
 		if len(zs) == 0 {
-			return nil
+			return
 		}
 		ids := make([]string, len(zs))
 		for i, z := range zs {
 			ids[i] = z.Member.(string)
 		}
-		if err := s.yield(ctx, ids, lo, hi, fn); err != nil {
-			return err
-		}
-		if len(zs) < readChunk {
-			return nil
+		subs, err := s.read(ctx, ids, lo, hi)
+		if !send(chunk{subs, err}) || len(zs) < readChunk {
+			return
 		}
 		// Continue at the last score, skipping the members of it already read.
 		last := zs[len(zs)-1].Score
@@ -218,7 +269,8 @@ func (s *Store) EndingBetween(ctx context.Context, from, to subscription.Date, f
 	}
 }
 
-func (s *Store) yield(ctx context.Context, ids []string, lo, hi int64, fn func(subscription.Subscription) error) error {
+// read returns the subscriptions ids whose end date is still in [lo, hi].
+func (s *Store) read(ctx context.Context, ids []string, lo, hi int64) ([]subscription.Subscription, error) {
 	rk, dk := make([]string, len(ids)), make([]string, len(ids))
 	for i, id := range ids {
 		rk[i], dk[i] = subKey(id), dataKeyKey(id)
@@ -226,26 +278,46 @@ func (s *Store) yield(ctx context.Context, ids []string, lo, hi int64, fn func(s
 	pipe := s.c.Pipeline()
 	recs, keys := pipe.MGet(ctx, rk...), pipe.MGet(ctx, dk...)
 	if _, err := pipe.Exec(ctx); err != nil {
-		return errf("read subscriptions", err)
+		return nil, errf("read subscriptions", err)
 	}
-	for i, v := range recs.Val() {
-		rec, ok1 := v.(string)
+	// Decoding is most of the work of a read: it is spread over the cores,
+	// a contiguous part of the chunk each, so the order stays.
+	subs, keep, errs := make([]subscription.Subscription, len(ids)), make([]bool, len(ids)), make([]error, len(ids))
+	decode := func(i int) {
+		rec, ok1 := recs.Val()[i].(string)
 		key, ok2 := keys.Val()[i].(string)
 		if !ok1 || !ok2 {
-			continue // erased since the index was read
+			return // erased since the index was read
 		}
 		x, err := open([]byte(rec), []byte(key))
 		if err != nil {
-			return errf("read subscription %s", err, ids[i])
+			errs[i] = errf("read subscription %s", err, ids[i])
+			return
 		}
-		if o := x.EndDate.Ordinal(); o < lo || o > hi {
-			continue // renewed since the index was read
-		}
-		if err := fn(x); err != nil {
-			return err
+		if o := x.EndDate.Ordinal(); o >= lo && o <= hi { // else renewed since the index was read
+			subs[i], keep[i] = x, true
 		}
 	}
-	return nil
+	var wg sync.WaitGroup
+	step := (len(ids) + decoders - 1) / decoders
+	for from := 0; from < len(ids); from += step {
+		wg.Go(func() {
+			for i := from; i < min(from+step, len(ids)); i++ {
+				decode(i)
+			}
+		})
+	}
+	wg.Wait()
+	out := make([]subscription.Subscription, 0, len(ids))
+	for i := range ids {
+		if errs[i] != nil {
+			return nil, errs[i]
+		}
+		if keep[i] {
+			out = append(out, subs[i])
+		}
+	}
+	return out, nil
 }
 
 // eraseScript deletes the record, its data key and its index entry at once.

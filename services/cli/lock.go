@@ -10,12 +10,15 @@ import (
 	"time"
 )
 
-// lockDataDir takes an exclusive lock on <dir>/lock for as long as the
-// process runs, so that two servers never share one data dir (and so one
+// lockDataDir creates dir when missing and takes an exclusive lock on
+// <dir>/lock for as long as the process runs, so that two servers never share one data dir (and so one
 // embedded NATS store and outbox). The lock file names its holder; a second
 // server reads it and says who holds the dir. The kernel drops the lock when
 // the holder exits, however it exits.
 func lockDataDir(dir string) (release func(), err error) {
+	if err := os.MkdirAll(dir, 0o750); err != nil {
+		return nil, fmt.Errorf("cannot create the data dir %s: %v; set RENEWALS_DATA_DIR to a writable directory", dir, err)
+	}
 	path := filepath.Join(dir, "lock")
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {

@@ -6,19 +6,19 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/mail"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
+	"golang.org/x/sync/errgroup"
 
 	"renewals/pkg/config"
 	"renewals/pkg/event"
@@ -39,44 +39,25 @@ import (
 // serve wires the service by hand and runs the configured targets until ctx
 // ends (SIGINT or SIGTERM), then shuts down cleanly: the HTTP server stops
 // taking requests, the notifier finishes the sends in flight (or leaves them
-// unacknowledged for redelivery), and the NATS connection drains.
+// unacknowledged for redelivery), and the NATS connection drains. What can
+// be refused is checked first, in this order: the configuration, the data
+// dir's lock, the HTTP port, NATS, the state, the templates; no target runs
+// before all of them have passed.
 func serve(ctx context.Context, args []string, env Env) error {
-	fs := newFlagSet("serve", "serve [--target all|scheduler|notifier|calllist|api[,...]] [flags]", env)
-	cfg := config.Flags(fs, env.Getenv)
-	ackWait := fs.Duration("ack-wait", envDuration(env.Getenv, "RENEWALS_ACK_WAIT", notifier.DefaultConsumer.AckWait),
-		"how long a notice may go unacknowledged before it is redelivered; claims last 1.5 times this (RENEWALS_ACK_WAIT)")
-	workers := fs.Int("workers", envInt(env.Getenv, "RENEWALS_WORKERS", 256), "notices the notifier handles at once (RENEWALS_WORKERS)")
-	maxImport := fs.Int64("max-import-bytes", int64(envInt(env.Getenv, "RENEWALS_MAX_IMPORT_BYTES", 1<<30)), "largest import body the API accepts, in bytes (RENEWALS_MAX_IMPORT_BYTES)")
-	if err := parse(fs, args, 0); err != nil {
-		return err
-	}
-	if err := checkEnv(env.Getenv); err != nil {
-		return err
-	}
-	if err := cfg.Validate(); err != nil {
-		return err
-	}
-	if *workers < 1 || *ackWait < time.Second || *maxImport < 1 {
-		return fmt.Errorf("--workers must be 1 or more, --ack-wait at least 1s and --max-import-bytes positive")
-	}
-	log, err := newLogger(cfg.LogFormat, env)
+	cfg, err := serveConfig(args, env)
 	if err != nil {
 		return err
 	}
+	log := newLogger(cfg, env.Stderr)
 	defer log.Sync()
-	now := time.Now
-	nofile, err := raiseOpenFiles()
-	if err != nil {
-		log.Warn("open-file limit", zap.Error(err))
-	}
-
-	if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
-		return fmt.Errorf("cannot create the data dir %s: %v; set RENEWALS_DATA_DIR to a writable directory", cfg.DataDir, err)
-	}
 	if env.Environ != nil {
 		for _, w := range config.Unknown(env.Environ()) {
 			log.Warn(w)
 		}
+	}
+	nofile, err := raiseOpenFiles()
+	if err != nil {
+		log.Warn("open-file limit", zap.Error(err))
 	}
 	unlock, err := lockDataDir(cfg.DataDir)
 	if err != nil {
@@ -90,125 +71,240 @@ func serve(ctx context.Context, args []string, env Env) error {
 		return fmt.Errorf("cannot listen on %s (%v): is another renewals running? set RENEWALS_HTTP_ADDR", cfg.HTTPAddr, err)
 	}
 	defer ln.Close()
+	bus, err := openBus(ctx, cfg, env.Stderr, log)
+	if err != nil {
+		return err
+	}
+	defer bus.Close()
+	st, err := openState(ctx, cfg, bus, log)
+	if err != nil {
+		return err
+	}
+	defer st.close()
+	renderer, err := newRenderer(cfg)
+	if err != nil {
+		return err
+	}
+	w := &wiring{
+		cfg: cfg, log: log, now: time.Now, bus: bus, state: st, renderer: renderer,
+		metrics: metrics.New(cfg.Stages),
+		rules:   calllist.Rules{Milestones: cfg.Stages, GraceDays: cfg.GraceDays, Location: cfg.Location},
+	}
+	w.metrics.WatchConsumer(bus.JS, event.StreamName, notifier.DefaultConsumer.Durable)
+	sched, err := w.newScheduler(ctx)
+	if err != nil {
+		return err
+	}
 
-	// NATS: external, or embedded storing under the data dir.
+	// The targets, built before any of them runs; the group stops them all
+	// when one fails or ctx ends.
+	g, gctx := errgroup.WithContext(ctx)
+	var targets []func(context.Context) error
+	if cfg.TargetSet["calllist"] {
+		targets = append(targets, w.calllistTarget())
+	}
+	if cfg.TargetSet["scheduler"] {
+		targets = append(targets, w.schedulerTarget(sched))
+	}
+	if cfg.TargetSet["notifier"] {
+		run, closeSender, err := w.notifierTarget(env)
+		if err != nil {
+			return err
+		}
+		defer closeSender()
+		targets = append(targets, run)
+	}
+	// Every target serves /healthz, /readyz and /metrics; only the api
+	// target serves /api.
+	srv := w.apiServer(gctx, sched)
+	if cfg.TargetSet["api"] {
+		stopIngest, err := w.enableAPI(srv)
+		if err != nil {
+			return err
+		}
+		defer stopIngest()
+	}
+	for _, run := range targets {
+		g.Go(func() error { return run(gctx) })
+	}
+	w.serveHTTP(gctx, g, srv, ln, nofile, env.Stderr)
+
+	err = g.Wait()
+	log.Info("shut down", zap.NamedError("cause", context.Cause(gctx)))
+	return err
+}
+
+// serveConfig reads and checks serve's flags and environment.
+func serveConfig(args []string, env Env) (*config.Config, error) {
+	fs := newFlagSet("serve", "serve [--target all|scheduler|notifier|calllist|api[,...]] [flags]", env)
+	cfg := config.Flags(fs, env.Getenv)
+	if err := parse(fs, args, 0); err != nil {
+		return nil, err
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	return cfg, nil
+}
+
+// wiring holds what the targets of one process share.
+type wiring struct {
+	cfg      *config.Config
+	log      *zap.Logger
+	now      func() time.Time
+	bus      *natsbus.Bus
+	state    state
+	renderer *render.Renderer
+	metrics  *metrics.Metrics
+	rules    calllist.Rules // the call list's, for its target and the API's reader
+}
+
+// openBus connects to the external NATS server, or starts the embedded one
+// storing under the data dir and tells the person starting it how to
+// subscribe.
+func openBus(ctx context.Context, cfg *config.Config, stderr io.Writer, log *zap.Logger) (*natsbus.Bus, error) {
 	bus, err := natsbus.Open(ctx, natsbus.Config{
 		URL: cfg.NATSURL, Listen: cfg.NATSListen,
 		StoreDir: filepath.Join(cfg.DataDir, "nats"), Name: "renewals " + cfg.Targets,
 		Creds: cfg.NATSCreds, SecretsDir: cfg.DataDir, SyncInterval: cfg.NATSSyncInterval,
 	})
 	if err != nil {
-		return err
+		return nil, err
 	}
-	defer bus.Close()
 	if bus.Server != nil {
 		log.Info("embedded NATS started", zap.String("listen", bus.Server.ClientURL()))
-		fmt.Fprintln(env.Stderr, bus.Credentials.Hint(bus.Server.ClientURL()))
+		fmt.Fprintln(stderr, bus.Credentials.Hint(bus.Server.ClientURL()))
 	}
+	return bus, nil
+}
 
-	// State: Redis, or the embedded JetStream key-value store.
-	var store subscription.Store
-	var ledger subscription.Ledger
-	var pingLedger func(context.Context) error // the ledger's write probe, for /readyz
-	if cfg.RedisURL != "" {
-		// go-redis logs pool events (a lost connection, a failed dial) with
-		// the standard logger; they go to this process's log instead.
-		redis.SetLogger(redisLog{log.Named("redis")})
-		rs, rl, err := redisstore.Open(ctx, cfg.RedisURL)
-		if err != nil {
-			return err
-		}
-		defer rs.Close()
-		store, ledger, pingLedger = rs, rl, rl.Ping
-		log.Info("state in Redis")
-	} else {
+// state is where subscriptions and the sent-ledger live.
+type state struct {
+	store  subscription.Store
+	ledger subscription.Ledger
+	// pingLedger is the ledger's write probe, for /readyz.
+	pingLedger func(context.Context) error
+	close      func()
+}
+
+// openState opens Redis when RENEWALS_REDIS_URL is set, else the embedded
+// JetStream key-value store.
+func openState(ctx context.Context, cfg *config.Config, bus *natsbus.Bus, log *zap.Logger) (state, error) {
+	if cfg.RedisURL == "" {
 		ks, kl, err := kvstore.New(ctx, bus.JS)
 		if err != nil {
-			return err
+			return state{}, err
 		}
-		store, ledger, pingLedger = ks, kl, kl.Ping
 		log.Info("state in the JetStream key-value store")
+		return state{store: ks, ledger: kl, pingLedger: kl.Ping, close: func() {}}, nil
 	}
+	// go-redis logs pool events (a lost connection, a failed dial) with
+	// the standard logger; they go to this process's log instead.
+	redis.SetLogger(redisLog{log.Named("redis")})
+	rs, rl, err := redisstore.Open(ctx, cfg.RedisURL)
+	if err != nil {
+		return state{}, err
+	}
+	log.Info("state in Redis")
+	return state{store: rs, ledger: rl, pingLedger: rl.Ping, close: func() { rs.Close() }}, nil
+}
 
+// newRenderer compiles the email templates once; a bad one stops the start.
+func newRenderer(cfg *config.Config) (*render.Renderer, error) {
 	renderer, err := render.New(templates.FS, render.Reseller{
 		Name: cfg.ResellerName, Phone: cfg.ResellerPhone, Email: cfg.ResellerEmail, Website: cfg.ResellerWebsite,
 	})
 	if err != nil {
-		return fmt.Errorf("email templates: %w", err)
+		return nil, fmt.Errorf("email templates: %w", err)
 	}
 	if err := renderer.Check(); err != nil {
-		return fmt.Errorf("email templates: %w", err)
+		return nil, fmt.Errorf("email templates: %w", err)
 	}
+	return renderer, nil
+}
 
-	sched := &scheduler.Scheduler{
-		Store: store, Ledger: ledger, Milestones: cfg.Stages, Location: cfg.Location, Now: now,
-		Log: log.Named("scheduler"),
+// newScheduler returns the scheduler, with a JetStream handle and a lease
+// of its own. The API runs its manual passes whatever the targets.
+func (w *wiring) newScheduler(ctx context.Context) (*scheduler.Scheduler, error) {
+	s := &scheduler.Scheduler{
+		Store: w.state.store, Ledger: w.state.ledger, Milestones: w.cfg.Stages, Location: w.cfg.Location, Now: w.now,
+		Log: w.log.Named("scheduler"),
+		Observe: func(res scheduler.Result, err error) {
+			w.metrics.Pass(res.Duration, res.DryRun, err, w.now())
+			for _, k := range res.Keys {
+				w.metrics.Due(k.Milestone)
+			}
+		},
 	}
-	if sched.JS, err = natsbus.NewJetStream(bus.Conn); err != nil {
-		return err
+	var err error
+	if s.JS, err = natsbus.NewJetStream(w.bus.Conn); err != nil {
+		return nil, err
 	}
 	host, _ := os.Hostname()
-	if sched.Lease, err = scheduler.NewLease(ctx, bus.JS, fmt.Sprintf("%s/%d", host, os.Getpid()), 10*time.Minute); err != nil {
-		return err
+	if s.Lease, err = scheduler.NewLease(ctx, w.bus.JS, fmt.Sprintf("%s/%d", host, os.Getpid()), 10*time.Minute); err != nil {
+		return nil, err
 	}
+	return s, nil
+}
 
-	g, gctx := newGroup(ctx)
+// calllistTarget keeps the call list up to date from the events.
+func (w *wiring) calllistTarget() func(context.Context) error {
+	t := &calllist.Target{JS: w.bus.JS, Store: w.state.store, Rules: w.rules, Now: w.now, Log: w.log.Named("calllist")}
+	return t.Run
+}
 
-	// Metrics on a registry of their own; the call list rules shared by the
-	// calllist target and the API's reader.
-	m := metrics.New(cfg.Stages)
-	m.WatchConsumer(bus.JS, event.StreamName, notifier.DefaultConsumer.Durable)
-	sched.Observe = func(res scheduler.Result, err error) {
-		m.Pass(res.Duration, res.DryRun, err, now())
-		for _, k := range res.Keys {
-			m.Due(k.Milestone)
+// schedulerTarget runs a pass at start and then on RENEWALS_SCHEDULE.
+func (w *wiring) schedulerTarget(s *scheduler.Scheduler) func(context.Context) error {
+	return func(ctx context.Context) error { return s.Run(ctx, w.cfg.Schedule, config.CronParser) }
+}
+
+// notifierTarget sends the due notices through RENEWALS_SMTP_URL, or into
+// the outbox. closeSender is for after it has stopped.
+func (w *wiring) notifierTarget(env Env) (run func(context.Context) error, closeSender func(), err error) {
+	outbox := filepath.Join(w.cfg.DataDir, "outbox")
+	sender, err := mailer.Open(w.cfg.SMTPURL, fromWithName(w.cfg.MailFrom, w.cfg.ResellerName), outbox, w.now)
+	if err != nil {
+		return nil, nil, err // ParseURL and the outbox name the variable to fix
+	}
+	if w.cfg.SMTPURL == "" {
+		w.log.Info("emails written to the outbox", zap.String("dir", outbox))
+	}
+	n := &notifier.Notifier{
+		JS: w.bus.JS, Store: w.state.store, Ledger: w.state.ledger, Sender: sender, Renderer: w.renderer,
+		Milestones: w.cfg.Stages, Location: w.cfg.Location, Now: w.now, Log: w.log.Named("notifier"),
+		Consumer: consumerConfig(w.cfg.AckWait), Workers: w.cfg.Workers, Drain: w.cfg.Drain,
+		Pause: faultPause(env), Observe: w.metrics.Outcome,
+	}
+	return n.Run, func() { sender.Close() }, nil
+}
+
+// consumerConfig is the notifier's consumer with RENEWALS_ACK_WAIT: claims
+// last 1.5 times the ack wait, and a shorter ack wait (fault tests, demos)
+// shortens the retry back-off in proportion, so a retried notice is not
+// held for minutes.
+func consumerConfig(ackWait time.Duration) notifier.ConsumerConfig {
+	c := notifier.DefaultConsumer
+	def := c.AckWait
+	c.AckWait, c.Lease = ackWait, ackWait*3/2
+	if ackWait < def {
+		c.BackOff = make([]time.Duration, len(notifier.DefaultConsumer.BackOff))
+		for i, d := range notifier.DefaultConsumer.BackOff {
+			c.BackOff[i] = time.Duration(float64(d) * float64(ackWait) / float64(def))
 		}
 	}
-	rules := calllist.Rules{Milestones: cfg.Stages, GraceDays: cfg.GraceDays, Location: cfg.Location}
-	if cfg.TargetSet["calllist"] {
-		t := &calllist.Target{JS: bus.JS, Store: store, Rules: rules, Now: now, Log: log.Named("calllist")}
-		g.Go(func() error { return t.Run(gctx) })
-	}
+	return c
+}
 
-	if cfg.TargetSet["scheduler"] {
-		g.Go(func() error { return sched.Run(gctx, cfg.Schedule, config.CronParser) })
-	}
-
-	if cfg.TargetSet["notifier"] {
-		sender, err := mailer.Open(cfg.SMTPURL, fromWithName(cfg.MailFrom, cfg.ResellerName), filepath.Join(cfg.DataDir, "outbox"), now)
-		if err != nil {
-			return err // ParseURL and the outbox name the variable to fix
-		}
-		if cfg.SMTPURL == "" {
-			log.Info("emails written to the outbox", zap.String("dir", filepath.Join(cfg.DataDir, "outbox")))
-		}
-		defer sender.Close()
-		consumer := notifier.DefaultConsumer
-		consumer.AckWait = *ackWait
-		consumer.Lease = *ackWait * 3 / 2
-		if *ackWait < notifier.DefaultConsumer.AckWait {
-			// A shorter ack wait (fault tests, demos) shortens the retry
-			// back-off in proportion, so a retried notice is not held for minutes.
-			consumer.BackOff = make([]time.Duration, len(notifier.DefaultConsumer.BackOff))
-			for i, d := range notifier.DefaultConsumer.BackOff {
-				consumer.BackOff[i] = time.Duration(float64(d) * float64(*ackWait) / float64(notifier.DefaultConsumer.AckWait))
-			}
-		}
-		n := &notifier.Notifier{
-			JS: bus.JS, Store: store, Ledger: ledger, Sender: sender, Renderer: renderer,
-			Milestones: cfg.Stages, Location: cfg.Location, Now: now, Log: log.Named("notifier"),
-			Consumer: consumer, Workers: *workers, Drain: cfg.Drain, Pause: faultPause(env), Observe: m.Outcome,
-		}
-		g.Go(func() error { return n.Run(gctx) })
-	}
-
-	// Every target serves /healthz, /readyz and /metrics; only the api
-	// target serves /api.
+// apiServer is the HTTP server of every target: health, readiness and
+// metrics always, the API and the console once enableAPI has run. stopping
+// ends with the process, so that event streams and waits answer at once.
+func (w *wiring) apiServer(stopping context.Context, sched *scheduler.Scheduler) *api.Server {
+	store, bus := w.state.store, w.bus
 	srv := &api.Server{
-		Store: store, Ledger: ledger, JS: bus.JS, Scheduler: schedulerForAPI(sched), Renderer: renderer,
-		Location: cfg.Location, Now: now, Log: log.Named("api"),
-		Stopping: gctx, MaxImportBytes: *maxImport, GraceDays: cfg.GraceDays, WaitTimeout: 30 * time.Minute, APIDisabled: !cfg.TargetSet["api"],
-		OutboxDir: filepath.Join(cfg.DataDir, "outbox"),
+		Store: store, Ledger: w.state.ledger, JS: bus.JS, Scheduler: schedulerForAPI(sched), Renderer: w.renderer,
+		Location: w.cfg.Location, Now: w.now, Log: w.log.Named("api"),
+		Stopping: stopping, MaxImportBytes: w.cfg.MaxImportBytes, GraceDays: w.cfg.GraceDays, WaitTimeout: 30 * time.Minute,
+		APIDisabled: true, OutboxDir: filepath.Join(w.cfg.DataDir, "outbox"),
 		Ready: func(ctx context.Context) error {
 			if !bus.Conn.IsConnected() {
 				return errors.New("NATS is not connected")
@@ -219,37 +315,44 @@ func serve(ctx context.Context, args []string, env Env) error {
 			if err := store.Ping(ctx); err != nil {
 				return fmt.Errorf("the store does not accept a write: %w", err)
 			}
-			if err := pingLedger(ctx); err != nil {
+			if err := w.state.pingLedger(ctx); err != nil {
 				return fmt.Errorf("the ledger does not accept a write: %w", err)
 			}
 			return nil
 		},
 	}
-	srv.Metrics, srv.OnImport = m.Handler(), m.Import
+	srv.Metrics, srv.OnImport = w.metrics.Handler(), w.metrics.Import
 	srv.Calllist = &calllist.Handler{
-		Lister: &calllist.Lister{JS: bus.JS, Store: store, Rules: rules, Now: now}, Log: log.Named("calllist"),
+		Lister: &calllist.Lister{JS: bus.JS, Store: store, Rules: w.rules, Now: w.now}, Log: w.log.Named("calllist"),
 	}
-	srv.Events = &calllist.EventStream{JS: bus.JS, Log: log.Named("events"), Context: gctx}
-	if cfg.TargetSet["api"] {
-		if srv.Token, err = apiToken(cfg); err != nil {
-			return err
-		}
-		stopIngest, err := api.ServeIngest(bus.Conn, srv)
-		if err != nil {
-			return err
-		}
-		defer stopIngest()
+	srv.Events = &calllist.EventStream{JS: bus.JS, Log: w.log.Named("events"), Context: stopping}
+	return srv
+}
+
+// enableAPI turns on the api target: /api and the console behind the API
+// token, and the CRM's ingest subject on NATS.
+func (w *wiring) enableAPI(srv *api.Server) (stopIngest func(), err error) {
+	if srv.Token, err = apiToken(w.cfg); err != nil {
+		return nil, err
 	}
+	srv.APIDisabled = false
+	return api.ServeIngest(w.bus.Conn, srv)
+}
+
+// serveHTTP serves srv on ln in g until ctx ends, then gives the requests
+// under way RENEWALS_DRAIN to finish. It announces the address on stderr,
+// where scripts and tests wait for it.
+func (w *wiring) serveHTTP(ctx context.Context, g *errgroup.Group, srv *api.Server, ln net.Listener, nofile uint64, stderr io.Writer) {
 	conns := api.ConnLimit(nofile)
 	ln = api.LimitListener(ln, conns, api.PerClientConns)
 	hs := srv.HTTPServer()
-	log.Info("HTTP listening", zap.String("addr", ln.Addr().String()),
+	w.log.Info("HTTP listening", zap.String("addr", ln.Addr().String()),
 		zap.Uint64("open_file_limit", nofile), zap.Int("max_connections", conns), zap.Int("max_connections_per_client", api.PerClientConns))
-	fmt.Fprintf(env.Stderr, "renewals: serving %s on http://%s", cfg.Targets, ln.Addr())
-	if cfg.TargetSet["api"] {
-		fmt.Fprintf(env.Stderr, " (API token in %s)", tokenSource(cfg))
+	fmt.Fprintf(stderr, "renewals: serving %s on http://%s", w.cfg.Targets, ln.Addr())
+	if w.cfg.TargetSet["api"] {
+		fmt.Fprintf(stderr, " (API token in %s)", tokenSource(w.cfg))
 	}
-	fmt.Fprintln(env.Stderr)
+	fmt.Fprintln(stderr)
 	g.Go(func() error {
 		if err := hs.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
 			return err
@@ -257,19 +360,15 @@ func serve(ctx context.Context, args []string, env Env) error {
 		return nil
 	})
 	g.Go(func() error {
-		<-gctx.Done()
-		sctx, cancel := context.WithTimeout(context.Background(), cfg.Drain)
+		<-ctx.Done()
+		sctx, cancel := context.WithTimeout(context.Background(), w.cfg.Drain)
 		defer cancel()
 		if err := hs.Shutdown(sctx); err != nil {
-			log.Warn("HTTP requests still open after the drain time; closing them", zap.Duration("drain", cfg.Drain))
+			w.log.Warn("HTTP requests still open after the drain time; closing them", zap.Duration("drain", w.cfg.Drain))
 			_ = hs.Close()
 		}
 		return nil
 	})
-
-	err = g.Wait()
-	log.Info("shut down", zap.NamedError("cause", context.Cause(gctx)))
-	return err
 }
 
 // redisLog is go-redis's logger writing to zap.
@@ -333,18 +432,10 @@ func tokenSource(cfg *config.Config) string {
 }
 
 // newLogger logs JSON lines, or coloured console lines for `make run`, to
-// the command's stderr.
-func newLogger(format string, env Env) (*zap.Logger, error) {
-	level := zapcore.InfoLevel
-	if lvl := env.Getenv("RENEWALS_LOG_LEVEL"); lvl != "" {
-		l, err := zapcore.ParseLevel(lvl)
-		if err != nil {
-			return nil, fmt.Errorf("RENEWALS_LOG_LEVEL %q: use debug, info, warn or error", lvl)
-		}
-		level = l
-	}
+// stderr, from RENEWALS_LOG_LEVEL up.
+func newLogger(cfg *config.Config, stderr io.Writer) *zap.Logger {
 	var enc zapcore.Encoder
-	if format == "console" {
+	if cfg.LogFormat == "console" {
 		ec := zap.NewDevelopmentEncoderConfig()
 		ec.EncodeLevel = zapcore.CapitalColorLevelEncoder
 		ec.EncodeTime = zapcore.TimeEncoderOfLayout("15:04:05")
@@ -352,90 +443,5 @@ func newLogger(format string, env Env) (*zap.Logger, error) {
 	} else {
 		enc = zapcore.NewJSONEncoder(zap.NewProductionEncoderConfig())
 	}
-	return zap.New(zapcore.NewCore(enc, zapcore.Lock(zapcore.AddSync(env.Stderr)), level)), nil
-}
-
-// envInt reads a whole-number variable; a malformed one is reported by
-// checkEnv at start rather than silently replaced by the default.
-func envInt(getenv func(string) string, name string, def int) int {
-	if v := getenv(name); v != "" {
-		if n, err := strconv.Atoi(v); err == nil {
-			return n
-		}
-	}
-	return def
-}
-
-func envDuration(getenv func(string) string, name string, def time.Duration) time.Duration {
-	if v := getenv(name); v != "" {
-		if d, err := time.ParseDuration(v); err == nil {
-			return d
-		}
-	}
-	return def
-}
-
-// checkEnv reports the first malformed number or duration variable.
-func checkEnv(getenv func(string) string) error {
-	for _, name := range []string{"RENEWALS_WORKERS", "RENEWALS_MAX_IMPORT_BYTES", "RENEWALS_GRACE_DAYS"} {
-		if v := getenv(name); v != "" {
-			if _, err := strconv.Atoi(v); err != nil {
-				return fmt.Errorf("%s %q is not a whole number", name, v)
-			}
-		}
-	}
-	for _, name := range []string{"RENEWALS_ACK_WAIT"} {
-		if v := getenv(name); v != "" {
-			if _, err := time.ParseDuration(v); err != nil {
-				return fmt.Errorf("%s %q is not a duration: use e.g. 30s or 2m", name, v)
-			}
-		}
-	}
-	return nil
-}
-
-// faultPause reads RENEWALS_FAULT_PAUSE, a test hook: when the notifier
-// reaches the named step of the send protocol it prints "fault-pause <step>"
-// on stderr and stops there for good, so a test can SIGKILL it at that exact
-// point.
-func faultPause(env Env) func(string) {
-	want := env.Getenv("RENEWALS_FAULT_PAUSE")
-	if want == "" {
-		return nil
-	}
-	return func(step string) {
-		if step == want {
-			fmt.Fprintf(env.Stderr, "fault-pause %s\n", step)
-			select {}
-		}
-	}
-}
-
-// group runs goroutines until the first fails or ctx ends; then the
-// context it hands them is cancelled and Wait returns the first error.
-type group struct {
-	wg     sync.WaitGroup
-	cancel context.CancelCauseFunc
-	once   sync.Once
-	err    error
-}
-
-func newGroup(ctx context.Context) (*group, context.Context) {
-	ctx, cancel := context.WithCancelCause(ctx)
-	return &group{cancel: cancel}, ctx
-}
-
-func (g *group) Go(f func() error) {
-	g.wg.Go(func() {
-		if err := f(); err != nil {
-			g.once.Do(func() { g.err = err })
-			g.cancel(err)
-		}
-	})
-}
-
-func (g *group) Wait() error {
-	g.wg.Wait()
-	g.cancel(nil)
-	return g.err
+	return zap.New(zapcore.NewCore(enc, zapcore.Lock(zapcore.AddSync(stderr)), cfg.Level))
 }

@@ -295,8 +295,11 @@ func (s *Server) API(t testing.TB, method, path string, body any, out any) int {
 	return resp.StatusCode
 }
 
-// Binary builds bin/renewals once per test binary and returns its path, for
-// tests that run the service as a subprocess (to kill it with SIGKILL).
+// Binary builds the renewals binary once per test binary and returns its
+// path, for tests that run the service as a subprocess (to kill it with
+// SIGKILL). It is built with the tag faultpause, which adds the one thing
+// the binary users run lacks: RENEWALS_FAULT_PAUSE, to stop the notifier
+// at a step of the send protocol for the fault tests.
 func Binary(t testing.TB) string {
 	t.Helper()
 	buildOnce.Do(func() {
@@ -306,7 +309,7 @@ func Binary(t testing.TB) string {
 			return
 		}
 		binPath = filepath.Join(dir, "renewals")
-		out, err := exec.Command("go", "build", "-o", binPath, "renewals/services/renewals").CombinedOutput()
+		out, err := exec.Command("go", "build", "-tags", "faultpause", "-o", binPath, "renewals/services/renewals").CombinedOutput()
 		if err != nil {
 			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
 		}

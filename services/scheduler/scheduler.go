@@ -11,11 +11,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"runtime/debug"
 	"slices"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -89,19 +86,13 @@ type Result struct {
 	Duration time.Duration `json:"-"`
 }
 
-// Tuning of a pass. A pass is a pipeline: readers walk slices of the window
-// in parallel and hand batches of due candidates to a ledger stage, which
-// drops the notices already sent and hands the rest to the publisher; a
-// collector takes the stream's acknowledgements as they come. Reading,
-// ledger checks, publishing and acknowledgements overlap, and at most
-// maxInflight publishes wait for an acknowledgement at any time (below
-// natsbus.MaxPendingPublishes, so PublishAsync never stalls).
+// Tuning of a pass (see pass.run).
 const (
-	// batch is how many due candidates the ledger stage checks at once.
+	// batch is how many due candidates the ledger is asked about at once.
 	batch = 1000
-	// readers is how many slices of the window are read at once.
-	readers = 4
-	// maxInflight bounds the publishes awaiting an acknowledgement.
+	// maxInflight bounds the publishes awaiting an acknowledgement between
+	// batches: with one batch more, still below natsbus.MaxPendingPublishes,
+	// so PublishAsync never stalls.
 	maxInflight = 2048
 )
 
@@ -120,187 +111,42 @@ func (s *Scheduler) Pass(ctx context.Context, asOf subscription.Date, dryRun boo
 		}
 		defer release()
 	}
-	res := Result{AsOf: asOf, DryRun: dryRun}
-	today := asOf
-	if today.IsZero() {
-		today = subscription.Today(start, s.Location)
+	p := &pass{s: s, start: start, asOf: asOf, today: asOf, res: Result{AsOf: asOf, DryRun: dryRun}}
+	if p.today.IsZero() {
+		p.today = subscription.Today(start, s.Location)
 	}
-	todayOf := func(sub subscription.Subscription) subscription.Date {
-		if !asOf.IsZero() {
-			return asOf
-		}
-		return subscription.Today(start, sub.Location(s.Location))
-	}
-
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	var (
-		errOnce  sync.Once
-		firstErr error
-	)
-	fail := func(err error) {
-		errOnce.Do(func() { firstErr = err })
-		cancel()
-	}
-	// A panic in a stage's goroutine would take the process down, out of
-	// reach of the caller's recover (cron.Recover): each stage stops the
-	// pass instead, and the panic is raised again on the caller's goroutine.
-	var panicked atomic.Value
-	guard := func() {
-		if v := recover(); v != nil {
-			panicked.CompareAndSwap(nil, fmt.Sprintf("%v\n%s", v, debug.Stack()))
-			fail(errors.New("a pass stage panicked"))
-		}
-	}
-
-	// Stage 1: read the window, a slice per reader, and find what is due.
-	var considered atomic.Int64
-	batches := make(chan []candidate, readers)
-	var rg sync.WaitGroup
-	from, to := subscription.Window(today, s.Milestones)
-	for _, r := range split(from, to, readers) {
-		rg.Go(func() {
-			defer guard()
-			pending := make([]candidate, 0, batch)
-			send := func() error {
-				select {
-				case batches <- pending:
-					pending = make([]candidate, 0, batch)
-					return nil
-				case <-ctx.Done():
-					return ctx.Err()
-				}
-			}
-			err := s.Store.EndingBetween(ctx, r[0], r[1], func(sub subscription.Subscription) error {
-				considered.Add(1)
-				n, ok := subscription.Due(sub, todayOf(sub).DaysUntil(sub.EndDate), s.Milestones, nil)
-				if !ok {
-					return nil
-				}
-				pending = append(pending, candidate{n, sub.ContractManager.Email != ""})
-				if len(pending) == batch {
-					return send()
-				}
-				return nil
-			})
-			if err == nil && len(pending) > 0 {
-				err = send()
-			}
-			if err != nil {
-				fail(err)
-			}
-		})
-	}
-	go func() {
-		rg.Wait()
-		close(batches)
-	}()
-
-	// Stage 2: leave out what the ledger shows as sent.
-	unsent := make(chan []candidate, 2)
-	var alreadySent int
-	go func() {
-		defer close(unsent)
-		defer guard()
-		for cs := range batches {
-			if ctx.Err() != nil {
-				continue // drain, so that no reader blocks
-			}
-			keys := make([]subscription.NoticeKey, len(cs))
-			for i, c := range cs {
-				keys[i] = c.n.Key
-			}
-			sent, err := s.Ledger.Sent(ctx, keys)
-			if err != nil {
-				fail(fmt.Errorf("read ledger: %w", err))
-				continue
-			}
-			out := cs[:0]
-			for _, c := range cs {
-				if sent[c.n.Key] {
-					alreadySent++
-				} else {
-					out = append(out, c)
-				}
-			}
-			select {
-			case unsent <- out:
-			case <-ctx.Done():
-			}
-		}
-	}()
-
-	// Stage 4: collect the stream's acknowledgements.
-	acks := make(chan inflight, maxInflight)
-	collected := make(chan struct{})
-	go func() {
-		defer close(collected)
-		defer guard()
-		for in := range acks {
-			select {
-			case ack := <-in.f.Ok():
-				if ack.Duplicate {
-					res.Duplicates++
-					res.DuplicateKeys = append(res.DuplicateKeys, in.key)
-				} else {
-					res.Published++
-					res.Keys = append(res.Keys, in.key)
-				}
-			case err := <-in.f.Err():
-				fail(fmt.Errorf("publish due %s: %w", in.key, err))
-			case <-ctx.Done():
-			}
-		}
-	}()
-
-	// Stage 3: publish, here.
-	for cs := range unsent {
-		for _, c := range cs {
-			if ctx.Err() != nil {
-				break
-			}
-			res.Due++
-			if dryRun {
-				res.Notices = append(res.Notices, Planned{c.n.Key, c.n.DaysLeft, c.reachable})
-				continue
-			}
-			f, err := s.publishDue(c.n, asOf)
-			if err != nil {
-				fail(err)
-				break
-			}
-			select {
-			case acks <- inflight{c.n.Key, f}:
-			case <-ctx.Done():
-			}
-		}
-	}
-	close(acks)
-	<-collected
-	if v := panicked.Load(); v != nil {
-		panic("scheduler pass: " + v.(string))
-	}
-	// The readers hand their slices over in any order: a dry run lists the
-	// most urgent first, as a person reads it.
+	err := p.run(ctx)
+	res := p.res
+	// A dry run lists the most urgent first, as a person reads it.
 	slices.SortFunc(res.Notices, func(a, b Planned) int {
 		return cmp.Or(cmp.Compare(a.DaysLeft, b.DaysLeft), strings.Compare(a.Key.String(), b.Key.String()))
 	})
-
-	res.Considered = int(considered.Load())
-	res.AlreadySent = alreadySent
 	res.Duration = s.Now().Sub(start)
 	if s.Observe != nil {
-		s.Observe(res, firstErr)
+		s.Observe(res, err)
 	}
-	if firstErr != nil {
-		return res, fmt.Errorf("scheduler pass: %w", firstErr)
+	if err != nil {
+		return res, fmt.Errorf("scheduler pass: %w", err)
 	}
 	s.Log.Info("scheduler pass",
-		zap.Stringer("as_of", today), zap.Bool("dry_run", dryRun),
+		zap.Stringer("as_of", p.today), zap.Bool("dry_run", dryRun),
 		zap.Int("considered", res.Considered), zap.Int("due", res.Due),
 		zap.Int("published", res.Published), zap.Int("duplicates", res.Duplicates),
 		zap.Int("already_sent", res.AlreadySent), zap.Duration("took", res.Duration))
 	return res, nil
+}
+
+// pass is the state of one Pass while it runs.
+type pass struct {
+	s     *Scheduler
+	start time.Time
+	asOf  subscription.Date // zero: today in each subscription's zone
+	today subscription.Date // in the scheduler's zone, for the window
+	res   Result
+	// due collects candidates until a batch is full; inflight holds the
+	// publishes awaiting an acknowledgement, oldest first.
+	due      []candidate
+	inflight []inflight
 }
 
 type candidate struct {
@@ -311,6 +157,101 @@ type candidate struct {
 type inflight struct {
 	key subscription.NoticeKey
 	f   jetstream.PubAckFuture
+}
+
+// run reads the window, collects what is due in batches, leaves out what the
+// ledger shows as sent, publishes the rest asynchronously and waits for the
+// stream to acknowledge every publish. The stream stores the publishes while
+// the window is read on: only past maxInflight does the pass wait for the
+// oldest ack. Everything runs on the caller's goroutine, so a panic reaches
+// the caller's recover (cron.Recover in Run).
+func (p *pass) run(ctx context.Context) error {
+	from, to := subscription.Window(p.today, p.s.Milestones)
+	err := p.s.Store.EndingBetween(ctx, from, to, func(sub subscription.Subscription) error {
+		p.res.Considered++
+		n, ok := subscription.Due(sub, p.todayOf(sub).DaysUntil(sub.EndDate), p.s.Milestones, nil)
+		if !ok {
+			return nil
+		}
+		p.due = append(p.due, candidate{n, sub.ContractManager.Email != ""})
+		if len(p.due) < batch {
+			return nil
+		}
+		return p.flush(ctx)
+	})
+	if err != nil {
+		return err
+	}
+	if err := p.flush(ctx); err != nil {
+		return err
+	}
+	return p.awaitAcks(ctx, 0)
+}
+
+// todayOf is the pass's day in sub's zone.
+func (p *pass) todayOf(sub subscription.Subscription) subscription.Date {
+	if !p.asOf.IsZero() {
+		return p.asOf
+	}
+	return subscription.Today(p.start, sub.Location(p.s.Location))
+}
+
+// flush asks the ledger about the collected candidates at once and
+// publishes those not yet sent (a dry run lists them instead).
+func (p *pass) flush(ctx context.Context) error {
+	if len(p.due) == 0 {
+		return nil
+	}
+	keys := make([]subscription.NoticeKey, len(p.due))
+	for i, c := range p.due {
+		keys[i] = c.n.Key
+	}
+	sent, err := p.s.Ledger.Sent(ctx, keys)
+	if err != nil {
+		return fmt.Errorf("read ledger: %w", err)
+	}
+	for _, c := range p.due {
+		switch {
+		case sent[c.n.Key]:
+			p.res.AlreadySent++
+		case p.res.DryRun:
+			p.res.Due++
+			p.res.Notices = append(p.res.Notices, Planned{c.n.Key, c.n.DaysLeft, c.reachable})
+		default:
+			p.res.Due++
+			f, err := p.s.publishDue(c.n, p.asOf)
+			if err != nil {
+				return err
+			}
+			p.inflight = append(p.inflight, inflight{c.n.Key, f})
+		}
+	}
+	p.due = p.due[:0]
+	return p.awaitAcks(ctx, maxInflight)
+}
+
+// awaitAcks takes the stream's acknowledgements, oldest first, until at most
+// keep publishes are still awaiting one.
+func (p *pass) awaitAcks(ctx context.Context, keep int) error {
+	for len(p.inflight) > keep {
+		in := p.inflight[0]
+		select {
+		case ack := <-in.f.Ok():
+			if ack.Duplicate {
+				p.res.Duplicates++
+				p.res.DuplicateKeys = append(p.res.DuplicateKeys, in.key)
+			} else {
+				p.res.Published++
+				p.res.Keys = append(p.res.Keys, in.key)
+			}
+		case err := <-in.f.Err():
+			return fmt.Errorf("publish due %s: %w", in.key, err)
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		p.inflight = p.inflight[1:]
+	}
+	return nil
 }
 
 // publishDue publishes the due event of n asynchronously, with its notice key
@@ -334,20 +275,6 @@ func (s *Scheduler) publishDue(n subscription.Notice, asOf subscription.Date) (j
 		return nil, fmt.Errorf("publish due %s: %w", id, err)
 	}
 	return f, nil
-}
-
-// split cuts [from, to] into at most n contiguous ranges of whole days.
-func split(from, to subscription.Date, n int) [][2]subscription.Date {
-	days := from.DaysUntil(to) + 1
-	if days < 1 {
-		return nil
-	}
-	step := (days + n - 1) / n
-	var out [][2]subscription.Date
-	for lo := 0; lo < days; lo += step {
-		out = append(out, [2]subscription.Date{from.AddDays(lo), from.AddDays(min(lo+step, days) - 1)})
-	}
-	return out
 }
 
 // Day is one day of a forecast: the notices that would go out on it.
