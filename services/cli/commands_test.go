@@ -2,7 +2,6 @@ package cli_test
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -16,7 +15,6 @@ import (
 	"testing"
 
 	"renewals/services/calllist"
-	"renewals/services/cli"
 	"renewals/services/e2e"
 )
 
@@ -26,21 +24,9 @@ import (
 const sample = "../../deploy/sample/subscriptions.csv"
 
 // run runs `renewals args...` against s with stdin as standard input.
-func run(s *e2e.Server, stdin string, args ...string) e2e.Result {
-	var stdout, stderr bytes.Buffer
-	code := cli.Main(context.Background(), args, cli.Env{
-		Getenv: func(k string) string {
-			switch k {
-			case "RENEWALS_SERVER":
-				return s.URL
-			case "RENEWALS_DATA_DIR":
-				return s.DataDir
-			}
-			return ""
-		},
-		Stdin: strings.NewReader(stdin), Stdout: &stdout, Stderr: &stderr,
-	})
-	return e2e.Result{Code: code, Stdout: stdout.String(), Stderr: stderr.String()}
+func run(t *testing.T, s *e2e.Server, stdin string, args ...string) e2e.Result {
+	t.Helper()
+	return s.CLIInput(t, stdin, args...)
 }
 
 func want(t *testing.T, what string, r e2e.Result, code int, stdout, stderr string) {
@@ -56,8 +42,8 @@ func want(t *testing.T, what string, r e2e.Result, code int, stdout, stderr stri
 
 func TestDryRunListsMostUrgentFirst(t *testing.T) {
 	s := e2e.Start(t, e2e.Options{})
-	want(t, "import", run(s, "", "import", sample), 0, "13 rows: 13 created", "")
-	r := run(s, "", "run", "--as-of", "2026-12-01", "--dry-run")
+	want(t, "import", run(t, s, "", "import", sample), 0, "13 rows: 13 created", "")
+	r := run(t, s, "", "run", "--as-of", "2026-12-01", "--dry-run")
 	want(t, "run --dry-run", r, 0, "9 due", "")
 	if strings.Contains(r.Stdout, "would send") {
 		t.Errorf("dry run says \"would send\":\n%s", r.Stdout)
@@ -97,27 +83,27 @@ func TestImportFromStandardInputAndOtherNames(t *testing.T) {
 	s := e2e.Start(t, e2e.Options{})
 	dir := t.TempDir()
 
-	want(t, "import - (CSV, told by its content)", run(s, csvRows(1, 2), "import", "-"), 0, "2 rows: 2 created", "")
-	want(t, "import - --format csv", run(s, csvRows(3), "import", "-", "--format", "csv"), 0, "1 row: 1 created", "")
-	want(t, "import --format ndjson -", run(s, `{"subscription_id":"4","end_date":"2027-05-31"}`+"\n", "import", "--format", "ndjson", "-"), 0, "1 row: 1 created", "")
-	want(t, "import - (a JSON array)", run(s, `[{"subscription_id":"5","end_date":"2027-05-31"}]`, "import", "-"), 0, "1 row: 1 created", "")
-	want(t, "import - with a rejected row", run(s, csvRows(6)+"7,31/05/2027,x@y.example\n", "import", "-"), 1, "line 3: end_date:", "")
-	want(t, "import - of a semicolon file", run(s, "subscription_id;end_date\n8;2027-05-31\n", "import", "-"), 1, "", "the separator is ';'")
+	want(t, "import - (CSV, told by its content)", run(t, s, csvRows(1, 2), "import", "-"), 0, "2 rows: 2 created", "")
+	want(t, "import - --format csv", run(t, s, csvRows(3), "import", "-", "--format", "csv"), 0, "1 row: 1 created", "")
+	want(t, "import --format ndjson -", run(t, s, `{"subscription_id":"4","end_date":"2027-05-31"}`+"\n", "import", "--format", "ndjson", "-"), 0, "1 row: 1 created", "")
+	want(t, "import - (a JSON array)", run(t, s, `[{"subscription_id":"5","end_date":"2027-05-31"}]`, "import", "-"), 0, "1 row: 1 created", "")
+	want(t, "import - with a rejected row", run(t, s, csvRows(6)+"7,31/05/2027,x@y.example\n", "import", "-"), 1, "line 3: end_date:", "")
+	want(t, "import - of a semicolon file", run(t, s, "subscription_id;end_date\n8;2027-05-31\n", "import", "-"), 1, "", "the separator is ';'")
 
 	txt := filepath.Join(dir, "export.txt")
 	if err := os.WriteFile(txt, []byte(csvRows(9)), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	want(t, "import export.txt --format csv", run(s, "", "import", txt, "--format", "csv"), 0, "1 row: 1 created", "")
-	want(t, "import export.txt", run(s, "", "import", txt), 2, "", "or give it with --format csv, json or ndjson")
-	want(t, "import --format xml", run(s, "", "import", "--format", "xml", txt), 2, "", `"xml" is not an import format: use csv, json or ndjson`)
+	want(t, "import export.txt --format csv", run(t, s, "", "import", txt, "--format", "csv"), 0, "1 row: 1 created", "")
+	want(t, "import export.txt", run(t, s, "", "import", txt), 2, "", "or give it with --format csv, json or ndjson")
+	want(t, "import --format xml", run(t, s, "", "import", "--format", "xml", txt), 2, "", `"xml" is not an import format: use csv, json or ndjson`)
 
 	// A workbook renamed .csv is named for what it is.
 	xlsx := filepath.Join(dir, "subs.csv")
 	if err := os.WriteFile(xlsx, []byte("PK\x03\x04\x14\x00\x06\x00[Content_Types].xml....xl/workbook.xml"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	want(t, "import of an .xlsx renamed .csv", run(s, "", "import", xlsx), 1, "", "this is an Excel workbook (.xlsx), not CSV: save it as CSV UTF-8")
+	want(t, "import of an .xlsx renamed .csv", run(t, s, "", "import", xlsx), 1, "", "this is an Excel workbook (.xlsx), not CSV: save it as CSV UTF-8")
 
 	// /dev/stdin is the real binary's standard input.
 	cmd := exec.Command(e2e.Binary(t), "import", "/dev/stdin", "--format", "csv")
@@ -138,22 +124,22 @@ func TestImportFromStandardInputAndOtherNames(t *testing.T) {
 
 func TestUnknownIDsAreRejected(t *testing.T) {
 	s := e2e.Start(t, e2e.Options{})
-	want(t, "import", run(s, "", "import", sample), 0, "13 rows: 13 created", "")
+	want(t, "import", run(t, s, "", "import", sample), 0, "13 rows: 13 created", "")
 
-	want(t, "notices of an unknown id", run(s, "", "notices", "--subscription", "999999"), 1, "", "subscription 999999 is unknown")
-	want(t, "notices --json of an unknown id", run(s, "", "notices", "--json", "--subscription", "999999"), 1, "", "subscription 999999 is unknown")
-	want(t, "notices of a known id with none sent", run(s, "", "notices", "--subscription", "110001000011"), 0, "no notices recorded for 110001000011", "")
-	want(t, "notices of an invalid id", run(s, "", "notices", "--subscription", "a/b"), 2, "", "is not a subscription id")
+	want(t, "notices of an unknown id", run(t, s, "", "notices", "--subscription", "999999"), 1, "", "subscription 999999 is unknown")
+	want(t, "notices --json of an unknown id", run(t, s, "", "notices", "--json", "--subscription", "999999"), 1, "", "subscription 999999 is unknown")
+	want(t, "notices of a known id with none sent", run(t, s, "", "notices", "--subscription", "110001000011"), 0, "no notices recorded for 110001000011", "")
+	want(t, "notices of an invalid id", run(t, s, "", "notices", "--subscription", "a/b"), 2, "", "is not a subscription id")
 
-	want(t, "erase of an unknown id", run(s, "", "erase", "999999"), 1, "", "subscription 999999 is unknown or already erased")
-	want(t, "erase", run(s, "", "erase", "110001000011"), 0, "erased the personal data of subscription 110001000011", "")
-	want(t, "erase again", run(s, "", "erase", "110001000011"), 1, "", "subscription 110001000011 is unknown or already erased")
-	want(t, "erase with the flag after the id", run(s, "", "erase", "110001000012", "--server", s.URL), 0, "erased", "")
+	want(t, "erase of an unknown id", run(t, s, "", "erase", "999999"), 1, "", "subscription 999999 is unknown or already erased")
+	want(t, "erase", run(t, s, "", "erase", "110001000011"), 0, "erased the personal data of subscription 110001000011", "")
+	want(t, "erase again", run(t, s, "", "erase", "110001000011"), 1, "", "subscription 110001000011 is unknown or already erased")
+	want(t, "erase with the flag after the id", run(t, s, "", "erase", "110001000012", "--server", s.URL), 0, "erased", "")
 }
 
 func TestCalllistTableAndFilters(t *testing.T) {
 	s := e2e.Start(t, e2e.Options{})
-	want(t, "import", run(s, "", "import", sample), 0, "13 rows: 13 created", "")
+	want(t, "import", run(t, s, "", "import", sample), 0, "13 rows: 13 created", "")
 
 	// The API's own answer for each filter is what the table must show.
 	apiIDs := func(query string) []string {
@@ -180,7 +166,7 @@ func TestCalllistTableAndFilters(t *testing.T) {
 		{[]string{"--max-days", "-1"}, "as_of=2026-12-01&max_days=-1"},
 	} {
 		args := append([]string{"calllist", "--as-of", "2026-12-01"}, c.args...)
-		r := run(s, "", args...)
+		r := run(t, s, "", args...)
 		wantIDs := apiIDs(c.query)
 		if r.Code != 0 {
 			t.Errorf("%v: exit %d %s", args, r.Code, r.Stderr)
@@ -201,7 +187,7 @@ func TestCalllistTableAndFilters(t *testing.T) {
 		t.Errorf("the days filter keeps %v: the test needs it to keep some but not all", ids)
 	}
 
-	r := run(s, "", "calllist", "--format", "json", "--rep", "jo", "--as-of", "2026-12-01")
+	r := run(t, s, "", "calllist", "--format", "json", "--rep", "jo", "--as-of", "2026-12-01")
 	var list struct {
 		Entries []calllist.Entry `json:"entries"`
 	}
@@ -213,12 +199,12 @@ func TestCalllistTableAndFilters(t *testing.T) {
 			t.Errorf("--rep jo lists %s of rep %q", e.SubscriptionID, e.ResellerRep)
 		}
 	}
-	if r := run(s, "", "calllist", "--format", "csv", "--as-of", "2026-12-01"); r.Code != 0 || !strings.HasPrefix(r.Stdout, "\uFEFFrank,category,reason,") {
+	if r := run(t, s, "", "calllist", "--format", "csv", "--as-of", "2026-12-01"); r.Code != 0 || !strings.HasPrefix(r.Stdout, "\uFEFFrank,category,reason,") {
 		t.Errorf("calllist --format csv: exit %d, starts %q", r.Code, r.Stdout[:min(len(r.Stdout), 30)])
 	}
-	want(t, "calllist --format xml", run(s, "", "calllist", "--format", "xml"), 2, "", "use table, csv or json")
-	want(t, "calllist --min-days soon", run(s, "", "calllist", "--min-days", "soon"), 2, "", "give a whole number of days")
-	want(t, "calllist --as-of 01/12/2026", run(s, "", "calllist", "--as-of", "01/12/2026"), 2, "", "as_of")
+	want(t, "calllist --format xml", run(t, s, "", "calllist", "--format", "xml"), 2, "", "use table, csv or json")
+	want(t, "calllist --min-days soon", run(t, s, "", "calllist", "--min-days", "soon"), 2, "", "give a whole number of days")
+	want(t, "calllist --as-of 01/12/2026", run(t, s, "", "calllist", "--as-of", "01/12/2026"), 2, "", "as_of")
 }
 
 // checkTable checks that the table's columns line up under its header and

@@ -126,22 +126,6 @@ func getList(t *testing.T, s *Server, query string) listAnswer {
 	return out
 }
 
-func getRaw(t *testing.T, s *Server, path string) (*http.Response, []byte) {
-	t.Helper()
-	req, _ := http.NewRequest(http.MethodGet, s.URL+path, nil)
-	req.Header.Set("Authorization", "Bearer "+s.Token(t))
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return resp, b
-}
-
 // TestCalllistOrderAndReasons runs the whole service against an SMTP server
 // that rejects one contract manager with 550, and checks that the call list
 // ranks what email cannot reach first, then the lapsed, then by days left,
@@ -228,12 +212,12 @@ func TestCalllistOrderAndReasons(t *testing.T) {
 			t.Errorf("?%s: entries %q, want %q", q, got, want)
 		}
 	}
-	if resp, _ := getRaw(t, s, "/api/v1/calllist?min_days=soon"); resp.StatusCode != http.StatusBadRequest {
+	if resp, _ := s.Get(t, "/api/v1/calllist?min_days=soon"); resp.StatusCode != http.StatusBadRequest {
 		t.Errorf("min_days=soon: %d, want 400", resp.StatusCode)
 	}
 
 	// CSV: a BOM, CRLF line ends, a header row, the same order and reasons.
-	resp, body := getRaw(t, s, "/api/v1/calllist?format=csv&"+asOf)
+	resp, body := s.Get(t, "/api/v1/calllist?format=csv&"+asOf)
 	if ct := resp.Header.Get("Content-Type"); !strings.HasPrefix(ct, "text/csv") {
 		t.Errorf("Content-Type = %q", ct)
 	}

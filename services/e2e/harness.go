@@ -246,6 +246,12 @@ type Result struct {
 // CLI runs a client subcommand against the server, as `renewals args...`.
 func (s *Server) CLI(t testing.TB, args ...string) Result {
 	t.Helper()
+	return s.CLIInput(t, "", args...)
+}
+
+// CLIInput is CLI with stdin as the command's standard input.
+func (s *Server) CLIInput(t testing.TB, stdin string, args ...string) Result {
+	t.Helper()
 	var stdout, stderr bytes.Buffer
 	code := cli.Main(context.Background(), args, cli.Env{
 		Getenv: func(k string) string {
@@ -257,9 +263,27 @@ func (s *Server) CLI(t testing.TB, args ...string) Result {
 			}
 			return ""
 		},
-		Stdin: strings.NewReader(""), Stdout: &stdout, Stderr: &stderr,
+		Stdin: strings.NewReader(stdin), Stdout: &stdout, Stderr: &stderr,
 	})
 	return Result{code, stdout.String(), stderr.String()}
+}
+
+// Get sends an authenticated GET of path and returns the answer and its
+// body, read to the end.
+func (s *Server) Get(t testing.TB, path string) (*http.Response, []byte) {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodGet, s.URL+path, nil)
+	req.Header.Set("Authorization", "Bearer "+s.Token(t))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp, b
 }
 
 // Token returns the API token the server generated.

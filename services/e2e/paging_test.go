@@ -4,7 +4,6 @@ import (
 	"encoding/csv"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"net/url"
 	"os"
@@ -44,23 +43,6 @@ func importPortfolio(t *testing.T, s *e2e.Server, n int) {
 	}
 }
 
-// getAuthed sends an authenticated GET and returns the answer and body.
-func getAuthed(t *testing.T, s *e2e.Server, path string) (*http.Response, []byte) {
-	t.Helper()
-	req, _ := http.NewRequest(http.MethodGet, s.URL+path, nil)
-	req.Header.Set("Authorization", "Bearer "+s.Token(t))
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return resp, b
-}
-
 // follow reads path page after page (adding limit) until an answer has no
 // next_cursor, decoding each into a fresh page and handing it to add.
 func follow[P any](t *testing.T, s *e2e.Server, path string, limit int, add func(P)) int {
@@ -72,7 +54,7 @@ func follow[P any](t *testing.T, s *e2e.Server, path string, limit int, add func
 		if cursor != "" {
 			q += "&cursor=" + url.QueryEscape(cursor)
 		}
-		resp, body := getAuthed(t, s, q)
+		resp, body := s.Get(t, q)
 		if resp.StatusCode != http.StatusOK {
 			t.Fatalf("GET %s: %d %s", q, resp.StatusCode, body)
 		}
@@ -139,7 +121,7 @@ func TestCallListPages(t *testing.T) {
 	}
 
 	// The CSV: a header, the page's rows, and a Link to the next page.
-	resp, body := getAuthed(t, s, base+"&format=csv&limit=5&reseller_rep=Rep+1")
+	resp, body := s.Get(t, base+"&format=csv&limit=5&reseller_rep=Rep+1")
 	rows, err := csv.NewReader(strings.NewReader(strings.TrimPrefix(string(body), "\uFEFF"))).ReadAll()
 	if err != nil || resp.StatusCode != http.StatusOK || len(rows) != 6 {
 		t.Fatalf("a CSV page: %d, %d rows, %v:\n%s", resp.StatusCode, len(rows), err, body)
@@ -150,7 +132,7 @@ func TestCallListPages(t *testing.T) {
 	}
 
 	for _, q := range []string{"&limit=0", "&limit=many", "&limit=10001", "&cursor=bm90IGEgY3Vyc29y", "&cursor=%25%25"} {
-		resp, body := getAuthed(t, s, base+q)
+		resp, body := s.Get(t, base+q)
 		var e struct{ Code string }
 		if json.Unmarshal(body, &e); resp.StatusCode != http.StatusBadRequest || e.Code != "invalid" {
 			t.Errorf("GET %s: %d %s, want 400 invalid", base+q, resp.StatusCode, body)
