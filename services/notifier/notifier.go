@@ -191,7 +191,10 @@ func (n *Notifier) Run(ctx context.Context) error {
 			case <-time.After(coalesce):
 			case <-ctx.Done():
 			}
-			want = n.pullLimit() - inflight.count()
+			// The limit moves with the relay's pace: it may have shrunk.
+			if want = n.pullLimit() - inflight.count(); want <= 0 {
+				continue
+			}
 		}
 		// Not cut short at shutdown: a pull request the server still holds
 		// would deliver into a closed inbox, and those notices would wait
