@@ -365,4 +365,3 @@ func TestConsoleInBrowser(t *testing.T) {
 		}
 	}
 }
-
