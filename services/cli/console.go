@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"renewals/pkg/event"
 	"renewals/pkg/mailer"
 	"renewals/services/api"
 	"renewals/services/calllist"
@@ -35,6 +36,17 @@ func (w *wiring) enableConsole(srv *api.Server) (stop func(), err error) {
 		Import: srv.Import, Erase: srv.Erase, ErrorStatus: api.StatusOf, MaxImportBytes: srv.MaxImportBytes,
 		Events: srv.Events, Metrics: w.metrics.Registry, LastPass: w.passes.last,
 		Health: w.health,
+		LastSeq: func(ctx context.Context) (uint64, error) {
+			st, err := w.bus.JS.Stream(ctx, event.StreamName)
+			if err != nil {
+				return 0, err
+			}
+			info, err := st.Info(ctx)
+			if err != nil {
+				return 0, err
+			}
+			return info.State.LastSeq, nil
+		},
 	}
 	if h, ok := srv.Calllist.(*calllist.Handler); ok {
 		c.Lister = h.Lister

@@ -83,6 +83,9 @@ type Console struct {
 	Health func(ctx context.Context) []Check
 	// Metrics is the registry /metrics serves.
 	Metrics prometheus.Gatherer
+	// LastSeq returns the last sequence of the event stream, so that the
+	// live feed starts with the latest events.
+	LastSeq func(ctx context.Context) (uint64, error)
 	// LastPass returns the last scheduler pass this process ran, if any.
 	LastPass func() (scheduler.Result, time.Time, bool)
 
@@ -135,8 +138,13 @@ func (c *Console) init() {
 		"date":     c.date,
 		"dateLeft": c.dateLeft,
 		"time":     c.time,
-		"inc":      func(i int) int { return i + 1 },
-		"join":     strings.Join,
+		"n": func(p *int) int {
+			if p == nil {
+				return 0
+			}
+			return *p
+		},
+		"join": strings.Join,
 	}
 	base := template.Must(template.New("").Funcs(funcs).ParseFS(templateFS, "templates/layout.html"))
 	entries, _ := fs.ReadDir(templateFS, "templates")

@@ -140,6 +140,7 @@ type overviewData struct {
 	Health    []Check
 	Zone      string
 	EventKind string
+	FromSeq   uint64
 }
 
 type passView struct {
@@ -181,11 +182,19 @@ func (c *Console) overview(w http.ResponseWriter, r *http.Request, ss *session) 
 		}
 	}
 	d.Recent = c.recent.list()
+	if c.LastSeq != nil {
+		if last, err := c.LastSeq(ctx); err == nil && last > 0 {
+			d.FromSeq = max(last, feedBacklog) - feedBacklog + 1
+		}
+	}
 	if c.Health != nil {
 		d.Health = c.Health(ctx)
 	}
 	c.render(w, r, ss, http.StatusOK, "overview", "Overview", d)
 }
+
+// feedBacklog is how many of the latest events the live feed starts with.
+const feedBacklog = 20
 
 // eventTypes are the CloudEvents types the live feed listens for.
 var eventTypes = []string{
@@ -491,6 +500,7 @@ type subscriptionData struct {
 func (d subscriptionData) flash() (string, string) { return d.Message, "" }
 
 type previewView struct {
+	Open      bool // the milestone of the latest notice: shown unfolded
 	Milestone int
 	Subject   string
 	Src       string
@@ -528,7 +538,7 @@ func (c *Console) subscription(w http.ResponseWriter, r *http.Request, ss *sessi
 		d.Milestones = c.Scheduler.Milestones
 	}
 	for _, m := range slices.Backward(d.Milestones) {
-		pv := previewView{Milestone: m, Src: fmt.Sprintf("/subscriptions/%s/preview/%d", id, m)}
+		pv := previewView{Milestone: m, Src: fmt.Sprintf("/subscriptions/%s/preview/%d", id, m), Open: len(entries) > 0 && entries[0].Key.Milestone == m}
 		email, err := c.Renderer.Render(sub, subscription.Notice{Key: subscription.NoticeKey{SubscriptionID: id, EndDate: sub.EndDate, Milestone: m}, DaysLeft: min(m, max(d.DaysLeft, 0))})
 		if err != nil {
 			pv.Err = err.Error()
@@ -536,9 +546,6 @@ func (c *Console) subscription(w http.ResponseWriter, r *http.Request, ss *sessi
 			pv.Subject = email.Subject
 		}
 		d.Previews = append(d.Previews, pv)
-	}
-	if r.URL.Query().Get("erased") != "" {
-		d.Message = ""
 	}
 	c.render(w, r, ss, http.StatusOK, "subscription", sub.ID, d)
 }

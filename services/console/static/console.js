@@ -14,7 +14,10 @@
     fmt = new Intl.DateTimeFormat("en-GB", { hour: "2-digit", minute: "2-digit", second: "2-digit" });
   }
   var max = 50;
-  var src = new EventSource("/events");
+  // The feed starts a few events back; on a reconnect EventSource sends
+  // Last-Event-ID, which resumes after the last one shown.
+  var from = feed.getAttribute("data-from");
+  var src = new EventSource("/events" + (from ? "?from_seq=" + encodeURIComponent(from) : ""));
   src.onopen = function () {
     state.textContent = "Connected: new events appear here as they happen.";
     feed.setAttribute("data-state", "open");
