@@ -35,7 +35,7 @@ func (w *wiring) enableConsole(srv *api.Server) (stop func(), err error) {
 		Token: srv.Token, UsersFile: usersFile(w.cfg.UsersFile, w.cfg.DataDir),
 		Import: srv.Import, Erase: srv.Erase, ErrorStatus: api.StatusOf, MaxImportBytes: srv.MaxImportBytes,
 		Events: srv.Events, Metrics: w.metrics.Registry, LastPass: w.passes.last,
-		Health: w.health,
+		Health: w.health, Context: srv.Stopping,
 		LastSeq: func(ctx context.Context) (uint64, error) {
 			st, err := w.bus.JS.Stream(ctx, event.StreamName)
 			if err != nil {

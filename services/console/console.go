@@ -83,6 +83,9 @@ type Console struct {
 	Health func(ctx context.Context) []Check
 	// Metrics is the registry /metrics serves.
 	Metrics prometheus.Gatherer
+	// Context ends when the server stops: the background work of the
+	// overview stops with it.
+	Context context.Context
 	// LastSeq returns the last sequence of the event stream, so that the
 	// live feed starts with the latest events.
 	LastSeq func(ctx context.Context) (uint64, error)
@@ -92,6 +95,8 @@ type Console struct {
 	sessions sessions
 	limits   *limiter
 	recent   recentOutcomes
+	snaps    snapshots
+	board    boardState
 	pages    map[string]*template.Template
 	once     sync.Once
 }

@@ -54,12 +54,13 @@ func (r *recentOutcomes) list() []recentOutcome {
 // needs a person: failed, undeliverable and ambiguous notices since this
 // process started. The events hold no personal data.
 func (c *Console) Watch(nc *nats.Conn) (stop func(), err error) {
-	sub, err := nc.Subscribe("renewals.notice.*", func(m *nats.Msg) {
+	outcomes, err := nc.Subscribe("renewals.notice.*", func(m *nats.Msg) {
 		var o event.NoticeOutcome
 		ev, err := event.Decode(m.Data, &o)
 		if err != nil || o.Outcome == "" {
 			return
 		}
+		c.changed("", false)
 		if o.Outcome == subscription.OutcomeFailed || o.Outcome == subscription.OutcomeUndeliverable || o.Ambiguous {
 			c.recent.add(recentOutcome{At: ev.Time, Key: o.NoticeKey, Outcome: o.Outcome, Reason: o.Reason, Ambiguous: o.Ambiguous})
 		}
@@ -67,7 +68,26 @@ func (c *Console) Watch(nc *nats.Conn) (stop func(), err error) {
 	if err != nil {
 		return nil, fmt.Errorf("console: follow the notice outcomes: %w", err)
 	}
-	return func() { _ = sub.Unsubscribe() }, nil
+	// Any change to a subscription or to the call list outdates what the
+	// console keeps of them (snapshot.go).
+	changes, err := nc.Subscribe("renewals.*.*", func(m *nats.Msg) {
+		switch m.Subject {
+		case event.SubjectErased:
+			var e event.SubscriptionErased
+			if _, err := event.Decode(m.Data, &e); err == nil {
+				c.changed(e.SubscriptionID, true)
+				return
+			}
+			c.changed("", true)
+		case event.SubjectUpserted, event.SubjectCalllist:
+			c.changed("", false)
+		}
+	})
+	if err != nil {
+		_ = outcomes.Unsubscribe()
+		return nil, fmt.Errorf("console: follow the changes: %w", err)
+	}
+	return func() { _ = outcomes.Unsubscribe(); _ = changes.Unsubscribe() }, nil
 }
 
 // --- /metrics figures ---

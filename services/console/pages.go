@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"go.uber.org/zap"
+	"golang.org/x/sync/errgroup"
 
 	"renewals/pkg/importer"
 	"renewals/pkg/page"
@@ -135,7 +136,8 @@ type overviewData struct {
 	Pass      *passView
 	Figures   []figure
 	Forecast  forecastChart
-	Attention []calllist.Entry
+	Attention []attention
+	BoardAt   time.Time
 	Recent    []recentOutcome
 	Health    []Check
 	Zone      string
@@ -163,24 +165,8 @@ func (c *Console) overview(w http.ResponseWriter, r *http.Request, ss *session) 
 		}
 	}
 	d.Figures = c.figures()
-	if c.Scheduler != nil {
-		chart, err := c.forecast(ctx, d.Today, 90)
-		if err != nil {
-			c.Log.Warn("console forecast", zap.Error(err))
-		}
-		d.Forecast = chart
-	}
-	if c.Lister != nil {
-		p, err := c.Lister.Page(ctx, subscription.Date{}, calllist.Filter{}, "", 10)
-		if err != nil {
-			c.Log.Warn("console call list", zap.Error(err))
-		}
-		for _, e := range p.Entries {
-			if e.Category == calllist.Unreachable {
-				d.Attention = append(d.Attention, e)
-			}
-		}
-	}
+	b := c.currentBoard(ctx)
+	d.Forecast, d.Attention, d.BoardAt = b.forecast, b.attention, b.at
 	d.Recent = c.recent.list()
 	if c.LastSeq != nil {
 		if last, err := c.LastSeq(ctx); err == nil && last > 0 {
@@ -265,7 +251,7 @@ func (c *Console) calllist(w http.ResponseWriter, r *http.Request, ss *session) 
 		c.render(w, r, ss, http.StatusBadRequest, "calllist", "Call list", d)
 		return
 	}
-	p, err := c.Lister.Page(r.Context(), asOf, f, q.Get("page"), pageSize)
+	p, err := c.calllistPage(r.Context(), asOf, f, q.Get("page"))
 	if errors.Is(err, page.ErrCursor) {
 		d.Message = "That page of the list is no longer there: start again from the first page."
 		c.render(w, r, ss, http.StatusBadRequest, "calllist", "Call list", d)
@@ -346,7 +332,7 @@ func (d subscriptionsData) flash() (string, string) { return "", d.Message }
 // scanBudget bounds the records one page of a search reads, so that a
 // search that matches little answers quickly: the page then offers to
 // search further.
-const scanBudget = 5000
+const scanBudget = 1000
 
 // horizon is how far after the start (a year back from today) the
 // subscription list looks: five years ahead.
@@ -592,6 +578,7 @@ func (c *Console) erase(w http.ResponseWriter, r *http.Request, ss *session) {
 		c.fail(w, r, ss, status, msg)
 		return
 	}
+	c.changed(id, true)
 	c.Log.Info("console erase", zap.String("subscription_id", id), zap.String("role", string(ss.role)))
 	c.render(w, r, ss, http.StatusOK, "erased", "Erased", erasedData{ID: id})
 }
@@ -620,8 +607,14 @@ type noticesData struct {
 
 func (d noticesData) flash() (string, string) { return "", d.Message }
 
-// noticeBudget bounds the subscriptions one page of notices reads.
-const noticeBudget = 2000
+// noticeBudget bounds the subscriptions one page of notices reads (the
+// notices of their current term, one ledger read per milestone), a
+// noticeBatch at a time with noticeReads ledger reads at once.
+const (
+	noticeBudget = 600
+	noticeBatch  = 100
+	noticeReads  = 16
+)
 
 func (c *Console) notices(w http.ResponseWriter, r *http.Request, ss *session) {
 	q := r.URL.Query()
@@ -677,38 +670,78 @@ func (c *Console) notices(w http.ResponseWriter, r *http.Request, ss *session) {
 	var last noticeKey
 	full, stopped := false, false
 	ctx := r.Context()
+	// The ledgers are read a batch at a time, several at once; the rows
+	// are taken in the order of the end-date index.
+	var batch []subKey
+	flush := func() error {
+		// Each of the current term's milestones is one direct read of
+		// the ledger (a listing of a subscription's keys costs far more).
+		found := make([][]subscription.Entry, len(batch)*len(ms))
+		g, gctx := errgroup.WithContext(ctx)
+		g.SetLimit(noticeReads)
+		for i, k := range batch {
+			for j, m := range ms {
+				g.Go(func() error {
+					e, err := c.Ledger.Get(gctx, subscription.NoticeKey{SubscriptionID: k.id, EndDate: k.end, Milestone: m})
+					if errors.Is(err, subscription.ErrNotFound) {
+						return nil
+					}
+					if err == nil {
+						found[i*len(ms)+j] = []subscription.Entry{e}
+					}
+					return err
+				})
+			}
+		}
+		if err := g.Wait(); err != nil {
+			return err
+		}
+		ledgers := make([][]subscription.Entry, len(batch))
+		for i := range batch {
+			for j := range ms {
+				ledgers[i] = append(ledgers[i], found[i*len(ms)+j]...)
+			}
+		}
+		for i, sk := range batch {
+			for _, e := range ledgers[i] {
+				k := noticeKey{sk.end, sk.id, e.Key}
+				if after != nil && k.compare(*after) <= 0 {
+					continue
+				}
+				if len(d.Rows) == pageSize {
+					full = true
+					return errStop
+				}
+				last = k
+				if keep(e) {
+					d.Rows = append(d.Rows, noticeRow{e, sk.end})
+				}
+			}
+			read++
+			if read >= noticeBudget {
+				if len(ledgers[i]) == 0 {
+					last = noticeKey{sk.end, sk.id, subscription.NoticeKey{SubscriptionID: sk.id, EndDate: sk.end, Milestone: 1 << 30}}
+				}
+				stopped = true
+				return errStop
+			}
+		}
+		batch = batch[:0]
+		return nil
+	}
 	err := c.Store.EndingBetween(ctx, start, to, func(s subscription.Subscription) error {
 		if after != nil && (subKey{s.EndDate, s.ID}).compare(subKey{after.end, after.id}) < 0 {
 			return nil
 		}
-		es, err := c.Ledger.List(ctx, s.ID)
-		if err != nil {
-			return err
-		}
-		for _, e := range es {
-			k := noticeKey{s.EndDate, s.ID, e.Key}
-			if after != nil && k.compare(*after) <= 0 {
-				continue
-			}
-			if len(d.Rows) == pageSize {
-				full = true
-				return errStop
-			}
-			last = k
-			if keep(e) {
-				d.Rows = append(d.Rows, noticeRow{e, s.EndDate})
-			}
-		}
-		read++
-		if read >= noticeBudget {
-			if len(es) == 0 {
-				last = noticeKey{s.EndDate, s.ID, subscription.NoticeKey{SubscriptionID: s.ID, EndDate: s.EndDate, Milestone: 1 << 30}}
-			}
-			stopped = true
-			return errStop
+		batch = append(batch, subKey{s.EndDate, strings.Clone(s.ID)})
+		if len(batch) == noticeBatch {
+			return flush()
 		}
 		return nil
 	})
+	if err == nil && len(batch) > 0 {
+		err = flush()
+	}
 	if err != nil && !errors.Is(err, errStop) {
 		c.Log.Error("console notices", zap.Error(err))
 		c.fail(w, r, ss, http.StatusServiceUnavailable, "The notices cannot be read now: try again in a minute.")
@@ -815,6 +848,7 @@ func (c *Console) importFile(w http.ResponseWriter, r *http.Request, ss *session
 		return
 	}
 	d.Report = &report
+	c.changed("", true)
 	c.Log.Info("console import", zap.Int("rows", report.Rows), zap.Int("rejected", report.Rejected))
 	c.render(w, r, ss, http.StatusOK, "import", "Import", d)
 }

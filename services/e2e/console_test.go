@@ -46,7 +46,7 @@ type consoleUser struct {
 
 // signIn signs in through the form, with the token or a name and
 // password, and returns the answer to the sign-in.
-func signIn(t *testing.T, s *e2e.Server, form url.Values, header http.Header) (*consoleUser, *http.Response) {
+func signIn(t testing.TB, s *e2e.Server, form url.Values, header http.Header) (*consoleUser, *http.Response) {
 	t.Helper()
 	jar, _ := cookiejar.New(nil)
 	c := &http.Client{Jar: jar, CheckRedirect: noRedirect.CheckRedirect}
@@ -81,7 +81,7 @@ func signIn(t *testing.T, s *e2e.Server, form url.Values, header http.Header) (*
 	return u, resp
 }
 
-func (u *consoleUser) get(t *testing.T, path string) (*http.Response, string) {
+func (u *consoleUser) get(t testing.TB, path string) (*http.Response, string) {
 	t.Helper()
 	resp, err := u.c.Get(u.base + path)
 	if err != nil {
