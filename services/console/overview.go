@@ -1,6 +1,7 @@
 package console
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"math"
@@ -87,7 +88,16 @@ func (c *Console) Watch(nc *nats.Conn) (stop func(), err error) {
 		_ = outcomes.Unsubscribe()
 		return nil, fmt.Errorf("console: follow the changes: %w", err)
 	}
-	return func() { _ = outcomes.Unsubscribe(); _ = changes.Unsubscribe() }, nil
+	// Work the overview's board out now, so that the first view finds it.
+	stop = func() { _ = outcomes.Unsubscribe(); _ = changes.Unsubscribe() }
+	if c.Lister != nil && c.Scheduler != nil {
+		go func() {
+			ctx, cancel := context.WithTimeout(cmp.Or(c.Context, context.Background()), boardTimeout)
+			defer cancel()
+			c.currentBoard(ctx)
+		}()
+	}
+	return stop, nil
 }
 
 // --- /metrics figures ---

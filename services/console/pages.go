@@ -390,8 +390,8 @@ func (c *Console) subscriptions(w http.ResponseWriter, r *http.Request, ss *sess
 	read := 0
 	var last subKey
 	full, stopped := false, false
-	for win := start; !win.After(end) && !full && !stopped; win = win.AddDays(31) {
-		to := win.AddDays(30)
+	for win, span := start, 1; !win.After(end) && !full && !stopped; win, span = win.AddDays(span), min(span*2, 64) {
+		to := win.AddDays(span - 1)
 		err := c.Store.EndingBetween(ctx, win, to, func(s subscription.Subscription) error {
 			k := subKey{s.EndDate, s.ID}
 			if after != nil && k.compare(*after) <= 0 {
@@ -438,6 +438,13 @@ func (c *Console) subscriptions(w http.ResponseWriter, r *http.Request, ss *sess
 	}
 	d.Empty = len(d.Subs) == 0 && d.Q == "" && after == nil
 	c.render(w, r, ss, http.StatusOK, "subscriptions", "Subscriptions", d)
+}
+
+func minDate(a, b subscription.Date) subscription.Date {
+	if a.After(b) {
+		return b
+	}
+	return a
 }
 
 func btoi(b bool) int {
@@ -611,7 +618,7 @@ func (d noticesData) flash() (string, string) { return "", d.Message }
 // notices of their current term, one ledger read per milestone), a
 // noticeBatch at a time with noticeReads ledger reads at once.
 const (
-	noticeBudget = 600
+	noticeBudget = 250
 	noticeBatch  = 100
 	noticeReads  = 16
 )
@@ -729,16 +736,21 @@ func (c *Console) notices(w http.ResponseWriter, r *http.Request, ss *session) {
 		batch = batch[:0]
 		return nil
 	}
-	err := c.Store.EndingBetween(ctx, start, to, func(s subscription.Subscription) error {
-		if after != nil && (subKey{s.EndDate, s.ID}).compare(subKey{after.end, after.id}) < 0 {
+	var err error
+	// Windows of end dates that grow from a day: a full store fills the
+	// page from its first days without listing weeks of its index.
+	for win, span := start, 1; err == nil && !win.After(to); win, span = win.AddDays(span), min(span*2, 64) {
+		err = c.Store.EndingBetween(ctx, win, minDate(win.AddDays(span-1), to), func(s subscription.Subscription) error {
+			if after != nil && (subKey{s.EndDate, s.ID}).compare(subKey{after.end, after.id}) < 0 {
+				return nil
+			}
+			batch = append(batch, subKey{s.EndDate, strings.Clone(s.ID)})
+			if len(batch) == noticeBatch {
+				return flush()
+			}
 			return nil
-		}
-		batch = append(batch, subKey{s.EndDate, strings.Clone(s.ID)})
-		if len(batch) == noticeBatch {
-			return flush()
-		}
-		return nil
-	})
+		})
+	}
 	if err == nil && len(batch) > 0 {
 		err = flush()
 	}

@@ -304,6 +304,15 @@ func TestConsoleInBrowser(t *testing.T) {
 		t.Errorf("subscription page at %s shows %q, want its 30-day notice sent to the contract manager", loc, timeline)
 	}
 
+	// The ledger over a range of end dates, by outcome: the pass's eight
+	// sent notices and its one undeliverable.
+	for outcome, want := range map[string]int{"sent": 8, "undeliverable": 1} {
+		do(t, ctx, "the notices", chromedp.Navigate(s.URL+"/notices?from=2026-11-01&to=2027-03-31&outcome="+outcome), chromedp.WaitVisible(chromedp.CSS("#notices")))
+		if n := get(t, ctx, "count the notices", chromedp.Evaluate[int](`document.querySelectorAll("#notices tbody tr").length`)); n != want {
+			t.Errorf("notices page, outcome %s: %d rows, want %d", outcome, n, want)
+		}
+	}
+
 	// Every page, checked and photographed at both widths.
 	for _, p := range []struct{ name, path string }{
 		{"overview", "/"},
