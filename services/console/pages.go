@@ -351,6 +351,14 @@ func (c *Console) subscriptions(w http.ResponseWriter, r *http.Request, ss *sess
 		}
 		from = f
 	}
+	if strings.Contains(d.Q, "@") {
+		// An address would stay in the browser's history and the
+		// server's access logs: the search is of ids and names only.
+		d.Q = ""
+		d.Message = "Search by id, customer, product or account: email addresses are not searched, so that none ends up in a URL."
+		c.render(w, r, ss, http.StatusBadRequest, "subscriptions", "Subscriptions", d)
+		return
+	}
 	var after *subKey
 	if cur := q.Get("page"); cur != "" {
 		k, err := decodeSubKey(cur)
@@ -618,7 +626,7 @@ func (d noticesData) flash() (string, string) { return "", d.Message }
 // notices of their current term, one ledger read per milestone), a
 // noticeBatch at a time with noticeReads ledger reads at once.
 const (
-	noticeBudget = 250
+	noticeBudget = 200
 	noticeBatch  = 100
 	noticeReads  = 16
 )

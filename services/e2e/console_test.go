@@ -213,6 +213,11 @@ func TestConsoleAccess(t *testing.T) {
 		}
 	}
 
+	if resp, body := op.get(t, "/subscriptions?q=dafydd.evans%40bowland-surveys.example"); resp.StatusCode != http.StatusBadRequest ||
+		!strings.Contains(body, "email addresses are not searched") || strings.Contains(body, "dafydd.evans@") {
+		t.Errorf("a search for an email: %d, want 400 with a sentence and the address not echoed", resp.StatusCode)
+	}
+
 	// A viewer reads, and cannot import or erase.
 	if r := s.CLIInput(t, "correct horse battery\n", "user", "add", "viewer1", "--role", "viewer"); r.Code != 0 {
 		t.Fatalf("renewals user add: exit %d\n%s%s", r.Code, r.Stdout, r.Stderr)
