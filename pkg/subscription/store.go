@@ -93,6 +93,14 @@ type Entry struct {
 	// was lost after the message data, or a worker died holding the claim),
 	// so the contract manager may have received the notice twice.
 	Ambiguous bool `json:"ambiguous,omitempty"`
+	// Status is a bounced notice's delivery status code, e.g. "5.1.1".
+	Status string `json:"status,omitempty"`
+	// History holds the earlier outcomes that a bounce or a resend
+	// replaced, oldest first (see BounceLedger).
+	History []Attempt `json:"history,omitempty"`
+	// Resent lists the keyed hashes of the recipients the notice was
+	// resent to (see BounceLedger.Reopen); never an address.
+	Resent []string `json:"resent,omitempty"`
 }
 
 // Ledger records what was sent, so that no notice goes twice. A send is
