@@ -45,9 +45,10 @@ type Tagger struct {
 }
 
 // NewTagger returns a Tagger for domain under secret (at least 16 bytes).
+// With no domain it only hashes addresses: no address parses as a tag.
 func NewTagger(domain string, secret []byte) (*Tagger, error) {
 	domain = strings.ToLower(strings.TrimSpace(domain))
-	if domain == "" || strings.ContainsAny(domain, "@ <>\r\n") || !strings.Contains(domain, ".") && domain != "localhost" {
+	if domain != "" && (strings.ContainsAny(domain, "@ <>\r\n") || !strings.Contains(domain, ".") && domain != "localhost") {
 		return nil, fmt.Errorf("RENEWALS_BOUNCE_DOMAIN %q is not a domain: use e.g. bounces.reseller.example", domain)
 	}
 	if len(secret) < 16 {
@@ -130,7 +131,7 @@ func (t *Tagger) ReturnPath(key subscription.NoticeKey, addr string) string {
 func (t *Tagger) Parse(addr string) (Tag, error) {
 	addr = strings.TrimSuffix(strings.TrimPrefix(strings.TrimSpace(addr), "<"), ">")
 	at := strings.LastIndexByte(addr, '@')
-	if at < 0 || !strings.EqualFold(addr[at+1:], t.Domain) {
+	if at < 0 || t.Domain == "" || !strings.EqualFold(addr[at+1:], t.Domain) {
 		return Tag{}, ErrForeignDomain
 	}
 	local := addr[:at]

@@ -200,7 +200,7 @@ func (l *Ledger) Bounce(ctx context.Context, key subscription.NoticeKey, status,
 
 // Reopen readies the notice for a resend to recipient; see
 // subscription.BounceLedger.
-func (l *Ledger) Reopen(ctx context.Context, key subscription.NoticeKey, recipient string, at time.Time) (subscription.Entry, error) {
+func (l *Ledger) Reopen(ctx context.Context, key subscription.NoticeKey, recipient, reason string, at time.Time) (subscription.Entry, error) {
 	if recipient == "" {
 		return subscription.Entry{}, fmt.Errorf("reopen notice %s: no recipient hash", key)
 	}
@@ -223,7 +223,7 @@ func (l *Ledger) Reopen(ctx context.Context, key subscription.NoticeKey, recipie
 		next := *cur
 		next.History = append(slices.Clip(cur.History), subscription.Attempt{Outcome: cur.Outcome, Reason: cur.Reason, Status: cur.Status, Role: cur.Role, At: cur.At})
 		next.Resent = append(slices.Clip(cur.Resent), recipient)
-		next.Outcome, next.Status, next.Reason, next.Role, next.ConfirmedBy = "", "", "resend requested", "", ""
+		next.Outcome, next.Status, next.Reason, next.Role, next.ConfirmedBy = "", "", reason, "", ""
 		next.At = at
 		return &next, nil
 	})

@@ -128,7 +128,7 @@ func (l *Ledger) Bounce(ctx context.Context, key subscription.NoticeKey, status,
 
 // Reopen readies the notice for a resend to recipient; see
 // subscription.BounceLedger.
-func (l *Ledger) Reopen(ctx context.Context, key subscription.NoticeKey, recipient string, at time.Time) (subscription.Entry, error) {
+func (l *Ledger) Reopen(ctx context.Context, key subscription.NoticeKey, recipient, reason string, at time.Time) (subscription.Entry, error) {
 	if recipient == "" {
 		return subscription.Entry{}, fmt.Errorf("reopen notice %s: no recipient hash", key)
 	}
@@ -147,7 +147,7 @@ func (l *Ledger) Reopen(ctx context.Context, key subscription.NoticeKey, recipie
 		return map[string]any{
 			fHistory: jsonString(append(e.History, attemptOf(e))),
 			fResent:  jsonString(append(e.Resent, recipient)),
-			fOutcome: "", fStatus: "", fReason: "resend requested", fRole: "", fConfirmed: "", fAt: rfc3339(at),
+			fOutcome: "", fStatus: "", fReason: reason, fRole: "", fConfirmed: "", fAt: rfc3339(at),
 		}, nil
 	})
 	if err != nil {

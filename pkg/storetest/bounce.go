@@ -97,17 +97,17 @@ func testBounce(t *testing.T, b Backend) {
 func testReopen(t *testing.T, b Backend) {
 	l, ctx := b.Ledger.(subscription.BounceLedger), ctxT(t)
 	k := key("R1", 90)
-	_, err := l.Reopen(ctx, k, "rcpt-new", t0)
+	_, err := l.Reopen(ctx, k, "rcpt-new", "resend requested", t0)
 	wantErr(t, "reopen of a notice never claimed", err, subscription.ErrNotFound)
 	sendOne(t, b.Ledger, k, "tok-r1")
-	_, err = l.Reopen(ctx, k, "rcpt-new", t0)
+	_, err = l.Reopen(ctx, k, "rcpt-new", "resend requested", t0)
 	wantErr(t, "reopen of a sent notice", err, subscription.ErrNotResendable)
 	at := t0.Add(time.Hour)
 	if _, _, err := l.Bounce(ctx, k, "5.1.1", "user unknown", at); err != nil {
 		t.Fatal(err)
 	}
 	re := at.Add(time.Hour)
-	e, err := l.Reopen(ctx, k, "rcpt-new", re)
+	e, err := l.Reopen(ctx, k, "rcpt-new", "resend requested", re)
 	if err != nil {
 		t.Fatalf("Reopen: %v", err)
 	}
@@ -116,7 +116,7 @@ func testReopen(t *testing.T, b Backend) {
 		t.Errorf("reopened entry = %+v", e)
 	}
 	// A retried request changes nothing while the notice is open.
-	if e2, err := l.Reopen(ctx, k, "rcpt-new", re.Add(time.Second)); err != nil || len(e2.History) != 2 {
+	if e2, err := l.Reopen(ctx, k, "rcpt-new", "resend requested", re.Add(time.Second)); err != nil || len(e2.History) != 2 {
 		t.Errorf("repeated Reopen = %+v, %v", e2, err)
 	}
 	sent, err := b.Ledger.Sent(ctx, []subscription.NoticeKey{k})
@@ -125,7 +125,7 @@ func testReopen(t *testing.T, b Backend) {
 	}
 	// The resend goes through the usual claim and confirm; the ledger keeps both attempts.
 	mustClaim(t, b.Peer, k, "tok-r2", re)
-	_, err = l.Reopen(ctx, k, "rcpt-other", re.Add(time.Second))
+	_, err = l.Reopen(ctx, k, "rcpt-other", "resend requested", re.Add(time.Second))
 	wantErr(t, "reopen while claimed", err, subscription.ErrNotResendable)
 	if _, err := b.Peer.Confirm(ctx, k, "tok-r2", subscription.Entry{Outcome: subscription.OutcomeSent, Role: subscription.RoleContractManager, At: re}); err != nil {
 		t.Fatal(err)
@@ -138,9 +138,9 @@ func testReopen(t *testing.T, b Backend) {
 	if _, _, err := l.Bounce(ctx, k, "5.2.2", "mailbox full", re.Add(time.Minute)); err != nil {
 		t.Fatal(err)
 	}
-	_, err = l.Reopen(ctx, k, "rcpt-new", re.Add(2*time.Minute))
+	_, err = l.Reopen(ctx, k, "rcpt-new", "resend requested", re.Add(2*time.Minute))
 	wantErr(t, "second resend to the same recipient", err, subscription.ErrResent)
-	if _, err := l.Reopen(ctx, k, "rcpt-third", re.Add(2*time.Minute)); err != nil {
+	if _, err := l.Reopen(ctx, k, "rcpt-third", "resend requested", re.Add(2*time.Minute)); err != nil {
 		t.Errorf("resend to another recipient: %v", err)
 	}
 
@@ -150,7 +150,7 @@ func testReopen(t *testing.T, b Backend) {
 	if _, err := b.Ledger.Confirm(ctx, u, "tok-u", subscription.Entry{Outcome: subscription.OutcomeUndeliverable, Reason: "address bounced", At: t0}); err != nil {
 		t.Fatal(err)
 	}
-	if e, err := l.Reopen(ctx, u, "rcpt-u", re); err != nil || e.Outcome != "" || len(e.History) != 1 || e.History[0].Outcome != subscription.OutcomeUndeliverable {
+	if e, err := l.Reopen(ctx, u, "rcpt-u", "resend requested", re); err != nil || e.Outcome != "" || len(e.History) != 1 || e.History[0].Outcome != subscription.OutcomeUndeliverable {
 		t.Errorf("Reopen(undeliverable) = %+v, %v", e, err)
 	}
 }

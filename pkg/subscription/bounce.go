@@ -49,14 +49,14 @@ type BounceLedger interface {
 	Bounce(ctx context.Context, key NoticeKey, status, reason string, at time.Time) (Entry, bool, error)
 	// Reopen readies a bounced, failed or undeliverable notice to be sent
 	// again to recipient (a keyed hash naming the notice and the address,
-	// never the address): its outcome moves into History with at, the
-	// outcome is cleared so that Claim takes the notice, and recipient joins
-	// Resent. Reopening again for the same recipient while the notice is
+	// never the address): its outcome moves into History, the outcome is
+	// cleared (Reason becomes reason, At at) so that Claim takes the notice,
+	// and recipient joins Resent. Reopening again for the same recipient while the notice is
 	// still open changes nothing and succeeds (a retried request); once it
 	// has an outcome again, it returns ErrResent. It returns ErrNotFound when
 	// the notice has no entry and ErrNotResendable when it is sent or held
 	// by a live claim.
-	Reopen(ctx context.Context, key NoticeKey, recipient string, at time.Time) (Entry, error)
+	Reopen(ctx context.Context, key NoticeKey, recipient, reason string, at time.Time) (Entry, error)
 }
 
 // Suppression is one subscription's record that its contract manager's

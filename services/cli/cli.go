@@ -34,7 +34,7 @@ const (
 const usage = `renewals: renewal notices for software subscriptions, to the contract manager only.
 
 Usage:
-  renewals serve [--target all|scheduler|notifier|calllist|api[,...]] [flags]
+  renewals serve [--target all|scheduler|notifier|calllist|api|bounces[,...]] [flags]
   renewals import FILE                      .csv, .json (array) or .ndjson; prints the import report
   renewals import [--format csv|json|ndjson] FILE|-
                                             any other name, or standard input (-)
@@ -46,6 +46,9 @@ Usage:
   renewals calllist [--format table|csv|json] [--rep NAME] [--min-days N] [--max-days N] [--as-of DATE]
                                             who to call, most urgent first
   renewals erase ID                         erase one subscription's personal data
+  renewals resend KEY [--force --reason TEXT]
+                                            send a bounced, failed or undeliverable notice again
+  renewals bounce FILE.eml                  feed one saved bounce message by hand
   renewals health                           exit 0 when the server answers /readyz (container checks)
 
 Client subcommands talk to a running server: --server (RENEWALS_SERVER, default
@@ -90,6 +93,10 @@ func Main(ctx context.Context, args []string, env Env) int {
 		err = calllistCmd(rest, env)
 	case "erase":
 		err = eraseCmd(rest, env)
+	case "resend":
+		err = resendCmd(rest, env)
+	case "bounce":
+		err = bounceCmd(rest, env)
 	case "health":
 		err = healthCmd(ctx, rest, env)
 	case "help", "-h", "--help":
