@@ -275,14 +275,17 @@ func readStatus(b []byte) (Report, bool, error) {
 	switch rep.Action {
 	case "failed":
 		switch {
-		case rep.Status == "":
-			rep.Status, rep.Kind = "5.0.0", Hard
+		case rep.Status == "" || rep.Status[0] == '2':
+			rep.Status, rep.Kind = "5.0.0", Hard // failed, whatever else it says
 		case rep.Status[0] == '5':
 			rep.Kind = Hard
 		default:
 			rep.Kind = Soft
 		}
 	case "delayed":
+		if rep.Status == "" || rep.Status[0] != '4' {
+			rep.Status = "4.0.0"
+		}
 		rep.Kind = Soft
 	case "delivered", "relayed", "expanded":
 		rep.Kind = Delivered

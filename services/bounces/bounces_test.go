@@ -78,7 +78,9 @@ func setup(t *testing.T) *bundle {
 	}
 	rctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- (&bounces.Receiver{Service: b.svc, Log: zap.NewNop(), Timeout: 5 * time.Second}).Serve(rctx, ln) }()
+	go func() {
+		done <- (&bounces.Receiver{Service: b.svc, Log: zap.NewNop(), Timeout: 5 * time.Second}).Serve(rctx, ln)
+	}()
 	t.Cleanup(func() {
 		cancel()
 		if err := <-done; err != nil {
