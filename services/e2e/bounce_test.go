@@ -3,8 +3,11 @@ package e2e
 import (
 	"bytes"
 	"fmt"
+	"io/fs"
 	"net/http"
 	"net/mail"
+	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -307,4 +310,41 @@ func TestBounceClosesTheLoop(t *testing.T) {
 	if got := fmt.Sprint(resent[len(resent)-1].From); len(resent) > 1 && (got == notice.From || !strings.HasSuffix(got, "@"+domain)) {
 		t.Errorf("the resend's envelope sender %q should be its own bounce address", got)
 	}
+
+	// Metrics count the bounce by kind.
+	if _, body := s.Get(t, "/metrics"); !bytes.Contains(body, []byte(`renewals_bounces_total{kind="hard"} 1`)) {
+		t.Errorf("/metrics does not count the hard bounce")
+	}
+
+	// Erasure leaves no trace of the bounced address in the suppression list:
+	// not even its keyed hash, in any file of the data dir.
+	hash := []byte(tagger.AddressHash(cmOld))
+	if !bytes.Contains(bytes.Join(dataFiles(t, s.DataDir), nil), hash) {
+		t.Fatal("positive control: the suppression list's hash of the bounced address is in no file of the data dir")
+	}
+	if r := s.CLI(t, "erase", "300000000001"); r.Code != 0 {
+		t.Fatalf("erase: %d %s %s", r.Code, r.Stdout, r.Stderr)
+	}
+	testenv.Eventually(t, 20*time.Second, "the erased subscription's address hash to leave every file", func() bool {
+		return !bytes.Contains(bytes.Join(dataFiles(t, s.DataDir), nil), hash)
+	})
+}
+
+// dataFiles reads every file under dir.
+func dataFiles(t *testing.T, dir string) [][]byte {
+	t.Helper()
+	var out [][]byte
+	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return nil // a file the server removed meanwhile
+		}
+		if b, err := os.ReadFile(p); err == nil {
+			out = append(out, b)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
 }
