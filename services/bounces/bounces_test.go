@@ -269,3 +269,69 @@ func TestFeedSavedBounce(t *testing.T) {
 		t.Errorf("Feed of a bounce with no bounce address: %v", err)
 	}
 }
+
+// TestResend: refused while the address is the one that bounced, forced
+// with a reason (which lifts the suppression), idempotent while queued, and
+// refused once the notice went again.
+func TestResend(t *testing.T) {
+	b := setup(t)
+	ctx := t.Context()
+	rp := b.svc.Tagger.ReturnPath(key, "jo.bloggs@customer.example")
+	if _, err := b.svc.Resend(ctx, key, false, ""); !errors.Is(err, bounces.ErrConflict) {
+		t.Errorf("resend of a sent notice: %v, want a conflict", err)
+	}
+	if err := b.send(t, rp, fixture(t, "postfix.eml", rp)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.svc.Resend(ctx, key, false, ""); !errors.Is(err, bounces.ErrConflict) || !strings.Contains(err.Error(), "has not changed") {
+		t.Errorf("resend to the address that bounced: %v", err)
+	}
+	if _, err := b.svc.Resend(ctx, key, true, "  "); !errors.Is(err, bounces.ErrInvalid) {
+		t.Errorf("forced resend without a reason: %v", err)
+	}
+	if _, err := b.svc.Resend(ctx, subscription.NoticeKey{SubscriptionID: "nope", EndDate: end, Milestone: 90}, false, ""); !errors.Is(err, subscription.ErrNotFound) {
+		t.Errorf("resend of an unknown notice: %v", err)
+	}
+	for range 2 { // a retried request
+		res, err := b.svc.Resend(ctx, key, true, "mailbox restored; ask jo.bloggs@customer.example")
+		if err != nil || res.Status != "queued" || !res.Forced {
+			t.Fatalf("forced resend = %+v, %v", res, err)
+		}
+	}
+	e := b.entry(t)
+	if e.Outcome != "" || len(e.Resent) != 1 || len(e.History) != 2 || e.Reason != "resend forced: mailbox restored; ask <address>" {
+		t.Errorf("entry after the forced resend = %+v", e)
+	}
+	if b.suppressed(t, "jo.bloggs@customer.example") {
+		t.Error("a forced resend left the address suppressed")
+	}
+	st, err := b.js.Stream(ctx, event.StreamName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := st.Info(ctx, jetstream.WithSubjectFilter(event.SubjectDue(90)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := info.State.Subjects[event.SubjectDue(90)]; n != 1 {
+		t.Fatalf("%d due messages for the resend, want 1", n)
+	}
+	m, err := st.GetLastMsgForSubject(ctx, event.SubjectDue(90))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var due event.NoticeDue
+	if _, err := event.Decode(m.Data, &due); err != nil || due.NoticeKey != key || !due.Resend {
+		t.Errorf("due message = %+v, %v", due, err)
+	}
+	// The notifier sends it; a further resend to the same address is refused.
+	if err := b.svc.Ledger.Claim(ctx, key, "tok2", t0, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.svc.Ledger.Confirm(ctx, key, "tok2", subscription.Entry{Outcome: subscription.OutcomeSent, At: t0}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.svc.Resend(ctx, key, true, "again"); !errors.Is(err, bounces.ErrConflict) {
+		t.Errorf("resend of the resent notice: %v", err)
+	}
+}

@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"renewals/pkg/importer"
+	"renewals/pkg/subscription"
 	"renewals/services/api"
 	"renewals/services/calllist"
 )
@@ -459,6 +460,8 @@ func noticesCmd(args []string, env Env) error {
 			At        time.Time `json:"at"`
 			Attempts  int       `json:"attempts"`
 			Ambiguous bool      `json:"ambiguous"`
+			// History: the attempts a bounce or a resend replaced.
+			History []subscription.Attempt `json:"history,omitempty"`
 		} `json:"notices"`
 	}
 	path := "/api/v1/notices"
@@ -507,6 +510,13 @@ func noticesCmd(args []string, env Env) error {
 			line += "  AMBIGUOUS: may have been received twice"
 		}
 		fmt.Fprintln(env.Stdout, line)
+		for _, a := range n.History {
+			fmt.Fprintf(env.Stdout, "    earlier: %s  %s", a.Outcome, a.At.Format(time.RFC3339))
+			if a.Reason != "" {
+				fmt.Fprintf(env.Stdout, "  (%s)", a.Reason)
+			}
+			fmt.Fprintln(env.Stdout)
+		}
 	}
 	return nil
 }
