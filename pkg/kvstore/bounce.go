@@ -17,8 +17,9 @@ import (
 // The suppression list lives in a stream of its own, like the data keys:
 // a key-value bucket leaves purged values in its block files, while a
 // message of this stream is erased with SecureDeleteMsg, which overwrites
-// its bytes. One message per subscription and address hash, on subject
-// renewals_suppress.<subscription id>.<address hash>.
+// its bytes. One message per address hash and subscription, on subject
+// renewals_suppress.<address hash>.<subscription id>: the notifier's
+// look-up before each send filters on the literal hash.
 const (
 	SuppressStream        = "RENEWALS_SUPPRESS"
 	SuppressSubjectPrefix = "renewals_suppress."
@@ -67,7 +68,7 @@ func (s *Store) Suppress(ctx context.Context, addr string, sup subscription.Supp
 	if err != nil {
 		return fmt.Errorf("suppress address: %w", err)
 	}
-	subject := SuppressSubjectPrefix + sup.SubscriptionID + "." + addr
+	subject := SuppressSubjectPrefix + addr + "." + sup.SubscriptionID
 	ack, err := s.js.Publish(ctx, subject, b)
 	if err != nil {
 		return fmt.Errorf("suppress address for %s: %w", sup.SubscriptionID, err)
@@ -131,7 +132,7 @@ func (s *Store) Suppressed(ctx context.Context, addr string) (subscription.Suppr
 	found := false
 	// A few records at most: one per subscription that shares the address.
 	for seq := uint64(1); ; {
-		m, err := s.suppress.GetMsg(ctx, seq, jetstream.WithGetMsgSubject(SuppressSubjectPrefix+"*."+addr))
+		m, err := s.suppress.GetMsg(ctx, seq, jetstream.WithGetMsgSubject(SuppressSubjectPrefix+addr+".*"))
 		if errors.Is(err, jetstream.ErrMsgNotFound) {
 			return best, found, nil
 		}
@@ -154,12 +155,12 @@ func (s *Store) Unsuppress(ctx context.Context, addr string) error {
 	if err := validHash(addr); err != nil {
 		return fmt.Errorf("lift suppression: %w", err)
 	}
-	return s.purgeSubject(ctx, SuppressSubjectPrefix+"*."+addr, 0)
+	return s.purgeSubject(ctx, SuppressSubjectPrefix+addr+".*", 0)
 }
 
 // eraseSuppressions removes the subscription's records from the list.
 func (s *Store) eraseSuppressions(ctx context.Context, id string) error {
-	if err := s.purgeSubject(ctx, SuppressSubjectPrefix+id+".*", 0); err != nil {
+	if err := s.purgeSubject(ctx, SuppressSubjectPrefix+"*."+id, 0); err != nil {
 		return fmt.Errorf("erase subscription %s: %w", id, err)
 	}
 	return nil
@@ -168,7 +169,6 @@ func (s *Store) eraseSuppressions(ctx context.Context, id string) error {
 // Bounce turns the sent notice into a bounced one, keeping the sent outcome
 // in History; see subscription.BounceLedger.
 func (l *Ledger) Bounce(ctx context.Context, key subscription.NoticeKey, status, reason string, at time.Time) (subscription.Entry, bool, error) {
-	changed := false
 	var unchanged *state
 	st, err := l.updateState(ctx, "bounce", key, func(cur *state) (*state, error) {
 		switch {
@@ -191,8 +191,7 @@ func (l *Ledger) Bounce(ctx context.Context, key subscription.NoticeKey, status,
 	if unchanged != nil {
 		return unchanged.entry(key), false, nil
 	}
-	changed = st != nil
-	if !changed {
+	if st == nil {
 		return subscription.Entry{}, false, fmt.Errorf("bounce notice %s: %w", key, subscription.ErrNotFound)
 	}
 	return st.entry(key), true, nil

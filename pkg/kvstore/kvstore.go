@@ -8,7 +8,7 @@
 //	bucket renewals_ends            key d.<end ordinal>.<id>: the end-date index, empty values
 //	bucket renewals_ledger          key <id>.<end date>.<milestone>: one ledger entry (JSON)
 //	stream RENEWALS_KEYS            subject renewals_keys.<id>: the subscription's data key
-//	stream RENEWALS_SUPPRESS        subject renewals_suppress.<id>.<address hash>: a bounced address (bounce.go)
+//	stream RENEWALS_SUPPRESS        subject renewals_suppress.<address hash>.<id>: a bounced address (bounce.go)
 //
 // The data keys live in a stream of their own because a KV bucket denies
 // message deletion and leaves replaced or purged values in its block files;

@@ -311,9 +311,33 @@ func TestBounceClosesTheLoop(t *testing.T) {
 		t.Errorf("the resend's envelope sender %q should be its own bounce address", got)
 	}
 
-	// Metrics count the bounce by kind.
-	if _, body := s.Get(t, "/metrics"); !bytes.Contains(body, []byte(`renewals_bounces_total{kind="hard"} 1`)) {
-		t.Errorf("/metrics does not count the hard bounce")
+	// A delay notice of the resend that landed in a mailbox, fed by hand:
+	// recorded, nothing else changes.
+	if len(resent) > 1 {
+		delay := postfixDSN(resent[1].From, cmNew, resent[1].Data)
+		delay = bytes.Replace(delay, []byte("Action: failed\r\nStatus: 5.1.1"), []byte("Action: delayed\r\nStatus: 4.4.1"), 1)
+		delay = bytes.Replace(delay, []byte("To: "+resent[1].From), []byte("To: renewals-team@reseller.example"), 1)
+		file := filepath.Join(t.TempDir(), "delay.eml")
+		if err := os.WriteFile(file, delay, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if r := s.CLI(t, "bounce", file); r.Code != 0 || !strings.Contains(r.Stdout, "delivery delayed (4.4.1") {
+			t.Errorf("bounce FILE: %d %q %q", r.Code, r.Stdout, r.Stderr)
+		}
+		if e := ledgerEntry(t, s, k90); e.Outcome != subscription.OutcomeSent {
+			t.Errorf("a delay changed the resent notice: %+v", e)
+		}
+	}
+	if r := s.CLI(t, "bounce", writePortfolio(t, rows)); r.Code != 1 || !strings.Contains(r.Stderr, "names no bounce address") {
+		t.Errorf("bounce of a file that is no bounce: %d %q", r.Code, r.Stderr)
+	}
+
+	// Metrics count the bounces by kind.
+	_, body := s.Get(t, "/metrics")
+	for _, want := range []string{`renewals_bounces_total{kind="hard"} 1`, `renewals_bounces_total{kind="soft"} 1`} {
+		if !bytes.Contains(body, []byte(want)) {
+			t.Errorf("/metrics lacks %s", want)
+		}
 	}
 
 	// Erasure leaves no trace of the bounced address in the suppression list:
