@@ -64,9 +64,10 @@ type Store interface {
 // Outcome is the final result of handling one notice.
 type Outcome string
 
-// Outcomes of a notice. Only Sent is final for due-ness: a notice that
-// failed, was undeliverable or was skipped can fall due again on a later pass
-// (a fixed address, a reactivated subscription).
+// Outcomes of a notice. Only Sent (and Bounced, a sent notice that came
+// back: see bounce.go) is final for due-ness: a notice that failed, was
+// undeliverable or was skipped can fall due again on a later pass (a fixed
+// address, a reactivated subscription).
 const (
 	OutcomeSent          Outcome = "sent"
 	OutcomeSkipped       Outcome = "skipped"
@@ -113,7 +114,7 @@ type Entry struct {
 // since the dead holder may have sent.
 type Ledger interface {
 	// Claim takes the notice for token until now+lease. It returns an error
-	// wrapping ErrAlreadySent when the notice was sent, or ErrClaimed while
+	// wrapping ErrAlreadySent when the notice was sent (or bounced), or ErrClaimed while
 	// another token's lease is live.
 	Claim(ctx context.Context, key NoticeKey, token string, now time.Time, lease time.Duration) error
 	// Renew extends token's claim to now+lease. It returns ErrLostClaim when
@@ -136,7 +137,7 @@ type Ledger interface {
 	// other claim (a retry whose reply was lost), returns the entry as stored
 	// and changes nothing.
 	Confirm(ctx context.Context, key NoticeKey, token string, e Entry) (Entry, error)
-	// Sent reports which of keys were sent.
+	// Sent reports which of keys were sent (Final: sent or bounced).
 	Sent(ctx context.Context, keys []NoticeKey) (map[NoticeKey]bool, error)
 	// Get returns the entry for key, or ErrNotFound.
 	Get(ctx context.Context, key NoticeKey) (Entry, error)
