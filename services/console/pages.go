@@ -332,7 +332,7 @@ func (d subscriptionsData) flash() (string, string) { return "", d.Message }
 // scanBudget bounds the records one page of a search reads, so that a
 // search that matches little answers quickly: the page then offers to
 // search further.
-const scanBudget = 1000
+const scanBudget = 500
 
 // horizon is how far after the start (a year back from today) the
 // subscription list looks: five years ahead.
