@@ -71,7 +71,7 @@ func (c *Console) Watch(nc *nats.Conn) (stop func(), err error) {
 	}
 	// Any change to a subscription or to the call list outdates what the
 	// console keeps of them (snapshot.go).
-	changes, err := nc.Subscribe("renewals.*.*", func(m *nats.Msg) {
+	onChange := func(m *nats.Msg) {
 		switch m.Subject {
 		case event.SubjectErased:
 			var e event.SubscriptionErased
@@ -83,13 +83,26 @@ func (c *Console) Watch(nc *nats.Conn) (stop func(), err error) {
 		case event.SubjectUpserted, event.SubjectCalllist:
 			c.changed("", false)
 		}
-	})
-	if err != nil {
-		_ = outcomes.Unsubscribe()
-		return nil, fmt.Errorf("console: follow the changes: %w", err)
+	}
+	var subs []*nats.Subscription
+	for _, subject := range []string{"renewals.subscription.*", "renewals.calllist.*"} {
+		sub, err := nc.Subscribe(subject, onChange)
+		if err != nil {
+			_ = outcomes.Unsubscribe()
+			for _, s := range subs {
+				_ = s.Unsubscribe()
+			}
+			return nil, fmt.Errorf("console: follow the changes: %w", err)
+		}
+		subs = append(subs, sub)
 	}
 	// Work the overview's board out now, so that the first view finds it.
-	stop = func() { _ = outcomes.Unsubscribe(); _ = changes.Unsubscribe() }
+	stop = func() {
+		_ = outcomes.Unsubscribe()
+		for _, s := range subs {
+			_ = s.Unsubscribe()
+		}
+	}
 	if c.Lister != nil && c.Scheduler != nil {
 		go func() {
 			ctx, cancel := context.WithTimeout(cmp.Or(c.Context, context.Background()), boardTimeout)
