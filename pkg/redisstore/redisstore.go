@@ -320,11 +320,13 @@ func (s *Store) read(ctx context.Context, ids []string, lo, hi int64) ([]subscri
 	return out, nil
 }
 
-// eraseScript deletes the record, its data key and its index entry at once.
+// eraseScript deletes the record, its data key, its index entry and its
+// calls at once.
 // It returns 1 when there was anything to erase.
 var eraseScript = redis.NewScript(`
 local n = redis.call('DEL', KEYS[1], KEYS[2])
 redis.call('ZREM', KEYS[3], ARGV[1])
+redis.call('DEL', KEYS[4])
 if n > 0 then return 1 end
 return 0
 `)
@@ -339,7 +341,7 @@ return 0
 // files and backups keep the key until they are replaced; the sealed record
 // they also hold cannot be opened without it once they are.
 func (s *Store) Erase(ctx context.Context, id string) error {
-	n, err := eraseScript.Run(ctx, s.c, []string{subKey(id), dataKeyKey(id), endsKey}, id).Int()
+	n, err := eraseScript.Run(ctx, s.c, []string{subKey(id), dataKeyKey(id), endsKey, callsKey(id)}, id).Int()
 	if err != nil {
 		return errf("erase subscription %s", err, id)
 	}
