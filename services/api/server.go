@@ -54,6 +54,10 @@ type Server struct {
 	Metrics  http.Handler
 	Calllist http.Handler
 	Events   http.Handler
+	// Calls serves GET and POST /api/v1/subscriptions/{id}/calls and
+	// Report GET /api/v1/report/renewals, when set.
+	Calls  http.Handler
+	Report http.Handler
 	// OnImport, when set, is told the report of every import, for metrics.
 	OnImport func(importer.Report)
 	// Timeouts are the HTTP server's; zero means DefaultTimeouts().
@@ -84,6 +88,13 @@ func (s *Server) Handler() http.Handler {
 	}
 	if s.Events != nil {
 		api.Handle("GET /api/v1/events", s.Events)
+	}
+	if s.Calls != nil {
+		api.Handle("POST /api/v1/subscriptions/{id}/calls", s.Calls)
+		api.Handle("GET /api/v1/subscriptions/{id}/calls", s.Calls)
+	}
+	if s.Report != nil {
+		api.Handle("GET /api/v1/report/renewals", heavy(s.Report))
 	}
 	api.HandleFunc("/api/", s.wrap(func(w http.ResponseWriter, r *http.Request) error {
 		return errorf(CodeNotFound, "no such endpoint: %s %s", r.Method, r.URL.Path)

@@ -46,6 +46,8 @@ Usage:
   renewals calllist [--format table|csv|json] [--rep NAME] [--min-days N] [--max-days N] [--as-of DATE]
                                             who to call, most urgent first
   renewals erase ID                         erase one subscription's personal data
+  renewals call ID --outcome OUTCOME [--note TEXT] [--callback DATE]
+                                            record a renewal call and what came of it
   renewals health                           exit 0 when the server answers /readyz (container checks)
 
 Client subcommands talk to a running server: --server (RENEWALS_SERVER, default
@@ -90,6 +92,8 @@ func Main(ctx context.Context, args []string, env Env) int {
 		err = calllistCmd(rest, env)
 	case "erase":
 		err = eraseCmd(rest, env)
+	case "call":
+		err = callCmd(rest, env)
 	case "health":
 		err = healthCmd(ctx, rest, env)
 	case "help", "-h", "--help":
