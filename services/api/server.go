@@ -759,8 +759,8 @@ func (s *Server) preview(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	if req.Milestone < 1 {
-		return errorf(CodeInvalid, "milestone: give the days before the end date, e.g. 45")
+	if req.Milestone == 0 {
+		return errorf(CodeInvalid, "milestone: give the days before the end date, e.g. 45, or a negative count for a post-expiry notice, e.g. -1")
 	}
 	key := subscription.NoticeKey{SubscriptionID: sub.ID, EndDate: sub.EndDate, Milestone: req.Milestone}
 	email, err := s.Renderer.Render(sub, subscription.Notice{Key: key, DaysLeft: sub.DaysLeft(s.Now(), s.Location)})
