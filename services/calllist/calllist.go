@@ -162,8 +162,8 @@ type Rules struct {
 	// that name none.
 	Location *time.Location
 	// PostExpiry are the vendor's stages after the end date
-	// (RENEWALS_POST_EXPIRY); a lapsed subscription stays on the list while
-	// it can be renewed, or GraceDays, the longer.
+	// (RENEWALS_POST_EXPIRY): a lapsed entry shows its stage and the last
+	// day it can be renewed.
 	PostExpiry subscription.PostExpiry
 }
 
@@ -192,7 +192,7 @@ func (r Rules) window(today subscription.Date) (from, to subscription.Date) {
 // Build returns the entry of sub as of today (the day in the subscription's
 // zone), given the outcomes in st (which may be nil), and whether it belongs
 // on the list at all. Only active subscriptions whose days left lie in
-// [-GraceDays (or the post-expiry stages), largest milestone] are on it,
+// [-GraceDays, largest milestone] are on it,
 // and not while a callback they asked for is still ahead.
 func (r Rules) Build(sub subscription.Subscription, st *State, today subscription.Date) (Entry, bool) {
 	days := today.DaysUntil(sub.EndDate)

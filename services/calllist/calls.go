@@ -104,12 +104,13 @@ func (r Rules) applyCalls(e *Entry, st *State, sub subscription.Subscription, to
 }
 
 // lapsedDays is how long after its end date a subscription stays on the
-// list: the grace days, or while the vendor still lets it be renewed, the
-// longer.
-func (r Rules) lapsedDays() int { return max(r.GraceDays, r.PostExpiry.LastDay()) }
+// list: RENEWALS_GRACE_DAYS. The post-expiry stages only label it; a grace
+// shorter than the last stage drops it before the vendor cancels it.
+func (r Rules) lapsedDays() int { return r.GraceDays }
 
-// postExpiry fills a lapsed entry's stage and last day to renew, and its
-// reason.
+// postExpiry fills a lapsed entry's stage and last day to renew (its
+// reason stays "lapsed N days ago", and says when it can no longer be
+// renewed).
 // Without stages (Rules built without them) a lapsed entry keeps its plain
 // reason.
 func (r Rules) postExpiry(e *Entry, days int) {
@@ -121,13 +122,7 @@ func (r Rules) postExpiry(e *Entry, days int) {
 		d := e.EndDate.AddDays(last)
 		e.RenewBy = &d
 	}
-	if e.Category != Lapsed {
-		return
-	}
-	switch {
-	case e.Stage == subscription.StageCancelled:
-		e.Reason = fmt.Sprintf("cancelled: ended %s ago; it can no longer be renewed, only bought anew", plural(-days, "day"))
-	case e.RenewBy != nil:
-		e.Reason = fmt.Sprintf("%s: ended %s ago; it can be renewed until %s", e.Stage, plural(-days, "day"), e.RenewBy)
+	if e.Category == Lapsed && e.Stage == subscription.StageCancelled {
+		e.Reason += "; cancelled: it can no longer be renewed, only bought anew"
 	}
 }

@@ -64,6 +64,7 @@ func TestBuildWithCallsAndStages(t *testing.T) {
 	}
 
 	// After the end date: the vendor's stages, and the last day to renew.
+	r.GraceDays = 45
 	for _, c := range []struct {
 		days  int
 		stage string
@@ -75,7 +76,7 @@ func TestBuildWithCallsAndStages(t *testing.T) {
 		}
 	}
 	r.GraceDays = 60
-	if e, on := r.Build(sub(-50), nil, today); !on || e.Stage != subscription.StageCancelled || !strings.Contains(e.Reason, "no longer be renewed") {
+	if e, on := r.Build(sub(-50), nil, today); !on || e.Stage != subscription.StageCancelled || e.Reason != "lapsed 50 days ago; cancelled: it can no longer be renewed, only bought anew" {
 		t.Errorf("50 days after, grace 60: %v %+v", on, e)
 	}
 

@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"renewals/pkg/importer"
+	"renewals/pkg/subscription"
 	"renewals/services/api"
 	"renewals/services/calllist"
 )
@@ -575,9 +576,22 @@ func printCalllist(w io.Writer, entries []calllist.Entry) error {
 	fmt.Fprintln(tw, "#\tDAYS LEFT\tEND DATE\tSUBSCRIPTION\tCUSTOMER\tPRODUCT\tCONTRACT MANAGER\tPHONE\tREP\tREASON")
 	for _, e := range entries {
 		fmt.Fprintf(tw, "%d\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", e.Rank, e.DaysLeft, e.EndDate,
-			cell(e.SubscriptionID), cell(e.Customer), cell(e.Product), cell(e.CMName), cell(e.CMPhone), cell(e.ResellerRep), cell(e.Reason))
+			cell(e.SubscriptionID), cell(e.Customer), cell(e.Product), cell(e.CMName), cell(e.CMPhone), cell(e.ResellerRep), cell(reasonCell(e)))
 	}
 	return tw.Flush()
+}
+
+// reasonCell is the reason, with the post-expiry stage and the last call
+// when there are.
+func reasonCell(e calllist.Entry) string {
+	r := e.Reason
+	if e.Stage != "" && e.Stage != subscription.StageCancelled && e.RenewBy != nil {
+		r += fmt.Sprintf("; %s, can be renewed until %s", e.Stage, e.RenewBy)
+	}
+	if c := e.LastCall; c != nil && e.Category != calllist.Callback {
+		r += fmt.Sprintf("; last call %s: %s", c.On, c.Outcome)
+	}
+	return r
 }
 
 // cell keeps a value on its line and in its column: imports refuse tabs and
