@@ -23,22 +23,25 @@ import (
 type loop struct {
 	calls    subscription.CallStore
 	renewals subscription.RenewalLog
-	morning  *morning.Sender // nil without RENEWALS_REPS_FILE
+	// recording is the store as the API writes it: every upsert (import,
+	// PUT, the CRM's ingest, a call's status) records its renewals. The
+	// other targets only read subscriptions, and keep the store itself
+	// (whose other interfaces, such as the suppression list, they use).
+	recording *calls.RecordingStore
+	morning   *morning.Sender // nil without RENEWALS_REPS_FILE
 }
 
-// openLoop wraps the store so that every upsert records its renewals, and
-// prepares the morning lists. It runs before any target is built, so that
-// every one of them writes through the wrapper.
+// openLoop prepares the store wrapper that records renewals and the
+// morning lists.
 func (w *wiring) openLoop() error {
 	cs, ok1 := w.state.store.(subscription.CallStore)
 	rl, ok2 := w.state.store.(subscription.RenewalLog)
 	if !ok1 || !ok2 {
 		return fmt.Errorf("the store %T keeps no calls or renewals", w.state.store)
 	}
-	w.loop = loop{calls: cs, renewals: rl}
-	w.state.store = &calls.RecordingStore{
+	w.loop = loop{calls: cs, renewals: rl, recording: &calls.RecordingStore{
 		Store: w.state.store, Log: rl, PostExpiry: w.cfg.PostExpiryStages, Location: w.cfg.Location, Now: w.now,
-	}
+	}}
 	if w.cfg.RepsFile == "" {
 		return nil
 	}
@@ -66,9 +69,11 @@ func (w *wiring) openLoop() error {
 	return nil
 }
 
-// loopRoutes adds the calls and the report to the API.
+// loopRoutes adds the calls and the report to the API, and has it write
+// through the recording store.
 func (w *wiring) loopRoutes(srv *api.Server) {
-	svc := &calls.Service{Store: w.state.store, Calls: w.loop.calls, JS: w.bus.JS, Location: w.cfg.Location, Now: w.now}
+	srv.Store = w.loop.recording
+	svc := &calls.Service{Store: w.loop.recording, Calls: w.loop.calls, JS: w.bus.JS, Location: w.cfg.Location, Now: w.now}
 	srv.Calls = &calls.Handler{Service: svc, Log: w.log.Named("calls")}
 	srv.Report = &report.Handler{Log: w.log.Named("report"), Builder: &report.Builder{
 		Store: w.state.store, Ledger: w.state.ledger, Calls: w.loop.calls, Renewals: w.loop.renewals,
