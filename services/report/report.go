@@ -43,7 +43,7 @@ type Month struct {
 	// RenewalRate is renewed / (renewed + lost): of the terms decided, the
 	// share renewed; nil while none is decided.
 	RenewalRate *float64 `json:"renewal_rate"`
-	// NoticesSent and Calls are those of the month's terms (by the term's
+	// NoticesSent (sent, bounced or not) and Calls are those of the month's terms (by the term's
 	// end date); CallsByOutcome splits the calls.
 	NoticesSent    int            `json:"notices_sent"`
 	Calls          int            `json:"calls"`
@@ -167,7 +167,7 @@ func (b *Builder) Build(ctx context.Context, from, to, asOf subscription.Date) (
 			return Report{}, fmt.Errorf("renewals report: notices of %s: %w", t.id, err)
 		}
 		for _, e := range entries {
-			if e.Key.EndDate == t.end && e.Outcome == subscription.OutcomeSent {
+			if e.Key.EndDate == t.end && (e.Outcome == subscription.OutcomeSent || e.Outcome == subscription.OutcomeBounced) {
 				m.NoticesSent++
 			}
 		}
