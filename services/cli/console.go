@@ -14,6 +14,7 @@ import (
 	"renewals/services/api"
 	"renewals/services/calllist"
 	"renewals/services/console"
+	"renewals/services/report"
 	"renewals/services/scheduler"
 )
 
@@ -50,6 +51,9 @@ func (w *wiring) enableConsole(srv *api.Server) (stop func(), err error) {
 	}
 	if h, ok := srv.Calllist.(*calllist.Handler); ok {
 		c.Lister = h.Lister
+	}
+	if h, ok := srv.Report.(*report.Handler); ok {
+		c.Report = h.Builder
 	}
 	stop, err = c.Watch(w.bus.Conn)
 	if err != nil {

@@ -37,6 +37,7 @@ import (
 	"renewals/pkg/render"
 	"renewals/pkg/subscription"
 	"renewals/services/calllist"
+	"renewals/services/report"
 	"renewals/services/scheduler"
 )
 
@@ -89,6 +90,9 @@ type Console struct {
 	// LastSeq returns the last sequence of the event stream, so that the
 	// live feed starts with the latest events.
 	LastSeq func(ctx context.Context) (uint64, error)
+	// Report builds the renewals report (GET /api/v1/report/renewals);
+	// nil leaves /report out.
+	Report *report.Builder
 	// LastPass returns the last scheduler pass this process ran, if any.
 	LastPass func() (scheduler.Result, time.Time, bool)
 
@@ -104,7 +108,7 @@ type Console struct {
 // nav is the menu, in order.
 var nav = []struct{ Path, Label string }{
 	{"/", "Overview"}, {"/calllist", "Call list"}, {"/subscriptions", "Subscriptions"},
-	{"/notices", "Notices"}, {"/import", "Import"}, {"/templates", "Templates"},
+	{"/notices", "Notices"}, {"/import", "Import"}, {"/templates", "Templates"}, {"/report", "Report"},
 }
 
 // Handler returns the console's routes. Every page but /login needs a
@@ -130,6 +134,10 @@ func (c *Console) Handler() http.Handler {
 	mux.HandleFunc("POST /import", c.page(c.operator(c.importFile)))
 	mux.HandleFunc("GET /templates", c.page(c.templates))
 	mux.HandleFunc("GET /templates/preview", c.page(c.templatePreview))
+	if c.Report != nil {
+		mux.HandleFunc("GET /report", c.page(c.reportPage))
+		mux.HandleFunc("GET /report.csv", c.page(c.reportCSV))
+	}
 	mux.HandleFunc("/", c.page(func(w http.ResponseWriter, r *http.Request, ss *session) {
 		c.fail(w, r, ss, http.StatusNotFound, "There is no such page: use the menu above.")
 	}))
@@ -285,6 +293,9 @@ func (c *Console) render(w http.ResponseWriter, r *http.Request, ss *session, st
 	if ss != nil {
 		v.User, v.Role, v.CSRF = ss.user, ss.role, ss.csrf
 		for _, n := range nav {
+			if n.Path == "/report" && c.Report == nil {
+				continue // this server has no renewals report
+			}
 			cur := n.Path == r.URL.Path || n.Path != "/" && strings.HasPrefix(r.URL.Path, n.Path)
 			v.Nav = append(v.Nav, navItem{n.Path, n.Label, cur})
 		}

@@ -86,6 +86,7 @@ func BenchmarkConsolePages(b *testing.B) {
 		{"notices", "/notices"},
 		{"import", "/import"},
 		{"templates", "/templates?subscription_id=110000050000"},
+		{"report", "/report"},
 	} {
 		b.Run(p.name, func(b *testing.B) {
 			u.get(b, p.path) // the first view after a change reads the store: calllist-new-filter times that

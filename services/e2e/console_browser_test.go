@@ -329,6 +329,7 @@ func TestConsoleInBrowser(t *testing.T) {
 		{"notices", "/notices"},
 		{"import", "/import"},
 		{"templates", "/templates?subscription_id=110001000008&milestone=90"},
+		{"report", "/report?from=2026-10&to=2027-03"},
 		{"not-found", "/subscriptions/110009999999"},
 	} {
 		aud.shoot(t, ctx, p.name, s.URL+p.path)
