@@ -31,7 +31,7 @@ func (d reportData) flash() (string, string) { return "", d.Message }
 type reportRow struct {
 	report.Month
 	Rate, Late, LostWhy, CallsBy string
-	Total                      bool
+	Total                        bool
 }
 
 // months reads a month as YYYY-MM, its first day or, when end, its last.
