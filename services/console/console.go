@@ -101,6 +101,7 @@ type Console struct {
 	recent   recentOutcomes
 	snaps    snapshots
 	board    boardState
+	reports  reportCache
 	pages    map[string]*template.Template
 	once     sync.Once
 }

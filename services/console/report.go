@@ -1,6 +1,7 @@
 package console
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net/http"
@@ -8,6 +9,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"go.uber.org/zap"
@@ -24,6 +26,7 @@ type reportData struct {
 	Rows     []reportRow
 	CSV      string
 	Message  string
+	At       time.Time // when the report was worked out
 }
 
 func (d reportData) flash() (string, string) { return "", d.Message }
@@ -89,7 +92,8 @@ func (c *Console) reportPage(w http.ResponseWriter, r *http.Request, ss *session
 		c.render(w, r, ss, http.StatusBadRequest, "report", "Report", d)
 		return
 	}
-	rep, err := c.Report.Build(r.Context(), from, to, subscription.Date{})
+	rep, at, err := c.reports.get(r.Context(), c, from, to)
+	d.At = at
 	if errors.Is(err, report.ErrRange) {
 		d.Message = strings.TrimPrefix(err.Error(), report.ErrRange.Error()+": ")
 		c.render(w, r, ss, http.StatusBadRequest, "report", "Report", d)
@@ -121,7 +125,7 @@ func (c *Console) reportCSV(w http.ResponseWriter, r *http.Request, ss *session)
 		c.fail(w, r, ss, http.StatusBadRequest, msg)
 		return
 	}
-	rep, err := c.Report.Build(r.Context(), from, to, subscription.Date{})
+	rep, _, err := c.reports.get(r.Context(), c, from, to)
 	if err != nil {
 		c.fail(w, r, ss, http.StatusBadRequest, "The report cannot be read: "+err.Error())
 		return
@@ -129,4 +133,51 @@ func (c *Console) reportCSV(w http.ResponseWriter, r *http.Request, ss *session)
 	w.Header().Set("Content-Type", "text/csv; charset=utf-8")
 	w.Header().Set("Content-Disposition", `attachment; filename="renewals-report.csv"`)
 	_ = report.WriteCSV(w, rep, c.Report.PostExpiry)
+}
+
+// The report reads every term of its months with their notices, calls and
+// renewals (seconds with 100,000 subscriptions): the console keeps the
+// reports shown lately, counts without personal data, and works one out
+// again on the next view once it is older than reportStale after a change,
+// or older than snapshotTTL.
+const (
+	reportStale = time.Minute
+	reportsMax  = 8
+)
+
+type reportKey struct{ day, from, to subscription.Date }
+
+type reportCache struct {
+	mu sync.Mutex
+	m  map[reportKey]reportEntry
+}
+
+type reportEntry struct {
+	rep report.Report
+	at  time.Time
+}
+
+func (rc *reportCache) get(ctx context.Context, c *Console, from, to subscription.Date) (report.Report, time.Time, error) {
+	now := c.Now()
+	k := reportKey{c.today(), from, to}
+	rc.mu.Lock()
+	e, ok := rc.m[k]
+	rc.mu.Unlock()
+	c.snaps.mu.Lock()
+	changed := c.snaps.changed
+	c.snaps.mu.Unlock()
+	if ok && now.Sub(e.at) < snapshotTTL && (changed.Before(e.at) || now.Sub(e.at) < reportStale) {
+		return e.rep, e.at, nil
+	}
+	rep, err := c.Report.Build(ctx, from, to, subscription.Date{})
+	if err != nil {
+		return rep, now, err
+	}
+	rc.mu.Lock()
+	defer rc.mu.Unlock()
+	if rc.m == nil || len(rc.m) >= reportsMax {
+		rc.m = map[reportKey]reportEntry{}
+	}
+	rc.m[k] = reportEntry{rep, now}
+	return rep, now, nil
 }

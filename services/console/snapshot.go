@@ -263,10 +263,9 @@ func (c *Console) workOutBoard(ctx context.Context) *board {
 // worked out again soon, and an erased subscription leaves the board at
 // once.
 func (c *Console) changed(erased string, hard bool) {
+	c.snaps.touch(c.Now())
 	if hard || erased != "" {
 		c.snaps.drop()
-	} else {
-		c.snaps.touch(c.Now())
 	}
 	b := &c.board
 	b.mu.Lock()
