@@ -65,6 +65,7 @@ func Run(t *testing.T, open func(t *testing.T) Backend) {
 		{"UpsertCreatedUpdatedUnchanged", testUpsertChanges},
 		{"UpsertRepeatedIDsLaterWins", testUpsertRepeated},
 		{"UpsertLargeBatch", testUpsertLarge},
+		{"UpsertKeepsSeatUsage", testUpsertKeepsUsage},
 		{"GetRoundTripAndNotFound", testGet},
 		{"EndingBetweenInclusiveOrdered", testEndingBetween},
 		{"EndingBetweenFollowsEndDateChanges", testEndingBetweenMoves},
@@ -878,5 +879,40 @@ func testConcurrentClaim(t *testing.T, b Backend) {
 	}
 	if e := lget(t, b.Ledger, k); e.Attempts != 1 {
 		t.Errorf("attempts after the race = %d, want 1", e.Attempts)
+	}
+}
+
+// testUpsertKeepsUsage: a row without seat usage (an import, an edit) keeps
+// the counts that the last usage import stored; a row with usage replaces
+// them; the vendor fields round-trip.
+func testUpsertKeepsUsage(t *testing.T, b Backend) {
+	s := sub("u1", base)
+	s.ContractNumber, s.Team, s.QuoteNumber, s.QuoteURL = "CN-1", "team-a", "Q-9", "https://quotes.example/q/9"
+	s.AutorenewDate, s.QuoteExpiry = base.AddDays(-1), base.AddDays(-30)
+	upsert(t, b.Store, s)
+	withUsage := s
+	withUsage.Usage = &subscription.SeatUsage{AsOf: base.AddDays(-60), Users: 10, Unused30: 5, Unused60: 3, Unused90: 1}
+	checkResult(t, "usage set", upsert(t, b.Store, withUsage)[0], subscription.Updated, base)
+	if got := get(t, b.Store, s.ID); !subscription.Equal(got, withUsage) {
+		t.Fatalf("Get after the usage = %+v, want %+v", got, withUsage)
+	}
+	// The same row again, without usage: unchanged, and the usage stays.
+	checkResult(t, "same row without usage", upsert(t, b.Store, s)[0], subscription.Unchanged, base)
+	renamed := s
+	renamed.CustomerName = "Renamed Ltd"
+	checkResult(t, "renamed without usage", upsert(t, b.Store, renamed)[0], subscription.Updated, base)
+	want := renamed
+	want.Usage = withUsage.Usage
+	if got := get(t, b.Store, s.ID); !subscription.Equal(got, want) {
+		t.Errorf("Get after an upsert without usage = %+v, want the usage kept: %+v", got, want)
+	}
+	// Repeated in one batch: each row against the one before.
+	newer := renamed
+	newer.Usage = &subscription.SeatUsage{AsOf: base.AddDays(-30), Users: 10, Unused30: 2}
+	res := upsert(t, b.Store, newer, renamed)
+	checkResult(t, "new usage", res[0], subscription.Updated, base)
+	checkResult(t, "then a row without usage", res[1], subscription.Unchanged, base)
+	if got := get(t, b.Store, s.ID); got.Usage == nil || *got.Usage != *newer.Usage {
+		t.Errorf("usage after a batch = %+v, want %+v", got.Usage, newer.Usage)
 	}
 }
