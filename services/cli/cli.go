@@ -178,9 +178,12 @@ func parse(fs *flag.FlagSet, args []string, positional int) error {
 }
 
 func importCmd(args []string, env Env) int {
-	fs := newFlagSet("import", "import [flags] FILE\n\nImports subscriptions from FILE (.csv with a header row, .json holding an array, or\n.ndjson), or from standard input when FILE is -, and prints the import report.\nExit status 1 when rows or the file were rejected.", env)
+	fs := newFlagSet("import", "import [flags] FILE\n\nImports subscriptions from FILE (.csv with a header row, separated by commas, semicolons\nor tabs, in UTF-8, UTF-16 or Windows-1252; an .xlsx workbook; .json holding an array;\nor .ndjson), or from standard input when FILE is -, and prints the import report.\nThe vendor's export (e.g. Autodesk's, \"Subscription ID\", \"Seat Quantity\") is understood\nas it is; map any other layout with --map. Exit status 1 when rows or the file were rejected.", env)
 	server, dataDir := clientFlags(fs, env)
-	format := fs.String("format", "", "csv, json or ndjson: the format of FILE, needed when its name does not end in .csv, .json or .ndjson\n(e.g. a .txt file or /dev/stdin); for - the server tells it from the content when not given")
+	format := fs.String("format", "", "csv, json, ndjson or xlsx: the format of FILE, needed when its name does not end in .csv, .tsv, .txt,\n.xlsx, .json or .ndjson (e.g. /dev/stdin); for - the server tells it from the content when not given")
+	mapFile := fs.String("map", "", "a column map FILE for a layout the import does not know: one `their column = our field` a line")
+	sheet := fs.String("sheet", "", "the workbook's sheet to read (default the first)")
+	dateFormat := fs.String("date-format", "", "DD/MM/YYYY or MM/DD/YYYY: the order of dates written with slashes, when the file's rows do not tell it")
 	quiet := fs.Bool("quiet", false, "no progress output")
 	progressOver := fs.Int64("progress-over", 4<<20, "show progress on stderr for files larger than this many bytes")
 	if err := parse(fs, args, 1); err != nil {
@@ -226,6 +229,10 @@ func importCmd(args []string, env Env) int {
 	if err != nil {
 		return fail(err)
 	}
+	query, err := importQuery(*mapFile, *sheet, *dateFormat)
+	if err != nil {
+		return fail(err)
+	}
 	c, err := newClient(*server, *dataDir, env.Getenv)
 	if err != nil {
 		return fail(err)
@@ -236,7 +243,7 @@ func importCmd(args []string, env Env) int {
 		stop = progress(env.Stderr, path, body, size)
 	}
 	var report importer.Report
-	err = c.do(http.MethodPost, "/api/v1/subscriptions/import", contentType, body, &report)
+	err = c.do(http.MethodPost, "/api/v1/subscriptions/import"+query, contentType, body, &report)
 	stop()
 	if err != nil {
 		return fail(err)
@@ -246,6 +253,41 @@ func importCmd(args []string, env Env) int {
 		return ExitRejected
 	}
 	return ExitOK
+}
+
+// importQuery is the import's query string: the column map (read and
+// checked here, so that a mistake in it is told before the file is sent),
+// the sheet and the date format.
+func importQuery(mapFile, sheet, dateFormat string) (string, error) {
+	q := url.Values{}
+	if mapFile != "" {
+		f, err := os.Open(mapFile)
+		if err != nil {
+			return "", fmt.Errorf("--map: cannot read %s (%v): check the path", mapFile, errors.Unwrap(err))
+		}
+		defer f.Close()
+		m, err := importer.ParseMap(f)
+		if err != nil {
+			return "", fmt.Errorf("--map %s: %w", mapFile, err)
+		}
+		for _, kv := range importer.MapArg(m) {
+			q.Add("map", kv)
+		}
+	}
+	if dateFormat != "" {
+		df, err := importer.ParseDateFormat(dateFormat)
+		if err != nil {
+			return "", fmt.Errorf("--date-format: %w", err)
+		}
+		q.Set("date_format", string(df))
+	}
+	if sheet != "" {
+		q.Set("sheet", sheet)
+	}
+	if len(q) == 0 {
+		return "", nil
+	}
+	return "?" + q.Encode(), nil
 }
 
 // contentTypeOf returns the Content-Type of an import: that of --format
@@ -266,8 +308,10 @@ func contentTypeOf(path, format string) (string, error) {
 		return "", nil
 	}
 	switch ext {
-	case ".csv":
+	case ".csv", ".tsv", ".txt":
 		return "text/csv", nil
+	case ".xlsx":
+		return api.ContentTypeXLSX, nil
 	case ".json":
 		return "application/json", nil
 	case ".ndjson", ".jsonl":
@@ -277,7 +321,7 @@ func contentTypeOf(path, format string) (string, error) {
 			return "", nil
 		}
 	}
-	return "", fmt.Errorf("%s: name the file .csv, .json (an array) or .ndjson so its format is known, or give it with --format csv, json or ndjson", path)
+	return "", fmt.Errorf("%s: name the file .csv, .xlsx, .json (an array) or .ndjson so its format is known, or give it with --format csv, xlsx, json or ndjson", path)
 }
 
 type countingReader struct {
