@@ -373,6 +373,7 @@ var CSVHeader = []string{
 	"rank", "category", "reason", "subscription_id", "customer_account", "customer", "product",
 	"end_date", "days_left", "seats", "seats_assigned", "seats_unused", "access_model",
 	"contract_manager_name", "contract_manager_phone", "notices_sent", "last_outcome", "reseller_rep",
+	"seats_unused_30", "seats_unused_60", "seats_unused_90", "quote_number", "quote_expiry", "quote_status",
 }
 
 // WriteCSV writes entries as CSV that Excel opens cleanly: a UTF-8 byte
@@ -410,6 +411,16 @@ func WriteCSV(w interface{ Write([]byte) (int, error) }, entries []Entry) error 
 			text(e.Customer), text(e.Product), e.EndDate.String(), strconv.Itoa(e.DaysLeft),
 			num(e.Seats), num(e.SeatsAssigned), num(e.SeatsUnused), text(e.AccessModel),
 			text(e.CMName), text(e.CMPhone), strings.Join(sent, "; "), last, text(e.ResellerRep),
+			"", "", "", "", "", "",
+		}
+		if u := e.Usage; u != nil {
+			row[18], row[19], row[20] = strconv.Itoa(u.Unused30), strconv.Itoa(u.Unused60), strconv.Itoa(u.Unused90)
+		}
+		if q := e.Quote; q != nil {
+			row[21], row[23] = text(q.Number), q.Status
+			if !q.Expiry.IsZero() {
+				row[22] = q.Expiry.String()
+			}
 		}
 		if err := cw.Write(row); err != nil {
 			return fmt.Errorf("write call list: %w", err)
