@@ -167,6 +167,8 @@ type Reader struct {
 	sheet string
 
 	encoding func() string
+	// usage: the columns are those of a usage export (see usageFields).
+	usage bool
 }
 
 // ReaderOptions configure OpenReader.
@@ -181,6 +183,8 @@ type ReaderOptions struct {
 	Sheet string
 	// TempDir is where a workbook is unpacked; default os.TempDir().
 	TempDir string
+	// usage reads a seat-usage export instead of subscriptions.
+	usage bool
 }
 
 // NewReader is OpenReader with only the format given.
@@ -207,7 +211,7 @@ func OpenReader(r io.Reader, o ReaderOptions) (*Reader, error) {
 		return nil, err
 	}
 	raw := bufio.NewReaderSize(r, MaxRowBytes+2)
-	rd := &Reader{format: f, fields: make(map[string]string, len(knownFields)), unknown: map[string]bool{}}
+	rd := &Reader{format: f, fields: make(map[string]string, len(knownFields)), unknown: map[string]bool{}, usage: o.usage}
 	if isWorkbook(raw) {
 		if f != FormatAuto && f != FormatXLSX {
 			return nil, &FileError{Reason: fmt.Sprintf("this is an Excel workbook (.xlsx), not %s: name the file .xlsx (or give --format xlsx) and import it again", strings.ToUpper(string(f)))}
@@ -237,6 +241,9 @@ func OpenReader(r io.Reader, o ReaderOptions) (*Reader, error) {
 			return nil, err
 		}
 		rd.format = f
+	}
+	if o.usage && f != FormatCSV {
+		return nil, &FileError{Reason: "a usage export is read from CSV or an .xlsx workbook, as the vendor's portal exports it: give one of those"}
 	}
 	switch f {
 	case FormatCSV:
@@ -386,6 +393,10 @@ func (rd *Reader) mapHeader(head []string, m map[string]string) error {
 	rd.header = make([]string, len(head))
 	seen := map[string]bool{}
 	var later []int // columns named by an alias, placed after the rest
+	fieldOf := fieldOf
+	if rd.usage {
+		fieldOf = usageFieldOf
+	}
 	for i, h := range head {
 		name := strings.TrimSpace(h)
 		field, own := fieldOf(name)
@@ -393,7 +404,7 @@ func (rd *Reader) mapHeader(head []string, m map[string]string) error {
 			field, own = f, true
 		}
 		switch {
-		case name == "":
+		case name == "", field == "-": // "-": a column not to read, such as a user's name in a usage export
 		case field == "":
 			rd.unknown[truncate(strings.ToLower(name), 64)] = true
 		case !own:
@@ -414,6 +425,9 @@ func (rd *Reader) mapHeader(head []string, m map[string]string) error {
 		}
 		seen[field] = true
 		rd.header[i] = field
+	}
+	if rd.usage {
+		return usageColumns(seen)
 	}
 	var missing []string
 	for _, name := range []string{"subscription_id", "end_date"} {

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"unicode"
 
@@ -110,6 +111,16 @@ const MaxMapLines = 200
 // format. It returns the map from their column's header key to our field,
 // or a *FileError naming the line at fault.
 func ParseMap(r io.Reader) (map[string]string, error) {
+	return parseMap(r, knownFields[:])
+}
+
+// ParseUsageMap is ParseMap for a usage export, whose fields are
+// subscription_id, contract_number, product, last_used and days_inactive.
+func ParseUsageMap(r io.Reader) (map[string]string, error) {
+	return parseMap(r, usageFields[:])
+}
+
+func parseMap(r io.Reader, fields []string) (map[string]string, error) {
 	m := map[string]string{}
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 4096), MaxRowBytes)
@@ -128,8 +139,8 @@ func ParseMap(r io.Reader) (map[string]string, error) {
 		if !ok || headerKey(their) == "" || our == "" {
 			return nil, &FileError{Line: line, Reason: fmt.Sprintf("%q is not a mapping: write one \"their column = our field\" a line, e.g. Serial Number = subscription_id", truncate(s, 60))}
 		}
-		if fieldIndex(our) < 0 {
-			return nil, &FileError{Line: line, Reason: fmt.Sprintf("%q is not a field of the import: use one of %s", truncate(our, 40), strings.Join(knownFields[:], ", "))}
+		if !slices.Contains(fields, our) {
+			return nil, &FileError{Line: line, Reason: fmt.Sprintf("%q is not a field of the import: use one of %s", truncate(our, 40), strings.Join(fields, ", "))}
 		}
 		if prev, ok := m[headerKey(their)]; ok && prev != our {
 			return nil, &FileError{Line: line, Reason: fmt.Sprintf("column %q is mapped twice: keep one line for it", truncate(their, 40))}
