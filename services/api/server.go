@@ -75,6 +75,7 @@ func (s *Server) Handler() http.Handler {
 	heavy := newReadGate(cmp.Or(s.HeavyReads, DefaultHeavyReads())).wrap
 	api := http.NewServeMux()
 	api.HandleFunc("POST /api/v1/subscriptions/import", s.wrap(s.importSubscriptions))
+	api.HandleFunc("POST /api/v1/usage/import", s.wrap(s.importUsage))
 	api.HandleFunc("GET /api/v1/subscriptions/{id}", s.wrap(s.getSubscription))
 	api.HandleFunc("PUT /api/v1/subscriptions/{id}", s.wrap(s.putSubscription))
 	api.HandleFunc("DELETE /api/v1/subscriptions/{id}", s.wrap(s.eraseSubscription))
