@@ -11,8 +11,6 @@ import (
 	"net/http"
 	"slices"
 	"strings"
-
-	"github.com/xuri/excelize/v2"
 )
 
 // Format names an input format.
@@ -162,8 +160,8 @@ type Reader struct {
 	line int // also the workbook's row
 
 	// Workbook
-	book  *excelize.File
-	rows  *excelize.Rows
+	book  *workbook
+	rows  *sheetScanner
 	sheet string
 
 	encoding func() string
@@ -280,10 +278,7 @@ func (rd *Reader) Close() error {
 	if rd.book == nil {
 		return nil
 	}
-	if rd.rows != nil {
-		rd.rows.Close()
-	}
-	err := rd.book.Close()
+	err := rd.book.close()
 	rd.book, rd.rows = nil, nil
 	return err
 }
