@@ -1,7 +1,9 @@
-// Package importer reads subscription data (CSV with a header row, a JSON
-// array, or NDJSON, all with the same field names), validates each row, and
-// upserts the valid rows in batches. It streams: a file of a million rows is
-// never held in memory, only one row and one batch at a time.
+// Package importer reads subscription data (CSV with a header row, an .xlsx
+// workbook, a JSON array, or NDJSON, all with the same field names, or the
+// vendor's export with its own), validates each row, and upserts the valid
+// rows in batches. It streams: a file of a million rows is never held in
+// memory, only one row and one batch at a time. ImportUsage reads the
+// vendor's seat-usage export into counts per subscription.
 //
 // Three levels: Reader yields raw records with their line numbers; Validate
 // turns one record into a subscription or says which fields are wrong and

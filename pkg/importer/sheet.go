@@ -325,11 +325,13 @@ func sharedStrings(zr *zip.Reader) ([]string, error) {
 // by column, with their raw values (a number as written, a date as its
 // serial number, a shared string as its text).
 type sheetScanner struct {
-	r     *bufio.Reader
-	strs  []string
-	cells []string
-	buf   []byte
-	row   int // the last row's number
+	r       *bufio.Reader
+	strs    []string
+	cells   []string
+	buf     []byte // a tag longer than r's buffer
+	scratch []byte // the text being read
+	row     int    // the last row's number
+	at      bool   // the '<' of the next tag was taken
 }
 
 // errSheet is a worksheet that is not well formed where the scanner looks.
@@ -342,31 +344,13 @@ var errSheet = errors.New("the worksheet's XML is not well formed")
 // slices are valid until the next call.
 func (sc *sheetScanner) tag() (name []byte, attrs []byte, empty bool, err error) {
 	for {
-		if _, err := sc.r.ReadSlice('<'); err != nil {
+		if sc.at {
+			sc.at = false
+		} else if _, err := sc.r.ReadSlice('<'); err != nil {
 			if err == bufio.ErrBufferFull {
 				continue
 			}
 			return nil, nil, false, err
-		}
-		b, err := sc.r.Peek(1)
-		if err != nil {
-			return nil, nil, false, io.ErrUnexpectedEOF
-		}
-		switch b[0] {
-		case '?':
-			if err := sc.skipTo("?>"); err != nil {
-				return nil, nil, false, err
-			}
-			continue
-		case '!':
-			end := ">"
-			if p, _ := sc.r.Peek(3); string(p) == "!--" {
-				end = "-->"
-			}
-			if err := sc.skipTo(end); err != nil {
-				return nil, nil, false, err
-			}
-			continue
 		}
 		t, err := sc.r.ReadSlice('>')
 		if err == bufio.ErrBufferFull { // a tag longer than the buffer: rare
@@ -382,6 +366,22 @@ func (sc *sheetScanner) tag() (name []byte, attrs []byte, empty bool, err error)
 				return nil, nil, false, errSheet
 			}
 			return nil, nil, false, io.ErrUnexpectedEOF
+		}
+		switch t[0] {
+		case '?': // a processing instruction: may hold a '>' before its end
+			if !bytes.HasSuffix(t, []byte("?>")) {
+				if err := sc.skipTo("?>"); err != nil {
+					return nil, nil, false, err
+				}
+			}
+			continue
+		case '!': // a comment (which may hold a '>'), a declaration
+			if bytes.HasPrefix(t, []byte("!--")) && (len(t) < 6 || !bytes.HasSuffix(t, []byte("-->"))) {
+				if err := sc.skipTo("-->"); err != nil {
+					return nil, nil, false, err
+				}
+			}
+			continue
 		}
 		t = t[:len(t)-1] // without '>'
 		if len(t) > 0 && t[len(t)-1] == '/' {
@@ -424,13 +424,13 @@ func (sc *sheetScanner) skipTo(s string) error {
 	}
 }
 
-// chars reads character data up to the next '<', which it leaves unread,
-// with its entities decoded.
+// chars appends the character data up to the next '<' to dst, as it is
+// written; the '<' is taken, for tag to go on from.
 func (sc *sheetScanner) chars(dst []byte) ([]byte, error) {
 	for {
 		chunk, err := sc.r.ReadSlice('<')
 		if err == nil {
-			sc.r.UnreadByte()
+			sc.at = true
 			dst = append(dst, chunk[:len(chunk)-1]...)
 			return dst, nil
 		}
@@ -448,7 +448,8 @@ func (sc *sheetScanner) chars(dst []byte) ([]byte, error) {
 // end tag: the content of its t elements, or its own text for a t or v,
 // leaving out phonetic runs (rPh).
 func (sc *sheetScanner) text(end string) (string, error) {
-	var out []byte
+	out := sc.scratch[:0]
+	defer func() { sc.scratch = out[:0] }()
 	depthPh := 0
 	inT := end == "t" || end == "v"
 	for {
@@ -485,16 +486,8 @@ func unescape(b []byte) string {
 	return html.UnescapeString(string(b))
 }
 
-// attr returns the value of the attribute name in raw attribute text.
-func attr(attrs []byte, name string) (string, bool) {
-	v, ok := attrRaw(attrs, name)
-	if !ok {
-		return "", false
-	}
-	return unescape(v), true
-}
-
-// attrRaw is attr without decoding entities: the value as it is written.
+// attrRaw returns the value of the attribute name in raw attribute text,
+// as it is written (the attributes read, r and t, hold no entities).
 func attrRaw(attrs []byte, name string) ([]byte, bool) {
 	for len(attrs) > 0 {
 		attrs = bytes.TrimLeft(attrs, " \t\r\n")
@@ -518,6 +511,33 @@ func attrRaw(attrs []byte, name string) ([]byte, bool) {
 		attrs = rest[2+endQ:]
 	}
 	return nil, false
+}
+
+// cellAttrs returns the values of a cell's attributes r and t, in one pass.
+func cellAttrs(attrs []byte) (r, t []byte) {
+	for len(attrs) > 0 {
+		eq := bytes.IndexByte(attrs, '=')
+		if eq < 0 {
+			break
+		}
+		key := bytes.TrimSpace(attrs[:eq])
+		rest := bytes.TrimLeft(attrs[eq+1:], " \t\r\n")
+		if len(rest) == 0 || (rest[0] != '"' && rest[0] != '\'') {
+			break
+		}
+		endQ := bytes.IndexByte(rest[1:], rest[0])
+		if endQ < 0 {
+			break
+		}
+		switch string(key) {
+		case "r":
+			r = rest[1 : 1+endQ]
+		case "t":
+			t = rest[1 : 1+endQ]
+		}
+		attrs = rest[2+endQ:]
+	}
+	return r, t
 }
 
 // column returns the 0-based column of a cell reference such as "AB12".
@@ -585,15 +605,13 @@ func (sc *sheetScanner) rowCells() error {
 			continue
 		}
 		col := len(sc.cells)
-		if ref, ok := attrRaw(attrs, "r"); ok {
-			if c, ok := column(ref); ok {
-				col = c
-			}
+		ref, typ := cellAttrs(attrs)
+		if c, ok := column(ref); ok {
+			col = c
 		}
 		if col < len(sc.cells) || col >= maxColumns {
 			return errSheet
 		}
-		typ, _ := attrRaw(attrs, "t")
 		shared := string(typ) == "s"
 		var val string
 		if !empty {
