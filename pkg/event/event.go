@@ -119,6 +119,9 @@ type NoticeDue struct {
 	Milestone      int                    `json:"milestone"`
 	DaysLeft       int                    `json:"days_left"`
 	AsOf           subscription.Date      `json:"as_of"`
+	// Resend is set on a notice a person asked to send again (POST
+	// /api/v1/notices/{key}/resend): a later milestone does not supersede it.
+	Resend bool `json:"resend,omitempty"`
 }
 
 // NoticeOutcome is the data of renewals.notice.sent, .skipped, .failed and

@@ -21,7 +21,12 @@ type Outbox struct {
 	dir  string
 	from string
 	now  func() time.Time
+	env  Envelope
 }
+
+// SetEnvelope sets the envelope sender and signing of the messages; call it
+// before the first Send.
+func (o *Outbox) SetEnvelope(e Envelope) { o.env = e }
 
 // NewOutbox creates dir (mode 0750) when missing and returns an Outbox that
 // writes into it. from is the From address; now stamps the Date header and
@@ -96,7 +101,7 @@ func (o *Outbox) Send(ctx context.Context, m Message) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("write notice %s to outbox: %w", m.Key, err)
 	}
-	data, err := Compose(o.from, m, o.now())
+	data, err := compose(o.from, m, o.now(), o.env)
 	if err != nil {
 		return err
 	}

@@ -7,6 +7,8 @@
 //	renewals:ends              sorted set: member <id>, score the end date's ordinal
 //	renewals:notice:<key>      hash: one ledger entry, keyed by the notice key
 //	renewals:notices:<id>      set: the notice keys of one subscription, for List
+//	renewals:suppress:<hash>   hash: the suppression list, by keyed hash of the address (bounce.go)
+//	renewals:suppressed:<id>   set: the address hashes of one subscription's suppression records
 //	renewals:health            string: the write probe of Ping, expiring after a minute
 //
 // Every multi-key change is one Lua script or one MULTI/EXEC transaction
@@ -339,6 +341,9 @@ return 0
 // files and backups keep the key until they are replaced; the sealed record
 // they also hold cannot be opened without it once they are.
 func (s *Store) Erase(ctx context.Context, id string) error {
+	if err := s.eraseSuppressions(ctx, id); err != nil {
+		return err
+	}
 	n, err := eraseScript.Run(ctx, s.c, []string{subKey(id), dataKeyKey(id), endsKey}, id).Int()
 	if err != nil {
 		return errf("erase subscription %s", err, id)

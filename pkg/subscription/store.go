@@ -64,9 +64,10 @@ type Store interface {
 // Outcome is the final result of handling one notice.
 type Outcome string
 
-// Outcomes of a notice. Only Sent is final for due-ness: a notice that
-// failed, was undeliverable or was skipped can fall due again on a later pass
-// (a fixed address, a reactivated subscription).
+// Outcomes of a notice. Only Sent (and Bounced, a sent notice that came
+// back: see bounce.go) is final for due-ness: a notice that failed, was
+// undeliverable or was skipped can fall due again on a later pass (a fixed
+// address, a reactivated subscription).
 const (
 	OutcomeSent          Outcome = "sent"
 	OutcomeSkipped       Outcome = "skipped"
@@ -93,6 +94,14 @@ type Entry struct {
 	// was lost after the message data, or a worker died holding the claim),
 	// so the contract manager may have received the notice twice.
 	Ambiguous bool `json:"ambiguous,omitempty"`
+	// Status is a bounced notice's delivery status code, e.g. "5.1.1".
+	Status string `json:"status,omitempty"`
+	// History holds the earlier outcomes that a bounce or a resend
+	// replaced, oldest first (see BounceLedger).
+	History []Attempt `json:"history,omitempty"`
+	// Resent lists the keyed hashes of the recipients the notice was
+	// resent to (see BounceLedger.Reopen); never an address.
+	Resent []string `json:"resent,omitempty"`
 }
 
 // Ledger records what was sent, so that no notice goes twice. A send is
@@ -105,7 +114,7 @@ type Entry struct {
 // since the dead holder may have sent.
 type Ledger interface {
 	// Claim takes the notice for token until now+lease. It returns an error
-	// wrapping ErrAlreadySent when the notice was sent, or ErrClaimed while
+	// wrapping ErrAlreadySent when the notice was sent (or bounced), or ErrClaimed while
 	// another token's lease is live.
 	Claim(ctx context.Context, key NoticeKey, token string, now time.Time, lease time.Duration) error
 	// Renew extends token's claim to now+lease. It returns ErrLostClaim when
@@ -128,7 +137,7 @@ type Ledger interface {
 	// other claim (a retry whose reply was lost), returns the entry as stored
 	// and changes nothing.
 	Confirm(ctx context.Context, key NoticeKey, token string, e Entry) (Entry, error)
-	// Sent reports which of keys were sent.
+	// Sent reports which of keys were sent (Final: sent or bounced).
 	Sent(ctx context.Context, keys []NoticeKey) (map[NoticeKey]bool, error)
 	// Get returns the entry for key, or ErrNotFound.
 	Get(ctx context.Context, key NoticeKey) (Entry, error)

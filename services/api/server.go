@@ -21,6 +21,7 @@ import (
 	"renewals/pkg/page"
 	"renewals/pkg/render"
 	"renewals/pkg/subscription"
+	"renewals/services/bounces"
 	"renewals/services/scheduler"
 )
 
@@ -65,6 +66,8 @@ type Server struct {
 	// TempDir is where an imported workbook is unpacked while it is read;
 	// empty: the system's temporary directory.
 	TempDir string
+	// Bounces handles resends and hand-fed bounces (bounce.go).
+	Bounces *bounces.Service
 	// OutboxDir is where the outbox writes emails (<data dir>/outbox); an
 	// erasure deletes the subscription's emails there. Empty: none kept.
 	OutboxDir string
@@ -83,6 +86,7 @@ func (s *Server) Handler() http.Handler {
 	api.Handle("GET /api/v1/forecast", heavy(s.wrap(s.forecast)))
 	api.HandleFunc("GET /api/v1/notices", s.wrap(s.notices(heavy(s.wrap(s.allNotices)))))
 	api.HandleFunc("POST /api/v1/preview", s.wrap(s.preview))
+	s.bounceRoutes(api)
 	if s.Calllist != nil {
 		api.Handle("GET /api/v1/calllist", heavy(s.Calllist))
 	}

@@ -36,7 +36,7 @@ type Category string
 // The categories, most urgent first.
 const (
 	// Unreachable: email cannot reach the contract manager (no address, an
-	// undeliverable or failed notice). Phone them.
+	// undeliverable, failed or bounced notice). Phone them.
 	Unreachable Category = "unreachable"
 	// Lapsed: past the end date, within the grace days, not renewed.
 	Lapsed Category = "lapsed"
@@ -252,6 +252,8 @@ func (r Rules) Build(sub subscription.Subscription, st *State, today subscriptio
 	switch {
 	case last != nil && last.Outcome == subscription.OutcomeUndeliverable:
 		e.Category, e.Reason = Unreachable, cmp.Or(last.Reason, fmt.Sprintf("%d-day notice undeliverable", last.Milestone))
+	case last != nil && last.Outcome == subscription.OutcomeBounced:
+		e.Category, e.Reason = Unreachable, cmp.Or(last.Reason, fmt.Sprintf("the %d-day notice bounced", last.Milestone))
 	case last != nil && last.Outcome == subscription.OutcomeFailed:
 		e.Category, e.Reason = Unreachable, fmt.Sprintf("%d-day notice failed: %s", last.Milestone, cmp.Or(last.Reason, "no reason given"))
 	case sub.ContractManager.Email == "":

@@ -30,7 +30,7 @@ const (
 // calllist.updated events).
 var Subjects = []string{
 	event.SubjectSent, event.SubjectSkipped, event.SubjectFailed, event.SubjectUndeliverable,
-	"renewals.subscription.>",
+	event.SubjectBounced, "renewals.subscription.>",
 }
 
 // DefaultAckWait is how long an event may go unacknowledged before it is
@@ -178,6 +178,18 @@ func (t *Target) handle(ctx context.Context, m jetstream.Msg) error {
 		}
 		id = d.SubscriptionID
 		outcome = &NoticeState{EndDate: d.EndDate, Milestone: d.Milestone, Outcome: d.Outcome, Reason: d.Reason, At: ev.Time, Seq: seq}
+	case event.SubjectBounced:
+		var d event.NoticeBounced
+		ev, err := event.Decode(m.Data(), &d)
+		if err != nil || d.SubscriptionID == "" {
+			t.Log.Warn("call list: unreadable or keyless bounce event ignored", zap.Uint64("seq", seq), zap.Error(err))
+			return nil
+		}
+		if d.Kind != "hard" {
+			return nil // a delay: the notice may still arrive
+		}
+		id = d.SubscriptionID
+		outcome = &NoticeState{EndDate: d.EndDate, Milestone: d.Milestone, Outcome: subscription.OutcomeBounced, Reason: d.Reason, At: ev.Time, Seq: seq}
 	case event.SubjectUpserted:
 		var d event.SubscriptionUpserted
 		if _, err := event.Decode(m.Data(), &d); err != nil || d.SubscriptionID == "" {

@@ -35,7 +35,7 @@ const (
 const usage = `renewals: renewal notices for software subscriptions, to the contract manager only.
 
 Usage:
-  renewals serve [--target all|scheduler|notifier|calllist|api[,...]] [flags]
+  renewals serve [--target all|scheduler|notifier|calllist|api|bounces[,...]] [flags]
   renewals import FILE                      .csv, .xlsx, .json (array) or .ndjson; prints the import report
   renewals import [--format csv|json|ndjson] FILE|-
                                             any other name, or standard input (-)
@@ -49,6 +49,9 @@ Usage:
   renewals calllist [--format table|csv|json] [--rep NAME] [--min-days N] [--max-days N] [--as-of DATE]
                                             who to call, most urgent first
   renewals erase ID                         erase one subscription's personal data
+  renewals resend KEY [--force --reason TEXT]
+                                            send a bounced, failed or undeliverable notice again
+  renewals bounce FILE.eml                  feed one saved bounce message by hand
   renewals health                           exit 0 when the server answers /readyz (container checks)
 
 Client subcommands talk to a running server: --server (RENEWALS_SERVER, default
@@ -95,6 +98,10 @@ func Main(ctx context.Context, args []string, env Env) int {
 		err = calllistCmd(rest, env)
 	case "erase":
 		err = eraseCmd(rest, env)
+	case "resend":
+		err = resendCmd(rest, env)
+	case "bounce":
+		err = bounceCmd(rest, env)
 	case "health":
 		err = healthCmd(ctx, rest, env)
 	case "help", "-h", "--help":
@@ -587,6 +594,8 @@ func noticesCmd(args []string, env Env) error {
 			At        time.Time `json:"at"`
 			Attempts  int       `json:"attempts"`
 			Ambiguous bool      `json:"ambiguous"`
+			// History: the attempts a bounce or a resend replaced.
+			History []subscription.Attempt `json:"history,omitempty"`
 		} `json:"notices"`
 	}
 	path := "/api/v1/notices"
@@ -635,6 +644,13 @@ func noticesCmd(args []string, env Env) error {
 			line += "  AMBIGUOUS: may have been received twice"
 		}
 		fmt.Fprintln(env.Stdout, line)
+		for _, a := range n.History {
+			fmt.Fprintf(env.Stdout, "    earlier: %s  %s", a.Outcome, a.At.Format(time.RFC3339))
+			if a.Reason != "" {
+				fmt.Fprintf(env.Stdout, "  (%s)", a.Reason)
+			}
+			fmt.Fprintln(env.Stdout)
+		}
 	}
 	return nil
 }
