@@ -574,9 +574,11 @@ func (sc *sheetScanner) next() ([]string, int, error) {
 		case "row":
 			sc.row++
 			if r, ok := attrRaw(attrs, "r"); ok {
-				if n, err := strconv.Atoi(string(r)); err == nil && n > 0 {
-					sc.row = n
+				n, err := strconv.Atoi(string(r))
+				if err != nil || n < sc.row { // rows come in ascending order
+					return nil, 0, errSheet
 				}
+				sc.row = n
 			}
 			sc.cells = sc.cells[:0]
 			if empty {
