@@ -39,9 +39,13 @@ type Config struct {
 	Milestones string
 	Schedule   string
 	GraceDays  int
-	LogFormat  string
-	LogLevel   string
-	Targets    string
+	// PostExpiry is RENEWALS_POST_EXPIRY, read into PostExpiryStages.
+	PostExpiry string
+	// RepsFile is RENEWALS_REPS_FILE: the reps for the morning lists.
+	RepsFile  string
+	LogFormat string
+	LogLevel  string
+	Targets   string
 	// Drain is how long shutdown waits for sends and requests under way.
 	Drain time.Duration
 	// Workers is how many notices the notifier handles at once.
@@ -69,10 +73,12 @@ type Config struct {
 	ResellerWebsite string
 
 	// Derived by Validate.
-	Location  *time.Location
-	Stages    subscription.Milestones
-	TargetSet map[string]bool
-	Level     zapcore.Level
+	Location *time.Location
+	Stages   subscription.Milestones
+	// PostExpiryStages is PostExpiry parsed.
+	PostExpiryStages subscription.PostExpiry
+	TargetSet        map[string]bool
+	Level            zapcore.Level
 
 	// NATSSyncInterval is NATSSync read by Validate; 0 syncs every write.
 	NATSSyncInterval time.Duration
@@ -118,6 +124,8 @@ func Flags(fs *flag.FlagSet, getenv func(string) string) *Config {
 	fs.StringVar(&c.Milestones, "milestones", env("RENEWALS_MILESTONES", "90,45,30"), "days before the end date at which notices are due (RENEWALS_MILESTONES)")
 	fs.StringVar(&c.Schedule, "schedule", env("RENEWALS_SCHEDULE", "0 6 * * *"), "cron spec of the daily scheduler pass, in RENEWALS_TIMEZONE (RENEWALS_SCHEDULE)")
 	fs.IntVar(&c.GraceDays, "grace-days", c.envInt(getenv, "RENEWALS_GRACE_DAYS", DefaultGraceDays), "days after the end date that a lapsed subscription stays on the call list (RENEWALS_GRACE_DAYS)")
+	fs.StringVar(&c.PostExpiry, "post-expiry", env("RENEWALS_POST_EXPIRY", subscription.DefaultPostExpiry), "the vendor's stages after the end date, name:days-after-it, then cancelled (RENEWALS_POST_EXPIRY)")
+	fs.StringVar(&c.RepsFile, "reps-file", env("RENEWALS_REPS_FILE", ""), "CSV of the reseller's reps (name,email) for each rep's morning call list; empty sends none (RENEWALS_REPS_FILE)")
 	fs.StringVar(&c.LogFormat, "log-format", env("RENEWALS_LOG_FORMAT", "json"), "log format: json or console (RENEWALS_LOG_FORMAT)")
 	fs.StringVar(&c.LogLevel, "log-level", env("RENEWALS_LOG_LEVEL", "info"), "least severe log lines written: debug, info, warn or error (RENEWALS_LOG_LEVEL)")
 	fs.DurationVar(&c.Drain, "drain", c.envDuration(getenv, "RENEWALS_DRAIN", DefaultDrain), "at shutdown, how long sends and requests under way may take to finish before they are cut off (RENEWALS_DRAIN)")
@@ -195,6 +203,14 @@ func (c *Config) Validate() error {
 	c.Location = loc
 	if c.Stages, err = subscription.ParseMilestones(c.Milestones); err != nil {
 		return fmt.Errorf("RENEWALS_MILESTONES: %w", err)
+	}
+	if c.PostExpiryStages, err = subscription.ParsePostExpiry(c.PostExpiry); err != nil {
+		return fmt.Errorf("RENEWALS_POST_EXPIRY: %w", err)
+	}
+	if c.RepsFile != "" {
+		if _, err := os.Stat(c.RepsFile); err != nil {
+			return fmt.Errorf("RENEWALS_REPS_FILE %q: %v; give the path of a readable CSV of name,email lines, or leave it empty for no morning lists", c.RepsFile, err)
+		}
 	}
 	if _, err := CronParser.Parse(c.Schedule); err != nil {
 		return fmt.Errorf("RENEWALS_SCHEDULE %q is not a cron spec (%v): use five fields, minute hour day month weekday, e.g. \"0 6 * * *\" for 06:00 daily", c.Schedule, err)

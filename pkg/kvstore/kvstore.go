@@ -52,6 +52,7 @@ type Store struct {
 	js         jetstream.JetStream
 	subs, ends jetstream.KeyValue
 	keys       jetstream.Stream
+	lazy       lazyBuckets // calls and renewal facts (calls.go)
 	// suppress holds the suppression list (bounce.go).
 	suppress jetstream.Stream
 }
@@ -446,6 +447,9 @@ func (s *Store) Erase(ctx context.Context, id string) error {
 	}
 	rec, rev, err := s.current(ctx, id)
 	if err != nil && rev == 0 {
+		return fmt.Errorf("erase subscription %s: %w", id, err)
+	}
+	if err := s.eraseCalls(ctx, id); err != nil {
 		return fmt.Errorf("erase subscription %s: %w", id, err)
 	}
 	if rec != nil {

@@ -111,7 +111,7 @@ func (l *Ledger) update(ctx context.Context, op string, key subscription.NoticeK
 // updateState is update that also returns the state it wrote (nil when
 // change wrote none).
 func (l *Ledger) updateState(ctx context.Context, op string, key subscription.NoticeKey, change func(*state) (*state, error)) (*state, error) {
-	if key.SubscriptionID == "" || key.EndDate.IsZero() || key.Milestone < 1 {
+	if key.SubscriptionID == "" || key.EndDate.IsZero() || key.Milestone == 0 {
 		return nil, fmt.Errorf("%s notice %s: incomplete notice key", op, key)
 	}
 	k := ledgerKey(key)

@@ -173,7 +173,7 @@ func newMsg(from *mail.Address, m Message, date time.Time) (*gomail.Msg, error) 
 	if err := subscription.ValidID(m.Key.SubscriptionID); err != nil {
 		return nil, fmt.Errorf("build notice: %w: %w", err, ErrPermanent)
 	}
-	if m.Key.EndDate.IsZero() || m.Key.Milestone < 1 {
+	if m.Key.EndDate.IsZero() || m.Key.Milestone == 0 {
 		return nil, fmt.Errorf("build notice %s: the notice key needs an end date and a milestone: %w", m.Key, ErrPermanent)
 	}
 	to, err := parseAddress(m.To, false)

@@ -90,7 +90,7 @@ func EraseFromOutbox(dir, subscriptionID string) (int, error) {
 // or a temporary file of one, .<id>_<end_date>_<milestone>.eml.tmp-*, with
 // the id in the first or second group. The id is what remains once the end
 // date and milestone are cut from the end, so an id holding '_' is read whole.
-var outboxName = regexp.MustCompile(`^(?:\.(.+)_\d{4}-\d\d-\d\d_\d+\.eml\.tmp-.*|(.+)_\d{4}-\d\d-\d\d_\d+\.eml)$`)
+var outboxName = regexp.MustCompile(`^(?:\.(.+)_\d{4}-\d\d-\d\d_-?\d+\.eml\.tmp-.*|(.+)_\d{4}-\d\d-\d\d_-?\d+\.eml)$`)
 
 // Send writes m to its file atomically: a temporary file in the same
 // directory, fsync, rename, fsync of the directory. A reader sees the old

@@ -91,7 +91,7 @@ func checkToken(op string, key subscription.NoticeKey, token string) error {
 	if token == "" {
 		return fmt.Errorf("%s notice %s: empty claim token", op, key)
 	}
-	if key.SubscriptionID == "" || key.EndDate.IsZero() || key.Milestone < 1 {
+	if key.SubscriptionID == "" || key.EndDate.IsZero() || key.Milestone == 0 {
 		return fmt.Errorf("%s notice %s: incomplete notice key", op, key)
 	}
 	return nil

@@ -322,11 +322,13 @@ func (s *Store) read(ctx context.Context, ids []string, lo, hi int64) ([]subscri
 	return out, nil
 }
 
-// eraseScript deletes the record, its data key and its index entry at once.
+// eraseScript deletes the record, its data key, its index entry and its
+// calls at once.
 // It returns 1 when there was anything to erase.
 var eraseScript = redis.NewScript(`
 local n = redis.call('DEL', KEYS[1], KEYS[2])
 redis.call('ZREM', KEYS[3], ARGV[1])
+redis.call('DEL', KEYS[4])
 if n > 0 then return 1 end
 return 0
 `)
@@ -344,7 +346,7 @@ func (s *Store) Erase(ctx context.Context, id string) error {
 	if err := s.eraseSuppressions(ctx, id); err != nil {
 		return err
 	}
-	n, err := eraseScript.Run(ctx, s.c, []string{subKey(id), dataKeyKey(id), endsKey}, id).Int()
+	n, err := eraseScript.Run(ctx, s.c, []string{subKey(id), dataKeyKey(id), endsKey, callsKey(id)}, id).Int()
 	if err != nil {
 		return errf("erase subscription %s", err, id)
 	}

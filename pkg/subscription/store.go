@@ -144,3 +144,27 @@ type Ledger interface {
 	// List returns every entry of the subscription, ordered by key.
 	List(ctx context.Context, subscriptionID string) ([]Entry, error)
 }
+
+// CallStore keeps the renewal calls of subscriptions. Both stores implement
+// it. The caller and the note of every call are sealed under the
+// subscription's data key, so Store.Erase takes them with the subscription.
+type CallStore interface {
+	// AddCall stores c under c.SubscriptionID. It returns an error
+	// wrapping ErrNotFound when there is no such subscription.
+	AddCall(ctx context.Context, c Call) error
+	// Calls returns the subscription's calls, oldest first, with their
+	// personal fields opened; none (and no error) when it has none or does
+	// not exist.
+	Calls(ctx context.Context, subscriptionID string) ([]Call, error)
+}
+
+// RenewalLog keeps the renewal facts that the renewals report counts.
+// Both stores implement it. Adding a fact that is already there (the same
+// subscription, old and new end date) changes nothing.
+type RenewalLog interface {
+	AddRenewals(ctx context.Context, facts []RenewalFact) error
+	// RenewalsEnding calls fn for every fact whose TermEnded lies in
+	// [from, to], both inclusive, ordered by TermEnded then subscription.
+	// It stops at fn's first error and returns it.
+	RenewalsEnding(ctx context.Context, from, to Date, fn func(RenewalFact) error) error
+}

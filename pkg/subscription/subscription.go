@@ -100,6 +100,9 @@ type Subscription struct {
 	// kept, never who the users are. An upsert that carries no usage keeps
 	// the stored one (see KeepUsage): only a usage import sets it.
 	Usage *SeatUsage `json:"seat_usage,omitempty"`
+	// StatusReason says why the status is what it is when a call set it,
+	// e.g. "renewing (call of 2027-03-02)"; it holds no personal data.
+	StatusReason string `json:"status_reason,omitempty"`
 
 	// Personal data, by role.
 	ContractManager Contact  `json:"contract_manager,omitzero"`
@@ -145,7 +148,7 @@ func Equal(a, b Subscription) bool {
 		eqInt(a.Seats, b.Seats) && eqInt(a.SeatsAssigned, b.SeatsAssigned) &&
 		a.AccessModel == b.AccessModel && a.Term == b.Term && a.StartDate == b.StartDate &&
 		a.Status == b.Status && a.Timezone == b.Timezone && a.Locale == b.Locale &&
-		a.ResellerRep == b.ResellerRep && a.ContractNumber == b.ContractNumber &&
+		a.ResellerRep == b.ResellerRep && a.StatusReason == b.StatusReason && a.ContractNumber == b.ContractNumber &&
 		a.AutorenewDate == b.AutorenewDate && a.Team == b.Team && a.QuoteNumber == b.QuoteNumber &&
 		a.QuoteExpiry == b.QuoteExpiry && a.QuoteURL == b.QuoteURL && eqUsage(a.Usage, b.Usage) &&
 		a.ContractManager == b.ContractManager &&

@@ -55,6 +55,10 @@ type Server struct {
 	Metrics  http.Handler
 	Calllist http.Handler
 	Events   http.Handler
+	// Calls serves GET and POST /api/v1/subscriptions/{id}/calls and
+	// Report GET /api/v1/report/renewals, when set.
+	Calls  http.Handler
+	Report http.Handler
 	// OnImport, when set, is told the report of every import, for metrics.
 	OnImport func(importer.Report)
 	// Timeouts are the HTTP server's; zero means DefaultTimeouts().
@@ -92,6 +96,13 @@ func (s *Server) Handler() http.Handler {
 	}
 	if s.Events != nil {
 		api.Handle("GET /api/v1/events", s.Events)
+	}
+	if s.Calls != nil {
+		api.Handle("POST /api/v1/subscriptions/{id}/calls", s.Calls)
+		api.Handle("GET /api/v1/subscriptions/{id}/calls", s.Calls)
+	}
+	if s.Report != nil {
+		api.Handle("GET /api/v1/report/renewals", heavy(s.Report))
 	}
 	api.HandleFunc("/api/", s.wrap(func(w http.ResponseWriter, r *http.Request) error {
 		return errorf(CodeNotFound, "no such endpoint: %s %s", r.Method, r.URL.Path)
@@ -781,8 +792,8 @@ func (s *Server) preview(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	if req.Milestone < 1 {
-		return errorf(CodeInvalid, "milestone: give the days before the end date, e.g. 45")
+	if req.Milestone == 0 {
+		return errorf(CodeInvalid, "milestone: give the days before the end date, e.g. 45, or a negative count for a post-expiry notice, e.g. -1")
 	}
 	key := subscription.NoticeKey{SubscriptionID: sub.ID, EndDate: sub.EndDate, Milestone: req.Milestone}
 	email, err := s.Renderer.Render(sub, subscription.Notice{Key: key, DaysLeft: sub.DaysLeft(s.Now(), s.Location)})

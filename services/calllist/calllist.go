@@ -49,14 +49,16 @@ const (
 
 func (c Category) order() int {
 	switch c {
-	case Unreachable:
+	case Callback:
 		return 0
-	case Lapsed:
+	case Unreachable:
 		return 1
-	case QuoteExpired:
+	case Lapsed:
 		return 2
+	case QuoteExpired:
+		return 3
 	}
-	return 3
+	return 4
 }
 
 // Entry is one line of the call list. It holds the contract manager's name
@@ -85,6 +87,14 @@ type Entry struct {
 	Usage *subscription.SeatUsage `json:"seat_usage,omitempty"`
 	// Quote is the reseller's renewal quote, when one was made.
 	Quote *Quote `json:"quote,omitempty"`
+	// Stage is the post-expiry stage of a lapsed subscription (expired,
+	// suspended, cancelled); RenewBy the last day it can still be renewed.
+	Stage   string             `json:"stage,omitempty"`
+	RenewBy *subscription.Date `json:"renew_by,omitempty"`
+	// LastCall is the latest call of the term; NextTermSeats the seats a
+	// seats_changed call asked for.
+	LastCall      *LastCall `json:"last_call,omitempty"`
+	NextTermSeats *int      `json:"next_term_seats,omitempty"`
 }
 
 // Quote is a renewal quote on the list: open until Expiry (zero when not
@@ -124,6 +134,8 @@ type State struct {
 	SubscriptionID string `json:"subscription_id"`
 	// Notices holds the latest outcome of each notice seen, by key.
 	Notices []NoticeState `json:"notices,omitempty"`
+	// Calls holds the latest calls, oldest first (calls.go).
+	Calls []CallState `json:"calls,omitempty"`
 	// Seq is the last stream sequence applied: an event at or below it is a
 	// redelivery and changes nothing.
 	Seq uint64 `json:"seq"`
@@ -174,6 +186,10 @@ type Rules struct {
 	// Location is the default zone (RENEWALS_TIMEZONE) for subscriptions
 	// that name none.
 	Location *time.Location
+	// PostExpiry are the vendor's stages after the end date
+	// (RENEWALS_POST_EXPIRY): a lapsed entry shows its stage and the last
+	// day it can be renewed.
+	PostExpiry subscription.PostExpiry
 }
 
 // today is the day in sub's zone at now, or asOf when set.
@@ -195,19 +211,20 @@ func (r Rules) loc() *time.Location {
 // the default zone, widened by a day each side for subscriptions in other
 // zones; Build decides exactly.
 func (r Rules) window(today subscription.Date) (from, to subscription.Date) {
-	return today.AddDays(-r.GraceDays - 1), today.AddDays(r.Milestones.Max() + 1)
+	return today.AddDays(-r.lapsedDays() - 1), today.AddDays(r.Milestones.Max() + 1)
 }
 
 // Build returns the entry of sub as of today (the day in the subscription's
 // zone), given the outcomes in st (which may be nil), and whether it belongs
 // on the list at all. Only active subscriptions whose days left lie in
-// [-GraceDays, largest milestone] are on it.
+// [-GraceDays, largest milestone] are on it,
+// and not while a callback they asked for is still ahead.
 func (r Rules) Build(sub subscription.Subscription, st *State, today subscription.Date) (Entry, bool) {
 	days := today.DaysUntil(sub.EndDate)
 	if sub.Status != "" && sub.Status != subscription.StatusActive {
 		return Entry{}, false
 	}
-	if days > r.Milestones.Max() || days < -r.GraceDays {
+	if days > r.Milestones.Max() || days < -r.lapsedDays() {
 		return Entry{}, false
 	}
 	e := Entry{
@@ -282,6 +299,10 @@ func (r Rules) Build(sub subscription.Subscription, st *State, today subscriptio
 				e.Reason += " until " + e.Quote.Expiry.String()
 			}
 		}
+	}
+	r.postExpiry(&e, days)
+	if !r.applyCalls(&e, st, sub, today) {
+		return Entry{}, false
 	}
 	return e, true
 }

@@ -373,6 +373,7 @@ var CSVHeader = []string{
 	"rank", "category", "reason", "subscription_id", "customer_account", "customer", "product",
 	"end_date", "days_left", "seats", "seats_assigned", "seats_unused", "access_model",
 	"contract_manager_name", "contract_manager_phone", "notices_sent", "last_outcome", "reseller_rep",
+	"stage", "renew_by", "last_call", "callback_on", "next_term_seats",
 	"seats_unused_30", "seats_unused_60", "seats_unused_90", "quote_number", "quote_expiry", "quote_status",
 }
 
@@ -411,15 +412,22 @@ func WriteCSV(w interface{ Write([]byte) (int, error) }, entries []Entry) error 
 			text(e.Customer), text(e.Product), e.EndDate.String(), strconv.Itoa(e.DaysLeft),
 			num(e.Seats), num(e.SeatsAssigned), num(e.SeatsUnused), text(e.AccessModel),
 			text(e.CMName), text(e.CMPhone), strings.Join(sent, "; "), last, text(e.ResellerRep),
+			e.Stage, dateCell(e.RenewBy), "", "", num(e.NextTermSeats),
 			"", "", "", "", "", "",
 		}
+		if c := e.LastCall; c != nil {
+			row[20] = c.On.String() + " " + string(c.Outcome)
+			if !c.CallbackOn.IsZero() {
+				row[21] = c.CallbackOn.String()
+			}
+		}
 		if u := e.Usage; u != nil {
-			row[18], row[19], row[20] = strconv.Itoa(u.Unused30), strconv.Itoa(u.Unused60), strconv.Itoa(u.Unused90)
+			row[23], row[24], row[25] = strconv.Itoa(u.Unused30), strconv.Itoa(u.Unused60), strconv.Itoa(u.Unused90)
 		}
 		if q := e.Quote; q != nil {
-			row[21], row[23] = text(q.Number), q.Status
+			row[26], row[28] = text(q.Number), q.Status
 			if !q.Expiry.IsZero() {
-				row[22] = q.Expiry.String()
+				row[27] = q.Expiry.String()
 			}
 		}
 		if err := cw.Write(row); err != nil {
@@ -438,6 +446,13 @@ func WriteCSV(w interface{ Write([]byte) (int, error) }, entries []Entry) error 
 		return fmt.Errorf("write call list: %w", err)
 	}
 	return nil
+}
+
+func dateCell(d *subscription.Date) string {
+	if d == nil {
+		return ""
+	}
+	return d.String()
 }
 
 // text defuses a cell a spreadsheet would evaluate, but for a plain phone

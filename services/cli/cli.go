@@ -49,6 +49,8 @@ Usage:
   renewals calllist [--format table|csv|json] [--rep NAME] [--min-days N] [--max-days N] [--as-of DATE]
                                             who to call, most urgent first
   renewals erase ID                         erase one subscription's personal data
+  renewals call ID --outcome OUTCOME [--note TEXT] [--callback DATE]
+                                            record a renewal call and what came of it
   renewals resend KEY [--force --reason TEXT]
                                             send a bounced, failed or undeliverable notice again
   renewals bounce FILE.eml                  feed one saved bounce message by hand
@@ -98,6 +100,8 @@ func Main(ctx context.Context, args []string, env Env) int {
 		err = calllistCmd(rest, env)
 	case "erase":
 		err = eraseCmd(rest, env)
+	case "call":
+		err = callCmd(rest, env)
 	case "resend":
 		err = resendCmd(rest, env)
 	case "bounce":
@@ -722,9 +726,22 @@ func printCalllist(w io.Writer, entries []calllist.Entry) error {
 	fmt.Fprintln(tw, "#\tDAYS LEFT\tEND DATE\tSUBSCRIPTION\tCUSTOMER\tPRODUCT\tCONTRACT MANAGER\tPHONE\tREP\tREASON")
 	for _, e := range entries {
 		fmt.Fprintf(tw, "%d\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", e.Rank, e.DaysLeft, e.EndDate,
-			cell(e.SubscriptionID), cell(e.Customer), cell(e.Product), cell(e.CMName), cell(e.CMPhone), cell(e.ResellerRep), cell(e.Reason))
+			cell(e.SubscriptionID), cell(e.Customer), cell(e.Product), cell(e.CMName), cell(e.CMPhone), cell(e.ResellerRep), cell(reasonCell(e)))
 	}
 	return tw.Flush()
+}
+
+// reasonCell is the reason, with the post-expiry stage and the last call
+// when there are.
+func reasonCell(e calllist.Entry) string {
+	r := e.Reason
+	if e.Stage != "" && e.Stage != subscription.StageCancelled && e.RenewBy != nil {
+		r += fmt.Sprintf("; %s, can be renewed until %s", e.Stage, e.RenewBy)
+	}
+	if c := e.LastCall; c != nil && e.Category != calllist.Callback {
+		r += fmt.Sprintf("; last call %s: %s", c.On, c.Outcome)
+	}
+	return r
 }
 
 // cell keeps a value on its line and in its column: imports refuse tabs and

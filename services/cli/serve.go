@@ -96,7 +96,10 @@ func serve(ctx context.Context, args []string, env Env) error {
 	w := &wiring{
 		cfg: cfg, log: log, now: time.Now, bus: bus, state: st, renderer: renderer,
 		metrics: metrics.New(cfg.Stages),
-		rules:   calllist.Rules{Milestones: cfg.Stages, GraceDays: cfg.GraceDays, Location: cfg.Location},
+		rules:   calllist.Rules{Milestones: cfg.Stages, GraceDays: cfg.GraceDays, Location: cfg.Location, PostExpiry: cfg.PostExpiryStages},
+	}
+	if err := w.openLoop(); err != nil {
+		return err
 	}
 	w.metrics.WatchConsumer(bus.JS, event.StreamName, notifier.DefaultConsumer.Durable)
 	if w.bounces, err = w.bounceService(); err != nil {
@@ -171,6 +174,7 @@ type wiring struct {
 	renderer *render.Renderer
 	metrics  *metrics.Metrics
 	rules    calllist.Rules // the call list's, for its target and the API's reader
+	loop     loop           // calls, renewal facts, the report, the morning lists (serve_loop.go)
 	bounces  *bounces.Service
 }
 
@@ -249,6 +253,7 @@ func (w *wiring) newScheduler(ctx context.Context) (*scheduler.Scheduler, error)
 			for _, k := range res.Keys {
 				w.metrics.Due(k.Milestone)
 			}
+			w.afterPass(res, err)
 		},
 	}
 	var err error
@@ -350,6 +355,7 @@ func (w *wiring) apiServer(stopping context.Context, sched *scheduler.Scheduler)
 		Lister: &calllist.Lister{JS: bus.JS, Store: store, Rules: w.rules, Now: w.now}, Log: w.log.Named("calllist"),
 	}
 	srv.Events = &calllist.EventStream{JS: bus.JS, Log: w.log.Named("events"), Context: stopping}
+	w.loopRoutes(srv)
 	return srv
 }
 

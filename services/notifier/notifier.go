@@ -458,11 +458,15 @@ func (n *Notifier) revalidate(sub subscription.Subscription, key subscription.No
 		return "renewal in progress", true
 	}
 	days := n.daysLeft(sub, due)
-	if days < 0 {
+	if days < 0 && key.Milestone > 0 {
 		return "end date passed before the notice could be sent", true
 	}
-	if stage, ok := n.Milestones.Stage(days); ok && stage < key.Milestone && !due.Resend {
+	stage, ok := n.Milestones.Stage(days)
+	if ok && stage < key.Milestone && !due.Resend {
 		return fmt.Sprintf("superseded by the %d-day notice", stage), true
+	}
+	if key.Milestone < 0 && (!ok || stage != key.Milestone) && !due.Resend {
+		return "the post-expiry notice's days are over", true
 	}
 	return "", false
 }
