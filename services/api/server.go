@@ -70,6 +70,9 @@ type Server struct {
 	// run at once (as many again may wait; beyond, 429). Zero means
 	// DefaultHeavyReads().
 	HeavyReads int
+	// TempDir is where an imported workbook is unpacked while it is read;
+	// empty: the system's temporary directory.
+	TempDir string
 	// Bounces handles resends and hand-fed bounces (bounce.go).
 	Bounces *bounces.Service
 	// OutboxDir is where the outbox writes emails (<data dir>/outbox); an
@@ -82,6 +85,7 @@ func (s *Server) Handler() http.Handler {
 	heavy := newReadGate(cmp.Or(s.HeavyReads, DefaultHeavyReads())).wrap
 	api := http.NewServeMux()
 	api.HandleFunc("POST /api/v1/subscriptions/import", s.wrap(s.importSubscriptions))
+	api.HandleFunc("POST /api/v1/usage/import", s.wrap(s.importUsage))
 	api.HandleFunc("GET /api/v1/subscriptions/{id}", s.wrap(s.getSubscription))
 	api.HandleFunc("PUT /api/v1/subscriptions/{id}", s.wrap(s.putSubscription))
 	api.HandleFunc("DELETE /api/v1/subscriptions/{id}", s.wrap(s.eraseSubscription))
@@ -147,7 +151,12 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) importSubscriptions(w http.ResponseWriter, r *http.Request) error {
 	body := http.MaxBytesReader(w, r.Body, s.MaxImportBytes)
-	report, err := s.Import(r.Context(), body, formatOf(r.Header.Get("Content-Type")))
+	opts, err := importOptions(r)
+	if err != nil {
+		return err
+	}
+	opts.Format = formatOf(r.Header.Get("Content-Type"))
+	report, err := s.Import(r.Context(), body, opts)
 	if err != nil {
 		return err
 	}
@@ -155,18 +164,16 @@ func (s *Server) importSubscriptions(w http.ResponseWriter, r *http.Request) err
 	return nil
 }
 
-// Import stores the subscriptions of one file (format "" detects it), with
+// Import stores the subscriptions of one file (opts.Format, or detected
+// when empty; opts.Sheet, DateFormat and Map as the query gives them), with
 // their upserted events in the stream before it returns, and reports each
 // row: what POST /api/v1/subscriptions/import and the console's import page
 // both do. body should be bounded by MaxImportBytes (http.MaxBytesReader);
 // its error carries the code the API answers with.
-func (s *Server) Import(ctx context.Context, body io.Reader, format importer.Format) (importer.Report, error) {
+func (s *Server) Import(ctx context.Context, body io.Reader, opts importer.Options) (importer.Report, error) {
 	events := s.upsertEvents(ctx)
-	report, err := importer.Import(ctx, body, importer.Options{
-		Store:    s.Store,
-		Format:   format,
-		OnUpsert: events.add,
-	})
+	opts.Store, opts.OnUpsert, opts.TempDir = s.Store, events.add, s.TempDir
+	report, err := importer.Import(ctx, body, opts)
 	// Whatever the outcome, the rows stored so far have their events out:
 	// wait for JetStream to take them before answering.
 	evErr := events.wait()
@@ -189,10 +196,34 @@ func (s *Server) Import(ctx context.Context, body io.Reader, format importer.For
 	return report, nil
 }
 
+// importOptions reads the import's query parameters: sheet (of a
+// workbook), date_format (DD/MM/YYYY or MM/DD/YYYY) and map, repeated, one
+// "their column=our field" each.
+func importOptions(r *http.Request) (importer.Options, error) {
+	q := r.URL.Query()
+	var o importer.Options
+	df, err := importer.ParseDateFormat(q.Get("date_format"))
+	if err != nil {
+		return o, errorf(CodeInvalid, "date_format: %v", err)
+	}
+	o.DateFormat, o.Sheet = df, q.Get("sheet")
+	if maps := q["map"]; len(maps) > 0 {
+		if o.Map, err = importer.ParseMap(strings.NewReader(strings.Join(maps, "\n"))); err != nil {
+			return o, errorf(CodeInvalid, "map: %v", err)
+		}
+	}
+	return o, nil
+}
+
+// ContentTypeXLSX is the media type of an .xlsx workbook.
+const ContentTypeXLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+
 func formatOf(contentType string) importer.Format {
 	switch {
 	case contentType == "":
 		return ""
+	case startsWith(contentType, ContentTypeXLSX):
+		return importer.FormatXLSX
 	case startsWith(contentType, "text/csv"):
 		return importer.FormatCSV
 	case startsWith(contentType, "application/x-ndjson"), startsWith(contentType, "application/ndjson"):

@@ -72,7 +72,7 @@ type Console struct {
 	// UsersFile is RENEWALS_USERS_FILE: name:bcrypt-hash:role a line.
 	UsersFile string
 	// Import and Erase are the API's (api.Server.Import and .Erase).
-	Import         func(ctx context.Context, body io.Reader, format importer.Format) (importer.Report, error)
+	Import         func(ctx context.Context, body io.Reader, opts importer.Options) (importer.Report, error)
 	Erase          func(ctx context.Context, id string) error
 	MaxImportBytes int64
 	// ErrorStatus maps an error of Import or Erase to its status and

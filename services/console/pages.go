@@ -839,7 +839,7 @@ func (c *Console) importFile(w http.ResponseWriter, r *http.Request, ss *session
 	}()
 	fh := r.MultipartForm.File["file"]
 	if len(fh) != 1 {
-		d.Message = "Choose one file to import: a .csv, .json or .ndjson export."
+		d.Message = "Choose one file to import: a .csv, .xlsx, .json or .ndjson export."
 		c.render(w, r, ss, http.StatusBadRequest, "import", "Import", d)
 		return
 	}
@@ -859,8 +859,10 @@ func (c *Console) importFile(w http.ResponseWriter, r *http.Request, ss *session
 		format = importer.FormatJSON
 	case ".ndjson", ".jsonl":
 		format = importer.FormatNDJSON
+	case ".xlsx":
+		format = importer.FormatXLSX
 	}
-	report, err := c.Import(r.Context(), f, format)
+	report, err := c.Import(r.Context(), f, importer.Options{Format: format})
 	if err != nil {
 		status, msg := c.ErrorStatus(err)
 		d.Message = msg
