@@ -178,15 +178,15 @@ func (a *auditor) shoot(t *testing.T, ctx context.Context, name, url string) {
 	do(t, ctx, "back to laptop width", chromedp.EmulateViewport(1280, 900))
 }
 
-// consoleCSV is the sample with one bad row appended, at line 15: an end
-// date written the British way.
+// consoleCSV is the sample with one bad row appended, at line 15: a
+// status the service does not know.
 func consoleCSV(t *testing.T) string {
 	t.Helper()
 	sample, err := os.ReadFile(samplePath(t))
 	if err != nil {
 		t.Fatal(err)
 	}
-	bad := "110001000099,5150099,Ogden Reservoir Works,AutoCAD,1,1,single-user,annual,2026-01-01,31/12/2026,active,Kim Lowe,kim.lowe@ogden.example,+44 1254 000199,,,,Europe/London,en-GB,Sam\n"
+	bad := "110001000099,5150099,Ogden Reservoir Works,AutoCAD,1,1,single-user,annual,2026-01-01,2026-12-31,frozen,Kim Lowe,kim.lowe@ogden.example,+44 1254 000199,,,,Europe/London,en-GB,Sam\n"
 	path := filepath.Join(t.TempDir(), "export.csv")
 	if err := os.WriteFile(path, append(sample, bad...), 0o644); err != nil {
 		t.Fatal(err)
@@ -249,8 +249,8 @@ func TestConsoleInBrowser(t *testing.T) {
 			t.Errorf("import report %q does not show %q", report, want)
 		}
 	}
-	if !regexp.MustCompile(`^15\s+110001000099\s+end_date\s+`).MatchString(rejections) || !strings.Contains(rejections, "YYYY-MM-DD") {
-		t.Errorf("rejected rows %q: want line 15, subscription 110001000099, end_date and how to write the date", rejections)
+	if !regexp.MustCompile(`^15\s+110001000099\s+status\s+`).MatchString(rejections) || !strings.Contains(rejections, "frozen") {
+		t.Errorf("rejected rows %q: want line 15, subscription 110001000099, status and why", rejections)
 	}
 	aud.check(t, ctx, "import report")
 	png := get(t, ctx, "screenshot the import report", chromedp.FullScreenshot(100))
