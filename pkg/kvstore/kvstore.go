@@ -96,7 +96,7 @@ func New(ctx context.Context, js jetstream.JetStream) (*Store, *Ledger, error) {
 	if err != nil {
 		return nil, nil, fmt.Errorf("declare stream %s: %w", KeysStream, err)
 	}
-	return &Store{js: js, subs: subs, ends: ends, keys: keys}, &Ledger{kv: ledger}, nil
+	return &Store{js: js, subs: subs, ends: ends, keys: keys}, &Ledger{kv: ledger, js: js}, nil
 }
 
 func endKey(ord int64, id string) string { return "d." + strconv.FormatInt(ord, 10) + "." + id }

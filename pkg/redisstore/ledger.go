@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -105,14 +106,31 @@ func checkToken(op string, key subscription.NoticeKey, token string) error {
 // claim counts one, and one that takes over a lapsed lease whose holder had
 // begun to send (see Begin) marks the entry ambiguous.
 func (l *Ledger) Claim(ctx context.Context, key subscription.NoticeKey, token string, now time.Time, lease time.Duration) error {
+	if err := checkClaim(key, token, lease); err != nil {
+		return err
+	}
+	keys, args := claimArgs(key, token, now, lease)
+	res, err := claimScript.Run(ctx, l.hot, keys, args...).Text()
+	return claimResult(key, res, err)
+}
+
+func checkClaim(key subscription.NoticeKey, token string, lease time.Duration) error {
 	if err := checkToken("claim", key, token); err != nil {
 		return err
 	}
 	if lease <= 0 {
 		return fmt.Errorf("claim notice %s: lease %v is not positive", key, lease)
 	}
-	res, err := claimScript.Run(ctx, l.hot, []string{noticeKey(key), noticesKey(key.SubscriptionID)},
-		token, now.UnixMilli(), lease.Milliseconds(), key.String()).Text()
+	return nil
+}
+
+func claimArgs(key subscription.NoticeKey, token string, now time.Time, lease time.Duration) ([]string, []any) {
+	return []string{noticeKey(key), noticesKey(key.SubscriptionID)},
+		[]any{token, now.UnixMilli(), lease.Milliseconds(), key.String()}
+}
+
+// claimResult turns claimScript's reply into Claim's error.
+func claimResult(key subscription.NoticeKey, res string, err error) error {
 	if err != nil {
 		return fmt.Errorf("claim notice %s: %w", key, err)
 	}
@@ -125,6 +143,42 @@ func (l *Ledger) Claim(ctx context.Context, key subscription.NoticeKey, token st
 		return fmt.Errorf("claim notice %s: %w", key, subscription.ErrClaimed)
 	}
 	return fmt.Errorf("claim notice %s: unexpected script reply %q", key, res)
+}
+
+// ClaimMany runs Claim's script for every claim in one pipelined round trip.
+// A claim whose script Redis no longer holds (it restarted) is claimed again
+// on its own, which loads the script.
+func (l *Ledger) ClaimMany(ctx context.Context, claims []subscription.Claim, now time.Time, lease time.Duration) []error {
+	errs := make([]error, len(claims))
+	cmds := make([]*redis.Cmd, len(claims))
+	pipe := l.c.Pipeline()
+	for i, c := range claims {
+		if errs[i] = checkClaim(c.Key, c.Token, lease); errs[i] == nil {
+			keys, args := claimArgs(c.Key, c.Token, now, lease)
+			cmds[i] = claimScript.EvalSha(ctx, pipe, keys, args...)
+		}
+	}
+	if pipe.Len() > 0 {
+		_, _ = pipe.Exec(ctx) // each command carries its own error
+	}
+	for i, c := range claims {
+		if cmds[i] == nil {
+			continue
+		}
+		res, err := cmds[i].Text()
+		if isNoScript(err) {
+			errs[i] = l.Claim(ctx, c.Key, c.Token, now, lease)
+			continue
+		}
+		errs[i] = claimResult(c.Key, res, err)
+	}
+	return errs
+}
+
+// isNoScript reports whether err is Redis's answer to EVALSHA of a script
+// it does not hold.
+func isNoScript(err error) bool {
+	return err != nil && strings.HasPrefix(err.Error(), "NOSCRIPT")
 }
 
 // Renew extends token's claim to now+lease. It returns an error wrapping
@@ -184,18 +238,33 @@ func (l *Ledger) Release(ctx context.Context, key subscription.NoticeKey, token 
 // e.Key and e.Attempts are ignored: the ledger keeps them. It returns an
 // error wrapping subscription.ErrLostClaim when token does not hold the claim.
 func (l *Ledger) Confirm(ctx context.Context, key subscription.NoticeKey, token string, e subscription.Entry) (subscription.Entry, error) {
-	if err := checkToken("confirm", key, token); err != nil {
+	if err := checkConfirm(key, token, e); err != nil {
 		return subscription.Entry{}, err
 	}
-	if e.Outcome == "" {
-		return subscription.Entry{}, fmt.Errorf("confirm notice %s: no outcome", key)
+	res, err := confirmScript.Run(ctx, l.hot, []string{noticeKey(key)}, confirmArgs(token, e)...).Result()
+	return confirmResult(key, res, err)
+}
+
+func checkConfirm(key subscription.NoticeKey, token string, e subscription.Entry) error {
+	if err := checkToken("confirm", key, token); err != nil {
+		return err
 	}
+	if e.Outcome == "" {
+		return fmt.Errorf("confirm notice %s: no outcome", key)
+	}
+	return nil
+}
+
+func confirmArgs(token string, e subscription.Entry) []any {
 	at := ""
 	if !e.At.IsZero() {
 		at = e.At.Format(time.RFC3339Nano)
 	}
-	res, err := confirmScript.Run(ctx, l.hot, []string{noticeKey(key)},
-		token, string(e.Outcome), e.Reason, string(e.Role), at, flag(e.Ambiguous)).Result()
+	return []any{token, string(e.Outcome), e.Reason, string(e.Role), at, flag(e.Ambiguous)}
+}
+
+// confirmResult turns confirmScript's reply into Confirm's results.
+func confirmResult(key subscription.NoticeKey, res any, err error) (subscription.Entry, error) {
 	if err != nil {
 		return subscription.Entry{}, fmt.Errorf("confirm notice %s: %w", key, err)
 	}
@@ -220,6 +289,35 @@ func (l *Ledger) Confirm(ctx context.Context, key subscription.NoticeKey, token 
 		return subscription.Entry{}, fmt.Errorf("confirm notice %s: recorded, but: %w", key, err)
 	}
 	return stored, nil
+}
+
+// ConfirmMany runs Confirm's script for every confirmation in one pipelined
+// round trip; one whose script Redis no longer holds is confirmed again on
+// its own (the script is safe to repeat).
+func (l *Ledger) ConfirmMany(ctx context.Context, cs []subscription.Confirmation) ([]subscription.Entry, []error) {
+	entries, errs := make([]subscription.Entry, len(cs)), make([]error, len(cs))
+	cmds := make([]*redis.Cmd, len(cs))
+	pipe := l.c.Pipeline()
+	for i, c := range cs {
+		if errs[i] = checkConfirm(c.Key, c.Token, c.Entry); errs[i] == nil {
+			cmds[i] = confirmScript.EvalSha(ctx, pipe, []string{noticeKey(c.Key)}, confirmArgs(c.Token, c.Entry)...)
+		}
+	}
+	if pipe.Len() > 0 {
+		_, _ = pipe.Exec(ctx)
+	}
+	for i, c := range cs {
+		if cmds[i] == nil {
+			continue
+		}
+		res, err := cmds[i].Result()
+		if isNoScript(err) {
+			entries[i], errs[i] = l.Confirm(ctx, c.Key, c.Token, c.Entry)
+			continue
+		}
+		entries[i], errs[i] = confirmResult(c.Key, res, err)
+	}
+	return entries, errs
 }
 
 func flag(b bool) string {
