@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -28,27 +27,36 @@ const (
 	fBegun     = "snd"   // set by Begin: the holder's send may have started
 )
 
-// claimScript: KEYS entry, per-subscription set; ARGV token, now ms, lease
-// ms, notice key. Returns "ok", "sent" or "claimed". A claim over a lease that
-// ran out marks the entry ambiguous when its holder had begun to send.
+// claimScript claims a batch of notices: KEYS, for each notice, its entry
+// and its subscription's set of notice keys; ARGV now ms, lease ms, then for
+// each notice its token and notice key. Returns, for each, "ok", "sent" or
+// "claimed". A claim over a lease that ran out marks the entry ambiguous when
+// its holder had begun to send.
 var claimScript = redis.NewScript(`
-local e = redis.call('HMGET', KEYS[1], 'o', 'tok', 'lease', 'snd')
-if e[1] == 'sent' then return 'sent' end
-local now = tonumber(ARGV[2])
-local until_ms = now + tonumber(ARGV[3])
-if e[2] and e[2] ~= '' then
-  if e[2] == ARGV[1] then
-    redis.call('HSET', KEYS[1], 'lease', until_ms)
-    return 'ok'
+local now = tonumber(ARGV[1])
+local until_ms = now + tonumber(ARGV[2])
+local function claim(entry, set, token, key)
+  local e = redis.call('HMGET', entry, 'o', 'tok', 'lease', 'snd')
+  if e[1] == 'sent' then return 'sent' end
+  if e[2] and e[2] ~= '' then
+    if e[2] == token then
+      redis.call('HSET', entry, 'lease', until_ms)
+      return 'ok'
+    end
+    if now < (tonumber(e[3]) or 0) then return 'claimed' end
+    if e[4] == '1' then redis.call('HSET', entry, 'amb', '1') end
+    redis.call('HDEL', entry, 'snd')
   end
-  if now < (tonumber(e[3]) or 0) then return 'claimed' end
-  if e[4] == '1' then redis.call('HSET', KEYS[1], 'amb', '1') end
-  redis.call('HDEL', KEYS[1], 'snd')
+  redis.call('HSET', entry, 'tok', token, 'lease', until_ms)
+  redis.call('HINCRBY', entry, 'n', 1)
+  redis.call('SADD', set, key)
+  return 'ok'
 end
-redis.call('HSET', KEYS[1], 'tok', ARGV[1], 'lease', until_ms)
-redis.call('HINCRBY', KEYS[1], 'n', 1)
-redis.call('SADD', KEYS[2], ARGV[4])
-return 'ok'
+local out = {}
+for i = 1, #KEYS / 2 do
+  out[i] = claim(KEYS[2*i-1], KEYS[2*i], ARGV[2*i+1], ARGV[2*i+2])
+end
+return out
 `)
 
 // renewScript: KEYS entry; ARGV token, lease end in unix ms, "1" to mark
@@ -69,20 +77,29 @@ if ARGV[2] == '1' then redis.call('HSET', KEYS[1], 'amb', '1') end
 return 'ok'
 `)
 
-// confirmScript: KEYS entry; ARGV token, outcome, reason, role, at, "1" when
-// ambiguous. Returns "lost", or the entry's fields as confirmFields lists them.
-// A repeat by the token that confirmed, for the same outcome, with no claim
+// confirmScript confirms a batch of notices: KEYS their entries; ARGV, six
+// for each: token, outcome, reason, role, at, "1" when ambiguous. Returns,
+// for each, "lost", or the entry's fields as confirmFields lists them. A
+// repeat by the token that confirmed, for the same outcome, with no claim
 // since (a retry whose first reply was lost) returns the entry unchanged.
 var confirmScript = redis.NewScript(`
-local e = redis.call('HMGET', KEYS[1], 'tok', 'ctok', 'o')
-if e[1] ~= ARGV[1] then
-  if e[1] or e[2] ~= ARGV[1] or e[3] ~= ARGV[2] then return 'lost' end
-else
-  redis.call('HDEL', KEYS[1], 'tok', 'lease', 'snd')
-  redis.call('HSET', KEYS[1], 'o', ARGV[2], 'r', ARGV[3], 'ro', ARGV[4], 'at', ARGV[5], 'ctok', ARGV[1])
-  if ARGV[6] == '1' then redis.call('HSET', KEYS[1], 'amb', '1') end
+local function confirm(entry, token, o, r, ro, at, amb)
+  local e = redis.call('HMGET', entry, 'tok', 'ctok', 'o')
+  if e[1] ~= token then
+    if e[1] or e[2] ~= token or e[3] ~= o then return 'lost' end
+  else
+    redis.call('HDEL', entry, 'tok', 'lease', 'snd')
+    redis.call('HSET', entry, 'o', o, 'r', r, 'ro', ro, 'at', at, 'ctok', token)
+    if amb == '1' then redis.call('HSET', entry, 'amb', '1') end
+  end
+  return redis.call('HMGET', entry, 'o', 'r', 'ro', 'at', 'n', 'amb')
 end
-return redis.call('HMGET', KEYS[1], 'o', 'r', 'ro', 'at', 'n', 'amb')
+local out = {}
+for i = 1, #KEYS do
+  local a = (i-1)*6
+  out[i] = confirm(KEYS[i], ARGV[a+1], ARGV[a+2], ARGV[a+3], ARGV[a+4], ARGV[a+5], ARGV[a+6])
+end
+return out
 `)
 
 // confirmFields are the fields confirmScript returns, in order.
@@ -109,9 +126,15 @@ func (l *Ledger) Claim(ctx context.Context, key subscription.NoticeKey, token st
 	if err := checkClaim(key, token, lease); err != nil {
 		return err
 	}
-	keys, args := claimArgs(key, token, now, lease)
-	res, err := claimScript.Run(ctx, l.hot, keys, args...).Text()
-	return claimResult(key, res, err)
+	res, err := claimScript.Run(ctx, l.hot, []string{noticeKey(key), noticesKey(key.SubscriptionID)},
+		now.UnixMilli(), lease.Milliseconds(), token, key.String()).StringSlice()
+	if err == nil && len(res) != 1 {
+		err = fmt.Errorf("script replied %d results, want 1", len(res))
+	}
+	if err != nil {
+		return fmt.Errorf("claim notice %s: %w", key, err)
+	}
+	return claimResult(key, res[0])
 }
 
 func checkClaim(key subscription.NoticeKey, token string, lease time.Duration) error {
@@ -124,16 +147,8 @@ func checkClaim(key subscription.NoticeKey, token string, lease time.Duration) e
 	return nil
 }
 
-func claimArgs(key subscription.NoticeKey, token string, now time.Time, lease time.Duration) ([]string, []any) {
-	return []string{noticeKey(key), noticesKey(key.SubscriptionID)},
-		[]any{token, now.UnixMilli(), lease.Milliseconds(), key.String()}
-}
-
-// claimResult turns claimScript's reply into Claim's error.
-func claimResult(key subscription.NoticeKey, res string, err error) error {
-	if err != nil {
-		return fmt.Errorf("claim notice %s: %w", key, err)
-	}
+// claimResult turns claimScript's reply for key into Claim's error.
+func claimResult(key subscription.NoticeKey, res string) error {
 	switch res {
 	case "ok":
 		return nil
@@ -145,40 +160,37 @@ func claimResult(key subscription.NoticeKey, res string, err error) error {
 	return fmt.Errorf("claim notice %s: unexpected script reply %q", key, res)
 }
 
-// ClaimMany runs Claim's script for every claim in one pipelined round trip.
-// A claim whose script Redis no longer holds (it restarted) is claimed again
-// on its own, which loads the script.
+// ClaimMany claims every notice of the batch in one run of Claim's script:
+// one round trip, and one script call for them all.
 func (l *Ledger) ClaimMany(ctx context.Context, claims []subscription.Claim, now time.Time, lease time.Duration) []error {
 	errs := make([]error, len(claims))
-	cmds := make([]*redis.Cmd, len(claims))
-	pipe := l.c.Pipeline()
+	var (
+		keys []string
+		args = []any{now.UnixMilli(), lease.Milliseconds()}
+		at   []int // the claims sent, by position in claims
+	)
 	for i, c := range claims {
 		if errs[i] = checkClaim(c.Key, c.Token, lease); errs[i] == nil {
-			keys, args := claimArgs(c.Key, c.Token, now, lease)
-			cmds[i] = claimScript.EvalSha(ctx, pipe, keys, args...)
+			keys = append(keys, noticeKey(c.Key), noticesKey(c.Key.SubscriptionID))
+			args = append(args, c.Token, c.Key.String())
+			at = append(at, i)
 		}
 	}
-	if pipe.Len() > 0 {
-		_, _ = pipe.Exec(ctx) // each command carries its own error
+	if len(at) == 0 {
+		return errs
 	}
-	for i, c := range claims {
-		if cmds[i] == nil {
+	res, err := claimScript.Run(ctx, l.c, keys, args...).StringSlice()
+	if err == nil && len(res) != len(at) {
+		err = fmt.Errorf("script replied %d results, want %d", len(res), len(at))
+	}
+	for j, i := range at {
+		if err != nil {
+			errs[i] = fmt.Errorf("claim notice %s: %w", claims[i].Key, err)
 			continue
 		}
-		res, err := cmds[i].Text()
-		if isNoScript(err) {
-			errs[i] = l.Claim(ctx, c.Key, c.Token, now, lease)
-			continue
-		}
-		errs[i] = claimResult(c.Key, res, err)
+		errs[i] = claimResult(claims[i].Key, res[j])
 	}
 	return errs
-}
-
-// isNoScript reports whether err is Redis's answer to EVALSHA of a script
-// it does not hold.
-func isNoScript(err error) bool {
-	return err != nil && strings.HasPrefix(err.Error(), "NOSCRIPT")
 }
 
 // Renew extends token's claim to now+lease. It returns an error wrapping
@@ -241,8 +253,14 @@ func (l *Ledger) Confirm(ctx context.Context, key subscription.NoticeKey, token 
 	if err := checkConfirm(key, token, e); err != nil {
 		return subscription.Entry{}, err
 	}
-	res, err := confirmScript.Run(ctx, l.hot, []string{noticeKey(key)}, confirmArgs(token, e)...).Result()
-	return confirmResult(key, res, err)
+	res, err := confirmScript.Run(ctx, l.hot, []string{noticeKey(key)}, confirmArgs(nil, token, e)...).Slice()
+	if err == nil && len(res) != 1 {
+		err = fmt.Errorf("script replied %d results, want 1", len(res))
+	}
+	if err != nil {
+		return subscription.Entry{}, fmt.Errorf("confirm notice %s: %w", key, err)
+	}
+	return confirmResult(key, res[0])
 }
 
 func checkConfirm(key subscription.NoticeKey, token string, e subscription.Entry) error {
@@ -255,19 +273,17 @@ func checkConfirm(key subscription.NoticeKey, token string, e subscription.Entry
 	return nil
 }
 
-func confirmArgs(token string, e subscription.Entry) []any {
+// confirmArgs appends confirmScript's six arguments for one notice to args.
+func confirmArgs(args []any, token string, e subscription.Entry) []any {
 	at := ""
 	if !e.At.IsZero() {
 		at = e.At.Format(time.RFC3339Nano)
 	}
-	return []any{token, string(e.Outcome), e.Reason, string(e.Role), at, flag(e.Ambiguous)}
+	return append(args, token, string(e.Outcome), e.Reason, string(e.Role), at, flag(e.Ambiguous))
 }
 
-// confirmResult turns confirmScript's reply into Confirm's results.
-func confirmResult(key subscription.NoticeKey, res any, err error) (subscription.Entry, error) {
-	if err != nil {
-		return subscription.Entry{}, fmt.Errorf("confirm notice %s: %w", key, err)
-	}
+// confirmResult turns confirmScript's reply for key into Confirm's results.
+func confirmResult(key subscription.NoticeKey, res any) (subscription.Entry, error) {
 	vals, ok := res.([]any)
 	if !ok {
 		if res == "lost" {
@@ -291,31 +307,35 @@ func confirmResult(key subscription.NoticeKey, res any, err error) (subscription
 	return stored, nil
 }
 
-// ConfirmMany runs Confirm's script for every confirmation in one pipelined
-// round trip; one whose script Redis no longer holds is confirmed again on
-// its own (the script is safe to repeat).
+// ConfirmMany confirms every notice of the batch in one run of Confirm's
+// script: one round trip, and one script call for them all.
 func (l *Ledger) ConfirmMany(ctx context.Context, cs []subscription.Confirmation) ([]subscription.Entry, []error) {
 	entries, errs := make([]subscription.Entry, len(cs)), make([]error, len(cs))
-	cmds := make([]*redis.Cmd, len(cs))
-	pipe := l.c.Pipeline()
+	var (
+		keys []string
+		args []any
+		at   []int
+	)
 	for i, c := range cs {
 		if errs[i] = checkConfirm(c.Key, c.Token, c.Entry); errs[i] == nil {
-			cmds[i] = confirmScript.EvalSha(ctx, pipe, []string{noticeKey(c.Key)}, confirmArgs(c.Token, c.Entry)...)
+			keys = append(keys, noticeKey(c.Key))
+			args = confirmArgs(args, c.Token, c.Entry)
+			at = append(at, i)
 		}
 	}
-	if pipe.Len() > 0 {
-		_, _ = pipe.Exec(ctx)
+	if len(at) == 0 {
+		return entries, errs
 	}
-	for i, c := range cs {
-		if cmds[i] == nil {
+	res, err := confirmScript.Run(ctx, l.c, keys, args...).Slice()
+	if err == nil && len(res) != len(at) {
+		err = fmt.Errorf("script replied %d results, want %d", len(res), len(at))
+	}
+	for j, i := range at {
+		if err != nil {
+			errs[i] = fmt.Errorf("confirm notice %s: %w", cs[i].Key, err)
 			continue
 		}
-		res, err := cmds[i].Result()
-		if isNoScript(err) {
-			entries[i], errs[i] = l.Confirm(ctx, c.Key, c.Token, c.Entry)
-			continue
-		}
-		entries[i], errs[i] = confirmResult(c.Key, res, err)
+		entries[i], errs[i] = confirmResult(cs[i].Key, res[j])
 	}
 	return entries, errs
 }

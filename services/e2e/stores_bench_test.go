@@ -12,6 +12,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/redis/go-redis/v9"
 
 	"renewals/pkg/kvstore"
 	"renewals/pkg/natsbus"
@@ -62,9 +63,10 @@ func notifierStoreOnce(b *testing.B, store string, n int) storeRun {
 	asOf := subscription.MustDate("2031-01-01")
 
 	var (
-		s        *e2e.Server
-		nc       *nats.Conn
-		redisPid int
+		s           *e2e.Server
+		nc          *nats.Conn
+		redisPid    int
+		redisClient *redis.Client
 	)
 	switch store {
 	case "redis":
@@ -72,6 +74,7 @@ func notifierStoreOnce(b *testing.B, store string, n int) storeRun {
 		nc, natsURL = benchNATS(b)
 		rs := testenv.StartRedis(b)
 		redisPid = rs.Pid()
+		redisClient = rs.Client(b)
 		loadDue(b, rs.URL, 0, n, asOf)
 		s = e2e.Start(b, benchOptions(natsURL, rs.URL, sinkAddr))
 	case "kv":
@@ -131,6 +134,10 @@ func notifierStoreOnce(b *testing.B, store string, n int) storeRun {
 	}
 	b.Logf("store=%s: %d notices in %v: %.0f emails/s; CPU an email: renewals process %.0fµs, redis-server %.0fµs, together %.0fµs; load average at the end: %s",
 		store, n, elapsed.Round(time.Millisecond), r.rate, r.cpu, r.redis, r.cpu+r.redis, strings.TrimSpace(string(load)))
+	if f := os.Getenv("RENEWALS_BENCH_REDIS_STATS"); redisPid != 0 && f != "" {
+		info, _ := redisClient.Info(context.Background(), "commandstats").Result()
+		_ = os.WriteFile(f, []byte(info), 0o644)
+	}
 	s.Stop(b)
 	return r
 }
