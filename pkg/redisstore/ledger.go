@@ -36,7 +36,7 @@ var claimScript = redis.NewScript(`
 local now = tonumber(ARGV[1])
 local until_ms = now + tonumber(ARGV[2])
 local function claim(entry, set, token, key)
-  local e = redis.call('HMGET', entry, 'o', 'tok', 'lease', 'snd')
+  local e = redis.call('HMGET', entry, 'o', 'tok', 'lease', 'snd', 'n')
   if e[1] == 'sent' then return 'sent' end
   if e[2] and e[2] ~= '' then
     if e[2] == token then
@@ -47,8 +47,7 @@ local function claim(entry, set, token, key)
     if e[4] == '1' then redis.call('HSET', entry, 'amb', '1') end
     redis.call('HDEL', entry, 'snd')
   end
-  redis.call('HSET', entry, 'tok', token, 'lease', until_ms)
-  redis.call('HINCRBY', entry, 'n', 1)
+  redis.call('HSET', entry, 'tok', token, 'lease', until_ms, 'n', (tonumber(e[5]) or 0) + 1)
   redis.call('SADD', set, key)
   return 'ok'
 end
@@ -63,8 +62,11 @@ return out
 // the send as begun. Returns "ok" or "lost".
 var renewScript = redis.NewScript(`
 if redis.call('HGET', KEYS[1], 'tok') ~= ARGV[1] then return 'lost' end
-redis.call('HSET', KEYS[1], 'lease', ARGV[2])
-if ARGV[3] == '1' then redis.call('HSET', KEYS[1], 'snd', '1') end
+if ARGV[3] == '1' then
+  redis.call('HSET', KEYS[1], 'lease', ARGV[2], 'snd', '1')
+else
+  redis.call('HSET', KEYS[1], 'lease', ARGV[2])
+end
 return 'ok'
 `)
 
@@ -84,15 +86,19 @@ return 'ok'
 // since (a retry whose first reply was lost) returns the entry unchanged.
 var confirmScript = redis.NewScript(`
 local function confirm(entry, token, o, r, ro, at, amb)
-  local e = redis.call('HMGET', entry, 'tok', 'ctok', 'o')
+  local e = redis.call('HMGET', entry, 'tok', 'ctok', 'o', 'r', 'ro', 'at', 'n', 'amb')
   if e[1] ~= token then
     if e[1] or e[2] ~= token or e[3] ~= o then return 'lost' end
-  else
-    redis.call('HDEL', entry, 'tok', 'lease', 'snd')
-    redis.call('HSET', entry, 'o', o, 'r', r, 'ro', ro, 'at', at, 'ctok', token)
-    if amb == '1' then redis.call('HSET', entry, 'amb', '1') end
+    return {e[3], e[4], e[5], e[6], e[7], e[8]}
   end
-  return redis.call('HMGET', entry, 'o', 'r', 'ro', 'at', 'n', 'amb')
+  redis.call('HDEL', entry, 'tok', 'lease', 'snd')
+  if amb == '1' then e[8] = '1' end
+  if e[8] then
+    redis.call('HSET', entry, 'o', o, 'r', r, 'ro', ro, 'at', at, 'ctok', token, 'amb', e[8])
+  else
+    redis.call('HSET', entry, 'o', o, 'r', r, 'ro', ro, 'at', at, 'ctok', token)
+  end
+  return {o, r, ro, at, e[7], e[8]}
 end
 local out = {}
 for i = 1, #KEYS do
