@@ -147,8 +147,6 @@ type pass struct {
 	// publishes awaiting an acknowledgement, oldest first.
 	due      []candidate
 	inflight []inflight
-	// checking is the batch whose ledger check is under way.
-	checking *check
 }
 
 type candidate struct {
@@ -165,10 +163,8 @@ type inflight struct {
 // ledger shows as sent, publishes the rest asynchronously and waits for the
 // stream to acknowledge every publish. The stream stores the publishes while
 // the window is read on: only past maxInflight does the pass wait for the
-// oldest ack. The ledger is asked about one batch while the next is
-// collected; everything else runs on the caller's goroutine, so a panic
-// reaches the caller's recover (cron.Recover in Run), and one in the ledger
-// check comes back as the pass's error.
+// oldest ack. Everything runs on the caller's goroutine, so a panic reaches
+// the caller's recover (cron.Recover in Run).
 func (p *pass) run(ctx context.Context) error {
 	from, to := subscription.Window(p.today, p.s.Milestones)
 	err := p.s.Store.EndingBetween(ctx, from, to, func(sub subscription.Subscription) error {
@@ -186,10 +182,6 @@ func (p *pass) run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	// The last batch: hand it over, then publish it.
-	if err := p.flush(ctx); err != nil {
-		return err
-	}
 	if err := p.flush(ctx); err != nil {
 		return err
 	}
@@ -204,30 +196,23 @@ func (p *pass) todayOf(sub subscription.Subscription) subscription.Date {
 	return subscription.Today(p.start, sub.Location(p.s.Location))
 }
 
-// flush hands the collected candidates to the ledger, which is asked on a
-// goroutine of its own while the window is read on, and publishes those of
-// the batch handed over before, leaving out what the ledger shows as sent
-// (a dry run lists them instead). Called with nothing collected, it only
-// publishes the batch handed over last.
+// flush asks the ledger about the collected candidates at once and
+// publishes those not yet sent (a dry run lists them instead).
 func (p *pass) flush(ctx context.Context) error {
-	prev := p.checking
-	p.checking = nil
-	if len(p.due) > 0 {
-		c := &check{due: p.due, done: make(chan struct{})}
-		p.due = make([]candidate, 0, batch)
-		go c.run(ctx, p.s.Ledger)
-		p.checking = c
-	}
-	if prev == nil {
+	if len(p.due) == 0 {
 		return nil
 	}
-	<-prev.done
-	if prev.err != nil {
-		return fmt.Errorf("read ledger: %w", prev.err)
+	keys := make([]subscription.NoticeKey, len(p.due))
+	for i, c := range p.due {
+		keys[i] = c.n.Key
 	}
-	for _, c := range prev.due {
+	sent, err := p.s.Ledger.Sent(ctx, keys)
+	if err != nil {
+		return fmt.Errorf("read ledger: %w", err)
+	}
+	for _, c := range p.due {
 		switch {
-		case prev.sent[c.n.Key]:
+		case sent[c.n.Key]:
 			p.res.AlreadySent++
 		case p.res.DryRun:
 			p.res.Due++
@@ -241,31 +226,8 @@ func (p *pass) flush(ctx context.Context) error {
 			p.inflight = append(p.inflight, inflight{c.n.Key, f})
 		}
 	}
+	p.due = p.due[:0]
 	return p.awaitAcks(ctx, maxInflight)
-}
-
-// check is one batch's question to the ledger: which of due were sent.
-type check struct {
-	due  []candidate
-	sent map[subscription.NoticeKey]bool
-	err  error
-	done chan struct{}
-}
-
-// run asks ledger; a panic in it comes back as the check's error, so that
-// it reaches the pass's caller like any other failure.
-func (c *check) run(ctx context.Context, ledger subscription.Ledger) {
-	defer close(c.done)
-	defer func() {
-		if r := recover(); r != nil {
-			c.err = fmt.Errorf("panic: %v", r)
-		}
-	}()
-	keys := make([]subscription.NoticeKey, len(c.due))
-	for i, d := range c.due {
-		keys[i] = d.n.Key
-	}
-	c.sent, c.err = ledger.Sent(ctx, keys)
 }
 
 // awaitAcks takes the stream's acknowledgements, oldest first, until at most
