@@ -8,6 +8,12 @@
 // and the message is redelivered later; nothing is marked sent before the
 // send succeeded. A crash anywhere leaves the message unacknowledged, so it
 // is redelivered; the ledger then says whether it was sent.
+//
+// The protocol is per notice; the round trips are not: the notices of one
+// pull are claimed in one ledger call and their subscriptions read in one
+// store call, confirms that fall due together go in one ledger call, and
+// outcome events are published asynchronously, each notice waiting for its
+// own acknowledgement. Each notice's outcome is still its own.
 package notifier
 
 import (
@@ -525,9 +531,10 @@ func (n *Notifier) attempt(ctx, running context.Context, x *notice) result {
 	err = n.Sender.Send(ctx, mailer.Message{
 		Key: key, To: to, ToName: sub.ContractManager.Name,
 		Subject: email.Subject, Text: email.Text, HTML: email.HTML,
-		// Checked and marked just before the transaction starts: a claim
-		// lost while the notice waited for a connection stops the send.
-		// Once shutdown began, a notice that has not started out goes back.
+		// Checked and marked when the notice's connection takes it, at
+		// most one message ahead of its transaction: a claim lost while
+		// the notice waited for a connection stops the send. Once
+		// shutdown began, a notice that has not started out goes back.
 		Begin: func() error {
 			if err := running.Err(); err != nil {
 				return fmt.Errorf("shutting down: %w", err)
