@@ -26,6 +26,11 @@ import (
 // not the loading) to <prefix>-<store>.pprof.
 const storesProfileEnv = "RENEWALS_BENCH_NOTIFIER_CPUPROFILE"
 
+// storesRedisStatsEnv names a file: when set, BenchmarkNotifierStores writes
+// redis-server's INFO commandstats (calls and µs per command) to it after
+// the run on Redis.
+const storesRedisStatsEnv = "RENEWALS_BENCH_REDIS_COMMANDSTATS"
+
 // BenchmarkNotifierStores sends 20,000 due notices end to end on each store,
 // the Redis store and the embedded JetStream key-value store: a scheduler
 // pass (through the API) publishes them, and the notifier claims, re-reads,
@@ -134,7 +139,7 @@ func notifierStoreOnce(b *testing.B, store string, n int) storeRun {
 	}
 	b.Logf("store=%s: %d notices in %v: %.0f emails/s; CPU an email: renewals process %.0fµs, redis-server %.0fµs, together %.0fµs; load average at the end: %s",
 		store, n, elapsed.Round(time.Millisecond), r.rate, r.cpu, r.redis, r.cpu+r.redis, strings.TrimSpace(string(load)))
-	if f := os.Getenv("RENEWALS_BENCH_REDIS_STATS"); redisPid != 0 && f != "" {
+	if f := os.Getenv(storesRedisStatsEnv); redisPid != 0 && f != "" {
 		info, _ := redisClient.Info(context.Background(), "commandstats").Result()
 		_ = os.WriteFile(f, []byte(info), 0o644)
 	}
