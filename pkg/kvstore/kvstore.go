@@ -8,6 +8,7 @@
 //	bucket renewals_ends            key d.<end ordinal>.<id>: the end-date index, empty values
 //	bucket renewals_ledger          key <id>.<end date>.<milestone>: one ledger entry (JSON)
 //	stream RENEWALS_KEYS            subject renewals_keys.<id>: the subscription's data key
+//	stream RENEWALS_SUPPRESS        subject renewals_suppress.<address hash>.<id>: a bounced address (bounce.go)
 //
 // The data keys live in a stream of their own because a KV bucket denies
 // message deletion and leaves replaced or purged values in its block files;
@@ -51,6 +52,9 @@ type Store struct {
 	js         jetstream.JetStream
 	subs, ends jetstream.KeyValue
 	keys       jetstream.Stream
+	lazy       lazyBuckets // calls and renewal facts (calls.go)
+	// suppress holds the suppression list (bounce.go).
+	suppress jetstream.Stream
 }
 
 var (
@@ -96,7 +100,11 @@ func New(ctx context.Context, js jetstream.JetStream) (*Store, *Ledger, error) {
 	if err != nil {
 		return nil, nil, fmt.Errorf("declare stream %s: %w", KeysStream, err)
 	}
-	return &Store{js: js, subs: subs, ends: ends, keys: keys}, &Ledger{kv: ledger, js: js}, nil
+	suppress, err := suppressions(ctx, js)
+	if err != nil {
+		return nil, nil, err
+	}
+	return &Store{js: js, subs: subs, ends: ends, keys: keys, suppress: suppress}, &Ledger{kv: ledger, js: js}, nil
 }
 
 func endKey(ord int64, id string) string { return "d." + strconv.FormatInt(ord, 10) + "." + id }
@@ -414,6 +422,9 @@ func (s *Store) Erase(ctx context.Context, id string) error {
 	if err := subscription.ValidID(id); err != nil {
 		return fmt.Errorf("erase subscription: %w", err)
 	}
+	if err := s.eraseSuppressions(ctx, id); err != nil {
+		return err
+	}
 	found := false
 	for {
 		m, err := s.keys.GetLastMsgForSubject(ctx, KeysSubjectPrefix+id)
@@ -430,6 +441,9 @@ func (s *Store) Erase(ctx context.Context, id string) error {
 	}
 	rec, rev, err := s.current(ctx, id)
 	if err != nil && rev == 0 {
+		return fmt.Errorf("erase subscription %s: %w", id, err)
+	}
+	if err := s.eraseCalls(ctx, id); err != nil {
 		return fmt.Errorf("erase subscription %s: %w", id, err)
 	}
 	if rec != nil {

@@ -84,6 +84,10 @@ type state struct {
 	ConfirmedBy string `json:"confirmed_by,omitempty"`
 	// Begun is set by Begin: the holder's send may have started.
 	Begun bool `json:"begun,omitempty"`
+	// Status, History and Resent are the bounce ledger's (see bounce.go).
+	Status  string                 `json:"status,omitempty"`
+	History []subscription.Attempt `json:"history,omitempty"`
+	Resent  []string               `json:"resent,omitempty"`
 }
 
 // Ping reports whether the ledger's bucket accepts a write, as Store.Ping.
@@ -111,7 +115,7 @@ func (l *Ledger) update(ctx context.Context, op string, key subscription.NoticeK
 // updateState is update that also returns the state it wrote (nil when
 // change wrote none).
 func (l *Ledger) updateState(ctx context.Context, op string, key subscription.NoticeKey, change func(*state) (*state, error)) (*state, error) {
-	if key.SubscriptionID == "" || key.EndDate.IsZero() || key.Milestone < 1 {
+	if key.SubscriptionID == "" || key.EndDate.IsZero() || key.Milestone == 0 {
 		return nil, fmt.Errorf("%s notice %s: incomplete notice key", op, key)
 	}
 	k := ledgerKey(key)
@@ -191,7 +195,7 @@ func (l *Ledger) Claim(ctx context.Context, key subscription.NoticeKey, token st
 		if cur == nil {
 			return &state{Attempts: 1, Token: token, LeaseUntilMs: until}, nil
 		}
-		if cur.Outcome == subscription.OutcomeSent {
+		if subscription.Final(cur.Outcome) {
 			return nil, subscription.ErrAlreadySent
 		}
 		next := *cur
@@ -355,7 +359,7 @@ func (l *Ledger) ClaimMany(ctx context.Context, claims []subscription.Claim, now
 	var alone []int
 	until := now.UnixMilli() + lease.Milliseconds()
 	for i, c := range claims {
-		if c.Token == "" || lease <= 0 || c.Key.SubscriptionID == "" || c.Key.EndDate.IsZero() || c.Key.Milestone < 1 {
+		if c.Token == "" || lease <= 0 || c.Key.SubscriptionID == "" || c.Key.EndDate.IsZero() || c.Key.Milestone == 0 {
 			alone = append(alone, i) // Claim says what is wrong
 			continue
 		}
@@ -391,7 +395,7 @@ func (l *Ledger) ConfirmMany(ctx context.Context, cs []subscription.Confirmation
 		k := ledgerKey(c.Key)
 		w, ok := l.remembered(k)
 		var next *state
-		if ok && c.Entry.Outcome != "" && c.Key.SubscriptionID != "" && !c.Key.EndDate.IsZero() && c.Key.Milestone >= 1 {
+		if ok && c.Entry.Outcome != "" && c.Key.SubscriptionID != "" && !c.Key.EndDate.IsZero() && c.Key.Milestone != 0 {
 			next, _, _ = confirmed(&w.st, c.Token, c.Entry)
 		}
 		if next == nil || w.rev == 0 {
@@ -419,6 +423,7 @@ func (st *state) entry(key subscription.NoticeKey) subscription.Entry {
 	return subscription.Entry{
 		Key: key, Outcome: st.Outcome, Reason: st.Reason, Role: st.Role, At: st.At,
 		Attempts: st.Attempts, Ambiguous: st.Ambiguous,
+		Status: st.Status, History: st.History, Resent: st.Resent,
 	}
 }
 
@@ -481,7 +486,7 @@ func (l *Ledger) Sent(ctx context.Context, keys []subscription.NoticeKey) (map[s
 	}
 	out := make(map[subscription.NoticeKey]bool, len(keys))
 	for i, k := range keys {
-		out[k] = oks[i] && entries[i].Outcome == subscription.OutcomeSent
+		out[k] = oks[i] && subscription.Final(entries[i].Outcome)
 	}
 	return out, nil
 }

@@ -37,7 +37,7 @@ local now = tonumber(ARGV[1])
 local until_ms = now + tonumber(ARGV[2])
 local function claim(entry, set, token, key)
   local e = redis.call('HMGET', entry, 'o', 'tok', 'lease', 'snd', 'n')
-  if e[1] == 'sent' then return 'sent' end
+  if e[1] == 'sent' or e[1] == 'bounced' then return 'sent' end
   if e[2] and e[2] ~= '' then
     if e[2] == token then
       redis.call('HSET', entry, 'lease', until_ms)
@@ -86,10 +86,10 @@ return 'ok'
 // since (a retry whose first reply was lost) returns the entry unchanged.
 var confirmScript = redis.NewScript(`
 local function confirm(entry, token, o, r, ro, at, amb)
-  local e = redis.call('HMGET', entry, 'tok', 'ctok', 'o', 'r', 'ro', 'at', 'n', 'amb')
+  local e = redis.call('HMGET', entry, 'tok', 'ctok', 'o', 'r', 'ro', 'at', 'n', 'amb', 'st', 'hist', 'rs')
   if e[1] ~= token then
     if e[1] or e[2] ~= token or e[3] ~= o then return 'lost' end
-    return {e[3], e[4], e[5], e[6], e[7], e[8]}
+    return {e[3], e[4], e[5], e[6], e[7], e[8], e[9], e[10], e[11]}
   end
   redis.call('HDEL', entry, 'tok', 'lease', 'snd')
   if amb == '1' then e[8] = '1' end
@@ -98,7 +98,7 @@ local function confirm(entry, token, o, r, ro, at, amb)
   else
     redis.call('HSET', entry, 'o', o, 'r', r, 'ro', ro, 'at', at, 'ctok', token)
   end
-  return {o, r, ro, at, e[7], e[8]}
+  return {o, r, ro, at, e[7], e[8], e[9], e[10], e[11]}
 end
 local out = {}
 for i = 1, #KEYS do
@@ -109,13 +109,13 @@ return out
 `)
 
 // confirmFields are the fields confirmScript returns, in order.
-var confirmFields = [...]string{fOutcome, fReason, fRole, fAt, fAttempts, fAmbiguous}
+var confirmFields = [...]string{fOutcome, fReason, fRole, fAt, fAttempts, fAmbiguous, fStatus, fHistory, fResent}
 
 func checkToken(op string, key subscription.NoticeKey, token string) error {
 	if token == "" {
 		return fmt.Errorf("%s notice %s: empty claim token", op, key)
 	}
-	if key.SubscriptionID == "" || key.EndDate.IsZero() || key.Milestone < 1 {
+	if key.SubscriptionID == "" || key.EndDate.IsZero() || key.Milestone == 0 {
 		return fmt.Errorf("%s notice %s: incomplete notice key", op, key)
 	}
 	return nil
@@ -369,7 +369,7 @@ func (l *Ledger) Sent(ctx context.Context, keys []subscription.NoticeKey) (map[s
 		return nil, fmt.Errorf("read sent notices: %w", err)
 	}
 	for i, k := range keys {
-		out[k] = cmds[i].Val() == string(subscription.OutcomeSent)
+		out[k] = subscription.Final(subscription.Outcome(cmds[i].Val()))
 	}
 	return out, nil
 }
@@ -398,6 +398,9 @@ func entry(key subscription.NoticeKey, m map[string]string) (subscription.Entry,
 			return e, fmt.Errorf("notice %s: attempts %q: %w", key, v, err)
 		}
 		e.Attempts = n
+	}
+	if err := bounceFields(&e, m); err != nil {
+		return e, err
 	}
 	if v := m[fAt]; v != "" {
 		t, err := time.Parse(time.RFC3339Nano, v)
