@@ -30,7 +30,7 @@ fuzz:
 	$(GO) test -run='^$$' -fuzz=FuzzParse -fuzztime=1m ./pkg/bounce
 
 # The headline figures (one run each: the import of a million rows into
-# Redis, the catch-up pass, the notifier into Postfix's smtp-sink against
+# Redis, as CSV and as an .xlsx workbook, the catch-up pass, the notifier into Postfix's smtp-sink against
 # smtp-source, 20,000 notices on each store with the CPU an email of the
 # renewals process and of redis-server, the embedded default with JetStream syncing every write and
 # every two minutes) and then the micro-benchmarks of each package.
@@ -43,6 +43,7 @@ bench:
 	    echo "bench: smtp-sink missing, the notifier benchmarks will skip: sudo DEBIAN_FRONTEND=noninteractive apt-get install -y postfix && sudo postfix stop"; \
 	  fi; }
 	$(GO) test -run='^$$' -bench='^BenchmarkImport1M$$' -benchtime=1x ./services/e2e/
+	$(GO) test -run='^$$' -bench='^BenchmarkImportXLSX1M$$' -benchtime=1x -timeout 30m ./services/e2e/
 	$(GO) test -run='^$$' -bench='^BenchmarkCatchUpPass$$' -benchtime=1x ./services/scheduler/
 	$(GO) test -run='^$$' -bench='^BenchmarkNotifier(Throughput|Latency)$$' -benchtime=1x ./services/e2e/
 	$(GO) test -run='^$$' -bench='^BenchmarkNotifierStores$$' -benchtime=1x ./services/e2e/

@@ -262,17 +262,23 @@ func (s *Store) current(ctx context.Context, id string) (*shred.Record, uint64, 
 // upsertOne writes one row. fresh says the data key was just created, so
 // any record still stored belongs to an erased past and the row is new.
 func (s *Store) upsertOne(ctx context.Context, key []byte, fresh bool, x subscription.Subscription) (subscription.UpsertResult, error) {
-	rec, err := shred.SealSubscription(key, x)
-	if err != nil {
-		return subscription.UpsertResult{}, err
-	}
-	val, err := rec.Marshal()
-	if err != nil {
-		return subscription.UpsertResult{}, err
-	}
 	for range 20 {
 		old, rev, err := s.current(ctx, x.ID)
 		if err != nil && rev == 0 {
+			return subscription.UpsertResult{}, err
+		}
+		var keep *subscription.SeatUsage
+		if old != nil && !fresh {
+			if keep, err = shred.Usage(*old); err != nil {
+				return subscription.UpsertResult{}, fmt.Errorf("read subscription %s: %w", x.ID, err)
+			}
+		}
+		rec, err := shred.SealSubscription(key, subscription.KeepUsage(x, keep))
+		if err != nil {
+			return subscription.UpsertResult{}, err
+		}
+		val, err := rec.Marshal()
+		if err != nil {
 			return subscription.UpsertResult{}, err
 		}
 		res := subscription.UpsertResult{Change: subscription.Created}

@@ -13,10 +13,12 @@ import (
 	"fmt"
 	"slices"
 	"sort"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"renewals/pkg/importer"
 	"renewals/pkg/subscription"
 )
 
@@ -65,6 +67,8 @@ func Run(t *testing.T, open func(t *testing.T) Backend) {
 		{"UpsertCreatedUpdatedUnchanged", testUpsertChanges},
 		{"UpsertRepeatedIDsLaterWins", testUpsertRepeated},
 		{"UpsertLargeBatch", testUpsertLarge},
+		{"UpsertKeepsSeatUsage", testUpsertKeepsUsage},
+		{"UsageImportKeepsNoIdentity", testUsageImportKeepsNoIdentity},
 		{"GetRoundTripAndNotFound", testGet},
 		{"EndingBetweenInclusiveOrdered", testEndingBetween},
 		{"EndingBetweenFollowsEndDateChanges", testEndingBetweenMoves},
@@ -881,6 +885,131 @@ func testConcurrentClaim(t *testing.T, b Backend) {
 	}
 	if e := lget(t, b.Ledger, k); e.Attempts != 1 {
 		t.Errorf("attempts after the race = %d, want 1", e.Attempts)
+	}
+}
+
+// testUpsertKeepsUsage: a row without seat usage (an import, an edit) keeps
+// the counts that the last usage import stored; a row with usage replaces
+// them; the vendor fields round-trip.
+func testUpsertKeepsUsage(t *testing.T, b Backend) {
+	s := sub("u1", base)
+	s.ContractNumber, s.Team, s.QuoteNumber, s.QuoteURL = "CN-1", "team-a", "Q-9", "https://quotes.example/q/9"
+	s.AutorenewDate, s.QuoteExpiry = base.AddDays(-1), base.AddDays(-30)
+	upsert(t, b.Store, s)
+	withUsage := s
+	withUsage.Usage = &subscription.SeatUsage{AsOf: base.AddDays(-60), Users: 10, Unused30: 5, Unused60: 3, Unused90: 1}
+	checkResult(t, "usage set", upsert(t, b.Store, withUsage)[0], subscription.Updated, base)
+	if got := get(t, b.Store, s.ID); !subscription.Equal(got, withUsage) {
+		t.Fatalf("Get after the usage = %+v, want %+v", got, withUsage)
+	}
+	// The same row again, without usage: unchanged, and the usage stays.
+	checkResult(t, "same row without usage", upsert(t, b.Store, s)[0], subscription.Unchanged, base)
+	renamed := s
+	renamed.CustomerName = "Renamed Ltd"
+	checkResult(t, "renamed without usage", upsert(t, b.Store, renamed)[0], subscription.Updated, base)
+	want := renamed
+	want.Usage = withUsage.Usage
+	if got := get(t, b.Store, s.ID); !subscription.Equal(got, want) {
+		t.Errorf("Get after an upsert without usage = %+v, want the usage kept: %+v", got, want)
+	}
+	// Repeated in one batch: each row against the one before.
+	newer := renamed
+	newer.Usage = &subscription.SeatUsage{AsOf: base.AddDays(-30), Users: 10, Unused30: 2}
+	res := upsert(t, b.Store, newer, renamed)
+	checkResult(t, "new usage", res[0], subscription.Updated, base)
+	checkResult(t, "then a row without usage", res[1], subscription.Unchanged, base)
+	if got := get(t, b.Store, s.ID); got.Usage == nil || *got.Usage != *newer.Usage {
+		t.Errorf("usage after a batch = %+v, want %+v", got.Usage, newer.Usage)
+	}
+}
+
+// testUsageImportKeepsNoIdentity: a usage export of 10,000 user rows
+// becomes counts per subscription, and no byte the backend holds names a
+// user: the export's names, addresses and ids appear nowhere, not even in
+// the files on disk.
+func testUsageImportKeepsNoIdentity(t *testing.T, b Backend) {
+	r := randHex(t)
+	asOf := base.AddDays(-60)
+	const subsN, users = 40, 10000
+	var subs []subscription.Subscription
+	for i := range subsN {
+		s := sub(fmt.Sprintf("use-%02d", i), base)
+		s.CustomerName = "Usage Customer " + r // not personal: the positive control
+		s.ContractNumber = fmt.Sprintf("CN-%d", i/4)
+		s.Product = fmt.Sprintf("Product %d", i%4)
+		s.Seats = intp(users / subsN)
+		subs = append(subs, s)
+	}
+	upsert(t, b.Store, subs...)
+
+	var csv bytes.Buffer
+	csv.WriteString("Email,First Name,Last Name,Autodesk ID,Contract Number,Product Name,Subscription ID,Last Accessed,Days Inactive\r\n")
+	want := map[string]*subscription.SeatUsage{}
+	for i := range users {
+		s := subs[i%subsN]
+		u := want[s.ID]
+		if u == nil {
+			u = &subscription.SeatUsage{AsOf: asOf}
+			want[s.ID] = u
+		}
+		idle := (i * 7) % 120 // 0 to 119 days
+		u.Users++
+		if idle >= 30 {
+			u.Unused30++
+		}
+		if idle >= 60 {
+			u.Unused60++
+		}
+		if idle >= 90 {
+			u.Unused90++
+		}
+		id, contract, product, last, days := s.ID, "", "", asOf.AddDays(-idle).String(), ""
+		switch i % 3 {
+		case 1: // by contract and product, as the vendor's export names them
+			id, contract, product = "", s.ContractNumber, strings.ToUpper(s.Product)
+		case 2: // the vendor's days inactive instead of a date
+			last, days = "", fmt.Sprint(idle)
+		}
+		fmt.Fprintf(&csv, "user%05d.%s@corp.example,Firstname%s%05d,Lastname%s,ADSK%s%05d,%s,%s,%s,%s,%s\r\n",
+			i, r, r, i, r, r, i, contract, product, id, last, days)
+	}
+	rep, err := importer.ImportUsage(ctxT(t), &csv, importer.UsageOptions{Store: b.Store, AsOf: asOf})
+	if err != nil {
+		t.Fatalf("ImportUsage: %v", err)
+	}
+	if rep.Rows != users || rep.Counted != users || rep.Rejected != 0 || rep.Subscriptions != subsN || rep.Updated != subsN {
+		t.Errorf("report: %s", rep.Text())
+	}
+	if len(rep.UnknownColumns) != 0 {
+		t.Errorf("the users' columns were reported as unknown: %v", rep.UnknownColumns)
+	}
+	for _, s := range subs {
+		got := get(t, b.Store, s.ID)
+		if got.Usage == nil || *got.Usage != *want[s.ID] {
+			t.Errorf("%s: usage %+v, want %+v", s.ID, got.Usage, want[s.ID])
+		}
+	}
+	if txt := rep.Text(); strings.Contains(txt, r) {
+		t.Errorf("the report names users:\n%s", txt)
+	}
+	// Every user's name, address and id carries r; the subscriptions'
+	// customer name too, which shows the dump sees the records.
+	waitFor(t, "the records to reach every place the dump reads", func() bool {
+		return len(find(b.Dump(t), map[string][]byte{"marker": []byte("Usage Customer " + r)})) > 0
+	})
+	needles := map[string][]byte{
+		"a user's address": []byte("." + r + "@corp.example"), "a user's first name": []byte("Firstname" + r),
+		"a user's last name": []byte("Lastname" + r), "a user's Autodesk id": []byte("ADSK" + r),
+	}
+	dump := b.Dump(t)
+	for where, data := range dump {
+		data = bytes.ReplaceAll(data, []byte("Usage Customer "+r), nil)
+		if bytes.Contains(data, []byte(r)) {
+			t.Errorf("the export's random marker is stored in %s", where)
+		}
+	}
+	if found := find(dump, needles); len(found) > 0 {
+		t.Errorf("user identity stored: %v", found)
 	}
 }
 
