@@ -1,6 +1,7 @@
 package api
 
 import (
+	"context"
 	"errors"
 	"io"
 	"net/http"
@@ -38,9 +39,6 @@ func bounceError(err error) error {
 }
 
 func (s *Server) resend(w http.ResponseWriter, r *http.Request) error {
-	if s.Bounces == nil {
-		return errorf(CodeUnavailable, "this process does not handle resends")
-	}
 	key, err := subscription.ParseNoticeKey(r.PathValue("key"))
 	if err != nil {
 		return errorf(CodeInvalid, "%v", err)
@@ -51,12 +49,25 @@ func (s *Server) resend(w http.ResponseWriter, r *http.Request) error {
 			return err
 		}
 	}
-	res, err := s.Bounces.Resend(r.Context(), key, req.Force, req.Reason)
+	res, err := s.Resend(r.Context(), key, req.Force, req.Reason)
 	if err != nil {
-		return bounceError(err)
+		return err
 	}
 	writeJSON(w, http.StatusAccepted, res)
 	return nil
+}
+
+// Resend is POST /api/v1/notices/{key}/resend without HTTP, for the
+// console: its errors carry the API's codes (see StatusOf).
+func (s *Server) Resend(ctx context.Context, key subscription.NoticeKey, force bool, reason string) (bounces.ResendResult, error) {
+	if s.Bounces == nil {
+		return bounces.ResendResult{}, errorf(CodeUnavailable, "this process does not handle resends")
+	}
+	res, err := s.Bounces.Resend(ctx, key, force, reason)
+	if err != nil {
+		return res, bounceError(err)
+	}
+	return res, nil
 }
 
 // feedBounce handles one saved bounce (`renewals bounce FILE.eml`), the

@@ -9,8 +9,10 @@ import (
 	"sync"
 	"time"
 
+	"renewals/pkg/calls"
 	"renewals/pkg/event"
 	"renewals/pkg/mailer"
+	"renewals/pkg/subscription"
 	"renewals/services/api"
 	"renewals/services/calllist"
 	"renewals/services/console"
@@ -51,6 +53,13 @@ func (w *wiring) enableConsole(srv *api.Server) (stop func(), err error) {
 	}
 	if h, ok := srv.Calllist.(*calllist.Handler); ok {
 		c.Lister = h.Lister
+	}
+	if h, ok := srv.Calls.(*calls.Handler); ok {
+		c.Calls = h.Service
+	}
+	c.Resend = func(ctx context.Context, key subscription.NoticeKey) error {
+		_, err := srv.Resend(ctx, key, false, "")
+		return err
 	}
 	if h, ok := srv.Report.(*report.Handler); ok {
 		c.Report = h.Builder

@@ -46,6 +46,9 @@ type session struct {
 	role    Role
 	csrf    string
 	expires time.Time
+
+	mu    sync.Mutex // guards flash
+	flash *flash     // what the last post left for the next page
 }
 
 // sessions are kept in memory, by the SHA-256 of the cookie's value: a

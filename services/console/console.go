@@ -33,6 +33,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 
+	"renewals/pkg/calls"
 	"renewals/pkg/importer"
 	"renewals/pkg/render"
 	"renewals/pkg/subscription"
@@ -95,6 +96,12 @@ type Console struct {
 	Report *report.Builder
 	// LastPass returns the last scheduler pass this process ran, if any.
 	LastPass func() (scheduler.Result, time.Time, bool)
+	// Calls records and lists the calls (pkg/calls, as the API's
+	// /api/v1/subscriptions/{id}/calls); nil leaves the calls out.
+	Calls *calls.Service
+	// Resend is the API's resend of a notice (api.Server.Resend, as POST
+	// /api/v1/notices/{key}/resend); its errors go through ErrorStatus.
+	Resend func(ctx context.Context, key subscription.NoticeKey) error
 
 	sessions sessions
 	limits   *limiter
@@ -130,7 +137,9 @@ func (c *Console) Handler() http.Handler {
 	mux.HandleFunc("GET /subscriptions/{id}", c.page(c.subscription))
 	mux.HandleFunc("GET /subscriptions/{id}/preview/{milestone}", c.page(c.previewFrame))
 	mux.HandleFunc("POST /subscriptions/{id}/erase", c.page(c.operator(c.erase)))
+	mux.HandleFunc("POST /subscriptions/{id}/calls", c.page(c.operator(c.recordCall)))
 	mux.HandleFunc("GET /notices", c.page(c.notices))
+	mux.HandleFunc("POST /notices/{key}/resend", c.page(c.operator(c.resend)))
 	mux.HandleFunc("GET /import", c.page(c.importPage))
 	mux.HandleFunc("POST /import", c.page(c.operator(c.importFile)))
 	mux.HandleFunc("GET /templates", c.page(c.templates))
@@ -158,7 +167,9 @@ func (c *Console) init() {
 			}
 			return *p
 		},
-		"join": strings.Join,
+		"join":         strings.Join,
+		"outcomeLabel": outcomeLabel,
+		"resendable":   resendable,
 	}
 	base := template.Must(template.New("").Funcs(funcs).ParseFS(templateFS, "templates/layout.html"))
 	entries, _ := fs.ReadDir(templateFS, "templates")

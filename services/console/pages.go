@@ -212,6 +212,7 @@ type calllistData struct {
 	Total                       int
 	Next, First, CSV            string
 	Message                     string
+	CanCall                     bool
 }
 
 func (d calllistData) flash() (string, string) { return "", d.Message }
@@ -244,7 +245,7 @@ func (c *Console) calllistQuery(r *http.Request) (calllist.Filter, subscription.
 
 func (c *Console) calllist(w http.ResponseWriter, r *http.Request, ss *session) {
 	q := r.URL.Query()
-	d := calllistData{Rep: q.Get("rep"), MinDays: q.Get("min_days"), MaxDays: q.Get("max_days"), AsOf: q.Get("as_of")}
+	d := calllistData{Rep: q.Get("rep"), MinDays: q.Get("min_days"), MaxDays: q.Get("max_days"), AsOf: q.Get("as_of"), CanCall: ss.role == Operator && c.Calls != nil}
 	f, asOf, msg := c.calllistQuery(r)
 	if msg != "" {
 		d.Message = msg
@@ -496,9 +497,12 @@ type subscriptionData struct {
 	CanErase   bool
 	Message    string
 	Milestones subscription.Milestones
+	Calls      callsSection
+	CanResend  bool
+	Error      string
 }
 
-func (d subscriptionData) flash() (string, string) { return d.Message, "" }
+func (d subscriptionData) flash() (string, string) { return d.Message, d.Error }
 
 type previewView struct {
 	Open      bool // the milestone of the latest notice: shown unfolded
@@ -523,7 +527,12 @@ func (c *Console) subscription(w http.ResponseWriter, r *http.Request, ss *sessi
 		c.fail(w, r, ss, http.StatusServiceUnavailable, "The subscription cannot be read now: try again in a minute.")
 		return
 	}
-	d := subscriptionData{Sub: sub, DaysLeft: sub.DaysLeft(c.Now(), c.loc()), CanErase: ss.role == Operator}
+	d := subscriptionData{Sub: sub, DaysLeft: sub.DaysLeft(c.Now(), c.loc()), CanErase: ss.role == Operator, CanResend: ss.role == Operator && c.Resend != nil}
+	f, ok := ss.takeFlash(id)
+	if ok {
+		d.Message, d.Error = f.notice, f.err
+	}
+	d.Calls = c.callsOf(r.Context(), sub, ss, &f)
 	if n, ok := sub.UnusedSeats(); ok {
 		d.Unused = itoa(n)
 	}
@@ -641,7 +650,7 @@ func (c *Console) notices(w http.ResponseWriter, r *http.Request, ss *session) {
 	d := noticesData{
 		From: cmp.Or(q.Get("from"), today.AddDays(-c.GraceDays).String()), To: cmp.Or(q.Get("to"), today.AddDays(ms.Max()).String()),
 		Outcome:  q.Get("outcome"),
-		Outcomes: []string{"", "sent", "skipped", "failed", "undeliverable", "open", "ambiguous"},
+		Outcomes: []string{"", "sent", "skipped", "failed", "undeliverable", "bounced", "open", "ambiguous"},
 	}
 	bad := func(msg string) {
 		d.Message = msg

@@ -311,6 +311,49 @@ func TestConsoleInBrowser(t *testing.T) {
 		t.Errorf("subscription page at %s shows %q, want its 30-day notice sent to the contract manager", loc, timeline)
 	}
 
+	// An operator records a call from the subscription's page. A callback
+	// without its date is refused with one sentence, and the note typed
+	// stays in the form; with the date, the call is listed.
+	const callNote = "Asked to ring back after the budget meeting"
+	callback := time.Now().AddDate(0, 0, 14)
+	do(t, ctx, "record a callback without its date",
+		chromedp.WaitVisible(chromedp.CSS("#call-outcome")),
+		chromedp.SetValue(chromedp.CSS("#call-outcome"), "callback"),
+		chromedp.SendKeys(chromedp.CSS("#call-note"), callNote),
+		chromedp.Click(chromedp.CSS(`#calls button[type="submit"]`)),
+		chromedp.WaitVisible(chromedp.CSS(".flash.bad")),
+	)
+	if msg, kept, outcome := get(t, ctx, "the refusal", chromedp.Text(chromedp.CSS(".flash.bad"))),
+		get(t, ctx, "the note kept", chromedp.Evaluate[string](`document.querySelector("#call-note").value`)),
+		get(t, ctx, "the outcome kept", chromedp.Evaluate[string](`document.querySelector("#call-outcome").value`)); !strings.Contains(msg, "callback needs its date") || kept != callNote || outcome != "callback" {
+		t.Errorf("a callback without a date: %q, note %q, outcome %q; want a sentence asking for the date and the typed note and outcome kept", msg, kept, outcome)
+	}
+	if loc := get(t, ctx, "where", chromedp.Location()); strings.Contains(loc, "budget") || strings.Contains(loc, "?") {
+		t.Errorf("after the refused call the browser is at %s: what was typed is in the URL", loc)
+	}
+	do(t, ctx, "record a callback",
+		chromedp.SetValue(chromedp.CSS("#call-callback"), callback.Format("2006-01-02")),
+		chromedp.Click(chromedp.CSS(`#calls button[type="submit"]`)),
+		chromedp.WaitVisible(chromedp.CSS("#call-list")),
+	)
+	calls := get(t, ctx, "the calls", chromedp.Text(chromedp.CSS("#call-list tbody")))
+	if notice := get(t, ctx, "the notice", chromedp.Text(chromedp.CSS(".flash.ok"))); !strings.Contains(notice, "call is recorded") ||
+		!strings.Contains(calls, "Call back later") || !strings.Contains(calls, callback.Format("2 Jan 2006")) ||
+		!strings.Contains(calls, callNote) || !strings.Contains(calls, "API token") {
+		t.Errorf("after recording a callback: flash %q, calls %q; want it listed with its date, caller and note", notice, calls)
+	}
+	var apiCalls struct {
+		Count int `json:"count"`
+		Calls []struct {
+			Outcome    string `json:"outcome"`
+			CallbackOn string `json:"callback_on"`
+		} `json:"calls"`
+	}
+	s.API(t, http.MethodGet, "/api/v1/subscriptions/110001000006/calls", nil, &apiCalls)
+	if apiCalls.Count != 1 || apiCalls.Calls[0].Outcome != "callback" || apiCalls.Calls[0].CallbackOn != callback.Format("2006-01-02") {
+		t.Errorf("the API lists %+v, want the one callback call", apiCalls)
+	}
+
 	// The ledger over a range of end dates, by outcome: the pass's eight
 	// sent notices and its one undeliverable.
 	for outcome, want := range map[string]int{"sent": 8, "undeliverable": 1} {
@@ -362,6 +405,13 @@ func TestConsoleInBrowser(t *testing.T) {
 	if code, _ := consolePost(t, s, session, "/logout", "application/x-www-form-urlencoded", strings.NewReader("")); code != http.StatusForbidden {
 		t.Errorf("a sign-out without its CSRF token answered %d, want 403", code)
 	}
+	if code, _ := consolePost(t, s, session, "/subscriptions/110001000006/calls", "application/x-www-form-urlencoded", strings.NewReader("outcome=no_answer")); code != http.StatusForbidden {
+		t.Errorf("a call without its CSRF token answered %d, want 403", code)
+	}
+	s.API(t, http.MethodGet, "/api/v1/subscriptions/110001000006/calls", nil, &apiCalls)
+	if apiCalls.Count != 1 {
+		t.Errorf("after a call posted without a CSRF token the API lists %d calls, want 1: nothing recorded", apiCalls.Count)
+	}
 	if code := s.API(t, http.MethodGet, "/api/v1/subscriptions/110001000100", nil, nil); code != http.StatusNotFound {
 		t.Errorf("after the import without a CSRF token the API answers %d for its row, want 404: nothing stored", code)
 	}
@@ -382,7 +432,7 @@ func TestConsoleInBrowser(t *testing.T) {
 	if resp.StatusCode != http.StatusSeeOther || resp.Header.Get("Location") != "/login" {
 		t.Errorf("the signed-out cookie got %d to %q, want 303 to /login", resp.StatusCode, resp.Header.Get("Location"))
 	}
-	for _, pd := range []string{"amira.khan@pennine-structures.example", "Dafydd Evans", "+44 1254 000106"} {
+	for _, pd := range []string{"amira.khan@pennine-structures.example", "Dafydd Evans", "+44 1254 000106", callNote} {
 		if strings.Contains(s.Logs(), pd) {
 			t.Errorf("the server's log holds %q", pd)
 		}

@@ -148,7 +148,7 @@ func TestConsoleAccess(t *testing.T) {
 			t.Errorf("GET %s without a session: %d to %q, want 303 to /login", p, resp.StatusCode, resp.Header.Get("Location"))
 		}
 	}
-	for _, p := range []string{"/import", "/logout", "/subscriptions/110001000006/erase"} {
+	for _, p := range []string{"/import", "/logout", "/subscriptions/110001000006/erase", "/subscriptions/110001000006/calls", "/notices/110001000006:2026-12-20:30/resend"} {
 		if code, _ := consolePost(t, s, "", p, "application/x-www-form-urlencoded", strings.NewReader("confirm=110001000006")); code != http.StatusSeeOther {
 			t.Errorf("POST %s without a session: %d, want 303", p, code)
 		}
@@ -250,6 +250,22 @@ func TestConsoleAccess(t *testing.T) {
 	}
 	if resp, _ := viewer.post(t, "/subscriptions/110001000006/erase", url.Values{"csrf": {viewer.csrf}, "confirm": {"110001000006"}}); resp.StatusCode != http.StatusForbidden {
 		t.Errorf("viewer erase: %d, want 403", resp.StatusCode)
+	}
+	if resp, body := viewer.post(t, "/subscriptions/110001000006/calls", url.Values{"csrf": {viewer.csrf}, "outcome": {"no_answer"}}); resp.StatusCode != http.StatusForbidden || !strings.Contains(body, "Only an operator") {
+		t.Errorf("viewer records a call: %d, want 403 with a sentence", resp.StatusCode)
+	}
+	if resp, _ := viewer.post(t, "/notices/110001000006:2026-12-20:30/resend", url.Values{"csrf": {viewer.csrf}}); resp.StatusCode != http.StatusForbidden {
+		t.Errorf("viewer resends a notice: %d, want 403", resp.StatusCode)
+	}
+	var viewerCalls struct {
+		Count int `json:"count"`
+	}
+	s.API(t, http.MethodGet, "/api/v1/subscriptions/110001000006/calls", nil, &viewerCalls)
+	if viewerCalls.Count != 0 {
+		t.Errorf("after the viewer's call the API lists %d calls, want none", viewerCalls.Count)
+	}
+	if _, page := viewer.get(t, "/subscriptions/110001000006"); !strings.Contains(page, `id="h-calls"`) || strings.Contains(page, `action="/subscriptions/110001000006/calls"`) {
+		t.Errorf("the viewer's subscription page: want the Calls section and no Record a call form")
 	}
 	if code := s.API(t, http.MethodGet, "/api/v1/subscriptions/110001000006", nil, nil); code != http.StatusOK {
 		t.Errorf("after the viewer's erase the subscription answers %d, want 200: still there", code)
