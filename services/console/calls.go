@@ -179,7 +179,7 @@ func (c *Console) recordCall(w http.ResponseWriter, r *http.Request, ss *session
 		refuse("The call could not be recorded now: try again in a minute.")
 		return
 	}
-	c.changed("", false)
+	c.changed("", true) // the call list shows the call on the next view
 	c.Log.Info("console call recorded", zap.String("subscription_id", id), zap.String("outcome", string(in.Outcome)), zap.String("role", string(ss.role)))
 	ss.setFlash(flash{subscriptionID: id, notice: "The call is recorded: " + outcomeLabel(in.Outcome) + "."})
 	http.Redirect(w, r, back, http.StatusSeeOther)

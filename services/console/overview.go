@@ -69,7 +69,8 @@ func (c *Console) Watch(nc *nats.Conn) (stop func(), err error) {
 	if err != nil {
 		return nil, fmt.Errorf("console: follow the notice outcomes: %w", err)
 	}
-	// Any change to a subscription or to the call list outdates what the
+	// Any change to a subscription or to the call list, and any call
+	// recorded (here or through the API), outdates what the
 	// console keeps of them (snapshot.go).
 	onChange := func(m *nats.Msg) {
 		switch m.Subject {
@@ -80,12 +81,12 @@ func (c *Console) Watch(nc *nats.Conn) (stop func(), err error) {
 				return
 			}
 			c.changed("", true)
-		case event.SubjectUpserted, event.SubjectCalllist:
+		case event.SubjectUpserted, event.SubjectCalllist, event.SubjectCallRecorded:
 			c.changed("", false)
 		}
 	}
 	var subs []*nats.Subscription
-	for _, subject := range []string{"renewals.subscription.*", "renewals.calllist.*"} {
+	for _, subject := range []string{"renewals.subscription.*", "renewals.calllist.*", event.SubjectCallRecorded} {
 		sub, err := nc.Subscribe(subject, onChange)
 		if err != nil {
 			_ = outcomes.Unsubscribe()

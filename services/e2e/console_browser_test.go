@@ -354,6 +354,34 @@ func TestConsoleInBrowser(t *testing.T) {
 		t.Errorf("the API lists %+v, want the one callback call", apiCalls)
 	}
 
+	// The call list shows a call's outcome: a no_answer on the first entry
+	// keeps it on the list with its last call; the pending callback takes
+	// 110001000006 off the list until its day.
+	do(t, ctx, "record a no_answer",
+		chromedp.Navigate(s.URL+"/subscriptions/"+sampleCalllist[0]),
+		chromedp.WaitVisible(chromedp.CSS("#call-outcome")),
+		chromedp.SetValue(chromedp.CSS("#call-outcome"), "no_answer"),
+		chromedp.Click(chromedp.CSS(`#calls button[type="submit"]`)),
+		chromedp.WaitVisible(chromedp.CSS("#call-list")),
+	)
+	var last string
+	var listed []string
+	for deadline := time.Now().Add(15 * time.Second); ; {
+		do(t, ctx, "the call list after the calls", chromedp.Navigate(s.URL+"/calllist?as_of=2026-12-01"), chromedp.WaitVisible(chromedp.CSS("#calllist")))
+		listed = get(t, ctx, "the call list's rows", chromedp.Evaluate[[]string](`[...document.querySelectorAll("#calllist tbody tr")].map(r => r.dataset.subscription)`))
+		last = get(t, ctx, "the last call", chromedp.Evaluate[string](`(document.querySelector('#calllist tr[data-subscription="`+sampleCalllist[0]+`"] td[data-label="Last call"]') || {textContent: ""}).textContent`))
+		if strings.Contains(last, "No answer") && !slices.Contains(listed, "110001000006") || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(200 * time.Millisecond) // poll with a deadline: the list follows the call's event
+	}
+	if !strings.Contains(last, "No answer") || !strings.Contains(last, "Record a call") || slices.Contains(listed, "110001000006") {
+		t.Errorf("call list after the calls: %v, last call of %s %q; want No answer with a link to record a call, and 110001000006 off the list until its callback", listed, sampleCalllist[0], last)
+	}
+	if href := get(t, ctx, "the record-a-call link", chromedp.Evaluate[string](`document.querySelector('#calllist tr[data-subscription="`+sampleCalllist[0]+`"] td[data-label="Last call"] a').getAttribute("href")`)); href != "/subscriptions/"+sampleCalllist[0]+"#h-record" {
+		t.Errorf("the call list's record-a-call link is %q", href)
+	}
+
 	// The ledger over a range of end dates, by outcome: the pass's eight
 	// sent notices and its one undeliverable.
 	for outcome, want := range map[string]int{"sent": 8, "undeliverable": 1} {
@@ -363,12 +391,24 @@ func TestConsoleInBrowser(t *testing.T) {
 		}
 	}
 
+	// The undeliverable notice's subscription has no contract manager
+	// email: no Resend button (the resend would be refused), a sentence
+	// saying what to do instead.
+	do(t, ctx, "the undeliverable notice", chromedp.Navigate(s.URL+"/notices?from=2026-11-01&to=2027-03-31&outcome=undeliverable"), chromedp.WaitVisible(chromedp.CSS("#notices")))
+	undeliverable := get(t, ctx, "the undeliverable notice's subscription", chromedp.Evaluate[string](`document.querySelector("#notices tbody a").getAttribute("href")`))
+	do(t, ctx, "open the undeliverable notice's subscription", chromedp.Navigate(s.URL+undeliverable), chromedp.WaitVisible(chromedp.CSS("#timeline")))
+	if n, tl := get(t, ctx, "the Resend buttons", chromedp.Evaluate[int](`document.querySelectorAll('#timeline form[action$="/resend"] button').length`)),
+		get(t, ctx, "the timeline", chromedp.Text(chromedp.CSS("#timeline"))); n != 0 || !strings.Contains(tl, "To resend it, give the contract manager an email") {
+		t.Errorf("%s: %d Resend buttons and %q, want none and how to resend", undeliverable, n, tl)
+	}
+
 	// Every page, checked and photographed at both widths.
 	for _, p := range []struct{ name, path string }{
 		{"overview", "/"},
 		{"calllist", "/calllist?as_of=2026-12-01"},
 		{"subscriptions", "/subscriptions"},
 		{"subscription", "/subscriptions/110001000006"},
+		{"subscription-undeliverable", undeliverable},
 		{"notices", "/notices"},
 		{"import", "/import"},
 		{"templates", "/templates?subscription_id=110001000008&milestone=90"},

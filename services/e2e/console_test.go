@@ -282,6 +282,27 @@ func TestConsoleAccess(t *testing.T) {
 		t.Errorf("after the erase the subscription answers %d, want 404", code)
 	}
 
+	// A call the service refuses comes back to the page (303) with one
+	// sentence and what was typed, once; the note is in no URL.
+	resp, _ = op.post(t, "/subscriptions/110001000006/calls", url.Values{"csrf": {op.csrf}, "outcome": {"seats_changed"}, "seats": {"lots"}, "note": {"wants fewer seats"}})
+	if resp.StatusCode != http.StatusSeeOther || resp.Header.Get("Location") != "/subscriptions/110001000006#calls" {
+		t.Errorf("operator call with bad seats: %d to %q, want 303 to the subscription's calls", resp.StatusCode, resp.Header.Get("Location"))
+	}
+	if _, page := op.get(t, "/subscriptions/110001000006"); !strings.Contains(page, `class="flash bad"`) || !strings.Contains(page, "is not a whole number") ||
+		!strings.Contains(page, ">wants fewer seats</textarea>") || !strings.Contains(page, `value="seats_changed" selected`) {
+		t.Errorf("after the refused call the page lacks the sentence or what was typed")
+	}
+	if _, page := op.get(t, "/subscriptions/110001000006"); strings.Contains(page, `class="flash bad"`) || strings.Contains(page, "wants fewer seats") {
+		t.Errorf("the refused call's sentence and note are still there on the next visit")
+	}
+	resp, _ = op.post(t, "/subscriptions/110001000006/calls", url.Values{"csrf": {op.csrf}, "outcome": {"no_answer"}})
+	if resp.StatusCode != http.StatusSeeOther {
+		t.Errorf("operator call: %d, want 303", resp.StatusCode)
+	}
+	if _, page := op.get(t, "/subscriptions/110001000006"); !strings.Contains(page, "The call is recorded: No answer.") || !strings.Contains(page, `<span class="badge call no_answer">No answer</span>`) {
+		t.Errorf("after the operator's call the page does not say so and list it")
+	}
+
 	// Sign-out ends the session on the server.
 	if resp, _ := op.post(t, "/logout", url.Values{"csrf": {op.csrf}}); resp.StatusCode != http.StatusSeeOther {
 		t.Errorf("sign-out: %d, want 303", resp.StatusCode)
