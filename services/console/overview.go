@@ -69,8 +69,7 @@ func (c *Console) Watch(nc *nats.Conn) (stop func(), err error) {
 	if err != nil {
 		return nil, fmt.Errorf("console: follow the notice outcomes: %w", err)
 	}
-	// Any change to a subscription or to the call list, and any call
-	// recorded (here or through the API), outdates what the
+	// Any change to a subscription or to the call list outdates what the
 	// console keeps of them (snapshot.go).
 	onChange := func(m *nats.Msg) {
 		switch m.Subject {
@@ -81,12 +80,12 @@ func (c *Console) Watch(nc *nats.Conn) (stop func(), err error) {
 				return
 			}
 			c.changed("", true)
-		case event.SubjectUpserted, event.SubjectCalllist, event.SubjectCallRecorded:
+		case event.SubjectUpserted, event.SubjectCalllist:
 			c.changed("", false)
 		}
 	}
 	var subs []*nats.Subscription
-	for _, subject := range []string{"renewals.subscription.*", "renewals.calllist.*", event.SubjectCallRecorded} {
+	for _, subject := range []string{"renewals.subscription.*", "renewals.calllist.*"} {
 		sub, err := nc.Subscribe(subject, onChange)
 		if err != nil {
 			_ = outcomes.Unsubscribe()
