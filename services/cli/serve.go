@@ -12,6 +12,7 @@ import (
 	"net/mail"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"strings"
 	"time"
 
@@ -187,6 +188,11 @@ type state struct {
 	close      func()
 }
 
+// EmbeddedMemoryLimit is the soft memory limit (Go's GOMEMLIMIT) of a
+// process that runs the embedded NATS server and keeps its state in it,
+// unless GOMEMLIMIT is set.
+const EmbeddedMemoryLimit = 350 << 20
+
 // openState opens Redis when RENEWALS_REDIS_URL is set, else the embedded
 // JetStream key-value store.
 func openState(ctx context.Context, cfg *config.Config, bus *natsbus.Bus, log *zap.Logger) (state, error) {
@@ -194,6 +200,12 @@ func openState(ctx context.Context, cfg *config.Config, bus *natsbus.Bus, log *z
 		ks, kl, err := kvstore.New(ctx, bus.JS)
 		if err != nil {
 			return state{}, err
+		}
+		if bus.Server != nil && os.Getenv("GOMEMLIMIT") == "" {
+			// The embedded server's file store and the imports share this
+			// process's heap; a soft limit makes the collector return what
+			// a million-row import frees before the heap doubles.
+			debug.SetMemoryLimit(EmbeddedMemoryLimit)
 		}
 		log.Info("state in the JetStream key-value store")
 		return state{store: ks, ledger: kl, pingLedger: kl.Ping, close: func() {}}, nil
