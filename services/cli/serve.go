@@ -168,6 +168,7 @@ func openBus(ctx context.Context, cfg *config.Config, stderr io.Writer, log *zap
 		URL: cfg.NATSURL, Listen: cfg.NATSListen,
 		StoreDir: filepath.Join(cfg.DataDir, "nats"), Name: "renewals " + cfg.Targets,
 		Creds: cfg.NATSCreds, SecretsDir: cfg.DataDir, SyncInterval: cfg.NATSSyncInterval,
+		Replicas: cfg.Replicas,
 	})
 	if err != nil {
 		return nil, err
@@ -197,7 +198,7 @@ const EmbeddedMemoryLimit = 350 << 20
 // JetStream key-value store.
 func openState(ctx context.Context, cfg *config.Config, bus *natsbus.Bus, log *zap.Logger) (state, error) {
 	if cfg.RedisURL == "" {
-		ks, kl, err := kvstore.New(ctx, bus.JS)
+		ks, kl, err := kvstore.NewWith(ctx, bus.JS, kvstore.Options{Replicas: cfg.Replicas})
 		if err != nil {
 			return state{}, err
 		}
@@ -253,7 +254,7 @@ func (w *wiring) newScheduler(ctx context.Context) (*scheduler.Scheduler, error)
 		return nil, err
 	}
 	host, _ := os.Hostname()
-	if s.Lease, err = scheduler.NewLease(ctx, w.bus.JS, fmt.Sprintf("%s/%d", host, os.Getpid()), 10*time.Minute); err != nil {
+	if s.Lease, err = scheduler.NewLeaseReplicas(ctx, w.bus.JS, fmt.Sprintf("%s/%d", host, os.Getpid()), 10*time.Minute, w.cfg.Replicas); err != nil {
 		return nil, err
 	}
 	return s, nil
@@ -261,7 +262,7 @@ func (w *wiring) newScheduler(ctx context.Context) (*scheduler.Scheduler, error)
 
 // calllistTarget keeps the call list up to date from the events.
 func (w *wiring) calllistTarget() func(context.Context) error {
-	t := &calllist.Target{JS: w.bus.JS, Store: w.state.store, Rules: w.rules, Now: w.now, Log: w.log.Named("calllist")}
+	t := &calllist.Target{JS: w.bus.JS, Store: w.state.store, Rules: w.rules, Now: w.now, Log: w.log.Named("calllist"), Replicas: w.cfg.Replicas}
 	return t.Run
 }
 

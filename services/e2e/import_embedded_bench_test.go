@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime/debug"
 	"runtime/pprof"
 	"strconv"
 	"strings"
@@ -19,6 +20,7 @@ import (
 	"renewals/pkg/importer"
 	"renewals/pkg/kvstore"
 	"renewals/pkg/natsbus"
+	"renewals/services/cli"
 )
 
 // embeddedChildEnv names the data dir that TestImportBenchChildEmbedded
@@ -47,6 +49,9 @@ func TestImportBenchChildEmbedded(t *testing.T) {
 	n, err := strconv.Atoi(os.Getenv(childRowsEnv))
 	if err != nil {
 		t.Fatal(err)
+	}
+	if os.Getenv("GOMEMLIMIT") == "" {
+		debug.SetMemoryLimit(cli.EmbeddedMemoryLimit) // as serve does
 	}
 	ctx := context.Background()
 	bus, err := natsbus.Open(ctx, natsbus.Config{Listen: "127.0.0.1:-1", StoreDir: dir})
