@@ -28,7 +28,8 @@ fuzz:
 	$(GO) test -run='^$$' -fuzz=FuzzParseAndValidate -fuzztime=2m ./pkg/importer
 
 # The headline figures (one run each: the import of a million rows into
-# Redis, the catch-up pass, the notifier into Postfix's smtp-sink against
+# Redis and into the embedded default, then again unchanged, the catch-up
+# pass, the pass on a three-node NATS cluster with R1 and R3, the notifier into Postfix's smtp-sink against
 # smtp-source, the embedded default with JetStream syncing every write and
 # every two minutes) and then the micro-benchmarks of each package.
 bench:
@@ -41,6 +42,7 @@ bench:
 	  fi; }
 	$(GO) test -run='^$$' -bench='^BenchmarkImport1M$$' -benchtime=1x ./services/e2e/
 	$(GO) test -run='^$$' -bench='^BenchmarkCatchUpPass$$' -benchtime=1x ./services/scheduler/
+	$(GO) test -run='^$$' -bench='^BenchmarkCatchUpPassCluster$$' -benchtime=1x ./services/scheduler/
 	$(GO) test -run='^$$' -bench='^BenchmarkNotifier(Throughput|Latency)$$' -benchtime=1x ./services/e2e/
 	$(GO) test -run='^$$' -bench='^BenchmarkEmbeddedDefault$$' -benchtime=1x ./services/e2e/
 	$(GO) test -p 1 -run='^$$' -bench=. ./pkg/...
