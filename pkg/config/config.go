@@ -20,6 +20,7 @@ import (
 	"go.uber.org/zap/zapcore"
 
 	"renewals/pkg/mailer"
+	"renewals/pkg/redisstore"
 	"renewals/pkg/subscription"
 )
 
@@ -196,9 +197,13 @@ func (c *Config) Validate() error {
 			return err
 		}
 	}
-	if c.RedisURL != "" {
+	if strings.HasPrefix(c.RedisURL, redisstore.SentinelScheme+"://") {
+		if _, err := redisstore.ParseSentinelURL(c.RedisURL); err != nil {
+			return fmt.Errorf("RENEWALS_REDIS_URL is not a Redis Sentinel URL (%v): use e.g. redis-sentinel://:password@s1:26379,s2:26379,s3:26379/mymaster?db=0", err)
+		}
+	} else if c.RedisURL != "" {
 		if _, err := redis.ParseURL(c.RedisURL); err != nil {
-			return fmt.Errorf("RENEWALS_REDIS_URL is not a Redis URL (%v): use e.g. redis://host:6379/0", err)
+			return fmt.Errorf("RENEWALS_REDIS_URL is not a Redis URL (%v): use e.g. redis://host:6379/0, or redis-sentinel://s1:26379,s2:26379/mymaster for Sentinel", err)
 		}
 	}
 	if c.Drain < 0 {

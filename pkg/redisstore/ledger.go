@@ -194,8 +194,14 @@ func (l *Ledger) Confirm(ctx context.Context, key subscription.NoticeKey, token 
 	if !e.At.IsZero() {
 		at = e.At.Format(time.RFC3339Nano)
 	}
-	res, err := confirmScript.Run(ctx, l.hot, []string{noticeKey(key)},
-		token, string(e.Outcome), e.Reason, string(e.Role), at, flag(e.Ambiguous)).Result()
+	args := []any{token, string(e.Outcome), e.Reason, string(e.Role), at, flag(e.Ambiguous)}
+	var res any
+	var err error
+	if l.waitReplica && time.Now().UnixNano() >= l.noReplicaUntil.Load() {
+		res, err = l.confirmReplicated(ctx, key, args)
+	} else {
+		res, err = confirmScript.Run(ctx, l.hot, []string{noticeKey(key)}, args...).Result()
+	}
 	if err != nil {
 		return subscription.Entry{}, fmt.Errorf("confirm notice %s: %w", key, err)
 	}
@@ -221,6 +227,45 @@ func (l *Ledger) Confirm(ctx context.Context, key subscription.NoticeKey, token 
 	}
 	return stored, nil
 }
+
+// confirmReplicated runs the confirm script and then WAIT 1 on the same
+// connection (one pipeline), so that the confirm is on a replica before it
+// is reported recorded: Redis replicates asynchronously, and a confirm only
+// the primary held is lost when Sentinel promotes a replica. When no
+// replica acknowledges within ReplicaWait though one is connected, it
+// returns an error: the notifier confirms again (a repeat is recognised),
+// on the new primary after a failover, and nothing is acknowledged that a
+// failover can undo. When the primary has no replica connected (the one
+// promoted after a failover, until the old primary returns as its
+// replica), there is nothing to wait for: the confirm counts as recorded,
+// and the confirms of the next replicaRecheck skip the wait.
+func (l *Ledger) confirmReplicated(ctx context.Context, key subscription.NoticeKey, args []any) (any, error) {
+	pipe := l.c.Pipeline()
+	cmd := confirmScript.Eval(ctx, pipe, []string{noticeKey(key)}, args...)
+	wait := pipe.Do(ctx, "WAIT", 1, ReplicaWait.Milliseconds())
+	if _, err := pipe.Exec(ctx); err != nil && cmd.Err() == nil && wait.Err() == nil {
+		return nil, err
+	}
+	res, err := cmd.Result()
+	if err != nil {
+		return nil, err
+	}
+	if res == "lost" {
+		return res, nil // nothing was written
+	}
+	if n, err := wait.Int(); err != nil || n < 1 {
+		if err == nil && !hasReplicas(ctx, l.c) {
+			l.noReplicaUntil.Store(time.Now().Add(replicaRecheck).UnixNano())
+			return res, nil
+		}
+		return nil, fmt.Errorf("recorded on the primary but on no replica within %v (WAIT 1: %d, %v)", ReplicaWait, n, err)
+	}
+	return res, nil
+}
+
+// replicaRecheck is how long confirms skip WAIT once the primary was found
+// without replicas.
+const replicaRecheck = 5 * time.Second
 
 func flag(b bool) string {
 	if b {
