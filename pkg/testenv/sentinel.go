@@ -39,7 +39,7 @@ func StartRedisSentinel(t testing.TB) *RedisSentinel {
 	rs := &RedisSentinel{Primary: StartRedis(t), Replica: StartRedis(t)}
 	rc := rs.Replica.Client(t)
 	ctx := context.Background()
-	if err := rc.SlaveOf(ctx, "127.0.0.1", strconv.Itoa(rs.Primary.port)).Err(); err != nil {
+	if err := rc.ReplicaOf(ctx, "127.0.0.1", strconv.Itoa(rs.Primary.port)).Err(); err != nil {
 		t.Fatalf("make %s a replica of %s: %v", rs.Replica.Addr, rs.Primary.Addr, err)
 	}
 	Eventually(t, 20*time.Second, "the replica in sync with the primary", func() bool {
