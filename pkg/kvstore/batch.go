@@ -317,7 +317,7 @@ func (s *Store) upsertBatch(ctx context.Context, subs []subscription.Subscriptio
 	for i, x := range subs {
 		ids[i] = x.ID
 	}
-	olds, revs, keys, _, err := s.readStored(ctx, ids) // an unreadable record is overwritten, as upsertOne does
+	olds, revs, keys, _, err := s.readStored(ctx, ids, false) // an unreadable record is overwritten, as upsertOne does
 	if err != nil {
 		return nil, err
 	}
@@ -407,12 +407,12 @@ func (s *Store) upsertBatch(ctx context.Context, subs []subscription.Subscriptio
 	return out, nil
 }
 
-// readStored reads the stored records of ids and the data keys they name
-// in batches: olds[i] is nil when there is no readable record (errs[i] says
+// readStored reads the stored records of ids (with their sealed part when
+// sealed is set) and the data keys they name in batches: olds[i] is nil when there is no readable record (errs[i] says
 // why when there is one that does not decode), revs[i] is the record's
 // revision (0: none), keys[i] is nil when there is no record or its key is
 // gone.
-func (s *Store) readStored(ctx context.Context, ids []string) (olds []*stored, revs []uint64, keys [][]byte, errs []error, err error) {
+func (s *Store) readStored(ctx context.Context, ids []string, sealed bool) (olds []*stored, revs []uint64, keys [][]byte, errs []error, err error) {
 	recSubj := make([]string, len(ids))
 	for i, id := range ids {
 		recSubj[i] = subsPfx + id
@@ -436,7 +436,11 @@ func (s *Store) readStored(ctx context.Context, ids []string) (olds []*stored, r
 		if m.deleted {
 			continue
 		}
-		r, err := unmarshalStored(m.data)
+		decode := unmarshalFingerprint
+		if sealed {
+			decode = unmarshalStored
+		}
+		r, err := decode(m.data)
 		if err != nil {
 			errs[i] = err
 			continue
@@ -475,7 +479,7 @@ func (s *Store) readStored(ctx context.Context, ids []string) (olds []*stored, r
 // readMany reads the subscriptions of ids with batched reads; ok[i] is
 // false when the i-th is absent or its key is gone.
 func (s *Store) readMany(ctx context.Context, ids []string) (subs []subscription.Subscription, ok []bool, errs []error, err error) {
-	olds, _, keys, errs, err := s.readStored(ctx, ids)
+	olds, _, keys, errs, err := s.readStored(ctx, ids, true)
 	if err != nil {
 		return nil, nil, nil, err
 	}

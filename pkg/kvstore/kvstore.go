@@ -205,6 +205,24 @@ func (r stored) marshal() ([]byte, error) {
 	return b, nil
 }
 
+// unmarshalFingerprint is unmarshalStored without the sealed part, all
+// that an upsert compares: the largest field is left undecoded.
+func unmarshalFingerprint(b []byte) (stored, error) {
+	if len(b) == 0 || b[0] != '{' {
+		return unmarshalStored(b)
+	}
+	var r struct {
+		Digest string          `json:"d"`
+		End    int64           `json:"e"`
+		Clear  json.RawMessage `json:"s"`
+		KeySeq uint64          `json:"k"`
+	}
+	if err := json.Unmarshal(b, &r); err != nil {
+		return stored{}, fmt.Errorf("decode subscription record: %w", err)
+	}
+	return stored{Record: shred.Record{Digest: r.Digest, End: r.End, Clear: r.Clear}, KeySeq: r.KeySeq}, nil
+}
+
 func unmarshalStored(b []byte) (stored, error) {
 	if len(b) > 0 && b[0] == '{' {
 		var r stored
