@@ -23,9 +23,11 @@ test:
 	$(GO) vet -tags faultpause ./services/cli/
 	$(GO) test -count=1 -timeout 9m $(PKGS)
 	$(GO) test -run='^$$' -fuzz=FuzzParseAndValidate -fuzztime=10s ./pkg/importer
+	$(GO) test -run='^$$' -fuzz=FuzzParse -fuzztime=5s ./pkg/bounce
 
 fuzz:
 	$(GO) test -run='^$$' -fuzz=FuzzParseAndValidate -fuzztime=2m ./pkg/importer
+	$(GO) test -run='^$$' -fuzz=FuzzParse -fuzztime=1m ./pkg/bounce
 
 # The headline figures (one run each: the import of a million rows into
 # Redis and into the embedded default, then again unchanged, the catch-up

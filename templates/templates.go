@@ -2,7 +2,7 @@
 // binary: the layout and partials that every locale shares, and one
 // directory per locale (en-GB, the default, and en-US) with the locale's
 // words and formats (locale.txt) and a subject, text and HTML body per
-// milestone set (generic, 90, 45, 30). Package render describes the tree
+// milestone set (generic, 90, 45, 30, and after for the post-expiry notice). Package render describes the tree
 // and compiles it.
 package templates
 

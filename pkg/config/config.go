@@ -40,9 +40,13 @@ type Config struct {
 	Milestones string
 	Schedule   string
 	GraceDays  int
-	LogFormat  string
-	LogLevel   string
-	Targets    string
+	// PostExpiry is RENEWALS_POST_EXPIRY, read into PostExpiryStages.
+	PostExpiry string
+	// RepsFile is RENEWALS_REPS_FILE: the reps for the morning lists.
+	RepsFile  string
+	LogFormat string
+	LogLevel  string
+	Targets   string
 	// Drain is how long shutdown waits for sends and requests under way.
 	Drain time.Duration
 	// Workers is how many notices the notifier handles at once.
@@ -56,16 +60,29 @@ type Config struct {
 	// MaxImportBytes is the largest import body the API accepts.
 	MaxImportBytes int64
 
+	// BounceDomain, when set, gives each notice the envelope sender
+	// bounce+<tag>@BounceDomain; BounceListen is where the bounces target's
+	// SMTP receiver listens; BounceSecret is the tags' HMAC key (empty:
+	// generated into <data dir>/bounce-secret).
+	BounceDomain string
+	BounceListen string
+	BounceSecret string
+	// DKIMKeyFile and DKIMSelector, when set, sign every notice.
+	DKIMKeyFile  string
+	DKIMSelector string
+
 	ResellerName    string
 	ResellerPhone   string
 	ResellerEmail   string
 	ResellerWebsite string
 
 	// Derived by Validate.
-	Location  *time.Location
-	Stages    subscription.Milestones
-	TargetSet map[string]bool
-	Level     zapcore.Level
+	Location *time.Location
+	Stages   subscription.Milestones
+	// PostExpiryStages is PostExpiry parsed.
+	PostExpiryStages subscription.PostExpiry
+	TargetSet        map[string]bool
+	Level            zapcore.Level
 
 	// NATSSyncInterval is NATSSync read by Validate; 0 syncs every write.
 	NATSSyncInterval time.Duration
@@ -87,7 +104,7 @@ const (
 )
 
 // Targets a `serve` process can run.
-var Targets = []string{"scheduler", "notifier", "calllist", "api"}
+var Targets = []string{"scheduler", "notifier", "calllist", "api", "bounces"}
 
 // Flags registers every setting on fs, with the environment (read through
 // getenv) supplying the defaults, and returns the Config the flags fill.
@@ -114,6 +131,8 @@ func Flags(fs *flag.FlagSet, getenv func(string) string) *Config {
 	fs.StringVar(&c.Milestones, "milestones", env("RENEWALS_MILESTONES", "90,45,30"), "days before the end date at which notices are due (RENEWALS_MILESTONES)")
 	fs.StringVar(&c.Schedule, "schedule", env("RENEWALS_SCHEDULE", "0 6 * * *"), "cron spec of the daily scheduler pass, in RENEWALS_TIMEZONE (RENEWALS_SCHEDULE)")
 	fs.IntVar(&c.GraceDays, "grace-days", c.envInt(getenv, "RENEWALS_GRACE_DAYS", DefaultGraceDays), "days after the end date that a lapsed subscription stays on the call list (RENEWALS_GRACE_DAYS)")
+	fs.StringVar(&c.PostExpiry, "post-expiry", env("RENEWALS_POST_EXPIRY", subscription.DefaultPostExpiry), "the vendor's stages after the end date, name:days-after-it, then cancelled (RENEWALS_POST_EXPIRY)")
+	fs.StringVar(&c.RepsFile, "reps-file", env("RENEWALS_REPS_FILE", ""), "CSV of the reseller's reps (name,email) for each rep's morning call list; empty sends none (RENEWALS_REPS_FILE)")
 	fs.StringVar(&c.LogFormat, "log-format", env("RENEWALS_LOG_FORMAT", "json"), "log format: json or console (RENEWALS_LOG_FORMAT)")
 	fs.StringVar(&c.LogLevel, "log-level", env("RENEWALS_LOG_LEVEL", "info"), "least severe log lines written: debug, info, warn or error (RENEWALS_LOG_LEVEL)")
 	fs.DurationVar(&c.Drain, "drain", c.envDuration(getenv, "RENEWALS_DRAIN", DefaultDrain), "at shutdown, how long sends and requests under way may take to finish before they are cut off (RENEWALS_DRAIN)")
@@ -121,6 +140,11 @@ func Flags(fs *flag.FlagSet, getenv func(string) string) *Config {
 	fs.DurationVar(&c.AckWait, "ack-wait", c.envDuration(getenv, "RENEWALS_ACK_WAIT", DefaultAckWait), "how long a notice may go unacknowledged before it is redelivered; claims last 1.5 times this (RENEWALS_ACK_WAIT)")
 	fs.Int64Var(&c.MaxImportBytes, "max-import-bytes", int64(c.envInt(getenv, "RENEWALS_MAX_IMPORT_BYTES", DefaultMaxImportBytes)), "largest import body the API accepts, in bytes (RENEWALS_MAX_IMPORT_BYTES)")
 	fs.StringVar(&c.Targets, "target", env("RENEWALS_TARGET", "all"), "what this process runs: all, or a comma-separated list of "+strings.Join(Targets, ", ")+" (RENEWALS_TARGET)")
+	fs.StringVar(&c.BounceDomain, "bounce-domain", env("RENEWALS_BOUNCE_DOMAIN", ""), "domain of the per-notice envelope sender bounce+<tag>@<domain>, where bounces return; empty: MAIL FROM is RENEWALS_MAIL_FROM (RENEWALS_BOUNCE_DOMAIN)")
+	fs.StringVar(&c.BounceListen, "bounce-listen", env("RENEWALS_BOUNCE_LISTEN", ""), "where the bounces target's SMTP receiver listens, e.g. 0.0.0.0:2525; empty: no receiver (RENEWALS_BOUNCE_LISTEN)")
+	fs.StringVar(&c.BounceSecret, "bounce-secret", env("RENEWALS_BOUNCE_SECRET", ""), "HMAC key of the bounce tags, the same on every replica; empty: generated into <data dir>/bounce-secret (RENEWALS_BOUNCE_SECRET)")
+	fs.StringVar(&c.DKIMKeyFile, "dkim-key-file", env("RENEWALS_DKIM_KEY_FILE", ""), "PEM private key (RSA or Ed25519) that signs every notice with DKIM; empty: no signature (RENEWALS_DKIM_KEY_FILE)")
+	fs.StringVar(&c.DKIMSelector, "dkim-selector", env("RENEWALS_DKIM_SELECTOR", ""), "DKIM selector: the public key is published at <selector>._domainkey.<From domain> (RENEWALS_DKIM_SELECTOR)")
 	fs.StringVar(&c.ResellerName, "reseller-name", env("RENEWALS_RESELLER_NAME", ""), "reseller name shown in the emails and as their sender; the notifier needs it (RENEWALS_RESELLER_NAME)")
 	fs.StringVar(&c.ResellerPhone, "reseller-phone", env("RENEWALS_RESELLER_PHONE", ""), "reseller phone shown in the emails (RENEWALS_RESELLER_PHONE)")
 	fs.StringVar(&c.ResellerEmail, "reseller-email", env("RENEWALS_RESELLER_EMAIL", ""), "reseller email shown in the emails (RENEWALS_RESELLER_EMAIL)")
@@ -186,6 +210,14 @@ func (c *Config) Validate() error {
 	c.Location = loc
 	if c.Stages, err = subscription.ParseMilestones(c.Milestones); err != nil {
 		return fmt.Errorf("RENEWALS_MILESTONES: %w", err)
+	}
+	if c.PostExpiryStages, err = subscription.ParsePostExpiry(c.PostExpiry); err != nil {
+		return fmt.Errorf("RENEWALS_POST_EXPIRY: %w", err)
+	}
+	if c.RepsFile != "" {
+		if _, err := os.Stat(c.RepsFile); err != nil {
+			return fmt.Errorf("RENEWALS_REPS_FILE %q: %v; give the path of a readable CSV of name,email lines, or leave it empty for no morning lists", c.RepsFile, err)
+		}
 	}
 	if _, err := CronParser.Parse(c.Schedule); err != nil {
 		return fmt.Errorf("RENEWALS_SCHEDULE %q is not a cron spec (%v): use five fields, minute hour day month weekday, e.g. \"0 6 * * *\" for 06:00 daily", c.Schedule, err)
@@ -255,6 +287,9 @@ func (c *Config) Validate() error {
 	if err := c.validateTargets(); err != nil {
 		return err
 	}
+	if err := c.validateBounces(); err != nil {
+		return err
+	}
 	if c.TargetSet["notifier"] && (strings.TrimSpace(c.ResellerName) == "" ||
 		strings.TrimSpace(c.ResellerPhone+c.ResellerEmail+c.ResellerWebsite) == "") {
 		return fmt.Errorf("the notifier needs the reseller's name and at least one contact for the emails: set RENEWALS_RESELLER_NAME and RENEWALS_RESELLER_PHONE, RENEWALS_RESELLER_EMAIL or RENEWALS_RESELLER_WEBSITE")
@@ -269,13 +304,34 @@ func (c *Config) validateTargets() error {
 		switch {
 		case t == "all":
 			for _, x := range Targets {
-				c.TargetSet[x] = true
+				// The bounce receiver listens on a port of its own: only
+				// when one is given.
+				c.TargetSet[x] = x != "bounces" || c.BounceListen != ""
 			}
 		case slices.Contains(Targets, t):
 			c.TargetSet[t] = true
 		default:
 			return fmt.Errorf("--target %q: use all, or a comma-separated list of %s", t, strings.Join(Targets, ", "))
 		}
+	}
+	return nil
+}
+
+// validateBounces checks the bounce and DKIM settings.
+func (c *Config) validateBounces() error {
+	if c.BounceListen != "" {
+		if _, _, err := net.SplitHostPort(c.BounceListen); err != nil {
+			return fmt.Errorf("RENEWALS_BOUNCE_LISTEN %q: use host:port, e.g. 0.0.0.0:2525", c.BounceListen)
+		}
+	}
+	if c.TargetSet["bounces"] && (c.BounceListen == "" || c.BounceDomain == "") {
+		return fmt.Errorf("the bounces target needs RENEWALS_BOUNCE_LISTEN (where its SMTP receiver listens) and RENEWALS_BOUNCE_DOMAIN (the domain whose MX points at it)")
+	}
+	if c.BounceDomain != "" && (strings.ContainsAny(c.BounceDomain, "@ <>") || !strings.Contains(c.BounceDomain, ".") && c.BounceDomain != "localhost") {
+		return fmt.Errorf("RENEWALS_BOUNCE_DOMAIN %q is not a domain: use e.g. bounces.reseller.example", c.BounceDomain)
+	}
+	if (c.DKIMKeyFile == "") != (c.DKIMSelector == "") {
+		return fmt.Errorf("DKIM signing needs both RENEWALS_DKIM_KEY_FILE and RENEWALS_DKIM_SELECTOR: set both, or neither")
 	}
 	return nil
 }

@@ -24,6 +24,7 @@ const (
 	SubjectUpserted      = "renewals.subscription.upserted"
 	SubjectErased        = "renewals.subscription.erased"
 	SubjectCalllist      = "renewals.calllist.updated"
+	SubjectCallRecorded  = "renewals.call.recorded"
 	// SubjectIngest is inbound (request/reply) and is not in the stream.
 	SubjectIngest = "renewals.ingest.subscription"
 )
@@ -32,7 +33,7 @@ const (
 const StreamName = "RENEWALS"
 
 // StreamSubjects are the subjects of the RENEWALS stream.
-var StreamSubjects = []string{"renewals.notice.>", "renewals.subscription.>", "renewals.calllist.>"}
+var StreamSubjects = []string{"renewals.notice.>", "renewals.subscription.>", "renewals.calllist.>", "renewals.call.>"}
 
 // SubjectDue returns the subject of a due notice for milestone m.
 func SubjectDue(m int) string { return SubjectDuePrefix + strconv.Itoa(m) }
@@ -119,6 +120,9 @@ type NoticeDue struct {
 	Milestone      int                    `json:"milestone"`
 	DaysLeft       int                    `json:"days_left"`
 	AsOf           subscription.Date      `json:"as_of"`
+	// Resend is set on a notice a person asked to send again (POST
+	// /api/v1/notices/{key}/resend): a later milestone does not supersede it.
+	Resend bool `json:"resend,omitempty"`
 }
 
 // NoticeOutcome is the data of renewals.notice.sent, .skipped, .failed and
@@ -157,4 +161,20 @@ type CalllistUpdated struct {
 	SubscriptionID string `json:"subscription_id"`
 	OnList         bool   `json:"on_list"`
 	Reason         string `json:"reason,omitempty"`
+}
+
+// CallRecorded is the data of renewals.call.recorded: a renewal call and
+// its outcome. Subject: the subscription id. It carries no note and no
+// name: neither the caller's nor the customer's.
+type CallRecorded struct {
+	SubscriptionID string                   `json:"subscription_id"`
+	CallID         string                   `json:"call_id"`
+	EndDate        subscription.Date        `json:"end_date"`
+	CalledOn       subscription.Date        `json:"called_on"`
+	Outcome        subscription.CallOutcome `json:"outcome"`
+	CallbackOn     subscription.Date        `json:"callback_on,omitzero"`
+	Seats          *int                     `json:"seats,omitempty"`
+	Reason         string                   `json:"reason,omitempty"`
+	// Status is the subscription's status after the call.
+	Status subscription.Status `json:"status"`
 }

@@ -11,6 +11,7 @@
 //	bucket renewals_ledger          key <id>.<end date>.<milestone>: one ledger entry (JSON)
 //	stream RENEWALS_KEYS            subject renewals_keys: the data keys, each message a key and its
 //	                                subscription's id, found by sequence
+//	stream RENEWALS_SUPPRESS        subject renewals_suppress.<address hash>.<id>: a bounced address (bounce.go)
 //
 // One subject per subscription, not three: the file store keeps state for
 // every subject in memory (about 130 bytes each, more while a block is
@@ -89,6 +90,11 @@ type Store struct {
 	// batch says the server has batched reads and atomic batch writes
 	// (nats-server 2.12 or newer; see batch.go).
 	batch bool
+	lazy  lazyBuckets // calls and renewal facts (calls.go)
+	// suppress holds the suppression list (bounce.go).
+	suppress jetstream.Stream
+	// replicas of the buckets and streams declared later (calls.go).
+	replicas int
 }
 
 var (
@@ -157,7 +163,11 @@ func NewWith(ctx context.Context, js jetstream.JetStream, opts Options) (*Store,
 	if err != nil {
 		return nil, nil, fmt.Errorf("declare stream %s: %w", EndsStream, err)
 	}
-	s := &Store{js: js, nc: js.Conn(), subs: subs, keys: keys, ends: ends}
+	suppress, err := suppressions(ctx, js, replicas)
+	if err != nil {
+		return nil, nil, err
+	}
+	s := &Store{js: js, nc: js.Conn(), subs: subs, keys: keys, ends: ends, suppress: suppress, replicas: replicas}
 	if batch {
 		for _, name := range []string{subsStream, EndsStream, KeysStream} {
 			if err := enableAtomic(ctx, js, name); err != nil {
@@ -271,6 +281,16 @@ func (s *Store) dataKey(ctx context.Context, id string, rec stored) ([]byte, err
 		return nil, nil
 	}
 	return openKeyMsg(m.Data, id), nil
+}
+
+// keyOf returns the data key of the subscription id's stored record, or
+// nil when there is no record or its key is gone (erased).
+func (s *Store) keyOf(ctx context.Context, id string) ([]byte, error) {
+	rec, _, err := s.current(ctx, id)
+	if err != nil || rec == nil {
+		return nil, err
+	}
+	return s.dataKey(ctx, id, *rec)
 }
 
 // createDataKey stores a new data key for id and returns it and its
@@ -643,6 +663,9 @@ func (s *Store) Erase(ctx context.Context, id string) error {
 	if err := subscription.ValidID(id); err != nil {
 		return fmt.Errorf("erase subscription: %w", err)
 	}
+	if err := s.eraseSuppressions(ctx, id); err != nil {
+		return err
+	}
 	found := false
 	rec, rev, err := s.current(ctx, id)
 	if err != nil && rev == 0 {
@@ -667,6 +690,9 @@ func (s *Store) Erase(ctx context.Context, id string) error {
 			return fmt.Errorf("erase subscription %s: delete data key: %w", id, err)
 		}
 		found = true
+	}
+	if err := s.eraseCalls(ctx, id); err != nil {
+		return fmt.Errorf("erase subscription %s: %w", id, err)
 	}
 	if rev != 0 {
 		if err := s.subs.Purge(ctx, id); err != nil {

@@ -80,6 +80,10 @@ type state struct {
 	ConfirmedBy string `json:"confirmed_by,omitempty"`
 	// Begun is set by Begin: the holder's send may have started.
 	Begun bool `json:"begun,omitempty"`
+	// Status, History and Resent are the bounce ledger's (see bounce.go).
+	Status  string                 `json:"status,omitempty"`
+	History []subscription.Attempt `json:"history,omitempty"`
+	Resent  []string               `json:"resent,omitempty"`
 }
 
 // Ping reports whether the ledger's bucket accepts a write, as Store.Ping.
@@ -107,7 +111,7 @@ func (l *Ledger) update(ctx context.Context, op string, key subscription.NoticeK
 // updateState is update that also returns the state it wrote (nil when
 // change wrote none).
 func (l *Ledger) updateState(ctx context.Context, op string, key subscription.NoticeKey, change func(*state) (*state, error)) (*state, error) {
-	if key.SubscriptionID == "" || key.EndDate.IsZero() || key.Milestone < 1 {
+	if key.SubscriptionID == "" || key.EndDate.IsZero() || key.Milestone == 0 {
 		return nil, fmt.Errorf("%s notice %s: incomplete notice key", op, key)
 	}
 	k := ledgerKey(key)
@@ -187,7 +191,7 @@ func (l *Ledger) Claim(ctx context.Context, key subscription.NoticeKey, token st
 		if cur == nil {
 			return &state{Attempts: 1, Token: token, LeaseUntilMs: until}, nil
 		}
-		if cur.Outcome == subscription.OutcomeSent {
+		if subscription.Final(cur.Outcome) {
 			return nil, subscription.ErrAlreadySent
 		}
 		next := *cur
@@ -292,6 +296,7 @@ func (st *state) entry(key subscription.NoticeKey) subscription.Entry {
 	return subscription.Entry{
 		Key: key, Outcome: st.Outcome, Reason: st.Reason, Role: st.Role, At: st.At,
 		Attempts: st.Attempts, Ambiguous: st.Ambiguous,
+		Status: st.Status, History: st.History, Resent: st.Resent,
 	}
 }
 
@@ -354,7 +359,7 @@ func (l *Ledger) Sent(ctx context.Context, keys []subscription.NoticeKey) (map[s
 	}
 	out := make(map[subscription.NoticeKey]bool, len(keys))
 	for i, k := range keys {
-		out[k] = oks[i] && entries[i].Outcome == subscription.OutcomeSent
+		out[k] = oks[i] && subscription.Final(entries[i].Outcome)
 	}
 	return out, nil
 }

@@ -139,6 +139,13 @@ var domainRE = regexp.MustCompile(`^[A-Za-z0-9.-]{1,253}$`)
 // (before dot-stuffing) and the outbox stores: go-mail's RFC 5322 with CRLF
 // line ends, multipart/alternative with a text/plain and a text/html part.
 func Compose(from string, m Message, date time.Time) ([]byte, error) {
+	return compose(from, m, date, Envelope{})
+}
+
+// compose is Compose with env applied: signed when env says so, and with a
+// Return-Path header (as the final mail system adds it) naming the envelope
+// sender, when env sets one.
+func compose(from string, m Message, date time.Time, env Envelope) ([]byte, error) {
 	f, err := parseAddress(from, true)
 	if err != nil {
 		return nil, fmt.Errorf("build notice %s: From address (RENEWALS_MAIL_FROM): %w", m.Key, err)
@@ -147,7 +154,13 @@ func Compose(from string, m Message, date time.Time) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := env.apply(msg, m); err != nil {
+		return nil, err
+	}
 	var buf bytes.Buffer
+	if rp := returnPath(msg); rp != "" {
+		buf.WriteString("Return-Path: <" + rp + ">\r\n")
+	}
 	if _, err := msg.WriteTo(&buf); err != nil {
 		return nil, fmt.Errorf("build notice %s: %w: %w", m.Key, err, ErrPermanent)
 	}
@@ -160,7 +173,7 @@ func newMsg(from *mail.Address, m Message, date time.Time) (*gomail.Msg, error) 
 	if err := subscription.ValidID(m.Key.SubscriptionID); err != nil {
 		return nil, fmt.Errorf("build notice: %w: %w", err, ErrPermanent)
 	}
-	if m.Key.EndDate.IsZero() || m.Key.Milestone < 1 {
+	if m.Key.EndDate.IsZero() || m.Key.Milestone == 0 {
 		return nil, fmt.Errorf("build notice %s: the notice key needs an end date and a milestone: %w", m.Key, ErrPermanent)
 	}
 	to, err := parseAddress(m.To, false)

@@ -21,7 +21,12 @@ type Outbox struct {
 	dir  string
 	from string
 	now  func() time.Time
+	env  Envelope
 }
+
+// SetEnvelope sets the envelope sender and signing of the messages; call it
+// before the first Send.
+func (o *Outbox) SetEnvelope(e Envelope) { o.env = e }
 
 // NewOutbox creates dir (mode 0750) when missing and returns an Outbox that
 // writes into it. from is the From address; now stamps the Date header and
@@ -85,7 +90,7 @@ func EraseFromOutbox(dir, subscriptionID string) (int, error) {
 // or a temporary file of one, .<id>_<end_date>_<milestone>.eml.tmp-*, with
 // the id in the first or second group. The id is what remains once the end
 // date and milestone are cut from the end, so an id holding '_' is read whole.
-var outboxName = regexp.MustCompile(`^(?:\.(.+)_\d{4}-\d\d-\d\d_\d+\.eml\.tmp-.*|(.+)_\d{4}-\d\d-\d\d_\d+\.eml)$`)
+var outboxName = regexp.MustCompile(`^(?:\.(.+)_\d{4}-\d\d-\d\d_-?\d+\.eml\.tmp-.*|(.+)_\d{4}-\d\d-\d\d_-?\d+\.eml)$`)
 
 // Send writes m to its file atomically: a temporary file in the same
 // directory, fsync, rename, fsync of the directory. A reader sees the old
@@ -96,7 +101,7 @@ func (o *Outbox) Send(ctx context.Context, m Message) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("write notice %s to outbox: %w", m.Key, err)
 	}
-	data, err := Compose(o.from, m, o.now())
+	data, err := compose(o.from, m, o.now(), o.env)
 	if err != nil {
 		return err
 	}

@@ -45,6 +45,8 @@ type SMTPSender struct {
 	quit  chan struct{}
 	once  sync.Once
 	wg    sync.WaitGroup
+	// env is the envelope sender and signing; see SetEnvelope.
+	env Envelope
 	// took is a moving average of the time a connection spends on one
 	// message, in nanoseconds (0 until the first); see Capacity.
 	took atomic.Int64
@@ -90,6 +92,10 @@ func NewSMTP(cfg SMTPConfig, from string, now func() time.Time) (*SMTPSender, er
 	}
 	return s, nil
 }
+
+// SetEnvelope sets the envelope sender and signing of the messages; call it
+// before the first Send.
+func (s *SMTPSender) SetEnvelope(e Envelope) { s.env = e }
 
 // Config returns the configuration the sender runs with, defaults applied.
 func (s *SMTPSender) Config() SMTPConfig { return s.cfg }
@@ -371,6 +377,9 @@ func (w *worker) hangUp() {
 func (w *worker) deliver(j job) error {
 	msg, err := newMsg(w.s.from, j.msg, w.s.now())
 	if err != nil {
+		return err
+	}
+	if err := w.s.env.apply(msg, j.msg); err != nil {
 		return err
 	}
 	for retried := false; ; retried = true {

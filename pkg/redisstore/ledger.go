@@ -32,7 +32,7 @@ const (
 // ran out marks the entry ambiguous when its holder had begun to send.
 var claimScript = redis.NewScript(`
 local e = redis.call('HMGET', KEYS[1], 'o', 'tok', 'lease', 'snd')
-if e[1] == 'sent' then return 'sent' end
+if e[1] == 'sent' or e[1] == 'bounced' then return 'sent' end
 local now = tonumber(ARGV[2])
 local until_ms = now + tonumber(ARGV[3])
 if e[2] and e[2] ~= '' then
@@ -81,17 +81,17 @@ else
   redis.call('HSET', KEYS[1], 'o', ARGV[2], 'r', ARGV[3], 'ro', ARGV[4], 'at', ARGV[5], 'ctok', ARGV[1])
   if ARGV[6] == '1' then redis.call('HSET', KEYS[1], 'amb', '1') end
 end
-return redis.call('HMGET', KEYS[1], 'o', 'r', 'ro', 'at', 'n', 'amb')
+return redis.call('HMGET', KEYS[1], 'o', 'r', 'ro', 'at', 'n', 'amb', 'st', 'hist', 'rs')
 `)
 
 // confirmFields are the fields confirmScript returns, in order.
-var confirmFields = [...]string{fOutcome, fReason, fRole, fAt, fAttempts, fAmbiguous}
+var confirmFields = [...]string{fOutcome, fReason, fRole, fAt, fAttempts, fAmbiguous, fStatus, fHistory, fResent}
 
 func checkToken(op string, key subscription.NoticeKey, token string) error {
 	if token == "" {
 		return fmt.Errorf("%s notice %s: empty claim token", op, key)
 	}
-	if key.SubscriptionID == "" || key.EndDate.IsZero() || key.Milestone < 1 {
+	if key.SubscriptionID == "" || key.EndDate.IsZero() || key.Milestone == 0 {
 		return fmt.Errorf("%s notice %s: incomplete notice key", op, key)
 	}
 	return nil
@@ -290,7 +290,7 @@ func (l *Ledger) Sent(ctx context.Context, keys []subscription.NoticeKey) (map[s
 		return nil, fmt.Errorf("read sent notices: %w", err)
 	}
 	for i, k := range keys {
-		out[k] = cmds[i].Val() == string(subscription.OutcomeSent)
+		out[k] = subscription.Final(subscription.Outcome(cmds[i].Val()))
 	}
 	return out, nil
 }
@@ -319,6 +319,9 @@ func entry(key subscription.NoticeKey, m map[string]string) (subscription.Entry,
 			return e, fmt.Errorf("notice %s: attempts %q: %w", key, v, err)
 		}
 		e.Attempts = n
+	}
+	if err := bounceFields(&e, m); err != nil {
+		return e, err
 	}
 	if v := m[fAt]; v != "" {
 		t, err := time.Parse(time.RFC3339Nano, v)

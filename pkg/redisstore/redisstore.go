@@ -7,6 +7,8 @@
 //	renewals:ends              sorted set: member <id>, score the end date's ordinal
 //	renewals:notice:<key>      hash: one ledger entry, keyed by the notice key
 //	renewals:notices:<id>      set: the notice keys of one subscription, for List
+//	renewals:suppress:<hash>   hash: the suppression list, by keyed hash of the address (bounce.go)
+//	renewals:suppressed:<id>   set: the address hashes of one subscription's suppression records
 //	renewals:health            string: the write probe of Ping, expiring after a minute
 //
 // Every multi-key change is one Lua script or one MULTI/EXEC transaction
@@ -322,11 +324,13 @@ func (s *Store) read(ctx context.Context, ids []string, lo, hi int64) ([]subscri
 	return out, nil
 }
 
-// eraseScript deletes the record, its data key and its index entry at once.
+// eraseScript deletes the record, its data key, its index entry and its
+// calls at once.
 // It returns 1 when there was anything to erase.
 var eraseScript = redis.NewScript(`
 local n = redis.call('DEL', KEYS[1], KEYS[2])
 redis.call('ZREM', KEYS[3], ARGV[1])
+redis.call('DEL', KEYS[4])
 if n > 0 then return 1 end
 return 0
 `)
@@ -341,7 +345,10 @@ return 0
 // files and backups keep the key until they are replaced; the sealed record
 // they also hold cannot be opened without it once they are.
 func (s *Store) Erase(ctx context.Context, id string) error {
-	n, err := eraseScript.Run(ctx, s.c, []string{subKey(id), dataKeyKey(id), endsKey}, id).Int()
+	if err := s.eraseSuppressions(ctx, id); err != nil {
+		return err
+	}
+	n, err := eraseScript.Run(ctx, s.c, []string{subKey(id), dataKeyKey(id), endsKey, callsKey(id)}, id).Int()
 	if err != nil {
 		return errf("erase subscription %s", err, id)
 	}

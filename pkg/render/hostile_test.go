@@ -82,6 +82,9 @@ func templateSets(t *testing.T) []localeSet {
 		if set == render.Generic {
 			m, err = 61, nil
 		}
+		if set == render.After {
+			m, err = -1, nil
+		}
 		if err != nil {
 			t.Fatalf("%s: %v", p, err)
 		}

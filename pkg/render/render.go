@@ -16,6 +16,7 @@
 //	  generic.body.txt           body defines "content"
 //	  generic.body.html
 //	  <days>.subject.txt ...     a set for one milestone, e.g. 90.body.html
+//	  after.subject.txt ...      optional: the set of the post-expiry notices (negative milestones)
 package render
 
 import (
@@ -41,6 +42,11 @@ const DefaultLocale = "en-GB"
 
 // Generic names the template set used for milestones without their own.
 const Generic = "generic"
+
+// After names the optional template set of the post-expiry notices
+// (negative milestones): the subscription has ended and can still be
+// renewed.
+const After = "after"
 
 // Reseller is who the customer should contact: it comes from configuration
 // and appears in every email.
@@ -74,6 +80,9 @@ type Data struct {
 	// the days to the end date when the notice fell due, which can be fewer.
 	Milestone int
 	DaysLeft  int
+	// DaysSinceEnd is the days since the end date for a post-expiry
+	// notice (DaysLeft negative), else 0.
+	DaysSinceEnd int
 	// EndDate is the end of the term; format it with the date function:
 	// {{date .EndDate "2 January 2006"}}.
 	EndDate subscription.Date
@@ -131,7 +140,7 @@ type set struct {
 
 var (
 	localeName = regexp.MustCompile(`^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})*$`)
-	setFile    = regexp.MustCompile(`^(generic|[1-9][0-9]{0,3})\.(subject\.txt|body\.txt|body\.html)$`)
+	setFile    = regexp.MustCompile(`^(generic|after|[1-9][0-9]{0,3})\.(subject\.txt|body\.txt|body\.html)$`)
 )
 
 var funcs = map[string]any{
@@ -304,6 +313,9 @@ func (r *Renderer) pick(tag string, milestone int) (*locale, *set) {
 	if s, ok := l.sets[strconv.Itoa(milestone)]; ok {
 		return l, s
 	}
+	if s, ok := l.sets[After]; ok && milestone < 0 {
+		return l, s
+	}
 	return l, l.sets[Generic]
 }
 
@@ -327,6 +339,9 @@ func (r *Renderer) DataFor(s subscription.Subscription, n subscription.Notice) D
 	}
 	if d.SubscriptionID == "" {
 		d.SubscriptionID = n.Key.SubscriptionID
+	}
+	if n.DaysLeft < 0 {
+		d.DaysSinceEnd = -n.DaysLeft
 	}
 	if d.EndDate.IsZero() {
 		d.EndDate = s.EndDate
@@ -396,6 +411,9 @@ func (r *Renderer) Check() error {
 			m, err := strconv.Atoi(name)
 			if err != nil {
 				m = 999
+			}
+			if name == After {
+				m = -1
 			}
 			n := subscription.Notice{Key: subscription.NoticeKey{SubscriptionID: s.ID, EndDate: s.EndDate, Milestone: m}, DaysLeft: min(m, 30)}
 			if _, err := r.Render(s, n); err != nil {

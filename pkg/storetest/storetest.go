@@ -84,6 +84,7 @@ func Run(t *testing.T, open func(t *testing.T) Backend) {
 		{"LedgerSentGetList", testSentGetList},
 		{"LedgerConcurrentClaim", testConcurrentClaim},
 	}
+	tests = append(tests, callCases()...)
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, o(t)) })
 	}

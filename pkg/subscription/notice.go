@@ -11,28 +11,35 @@ import (
 )
 
 // Milestones are the days before an end date at which a notice is due, e.g.
-// 90, 45 and 30. A Milestones value is sorted ascending and has no repeats.
+// 90, 45 and 30. A negative milestone -N is a post-expiry notice, due N days
+// after the end date (-1: the day after). A Milestones value is sorted
+// ascending, has no repeats and holds at least one positive milestone.
 type Milestones []int
 
 // DefaultMilestones are the vendor's: 90, 45 and 30 days before the end date.
 var DefaultMilestones = Milestones{30, 45, 90}
 
-// ParseMilestones parses a comma-separated list of positive day counts, such
-// as "90,45,30", in any order.
+// PostExpiryNoticeDays is how long after its day a post-expiry notice can
+// still go: a pass missed on the day heals within this many days, and after
+// it the notice is no longer sent.
+const PostExpiryNoticeDays = 14
+
+// ParseMilestones parses a comma-separated list of day counts, such as
+// "90,45,30" or "90,45,30,-1", in any order.
 func ParseMilestones(s string) (Milestones, error) {
 	var ms Milestones
 	for f := range strings.SplitSeq(s, ",") {
 		f = strings.TrimSpace(f)
 		n, err := strconv.Atoi(f)
-		if err != nil || n < 1 || n > 3660 {
-			return nil, fmt.Errorf("milestone %q is not a day count: use whole days from 1 to 3660, e.g. 90,45,30", f)
+		if err != nil || n == 0 || n > 3660 || n < -3660 {
+			return nil, fmt.Errorf("milestone %q is not a day count: use whole days from 1 to 3660 before the end date, or -1 to -3660 for days after it, e.g. 90,45,30 or 90,45,30,-1", f)
 		}
 		ms = append(ms, n)
 	}
 	slices.Sort(ms)
 	ms = slices.Compact(ms)
-	if len(ms) == 0 {
-		return nil, fmt.Errorf("no milestones given: use e.g. 90,45,30")
+	if len(ms) == 0 || ms[len(ms)-1] < 1 {
+		return nil, fmt.Errorf("no milestone before the end date given: use e.g. 90,45,30")
 	}
 	return ms, nil
 }
@@ -49,20 +56,32 @@ func (ms Milestones) String() string {
 // Max returns the largest milestone: the length of the renewal window.
 func (ms Milestones) Max() int { return ms[len(ms)-1] }
 
-// Stage returns the subscription's current stage for the given days left: the
-// smallest milestone M with daysLeft <= M. It returns false after the end date
-// (daysLeft < 0) and before the window opens.
+// Stage returns the subscription's current stage for the given days left:
+// the smallest milestone M with daysLeft <= M. Before the end date only the
+// positive milestones count; after it (daysLeft < 0) only the post-expiry
+// ones, each for PostExpiryNoticeDays after its day. It returns false when
+// no stage is current: before the window opens, after the end date without
+// a post-expiry milestone, or once a post-expiry notice's days are over.
 func (ms Milestones) Stage(daysLeft int) (int, bool) {
 	if daysLeft < 0 {
+		for _, m := range ms {
+			if m < 0 && daysLeft <= m {
+				return m, m-PostExpiryNoticeDays < daysLeft
+			}
+		}
 		return 0, false
 	}
 	for _, m := range ms {
-		if daysLeft <= m {
+		if m > 0 && daysLeft <= m {
 			return m, true
 		}
 	}
 	return 0, false
 }
+
+// Min returns the smallest milestone: negative when there is a post-expiry
+// one.
+func (ms Milestones) Min() int { return ms[0] }
 
 // NoticeKey names one notice: one subscription, one term (its end date), one
 // milestone. Written "<subscription_id>:<end_date>:<milestone>", e.g.
@@ -93,8 +112,8 @@ func ParseNoticeKey(s string) (NoticeKey, error) {
 		return NoticeKey{}, fmt.Errorf("notice key %q: %w", truncate(s, 80), err)
 	}
 	m, err := strconv.Atoi(parts[2])
-	if err != nil || m < 1 {
-		return NoticeKey{}, fmt.Errorf("notice key %q: milestone %q is not a positive day count", truncate(s, 80), parts[2])
+	if err != nil || m == 0 {
+		return NoticeKey{}, fmt.Errorf("notice key %q: milestone %q is not a day count", truncate(s, 80), parts[2])
 	}
 	return NoticeKey{parts[0], d, m}, nil
 }
@@ -154,7 +173,8 @@ type Notice struct {
 }
 
 // Due applies the due rule. A notice is due when the subscription is active,
-// its end date has not passed (daysLeft >= 0), and its current stage (the
+// its end date has not passed (daysLeft >= 0) or a post-expiry milestone is
+// current (see Stage), and its current stage (the
 // smallest milestone M with daysLeft <= M) was not yet sent for this term.
 // Only the current stage is ever due: a stage passed while no pass ran is not
 // sent afterwards, so a subscription first seen 60 days out gets the 90-day
@@ -180,9 +200,14 @@ func Due(s Subscription, daysLeft int, ms Milestones, sent func(NoticeKey) bool)
 // default zone. Offsets run from UTC-12 to UTC+14, so at one instant two
 // zones' calendar days can differ by two (at 11:00 UTC it is 23:00 the day
 // before in Etc/GMT+12 and 01:00 the day after in Pacific/Kiritimati): the
-// window is widened by two days at each end and Due filters exactly.
+// window is widened by two days at each end and Due filters exactly. With a
+// post-expiry milestone the window reaches back over its days too.
 func Window(today Date, ms Milestones) (from, to Date) {
-	return today.AddDays(-2), today.AddDays(ms.Max() + 2)
+	back := 0
+	if ms.Min() < 0 {
+		back = -ms.Min() + PostExpiryNoticeDays
+	}
+	return today.AddDays(-2 - back), today.AddDays(ms.Max() + 2)
 }
 
 // CompareKeys orders notice keys by subscription, end date, then milestone.

@@ -64,9 +64,10 @@ type Store interface {
 // Outcome is the final result of handling one notice.
 type Outcome string
 
-// Outcomes of a notice. Only Sent is final for due-ness: a notice that
-// failed, was undeliverable or was skipped can fall due again on a later pass
-// (a fixed address, a reactivated subscription).
+// Outcomes of a notice. Only Sent (and Bounced, a sent notice that came
+// back: see bounce.go) is final for due-ness: a notice that failed, was
+// undeliverable or was skipped can fall due again on a later pass (a fixed
+// address, a reactivated subscription).
 const (
 	OutcomeSent          Outcome = "sent"
 	OutcomeSkipped       Outcome = "skipped"
@@ -93,6 +94,14 @@ type Entry struct {
 	// was lost after the message data, or a worker died holding the claim),
 	// so the contract manager may have received the notice twice.
 	Ambiguous bool `json:"ambiguous,omitempty"`
+	// Status is a bounced notice's delivery status code, e.g. "5.1.1".
+	Status string `json:"status,omitempty"`
+	// History holds the earlier outcomes that a bounce or a resend
+	// replaced, oldest first (see BounceLedger).
+	History []Attempt `json:"history,omitempty"`
+	// Resent lists the keyed hashes of the recipients the notice was
+	// resent to (see BounceLedger.Reopen); never an address.
+	Resent []string `json:"resent,omitempty"`
 }
 
 // Ledger records what was sent, so that no notice goes twice. A send is
@@ -105,7 +114,7 @@ type Entry struct {
 // since the dead holder may have sent.
 type Ledger interface {
 	// Claim takes the notice for token until now+lease. It returns an error
-	// wrapping ErrAlreadySent when the notice was sent, or ErrClaimed while
+	// wrapping ErrAlreadySent when the notice was sent (or bounced), or ErrClaimed while
 	// another token's lease is live.
 	Claim(ctx context.Context, key NoticeKey, token string, now time.Time, lease time.Duration) error
 	// Renew extends token's claim to now+lease. It returns ErrLostClaim when
@@ -128,10 +137,34 @@ type Ledger interface {
 	// other claim (a retry whose reply was lost), returns the entry as stored
 	// and changes nothing.
 	Confirm(ctx context.Context, key NoticeKey, token string, e Entry) (Entry, error)
-	// Sent reports which of keys were sent.
+	// Sent reports which of keys were sent (Final: sent or bounced).
 	Sent(ctx context.Context, keys []NoticeKey) (map[NoticeKey]bool, error)
 	// Get returns the entry for key, or ErrNotFound.
 	Get(ctx context.Context, key NoticeKey) (Entry, error)
 	// List returns every entry of the subscription, ordered by key.
 	List(ctx context.Context, subscriptionID string) ([]Entry, error)
+}
+
+// CallStore keeps the renewal calls of subscriptions. Both stores implement
+// it. The caller and the note of every call are sealed under the
+// subscription's data key, so Store.Erase takes them with the subscription.
+type CallStore interface {
+	// AddCall stores c under c.SubscriptionID. It returns an error
+	// wrapping ErrNotFound when there is no such subscription.
+	AddCall(ctx context.Context, c Call) error
+	// Calls returns the subscription's calls, oldest first, with their
+	// personal fields opened; none (and no error) when it has none or does
+	// not exist.
+	Calls(ctx context.Context, subscriptionID string) ([]Call, error)
+}
+
+// RenewalLog keeps the renewal facts that the renewals report counts.
+// Both stores implement it. Adding a fact that is already there (the same
+// subscription, old and new end date) changes nothing.
+type RenewalLog interface {
+	AddRenewals(ctx context.Context, facts []RenewalFact) error
+	// RenewalsEnding calls fn for every fact whose TermEnded lies in
+	// [from, to], both inclusive, ordered by TermEnded then subscription.
+	// It stops at fn's first error and returns it.
+	RenewalsEnding(ctx context.Context, from, to Date, fn func(RenewalFact) error) error
 }

@@ -82,6 +82,9 @@ type Subscription struct {
 	Timezone        string      `json:"timezone,omitempty"`
 	Locale          string      `json:"locale,omitempty"`
 	ResellerRep     string      `json:"reseller_rep,omitempty"`
+	// StatusReason says why the status is what it is when a call set it,
+	// e.g. "renewing (call of 2027-03-02)"; it holds no personal data.
+	StatusReason string `json:"status_reason,omitempty"`
 
 	// Personal data, by role.
 	ContractManager Contact  `json:"contract_manager,omitzero"`
@@ -127,7 +130,7 @@ func Equal(a, b Subscription) bool {
 		eqInt(a.Seats, b.Seats) && eqInt(a.SeatsAssigned, b.SeatsAssigned) &&
 		a.AccessModel == b.AccessModel && a.Term == b.Term && a.StartDate == b.StartDate &&
 		a.Status == b.Status && a.Timezone == b.Timezone && a.Locale == b.Locale &&
-		a.ResellerRep == b.ResellerRep && a.ContractManager == b.ContractManager &&
+		a.ResellerRep == b.ResellerRep && a.StatusReason == b.StatusReason && a.ContractManager == b.ContractManager &&
 		a.PrimaryAdmin == b.PrimaryAdmin && strings.Join(a.SecondaryAdmins, ";") == strings.Join(b.SecondaryAdmins, ";")
 }
 

@@ -1,7 +1,11 @@
 package api
 
 import (
+	"errors"
 	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
 
 	"go.uber.org/zap"
 
@@ -17,6 +21,14 @@ func (s *Server) eraseOutbox(id string) error {
 		return nil
 	}
 	n, err := mailer.EraseFromOutbox(s.OutboxDir, id)
+	// The reps' morning lists (morning-*.eml) name contract managers of
+	// many subscriptions: any erasure removes every one kept here.
+	lists, _ := filepath.Glob(filepath.Join(s.OutboxDir, "morning-*.eml"))
+	for _, f := range lists {
+		if rerr := os.Remove(f); rerr != nil && !errors.Is(rerr, fs.ErrNotExist) {
+			err = errors.Join(err, rerr)
+		}
+	}
 	if n > 0 {
 		s.Log.Info("emails erased from the outbox", zap.String("subscription_id", id), zap.Int("files", n))
 	}

@@ -21,6 +21,7 @@ import (
 	"renewals/pkg/page"
 	"renewals/pkg/render"
 	"renewals/pkg/subscription"
+	"renewals/services/bounces"
 	"renewals/services/scheduler"
 )
 
@@ -54,6 +55,10 @@ type Server struct {
 	Metrics  http.Handler
 	Calllist http.Handler
 	Events   http.Handler
+	// Calls serves GET and POST /api/v1/subscriptions/{id}/calls and
+	// Report GET /api/v1/report/renewals, when set.
+	Calls  http.Handler
+	Report http.Handler
 	// OnImport, when set, is told the report of every import, for metrics.
 	OnImport func(importer.Report)
 	// Timeouts are the HTTP server's; zero means DefaultTimeouts().
@@ -62,6 +67,8 @@ type Server struct {
 	// run at once (as many again may wait; beyond, 429). Zero means
 	// DefaultHeavyReads().
 	HeavyReads int
+	// Bounces handles resends and hand-fed bounces (bounce.go).
+	Bounces *bounces.Service
 	// OutboxDir is where the outbox writes emails (<data dir>/outbox); an
 	// erasure deletes the subscription's emails there. Empty: none kept.
 	OutboxDir string
@@ -79,11 +86,19 @@ func (s *Server) Handler() http.Handler {
 	api.Handle("GET /api/v1/forecast", heavy(s.wrap(s.forecast)))
 	api.HandleFunc("GET /api/v1/notices", s.wrap(s.notices(heavy(s.wrap(s.allNotices)))))
 	api.HandleFunc("POST /api/v1/preview", s.wrap(s.preview))
+	s.bounceRoutes(api)
 	if s.Calllist != nil {
 		api.Handle("GET /api/v1/calllist", heavy(s.Calllist))
 	}
 	if s.Events != nil {
 		api.Handle("GET /api/v1/events", s.Events)
+	}
+	if s.Calls != nil {
+		api.Handle("POST /api/v1/subscriptions/{id}/calls", s.Calls)
+		api.Handle("GET /api/v1/subscriptions/{id}/calls", s.Calls)
+	}
+	if s.Report != nil {
+		api.Handle("GET /api/v1/report/renewals", heavy(s.Report))
 	}
 	api.HandleFunc("/api/", s.wrap(func(w http.ResponseWriter, r *http.Request) error {
 		return errorf(CodeNotFound, "no such endpoint: %s %s", r.Method, r.URL.Path)
@@ -748,8 +763,8 @@ func (s *Server) preview(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	if req.Milestone < 1 {
-		return errorf(CodeInvalid, "milestone: give the days before the end date, e.g. 45")
+	if req.Milestone == 0 {
+		return errorf(CodeInvalid, "milestone: give the days before the end date, e.g. 45, or a negative count for a post-expiry notice, e.g. -1")
 	}
 	key := subscription.NoticeKey{SubscriptionID: sub.ID, EndDate: sub.EndDate, Milestone: req.Milestone}
 	email, err := s.Renderer.Render(sub, subscription.Notice{Key: key, DaysLeft: sub.DaysLeft(s.Now(), s.Location)})

@@ -36,7 +36,7 @@ type Category string
 // The categories, most urgent first.
 const (
 	// Unreachable: email cannot reach the contract manager (no address, an
-	// undeliverable or failed notice). Phone them.
+	// undeliverable, failed or bounced notice). Phone them.
 	Unreachable Category = "unreachable"
 	// Lapsed: past the end date, within the grace days, not renewed.
 	Lapsed Category = "lapsed"
@@ -46,12 +46,14 @@ const (
 
 func (c Category) order() int {
 	switch c {
-	case Unreachable:
+	case Callback:
 		return 0
-	case Lapsed:
+	case Unreachable:
 		return 1
+	case Lapsed:
+		return 2
 	}
-	return 2
+	return 3
 }
 
 // Entry is one line of the call list. It holds the contract manager's name
@@ -76,6 +78,14 @@ type Entry struct {
 	NoticesSent    []SentNotice      `json:"notices_sent"`
 	LastOutcome    *LastOutcome      `json:"last_outcome,omitempty"`
 	ResellerRep    string            `json:"reseller_rep"`
+	// Stage is the post-expiry stage of a lapsed subscription (expired,
+	// suspended, cancelled); RenewBy the last day it can still be renewed.
+	Stage   string             `json:"stage,omitempty"`
+	RenewBy *subscription.Date `json:"renew_by,omitempty"`
+	// LastCall is the latest call of the term; NextTermSeats the seats a
+	// seats_changed call asked for.
+	LastCall      *LastCall `json:"last_call,omitempty"`
+	NextTermSeats *int      `json:"next_term_seats,omitempty"`
 }
 
 // SentNotice is a notice of the current term that went to the contract
@@ -99,6 +109,8 @@ type State struct {
 	SubscriptionID string `json:"subscription_id"`
 	// Notices holds the latest outcome of each notice seen, by key.
 	Notices []NoticeState `json:"notices,omitempty"`
+	// Calls holds the latest calls, oldest first (calls.go).
+	Calls []CallState `json:"calls,omitempty"`
 	// Seq is the last stream sequence applied: an event at or below it is a
 	// redelivery and changes nothing.
 	Seq uint64 `json:"seq"`
@@ -149,6 +161,10 @@ type Rules struct {
 	// Location is the default zone (RENEWALS_TIMEZONE) for subscriptions
 	// that name none.
 	Location *time.Location
+	// PostExpiry are the vendor's stages after the end date
+	// (RENEWALS_POST_EXPIRY): a lapsed entry shows its stage and the last
+	// day it can be renewed.
+	PostExpiry subscription.PostExpiry
 }
 
 // today is the day in sub's zone at now, or asOf when set.
@@ -170,19 +186,20 @@ func (r Rules) loc() *time.Location {
 // the default zone, widened by a day each side for subscriptions in other
 // zones; Build decides exactly.
 func (r Rules) window(today subscription.Date) (from, to subscription.Date) {
-	return today.AddDays(-r.GraceDays - 1), today.AddDays(r.Milestones.Max() + 1)
+	return today.AddDays(-r.lapsedDays() - 1), today.AddDays(r.Milestones.Max() + 1)
 }
 
 // Build returns the entry of sub as of today (the day in the subscription's
 // zone), given the outcomes in st (which may be nil), and whether it belongs
 // on the list at all. Only active subscriptions whose days left lie in
-// [-GraceDays, largest milestone] are on it.
+// [-GraceDays, largest milestone] are on it,
+// and not while a callback they asked for is still ahead.
 func (r Rules) Build(sub subscription.Subscription, st *State, today subscription.Date) (Entry, bool) {
 	days := today.DaysUntil(sub.EndDate)
 	if sub.Status != "" && sub.Status != subscription.StatusActive {
 		return Entry{}, false
 	}
-	if days > r.Milestones.Max() || days < -r.GraceDays {
+	if days > r.Milestones.Max() || days < -r.lapsedDays() {
 		return Entry{}, false
 	}
 	e := Entry{
@@ -217,6 +234,8 @@ func (r Rules) Build(sub subscription.Subscription, st *State, today subscriptio
 	switch {
 	case last != nil && last.Outcome == subscription.OutcomeUndeliverable:
 		e.Category, e.Reason = Unreachable, cmp.Or(last.Reason, fmt.Sprintf("%d-day notice undeliverable", last.Milestone))
+	case last != nil && last.Outcome == subscription.OutcomeBounced:
+		e.Category, e.Reason = Unreachable, cmp.Or(last.Reason, fmt.Sprintf("the %d-day notice bounced", last.Milestone))
 	case last != nil && last.Outcome == subscription.OutcomeFailed:
 		e.Category, e.Reason = Unreachable, fmt.Sprintf("%d-day notice failed: %s", last.Milestone, cmp.Or(last.Reason, "no reason given"))
 	case sub.ContractManager.Email == "":
@@ -233,6 +252,10 @@ func (r Rules) Build(sub subscription.Subscription, st *State, today subscriptio
 		if known && unused > 0 {
 			e.Reason += fmt.Sprintf("; %d of %d seats unused", unused, *sub.Seats)
 		}
+	}
+	r.postExpiry(&e, days)
+	if !r.applyCalls(&e, st, sub, today) {
+		return Entry{}, false
 	}
 	return e, true
 }

@@ -160,7 +160,7 @@ func TestWriteCSVForSpreadsheets(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := "\uFEFF" + strings.Join(CSVHeader, ",") + "\r\n" +
-		`1,unreachable,no contract manager email,1,,"'=HYPERLINK(""http://x"")","Revit, ""LT""",2027-01-01,-3,3,,,,Zoë Ødegård,+44 1254 000101,90-day 2026-10-03; 45-day 2026-11-17,,` + "\r\n"
+		`1,unreachable,no contract manager email,1,,"'=HYPERLINK(""http://x"")","Revit, ""LT""",2027-01-01,-3,3,,,,Zoë Ødegård,+44 1254 000101,90-day 2026-10-03; 45-day 2026-11-17,,,,,,,` + "\r\n"
 	if got := b.String(); got != want {
 		t.Fatalf("CSV =\n%q\nwant\n%q", got, want)
 	}

@@ -373,6 +373,7 @@ var CSVHeader = []string{
 	"rank", "category", "reason", "subscription_id", "customer_account", "customer", "product",
 	"end_date", "days_left", "seats", "seats_assigned", "seats_unused", "access_model",
 	"contract_manager_name", "contract_manager_phone", "notices_sent", "last_outcome", "reseller_rep",
+	"stage", "renew_by", "last_call", "callback_on", "next_term_seats",
 }
 
 // WriteCSV writes entries as CSV that Excel opens cleanly: a UTF-8 byte
@@ -410,6 +411,13 @@ func WriteCSV(w interface{ Write([]byte) (int, error) }, entries []Entry) error 
 			text(e.Customer), text(e.Product), e.EndDate.String(), strconv.Itoa(e.DaysLeft),
 			num(e.Seats), num(e.SeatsAssigned), num(e.SeatsUnused), text(e.AccessModel),
 			text(e.CMName), text(e.CMPhone), strings.Join(sent, "; "), last, text(e.ResellerRep),
+			e.Stage, dateCell(e.RenewBy), "", "", num(e.NextTermSeats),
+		}
+		if c := e.LastCall; c != nil {
+			row[len(row)-3] = c.On.String() + " " + string(c.Outcome)
+			if !c.CallbackOn.IsZero() {
+				row[len(row)-2] = c.CallbackOn.String()
+			}
 		}
 		if err := cw.Write(row); err != nil {
 			return fmt.Errorf("write call list: %w", err)
@@ -427,6 +435,13 @@ func WriteCSV(w interface{ Write([]byte) (int, error) }, entries []Entry) error 
 		return fmt.Errorf("write call list: %w", err)
 	}
 	return nil
+}
+
+func dateCell(d *subscription.Date) string {
+	if d == nil {
+		return ""
+	}
+	return d.String()
 }
 
 // text defuses a cell a spreadsheet would evaluate, but for a plain phone

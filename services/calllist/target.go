@@ -30,7 +30,7 @@ const (
 // calllist.updated events).
 var Subjects = []string{
 	event.SubjectSent, event.SubjectSkipped, event.SubjectFailed, event.SubjectUndeliverable,
-	"renewals.subscription.>",
+	event.SubjectBounced, "renewals.subscription.>", event.SubjectCallRecorded,
 }
 
 // DefaultAckWait is how long an event may go unacknowledged before it is
@@ -168,6 +168,7 @@ func (t *Target) handle(ctx context.Context, m jetstream.Msg) error {
 		outcome *NoticeState
 		erased  bool
 		hint    *event.SubscriptionUpserted
+		call    *CallState
 	)
 	switch m.Subject() {
 	case event.SubjectSent, event.SubjectSkipped, event.SubjectFailed, event.SubjectUndeliverable:
@@ -179,6 +180,18 @@ func (t *Target) handle(ctx context.Context, m jetstream.Msg) error {
 		}
 		id = d.SubscriptionID
 		outcome = &NoticeState{EndDate: d.EndDate, Milestone: d.Milestone, Outcome: d.Outcome, Reason: d.Reason, At: ev.Time, Seq: seq}
+	case event.SubjectBounced:
+		var d event.NoticeBounced
+		ev, err := event.Decode(m.Data(), &d)
+		if err != nil || d.SubscriptionID == "" {
+			t.Log.Warn("call list: unreadable or keyless bounce event ignored", zap.Uint64("seq", seq), zap.Error(err))
+			return nil
+		}
+		if d.Kind != "hard" {
+			return nil // a delay: the notice may still arrive
+		}
+		id = d.SubscriptionID
+		outcome = &NoticeState{EndDate: d.EndDate, Milestone: d.Milestone, Outcome: subscription.OutcomeBounced, Reason: d.Reason, At: ev.Time, Seq: seq}
 	case event.SubjectUpserted:
 		var d event.SubscriptionUpserted
 		if _, err := event.Decode(m.Data(), &d); err != nil || d.SubscriptionID == "" {
@@ -186,6 +199,15 @@ func (t *Target) handle(ctx context.Context, m jetstream.Msg) error {
 			return nil
 		}
 		id, hint = d.SubscriptionID, &d
+	case event.SubjectCallRecorded:
+		var d event.CallRecorded
+		ev, err := event.Decode(m.Data(), &d)
+		if err != nil || d.SubscriptionID == "" {
+			t.Log.Warn("call list: unreadable call event ignored", zap.Uint64("seq", seq), zap.Error(err))
+			return nil
+		}
+		c := callStateOf(d, ev.Time)
+		id, call = d.SubscriptionID, &c
 	case event.SubjectErased:
 		var d event.SubscriptionErased
 		if _, err := event.Decode(m.Data(), &d); err != nil || d.SubscriptionID == "" {
@@ -216,6 +238,9 @@ func (t *Target) handle(ctx context.Context, m jetstream.Msg) error {
 	prev := st.Published
 	if outcome != nil {
 		st.apply(*outcome)
+	}
+	if call != nil {
+		st.applyCall(*call)
 	}
 	st.Seq = seq
 
@@ -289,7 +314,7 @@ func loadState(ctx context.Context, kv jetstream.KeyValue, id string) (*State, e
 // sequence and the last published update, so that redeliveries stay no-ops.
 func (t *Target) save(ctx context.Context, id string, st *State, erased bool) error {
 	if erased {
-		st.Notices = nil
+		st.Notices, st.Calls = nil, nil
 	}
 	b, err := json.Marshal(st)
 	if err != nil {

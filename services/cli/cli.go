@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"renewals/pkg/importer"
+	"renewals/pkg/subscription"
 	"renewals/services/api"
 	"renewals/services/calllist"
 )
@@ -34,7 +35,7 @@ const (
 const usage = `renewals: renewal notices for software subscriptions, to the contract manager only.
 
 Usage:
-  renewals serve [--target all|scheduler|notifier|calllist|api[,...]] [flags]
+  renewals serve [--target all|scheduler|notifier|calllist|api|bounces[,...]] [flags]
   renewals import FILE                      .csv, .json (array) or .ndjson; prints the import report
   renewals import [--format csv|json|ndjson] FILE|-
                                             any other name, or standard input (-)
@@ -46,6 +47,11 @@ Usage:
   renewals calllist [--format table|csv|json] [--rep NAME] [--min-days N] [--max-days N] [--as-of DATE]
                                             who to call, most urgent first
   renewals erase ID                         erase one subscription's personal data
+  renewals call ID --outcome OUTCOME [--note TEXT] [--callback DATE]
+                                            record a renewal call and what came of it
+  renewals resend KEY [--force --reason TEXT]
+                                            send a bounced, failed or undeliverable notice again
+  renewals bounce FILE.eml                  feed one saved bounce message by hand
   renewals health                           exit 0 when the server answers /readyz (container checks)
 
 Client subcommands talk to a running server: --server (RENEWALS_SERVER, default
@@ -90,6 +96,12 @@ func Main(ctx context.Context, args []string, env Env) int {
 		err = calllistCmd(rest, env)
 	case "erase":
 		err = eraseCmd(rest, env)
+	case "call":
+		err = callCmd(rest, env)
+	case "resend":
+		err = resendCmd(rest, env)
+	case "bounce":
+		err = bounceCmd(rest, env)
 	case "health":
 		err = healthCmd(ctx, rest, env)
 	case "help", "-h", "--help":
@@ -452,6 +464,8 @@ func noticesCmd(args []string, env Env) error {
 			At        time.Time `json:"at"`
 			Attempts  int       `json:"attempts"`
 			Ambiguous bool      `json:"ambiguous"`
+			// History: the attempts a bounce or a resend replaced.
+			History []subscription.Attempt `json:"history,omitempty"`
 		} `json:"notices"`
 	}
 	path := "/api/v1/notices"
@@ -500,6 +514,13 @@ func noticesCmd(args []string, env Env) error {
 			line += "  AMBIGUOUS: may have been received twice"
 		}
 		fmt.Fprintln(env.Stdout, line)
+		for _, a := range n.History {
+			fmt.Fprintf(env.Stdout, "    earlier: %s  %s", a.Outcome, a.At.Format(time.RFC3339))
+			if a.Reason != "" {
+				fmt.Fprintf(env.Stdout, "  (%s)", a.Reason)
+			}
+			fmt.Fprintln(env.Stdout)
+		}
 	}
 	return nil
 }
@@ -571,9 +592,22 @@ func printCalllist(w io.Writer, entries []calllist.Entry) error {
 	fmt.Fprintln(tw, "#\tDAYS LEFT\tEND DATE\tSUBSCRIPTION\tCUSTOMER\tPRODUCT\tCONTRACT MANAGER\tPHONE\tREP\tREASON")
 	for _, e := range entries {
 		fmt.Fprintf(tw, "%d\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", e.Rank, e.DaysLeft, e.EndDate,
-			cell(e.SubscriptionID), cell(e.Customer), cell(e.Product), cell(e.CMName), cell(e.CMPhone), cell(e.ResellerRep), cell(e.Reason))
+			cell(e.SubscriptionID), cell(e.Customer), cell(e.Product), cell(e.CMName), cell(e.CMPhone), cell(e.ResellerRep), cell(reasonCell(e)))
 	}
 	return tw.Flush()
+}
+
+// reasonCell is the reason, with the post-expiry stage and the last call
+// when there are.
+func reasonCell(e calllist.Entry) string {
+	r := e.Reason
+	if e.Stage != "" && e.Stage != subscription.StageCancelled && e.RenewBy != nil {
+		r += fmt.Sprintf("; %s, can be renewed until %s", e.Stage, e.RenewBy)
+	}
+	if c := e.LastCall; c != nil && e.Category != calllist.Callback {
+		r += fmt.Sprintf("; last call %s: %s", c.On, c.Outcome)
+	}
+	return r
 }
 
 // cell keeps a value on its line and in its column: imports refuse tabs and

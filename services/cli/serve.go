@@ -31,6 +31,7 @@ import (
 	"renewals/pkg/render"
 	"renewals/pkg/subscription"
 	"renewals/services/api"
+	"renewals/services/bounces"
 	"renewals/services/calllist"
 	"renewals/services/notifier"
 	"renewals/services/scheduler"
@@ -72,6 +73,13 @@ func serve(ctx context.Context, args []string, env Env) error {
 		return fmt.Errorf("cannot listen on %s (%v): is another renewals running? set RENEWALS_HTTP_ADDR", cfg.HTTPAddr, err)
 	}
 	defer ln.Close()
+	var bounceLn net.Listener
+	if cfg.TargetSet["bounces"] {
+		if bounceLn, err = listenBounces(cfg.BounceListen); err != nil {
+			return err
+		}
+		defer bounceLn.Close()
+	}
 	bus, err := openBus(ctx, cfg, env.Stderr, log)
 	if err != nil {
 		return err
@@ -89,9 +97,15 @@ func serve(ctx context.Context, args []string, env Env) error {
 	w := &wiring{
 		cfg: cfg, log: log, now: time.Now, bus: bus, state: st, renderer: renderer,
 		metrics: metrics.New(cfg.Stages),
-		rules:   calllist.Rules{Milestones: cfg.Stages, GraceDays: cfg.GraceDays, Location: cfg.Location},
+		rules:   calllist.Rules{Milestones: cfg.Stages, GraceDays: cfg.GraceDays, Location: cfg.Location, PostExpiry: cfg.PostExpiryStages},
+	}
+	if err := w.openLoop(); err != nil {
+		return err
 	}
 	w.metrics.WatchConsumer(bus.JS, event.StreamName, notifier.DefaultConsumer.Durable)
+	if w.bounces, err = w.bounceService(); err != nil {
+		return err
+	}
 	sched, err := w.newScheduler(ctx)
 	if err != nil {
 		return err
@@ -106,6 +120,9 @@ func serve(ctx context.Context, args []string, env Env) error {
 	}
 	if cfg.TargetSet["scheduler"] {
 		targets = append(targets, w.schedulerTarget(sched))
+	}
+	if cfg.TargetSet["bounces"] {
+		targets = append(targets, w.bouncesTarget(bounceLn))
 	}
 	if cfg.TargetSet["notifier"] {
 		run, closeSender, err := w.notifierTarget(env)
@@ -137,7 +154,7 @@ func serve(ctx context.Context, args []string, env Env) error {
 
 // serveConfig reads and checks serve's flags and environment.
 func serveConfig(args []string, env Env) (*config.Config, error) {
-	fs := newFlagSet("serve", "serve [--target all|scheduler|notifier|calllist|api[,...]] [flags]", env)
+	fs := newFlagSet("serve", "serve [--target all|scheduler|notifier|calllist|api|bounces[,...]] [flags]", env)
 	cfg := config.Flags(fs, env.Getenv)
 	if err := parse(fs, args, 0); err != nil {
 		return nil, err
@@ -158,6 +175,8 @@ type wiring struct {
 	renderer *render.Renderer
 	metrics  *metrics.Metrics
 	rules    calllist.Rules // the call list's, for its target and the API's reader
+	loop     loop           // calls, renewal facts, the report, the morning lists (serve_loop.go)
+	bounces  *bounces.Service
 }
 
 // openBus connects to the external NATS server, or starts the embedded one
@@ -247,6 +266,7 @@ func (w *wiring) newScheduler(ctx context.Context) (*scheduler.Scheduler, error)
 			for _, k := range res.Keys {
 				w.metrics.Due(k.Milestone)
 			}
+			w.afterPass(res, err)
 		},
 	}
 	var err error
@@ -282,11 +302,19 @@ func (w *wiring) notifierTarget(env Env) (run func(context.Context) error, close
 	if w.cfg.SMTPURL == "" {
 		w.log.Info("emails written to the outbox", zap.String("dir", outbox))
 	}
+	envelope, err := w.envelope()
+	if err != nil {
+		sender.Close()
+		return nil, nil, err
+	}
+	if e, ok := sender.(mailer.Enveloper); ok {
+		e.SetEnvelope(envelope)
+	}
 	n := &notifier.Notifier{
 		JS: w.bus.JS, Store: w.state.store, Ledger: w.state.ledger, Sender: sender, Renderer: w.renderer,
 		Milestones: w.cfg.Stages, Location: w.cfg.Location, Now: w.now, Log: w.log.Named("notifier"),
 		Consumer: consumerConfig(w.cfg.AckWait), Workers: w.cfg.Workers, Drain: w.cfg.Drain,
-		Pause: faultPause(env), Observe: w.metrics.Outcome,
+		Pause: faultPause(env), Observe: w.metrics.Outcome, Suppressed: w.bounces.Suppressed,
 	}
 	return n.Run, func() { sender.Close() }, nil
 }
@@ -335,10 +363,12 @@ func (w *wiring) apiServer(stopping context.Context, sched *scheduler.Scheduler)
 		},
 	}
 	srv.Metrics, srv.OnImport = w.metrics.Handler(), w.metrics.Import
+	srv.Bounces = w.bounces
 	srv.Calllist = &calllist.Handler{
 		Lister: &calllist.Lister{JS: bus.JS, Store: store, Rules: w.rules, Now: w.now}, Log: w.log.Named("calllist"),
 	}
 	srv.Events = &calllist.EventStream{JS: bus.JS, Log: w.log.Named("events"), Context: stopping}
+	w.loopRoutes(srv)
 	return srv
 }
 

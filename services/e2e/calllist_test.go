@@ -338,7 +338,12 @@ func TestCalllistRebuildsAfterCrash(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { store.Close() })
-	rules := calllist.Rules{Milestones: subscription.DefaultMilestones, GraceDays: 30, Location: time.UTC}
+	// The server's rules: the default milestones, grace and post-expiry stages.
+	stages, err := subscription.ParsePostExpiry(subscription.DefaultPostExpiry)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rules := calllist.Rules{Milestones: subscription.DefaultMilestones, GraceDays: 30, Location: time.UTC, PostExpiry: stages}
 	connect := func() (*nats.Conn, jetstream.JetStream) { return testenv.Connect(t, ns.ClientURL()) }
 	_, js := connect()
 	start := func(tg *calllist.Target) (stop func() error) {

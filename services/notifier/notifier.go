@@ -58,6 +58,10 @@ type Notifier struct {
 	Pause func(step string)
 	// Observe, when set, is told each outcome and its send latency.
 	Observe func(o subscription.Outcome, milestone int, sendTime time.Duration)
+	// Suppressed, when set, is asked before each send whether the contract
+	// manager's address bounced (see services/bounces); a reason makes the
+	// notice undeliverable without an SMTP connection.
+	Suppressed func(ctx context.Context, sub subscription.Subscription) (reason string, err error)
 }
 
 // ConsumerConfig tunes the durable consumer shared by every notifier replica.
@@ -400,6 +404,15 @@ func (n *Notifier) attempt(ctx, running context.Context, m jetstream.Msg, key su
 	if a, err := mail.ParseAddress(to); err != nil || a.Address != to {
 		return result{outcome: subscription.OutcomeUndeliverable, reason: "contract manager email is not a valid address"}
 	}
+	if n.Suppressed != nil {
+		reason, err := n.Suppressed(ctx, sub)
+		if err != nil {
+			return result{retry: fmt.Errorf("read suppression list: %w", err)}
+		}
+		if reason != "" {
+			return result{outcome: subscription.OutcomeUndeliverable, reason: reason}
+		}
+	}
 	days := n.daysLeft(sub, due)
 	email, err := n.Renderer.Render(sub, subscription.Notice{Key: key, DaysLeft: days})
 	if err != nil {
@@ -445,11 +458,15 @@ func (n *Notifier) revalidate(sub subscription.Subscription, key subscription.No
 		return "renewal in progress", true
 	}
 	days := n.daysLeft(sub, due)
-	if days < 0 {
+	if days < 0 && key.Milestone > 0 {
 		return "end date passed before the notice could be sent", true
 	}
-	if stage, ok := n.Milestones.Stage(days); ok && stage < key.Milestone {
+	stage, ok := n.Milestones.Stage(days)
+	if ok && stage < key.Milestone && !due.Resend {
 		return fmt.Sprintf("superseded by the %d-day notice", stage), true
+	}
+	if key.Milestone < 0 && (!ok || stage != key.Milestone) && !due.Resend {
+		return "the post-expiry notice's days are over", true
 	}
 	return "", false
 }

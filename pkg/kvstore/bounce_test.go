@@ -1,0 +1,11 @@
+package kvstore_test
+
+import (
+	"testing"
+
+	"renewals/pkg/storetest"
+)
+
+func TestBounceConformance(t *testing.T) {
+	storetest.RunBounce(t, open)
+}
