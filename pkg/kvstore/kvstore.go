@@ -42,6 +42,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -592,12 +593,22 @@ func (s *Store) indexCounts(ctx context.Context) (map[string]uint64, error) {
 }
 
 // listIndex reads the first total index messages on filters (their count
-// when indexCounts ran) with an ordered consumer.
+// when indexCounts ran) with a consumer of its own, deleted after: a pass
+// lists with several, and a year of passes would otherwise fill the
+// server's consumer limit before their inactivity removed them.
 func (s *Store) listIndex(ctx context.Context, filters []string, total int) ([]ref, error) {
-	c, err := s.ends.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{FilterSubjects: filters})
+	c, err := s.ends.CreateConsumer(ctx, jetstream.ConsumerConfig{
+		FilterSubjects: filters, DeliverPolicy: jetstream.DeliverAllPolicy, AckPolicy: jetstream.AckNonePolicy,
+		InactiveThreshold: time.Minute, Replicas: 1, MemoryStorage: true,
+	})
 	if err != nil {
 		return nil, err
 	}
+	defer func() {
+		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		_ = s.ends.DeleteConsumer(dctx, c.CachedInfo().Name) // else it goes after a minute idle
+	}()
 	var refs []ref
 	for got := 0; got < total; {
 		batch, err := c.Fetch(min(total-got, 1000))
