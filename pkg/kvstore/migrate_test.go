@@ -140,3 +140,40 @@ func idx(t *testing.T, subs []subscription.Subscription, id string) int {
 	t.Fatalf("unknown id %s", id)
 	return -1
 }
+
+// EndingBetween leaves no consumer behind: a year of daily passes lists the
+// index thousands of times, and the server's consumer limit is finite.
+func TestEndingBetweenLeavesNoConsumer(t *testing.T) {
+	js, _ := connect(t)
+	ctx := context.Background()
+	s, _, err := kvstore.New(ctx, js)
+	if err != nil {
+		t.Fatal(err)
+	}
+	subs := storetest.BenchSubs(100, 0)
+	if _, err := s.Upsert(ctx, subs); err != nil {
+		t.Fatal(err)
+	}
+	from := subscription.MustDate("2026-01-01")
+	n := 0
+	for range 10 {
+		err := s.EndingBetween(ctx, from, from.AddDays(800), func(subscription.Subscription) error { n++; return nil })
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n != 10*len(subs) {
+		t.Fatalf("EndingBetween found %d, want %d", n, 10*len(subs))
+	}
+	st, err := js.Stream(ctx, kvstore.EndsStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := st.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.State.Consumers != 0 {
+		t.Errorf("%d consumers left on %s after 10 listings, want 0", info.State.Consumers, kvstore.EndsStream)
+	}
+}
