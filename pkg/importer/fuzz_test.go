@@ -11,6 +11,8 @@ import (
 	"unicode"
 	"unicode/utf8"
 
+	"github.com/xuri/excelize/v2"
+
 	"renewals/pkg/subscription"
 )
 
@@ -20,6 +22,15 @@ import (
 // subscription without errors obeys every rule.
 func FuzzParseAndValidate(f *testing.F) {
 	f.Add([]byte("subscription_id,end_date\n1,2027-05-31\n"), "")
+	f.Add([]byte("Subscription ID;End Date;Seat Quantity\r\n1;31/05/2027;4\r\n"), "")
+	book := excelize.NewFile()
+	book.SetSheetRow("Sheet1", "A1", &[]any{"Subscription ID", "End Date", "Offering Name"})
+	book.SetSheetRow("Sheet1", "A2", &[]any{"1", day("2027-05-31"), "AutoCAD & LT"})
+	var wb bytes.Buffer
+	if _, err := book.WriteTo(&wb); err != nil {
+		f.Fatal(err)
+	}
+	f.Add(wb.Bytes(), "")
 	f.Fuzz(func(t *testing.T, data []byte, format string) {
 		rd, err := NewReader(bytes.NewReader(data), Format(format))
 		if err != nil {
@@ -28,6 +39,7 @@ func FuzzParseAndValidate(f *testing.F) {
 			}
 			return
 		}
+		defer rd.Close() // a workbook's temporary file
 		last := 0
 		for range 100000 {
 			rec, err := rd.Next()

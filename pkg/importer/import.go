@@ -1,7 +1,9 @@
-// Package importer reads subscription data (CSV with a header row, a JSON
-// array, or NDJSON, all with the same field names), validates each row, and
-// upserts the valid rows in batches. It streams: a file of a million rows is
-// never held in memory, only one row and one batch at a time.
+// Package importer reads subscription data (CSV with a header row, an .xlsx
+// workbook, a JSON array, or NDJSON, all with the same field names, or the
+// vendor's export with its own), validates each row, and upserts the valid
+// rows in batches. It streams: a file of a million rows is never held in
+// memory, only one row and one batch at a time. ImportUsage reads the
+// vendor's seat-usage export into counts per subscription.
 //
 // Three levels: Reader yields raw records with their line numbers; Validate
 // turns one record into a subscription or says which fields are wrong and
@@ -15,6 +17,7 @@ import (
 	"fmt"
 	"hash/maphash"
 	"io"
+	"maps"
 	"slices"
 	"strconv"
 	"strings"
@@ -55,6 +58,15 @@ type Options struct {
 	// Report.Duplicates, so that a file of a million bad rows still makes a
 	// report of bounded size; the rest are only counted. Default 1,000.
 	MaxListed int
+	// Map, Sheet and TempDir are as in ReaderOptions: a column map for a
+	// layout the import does not know, the workbook's sheet, where a
+	// workbook is unpacked.
+	Map     map[string]string
+	Sheet   string
+	TempDir string
+	// DateFormat is the order of day and month in dates written with
+	// slashes; DateAuto (the default) tells it from the file's rows.
+	DateFormat DateFormat
 }
 
 // Report is the outcome of an import. Its JSON form is what the HTTP API
@@ -89,6 +101,15 @@ type Report struct {
 	Duplicates []Duplicate `json:"duplicates"`
 	// DuplicatesOmitted counts the repeated ids left out of Duplicates.
 	DuplicatesOmitted int `json:"duplicates_omitted"`
+	// Encoding is the text encoding the file was read in (EncodingUTF8,
+	// EncodingUTF8BOM, EncodingUTF16LE, EncodingUTF16BE,
+	// EncodingWindows1252); "" for a workbook or a file not read.
+	Encoding string `json:"encoding,omitempty"`
+	// Sheet is the workbook's sheet that was read, "" for text.
+	Sheet string `json:"sheet,omitempty"`
+	// DateFormat is the order that dates written with slashes were read
+	// in, "" when there were none.
+	DateFormat DateFormat `json:"date_format,omitempty"`
 }
 
 // Rejection is one reason one row was rejected.
@@ -142,6 +163,15 @@ func (r Report) Text() string {
 	if r.DuplicatesOmitted > 0 {
 		fmt.Fprintf(&b, "... and %d more repeated subscription %s not listed\n", r.DuplicatesOmitted, plural(r.DuplicatesOmitted, "id", "ids"))
 	}
+	switch {
+	case r.Sheet != "":
+		fmt.Fprintf(&b, "read sheet %q of the workbook\n", r.Sheet)
+	case r.Encoding != "" && r.Encoding != EncodingUTF8 && r.Encoding != EncodingUTF8BOM:
+		fmt.Fprintf(&b, "read as %s text\n", r.Encoding)
+	}
+	if r.DateFormat != "" && r.DateFormat != DateISO {
+		fmt.Fprintf(&b, "dates with slashes read as %s\n", r.DateFormat)
+	}
 	return b.String()
 }
 
@@ -171,13 +201,18 @@ func Import(ctx context.Context, r io.Reader, opts Options) (Report, error) {
 	opts.ProgressEvery = cmp.Or(max(opts.ProgressEvery, 0), DefaultProgressEvery)
 	opts.MaxListed = cmp.Or(max(opts.MaxListed, 0), DefaultMaxListed)
 
-	im := importer{opts: opts, seed: maphash.MakeSeed(), seen: map[uint64]int32{}, dups: map[uint64]int{}, enc: badEncoding{slot: -1}}
+	im := importer{opts: opts, seed: maphash.MakeSeed(), seen: map[uint64]int32{}, dups: map[uint64]int{}, enc: badEncoding{slot: -1}, dates: opts.DateFormat}
 	im.report = Report{Rejections: []Rejection{}, UnknownColumns: []string{}, Duplicates: []Duplicate{}}
-	rd, err := NewReader(r, opts.Format)
+	rd, err := OpenReader(r, ReaderOptions{Format: opts.Format, Map: opts.Map, Sheet: opts.Sheet, TempDir: opts.TempDir})
 	if err != nil {
 		return im.report, err
 	}
+	defer rd.Close()
 	err = im.run(ctx, rd)
+	im.report.Encoding, im.report.Sheet = rd.Encoding(), rd.Sheet()
+	if im.slashes || opts.DateFormat != DateAuto {
+		im.report.DateFormat = im.dates
+	}
 	if werr := im.waitAll(); werr != nil { // the batches still in flight when run stopped
 		err = errors.Join(err, werr)
 	}
@@ -213,7 +248,21 @@ type importer struct {
 	seen     map[uint64]int32 // hash of a subscription id -> first line of a valid row
 	dups     map[uint64]int   // hash of a subscription id -> index in report.Duplicates, or -1
 	enc      badEncoding      // the rows with text that is not UTF-8, told in one sentence
+
+	// dates is the order of the file's dates with slashes, DateAuto until
+	// a row tells it. Until then the rows from the first with a date that
+	// could be read either way are held in pending, in order, and handled
+	// once a row tells, or refused at the end when none does.
+	dates   DateFormat
+	pending []Record
+	example string // the first date that could be read either way
+	slashes bool   // a date with slashes was seen
 }
+
+// maxPending is how many rows an import holds back while their dates could
+// be day first or month first: a file whose first maxPending such rows do
+// not tell is refused.
+const maxPending = 20000
 
 // maxInflight is how many batches Import has the store write at once.
 const maxInflight = 3
@@ -222,6 +271,9 @@ func (im *importer) run(ctx context.Context, rd *Reader) error {
 	for {
 		rec, err := rd.Next()
 		if err == io.EOF {
+			if len(im.pending) > 0 {
+				return errors.Join(ambiguousDates(im.example, 0), im.flush(ctx))
+			}
 			return im.flush(ctx)
 		}
 		if err != nil {
@@ -240,24 +292,89 @@ func (im *importer) run(ctx context.Context, rd *Reader) error {
 				return fmt.Errorf("import: %w", err)
 			}
 		}
-		sub, errs := Validate(rec.Fields)
-		if len(rec.Problems) > 0 || len(errs) > 0 {
-			im.reject(rec, errs)
-			continue
-		}
-		if len(im.batch) == 0 {
-			im.batchLine = rec.Line
-		}
-		if first := im.noteID(sub.ID, rec.Line); first < im.batchLine {
-			im.batchRepeats = true
-		}
-		im.batch = append(im.batch, sub)
-		if len(im.batch) >= im.opts.BatchSize {
-			if err := im.flush(ctx); err != nil {
-				return err
+		if im.dates == DateAuto && !rec.Partial {
+			hold, tells := im.order(rec.Fields)
+			if tells != DateAuto {
+				im.dates = tells
+				if err := im.release(ctx); err != nil {
+					return err
+				}
+			} else if hold || len(im.pending) > 0 {
+				if len(im.pending) >= maxPending {
+					return errors.Join(ambiguousDates(im.example, maxPending), im.flush(ctx))
+				}
+				im.pending = append(im.pending, Record{Line: rec.Line, Fields: maps.Clone(rec.Fields), Problems: rec.Problems})
+				continue
 			}
 		}
+		if err := im.handle(ctx, rec); err != nil {
+			return err
+		}
 	}
+}
+
+// order looks at a row's dates: hold says one could be read day first or
+// month first, tells is the order one of them can only be read in, or
+// DateAuto.
+func (im *importer) order(fields map[string]string) (hold bool, tells DateFormat) {
+	for _, f := range dateFields {
+		v, ok := fields[f]
+		if !ok {
+			continue
+		}
+		if _, _, _, slash := slashDate(strings.TrimSpace(v)); !slash {
+			continue
+		}
+		im.slashes = true
+		switch dayFirst(v) {
+		case 1:
+			return false, DateDMY
+		case -1:
+			return false, DateMDY
+		}
+		if ambiguous(v) {
+			if im.example == "" {
+				im.example = strings.TrimSpace(v)
+			}
+			hold = true
+		}
+	}
+	return hold, DateAuto
+}
+
+// release handles the rows held back, in order, now that the order of
+// their dates is known.
+func (im *importer) release(ctx context.Context) error {
+	held := im.pending
+	im.pending = nil
+	for _, rec := range held {
+		if err := im.handle(ctx, rec); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// handle validates one row and rejects it or adds it to the batch.
+func (im *importer) handle(ctx context.Context, rec Record) error {
+	sub, errs := validate(rec.Fields, im.dates)
+	if len(rec.Problems) > 0 || len(errs) > 0 {
+		im.reject(rec, errs)
+		return nil
+	}
+	if len(im.batch) == 0 {
+		im.batchLine = rec.Line
+	}
+	if first := im.noteID(sub.ID, rec.Line); first < im.batchLine {
+		im.batchRepeats = true
+	}
+	im.batch = append(im.batch, sub)
+	if len(im.batch) >= im.opts.BatchSize {
+		if err := im.flush(ctx); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func (im *importer) reject(rec Record, errs []FieldError) {

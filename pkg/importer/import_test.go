@@ -159,8 +159,9 @@ func TestImportInvalidText(t *testing.T) {
 	}
 	text := rep.Text()
 	for _, want := range []string{
-		"22 rows: 2 created, 0 updated, 0 unchanged, 20 rejected\n",
-		"line 2: end_date: \"31/05/2027\" is not a date: use YYYY-MM-DD, e.g. 2027-05-31\n",
+		"22 rows: 4 created, 0 updated, 0 unchanged, 18 rejected\n",
+		"line 9: start_date: \"2026/06/01\" is not a date: use YYYY-MM-DD, e.g. 2027-05-31\n",
+		"dates with slashes read as DD/MM/YYYY\n",
 		"line 7: seats: \"-1\" is not a number of seats",
 		"line 7: seats_assigned: \"ten\" is not a number of seats",
 		"line 19: cm_phone: contains a line break",
@@ -174,6 +175,13 @@ func TestImportInvalidText(t *testing.T) {
 		s.AccessModel != subscription.SingleUser || *s.Seats != 3 || *s.SeatsAssigned != 1 {
 		t.Errorf("stored 200019 = %+v", s)
 	}
+	// 31/05/2027 can only be day first; the vendor's "expired" is active.
+	if s := st.subs["200001"]; s.EndDate != subscription.MustDate("2027-05-31") {
+		t.Errorf("stored 200001 = %+v, want the end date read day first", s)
+	}
+	if s := st.subs["200009"]; s.Status != subscription.StatusActive {
+		t.Errorf("stored 200009 = %+v, want expired read as active", s)
+	}
 }
 
 func TestImportMissingColumn(t *testing.T) {
@@ -181,7 +189,7 @@ func TestImportMissingColumn(t *testing.T) {
 	if !errors.Is(err, ErrInvalidFile) {
 		t.Fatalf("err = %v, want ErrInvalidFile", err)
 	}
-	if got, want := err.Error(), "missing required column end_date: the header row must name subscription_id and end_date"; got != want {
+	if got, want := err.Error(), "missing required column end_date: the header row must name subscription_id and end_date (or the vendor's Subscription ID and End Date); map other names onto them with --map FILE"; got != want {
 		t.Errorf("err = %q\nwant %q", got, want)
 	}
 	if rep.Rows != 0 || st.calls != 0 {
@@ -490,7 +498,7 @@ func TestReportJSONEmpty(t *testing.T) {
 		t.Fatal(err)
 	}
 	b, _ := json.Marshal(rep)
-	want := `{"rows":0,"created":0,"updated":0,"unchanged":0,"rejected":0,"rejections":[],"rejections_omitted":0,"unknown_columns":[],"duplicates":[],"duplicates_omitted":0}`
+	want := `{"rows":0,"created":0,"updated":0,"unchanged":0,"rejected":0,"rejections":[],"rejections_omitted":0,"unknown_columns":[],"duplicates":[],"duplicates_omitted":0,"encoding":"UTF-8"}`
 	if string(b) != want {
 		t.Errorf("JSON %s\nwant %s", b, want)
 	}

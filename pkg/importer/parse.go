@@ -23,6 +23,7 @@ const (
 	FormatCSV    Format = "csv"
 	FormatJSON   Format = "json"
 	FormatNDJSON Format = "ndjson"
+	FormatXLSX   Format = "xlsx"
 )
 
 // ParseFormat reads a format name as a user writes it: "csv", "json" or
@@ -30,12 +31,12 @@ const (
 // an error wrapping ErrInvalidFile.
 func ParseFormat(s string) (Format, error) {
 	switch f := Format(strings.ToLower(strings.TrimSpace(s))); f {
-	case FormatAuto, FormatCSV, FormatJSON, FormatNDJSON:
+	case FormatAuto, FormatCSV, FormatJSON, FormatNDJSON, FormatXLSX:
 		return f, nil
 	case "auto":
 		return FormatAuto, nil
 	}
-	return "", &FileError{Reason: fmt.Sprintf("%q is not an import format: use csv, json or ndjson", truncate(s, 40))}
+	return "", &FileError{Reason: fmt.Sprintf("%q is not an import format: use csv, json, ndjson or xlsx", truncate(s, 40))}
 }
 
 // MaxRowBytes is the longest row accepted: a CSV record (its bytes in the
@@ -123,7 +124,8 @@ var knownFields = [...]string{
 	"subscription_id", "end_date", "customer_account", "customer_name", "product",
 	"seats", "seats_assigned", "access_model", "term", "start_date", "status",
 	"cm_name", "cm_email", "cm_phone", "pa_name", "pa_email", "sa_emails",
-	"timezone", "locale", "reseller_rep",
+	"timezone", "locale", "reseller_rep", "contract_number", "autorenew_date", "team",
+	"quote_number", "quote_expiry", "quote_url",
 }
 
 // fieldIndex returns the index of a known field name, or -1.
@@ -155,37 +157,95 @@ type Reader struct {
 
 	// NDJSON
 	br   *bufio.Reader
-	line int
+	line int // also the workbook's row
+
+	// Workbook
+	book  *workbook
+	rows  *sheetScanner
+	sheet string
+
+	encoding func() string
+	// usage: the columns are those of a usage export (see usageFields).
+	usage bool
 }
 
-// NewReader starts reading r in format f (FormatAuto to sniff it). A UTF-8
-// byte order mark is skipped, and CRLF line ends work. For CSV it reads the
-// header row at once: header names are matched case-insensitively after
-// trimming, in any order; a missing required column (subscription_id,
-// end_date), a repeated known column or an unreadable header is an error
-// wrapping ErrInvalidFile. A body cut off by http.MaxBytesReader is an error
-// wrapping ErrTooLarge.
+// ReaderOptions configure OpenReader.
+type ReaderOptions struct {
+	// Format of the input; FormatAuto (the default) sniffs it.
+	Format Format
+	// Map maps the header keys of the file's own column names (see
+	// ParseMap) to fields, for a layout the import does not know. It wins
+	// over the fields' own names and the vendor's.
+	Map map[string]string
+	// Sheet names the workbook's sheet to read; default the first.
+	Sheet string
+	// TempDir is where a workbook is unpacked; default os.TempDir().
+	TempDir string
+	// usage reads a seat-usage export instead of subscriptions.
+	usage bool
+}
+
+// NewReader is OpenReader with only the format given.
 func NewReader(r io.Reader, f Format) (*Reader, error) {
-	f, err := ParseFormat(string(f))
+	return OpenReader(r, ReaderOptions{Format: f})
+}
+
+// OpenReader starts reading r. Text is read in UTF-8 (with or without a
+// byte order mark), UTF-16 or Windows-1252 (see decodeText), and CRLF line
+// ends work; an .xlsx workbook is read from its first sheet or o.Sheet. For
+// CSV and workbooks it reads the header row at once: header names are
+// matched in any order, case, spacing and punctuation aside (so
+// "Subscription ID" is subscription_id), and the vendor's names are
+// understood (Autodesk's "Offering Name" is product, "Seat Quantity" seats);
+// CSV fields may be separated by commas, semicolons or tabs, as the header
+// row tells. A missing required column (subscription_id, end_date), a
+// repeated column, an unreadable header, or a file that is not what the
+// format says (a workbook sent as CSV, a PDF) is an error wrapping
+// ErrInvalidFile. A body cut off by http.MaxBytesReader is an error
+// wrapping ErrTooLarge. The caller closes the Reader.
+func OpenReader(r io.Reader, o ReaderOptions) (*Reader, error) {
+	f, err := ParseFormat(string(o.Format))
 	if err != nil {
 		return nil, err
 	}
-	br := bufio.NewReaderSize(r, MaxRowBytes+2) // NDJSON reads whole lines from it
-	if bom, _ := br.Peek(3); bytes.Equal(bom, []byte("\xEF\xBB\xBF")) {
-		br.Discard(3)
+	raw := bufio.NewReaderSize(r, MaxRowBytes+2)
+	rd := &Reader{format: f, fields: make(map[string]string, len(knownFields)), unknown: map[string]bool{}, usage: o.usage}
+	if isWorkbook(raw) {
+		if f != FormatAuto && f != FormatXLSX {
+			return nil, &FileError{Reason: fmt.Sprintf("this is an Excel workbook (.xlsx), not %s: name the file .xlsx (or give --format xlsx) and import it again", strings.ToUpper(string(f)))}
+		}
+		rd.format, rd.encoding = FormatXLSX, fixed("")
+		if err := rd.startXLSX(raw, o); err != nil {
+			rd.Close()
+			return nil, err
+		}
+		rd.next = rd.nextXLSX
+		return rd, nil
 	}
-	if err := refuseForeign(br); err != nil {
+	if err := refuseForeign(raw); err != nil {
 		return nil, err
+	}
+	if f == FormatXLSX {
+		return nil, &FileError{Reason: "this is not an Excel workbook (.xlsx): give the file's own format, csv, json or ndjson, with --format, or name it by it"}
+	}
+	text, enc := decodeText(raw)
+	rd.encoding = enc
+	br := bufio.NewReaderSize(text, MaxRowBytes+2) // NDJSON reads whole lines from it
+	if bom, _ := br.Peek(3); bytes.Equal(bom, []byte("\xEF\xBB\xBF")) {
+		br.Discard(3) // a BOM inside UTF-16
 	}
 	if f == FormatAuto {
 		if f, err = sniff(br); err != nil {
 			return nil, err
 		}
+		rd.format = f
 	}
-	rd := &Reader{format: f, fields: make(map[string]string, len(knownFields)), unknown: map[string]bool{}}
+	if o.usage && f != FormatCSV {
+		return nil, &FileError{Reason: "a usage export is read from CSV or an .xlsx workbook, as the vendor's portal exports it: give one of those"}
+	}
 	switch f {
 	case FormatCSV:
-		err = rd.startCSV(br)
+		err = rd.startCSV(br, o.Map)
 	case FormatJSON:
 		err = rd.startJSON(br)
 	case FormatNDJSON:
@@ -196,6 +256,31 @@ func NewReader(r io.Reader, f Format) (*Reader, error) {
 		return nil, err
 	}
 	return rd, nil
+}
+
+// Encoding returns the text encoding being read, one of the Encoding
+// constants, or "" for a workbook. It is final once the last record was
+// read: a file is taken for Windows-1252 at its first byte that is not
+// ASCII.
+func (rd *Reader) Encoding() string {
+	if rd.encoding == nil {
+		return ""
+	}
+	return rd.encoding()
+}
+
+// Sheet returns the name of the workbook's sheet being read, or "".
+func (rd *Reader) Sheet() string { return rd.sheet }
+
+// Close releases the temporary files of a workbook. It is safe to call on
+// any Reader, more than once.
+func (rd *Reader) Close() error {
+	if rd.book == nil {
+		return nil
+	}
+	err := rd.book.close()
+	rd.book, rd.rows = nil, nil
+	return err
 }
 
 // sniff peeks past leading white space to the first byte that decides the
@@ -266,12 +351,11 @@ func (rd *Reader) Next() (Record, error) {
 
 // ---- CSV ----
 
-func (rd *Reader) startCSV(br *bufio.Reader) error {
-	// A header that commas do not split but semicolons or tabs do is told
-	// as such, rather than as the missing columns or broken quotes that
-	// reading it with commas finds.
-	sep := separatorOf(firstLine(br))
+func (rd *Reader) startCSV(br *bufio.Reader, m map[string]string) error {
 	c := csv.NewReader(br)
+	if sep := separatorOf(firstLine(br)); sep != 0 {
+		c.Comma = sep
+	}
 	c.FieldsPerRecord = -1
 	c.ReuseRecord = true
 	rd.csv = c
@@ -281,9 +365,6 @@ func (rd *Reader) startCSV(br *bufio.Reader) error {
 		return &FileError{Reason: "the file is empty: the first line must be a header row naming the columns, including subscription_id and end_date"}
 	}
 	if pe, ok := errors.AsType[*csv.ParseError](err); ok {
-		if sep != 0 {
-			return separatorError(sep)
-		}
 		return &FileError{Line: pe.StartLine, Reason: "header row: " + csvReason(pe.Err)}
 	}
 	if err != nil {
@@ -292,21 +373,56 @@ func (rd *Reader) startCSV(br *bufio.Reader) error {
 	if size > MaxRowBytes {
 		return &FileError{Line: 1, Reason: fmt.Sprintf("the header row is longer than the limit of %d bytes: name only the columns of the import format", MaxRowBytes)}
 	}
+	if err := rd.mapHeader(head, m); err != nil {
+		return err
+	}
+	rd.next = rd.nextCSV
+	return nil
+}
+
+// mapHeader sets rd.header from a header row: each column's field, by the
+// column map m, the field's own name, or the vendor's name for it, in that
+// order of precedence; a vendor's name for a field that another column
+// already gives is ignored and reported, as unknown columns are.
+func (rd *Reader) mapHeader(head []string, m map[string]string) error {
 	rd.header = make([]string, len(head))
 	seen := map[string]bool{}
+	var later []int // columns named by an alias, placed after the rest
+	fieldOf := fieldOf
+	if rd.usage {
+		fieldOf = usageFieldOf
+	}
 	for i, h := range head {
-		name := strings.ToLower(strings.TrimSpace(h))
-		switch {
-		case name == "":
-		case fieldIndex(name) >= 0:
-			if seen[name] {
-				return &FileError{Line: 1, Reason: fmt.Sprintf("column %s appears twice in the header row: keep one of them", name)}
-			}
-			seen[name] = true
-			rd.header[i] = name
-		default:
-			rd.unknown[truncate(name, 64)] = true
+		name := strings.TrimSpace(h)
+		field, own := fieldOf(name)
+		if f, ok := m[headerKey(name)]; ok {
+			field, own = f, true
 		}
+		switch {
+		case name == "", field == "-": // "-": a column not to read, such as a user's name in a usage export
+		case field == "":
+			rd.unknown[truncate(strings.ToLower(name), 64)] = true
+		case !own:
+			later = append(later, i)
+		case seen[field]:
+			return &FileError{Line: 1, Reason: fmt.Sprintf("column %s appears twice in the header row: keep one of them", field)}
+		default:
+			seen[field] = true
+			rd.header[i] = field
+		}
+	}
+	for _, i := range later {
+		name := strings.TrimSpace(head[i])
+		field, _ := fieldOf(name)
+		if seen[field] {
+			rd.unknown[truncate(strings.ToLower(name), 64)] = true
+			continue
+		}
+		seen[field] = true
+		rd.header[i] = field
+	}
+	if rd.usage {
+		return usageColumns(seen)
 	}
 	var missing []string
 	for _, name := range []string{"subscription_id", "end_date"} {
@@ -314,17 +430,13 @@ func (rd *Reader) startCSV(br *bufio.Reader) error {
 			missing = append(missing, name)
 		}
 	}
-	if len(missing) > 0 && sep != 0 {
-		return separatorError(sep)
-	}
 	if len(missing) > 0 {
 		s := ""
 		if len(missing) > 1 {
 			s = "s"
 		}
-		return &FileError{Reason: fmt.Sprintf("missing required column%s %s: the header row must name subscription_id and end_date", s, strings.Join(missing, ", "))}
+		return &FileError{Reason: fmt.Sprintf("missing required column%s %s: the header row must name subscription_id and end_date (or the vendor's Subscription ID and End Date); map other names onto them with --map FILE", s, strings.Join(missing, ", "))}
 	}
-	rd.next = rd.nextCSV
 	return nil
 }
 

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"net/mail"
+	neturl "net/url"
 	"strconv"
 	"strings"
 	"unicode"
@@ -41,7 +42,15 @@ const (
 // other value at most 256 characters of valid UTF-8 with no control
 // characters (line breaks included). Unicode text is welcome.
 func Validate(fields map[string]string) (subscription.Subscription, []FieldError) {
-	v := validator{fields: fields}
+	return validate(fields, DateISO)
+}
+
+// validate is Validate with the import's date forms: dates is DateISO for
+// ISO dates only, as Validate; else Excel serial dates and dates with
+// slashes are read too, in the order dates says (DateAuto: only those that
+// do not depend on it).
+func validate(fields map[string]string, dates DateFormat) (subscription.Subscription, []FieldError) {
+	v := validator{fields: fields, dates: dates}
 	s := subscription.Subscription{Status: subscription.StatusActive}
 
 	if id, ok := v.get("subscription_id"); !ok {
@@ -67,9 +76,12 @@ func Validate(fields map[string]string) (subscription.Subscription, []FieldError
 	if d, ok := v.get("start_date"); ok {
 		s.StartDate = v.date("start_date", d)
 	}
-	if st := v.oneOf("status", "a status: use active, renewal_in_progress or cancelled",
-		func(st string) bool { return subscription.Status(st).Valid() }); st != "" {
-		s.Status = subscription.Status(st)
+	if st := v.text("status"); st != "" {
+		if ours, ok := statusOf(st); ok {
+			s.Status = ours
+		} else {
+			v.fail("status", fmt.Sprintf("%q is not a status: use active, renewal_in_progress or cancelled, or the vendor's Active, Expired, Suspended, Canceled, Terminated or Inactive", truncate(st, 40)))
+		}
 	}
 	s.ContractManager = subscription.Contact{Name: v.text("cm_name"), Email: v.email("cm_email"), Phone: v.text("cm_phone")}
 	s.PrimaryAdmin = subscription.Contact{Name: v.text("pa_name"), Email: v.email("pa_email")}
@@ -89,6 +101,16 @@ func Validate(fields map[string]string) (subscription.Subscription, []FieldError
 		}
 	}
 	s.ResellerRep = v.text("reseller_rep")
+	s.ContractNumber = v.text("contract_number")
+	if d, ok := v.get("autorenew_date"); ok {
+		s.AutorenewDate = v.date("autorenew_date", d)
+	}
+	s.Team = v.text("team")
+	s.QuoteNumber = v.text("quote_number")
+	if d, ok := v.get("quote_expiry"); ok {
+		s.QuoteExpiry = v.date("quote_expiry", d)
+	}
+	s.QuoteURL = v.url("quote_url")
 	return s, v.errs
 }
 
@@ -101,6 +123,7 @@ func baseUnd(tag language.Tag) bool {
 // rejects them.
 type validator struct {
 	fields map[string]string
+	dates  DateFormat
 	errs   []FieldError
 }
 
@@ -163,12 +186,49 @@ func (v *validator) date(field, s string) subscription.Date {
 	if !v.plain(field, s) {
 		return subscription.Date{}
 	}
-	d, err := subscription.ParseDate(s)
-	if err != nil {
-		v.fail(field, fmt.Sprintf("%q is not a date: use YYYY-MM-DD, e.g. %s", truncate(s, 40), example(s)))
+	if v.dates == DateISO {
+		d, err := subscription.ParseDate(s)
+		if err != nil {
+			v.fail(field, fmt.Sprintf("%q is not a date: use YYYY-MM-DD, e.g. %s", truncate(s, 40), example(s)))
+			return subscription.Date{}
+		}
+		return d
+	}
+	d, ok := parseDate(s, v.dates)
+	if !ok {
+		how := "use YYYY-MM-DD, e.g. 2027-05-31"
+		if _, _, _, slash := slashDate(s); slash && v.dates != DateAuto {
+			how = fmt.Sprintf("the file's dates are %s, and this is not a day in that order", v.dates)
+		}
+		v.fail(field, fmt.Sprintf("%q is not a date: %s", truncate(s, 40), how))
 		return subscription.Date{}
 	}
 	return d
+}
+
+// MaxURLBytes is the longest quote link.
+const MaxURLBytes = 2048
+
+// url accepts an absolute http or https link of at most MaxURLBytes.
+func (v *validator) url(field string) string {
+	s, ok := v.get(field)
+	if !ok {
+		return ""
+	}
+	if !utf8.ValidString(s) {
+		v.fail(field, notUTF8)
+		return ""
+	}
+	u, err := neturl.Parse(s)
+	switch {
+	case len(s) > MaxURLBytes:
+		v.fail(field, fmt.Sprintf("is %d bytes long: give a link of at most %d", len(s), MaxURLBytes))
+	case err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || strings.ContainsFunc(s, func(r rune) bool { return unicode.IsSpace(r) || unicode.IsControl(r) }):
+		v.fail(field, fmt.Sprintf("%q is not a link: give the quote's full address, starting https://", truncate(s, 60)))
+	default:
+		return s
+	}
+	return ""
 }
 
 // example suggests the ISO form of a date written D/M/YYYY or D.M.YYYY, the

@@ -21,7 +21,7 @@ func TestValidateRejects(t *testing.T) {
 		{"seats_assigned", "2.0", `is not a number of seats`},
 		{"seats", "99999999999999999999999", `is not a number of seats`},
 		{"access_model", "shared", `"shared" is not an access model: use single-user or multi-user`},
-		{"status", "expired", `"expired" is not a status: use active, renewal_in_progress or cancelled`},
+		{"status", "paused", `"paused" is not a status: use active, renewal_in_progress or cancelled`},
 		{"cm_email", "Jane <jane@x.example>", `is not an email address: give the bare address alone, such as jane@example.com`},
 		{"cm_email", "<jane@x.example>", `give the bare address alone`},
 		{"cm_email", "jane@x.example (Jane)", `give the bare address alone`},

@@ -12,15 +12,16 @@ import (
 )
 
 // What an operator gives the import by mistake, and the one sentence that
-// says what the file is and how to save it instead: a workbook or a PDF
-// renamed .csv, UTF-16 text, a CSV separated by semicolons or tabs (what
-// Excel saves in much of Europe), a CSV in Windows-1252. Each is told once,
-// for the file, rather than once per row.
+// says what the file is and how to save it instead: an Excel 97-2003
+// workbook, a PDF, a zip that is not a workbook, text that is neither UTF-8
+// nor Windows-1252. Each is told once, for the file, rather than once per
+// row. (UTF-16, Windows-1252, semicolons and tabs are read: see
+// decodeText and separatorOf; an .xlsx sent as CSV is told in OpenReader.)
 
 const saveAsCSV = "save it as CSV UTF-8 (Comma delimited) and import that file"
 
 // refuseForeign returns a *FileError when the input starts like a file that
-// is not text in UTF-8 at all (a workbook, a PDF, UTF-16 text), and nil
+// is not text at all (an .xls workbook, a PDF, a zip), and nil
 // otherwise, or when it cannot tell. It only peeks: nothing is consumed.
 func refuseForeign(br *bufio.Reader) error {
 	head, _ := br.Peek(8)
@@ -38,10 +39,6 @@ func refuseForeign(br *bufio.Reader) error {
 		what = "this is an Excel 97-2003 workbook (.xls), not CSV: " + saveAsCSV
 	case bytes.HasPrefix(head, []byte("%PDF")):
 		what = "this is a PDF, not CSV: a PDF cannot be imported; export the subscriptions from where they came from as CSV UTF-8 (Comma delimited)"
-	case bytes.HasPrefix(head, []byte("\xFF\xFE")), bytes.HasPrefix(head, []byte("\xFE\xFF")),
-		len(head) >= 2 && (head[0] == 0) != (head[1] == 0):
-		// A byte order mark, or ASCII text with every other byte zero.
-		what = "this file is UTF-16 text (what Excel saves as Unicode Text), not UTF-8: " + saveAsCSV
 	default:
 		return nil
 	}
@@ -49,8 +46,9 @@ func refuseForeign(br *bufio.Reader) error {
 }
 
 // separatorOf returns the separator of a header line that is not separated
-// by commas but by semicolons or tabs, or 0 when commas split it at least as
-// well as either. encoding/csv reads the line each way.
+// by commas but by semicolons or tabs (what Excel saves in much of Europe,
+// and as Text or Unicode Text), or 0 when commas split it at least as well
+// as either. encoding/csv reads the line each way.
 func separatorOf(line []byte) rune {
 	fields := func(comma rune) int {
 		c := csv.NewReader(bytes.NewReader(line))
@@ -68,15 +66,6 @@ func separatorOf(line []byte) rune {
 		}
 	}
 	return best
-}
-
-// separatorError is the sentence for a file separated by sep.
-func separatorError(sep rune) *FileError {
-	name, how := "';'", "as Excel saves CSV where the decimal separator is a comma"
-	if sep == '\t' {
-		name, how = "a tab", "as Excel saves Text (Tab delimited)"
-	}
-	return &FileError{Line: 1, Reason: fmt.Sprintf("the separator is %s, not a comma (%s): save the file as CSV UTF-8 with commas between the fields, and import it again", name, how)}
 }
 
 // firstLine peeks at the input's first line, without its line end, up to

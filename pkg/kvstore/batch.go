@@ -337,6 +337,12 @@ func (s *Store) upsertBatch(ctx context.Context, subs []subscription.Subscriptio
 			newKeyRows = append(newKeyRows, i)
 		}
 		if old != nil {
+			// A row without seat usage keeps what the stored record has.
+			keep, err := shred.Usage(old.Record)
+			if err != nil {
+				return nil, fmt.Errorf("read subscription %s: %w", x.ID, err)
+			}
+			x = subscription.KeepUsage(x, keep)
 			fp, err := shred.Fingerprint(key, x)
 			if err != nil {
 				return nil, err

@@ -180,7 +180,7 @@ func NewWith(ctx context.Context, js jetstream.JetStream, opts Options) (*Store,
 	if err := s.migrateIndex(ctx); err != nil {
 		return nil, nil, err
 	}
-	return s, &Ledger{kv: ledger}, nil
+	return s, &Ledger{kv: ledger, js: js}, nil
 }
 
 // healthKey is the key Ping writes in a bucket: '=' is in no subscription
@@ -446,7 +446,14 @@ func (s *Store) upsertOne(ctx context.Context, x subscription.Subscription) (sub
 			}
 			created = keySeq
 		}
-		sealed, err := shred.SealSubscription(key, x)
+		// A row without seat usage keeps what the stored record has.
+		var keep *subscription.SeatUsage
+		if old != nil {
+			if keep, err = shred.Usage(old.Record); err != nil {
+				return subscription.UpsertResult{}, fmt.Errorf("read subscription %s: %w", x.ID, err)
+			}
+		}
+		sealed, err := shred.SealSubscription(key, subscription.KeepUsage(x, keep))
 		if err != nil {
 			return subscription.UpsertResult{}, err
 		}

@@ -125,6 +125,7 @@ type stored struct {
 	end    int64
 	val    []byte // the record to write, when a row of the chunk changed it
 	write  bool
+	usage  *subscription.SeatUsage // kept by a row that carries none
 }
 
 func (s *Store) upsertTx(ctx context.Context, tx *redis.Tx, rows []row, out []subscription.UpsertResult) error {
@@ -187,7 +188,12 @@ func (s *Store) upsertTx(ctx context.Context, tx *redis.Tx, rows []row, out []su
 				tx.Unwatch(ctx)
 				return fmt.Errorf("subscription %s: %w", ids[i], err)
 			}
-			state[i] = stored{exists: true, digest: old.Digest, end: old.End}
+			usage, err := shred.Usage(old)
+			if err != nil {
+				tx.Unwatch(ctx)
+				return fmt.Errorf("subscription %s: %w", ids[i], err)
+			}
+			state[i] = stored{exists: true, digest: old.Digest, end: old.End, usage: usage}
 			ends[i] = old.End
 		}
 	}
@@ -195,7 +201,8 @@ func (s *Store) upsertTx(ctx context.Context, tx *redis.Tx, rows []row, out []su
 	var changed int
 	for _, r := range rows {
 		st := &state[at[r.sub.ID]]
-		rec, err := shred.SealSubscription(keys[at[r.sub.ID]], r.sub)
+		sub := subscription.KeepUsage(r.sub, st.usage)
+		rec, err := shred.SealSubscription(keys[at[r.sub.ID]], sub)
 		if err != nil {
 			tx.Unwatch(ctx)
 			return err
@@ -217,7 +224,7 @@ func (s *Store) upsertTx(ctx context.Context, tx *redis.Tx, rows []row, out []su
 		if !st.write {
 			changed++
 		}
-		*st = stored{exists: true, digest: rec.Digest, end: rec.End, val: val, write: true}
+		*st = stored{exists: true, digest: rec.Digest, end: rec.End, val: val, write: true, usage: sub.Usage}
 	}
 	if changed == 0 {
 		tx.Unwatch(ctx)

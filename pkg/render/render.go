@@ -100,6 +100,21 @@ type Data struct {
 	AccessModel   string
 	Term          string
 	Reseller      Reseller
+	// HasUsage says the vendor's usage export counted the seats that went
+	// unused: Unused of UnusedOf seats for UnusedDays days or more (the
+	// longest of 30, 60 and 90 with a count), as of UsageAsOf.
+	HasUsage   bool
+	Unused     int
+	UnusedOf   int
+	UnusedDays int
+	UsageAsOf  subscription.Date
+	// QuoteNumber, when set, is the reseller's renewal quote, valid until
+	// QuoteExpiry (zero when not known) and linked at QuoteURL (empty when
+	// not known). QuoteExpired says it expired before the notice's day.
+	QuoteNumber  string
+	QuoteExpiry  subscription.Date
+	QuoteURL     string
+	QuoteExpired bool
 }
 
 // ExecError is a template that failed to execute for a notice: a missing
@@ -352,6 +367,20 @@ func (r *Renderer) DataFor(s subscription.Subscription, n subscription.Notice) D
 	if unused, ok := s.UnusedSeats(); ok {
 		d.HasSeats, d.Seats, d.SeatsAssigned, d.UnusedSeats = true, *s.Seats, *s.SeatsAssigned, unused
 	}
+	if s.Usage != nil {
+		if n, days, ok := s.Usage.Unused(); ok {
+			d.HasUsage, d.Unused, d.UnusedDays, d.UsageAsOf = true, n, days, s.Usage.AsOf
+			d.UnusedOf = s.Usage.Users
+			if s.Seats != nil {
+				d.UnusedOf = *s.Seats
+			}
+		}
+	}
+	if s.QuoteNumber != "" {
+		d.QuoteNumber, d.QuoteExpiry, d.QuoteURL = s.QuoteNumber, s.QuoteExpiry, s.QuoteURL
+		today := d.EndDate.AddDays(-n.DaysLeft)
+		d.QuoteExpired = !s.QuoteExpiry.IsZero() && s.QuoteExpiry.Before(today)
+	}
 	return d
 }
 
@@ -405,6 +434,21 @@ func (r *Renderer) Check() error {
 		AccessModel: subscription.MultiUser, Status: subscription.StatusActive,
 		ContractManager: subscription.Contact{Name: "Sam Sample", Email: "sam@example.com"},
 	}
+	// Every optional part once: usage and an open quote, then an expired one.
+	withAll := s
+	withAll.Usage = &subscription.SeatUsage{AsOf: s.EndDate.AddDays(-40), Users: 8, Unused30: 3, Unused60: 2}
+	withAll.QuoteNumber, withAll.QuoteExpiry, withAll.QuoteURL = "Q-1", s.EndDate, "https://quotes.example/q/1"
+	expired := withAll
+	expired.QuoteExpiry = s.EndDate.AddDays(-400)
+	for _, s := range []subscription.Subscription{s, withAll, expired} {
+		if err := r.check(s); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (r *Renderer) check(s subscription.Subscription) error {
 	for _, l := range r.locales {
 		s.Locale = l.name
 		for name := range l.sets {

@@ -204,3 +204,19 @@ func UnmarshalRecord(b []byte) (Record, error) {
 func SameData(a, b Record) bool {
 	return a.Digest == b.Digest && bytes.Equal(a.Clear, b.Clear)
 }
+
+// Usage returns the seat usage that r's subscription carries, or nil. It
+// decodes only that field, and only when the record has one, so that an
+// upsert pays for it only on subscriptions with usage.
+func Usage(r Record) (*subscription.SeatUsage, error) {
+	if !bytes.Contains(r.Clear, []byte(`"seat_usage"`)) {
+		return nil, nil
+	}
+	var u struct {
+		Usage *subscription.SeatUsage `json:"seat_usage"`
+	}
+	if err := json.Unmarshal(r.Clear, &u); err != nil {
+		return nil, fmt.Errorf("decode seat usage: %w", err)
+	}
+	return u.Usage, nil
+}

@@ -13,10 +13,12 @@ import (
 	"fmt"
 	"slices"
 	"sort"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"renewals/pkg/importer"
 	"renewals/pkg/subscription"
 )
 
@@ -65,6 +67,8 @@ func Run(t *testing.T, open func(t *testing.T) Backend) {
 		{"UpsertCreatedUpdatedUnchanged", testUpsertChanges},
 		{"UpsertRepeatedIDsLaterWins", testUpsertRepeated},
 		{"UpsertLargeBatch", testUpsertLarge},
+		{"UpsertKeepsSeatUsage", testUpsertKeepsUsage},
+		{"UsageImportKeepsNoIdentity", testUsageImportKeepsNoIdentity},
 		{"GetRoundTripAndNotFound", testGet},
 		{"EndingBetweenInclusiveOrdered", testEndingBetween},
 		{"EndingBetweenFollowsEndDateChanges", testEndingBetweenMoves},
@@ -83,6 +87,8 @@ func Run(t *testing.T, open func(t *testing.T) Backend) {
 		{"LedgerNonSentOutcomesDoNotBlock", testNonSent},
 		{"LedgerSentGetList", testSentGetList},
 		{"LedgerConcurrentClaim", testConcurrentClaim},
+		{"LedgerClaimManyConfirmMany", testClaimConfirmMany},
+		{"LedgerManyAcrossProcesses", testManyAcrossProcesses},
 	}
 	tests = append(tests, callCases()...)
 	for _, tc := range tests {
@@ -879,5 +885,238 @@ func testConcurrentClaim(t *testing.T, b Backend) {
 	}
 	if e := lget(t, b.Ledger, k); e.Attempts != 1 {
 		t.Errorf("attempts after the race = %d, want 1", e.Attempts)
+	}
+}
+
+// testUpsertKeepsUsage: a row without seat usage (an import, an edit) keeps
+// the counts that the last usage import stored; a row with usage replaces
+// them; the vendor fields round-trip.
+func testUpsertKeepsUsage(t *testing.T, b Backend) {
+	s := sub("u1", base)
+	s.ContractNumber, s.Team, s.QuoteNumber, s.QuoteURL = "CN-1", "team-a", "Q-9", "https://quotes.example/q/9"
+	s.AutorenewDate, s.QuoteExpiry = base.AddDays(-1), base.AddDays(-30)
+	upsert(t, b.Store, s)
+	withUsage := s
+	withUsage.Usage = &subscription.SeatUsage{AsOf: base.AddDays(-60), Users: 10, Unused30: 5, Unused60: 3, Unused90: 1}
+	checkResult(t, "usage set", upsert(t, b.Store, withUsage)[0], subscription.Updated, base)
+	if got := get(t, b.Store, s.ID); !subscription.Equal(got, withUsage) {
+		t.Fatalf("Get after the usage = %+v, want %+v", got, withUsage)
+	}
+	// The same row again, without usage: unchanged, and the usage stays.
+	checkResult(t, "same row without usage", upsert(t, b.Store, s)[0], subscription.Unchanged, base)
+	renamed := s
+	renamed.CustomerName = "Renamed Ltd"
+	checkResult(t, "renamed without usage", upsert(t, b.Store, renamed)[0], subscription.Updated, base)
+	want := renamed
+	want.Usage = withUsage.Usage
+	if got := get(t, b.Store, s.ID); !subscription.Equal(got, want) {
+		t.Errorf("Get after an upsert without usage = %+v, want the usage kept: %+v", got, want)
+	}
+	// Repeated in one batch: each row against the one before.
+	newer := renamed
+	newer.Usage = &subscription.SeatUsage{AsOf: base.AddDays(-30), Users: 10, Unused30: 2}
+	res := upsert(t, b.Store, newer, renamed)
+	checkResult(t, "new usage", res[0], subscription.Updated, base)
+	checkResult(t, "then a row without usage", res[1], subscription.Unchanged, base)
+	if got := get(t, b.Store, s.ID); got.Usage == nil || *got.Usage != *newer.Usage {
+		t.Errorf("usage after a batch = %+v, want %+v", got.Usage, newer.Usage)
+	}
+}
+
+// testUsageImportKeepsNoIdentity: a usage export of 10,000 user rows
+// becomes counts per subscription, and no byte the backend holds names a
+// user: the export's names, addresses and ids appear nowhere, not even in
+// the files on disk.
+func testUsageImportKeepsNoIdentity(t *testing.T, b Backend) {
+	r := randHex(t)
+	asOf := base.AddDays(-60)
+	const subsN, users = 40, 10000
+	var subs []subscription.Subscription
+	for i := range subsN {
+		s := sub(fmt.Sprintf("use-%02d", i), base)
+		s.CustomerName = "Usage Customer " + r // not personal: the positive control
+		s.ContractNumber = fmt.Sprintf("CN-%d", i/4)
+		s.Product = fmt.Sprintf("Product %d", i%4)
+		s.Seats = intp(users / subsN)
+		subs = append(subs, s)
+	}
+	upsert(t, b.Store, subs...)
+
+	var csv bytes.Buffer
+	csv.WriteString("Email,First Name,Last Name,Autodesk ID,Contract Number,Product Name,Subscription ID,Last Accessed,Days Inactive\r\n")
+	want := map[string]*subscription.SeatUsage{}
+	for i := range users {
+		s := subs[i%subsN]
+		u := want[s.ID]
+		if u == nil {
+			u = &subscription.SeatUsage{AsOf: asOf}
+			want[s.ID] = u
+		}
+		idle := (i * 7) % 120 // 0 to 119 days
+		u.Users++
+		if idle >= 30 {
+			u.Unused30++
+		}
+		if idle >= 60 {
+			u.Unused60++
+		}
+		if idle >= 90 {
+			u.Unused90++
+		}
+		id, contract, product, last, days := s.ID, "", "", asOf.AddDays(-idle).String(), ""
+		switch i % 3 {
+		case 1: // by contract and product, as the vendor's export names them
+			id, contract, product = "", s.ContractNumber, strings.ToUpper(s.Product)
+		case 2: // the vendor's days inactive instead of a date
+			last, days = "", fmt.Sprint(idle)
+		}
+		fmt.Fprintf(&csv, "user%05d.%s@corp.example,Firstname%s%05d,Lastname%s,ADSK%s%05d,%s,%s,%s,%s,%s\r\n",
+			i, r, r, i, r, r, i, contract, product, id, last, days)
+	}
+	rep, err := importer.ImportUsage(ctxT(t), &csv, importer.UsageOptions{Store: b.Store, AsOf: asOf})
+	if err != nil {
+		t.Fatalf("ImportUsage: %v", err)
+	}
+	if rep.Rows != users || rep.Counted != users || rep.Rejected != 0 || rep.Subscriptions != subsN || rep.Updated != subsN {
+		t.Errorf("report: %s", rep.Text())
+	}
+	if len(rep.UnknownColumns) != 0 {
+		t.Errorf("the users' columns were reported as unknown: %v", rep.UnknownColumns)
+	}
+	for _, s := range subs {
+		got := get(t, b.Store, s.ID)
+		if got.Usage == nil || *got.Usage != *want[s.ID] {
+			t.Errorf("%s: usage %+v, want %+v", s.ID, got.Usage, want[s.ID])
+		}
+	}
+	if txt := rep.Text(); strings.Contains(txt, r) {
+		t.Errorf("the report names users:\n%s", txt)
+	}
+	// Every user's name, address and id carries r; the subscriptions'
+	// customer name too, which shows the dump sees the records.
+	waitFor(t, "the records to reach every place the dump reads", func() bool {
+		return len(find(b.Dump(t), map[string][]byte{"marker": []byte("Usage Customer " + r)})) > 0
+	})
+	needles := map[string][]byte{
+		"a user's address": []byte("." + r + "@corp.example"), "a user's first name": []byte("Firstname" + r),
+		"a user's last name": []byte("Lastname" + r), "a user's Autodesk id": []byte("ADSK" + r),
+	}
+	dump := b.Dump(t)
+	for where, data := range dump {
+		data = bytes.ReplaceAll(data, []byte("Usage Customer "+r), nil)
+		if bytes.Contains(data, []byte(r)) {
+			t.Errorf("the export's random marker is stored in %s", where)
+		}
+	}
+	if found := find(dump, needles); len(found) > 0 {
+		t.Errorf("user identity stored: %v", found)
+	}
+}
+
+// testClaimConfirmMany: ClaimMany and ConfirmMany answer for each notice of
+// a batch what Claim and Confirm would have, and the entries they leave are
+// what Get reads.
+func testClaimConfirmMany(t *testing.T, b Backend) {
+	l, p, ctx := b.Ledger, b.Peer, ctxT(t)
+	fresh, held, sent, again, bad := key("M1", 90), key("M1", 45), key("M1", 30), key("M2", 30), key("M2", 45)
+	mustClaim(t, p, held, "peer", t0)
+	mustClaim(t, p, sent, "peer", t0)
+	if _, err := p.Confirm(ctx, sent, "peer", subscription.Entry{Outcome: subscription.OutcomeSent, At: t0}); err != nil {
+		t.Fatal(err)
+	}
+	mustClaim(t, l, again, "a", t0)
+	errs := l.ClaimMany(ctx, []subscription.Claim{
+		{Key: fresh, Token: "a"}, {Key: held, Token: "a"}, {Key: sent, Token: "a"}, {Key: again, Token: "a"}, {Key: bad, Token: ""},
+	}, t0.Add(time.Second), lease)
+	if len(errs) != 5 {
+		t.Fatalf("ClaimMany returned %d errors for 5 claims", len(errs))
+	}
+	if errs[0] != nil || errs[3] != nil {
+		t.Errorf("ClaimMany of a fresh notice and a re-claim by its holder: %v, %v; want both nil", errs[0], errs[3])
+	}
+	wantErr(t, "ClaimMany of a notice another holds", errs[1], subscription.ErrClaimed)
+	wantErr(t, "ClaimMany of a sent notice", errs[2], subscription.ErrAlreadySent)
+	if errs[4] == nil {
+		t.Error("ClaimMany with an empty token: no error")
+	}
+	if e := lget(t, l, fresh); e.Attempts != 1 || e.Outcome != "" || e.Ambiguous {
+		t.Errorf("after ClaimMany: %+v, want 1 attempt, no outcome", e)
+	}
+	if e := lget(t, l, again); e.Attempts != 1 {
+		t.Errorf("a re-claim by the holder counted an attempt: %+v", e)
+	}
+	wantErr(t, "Claim by another token of a notice ClaimMany took", p.Claim(ctx, fresh, "peer", t0.Add(2*time.Second), lease), subscription.ErrClaimed)
+
+	at := t0.Add(3 * time.Second)
+	cs := []subscription.Confirmation{
+		{Key: fresh, Token: "a", Entry: subscription.Entry{Outcome: subscription.OutcomeSent, Role: subscription.RoleContractManager, At: at}},
+		{Key: again, Token: "a", Entry: subscription.Entry{Outcome: subscription.OutcomeSkipped, Reason: "renewed", At: at, Ambiguous: true}},
+		{Key: held, Token: "a", Entry: subscription.Entry{Outcome: subscription.OutcomeSent, At: at}},
+		{Key: bad, Token: "a", Entry: subscription.Entry{At: at}},
+	}
+	entries, cerrs := l.ConfirmMany(ctx, cs)
+	if len(entries) != 4 || len(cerrs) != 4 {
+		t.Fatalf("ConfirmMany returned %d entries and %d errors for 4", len(entries), len(cerrs))
+	}
+	for i, k := range []subscription.NoticeKey{fresh, again} {
+		if cerrs[i] != nil {
+			t.Errorf("ConfirmMany of %s: %v", k, cerrs[i])
+			continue
+		}
+		want := lget(t, l, k)
+		got := entries[i]
+		if got.Key != want.Key || got.Outcome != want.Outcome || got.Reason != want.Reason || got.Role != want.Role ||
+			!got.At.Equal(want.At) || got.Attempts != want.Attempts || got.Ambiguous != want.Ambiguous {
+			t.Errorf("ConfirmMany(%s) returned %+v, but the ledger holds %+v", k, got, want)
+		}
+	}
+	if e := lget(t, l, again); e.Outcome != subscription.OutcomeSkipped || !e.Ambiguous || e.Reason != "renewed" {
+		t.Errorf("after ConfirmMany: %+v, want skipped, ambiguous, reason renewed", e)
+	}
+	wantErr(t, "ConfirmMany of a notice another holds", cerrs[2], subscription.ErrLostClaim)
+	if cerrs[3] == nil {
+		t.Error("ConfirmMany with no outcome: no error")
+	}
+	wantErr(t, "Claim after ConfirmMany recorded it sent", p.Claim(ctx, fresh, "peer", t0.Add(time.Hour), lease), subscription.ErrAlreadySent)
+	// Repeated by the token that confirmed (a lost reply): the entry as stored.
+	entries, cerrs = l.ConfirmMany(ctx, cs[:1])
+	if cerrs[0] != nil || entries[0].Outcome != subscription.OutcomeSent || entries[0].Attempts != 1 {
+		t.Errorf("repeated ConfirmMany: %+v, %v; want the sent entry", entries[0], cerrs[0])
+	}
+	if entries, errs := l.ConfirmMany(ctx, nil); len(entries) != 0 || len(errs) != 0 {
+		t.Errorf("ConfirmMany of nothing: %v, %v", entries, errs)
+	}
+	if errs := l.ClaimMany(ctx, nil, t0, lease); len(errs) != 0 {
+		t.Errorf("ClaimMany of nothing: %v", errs)
+	}
+}
+
+// testManyAcrossProcesses: batches decide on what the other process wrote,
+// not on what this one remembers: a takeover by a peer after the lease ran
+// out makes the first holder's ConfirmMany fail with ErrLostClaim, and a
+// lapsed claim taken over by ClaimMany after Begin is flagged ambiguous.
+func testManyAcrossProcesses(t *testing.T, b Backend) {
+	a, p, ctx := b.Ledger, b.Peer, ctxT(t)
+	k1, k2 := key("X1", 30), key("X1", 45)
+	if errs := a.ClaimMany(ctx, []subscription.Claim{{Key: k1, Token: "a"}, {Key: k2, Token: "a"}}, t0, lease); errs[0] != nil || errs[1] != nil {
+		t.Fatalf("ClaimMany: %v", errs)
+	}
+	if err := a.Begin(ctx, k1, "a", t0, lease); err != nil {
+		t.Fatal(err)
+	}
+	if errs := p.ClaimMany(ctx, []subscription.Claim{{Key: k1, Token: "p"}}, t0.Add(lease), lease); errs[0] != nil {
+		t.Fatalf("peer's ClaimMany over a lapsed lease: %v", errs[0])
+	}
+	_, errs := a.ConfirmMany(ctx, []subscription.Confirmation{
+		{Key: k1, Token: "a", Entry: subscription.Entry{Outcome: subscription.OutcomeSent, At: t0}},
+		{Key: k2, Token: "a", Entry: subscription.Entry{Outcome: subscription.OutcomeSent, At: t0}},
+	})
+	wantErr(t, "ConfirmMany after the peer took over", errs[0], subscription.ErrLostClaim)
+	if errs[1] != nil {
+		t.Errorf("ConfirmMany of the claim still held: %v", errs[1])
+	}
+	entries, errs := p.ConfirmMany(ctx, []subscription.Confirmation{{Key: k1, Token: "p", Entry: subscription.Entry{Outcome: subscription.OutcomeSent, At: t0.Add(lease)}}})
+	if errs[0] != nil || !entries[0].Ambiguous || entries[0].Attempts != 2 {
+		t.Errorf("peer's ConfirmMany after a takeover of a begun send: %+v, %v; want ambiguous, 2 attempts", entries[0], errs[0])
 	}
 }

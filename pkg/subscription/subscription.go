@@ -82,6 +82,24 @@ type Subscription struct {
 	Timezone        string      `json:"timezone,omitempty"`
 	Locale          string      `json:"locale,omitempty"`
 	ResellerRep     string      `json:"reseller_rep,omitempty"`
+	// ContractNumber is the vendor's contract that the subscription belongs
+	// to; subscriptions of one contract with the same end date and contract
+	// manager co-term.
+	ContractNumber string `json:"contract_number,omitempty"`
+	// AutorenewDate is the day the vendor renews the subscription by itself,
+	// when it is set to renew automatically.
+	AutorenewDate Date `json:"autorenew_date,omitzero"`
+	// Team is the vendor's team (Autodesk's team alias) that holds the
+	// subscription.
+	Team string `json:"team,omitempty"`
+	// Quote is the reseller's renewal quote, when one was made.
+	QuoteNumber string `json:"quote_number,omitempty"`
+	QuoteExpiry Date   `json:"quote_expiry,omitzero"`
+	QuoteURL    string `json:"quote_url,omitempty"`
+	// Usage is what the last seat-usage import counted. Only counts are
+	// kept, never who the users are. An upsert that carries no usage keeps
+	// the stored one (see KeepUsage): only a usage import sets it.
+	Usage *SeatUsage `json:"seat_usage,omitempty"`
 	// StatusReason says why the status is what it is when a call set it,
 	// e.g. "renewing (call of 2027-03-02)"; it holds no personal data.
 	StatusReason string `json:"status_reason,omitempty"`
@@ -130,8 +148,18 @@ func Equal(a, b Subscription) bool {
 		eqInt(a.Seats, b.Seats) && eqInt(a.SeatsAssigned, b.SeatsAssigned) &&
 		a.AccessModel == b.AccessModel && a.Term == b.Term && a.StartDate == b.StartDate &&
 		a.Status == b.Status && a.Timezone == b.Timezone && a.Locale == b.Locale &&
-		a.ResellerRep == b.ResellerRep && a.StatusReason == b.StatusReason && a.ContractManager == b.ContractManager &&
+		a.ResellerRep == b.ResellerRep && a.StatusReason == b.StatusReason && a.ContractNumber == b.ContractNumber &&
+		a.AutorenewDate == b.AutorenewDate && a.Team == b.Team && a.QuoteNumber == b.QuoteNumber &&
+		a.QuoteExpiry == b.QuoteExpiry && a.QuoteURL == b.QuoteURL && eqUsage(a.Usage, b.Usage) &&
+		a.ContractManager == b.ContractManager &&
 		a.PrimaryAdmin == b.PrimaryAdmin && strings.Join(a.SecondaryAdmins, ";") == strings.Join(b.SecondaryAdmins, ";")
+}
+
+func eqUsage(a, b *SeatUsage) bool {
+	if a == nil || b == nil {
+		return a == b
+	}
+	return *a == *b
 }
 
 func eqInt(a, b *int) bool {

@@ -67,6 +67,9 @@ type Server struct {
 	// run at once (as many again may wait; beyond, 429). Zero means
 	// DefaultHeavyReads().
 	HeavyReads int
+	// TempDir is where an imported workbook is unpacked while it is read;
+	// empty: the system's temporary directory.
+	TempDir string
 	// Bounces handles resends and hand-fed bounces (bounce.go).
 	Bounces *bounces.Service
 	// OutboxDir is where the outbox writes emails (<data dir>/outbox); an
@@ -79,6 +82,7 @@ func (s *Server) Handler() http.Handler {
 	heavy := newReadGate(cmp.Or(s.HeavyReads, DefaultHeavyReads())).wrap
 	api := http.NewServeMux()
 	api.HandleFunc("POST /api/v1/subscriptions/import", s.wrap(s.importSubscriptions))
+	api.HandleFunc("POST /api/v1/usage/import", s.wrap(s.importUsage))
 	api.HandleFunc("GET /api/v1/subscriptions/{id}", s.wrap(s.getSubscription))
 	api.HandleFunc("PUT /api/v1/subscriptions/{id}", s.wrap(s.putSubscription))
 	api.HandleFunc("DELETE /api/v1/subscriptions/{id}", s.wrap(s.eraseSubscription))
@@ -141,12 +145,13 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 func (s *Server) importSubscriptions(w http.ResponseWriter, r *http.Request) error {
 	body := http.MaxBytesReader(w, r.Body, s.MaxImportBytes)
 	format := formatOf(r.Header.Get("Content-Type"))
+	opts, err := importOptions(r)
+	if err != nil {
+		return err
+	}
 	events := s.upsertEvents(r.Context())
-	report, err := importer.Import(r.Context(), body, importer.Options{
-		Store:    s.Store,
-		Format:   format,
-		OnUpsert: events.add,
-	})
+	opts.Store, opts.Format, opts.OnUpsert, opts.TempDir = s.Store, format, events.add, s.TempDir
+	report, err := importer.Import(r.Context(), body, opts)
 	// Whatever the outcome, the rows stored so far have their events out:
 	// wait for JetStream to take them before answering.
 	evErr := events.wait()
@@ -170,10 +175,34 @@ func (s *Server) importSubscriptions(w http.ResponseWriter, r *http.Request) err
 	return nil
 }
 
+// importOptions reads the import's query parameters: sheet (of a
+// workbook), date_format (DD/MM/YYYY or MM/DD/YYYY) and map, repeated, one
+// "their column=our field" each.
+func importOptions(r *http.Request) (importer.Options, error) {
+	q := r.URL.Query()
+	var o importer.Options
+	df, err := importer.ParseDateFormat(q.Get("date_format"))
+	if err != nil {
+		return o, errorf(CodeInvalid, "date_format: %v", err)
+	}
+	o.DateFormat, o.Sheet = df, q.Get("sheet")
+	if maps := q["map"]; len(maps) > 0 {
+		if o.Map, err = importer.ParseMap(strings.NewReader(strings.Join(maps, "\n"))); err != nil {
+			return o, errorf(CodeInvalid, "map: %v", err)
+		}
+	}
+	return o, nil
+}
+
+// ContentTypeXLSX is the media type of an .xlsx workbook.
+const ContentTypeXLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+
 func formatOf(contentType string) importer.Format {
 	switch {
 	case contentType == "":
 		return ""
+	case startsWith(contentType, ContentTypeXLSX):
+		return importer.FormatXLSX
 	case startsWith(contentType, "text/csv"):
 		return importer.FormatCSV
 	case startsWith(contentType, "application/x-ndjson"), startsWith(contentType, "application/ndjson"):

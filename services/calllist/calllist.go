@@ -40,6 +40,9 @@ const (
 	Unreachable Category = "unreachable"
 	// Lapsed: past the end date, within the grace days, not renewed.
 	Lapsed Category = "lapsed"
+	// QuoteExpired: the renewal quote expired before the subscription
+	// was renewed. Call to send a new one.
+	QuoteExpired Category = "quote_expired"
 	// Expiring: inside the renewal window, by days left.
 	Expiring Category = "expiring"
 )
@@ -52,8 +55,10 @@ func (c Category) order() int {
 		return 1
 	case Lapsed:
 		return 2
+	case QuoteExpired:
+		return 3
 	}
-	return 3
+	return 4
 }
 
 // Entry is one line of the call list. It holds the contract manager's name
@@ -78,6 +83,10 @@ type Entry struct {
 	NoticesSent    []SentNotice      `json:"notices_sent"`
 	LastOutcome    *LastOutcome      `json:"last_outcome,omitempty"`
 	ResellerRep    string            `json:"reseller_rep"`
+	// Usage is what the vendor's usage export counted, when imported.
+	Usage *subscription.SeatUsage `json:"seat_usage,omitempty"`
+	// Quote is the reseller's renewal quote, when one was made.
+	Quote *Quote `json:"quote,omitempty"`
 	// Stage is the post-expiry stage of a lapsed subscription (expired,
 	// suspended, cancelled); RenewBy the last day it can still be renewed.
 	Stage   string             `json:"stage,omitempty"`
@@ -87,6 +96,22 @@ type Entry struct {
 	LastCall      *LastCall `json:"last_call,omitempty"`
 	NextTermSeats *int      `json:"next_term_seats,omitempty"`
 }
+
+// Quote is a renewal quote on the list: open until Expiry (zero when not
+// known), or expired.
+type Quote struct {
+	Number string            `json:"number"`
+	Expiry subscription.Date `json:"expiry,omitzero"`
+	URL    string            `json:"url,omitempty"`
+	// Status is "open" or "expired".
+	Status string `json:"status"`
+}
+
+// The statuses of a Quote.
+const (
+	QuoteOpen       = "open"
+	QuoteStatusGone = "expired"
+)
 
 // SentNotice is a notice of the current term that went to the contract
 // manager, and the day it went (in the subscription's zone).
@@ -213,6 +238,16 @@ func (r Rules) Build(sub subscription.Subscription, st *State, today subscriptio
 	if known {
 		e.SeatsUnused = &unused
 	}
+	if sub.Usage != nil {
+		u := *sub.Usage
+		e.Usage = &u
+	}
+	if sub.QuoteNumber != "" {
+		e.Quote = &Quote{Number: sub.QuoteNumber, Expiry: sub.QuoteExpiry, URL: sub.QuoteURL, Status: QuoteOpen}
+		if !sub.QuoteExpiry.IsZero() && sub.QuoteExpiry.Before(today) {
+			e.Quote.Status = QuoteStatusGone
+		}
+	}
 	var last *NoticeState
 	if st != nil {
 		for i, n := range st.Notices {
@@ -249,8 +284,20 @@ func (r Rules) Build(sub subscription.Subscription, st *State, today subscriptio
 		} else {
 			e.Reason = "expires in " + plural(days, "day")
 		}
-		if known && unused > 0 {
+		if e.Quote != nil && e.Quote.Status == QuoteStatusGone {
+			e.Category = QuoteExpired
+			e.Reason = fmt.Sprintf("quote %s expired %s; %s", e.Quote.Number, ago(today.DaysUntil(e.Quote.Expiry)), e.Reason)
+		}
+		if line := sub.UsageLine(); line != "" {
+			e.Reason += "; " + line
+		} else if known && unused > 0 {
 			e.Reason += fmt.Sprintf("; %d of %d seats unused", unused, *sub.Seats)
+		}
+		if e.Quote != nil && e.Quote.Status == QuoteOpen {
+			e.Reason += "; quote " + e.Quote.Number + " open"
+			if !e.Quote.Expiry.IsZero() {
+				e.Reason += " until " + e.Quote.Expiry.String()
+			}
 		}
 	}
 	r.postExpiry(&e, days)
@@ -258,6 +305,14 @@ func (r Rules) Build(sub subscription.Subscription, st *State, today subscriptio
 		return Entry{}, false
 	}
 	return e, true
+}
+
+// ago says how long ago a day days before today (days <= 0) was.
+func ago(days int) string {
+	if days == 0 {
+		return "today"
+	}
+	return plural(-days, "day") + " ago"
 }
 
 func plural(n int, unit string) string {

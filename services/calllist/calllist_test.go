@@ -160,7 +160,7 @@ func TestWriteCSVForSpreadsheets(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := "\uFEFF" + strings.Join(CSVHeader, ",") + "\r\n" +
-		`1,unreachable,no contract manager email,1,,"'=HYPERLINK(""http://x"")","Revit, ""LT""",2027-01-01,-3,3,,,,Zoë Ødegård,+44 1254 000101,90-day 2026-10-03; 45-day 2026-11-17,,,,,,,` + "\r\n"
+		`1,unreachable,no contract manager email,1,,"'=HYPERLINK(""http://x"")","Revit, ""LT""",2027-01-01,-3,3,,,,Zoë Ødegård,+44 1254 000101,90-day 2026-10-03; 45-day 2026-11-17,,,,,,,,,,,,,` + "\r\n"
 	if got := b.String(); got != want {
 		t.Fatalf("CSV =\n%q\nwant\n%q", got, want)
 	}
@@ -263,4 +263,52 @@ func TestEventStreamHeartbeat(t *testing.T) {
 	for sc.Scan() {
 	}
 	// The scan above returns once the handler ended the response.
+}
+
+// TestBuildQuotesAndUsage: the list shows open and expired quotes, an
+// expired quote is a reason to call (ranked after the lapsed), and the
+// vendor's usage counts replace the assigned-seat count in the reason.
+func TestBuildQuotesAndUsage(t *testing.T) {
+	today := subscription.MustDate("2027-01-01")
+	r := Rules{Milestones: subscription.DefaultMilestones, GraceDays: 30, Location: time.UTC}
+	s := subscription.Subscription{
+		ID: "1", Status: subscription.StatusActive, Seats: intp(10), SeatsAssigned: intp(7), EndDate: today.AddDays(20),
+		ContractManager: subscription.Contact{Email: "n@example.com"},
+		Usage:           &subscription.SeatUsage{AsOf: today, Users: 10, Unused30: 5, Unused60: 3},
+	}
+	e, ok := r.Build(s, nil, today)
+	if !ok || e.Category != Expiring || e.Reason != "expires in 20 days; 3 of 10 seats unused for 60+ days" || e.Usage == nil || e.Usage.Unused30 != 5 {
+		t.Errorf("with usage: %+v", e)
+	}
+	open := s
+	open.QuoteNumber, open.QuoteExpiry, open.QuoteURL = "Q-7", today.AddDays(10), "https://q.example/7"
+	e, _ = r.Build(open, nil, today)
+	if e.Category != Expiring || e.Quote == nil || e.Quote.Status != QuoteOpen || e.Quote.URL != "https://q.example/7" ||
+		e.Reason != "expires in 20 days; 3 of 10 seats unused for 60+ days; quote Q-7 open until 2027-01-11" {
+		t.Errorf("open quote: %+v %+v", e, e.Quote)
+	}
+	gone := open
+	gone.QuoteExpiry = today.AddDays(-4)
+	e, _ = r.Build(gone, nil, today)
+	if e.Category != QuoteExpired || e.Quote.Status != QuoteStatusGone || e.Reason != "quote Q-7 expired 4 days ago; expires in 20 days; 3 of 10 seats unused for 60+ days" {
+		t.Errorf("expired quote: %+v %+v", e, e.Quote)
+	}
+	lapsed := s
+	lapsed.EndDate = today.AddDays(-2)
+	l, _ := r.Build(lapsed, nil, today)
+	soon := s
+	soon.ID, soon.EndDate = "3", today.AddDays(1)
+	x, _ := r.Build(soon, nil, today)
+	es := []Entry{x, e, l}
+	Sort(es)
+	if es[0].Category != Lapsed || es[1].Category != QuoteExpired || es[2].Category != Expiring {
+		t.Errorf("order %s, %s, %s; want lapsed, quote_expired, expiring", es[0].Category, es[1].Category, es[2].Category)
+	}
+	var b bytes.Buffer
+	if err := WriteCSV(&b, []Entry{e}); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasSuffix(b.String(), ",5,3,0,Q-7,2026-12-28,expired\r\n") {
+		t.Errorf("CSV row: %q", b.String())
+	}
 }

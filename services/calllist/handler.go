@@ -374,6 +374,7 @@ var CSVHeader = []string{
 	"end_date", "days_left", "seats", "seats_assigned", "seats_unused", "access_model",
 	"contract_manager_name", "contract_manager_phone", "notices_sent", "last_outcome", "reseller_rep",
 	"stage", "renew_by", "last_call", "callback_on", "next_term_seats",
+	"seats_unused_30", "seats_unused_60", "seats_unused_90", "quote_number", "quote_expiry", "quote_status",
 }
 
 // WriteCSV writes entries as CSV that Excel opens cleanly: a UTF-8 byte
@@ -412,11 +413,21 @@ func WriteCSV(w interface{ Write([]byte) (int, error) }, entries []Entry) error 
 			num(e.Seats), num(e.SeatsAssigned), num(e.SeatsUnused), text(e.AccessModel),
 			text(e.CMName), text(e.CMPhone), strings.Join(sent, "; "), last, text(e.ResellerRep),
 			e.Stage, dateCell(e.RenewBy), "", "", num(e.NextTermSeats),
+			"", "", "", "", "", "",
 		}
 		if c := e.LastCall; c != nil {
-			row[len(row)-3] = c.On.String() + " " + string(c.Outcome)
+			row[20] = c.On.String() + " " + string(c.Outcome)
 			if !c.CallbackOn.IsZero() {
-				row[len(row)-2] = c.CallbackOn.String()
+				row[21] = c.CallbackOn.String()
+			}
+		}
+		if u := e.Usage; u != nil {
+			row[23], row[24], row[25] = strconv.Itoa(u.Unused30), strconv.Itoa(u.Unused60), strconv.Itoa(u.Unused90)
+		}
+		if q := e.Quote; q != nil {
+			row[26], row[28] = text(q.Number), q.Status
+			if !q.Expiry.IsZero() {
+				row[27] = q.Expiry.String()
 			}
 		}
 		if err := cw.Write(row); err != nil {

@@ -36,9 +36,11 @@ const usage = `renewals: renewal notices for software subscriptions, to the cont
 
 Usage:
   renewals serve [--target all|scheduler|notifier|calllist|api|bounces[,...]] [flags]
-  renewals import FILE                      .csv, .json (array) or .ndjson; prints the import report
+  renewals import FILE                      .csv, .xlsx, .json (array) or .ndjson; prints the import report
   renewals import [--format csv|json|ndjson] FILE|-
                                             any other name, or standard input (-)
+  renewals import FILE.xlsx [--sheet NAME]   a workbook; --map FILE for another layout, --date-format DD/MM/YYYY|MM/DD/YYYY
+  renewals import-usage FILE [--as-of DATE] the vendor's seat-usage export (.csv or .xlsx): unused seats per subscription
   renewals run [--as-of DATE] [--dry-run] [--wait]
                                             one scheduler pass now, or as if today were DATE
   renewals forecast [--from DATE] [--days N]
@@ -86,6 +88,8 @@ func Main(ctx context.Context, args []string, env Env) int {
 		err = serve(ctx, rest, env)
 	case "import":
 		return importCmd(rest, env)
+	case "import-usage":
+		return importUsageCmd(rest, env)
 	case "run":
 		err = runCmd(ctx, rest, env)
 	case "forecast":
@@ -190,9 +194,12 @@ func parse(fs *flag.FlagSet, args []string, positional int) error {
 }
 
 func importCmd(args []string, env Env) int {
-	fs := newFlagSet("import", "import [flags] FILE\n\nImports subscriptions from FILE (.csv with a header row, .json holding an array, or\n.ndjson), or from standard input when FILE is -, and prints the import report.\nExit status 1 when rows or the file were rejected.", env)
+	fs := newFlagSet("import", "import [flags] FILE\n\nImports subscriptions from FILE (.csv with a header row, separated by commas, semicolons\nor tabs, in UTF-8, UTF-16 or Windows-1252; an .xlsx workbook; .json holding an array;\nor .ndjson), or from standard input when FILE is -, and prints the import report.\nThe vendor's export (e.g. Autodesk's, \"Subscription ID\", \"Seat Quantity\") is understood\nas it is; map any other layout with --map. Exit status 1 when rows or the file were rejected.", env)
 	server, dataDir := clientFlags(fs, env)
-	format := fs.String("format", "", "csv, json or ndjson: the format of FILE, needed when its name does not end in .csv, .json or .ndjson\n(e.g. a .txt file or /dev/stdin); for - the server tells it from the content when not given")
+	format := fs.String("format", "", "csv, json, ndjson or xlsx: the format of FILE, needed when its name does not end in .csv, .tsv, .txt,\n.xlsx, .json or .ndjson (e.g. /dev/stdin); for - the server tells it from the content when not given")
+	mapFile := fs.String("map", "", "a column map FILE for a layout the import does not know: one `their column = our field` a line")
+	sheet := fs.String("sheet", "", "the workbook's sheet to read (default the first)")
+	dateFormat := fs.String("date-format", "", "DD/MM/YYYY or MM/DD/YYYY: the order of dates written with slashes, when the file's rows do not tell it")
 	quiet := fs.Bool("quiet", false, "no progress output")
 	progressOver := fs.Int64("progress-over", 4<<20, "show progress on stderr for files larger than this many bytes")
 	if err := parse(fs, args, 1); err != nil {
@@ -238,6 +245,10 @@ func importCmd(args []string, env Env) int {
 	if err != nil {
 		return fail(err)
 	}
+	query, err := importQuery(*mapFile, *sheet, *dateFormat)
+	if err != nil {
+		return fail(err)
+	}
 	c, err := newClient(*server, *dataDir, env.Getenv)
 	if err != nil {
 		return fail(err)
@@ -248,7 +259,7 @@ func importCmd(args []string, env Env) int {
 		stop = progress(env.Stderr, path, body, size)
 	}
 	var report importer.Report
-	err = c.do(http.MethodPost, "/api/v1/subscriptions/import", contentType, body, &report)
+	err = c.do(http.MethodPost, "/api/v1/subscriptions/import"+query, contentType, body, &report)
 	stop()
 	if err != nil {
 		return fail(err)
@@ -258,6 +269,127 @@ func importCmd(args []string, env Env) int {
 		return ExitRejected
 	}
 	return ExitOK
+}
+
+func importUsageCmd(args []string, env Env) int {
+	fs := newFlagSet("import-usage", "import-usage [flags] FILE\n\nImports the vendor's seat-usage export (.csv or .xlsx, one row per user and product,\nnaming the subscription, or the contract and product, and the day each user last used\nit or the days since) from FILE, or from standard input when FILE is -. Each subscription\nkeeps only the counts of seats unused for 30, 60 and 90 days: no user's name or address.\nExit status 1 when rows or the file were rejected.", env)
+	server, dataDir := clientFlags(fs, env)
+	asOf := fs.String("as-of", "", "the day the export was taken (YYYY-MM-DD): days inactive are reckoned to it (default today)")
+	format := fs.String("format", "", "csv or xlsx, when FILE's name does not tell")
+	mapFile := fs.String("map", "", "a column map FILE: one `their column = our field` a line, our fields being subscription_id,\ncontract_number, product, last_used and days_inactive")
+	sheet := fs.String("sheet", "", "the workbook's sheet to read (default the first)")
+	dateFormat := fs.String("date-format", "", "DD/MM/YYYY or MM/DD/YYYY: the order of dates written with slashes, when the rows do not tell it")
+	if err := parse(fs, args, 1); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return ExitOK
+		}
+		fmt.Fprintf(env.Stderr, "renewals import-usage: %v\n", err)
+		return ExitError
+	}
+	fail := func(err error) int {
+		fmt.Fprintf(env.Stderr, "renewals import-usage: %v\n", err)
+		if se, ok := errors.AsType[*serverError](err); ok && se.status == http.StatusUnprocessableEntity {
+			return ExitRejected
+		}
+		return ExitError
+	}
+	path := fs.Arg(0)
+	var in io.Reader = env.Stdin
+	if path != "-" {
+		f, err := os.Open(path)
+		if err != nil {
+			return fail(fmt.Errorf("cannot read %s (%v): check the path and its permissions", path, errors.Unwrap(err)))
+		}
+		defer f.Close()
+		in = f
+	}
+	contentType, err := contentTypeOf(path, *format)
+	if err != nil {
+		return fail(err)
+	}
+	q := url.Values{}
+	if *mapFile != "" {
+		f, err := os.Open(*mapFile)
+		if err != nil {
+			return fail(fmt.Errorf("--map: cannot read %s (%v): check the path", *mapFile, errors.Unwrap(err)))
+		}
+		m, err := importer.ParseUsageMap(f)
+		f.Close()
+		if err != nil {
+			return fail(fmt.Errorf("--map %s: %w", *mapFile, err))
+		}
+		for _, kv := range importer.MapArg(m) {
+			q.Add("map", kv)
+		}
+	}
+	if *asOf != "" {
+		if _, err := subscription.ParseDate(*asOf); err != nil {
+			return fail(fmt.Errorf("--as-of: %w", err))
+		}
+		q.Set("as_of", *asOf)
+	}
+	if *dateFormat != "" {
+		df, err := importer.ParseDateFormat(*dateFormat)
+		if err != nil {
+			return fail(fmt.Errorf("--date-format: %w", err))
+		}
+		q.Set("date_format", string(df))
+	}
+	if *sheet != "" {
+		q.Set("sheet", *sheet)
+	}
+	c, err := newClient(*server, *dataDir, env.Getenv)
+	if err != nil {
+		return fail(err)
+	}
+	path = "/api/v1/usage/import"
+	if len(q) > 0 {
+		path += "?" + q.Encode()
+	}
+	var report importer.UsageReport
+	if err := c.do(http.MethodPost, path, contentType, in, &report); err != nil {
+		return fail(err)
+	}
+	fmt.Fprint(env.Stdout, report.Text())
+	if report.Rejected > 0 {
+		return ExitRejected
+	}
+	return ExitOK
+}
+
+// importQuery is the import's query string: the column map (read and
+// checked here, so that a mistake in it is told before the file is sent),
+// the sheet and the date format.
+func importQuery(mapFile, sheet, dateFormat string) (string, error) {
+	q := url.Values{}
+	if mapFile != "" {
+		f, err := os.Open(mapFile)
+		if err != nil {
+			return "", fmt.Errorf("--map: cannot read %s (%v): check the path", mapFile, errors.Unwrap(err))
+		}
+		defer f.Close()
+		m, err := importer.ParseMap(f)
+		if err != nil {
+			return "", fmt.Errorf("--map %s: %w", mapFile, err)
+		}
+		for _, kv := range importer.MapArg(m) {
+			q.Add("map", kv)
+		}
+	}
+	if dateFormat != "" {
+		df, err := importer.ParseDateFormat(dateFormat)
+		if err != nil {
+			return "", fmt.Errorf("--date-format: %w", err)
+		}
+		q.Set("date_format", string(df))
+	}
+	if sheet != "" {
+		q.Set("sheet", sheet)
+	}
+	if len(q) == 0 {
+		return "", nil
+	}
+	return "?" + q.Encode(), nil
 }
 
 // contentTypeOf returns the Content-Type of an import: that of --format
@@ -278,8 +410,10 @@ func contentTypeOf(path, format string) (string, error) {
 		return "", nil
 	}
 	switch ext {
-	case ".csv":
+	case ".csv", ".tsv", ".txt":
 		return "text/csv", nil
+	case ".xlsx":
+		return api.ContentTypeXLSX, nil
 	case ".json":
 		return "application/json", nil
 	case ".ndjson", ".jsonl":
@@ -289,7 +423,7 @@ func contentTypeOf(path, format string) (string, error) {
 			return "", nil
 		}
 	}
-	return "", fmt.Errorf("%s: name the file .csv, .json (an array) or .ndjson so its format is known, or give it with --format csv, json or ndjson", path)
+	return "", fmt.Errorf("%s: name the file .csv, .xlsx, .json (an array) or .ndjson so its format is known, or give it with --format csv, xlsx, json or ndjson", path)
 }
 
 type countingReader struct {

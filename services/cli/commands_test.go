@@ -14,6 +14,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/xuri/excelize/v2"
+
 	"renewals/services/calllist"
 	"renewals/services/e2e"
 )
@@ -87,23 +89,51 @@ func TestImportFromStandardInputAndOtherNames(t *testing.T) {
 	want(t, "import - --format csv", run(t, s, csvRows(3), "import", "-", "--format", "csv"), 0, "1 row: 1 created", "")
 	want(t, "import --format ndjson -", run(t, s, `{"subscription_id":"4","end_date":"2027-05-31"}`+"\n", "import", "--format", "ndjson", "-"), 0, "1 row: 1 created", "")
 	want(t, "import - (a JSON array)", run(t, s, `[{"subscription_id":"5","end_date":"2027-05-31"}]`, "import", "-"), 0, "1 row: 1 created", "")
-	want(t, "import - with a rejected row", run(t, s, csvRows(6)+"7,31/05/2027,x@y.example\n", "import", "-"), 1, "line 3: end_date:", "")
-	want(t, "import - of a semicolon file", run(t, s, "subscription_id;end_date\n8;2027-05-31\n", "import", "-"), 1, "", "the separator is ';'")
+	want(t, "import - with a rejected row", run(t, s, csvRows(6)+"7,2027-02-30,x@y.example\n", "import", "-"), 1, "line 3: end_date:", "")
+	want(t, "import - of a semicolon file", run(t, s, "subscription_id;end_date\n8;2027-05-31\n", "import", "-"), 0, "1 row: 1 created", "")
 
-	txt := filepath.Join(dir, "export.txt")
+	txt := filepath.Join(dir, "export.dat")
 	if err := os.WriteFile(txt, []byte(csvRows(9)), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	want(t, "import export.txt --format csv", run(t, s, "", "import", txt, "--format", "csv"), 0, "1 row: 1 created", "")
-	want(t, "import export.txt", run(t, s, "", "import", txt), 2, "", "or give it with --format csv, json or ndjson")
-	want(t, "import --format xml", run(t, s, "", "import", "--format", "xml", txt), 2, "", `"xml" is not an import format: use csv, json or ndjson`)
+	want(t, "import export.dat --format csv", run(t, s, "", "import", txt, "--format", "csv"), 0, "1 row: 1 created", "")
+	want(t, "import export.dat", run(t, s, "", "import", txt), 2, "", "or give it with --format csv, xlsx, json or ndjson")
+	want(t, "import --format xml", run(t, s, "", "import", "--format", "xml", txt), 2, "", `"xml" is not an import format: use csv, json, ndjson or xlsx`)
 
 	// A workbook renamed .csv is named for what it is.
 	xlsx := filepath.Join(dir, "subs.csv")
 	if err := os.WriteFile(xlsx, []byte("PK\x03\x04\x14\x00\x06\x00[Content_Types].xml....xl/workbook.xml"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	want(t, "import of an .xlsx renamed .csv", run(t, s, "", "import", xlsx), 1, "", "this is an Excel workbook (.xlsx), not CSV: save it as CSV UTF-8")
+	want(t, "import of an .xlsx renamed .csv", run(t, s, "", "import", xlsx), 1, "", "this is an Excel workbook (.xlsx), not CSV: name the file .xlsx")
+
+	// A real workbook, its second sheet, through the server.
+	book := excelize.NewFile()
+	book.SetSheetName("Sheet1", "Notes")
+	book.NewSheet("Subs")
+	book.SetSheetRow("Subs", "A1", &[]any{"Subscription ID", "End Date", "Seat Quantity", "Subscription Status"})
+	book.SetSheetRow("Subs", "A2", &[]any{"13", "2027-05-31", 4, "Active"})
+	wb := filepath.Join(dir, "export.xlsx")
+	if err := book.SaveAs(wb); err != nil {
+		t.Fatal(err)
+	}
+	want(t, "import export.xlsx --sheet Subs", run(t, s, "", "import", wb, "--sheet", "Subs"), 0, "1 row: 1 created", "")
+	want(t, "import export.xlsx --sheet Nope", run(t, s, "", "import", wb, "--sheet", "Nope"), 1, "", `the workbook has no sheet named "Nope"`)
+
+	// A layout of its own, through a column map; dates told by --date-format.
+	mapFile := filepath.Join(dir, "crm.map")
+	if err := os.WriteFile(mapFile, []byte("Serial = subscription_id\nExpires = end_date\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	want(t, "import --map of ambiguous dates", run(t, s, "Serial,Expires\n14,03/04/2027\n", "import", "-", "--map", mapFile), 1, "", "--date-format DD/MM/YYYY")
+	want(t, "import --map --date-format", run(t, s, "Serial,Expires\n14,03/04/2027\n", "import", "-", "--map", mapFile, "--date-format", "dd/mm/yyyy"), 0, "1 row: 1 created", "")
+	var got struct {
+		EndDate string `json:"end_date"`
+	}
+	if code := s.API(t, http.MethodGet, "/api/v1/subscriptions/14", nil, &got); code != http.StatusOK || got.EndDate != "2027-04-03" {
+		t.Errorf("subscription 14: %d, end date %q, want 2027-04-03", code, got.EndDate)
+	}
+	want(t, "import --map of a bad map", run(t, s, "", "import", "-", "--map", txt), 2, "", "--map "+txt+": line 1:")
 
 	// /dev/stdin is the real binary's standard input.
 	cmd := exec.Command(e2e.Binary(t), "import", "/dev/stdin", "--format", "csv")
@@ -115,7 +145,7 @@ func TestImportFromStandardInputAndOtherNames(t *testing.T) {
 	if err != nil || !strings.HasPrefix(stdout.String(), "3 rows: 3 created") {
 		t.Errorf("renewals import /dev/stdin --format csv: %v\nstdout: %s\nstderr: %s", err, stdout.String(), stderr.String())
 	}
-	for _, id := range []string{"1", "4", "5", "9", "12"} {
+	for _, id := range []string{"1", "4", "5", "8", "9", "12", "13"} {
 		if code := s.API(t, http.MethodGet, "/api/v1/subscriptions/"+id, nil, nil); code != http.StatusOK {
 			t.Errorf("subscription %s: GET answered %d, want it imported", id, code)
 		}

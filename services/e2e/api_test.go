@@ -27,7 +27,7 @@ import (
 const (
 	apiCSV = "subscription_id,End_Date,customer_name,cm_name,cm_email,cm_phone,Region\r\n" +
 		"130000000001,2027-03-31,\"Acme, Ltd\",Ada Lovelace,ada@acme.example,+44 20 7946 0001,EMEA\r\n" +
-		"130000000002,31/03/2027,Beta,Bob Bee,bob@beta.example,,EMEA\r\n" +
+		"130000000002,2027-02-30,Beta,Bob Bee,bob@beta.example,,EMEA\r\n" +
 		"130000000003,2027-04-30,Gamma,Cy Gamma,cy@gamma.example,,APAC\r\n" +
 		"130000000001,2027-03-31,\"Acme, Ltd\",Ada Lovelace,ada@acme.example,+44 20 7946 0001,EMEA\r\n" +
 		"130000000004,2027-05-31,Delta,Dee Delta,not-an-email,,\r\n"
@@ -54,7 +54,7 @@ var apiPersonal = []string{
 }
 
 var csvRejections = []importer.Rejection{
-	{Line: 3, SubscriptionID: "130000000002", Field: "end_date", Reason: `"31/03/2027" is not a date: use YYYY-MM-DD, e.g. 2027-03-31`},
+	{Line: 3, SubscriptionID: "130000000002", Field: "end_date", Reason: `"2027-02-30" is not a date: use YYYY-MM-DD, e.g. 2027-05-31`},
 	{Line: 6, SubscriptionID: "130000000004", Field: "cm_email", Reason: `"not-an-email" is not an email address: give one address such as jane@example.com`},
 }
 
@@ -170,6 +170,9 @@ func importVia(t *testing.T, s *e2e.Server, contentType, body string) importer.R
 
 func checkReport(t *testing.T, what string, got, want importer.Report) {
 	t.Helper()
+	if want.Encoding == "" {
+		want.Encoding = importer.EncodingUTF8 // every fixture is plain UTF-8
+	}
 	if !reflect.DeepEqual(got, want) {
 		g, _ := json.MarshalIndent(got, "", "  ")
 		w, _ := json.MarshalIndent(want, "", "  ")
@@ -259,7 +262,7 @@ func TestAPI(t *testing.T) {
 		}
 	})
 	t.Run("missing required column", func(t *testing.T) {
-		code, raw := send(t, s, http.MethodPost, "/api/v1/subscriptions/import", "text/csv", "subscription_id,enddate\n130000000011,2027-01-31\n")
+		code, raw := send(t, s, http.MethodPost, "/api/v1/subscriptions/import", "text/csv", "subscription_id,expiry\n130000000011,2027-01-31\n")
 		if msg := apiError(t, "missing column", code, raw, http.StatusUnprocessableEntity, "unprocessable"); !strings.Contains(msg, "end_date") {
 			t.Errorf("422 does not name the missing column end_date: %q", msg)
 		}
@@ -467,7 +470,7 @@ func TestAPI(t *testing.T) {
 			t.Errorf("import with rejected rows: exit %d, want 1\n%s%s", r.Code, r.Stdout, r.Stderr)
 		}
 		// The file rejected as a whole: exit 1, the reason on stderr.
-		r = s.CLI(t, "import", write("nocol.csv", "subscription_id,enddate\n130000000011,2027-01-31\n"))
+		r = s.CLI(t, "import", write("nocol.csv", "subscription_id,expiry\n130000000011,2027-01-31\n"))
 		if r.Code != 1 || !strings.Contains(r.Stderr, "end_date") {
 			t.Errorf("import without end_date: exit %d, want 1 naming the column\n%s%s", r.Code, r.Stdout, r.Stderr)
 		}
@@ -478,7 +481,7 @@ func TestAPI(t *testing.T) {
 			want string
 		}{
 			{"missing file", []string{"import", filepath.Join(dir, "nope.csv")}, "does not exist: check the path"},
-			{"wrong extension", []string{"import", write("subs.xlsx", "x")}, "name the file .csv, .json (an array) or .ndjson"},
+			{"wrong extension", []string{"import", write("subs.xls", "x")}, "name the file .csv, .xlsx, .json (an array) or .ndjson"},
 			{"a directory", []string{"import", dir}, "is a directory"},
 			{"server down", []string{"import", "--server", down, filepath.Join(dir, "rows.csv")}, "cannot reach the server at " + down + ": start it with `renewals serve`"},
 			{"no URL", []string{"import", "--server", "127.0.0.1:1", filepath.Join(dir, "rows.csv")}, "give one such as http://127.0.0.1:8080"},

@@ -266,7 +266,7 @@ func TestImportRejectsBadRowKeepsGood(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "subs.csv")
 	data := "subscription_id,end_date,cm_email\n" +
 		"120000000001,2027-01-31,a@example.com\n" +
-		"120000000002,31/01/2027,b@example.com\n" +
+		"120000000002,2027-02-30,b@example.com\n" +
 		"120000000003,2027-02-28,c@example.com\n"
 	if err := os.WriteFile(path, []byte(data), 0o600); err != nil {
 		t.Fatal(err)
@@ -276,7 +276,7 @@ func TestImportRejectsBadRowKeepsGood(t *testing.T) {
 		t.Fatalf("import exit %d, want 1\n%s%s", r.Code, r.Stdout, r.Stderr)
 	}
 	if !strings.Contains(r.Stdout, "3 rows: 2 created, 0 updated, 0 unchanged, 1 rejected") ||
-		!strings.Contains(r.Stdout, `line 3: end_date: "31/01/2027"`) {
+		!strings.Contains(r.Stdout, `line 3: end_date: "2027-02-30"`) {
 		t.Errorf("report does not name line 3 and its reason:\n%s", r.Stdout)
 	}
 	for _, id := range []string{"120000000001", "120000000003"} {

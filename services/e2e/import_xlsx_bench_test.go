@@ -1,0 +1,238 @@
+package e2e_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime/pprof"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/xuri/excelize/v2"
+
+	"renewals/pkg/importer"
+	"renewals/pkg/redisstore"
+	"renewals/pkg/testenv"
+)
+
+// The .xlsx import benchmark: the same rows as BenchmarkImport1M's CSV,
+// written as a workbook by excelize's StreamWriter (dates as date cells,
+// numbers as numbers, as Excel saves an export), imported by a child
+// process so that the peak RSS is the import's own.
+const (
+	childXLSXEnv = "RENEWALS_BENCH_IMPORT_XLSX" // the workbook the child imports
+	cacheEnv     = "RENEWALS_BENCH_XLSX_CACHE"  // a directory that keeps the generated workbook between runs
+	writeXLSXEnv = "RENEWALS_BENCH_WRITE_XLSX"  // where the writing child puts the workbook
+	// xlsxMaxRSSMB and xlsxMinRowsPerSec are what the import must hold to.
+	xlsxMaxRSSMB      = 300
+	xlsxMinRowsPerSec = 30000
+)
+
+// writeBenchWorkbook writes n rows of benchRow's data as an .xlsx at path.
+func writeBenchWorkbook(tb testing.TB, path string, n int) {
+	tb.Helper()
+	f := excelize.NewFile()
+	defer f.Close()
+	dateStyle, err := f.NewStyle(&excelize.Style{NumFmt: 14})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	sw, err := f.NewStreamWriter("Sheet1")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	head := strings.Split(strings.TrimSpace(benchHeader), ",")
+	row := make([]any, len(head))
+	for i, h := range head {
+		row[i] = h
+	}
+	if err := sw.SetRow("A1", row); err != nil {
+		tb.Fatal(err)
+	}
+	for i := range n {
+		end := time.Date(2027, time.Month(i%12+1), i%28+1, 0, 0, 0, 0, time.UTC)
+		start := time.Date(2026, time.Month(i%12+1), 1, 0, 0, 0, 0, time.UTC)
+		row = append(row[:0],
+			fmt.Sprintf("%012d", 110000000000+i), excelize.Cell{StyleID: dateStyle, Value: end},
+			"ACC-"+strconv.Itoa(i), "Customer "+strconv.Itoa(i)+", Ltd", "CAD Suite Professional",
+			10+i%90, 5+i%5, "multi-user", "12 months", excelize.Cell{StyleID: dateStyle, Value: start}, "active",
+			"Contract Manager "+strconv.Itoa(i), "cm"+strconv.Itoa(i)+"@customer.example", fmt.Sprintf("+44 20 7946 %04d", i%10000),
+			"Primary Admin "+strconv.Itoa(i), "pa"+strconv.Itoa(i)+"@customer.example",
+			"sa"+strconv.Itoa(i)+"@customer.example;sb"+strconv.Itoa(i)+"@customer.example",
+			"Europe/London", "en-GB", "Rep "+strconv.Itoa(i%50))
+		cell, _ := excelize.CoordinatesToCellName(1, i+2)
+		if err := sw.SetRow(cell, row); err != nil {
+			tb.Fatal(err)
+		}
+	}
+	if err := sw.Flush(); err != nil {
+		tb.Fatal(err)
+	}
+	if err := f.SaveAs(path); err != nil {
+		tb.Fatal(err)
+	}
+}
+
+// TestWriteXLSXBenchChild writes the benchmark's workbook for
+// BenchmarkImportXLSX1M; it does nothing unless the benchmark started it.
+func TestWriteXLSXBenchChild(t *testing.T) {
+	path := os.Getenv(writeXLSXEnv)
+	if path == "" {
+		t.Skip("runs only as a child process of BenchmarkImportXLSX1M")
+	}
+	n, err := strconv.Atoi(os.Getenv(childRowsEnv))
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeBenchWorkbook(t, path, n)
+}
+
+// TestImportXLSXBenchChild is the child half of BenchmarkImportXLSX1M; it
+// does nothing unless the benchmark started it.
+func TestImportXLSXBenchChild(t *testing.T) {
+	path, url := os.Getenv(childXLSXEnv), os.Getenv(childEnv)
+	if path == "" || url == "" {
+		t.Skip("runs only as the child process of BenchmarkImportXLSX1M")
+	}
+	ctx := context.Background()
+	s, _, err := redisstore.Open(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if p := os.Getenv(childProfEnv); p != "" {
+		f, err := os.Create(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			t.Fatal(err)
+		}
+		defer pprof.StopCPUProfile()
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	start := time.Now()
+	// As the API reads it: a stream, sniffed, unpacked under a temp dir.
+	rep, err := importer.Import(ctx, f, importer.Options{Store: s, MaxListed: 10, TempDir: filepath.Dir(path)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := json.Marshal(childResult{Report: rep, Seconds: time.Since(start).Seconds()})
+	fmt.Printf("%s%s\n", resultPrefix, b)
+}
+
+// BenchmarkImportXLSX1M imports a 1,000,000-row .xlsx into a fresh
+// redis-server (appendfsync everysec) and reports rows/s and the importing
+// process's peak RSS, failing when the import takes more than 300 MB or
+// runs slower than 30,000 rows/s. The workbook is generated once per run
+// into a temporary directory. Run it with -benchtime=1x (make bench).
+func BenchmarkImportXLSX1M(b *testing.B) {
+	rows := 1_000_000
+	if v := os.Getenv(childRowsEnv); v != "" { // a smaller run while tuning
+		n, err := strconv.Atoi(v)
+		if err != nil {
+			b.Fatal(err)
+		}
+		rows = n
+	}
+	// The workbook takes a while to write: once per run, or once for good
+	// in the directory that RENEWALS_BENCH_XLSX_CACHE names.
+	dir := os.Getenv(cacheEnv)
+	if dir == "" {
+		dir = b.TempDir()
+	}
+	path := filepath.Join(dir, fmt.Sprintf("subscriptions-%d.xlsx", rows))
+	gen := time.Now()
+	if _, err := os.Stat(path); err != nil {
+		// In a process of its own: a child started later would count the
+		// memory that writing took in this one (os/exec starts children
+		// with vfork, so each begins with its parent's resident set, and
+		// its peak RSS includes it).
+		cmd := exec.Command(os.Args[0], "-test.run=^TestWriteXLSXBenchChild$", "-test.count=1", "-test.v=false")
+		cmd.Env = append(os.Environ(), writeXLSXEnv+"="+path+".part.xlsx", childRowsEnv+"="+strconv.Itoa(rows))
+		if out, err := cmd.CombinedOutput(); err != nil {
+			b.Fatalf("write the workbook: %v\n%s", err, out)
+		}
+		if err := os.Rename(path+".part.xlsx", path); err != nil {
+			b.Fatal(err)
+		}
+	}
+	st, err := os.Stat(path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Logf("workbook of %d rows at %s (%.1f MB) in %v", rows, path, float64(st.Size())/(1<<20), time.Since(gen).Round(time.Second))
+	var m importMetrics
+	for range b.N {
+		m = importXLSXOnce(b, path, rows)
+	}
+	b.ReportMetric(m.rowsPerSec, "rows/s")
+	b.ReportMetric(m.peakMB, "peak-RSS-MB")
+	b.ReportMetric(m.childCPU, "import-cpu-µs/row")
+	b.ReportMetric(m.redisCPU, "redis-cpu-µs/row")
+	b.ReportMetric(0, "ns/op")
+	fmt.Printf("BenchmarkImportXLSX1M: %d rows, %.0f rows/s, peak RSS %.1f MB, %.1f µs of import CPU a row\n", rows, m.rowsPerSec, m.peakMB, m.childCPU)
+	if m.peakMB > xlsxMaxRSSMB {
+		b.Errorf("peak RSS %.1f MB, more than %d MB", m.peakMB, xlsxMaxRSSMB)
+	}
+	if m.rowsPerSec < xlsxMinRowsPerSec {
+		b.Errorf("%.0f rows/s, fewer than %d", m.rowsPerSec, xlsxMinRowsPerSec)
+	}
+}
+
+func importXLSXOnce(b *testing.B, path string, rows int) importMetrics {
+	r := testenv.StartRedis(b)
+	c := redisClient(b, r.Addr)
+	if err := c.ConfigSet(context.Background(), "appendfsync", "everysec").Err(); err != nil {
+		b.Fatal(err)
+	}
+	redisBefore, _ := redisCPUSeconds(b, c)
+	cmd := exec.Command(os.Args[0], "-test.run=^TestImportXLSXBenchChild$", "-test.count=1", "-test.v=false")
+	cmd.Env = append(os.Environ(), childEnv+"="+r.URL, childXLSXEnv+"="+path)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		b.Fatalf("import child: %v\n%s\n%s", err, stdout.String(), stderr.String())
+	}
+	var res childResult
+	for line := range bytes.SplitSeq(stdout.Bytes(), []byte("\n")) {
+		if v, ok := bytes.CutPrefix(line, []byte(resultPrefix)); ok {
+			if err := json.Unmarshal(v, &res); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+	if rep := res.Report; rep.Created != rows || rep.Rows != rows || rep.Sheet != "Sheet1" {
+		b.Fatalf("import child reported %+v, want %d rows created from Sheet1\n%s", rep, rows, stdout.String())
+	}
+	ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage)
+	if !ok {
+		b.Fatal("no rusage for the import child")
+	}
+	redisAfter, _ := redisCPUSeconds(b, c)
+	return importMetrics{
+		rowsPerSec: float64(rows) / res.Seconds,
+		peakMB:     float64(ru.Maxrss) / 1024,
+		childCPU:   float64(time.Duration(ru.Utime.Nano()+ru.Stime.Nano()).Microseconds()) / float64(rows),
+		redisCPU:   (redisAfter - redisBefore) * 1e6 / float64(rows),
+	}
+}
+
+func redisClient(tb testing.TB, addr string) *redis.Client {
+	c := redis.NewClient(&redis.Options{Addr: addr})
+	tb.Cleanup(func() { c.Close() })
+	return c
+}
