@@ -219,7 +219,22 @@ func (l *Ledger) renew(ctx context.Context, op string, key subscription.NoticeKe
 	if lease <= 0 {
 		return fmt.Errorf("%s notice %s: lease %v is not positive", op, key, lease)
 	}
-	res, err := renewScript.Run(ctx, l.hot, []string{noticeKey(key)}, token, now.UnixMilli()+lease.Milliseconds(), flag(begin)).Text()
+	args := []any{token, now.UnixMilli() + lease.Milliseconds(), flag(begin)}
+	var res string
+	var err error
+	if begin && l.waiting() {
+		// The send starts after this: a Begin only the primary held would,
+		// after a failover, let the next claim send again unflagged.
+		pipe := l.c.Pipeline()
+		cmd := renewScript.Eval(ctx, pipe, []string{noticeKey(key)}, args...)
+		wait := pipe.Do(ctx, "WAIT", 1, ReplicaWait.Milliseconds())
+		_, _ = pipe.Exec(ctx) // each command's error is read below
+		if res, err = cmd.Text(); err == nil && res == "ok" {
+			err = l.replicated(ctx, wait)
+		}
+	} else {
+		res, err = renewScript.Run(ctx, l.hot, []string{noticeKey(key)}, args...).Text()
+	}
 	if err != nil {
 		return fmt.Errorf("%s notice %s: %w", op, key, err)
 	}
@@ -327,7 +342,7 @@ func confirmResult(key subscription.NoticeKey, res any) (subscription.Entry, err
 // nothing to wait for: the confirms count as recorded, and those of the
 // next replicaRecheck skip the wait.
 func (l *Ledger) confirmRun(ctx context.Context, c redis.Scripter, keys []string, args []any) ([]any, error) {
-	if !l.waitReplica || time.Now().UnixNano() < l.noReplicaUntil.Load() {
+	if !l.waiting() {
 		return confirmScript.Run(ctx, c, keys, args...).Slice()
 	}
 	pipe := l.c.Pipeline()
@@ -341,14 +356,30 @@ func (l *Ledger) confirmRun(ctx context.Context, c redis.Scripter, keys []string
 	if !slices.ContainsFunc(res, func(r any) bool { return r != "lost" }) {
 		return res, nil // nothing was written
 	}
-	if n, err := wait.Int(); err != nil || n < 1 {
-		if err == nil && !hasReplicas(ctx, l.c) {
-			l.noReplicaUntil.Store(time.Now().Add(replicaRecheck).UnixNano())
-			return res, nil
-		}
-		return nil, fmt.Errorf("recorded on the primary but on no replica within %v (WAIT 1: %d, %v)", ReplicaWait, n, err)
+	if err := l.replicated(ctx, wait); err != nil {
+		return nil, err
 	}
 	return res, nil
+}
+
+// waiting reports whether writes wait for a replica now.
+func (l *Ledger) waiting() bool {
+	return l.waitReplica && time.Now().UnixNano() >= l.noReplicaUntil.Load()
+}
+
+// replicated reads the answer of a WAIT 1: nil when a replica has the
+// writes, or when the primary has no replica connected (then the writes of
+// the next replicaRecheck do not wait).
+func (l *Ledger) replicated(ctx context.Context, wait *redis.Cmd) error {
+	n, err := wait.Int()
+	if err == nil && n >= 1 {
+		return nil
+	}
+	if err == nil && !hasReplicas(ctx, l.c) {
+		l.noReplicaUntil.Store(time.Now().Add(replicaRecheck).UnixNano())
+		return nil
+	}
+	return fmt.Errorf("recorded on the primary but on no replica within %v (WAIT 1: %d, %v)", ReplicaWait, n, err)
 }
 
 // replicaRecheck is how long confirms skip WAIT once the primary was found
