@@ -151,6 +151,14 @@ func TestNATSClusterServerLoss(t *testing.T) {
 		}
 	}
 
+	// The ledger as the service keeps it, opened while every server is up
+	// (declaring during a leader election can time out); its reads below
+	// are retried until the deadline.
+	_, ledger, err := kvstore.NewWith(ctx, js, kvstore.Options{Replicas: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+
 	leaderOf := func(stream string) int {
 		var i = -1
 		testenv.Eventually(t, 30*time.Second, "a leader of stream "+stream, func() bool {
@@ -190,10 +198,6 @@ func TestNATSClusterServerLoss(t *testing.T) {
 		t.Errorf("a server stopped after the batch (%d and %d of %d sent): not mid-batch", at1, at2, n)
 	}
 
-	_, ledger, err := kvstore.NewWith(ctx, js, kvstore.Options{Replicas: 3})
-	if err != nil {
-		t.Fatal(err)
-	}
 	testenv.Eventually(t, 120*time.Second, fmt.Sprintf("%d notices sent in the ledger", n), func() bool {
 		sent, err := ledger.Sent(ctx, keys)
 		if err != nil {
