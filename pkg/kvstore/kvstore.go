@@ -104,7 +104,7 @@ func New(ctx context.Context, js jetstream.JetStream) (*Store, *Ledger, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	return &Store{js: js, subs: subs, ends: ends, keys: keys, suppress: suppress}, &Ledger{kv: ledger}, nil
+	return &Store{js: js, subs: subs, ends: ends, keys: keys, suppress: suppress}, &Ledger{kv: ledger, js: js}, nil
 }
 
 func endKey(ord int64, id string) string { return "d." + strconv.FormatInt(ord, 10) + "." + id }

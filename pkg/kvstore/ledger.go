@@ -11,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"renewals/pkg/subscription"
@@ -30,6 +31,9 @@ import (
 // worked out again.
 type Ledger struct {
 	kv jetstream.KeyValue
+	// js publishes the batched writes of ClaimMany and ConfirmMany
+	// asynchronously, straight onto the bucket's subjects.
+	js jetstream.JetStream
 
 	mu      sync.Mutex
 	written map[string]written // by ledger key, while this process holds the claim
@@ -269,18 +273,11 @@ func (l *Ledger) Confirm(ctx context.Context, key subscription.NoticeKey, token 
 	}
 	var repeated *state
 	st, err := l.updateState(ctx, "confirm", key, func(cur *state) (*state, error) {
-		if cur != nil && token != "" && cur.Token == "" && cur.ConfirmedBy == token && cur.Outcome == e.Outcome {
+		next, rep, err := confirmed(cur, token, e)
+		if rep {
 			repeated = cur
-			return nil, nil // a repeat: nothing to write
 		}
-		if cur == nil || token == "" || cur.Token != token {
-			return nil, subscription.ErrLostClaim
-		}
-		next := *cur
-		next.Token, next.LeaseUntilMs, next.ConfirmedBy, next.Begun = "", 0, token, false
-		next.Outcome, next.Reason, next.Role, next.At = e.Outcome, e.Reason, e.Role, e.At
-		next.Ambiguous = next.Ambiguous || e.Ambiguous
-		return &next, nil
+		return next, err
 	})
 	if err != nil {
 		return subscription.Entry{}, err
@@ -289,6 +286,136 @@ func (l *Ledger) Confirm(ctx context.Context, key subscription.NoticeKey, token 
 		return repeated.entry(key), nil
 	}
 	return st.entry(key), nil
+}
+
+// confirmed is what Confirm makes of cur: the state to write, or, for a
+// repeat by the token that confirmed, nothing (repeated), or ErrLostClaim.
+func confirmed(cur *state, token string, e subscription.Entry) (next *state, repeated bool, err error) {
+	if cur != nil && token != "" && cur.Token == "" && cur.ConfirmedBy == token && cur.Outcome == e.Outcome {
+		return nil, true, nil // a repeat: nothing to write
+	}
+	if cur == nil || token == "" || cur.Token != token {
+		return nil, false, subscription.ErrLostClaim
+	}
+	n := *cur
+	n.Token, n.LeaseUntilMs, n.ConfirmedBy, n.Begun = "", 0, token, false
+	n.Outcome, n.Reason, n.Role, n.At = e.Outcome, e.Reason, e.Role, e.At
+	n.Ambiguous = n.Ambiguous || e.Ambiguous
+	return &n, false, nil
+}
+
+// write is one compare-and-set of a batch, published asynchronously.
+type write struct {
+	i   int
+	k   string
+	st  *state
+	ack jetstream.PubAckFuture
+}
+
+// publishAll publishes each write's state on its key with compare-and-set on
+// rev(w) (0: the key must not exist), all at once, and waits for the
+// acknowledgements. done(w, err) is called for each write: with nil once
+// the write is stored and remembered, else with why it was not published or
+// stored (it may have landed: the caller works it out again on its own).
+func (l *Ledger) publishAll(ctx context.Context, ws []write, rev func(write) uint64, done func(write, error)) {
+	for j := range ws {
+		w := &ws[j]
+		b, err := json.Marshal(w.st)
+		if err == nil {
+			w.ack, err = l.js.PublishMsgAsync(&nats.Msg{Subject: "$KV." + LedgerBucket + "." + w.k, Data: b},
+				jetstream.WithExpectLastSequencePerSubject(rev(*w)))
+		}
+		if err != nil {
+			l.remember(w.k, nil, 0)
+			done(*w, err)
+		}
+	}
+	for _, w := range ws {
+		if w.ack == nil {
+			continue
+		}
+		select {
+		case a := <-w.ack.Ok():
+			l.remember(w.k, w.st, a.Sequence)
+			done(w, nil)
+		case err := <-w.ack.Err():
+			l.remember(w.k, nil, 0)
+			done(w, err)
+		case <-ctx.Done():
+			l.remember(w.k, nil, 0)
+			done(w, ctx.Err())
+		}
+	}
+}
+
+// ClaimMany claims the notices it holds no state for (the usual case: a
+// notice's first claim) with one asynchronous Create each, published
+// together, and waits for the acknowledgements once; any other claim, and
+// one whose Create was refused or went unanswered, is claimed on its own as
+// Claim does (which reads the entry and decides).
+func (l *Ledger) ClaimMany(ctx context.Context, claims []subscription.Claim, now time.Time, lease time.Duration) []error {
+	errs := make([]error, len(claims))
+	var ws []write
+	var alone []int
+	until := now.UnixMilli() + lease.Milliseconds()
+	for i, c := range claims {
+		if c.Token == "" || lease <= 0 || c.Key.SubscriptionID == "" || c.Key.EndDate.IsZero() || c.Key.Milestone == 0 {
+			alone = append(alone, i) // Claim says what is wrong
+			continue
+		}
+		k := ledgerKey(c.Key)
+		if _, ok := l.remembered(k); ok {
+			alone = append(alone, i)
+			continue
+		}
+		ws = append(ws, write{i: i, k: k, st: &state{Attempts: 1, Token: c.Token, LeaseUntilMs: until}})
+	}
+	l.publishAll(ctx, ws, func(write) uint64 { return 0 }, func(w write, err error) {
+		if err != nil {
+			alone = append(alone, w.i)
+		}
+	})
+	for _, i := range alone {
+		errs[i] = l.Claim(ctx, claims[i].Key, claims[i].Token, now, lease)
+	}
+	return errs
+}
+
+// ConfirmMany confirms each notice whose claim this process holds and
+// remembers with one asynchronous Update against the remembered revision,
+// published together, waiting for the acknowledgements once; any other, and
+// one whose Update was refused or went unanswered, is confirmed on its own
+// as Confirm does (a repeat of a write that landed changes nothing).
+func (l *Ledger) ConfirmMany(ctx context.Context, cs []subscription.Confirmation) ([]subscription.Entry, []error) {
+	entries, errs := make([]subscription.Entry, len(cs)), make([]error, len(cs))
+	var ws []write
+	var alone []int
+	revs := map[int]uint64{}
+	for i, c := range cs {
+		k := ledgerKey(c.Key)
+		w, ok := l.remembered(k)
+		var next *state
+		if ok && c.Entry.Outcome != "" && c.Key.SubscriptionID != "" && !c.Key.EndDate.IsZero() && c.Key.Milestone != 0 {
+			next, _, _ = confirmed(&w.st, c.Token, c.Entry)
+		}
+		if next == nil || w.rev == 0 {
+			alone = append(alone, i)
+			continue
+		}
+		revs[i] = w.rev
+		ws = append(ws, write{i: i, k: k, st: next})
+	}
+	l.publishAll(ctx, ws, func(w write) uint64 { return revs[w.i] }, func(w write, err error) {
+		if err != nil {
+			alone = append(alone, w.i)
+			return
+		}
+		entries[w.i] = w.st.entry(cs[w.i].Key)
+	})
+	for _, i := range alone {
+		entries[i], errs[i] = l.Confirm(ctx, cs[i].Key, cs[i].Token, cs[i].Entry)
+	}
+	return entries, errs
 }
 
 // entry is the ledger entry of key that st holds.

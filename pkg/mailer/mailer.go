@@ -57,13 +57,15 @@ type Message struct {
 	// Subject, Text and HTML are the rendered email. CR and LF in Subject
 	// are replaced by spaces; the bodies may hold any text.
 	Subject, Text, HTML string
-	// Begin, when set, is called just before the message starts out: before
-	// its SMTP transaction (MAIL FROM), again before each new attempt on a
-	// new connection, and before the outbox file is written. When it fails
-	// the message is not sent and Send returns an error wrapping
-	// ErrNotStarted and Begin's error. The notifier checks and renews its
-	// claim here, so that a notice that waited long for a connection or a
-	// rate token goes only if its claim still holds.
+	// Begin, when set, is called before the message starts out: on the SMTP
+	// connection that will carry it, when its worker takes it, which is at
+	// most one message ahead of its transaction (MAIL FROM) — the round trip
+	// runs beside the transaction of the message before — and again before
+	// each new attempt on a new connection; before the outbox file is
+	// written. When it fails the message is not sent and Send returns an
+	// error wrapping ErrNotStarted and Begin's error. The notifier checks
+	// and renews its claim here, so that a notice that waited long for a
+	// connection or a rate token goes only if its claim still holds.
 	Begin func() error
 }
 

@@ -560,3 +560,53 @@ func TestOpenPicksTheSender(t *testing.T) {
 func equal(a, b []string) bool {
 	return strings.Join(a, "\x00") == strings.Join(b, "\x00")
 }
+
+// A connection that is busy takes its next message early: that message's
+// Begin runs while the one before is still on the wire, not after it, so
+// that the ledger round trip is not in front of every transaction.
+func TestNextMessageBeginsWhileOneIsOnTheWire(t *testing.T) {
+	srv := testenv.SMTP(t)
+	srv.SetDelay(300 * time.Millisecond)
+	s := newSMTP(t, srv, "&workers=1")
+	first := make(chan struct{})
+	m0 := sample("10")
+	m0.Begin = func() error { close(first); return nil }
+	errs := make(chan error, 3)
+	go func() { errs <- s.Send(t.Context(), m0) }()
+	<-first // m0 is on the wire; the next two wait for the one connection
+	var mu sync.Mutex
+	begun, done := map[string]time.Time{}, map[string]time.Time{}
+	for _, id := range []string{"11", "12"} {
+		m := sample(id)
+		m.Begin = func() error {
+			mu.Lock()
+			defer mu.Unlock()
+			begun[id] = time.Now()
+			return nil
+		}
+		go func() {
+			err := s.Send(t.Context(), m)
+			mu.Lock()
+			done[id] = time.Now()
+			mu.Unlock()
+			errs <- err
+		}()
+	}
+	for range 3 {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	last, other := "12", "11"
+	if done["11"].After(done["12"]) {
+		last, other = "11", "12"
+	}
+	// The server takes 300 ms a message: a Begin run beside the
+	// transaction before comes well before that one is done.
+	if ahead := done[other].Sub(begun[last]); ahead < 150*time.Millisecond {
+		t.Errorf("Begin of the second waiting message ran %v before the first was done; want it while the first was on the wire (about 300ms before)", ahead)
+	}
+	if got := len(srv.Messages()); got != 3 {
+		t.Errorf("server got %d messages, want 3", got)
+	}
+}

@@ -45,6 +45,8 @@ type SMTPSender struct {
 	quit  chan struct{}
 	once  sync.Once
 	wg    sync.WaitGroup
+	// waiting counts the workers waiting for a message.
+	waiting atomic.Int32
 	// env is the envelope sender and signing; see SetEnvelope.
 	env Envelope
 	// took is a moving average of the time a connection spends on one
@@ -303,28 +305,77 @@ func (w *worker) run() {
 	defer w.s.wg.Done()
 	idle := time.NewTimer(idleTimeout)
 	defer idle.Stop()
+	// next is a message taken while the one before it was on the wire, so
+	// that its Begin (a ledger round trip) ran beside that transaction
+	// instead of in front of its own.
+	var next *taken
 	for {
-		var idleC <-chan time.Time
-		if w.conn != nil {
-			idle.Reset(idleTimeout)
-			idleC = idle.C
-		}
-		select {
-		case <-w.s.quit:
-			w.hangUp()
-			return
-		case j := <-w.s.jobs:
-			idle.Stop()
-			start := time.Now()
-			err := w.deliver(j)
-			if err == nil {
-				w.s.observe(time.Since(start))
+		cur := next
+		next = nil
+		if cur != nil {
+			select {
+			case <-w.s.quit:
+				<-cur.begun
+				cur.j.done <- fmt.Errorf("send notice %s: %w", cur.j.msg.Key, ErrClosed)
+				w.hangUp()
+				return
+			default:
 			}
-			j.done <- err
-		case <-idleC:
-			w.hangUp()
+		} else {
+			var idleC <-chan time.Time
+			if w.conn != nil {
+				idle.Reset(idleTimeout)
+				idleC = idle.C
+			}
+			w.s.waiting.Add(1)
+			select {
+			case <-w.s.quit:
+				w.s.waiting.Add(-1)
+				w.hangUp()
+				return
+			case j := <-w.s.jobs:
+				w.s.waiting.Add(-1)
+				idle.Stop()
+				cur = take(j)
+			case <-idleC:
+				w.s.waiting.Add(-1)
+				w.hangUp()
+				continue
+			}
 		}
+		// Only when every worker is busy: a worker waiting for a message
+		// would start it at once.
+		if w.s.waiting.Load() == 0 {
+			select {
+			case j := <-w.s.jobs:
+				next = take(j)
+			default:
+			}
+		}
+		start := time.Now()
+		err := w.deliver(cur)
+		if err == nil {
+			w.s.observe(time.Since(start))
+		}
+		cur.j.done <- err
 	}
+}
+
+// taken is a job a worker took, with its Begin under way.
+type taken struct {
+	j     job
+	begun chan error // Begin's result
+}
+
+// take starts j's Begin on its own goroutine.
+func take(j job) *taken {
+	t := &taken{j: j, begun: make(chan error, 1)}
+	if j.msg.Begin == nil {
+		t.begun <- nil
+		return t
+	}
+	go func() { t.begun <- j.msg.begin() }()
+	return t
 }
 
 // connect dials, greets, starts TLS and authenticates as configured.
@@ -370,11 +421,19 @@ func (w *worker) hangUp() {
 }
 
 // deliver composes j's message and sends it on the worker's connection,
-// opening one when there is none; Begin runs before each transaction. A
+// opening one when there is none; Begin has run before the first
+// transaction (see worker.run) and runs again before each retry. A
 // reused connection that fails with no reply before any of the data went
 // out (the server timed it out, restarted, or hung up after its last reply)
 // is replaced and the message sent once more on the new one.
-func (w *worker) deliver(j job) error {
+func (w *worker) deliver(t *taken) error {
+	j := t.j
+	// Begin ran when the worker took the message; a new attempt on a new
+	// connection runs it again.
+	begun := <-t.begun
+	if begun != nil {
+		return begun
+	}
 	msg, err := newMsg(w.s.from, j.msg, w.s.now())
 	if err != nil {
 		return err
@@ -392,8 +451,10 @@ func (w *worker) deliver(j job) error {
 				return err
 			}
 		}
-		if err := j.msg.begin(); err != nil {
-			return err
+		if retried {
+			if err := j.msg.begin(); err != nil {
+				return err
+			}
 		}
 		// The end of j's context aborts the connection, so that a send
 		// stuck on a silent server ends with its caller's context.

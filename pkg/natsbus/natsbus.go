@@ -288,6 +288,25 @@ func Publish(ctx context.Context, js jetstream.JetStream, subject string, ev eve
 	return ack, nil
 }
 
+// PublishAsync is Publish without waiting: the future tells when JetStream
+// stored the event (or refused it), so that many events are on the wire at
+// once and their acknowledgements come back together.
+func PublishAsync(js jetstream.JetStream, subject string, ev event.Event, msgID string) (jetstream.PubAckFuture, error) {
+	data, err := json.Marshal(ev)
+	if err != nil {
+		return nil, fmt.Errorf("encode %s: %w", subject, err)
+	}
+	var opts []jetstream.PublishOpt
+	if msgID != "" {
+		opts = append(opts, jetstream.WithMsgID(msgID))
+	}
+	f, err := js.PublishAsync(subject, data, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("publish %s: %w", subject, err)
+	}
+	return f, nil
+}
+
 // Emit builds an event from data and publishes it on natsSubject, with the
 // CloudEvents subject ceSubject.
 func Emit(ctx context.Context, js jetstream.JetStream, natsSubject, ceSubject string, at time.Time, data any) error {

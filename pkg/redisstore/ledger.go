@@ -27,35 +27,46 @@ const (
 	fBegun     = "snd"   // set by Begin: the holder's send may have started
 )
 
-// claimScript: KEYS entry, per-subscription set; ARGV token, now ms, lease
-// ms, notice key. Returns "ok", "sent" or "claimed". A claim over a lease that
-// ran out marks the entry ambiguous when its holder had begun to send.
+// claimScript claims a batch of notices: KEYS, for each notice, its entry
+// and its subscription's set of notice keys; ARGV now ms, lease ms, then for
+// each notice its token and notice key. Returns, for each, "ok", "sent" or
+// "claimed". A claim over a lease that ran out marks the entry ambiguous when
+// its holder had begun to send.
 var claimScript = redis.NewScript(`
-local e = redis.call('HMGET', KEYS[1], 'o', 'tok', 'lease', 'snd')
-if e[1] == 'sent' or e[1] == 'bounced' then return 'sent' end
-local now = tonumber(ARGV[2])
-local until_ms = now + tonumber(ARGV[3])
-if e[2] and e[2] ~= '' then
-  if e[2] == ARGV[1] then
-    redis.call('HSET', KEYS[1], 'lease', until_ms)
-    return 'ok'
+local now = tonumber(ARGV[1])
+local until_ms = now + tonumber(ARGV[2])
+local function claim(entry, set, token, key)
+  local e = redis.call('HMGET', entry, 'o', 'tok', 'lease', 'snd', 'n')
+  if e[1] == 'sent' or e[1] == 'bounced' then return 'sent' end
+  if e[2] and e[2] ~= '' then
+    if e[2] == token then
+      redis.call('HSET', entry, 'lease', until_ms)
+      return 'ok'
+    end
+    if now < (tonumber(e[3]) or 0) then return 'claimed' end
+    if e[4] == '1' then redis.call('HSET', entry, 'amb', '1') end
+    redis.call('HDEL', entry, 'snd')
   end
-  if now < (tonumber(e[3]) or 0) then return 'claimed' end
-  if e[4] == '1' then redis.call('HSET', KEYS[1], 'amb', '1') end
-  redis.call('HDEL', KEYS[1], 'snd')
+  redis.call('HSET', entry, 'tok', token, 'lease', until_ms, 'n', (tonumber(e[5]) or 0) + 1)
+  redis.call('SADD', set, key)
+  return 'ok'
 end
-redis.call('HSET', KEYS[1], 'tok', ARGV[1], 'lease', until_ms)
-redis.call('HINCRBY', KEYS[1], 'n', 1)
-redis.call('SADD', KEYS[2], ARGV[4])
-return 'ok'
+local out = {}
+for i = 1, #KEYS / 2 do
+  out[i] = claim(KEYS[2*i-1], KEYS[2*i], ARGV[2*i+1], ARGV[2*i+2])
+end
+return out
 `)
 
 // renewScript: KEYS entry; ARGV token, lease end in unix ms, "1" to mark
 // the send as begun. Returns "ok" or "lost".
 var renewScript = redis.NewScript(`
 if redis.call('HGET', KEYS[1], 'tok') ~= ARGV[1] then return 'lost' end
-redis.call('HSET', KEYS[1], 'lease', ARGV[2])
-if ARGV[3] == '1' then redis.call('HSET', KEYS[1], 'snd', '1') end
+if ARGV[3] == '1' then
+  redis.call('HSET', KEYS[1], 'lease', ARGV[2], 'snd', '1')
+else
+  redis.call('HSET', KEYS[1], 'lease', ARGV[2])
+end
 return 'ok'
 `)
 
@@ -68,20 +79,33 @@ if ARGV[2] == '1' then redis.call('HSET', KEYS[1], 'amb', '1') end
 return 'ok'
 `)
 
-// confirmScript: KEYS entry; ARGV token, outcome, reason, role, at, "1" when
-// ambiguous. Returns "lost", or the entry's fields as confirmFields lists them.
-// A repeat by the token that confirmed, for the same outcome, with no claim
+// confirmScript confirms a batch of notices: KEYS their entries; ARGV, six
+// for each: token, outcome, reason, role, at, "1" when ambiguous. Returns,
+// for each, "lost", or the entry's fields as confirmFields lists them. A
+// repeat by the token that confirmed, for the same outcome, with no claim
 // since (a retry whose first reply was lost) returns the entry unchanged.
 var confirmScript = redis.NewScript(`
-local e = redis.call('HMGET', KEYS[1], 'tok', 'ctok', 'o')
-if e[1] ~= ARGV[1] then
-  if e[1] or e[2] ~= ARGV[1] or e[3] ~= ARGV[2] then return 'lost' end
-else
-  redis.call('HDEL', KEYS[1], 'tok', 'lease', 'snd')
-  redis.call('HSET', KEYS[1], 'o', ARGV[2], 'r', ARGV[3], 'ro', ARGV[4], 'at', ARGV[5], 'ctok', ARGV[1])
-  if ARGV[6] == '1' then redis.call('HSET', KEYS[1], 'amb', '1') end
+local function confirm(entry, token, o, r, ro, at, amb)
+  local e = redis.call('HMGET', entry, 'tok', 'ctok', 'o', 'r', 'ro', 'at', 'n', 'amb', 'st', 'hist', 'rs')
+  if e[1] ~= token then
+    if e[1] or e[2] ~= token or e[3] ~= o then return 'lost' end
+    return {e[3], e[4], e[5], e[6], e[7], e[8], e[9], e[10], e[11]}
+  end
+  redis.call('HDEL', entry, 'tok', 'lease', 'snd')
+  if amb == '1' then e[8] = '1' end
+  if e[8] then
+    redis.call('HSET', entry, 'o', o, 'r', r, 'ro', ro, 'at', at, 'ctok', token, 'amb', e[8])
+  else
+    redis.call('HSET', entry, 'o', o, 'r', r, 'ro', ro, 'at', at, 'ctok', token)
+  end
+  return {o, r, ro, at, e[7], e[8], e[9], e[10], e[11]}
 end
-return redis.call('HMGET', KEYS[1], 'o', 'r', 'ro', 'at', 'n', 'amb', 'st', 'hist', 'rs')
+local out = {}
+for i = 1, #KEYS do
+  local a = (i-1)*6
+  out[i] = confirm(KEYS[i], ARGV[a+1], ARGV[a+2], ARGV[a+3], ARGV[a+4], ARGV[a+5], ARGV[a+6])
+end
+return out
 `)
 
 // confirmFields are the fields confirmScript returns, in order.
@@ -105,17 +129,32 @@ func checkToken(op string, key subscription.NoticeKey, token string) error {
 // claim counts one, and one that takes over a lapsed lease whose holder had
 // begun to send (see Begin) marks the entry ambiguous.
 func (l *Ledger) Claim(ctx context.Context, key subscription.NoticeKey, token string, now time.Time, lease time.Duration) error {
+	if err := checkClaim(key, token, lease); err != nil {
+		return err
+	}
+	res, err := claimScript.Run(ctx, l.hot, []string{noticeKey(key), noticesKey(key.SubscriptionID)},
+		now.UnixMilli(), lease.Milliseconds(), token, key.String()).StringSlice()
+	if err == nil && len(res) != 1 {
+		err = fmt.Errorf("script replied %d results, want 1", len(res))
+	}
+	if err != nil {
+		return fmt.Errorf("claim notice %s: %w", key, err)
+	}
+	return claimResult(key, res[0])
+}
+
+func checkClaim(key subscription.NoticeKey, token string, lease time.Duration) error {
 	if err := checkToken("claim", key, token); err != nil {
 		return err
 	}
 	if lease <= 0 {
 		return fmt.Errorf("claim notice %s: lease %v is not positive", key, lease)
 	}
-	res, err := claimScript.Run(ctx, l.hot, []string{noticeKey(key), noticesKey(key.SubscriptionID)},
-		token, now.UnixMilli(), lease.Milliseconds(), key.String()).Text()
-	if err != nil {
-		return fmt.Errorf("claim notice %s: %w", key, err)
-	}
+	return nil
+}
+
+// claimResult turns claimScript's reply for key into Claim's error.
+func claimResult(key subscription.NoticeKey, res string) error {
 	switch res {
 	case "ok":
 		return nil
@@ -125,6 +164,39 @@ func (l *Ledger) Claim(ctx context.Context, key subscription.NoticeKey, token st
 		return fmt.Errorf("claim notice %s: %w", key, subscription.ErrClaimed)
 	}
 	return fmt.Errorf("claim notice %s: unexpected script reply %q", key, res)
+}
+
+// ClaimMany claims every notice of the batch in one run of Claim's script:
+// one round trip, and one script call for them all.
+func (l *Ledger) ClaimMany(ctx context.Context, claims []subscription.Claim, now time.Time, lease time.Duration) []error {
+	errs := make([]error, len(claims))
+	var (
+		keys []string
+		args = []any{now.UnixMilli(), lease.Milliseconds()}
+		at   []int // the claims sent, by position in claims
+	)
+	for i, c := range claims {
+		if errs[i] = checkClaim(c.Key, c.Token, lease); errs[i] == nil {
+			keys = append(keys, noticeKey(c.Key), noticesKey(c.Key.SubscriptionID))
+			args = append(args, c.Token, c.Key.String())
+			at = append(at, i)
+		}
+	}
+	if len(at) == 0 {
+		return errs
+	}
+	res, err := claimScript.Run(ctx, l.c, keys, args...).StringSlice()
+	if err == nil && len(res) != len(at) {
+		err = fmt.Errorf("script replied %d results, want %d", len(res), len(at))
+	}
+	for j, i := range at {
+		if err != nil {
+			errs[i] = fmt.Errorf("claim notice %s: %w", claims[i].Key, err)
+			continue
+		}
+		errs[i] = claimResult(claims[i].Key, res[j])
+	}
+	return errs
 }
 
 // Renew extends token's claim to now+lease. It returns an error wrapping
@@ -184,21 +256,40 @@ func (l *Ledger) Release(ctx context.Context, key subscription.NoticeKey, token 
 // e.Key and e.Attempts are ignored: the ledger keeps them. It returns an
 // error wrapping subscription.ErrLostClaim when token does not hold the claim.
 func (l *Ledger) Confirm(ctx context.Context, key subscription.NoticeKey, token string, e subscription.Entry) (subscription.Entry, error) {
-	if err := checkToken("confirm", key, token); err != nil {
+	if err := checkConfirm(key, token, e); err != nil {
 		return subscription.Entry{}, err
 	}
-	if e.Outcome == "" {
-		return subscription.Entry{}, fmt.Errorf("confirm notice %s: no outcome", key)
+	res, err := confirmScript.Run(ctx, l.hot, []string{noticeKey(key)}, confirmArgs(nil, token, e)...).Slice()
+	if err == nil && len(res) != 1 {
+		err = fmt.Errorf("script replied %d results, want 1", len(res))
 	}
+	if err != nil {
+		return subscription.Entry{}, fmt.Errorf("confirm notice %s: %w", key, err)
+	}
+	return confirmResult(key, res[0])
+}
+
+func checkConfirm(key subscription.NoticeKey, token string, e subscription.Entry) error {
+	if err := checkToken("confirm", key, token); err != nil {
+		return err
+	}
+	if e.Outcome == "" {
+		return fmt.Errorf("confirm notice %s: no outcome", key)
+	}
+	return nil
+}
+
+// confirmArgs appends confirmScript's six arguments for one notice to args.
+func confirmArgs(args []any, token string, e subscription.Entry) []any {
 	at := ""
 	if !e.At.IsZero() {
 		at = e.At.Format(time.RFC3339Nano)
 	}
-	res, err := confirmScript.Run(ctx, l.hot, []string{noticeKey(key)},
-		token, string(e.Outcome), e.Reason, string(e.Role), at, flag(e.Ambiguous)).Result()
-	if err != nil {
-		return subscription.Entry{}, fmt.Errorf("confirm notice %s: %w", key, err)
-	}
+	return append(args, token, string(e.Outcome), e.Reason, string(e.Role), at, flag(e.Ambiguous))
+}
+
+// confirmResult turns confirmScript's reply for key into Confirm's results.
+func confirmResult(key subscription.NoticeKey, res any) (subscription.Entry, error) {
 	vals, ok := res.([]any)
 	if !ok {
 		if res == "lost" {
@@ -220,6 +311,39 @@ func (l *Ledger) Confirm(ctx context.Context, key subscription.NoticeKey, token 
 		return subscription.Entry{}, fmt.Errorf("confirm notice %s: recorded, but: %w", key, err)
 	}
 	return stored, nil
+}
+
+// ConfirmMany confirms every notice of the batch in one run of Confirm's
+// script: one round trip, and one script call for them all.
+func (l *Ledger) ConfirmMany(ctx context.Context, cs []subscription.Confirmation) ([]subscription.Entry, []error) {
+	entries, errs := make([]subscription.Entry, len(cs)), make([]error, len(cs))
+	var (
+		keys []string
+		args []any
+		at   []int
+	)
+	for i, c := range cs {
+		if errs[i] = checkConfirm(c.Key, c.Token, c.Entry); errs[i] == nil {
+			keys = append(keys, noticeKey(c.Key))
+			args = confirmArgs(args, c.Token, c.Entry)
+			at = append(at, i)
+		}
+	}
+	if len(at) == 0 {
+		return entries, errs
+	}
+	res, err := confirmScript.Run(ctx, l.c, keys, args...).Slice()
+	if err == nil && len(res) != len(at) {
+		err = fmt.Errorf("script replied %d results, want %d", len(res), len(at))
+	}
+	for j, i := range at {
+		if err != nil {
+			errs[i] = fmt.Errorf("confirm notice %s: %w", cs[i].Key, err)
+			continue
+		}
+		entries[i], errs[i] = confirmResult(cs[i].Key, res[j])
+	}
+	return entries, errs
 }
 
 func flag(b bool) string {

@@ -169,6 +169,37 @@ func (s *Store) Get(ctx context.Context, id string) (subscription.Subscription, 
 	return x, nil
 }
 
+// GetMany is Get for each of ids, in one pipelined round trip: subs[i] and
+// errs[i] are what Get would have returned for ids[i].
+func (s *Store) GetMany(ctx context.Context, ids []string) ([]subscription.Subscription, []error) {
+	subs, errs := make([]subscription.Subscription, len(ids)), make([]error, len(ids))
+	pipe := s.c.Pipeline()
+	cmds := make([]*redis.SliceCmd, len(ids))
+	for i, id := range ids {
+		cmds[i] = pipe.MGet(ctx, subKey(id), dataKeyKey(id))
+	}
+	if len(ids) > 0 {
+		_, _ = pipe.Exec(ctx) // each command carries its own error
+	}
+	for i, id := range ids {
+		vals, err := cmds[i].Result()
+		if err != nil {
+			errs[i] = errf("get subscription %s", err, id)
+			continue
+		}
+		rec, ok1 := vals[0].(string)
+		dk, ok2 := vals[1].(string)
+		if !ok1 || !ok2 {
+			errs[i] = errf("get subscription %s", subscription.ErrNotFound, id)
+			continue
+		}
+		if subs[i], err = open([]byte(rec), []byte(dk)); err != nil {
+			errs[i] = errf("get subscription %s", err, id)
+		}
+	}
+	return subs, errs
+}
+
 func open(rec, dk []byte) (subscription.Subscription, error) {
 	r, err := shred.UnmarshalRecord(rec)
 	if err != nil {

@@ -87,6 +87,8 @@ func Run(t *testing.T, open func(t *testing.T) Backend) {
 		{"LedgerNonSentOutcomesDoNotBlock", testNonSent},
 		{"LedgerSentGetList", testSentGetList},
 		{"LedgerConcurrentClaim", testConcurrentClaim},
+		{"LedgerClaimManyConfirmMany", testClaimConfirmMany},
+		{"LedgerManyAcrossProcesses", testManyAcrossProcesses},
 	}
 	tests = append(tests, callCases()...)
 	for _, tc := range tests {
@@ -1008,5 +1010,113 @@ func testUsageImportKeepsNoIdentity(t *testing.T, b Backend) {
 	}
 	if found := find(dump, needles); len(found) > 0 {
 		t.Errorf("user identity stored: %v", found)
+	}
+}
+
+// testClaimConfirmMany: ClaimMany and ConfirmMany answer for each notice of
+// a batch what Claim and Confirm would have, and the entries they leave are
+// what Get reads.
+func testClaimConfirmMany(t *testing.T, b Backend) {
+	l, p, ctx := b.Ledger, b.Peer, ctxT(t)
+	fresh, held, sent, again, bad := key("M1", 90), key("M1", 45), key("M1", 30), key("M2", 30), key("M2", 45)
+	mustClaim(t, p, held, "peer", t0)
+	mustClaim(t, p, sent, "peer", t0)
+	if _, err := p.Confirm(ctx, sent, "peer", subscription.Entry{Outcome: subscription.OutcomeSent, At: t0}); err != nil {
+		t.Fatal(err)
+	}
+	mustClaim(t, l, again, "a", t0)
+	errs := l.ClaimMany(ctx, []subscription.Claim{
+		{Key: fresh, Token: "a"}, {Key: held, Token: "a"}, {Key: sent, Token: "a"}, {Key: again, Token: "a"}, {Key: bad, Token: ""},
+	}, t0.Add(time.Second), lease)
+	if len(errs) != 5 {
+		t.Fatalf("ClaimMany returned %d errors for 5 claims", len(errs))
+	}
+	if errs[0] != nil || errs[3] != nil {
+		t.Errorf("ClaimMany of a fresh notice and a re-claim by its holder: %v, %v; want both nil", errs[0], errs[3])
+	}
+	wantErr(t, "ClaimMany of a notice another holds", errs[1], subscription.ErrClaimed)
+	wantErr(t, "ClaimMany of a sent notice", errs[2], subscription.ErrAlreadySent)
+	if errs[4] == nil {
+		t.Error("ClaimMany with an empty token: no error")
+	}
+	if e := lget(t, l, fresh); e.Attempts != 1 || e.Outcome != "" || e.Ambiguous {
+		t.Errorf("after ClaimMany: %+v, want 1 attempt, no outcome", e)
+	}
+	if e := lget(t, l, again); e.Attempts != 1 {
+		t.Errorf("a re-claim by the holder counted an attempt: %+v", e)
+	}
+	wantErr(t, "Claim by another token of a notice ClaimMany took", p.Claim(ctx, fresh, "peer", t0.Add(2*time.Second), lease), subscription.ErrClaimed)
+
+	at := t0.Add(3 * time.Second)
+	cs := []subscription.Confirmation{
+		{Key: fresh, Token: "a", Entry: subscription.Entry{Outcome: subscription.OutcomeSent, Role: subscription.RoleContractManager, At: at}},
+		{Key: again, Token: "a", Entry: subscription.Entry{Outcome: subscription.OutcomeSkipped, Reason: "renewed", At: at, Ambiguous: true}},
+		{Key: held, Token: "a", Entry: subscription.Entry{Outcome: subscription.OutcomeSent, At: at}},
+		{Key: bad, Token: "a", Entry: subscription.Entry{At: at}},
+	}
+	entries, cerrs := l.ConfirmMany(ctx, cs)
+	if len(entries) != 4 || len(cerrs) != 4 {
+		t.Fatalf("ConfirmMany returned %d entries and %d errors for 4", len(entries), len(cerrs))
+	}
+	for i, k := range []subscription.NoticeKey{fresh, again} {
+		if cerrs[i] != nil {
+			t.Errorf("ConfirmMany of %s: %v", k, cerrs[i])
+			continue
+		}
+		want := lget(t, l, k)
+		got := entries[i]
+		if got.Key != want.Key || got.Outcome != want.Outcome || got.Reason != want.Reason || got.Role != want.Role ||
+			!got.At.Equal(want.At) || got.Attempts != want.Attempts || got.Ambiguous != want.Ambiguous {
+			t.Errorf("ConfirmMany(%s) returned %+v, but the ledger holds %+v", k, got, want)
+		}
+	}
+	if e := lget(t, l, again); e.Outcome != subscription.OutcomeSkipped || !e.Ambiguous || e.Reason != "renewed" {
+		t.Errorf("after ConfirmMany: %+v, want skipped, ambiguous, reason renewed", e)
+	}
+	wantErr(t, "ConfirmMany of a notice another holds", cerrs[2], subscription.ErrLostClaim)
+	if cerrs[3] == nil {
+		t.Error("ConfirmMany with no outcome: no error")
+	}
+	wantErr(t, "Claim after ConfirmMany recorded it sent", p.Claim(ctx, fresh, "peer", t0.Add(time.Hour), lease), subscription.ErrAlreadySent)
+	// Repeated by the token that confirmed (a lost reply): the entry as stored.
+	entries, cerrs = l.ConfirmMany(ctx, cs[:1])
+	if cerrs[0] != nil || entries[0].Outcome != subscription.OutcomeSent || entries[0].Attempts != 1 {
+		t.Errorf("repeated ConfirmMany: %+v, %v; want the sent entry", entries[0], cerrs[0])
+	}
+	if entries, errs := l.ConfirmMany(ctx, nil); len(entries) != 0 || len(errs) != 0 {
+		t.Errorf("ConfirmMany of nothing: %v, %v", entries, errs)
+	}
+	if errs := l.ClaimMany(ctx, nil, t0, lease); len(errs) != 0 {
+		t.Errorf("ClaimMany of nothing: %v", errs)
+	}
+}
+
+// testManyAcrossProcesses: batches decide on what the other process wrote,
+// not on what this one remembers: a takeover by a peer after the lease ran
+// out makes the first holder's ConfirmMany fail with ErrLostClaim, and a
+// lapsed claim taken over by ClaimMany after Begin is flagged ambiguous.
+func testManyAcrossProcesses(t *testing.T, b Backend) {
+	a, p, ctx := b.Ledger, b.Peer, ctxT(t)
+	k1, k2 := key("X1", 30), key("X1", 45)
+	if errs := a.ClaimMany(ctx, []subscription.Claim{{Key: k1, Token: "a"}, {Key: k2, Token: "a"}}, t0, lease); errs[0] != nil || errs[1] != nil {
+		t.Fatalf("ClaimMany: %v", errs)
+	}
+	if err := a.Begin(ctx, k1, "a", t0, lease); err != nil {
+		t.Fatal(err)
+	}
+	if errs := p.ClaimMany(ctx, []subscription.Claim{{Key: k1, Token: "p"}}, t0.Add(lease), lease); errs[0] != nil {
+		t.Fatalf("peer's ClaimMany over a lapsed lease: %v", errs[0])
+	}
+	_, errs := a.ConfirmMany(ctx, []subscription.Confirmation{
+		{Key: k1, Token: "a", Entry: subscription.Entry{Outcome: subscription.OutcomeSent, At: t0}},
+		{Key: k2, Token: "a", Entry: subscription.Entry{Outcome: subscription.OutcomeSent, At: t0}},
+	})
+	wantErr(t, "ConfirmMany after the peer took over", errs[0], subscription.ErrLostClaim)
+	if errs[1] != nil {
+		t.Errorf("ConfirmMany of the claim still held: %v", errs[1])
+	}
+	entries, errs := p.ConfirmMany(ctx, []subscription.Confirmation{{Key: k1, Token: "p", Entry: subscription.Entry{Outcome: subscription.OutcomeSent, At: t0.Add(lease)}}})
+	if errs[0] != nil || !entries[0].Ambiguous || entries[0].Attempts != 2 {
+		t.Errorf("peer's ConfirmMany after a takeover of a begun send: %+v, %v; want ambiguous, 2 attempts", entries[0], errs[0])
 	}
 }

@@ -104,6 +104,20 @@ type Entry struct {
 	Resent []string `json:"resent,omitempty"`
 }
 
+// Claim is one notice's claim in a Ledger.ClaimMany batch.
+type Claim struct {
+	Key   NoticeKey
+	Token string
+}
+
+// Confirmation is one notice's outcome in a Ledger.ConfirmMany batch: Entry
+// under the claim held by Token.
+type Confirmation struct {
+	Key   NoticeKey
+	Token string
+	Entry Entry
+}
+
 // Ledger records what was sent, so that no notice goes twice. A send is
 // claim, send, confirm: Claim takes a lease on the notice with a random token;
 // after a successful send Confirm records it as sent, checking the token; a
@@ -137,6 +151,14 @@ type Ledger interface {
 	// other claim (a retry whose reply was lost), returns the entry as stored
 	// and changes nothing.
 	Confirm(ctx context.Context, key NoticeKey, token string, e Entry) (Entry, error)
+	// ClaimMany is Claim for each of claims, in as few round trips as the
+	// ledger allows (one, on Redis): errs[i] is what Claim would have
+	// returned for claims[i]. Each key appears at most once.
+	ClaimMany(ctx context.Context, claims []Claim, now time.Time, lease time.Duration) (errs []error)
+	// ConfirmMany is Confirm for each of cs, in as few round trips as the
+	// ledger allows: entries[i] and errs[i] are what Confirm would have
+	// returned for cs[i]. Each key appears at most once.
+	ConfirmMany(ctx context.Context, cs []Confirmation) (entries []Entry, errs []error)
 	// Sent reports which of keys were sent (Final: sent or bounced).
 	Sent(ctx context.Context, keys []NoticeKey) (map[NoticeKey]bool, error)
 	// Get returns the entry for key, or ErrNotFound.

@@ -204,12 +204,18 @@ func benchID(i int) string { return fmt.Sprintf("12%010d", i) }
 // emails as an SMTP server receives it.
 func loadDue(b *testing.B, redisURL string, from, to int, asOf subscription.Date) int {
 	b.Helper()
-	ctx := context.Background()
-	store, _, err := redisstore.Open(ctx, redisURL)
+	store, _, err := redisstore.Open(context.Background(), redisURL)
 	if err != nil {
 		b.Fatal(err)
 	}
 	defer store.Close()
+	return loadDueInto(b, store, from, to, asOf)
+}
+
+// loadDueInto is loadDue into any store.
+func loadDueInto(b *testing.B, store subscription.Store, from, to int, asOf subscription.Date) int {
+	b.Helper()
+	ctx := context.Background()
 	seats, used := 25, 20
 	var batch []subscription.Subscription
 	for i := from; i < to; i++ {

@@ -8,6 +8,12 @@
 // and the message is redelivered later; nothing is marked sent before the
 // send succeeded. A crash anywhere leaves the message unacknowledged, so it
 // is redelivered; the ledger then says whether it was sent.
+//
+// The protocol is per notice; the round trips are not: the notices of one
+// pull are claimed in one ledger call and their subscriptions read in one
+// store call, confirms that fall due together go in one ledger call, and
+// outcome events are published asynchronously, each notice waiting for its
+// own acknowledgement. Each notice's outcome is still its own.
 package notifier
 
 import (
@@ -62,6 +68,8 @@ type Notifier struct {
 	// manager's address bounced (see services/bounces); a reason makes the
 	// notice undeliverable without an SMTP connection.
 	Suppressed func(ctx context.Context, sub subscription.Subscription) (reason string, err error)
+
+	confirms confirmBatch
 }
 
 // ConsumerConfig tunes the durable consumer shared by every notifier replica.
@@ -217,30 +225,41 @@ func (n *Notifier) Run(ctx context.Context) error {
 			}
 			continue
 		}
-		for m := range batch.Messages() {
-			if ctx.Err() != nil {
-				// Shutting down: hand it back for another replica.
-				_ = m.NakWithDelay(handBack)
+		// The notices of one pull are handled as a batch: claimed, and
+		// their subscriptions read, in one round trip each.
+		for open := true; open; {
+			var msgs []jetstream.Msg
+			msgs, open = gather(batch.Messages(), want)
+			var take []jetstream.Msg
+			var seqs []uint64
+			for _, m := range msgs {
+				if ctx.Err() != nil {
+					// Shutting down: hand it back for another replica.
+					_ = m.NakWithDelay(handBack)
+					continue
+				}
+				seq, ok := inflight.add(m)
+				if !ok {
+					// A redelivery of a notice this process still handles (its
+					// ack wait ran out meanwhile): the first delivery's outcome
+					// stands for both, so this one is dropped, not raced.
+					n.Log.Debug("redelivered notice still in hand; dropped", zap.Uint64("stream_seq", seq))
+					continue
+				}
+				take = append(take, m)
+				seqs = append(seqs, seq)
+			}
+			if len(take) == 0 {
 				continue
 			}
-			seq, ok := inflight.add(m)
-			if !ok {
-				// A redelivery of a notice this process still handles (its
-				// ack wait ran out meanwhile): the first delivery's outcome
-				// stands for both, so this one is dropped, not raced.
-				n.Log.Debug("redelivered notice still in hand; dropped", zap.Uint64("stream_seq", seq))
-				continue
+			done := func(i int) {
+				inflight.remove(seqs[i])
+				select {
+				case finished <- struct{}{}:
+				default:
+				}
 			}
-			wg.Go(func() {
-				defer func() {
-					inflight.remove(seq)
-					select {
-					case finished <- struct{}{}:
-					default:
-					}
-				}()
-				n.handle(work, ctx, m)
-			})
+			wg.Go(func() { n.handleBatch(work, ctx, take, done, &wg) })
 		}
 		if err := batch.Error(); err != nil && fctx.Err() == nil && !errors.Is(err, nats.ErrTimeout) {
 			n.Log.Warn("pull due notices", zap.Error(err))
@@ -299,50 +318,148 @@ func (f *inFlight) remove(seq uint64) {
 	delete(f.seqs, seq)
 }
 
-// handle runs the send protocol for one delivery. ctx ends when the drain
+// gatherWait is how long the puller waits for more notices of one pull
+// before it hands those it has over as a batch.
+const gatherWait = time.Millisecond
+
+// gather receives the next notices of a pull: at least one (unless the pull
+// is over), then those that follow within gatherWait, up to limit. open is
+// false once the pull has delivered all it will.
+func gather(msgs <-chan jetstream.Msg, limit int) (out []jetstream.Msg, open bool) {
+	m, ok := <-msgs
+	if !ok {
+		return nil, false
+	}
+	out = append(out, m)
+	t := time.NewTimer(gatherWait)
+	defer t.Stop()
+	for len(out) < limit {
+		select {
+		case m, ok := <-msgs:
+			if !ok {
+				return out, false
+			}
+			out = append(out, m)
+		case <-t.C:
+			return out, true
+		}
+	}
+	return out, true
+}
+
+// notice is one delivery in hand.
+type notice struct {
+	m         jetstream.Msg
+	due       event.NoticeDue
+	key       subscription.NoticeKey
+	token     string
+	delivered int
+	log       noticeLog
+	// sub and subErr are the subscription as read right after the claim.
+	sub    subscription.Subscription
+	subErr error
+}
+
+// manyGetter is a store that reads many subscriptions in one round trip.
+type manyGetter interface {
+	GetMany(ctx context.Context, ids []string) ([]subscription.Subscription, []error)
+}
+
+// handleBatch runs the send protocol for the deliveries of one pull: it
+// claims them all in one ledger call and reads their subscriptions in one
+// store call (where the store can), then sends each on its own goroutine.
+// done(i) is called once msgs[i] is finished with. ctx ends when the drain
 // time is over; once running ends, a notice that has not started out is
 // handed back instead.
-func (n *Notifier) handle(ctx, running context.Context, m jetstream.Msg) {
-	var due event.NoticeDue
-	if _, err := event.Decode(m.Data(), &due); err != nil {
-		n.Log.Error("poison due message terminated", zap.String("subject", m.Subject()), zap.Error(err))
-		n.emitPoison(ctx, m, err)
-		_ = m.Term()
+func (n *Notifier) handleBatch(ctx, running context.Context, msgs []jetstream.Msg, done func(int), wg *sync.WaitGroup) {
+	ns := make([]*notice, 0, len(msgs))
+	idx := make([]int, 0, len(msgs))
+	for i, m := range msgs {
+		x := &notice{m: m, delivered: 1, token: newToken()}
+		if _, err := event.Decode(m.Data(), &x.due); err != nil {
+			n.Log.Error("poison due message terminated", zap.String("subject", m.Subject()), zap.Error(err))
+			n.emitPoison(ctx, m, err)
+			_ = m.Term()
+			done(i)
+			continue
+		}
+		x.key = x.due.NoticeKey
+		x.log = noticeLog{n.Log, zap.Stringer("notice_key", x.key)}
+		if meta, _ := m.Metadata(); meta != nil {
+			x.delivered = int(meta.NumDelivered)
+		}
+		ns = append(ns, x)
+		idx = append(idx, i)
+	}
+	if len(ns) == 0 {
 		return
 	}
-	key := due.NoticeKey
-	log := noticeLog{n.Log, zap.Stringer("notice_key", key)}
-	meta, _ := m.Metadata()
-	delivered := 1
-	if meta != nil {
-		delivered = int(meta.NumDelivered)
+	claims := make([]subscription.Claim, len(ns))
+	for i, x := range ns {
+		claims[i] = subscription.Claim{Key: x.key, Token: x.token}
 	}
+	errs := n.Ledger.ClaimMany(ctx, claims, n.Now(), n.Consumer.Lease)
+	held, heldIdx := ns[:0], idx[:0]
+	for i, x := range ns {
+		if errs[i] != nil {
+			n.claimRefused(ctx, x, errs[i])
+			done(idx[i])
+			continue
+		}
+		held = append(held, x)
+		heldIdx = append(heldIdx, idx[i])
+	}
+	if g, ok := n.Store.(manyGetter); ok && len(held) > 0 {
+		ids := make([]string, len(held))
+		for i, x := range held {
+			ids[i] = x.key.SubscriptionID
+		}
+		subs, errs := g.GetMany(ctx, ids)
+		for i, x := range held {
+			x.sub, x.subErr = subs[i], errs[i]
+		}
+	} else {
+		for _, x := range held {
+			x.subErr = errNotRead
+		}
+	}
+	for i, x := range held {
+		wg.Go(func() {
+			defer done(heldIdx[i])
+			n.pause("after-claim")
+			n.handle(ctx, running, x)
+		})
+	}
+}
 
-	token := newToken()
-	err := n.Ledger.Claim(ctx, key, token, n.Now(), n.Consumer.Lease)
+// errNotRead marks a notice whose subscription the batch did not read.
+var errNotRead = errors.New("subscription not read yet")
+
+// claimRefused settles a delivery whose claim was refused.
+func (n *Notifier) claimRefused(ctx context.Context, x *notice, err error) {
 	switch {
 	case errors.Is(err, subscription.ErrAlreadySent):
-		if err := n.reemitSent(ctx, key); err != nil {
-			log.Warn("publish outcome event; retrying later", zap.Error(err))
-			_ = m.NakWithDelay(n.retryDelay(delivered))
+		if err := n.reemitSent(ctx, x.key); err != nil {
+			x.log.Warn("publish outcome event; retrying later", zap.Error(err))
+			_ = x.m.NakWithDelay(n.retryDelay(x.delivered))
 			return
 		}
-		_ = m.Ack()
-		return
+		_ = x.m.Ack()
 	case errors.Is(err, subscription.ErrClaimed):
 		// The holder is alive (and will finish) or died; either way the
 		// answer is known once its lease runs out, so never wait longer.
-		log.Debug("notice claimed by another worker; retrying later")
-		_ = m.NakWithDelay(min(n.retryDelay(delivered), n.Consumer.Lease))
-		return
-	case err != nil:
-		log.Warn("claim failed; retrying later", zap.Error(err))
-		_ = m.NakWithDelay(n.retryDelay(delivered))
-		return
+		x.log.Debug("notice claimed by another worker; retrying later")
+		_ = x.m.NakWithDelay(min(n.retryDelay(x.delivered), n.Consumer.Lease))
+	default:
+		x.log.Warn("claim failed; retrying later", zap.Error(err))
+		_ = x.m.NakWithDelay(n.retryDelay(x.delivered))
 	}
-	n.pause("after-claim")
+}
 
-	r := n.attempt(ctx, running, m, key, token, due)
+// handle runs the rest of the send protocol for one claimed delivery.
+func (n *Notifier) handle(ctx, running context.Context, x *notice) {
+	m, key, token, log, delivered := x.m, x.key, x.token, x.log, x.delivered
+	r := n.attempt(ctx, running, x)
 	if r.outcome != "" {
 		n.finish(ctx, m, key, token, r, log)
 		return
@@ -386,8 +503,12 @@ type result struct {
 }
 
 // attempt revalidates, renders and sends.
-func (n *Notifier) attempt(ctx, running context.Context, m jetstream.Msg, key subscription.NoticeKey, token string, due event.NoticeDue) result {
-	sub, err := n.Store.Get(ctx, key.SubscriptionID)
+func (n *Notifier) attempt(ctx, running context.Context, x *notice) result {
+	m, key, token, due := x.m, x.key, x.token, x.due
+	sub, err := x.sub, x.subErr
+	if errors.Is(err, errNotRead) {
+		sub, err = n.Store.Get(ctx, key.SubscriptionID)
+	}
 	if errors.Is(err, subscription.ErrNotFound) {
 		return result{outcome: subscription.OutcomeSkipped, reason: "subscription erased or unknown"}
 	}
@@ -423,9 +544,10 @@ func (n *Notifier) attempt(ctx, running context.Context, m jetstream.Msg, key su
 	err = n.Sender.Send(ctx, mailer.Message{
 		Key: key, To: to, ToName: sub.ContractManager.Name,
 		Subject: email.Subject, Text: email.Text, HTML: email.HTML,
-		// Checked and marked just before the transaction starts: a claim
-		// lost while the notice waited for a connection stops the send.
-		// Once shutdown began, a notice that has not started out goes back.
+		// Checked and marked when the notice's connection takes it, at
+		// most one message ahead of its transaction: a claim lost while
+		// the notice waited for a connection stops the send. Once
+		// shutdown began, a notice that has not started out goes back.
 		Begin: func() error {
 			if err := running.Err(); err != nil {
 				return fmt.Errorf("shutting down: %w", err)
@@ -550,7 +672,13 @@ const confirmRetries = 40
 func (n *Notifier) confirm(ctx context.Context, m jetstream.Msg, key subscription.NoticeKey, token string, e subscription.Entry, log noticeLog) (subscription.Entry, error) {
 	wait := 50 * time.Millisecond
 	for attempt := 1; ; attempt++ {
-		stored, err := n.Ledger.Confirm(ctx, key, token, e)
+		var stored subscription.Entry
+		var err error
+		if attempt == 1 {
+			stored, err = n.confirms.confirm(ctx, n.Ledger, subscription.Confirmation{Key: key, Token: token, Entry: e})
+		} else {
+			stored, err = n.Ledger.Confirm(ctx, key, token, e)
+		}
 		if err == nil || errors.Is(err, subscription.ErrLostClaim) || attempt >= confirmRetries {
 			return stored, err
 		}
@@ -565,8 +693,15 @@ func (n *Notifier) confirm(ctx context.Context, m jetstream.Msg, key subscriptio
 	}
 }
 
-// emit publishes the outcome event of a ledger entry. Its Nats-Msg-Id makes a
-// repeat (after a crash between confirm and ack) a no-op in the stream.
+// emitWait bounds the wait for JetStream to store an outcome event, as a
+// synchronous publish would.
+const emitWait = 5 * time.Second
+
+// emit publishes the outcome event of a ledger entry and waits until the
+// stream has it. It publishes asynchronously, so that the events of all the
+// notices in hand are on the wire together and their acknowledgements come
+// back together; each notice still waits for its own. Its Nats-Msg-Id makes
+// a repeat (after a crash between confirm and ack) a no-op in the stream.
 func (n *Notifier) emit(ctx context.Context, e subscription.Entry) error {
 	subject := event.OutcomeSubject(e.Outcome)
 	ev, err := event.New(subject, e.Key.String(), e.At, event.NoticeOutcome{
@@ -578,8 +713,79 @@ func (n *Notifier) emit(ctx context.Context, e subscription.Entry) error {
 		return err
 	}
 	msgID := fmt.Sprintf("%s:%s:%d", e.Key, e.Outcome, e.Attempts)
-	_, err = natsbus.Publish(ctx, n.JS, subject, ev, msgID)
-	return err
+	f, err := natsbus.PublishAsync(n.JS, subject, ev, msgID)
+	if err != nil {
+		return err
+	}
+	t := time.NewTimer(emitWait)
+	defer t.Stop()
+	select {
+	case <-f.Ok():
+		return nil
+	case err := <-f.Err():
+		return fmt.Errorf("publish %s: %w", subject, err)
+	case <-t.C:
+		return fmt.Errorf("publish %s: no acknowledgement within %v", subject, emitWait)
+	case <-ctx.Done():
+		return fmt.Errorf("publish %s: %w", subject, ctx.Err())
+	}
+}
+
+// confirmBatch gathers the confirms that notices ask for at about the same
+// time into one Ledger.ConfirmMany: while one batch is on its way, the next
+// collects. No timer: a confirm alone goes at once.
+type confirmBatch struct {
+	mu      sync.Mutex
+	pending []confirmReq
+	busy    bool
+}
+
+type confirmReq struct {
+	c    subscription.Confirmation
+	done chan confirmRes
+}
+
+type confirmRes struct {
+	e   subscription.Entry
+	err error
+}
+
+// confirm is l.Confirm of c, batched with the confirms asked for meanwhile.
+// ctx is the notifier's: every caller passes the same.
+func (b *confirmBatch) confirm(ctx context.Context, l subscription.Ledger, c subscription.Confirmation) (subscription.Entry, error) {
+	req := confirmReq{c: c, done: make(chan confirmRes, 1)}
+	b.mu.Lock()
+	b.pending = append(b.pending, req)
+	lead := !b.busy
+	b.busy = true
+	b.mu.Unlock()
+	if lead {
+		go b.run(ctx, l)
+	}
+	r := <-req.done
+	return r.e, r.err
+}
+
+func (b *confirmBatch) run(ctx context.Context, l subscription.Ledger) {
+	for {
+		b.mu.Lock()
+		batch := b.pending
+		b.pending = nil
+		if len(batch) == 0 {
+			b.busy = false
+			b.mu.Unlock()
+			return
+		}
+		b.mu.Unlock()
+		cs := make([]subscription.Confirmation, len(batch))
+		for i, r := range batch {
+			cs[i] = r.c
+		}
+		entries, errs := l.ConfirmMany(ctx, cs)
+		for i, r := range batch {
+			r.done <- confirmRes{entries[i], errs[i]}
+		}
+	}
 }
 
 // reemitSent publishes the sent event again for a notice the ledger holds as
