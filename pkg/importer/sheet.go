@@ -4,6 +4,7 @@ import (
 	"archive/zip"
 	"bufio"
 	"bytes"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -14,12 +15,13 @@ import (
 
 // An .xlsx workbook is read with excelize. The body is copied to a
 // temporary file (a zip needs random access, and excelize.OpenReader would
-// hold the whole body in memory); excelize opens it, unpacking a large
-// worksheet or shared-strings table to a temporary file of its own under
-// TempDir, and its rows are then streamed (Rows, Columns), never the whole
-// sheet. The rows are read a batch ahead on a goroutine of their own, so
-// that excelize's XML decoding runs on one core while validation and the
-// store's writes run on another.
+// hold the whole body in memory) in a directory of the import's own under
+// TempDir; excelize opens it, unpacking a large worksheet or shared-strings
+// table to a temporary file of its own in that directory, and the sheet's
+// rows are then streamed (Rows, Columns), never the whole sheet. The rows
+// are read a batch ahead on a goroutine of their own, so that excelize's
+// XML decoding runs on one core while validation and the store's writes
+// run on another.
 
 // Bounds on what a workbook may unpack to, checked against its zip
 // directory before excelize unpacks anything (archive/zip refuses a part
@@ -58,6 +60,10 @@ func isWorkbook(br *bufio.Reader) bool {
 
 // workbook is an open .xlsx.
 type workbook struct {
+	// dir holds every file of the import, the copy of the body and what
+	// excelize unpacks: removed whole at the end, also what excelize
+	// leaves behind when it fails halfway through unpacking.
+	dir   string
 	file  *excelize.File
 	rows  *excelize.Rows
 	ahead *ahead // the sheet's rows, once the header was read
@@ -74,12 +80,16 @@ func (w *workbook) close() error {
 		w.rows.Close()
 		w.rows = nil
 	}
-	var err error
+	var errs []error
 	if w.file != nil {
-		err = w.file.Close() // removes excelize's temporary files
+		errs = append(errs, w.file.Close()) // removes excelize's temporary files
 		w.file = nil
 	}
-	return err
+	if w.dir != "" {
+		errs = append(errs, os.RemoveAll(w.dir))
+		w.dir = ""
+	}
+	return errors.Join(errs...)
 }
 
 func brokenWorkbook(err error) *FileError {
@@ -126,7 +136,12 @@ func checkUnpacked(f *os.File, size int64) error {
 }
 
 func (rd *Reader) startXLSX(br *bufio.Reader, o ReaderOptions) error {
-	spool, err := os.CreateTemp(o.TempDir, "renewals-import-*.xlsx")
+	dir, err := os.MkdirTemp(o.TempDir, "renewals-import-")
+	if err != nil {
+		return fmt.Errorf("read workbook: %w", err)
+	}
+	rd.book = &workbook{dir: dir}
+	spool, err := os.CreateTemp(dir, "body-*.xlsx")
 	if err != nil {
 		return fmt.Errorf("read workbook: %w", err)
 	}
@@ -143,11 +158,11 @@ func (rd *Reader) startXLSX(br *bufio.Reader, o ReaderOptions) error {
 	if err := checkUnpacked(spool, size); err != nil {
 		return err
 	}
-	f, err := openWorkbook(spool.Name(), o.TempDir)
+	f, err := openWorkbook(spool.Name(), dir)
 	if err != nil {
 		return err
 	}
-	rd.book = &workbook{file: f}
+	rd.book.file = f
 	sheets := f.GetSheetList()
 	var sheet string
 	for _, s := range sheets {

@@ -185,3 +185,40 @@ func TestWorkbookUnpackBounds(t *testing.T) {
 		}
 	}
 }
+
+// TestWorkbookBrokenLeavesNoFiles: a workbook that breaks while excelize
+// unpacks it (a part in a compression it cannot read, after a sheet large
+// enough to be unpacked to a file) is refused, and nothing of it is left in
+// TempDir.
+func TestWorkbookBrokenLeavesNoFiles(t *testing.T) {
+	var b bytes.Buffer
+	zw := zip.NewWriter(&b)
+	for _, p := range [][2]string{
+		{"[Content_Types].xml", `<Types xmlns="http://schemas.openxmlformats.org/package/2006/content-types"/>`},
+		{"_rels/.rels", packageRels},
+		{"xl/worksheets/sheet1.xml", `<worksheet xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main"><sheetData>` + strings.Repeat(" ", maxPartInMemory+1) + `</sheetData></worksheet>`},
+	} {
+		w, err := zw.Create(p[0])
+		if err != nil {
+			t.Fatal(err)
+		}
+		w.Write([]byte(p[1]))
+	}
+	// A part compressed with bzip2 (method 12), which archive/zip cannot read.
+	raw, err := zw.CreateRaw(&zip.FileHeader{Name: "xl/workbook.xml", Method: 12, CompressedSize64: 11, UncompressedSize64: 11})
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw.Write([]byte("<workbook/>"))
+	if err := zw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	_, err = Import(context.Background(), bytes.NewReader(b.Bytes()), Options{Store: &memStore{}, TempDir: dir})
+	if fe, ok := err.(*FileError); !ok || !strings.HasPrefix(fe.Reason, "the workbook cannot be read (zip: unsupported compression algorithm): open it in Excel") {
+		t.Errorf("Import: %v", err)
+	}
+	if left, _ := filepath.Glob(filepath.Join(dir, "*")); len(left) != 0 {
+		t.Errorf("left in the temp dir: %v", left)
+	}
+}
