@@ -35,6 +35,9 @@ type Config struct {
 	SMTPURL    string
 	MailFrom   string
 	APIToken   string
+	// UsersFile holds the console's named users (name:bcrypt-hash:role a
+	// line); empty means <data dir>/users.
+	UsersFile  string
 	Timezone   string
 	Milestones string
 	Schedule   string
@@ -120,6 +123,7 @@ func Flags(fs *flag.FlagSet, getenv func(string) string) *Config {
 	fs.StringVar(&c.SMTPURL, "smtp-url", env("RENEWALS_SMTP_URL", ""), "SMTP server, e.g. smtp://user:pass@host:587?tls=starttls; empty writes .eml files to <data dir>/outbox (RENEWALS_SMTP_URL)")
 	fs.StringVar(&c.MailFrom, "mail-from", env("RENEWALS_MAIL_FROM", "renewals@localhost"), "From address of the notices (RENEWALS_MAIL_FROM)")
 	fs.StringVar(&c.APIToken, "api-token", env("RENEWALS_API_TOKEN", ""), "bearer token for /api; empty generates one into <data dir>/api-token (RENEWALS_API_TOKEN)")
+	fs.StringVar(&c.UsersFile, "users-file", env("RENEWALS_USERS_FILE", ""), "the web console's users, one name:bcrypt-hash:role a line (role viewer or operator), written by 'renewals user add'; empty means <data dir>/users (RENEWALS_USERS_FILE)")
 	fs.StringVar(&c.Timezone, "timezone", env("RENEWALS_TIMEZONE", "UTC"), "IANA zone in which dates and days left are reckoned, unless a subscription names its own (RENEWALS_TIMEZONE)")
 	fs.StringVar(&c.Milestones, "milestones", env("RENEWALS_MILESTONES", "90,45,30"), "days before the end date at which notices are due (RENEWALS_MILESTONES)")
 	fs.StringVar(&c.Schedule, "schedule", env("RENEWALS_SCHEDULE", "0 6 * * *"), "cron spec of the daily scheduler pass, in RENEWALS_TIMEZONE (RENEWALS_SCHEDULE)")

@@ -18,13 +18,13 @@ var Variables = append([]string{
 	"RENEWALS_NATS_LISTEN", "RENEWALS_NATS_SYNC", "RENEWALS_NATS_URL", "RENEWALS_POST_EXPIRY", "RENEWALS_REDIS_URL", "RENEWALS_REPS_FILE", "RENEWALS_RESELLER_EMAIL",
 	"RENEWALS_RESELLER_NAME", "RENEWALS_RESELLER_PHONE", "RENEWALS_RESELLER_WEBSITE",
 	"RENEWALS_SCHEDULE", "RENEWALS_SERVER", "RENEWALS_SMTP_URL", "RENEWALS_TARGET",
-	"RENEWALS_TIMEZONE", "RENEWALS_WORKERS",
+	"RENEWALS_TIMEZONE", "RENEWALS_USERS_FILE", "RENEWALS_WORKERS",
 }, reserved...)
 
 // reserved are the variables that later capabilities name in the
 // interface: setting one ahead of time is not reported as a typo.
 var reserved = []string{
-	"RENEWALS_REPLICAS", "RENEWALS_USERS_FILE",
+	"RENEWALS_REPLICAS",
 }
 
 // Unknown returns one warning for each RENEWALS_* variable in environ (as

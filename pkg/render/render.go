@@ -427,13 +427,7 @@ func tidy(s string) string {
 // template which parses but cannot execute (an unknown field) fails at
 // start-up rather than on a customer's notice. It returns the first error.
 func (r *Renderer) Check() error {
-	seats, assigned := 10, 7
-	s := subscription.Subscription{
-		ID: "110001234567", EndDate: subscription.MustDate("2027-03-31"), CustomerName: "Example Ltd",
-		CustomerAccount: "5550001", Product: "Example Suite", Seats: &seats, SeatsAssigned: &assigned,
-		AccessModel: subscription.MultiUser, Status: subscription.StatusActive,
-		ContractManager: subscription.Contact{Name: "Sam Sample", Email: "sam@example.com"},
-	}
+	s := SampleSubscription()
 	// Every optional part once: usage and an open quote, then an expired one.
 	withAll := s
 	withAll.Usage = &subscription.SeatUsage{AsOf: s.EndDate.AddDays(-40), Users: 8, Unused30: 3, Unused60: 2}
@@ -466,4 +460,27 @@ func (r *Renderer) check(s subscription.Subscription) error {
 		}
 	}
 	return nil
+}
+
+// Locales returns the names of the template directories, sorted (en-GB,
+// en-US, ...).
+func (r *Renderer) Locales() []string {
+	out := make([]string, 0, len(r.locales))
+	for _, l := range r.locales {
+		out = append(out, l.name)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// SampleSubscription is the subscription Check renders every template
+// with: a preview for when no real subscription is chosen.
+func SampleSubscription() subscription.Subscription {
+	seats, assigned := 10, 7
+	return subscription.Subscription{
+		ID: "110001234567", EndDate: subscription.MustDate("2027-03-31"), CustomerName: "Example Ltd",
+		CustomerAccount: "5550001", Product: "Example Suite", Seats: &seats, SeatsAssigned: &assigned,
+		AccessModel: subscription.MultiUser, Status: subscription.StatusActive,
+		ContractManager: subscription.Contact{Name: "Sam Sample", Email: "sam@example.com"},
+	}
 }

@@ -318,3 +318,16 @@ func eventJSON(v any) ([]byte, error) {
 	}
 	return b, nil
 }
+
+// StatusOf returns the HTTP status and the sentence of an error returned by
+// Import or Erase: the API's answer, for the console to give the same.
+func StatusOf(err error) (int, string) {
+	var ae *apiError
+	if errors.As(err, &ae) {
+		return statusOf[ae.code], ae.msg
+	}
+	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
+		return http.StatusServiceUnavailable, "the request timed out: try again"
+	}
+	return http.StatusInternalServerError, "internal error: " + err.Error()
+}

@@ -61,6 +61,9 @@ type Server struct {
 	Report http.Handler
 	// OnImport, when set, is told the report of every import, for metrics.
 	OnImport func(importer.Report)
+	// Console, when set, serves every other path of an api target: the
+	// web console (package console), with its own sign-in.
+	Console http.Handler
 	// Timeouts are the HTTP server's; zero means DefaultTimeouts().
 	Timeouts Timeouts
 	// HeavyReads bounds the call-list, forecast and all-notices reads that
@@ -123,10 +126,14 @@ func (s *Server) Handler() http.Handler {
 	if s.Metrics != nil {
 		mux.Handle("GET /metrics", s.Metrics)
 	}
-	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-		fmt.Fprintln(w, "renewals: API under /api/v1 (bearer token), /healthz, /readyz, /metrics")
-	})
+	if s.Console != nil && !s.APIDisabled {
+		mux.Handle("/", s.Console)
+	} else {
+		mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+			fmt.Fprintln(w, "renewals: API under /api/v1 (bearer token), /healthz, /readyz, /metrics")
+		})
+	}
 	return logRequests(s.Log, guardBody(mux))
 }
 
@@ -144,35 +151,49 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) importSubscriptions(w http.ResponseWriter, r *http.Request) error {
 	body := http.MaxBytesReader(w, r.Body, s.MaxImportBytes)
-	format := formatOf(r.Header.Get("Content-Type"))
 	opts, err := importOptions(r)
 	if err != nil {
 		return err
 	}
-	events := s.upsertEvents(r.Context())
-	opts.Store, opts.Format, opts.OnUpsert, opts.TempDir = s.Store, format, events.add, s.TempDir
-	report, err := importer.Import(r.Context(), body, opts)
+	opts.Format = formatOf(r.Header.Get("Content-Type"))
+	report, err := s.Import(r.Context(), body, opts)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, report)
+	return nil
+}
+
+// Import stores the subscriptions of one file (opts.Format, or detected
+// when empty; opts.Sheet, DateFormat and Map as the query gives them), with
+// their upserted events in the stream before it returns, and reports each
+// row: what POST /api/v1/subscriptions/import and the console's import page
+// both do. body should be bounded by MaxImportBytes (http.MaxBytesReader);
+// its error carries the code the API answers with.
+func (s *Server) Import(ctx context.Context, body io.Reader, opts importer.Options) (importer.Report, error) {
+	events := s.upsertEvents(ctx)
+	opts.Store, opts.OnUpsert, opts.TempDir = s.Store, events.add, s.TempDir
+	report, err := importer.Import(ctx, body, opts)
 	// Whatever the outcome, the rows stored so far have their events out:
 	// wait for JetStream to take them before answering.
 	evErr := events.wait()
 	if errors.Is(err, importer.ErrTooLarge) {
-		return errorf(CodeTooLarge, "the import is larger than %d bytes: split the file, or start the server with a larger --max-import-bytes (RENEWALS_MAX_IMPORT_BYTES)", s.MaxImportBytes)
+		return report, errorf(CodeTooLarge, "the import is larger than %d bytes: split the file, or start the server with a larger --max-import-bytes (RENEWALS_MAX_IMPORT_BYTES)", s.MaxImportBytes)
 	}
 	if err != nil {
 		var fe *importer.FileError
 		if errors.As(err, &fe) {
-			return errorf(CodeUnprocessable, "%v", err)
+			return report, errorf(CodeUnprocessable, "%v", err)
 		}
-		return fmt.Errorf("import: %w", err)
+		return report, fmt.Errorf("import: %w", err)
 	}
 	if s.OnImport != nil {
 		s.OnImport(report)
 	}
 	if evErr != nil {
-		return evErr
+		return report, evErr
 	}
-	writeJSON(w, http.StatusOK, report)
-	return nil
+	return report, nil
 }
 
 // importOptions reads the import's query parameters: sheet (of a
@@ -282,10 +303,22 @@ func (s *Server) putSubscription(w http.ResponseWriter, r *http.Request) error {
 
 func (s *Server) eraseSubscription(w http.ResponseWriter, r *http.Request) error {
 	id := r.PathValue("id")
+	if err := s.Erase(r.Context(), id); err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"subscription_id": id, "status": "erased"})
+	return nil
+}
+
+// Erase removes one subscription and its personal data (its emails in the
+// outbox too) and publishes renewals.subscription.erased: what DELETE
+// /api/v1/subscriptions/{id} and the console's erase button both do. An
+// unknown id returns an error the API answers 404 for.
+func (s *Server) Erase(ctx context.Context, id string) error {
 	if err := validPathID(id); err != nil {
 		return err
 	}
-	err := s.Store.Erase(r.Context(), id)
+	err := s.Store.Erase(ctx, id)
 	if err := s.eraseOutbox(id); err != nil {
 		return err
 	}
@@ -295,11 +328,10 @@ func (s *Server) eraseSubscription(w http.ResponseWriter, r *http.Request) error
 	if err != nil {
 		return err
 	}
-	if err := natsbus.Emit(r.Context(), s.JS, event.SubjectErased, id, s.Now(), event.SubscriptionErased{SubscriptionID: id}); err != nil {
+	if err := natsbus.Emit(ctx, s.JS, event.SubjectErased, id, s.Now(), event.SubscriptionErased{SubscriptionID: id}); err != nil {
 		s.Log.Warn("publish erased event", zap.String("subscription_id", id), zap.Error(err))
 	}
 	s.Log.Info("subscription erased", zap.String("subscription_id", id))
-	writeJSON(w, http.StatusOK, map[string]string{"subscription_id": id, "status": "erased"})
 	return nil
 }
 

@@ -55,6 +55,8 @@ Usage:
                                             send a bounced, failed or undeliverable notice again
   renewals bounce FILE.eml                  feed one saved bounce message by hand
   renewals health                           exit 0 when the server answers /readyz (container checks)
+  renewals user add NAME [--role viewer|operator]
+                                            a user of the web console; the password from standard input
 
 Client subcommands talk to a running server: --server (RENEWALS_SERVER, default
 http://127.0.0.1:8080), token from RENEWALS_API_TOKEN, else <data dir>/api-token.
@@ -108,6 +110,8 @@ func Main(ctx context.Context, args []string, env Env) int {
 		err = bounceCmd(rest, env)
 	case "health":
 		err = healthCmd(ctx, rest, env)
+	case "user":
+		err = userCmd(rest, env)
 	case "help", "-h", "--help":
 		fmt.Fprint(env.Stdout, usage)
 		return ExitOK

@@ -95,8 +95,8 @@ func serve(ctx context.Context, args []string, env Env) error {
 	}
 	w := &wiring{
 		cfg: cfg, log: log, now: time.Now, bus: bus, state: st, renderer: renderer,
-		metrics: metrics.New(cfg.Stages),
-		rules:   calllist.Rules{Milestones: cfg.Stages, GraceDays: cfg.GraceDays, Location: cfg.Location, PostExpiry: cfg.PostExpiryStages},
+		metrics: metrics.New(cfg.Stages), passes: &passLog{},
+		rules: calllist.Rules{Milestones: cfg.Stages, GraceDays: cfg.GraceDays, Location: cfg.Location, PostExpiry: cfg.PostExpiryStages},
 	}
 	if err := w.openLoop(); err != nil {
 		return err
@@ -140,6 +140,11 @@ func serve(ctx context.Context, args []string, env Env) error {
 			return err
 		}
 		defer stopIngest()
+		stopConsole, err := w.enableConsole(srv)
+		if err != nil {
+			return err
+		}
+		defer stopConsole()
 	}
 	for _, run := range targets {
 		g.Go(func() error { return run(gctx) })
@@ -173,6 +178,7 @@ type wiring struct {
 	state    state
 	renderer *render.Renderer
 	metrics  *metrics.Metrics
+	passes   *passLog       // the last scheduler pass, for the console
 	rules    calllist.Rules // the call list's, for its target and the API's reader
 	loop     loop           // calls, renewal facts, the report, the morning lists (serve_loop.go)
 	bounces  *bounces.Service
@@ -250,6 +256,7 @@ func (w *wiring) newScheduler(ctx context.Context) (*scheduler.Scheduler, error)
 		Log: w.log.Named("scheduler"),
 		Observe: func(res scheduler.Result, err error) {
 			w.metrics.Pass(res.Duration, res.DryRun, err, w.now())
+			w.passes.record(res, err, w.now())
 			for _, k := range res.Keys {
 				w.metrics.Due(k.Milestone)
 			}
@@ -383,6 +390,9 @@ func (w *wiring) serveHTTP(ctx context.Context, g *errgroup.Group, srv *api.Serv
 		fmt.Fprintf(stderr, " (API token in %s)", tokenSource(w.cfg))
 	}
 	fmt.Fprintln(stderr)
+	if w.cfg.TargetSet["api"] {
+		fmt.Fprintf(stderr, "renewals: console at http://%s/: sign in with the API token (%s)\n", ln.Addr(), tokenSource(w.cfg))
+	}
 	g.Go(func() error {
 		if err := hs.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
 			return err
