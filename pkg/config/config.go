@@ -20,6 +20,7 @@ import (
 	"go.uber.org/zap/zapcore"
 
 	"renewals/pkg/mailer"
+	"renewals/pkg/redisstore"
 	"renewals/pkg/subscription"
 )
 
@@ -53,6 +54,9 @@ type Config struct {
 	Drain time.Duration
 	// Workers is how many notices the notifier handles at once.
 	Workers int
+	// Replicas is how many copies a NATS cluster keeps of the RENEWALS
+	// stream and of every key-value bucket and stream of the service.
+	Replicas int
 	// AckWait is how long a notice may go unacknowledged before JetStream
 	// redelivers it.
 	AckWait time.Duration
@@ -96,6 +100,8 @@ const (
 	DefaultGraceDays      = 30
 	DefaultDrain          = 10 * time.Second
 	DefaultWorkers        = 256
+	DefaultReplicas       = 1
+	MaxReplicas           = 5 // JetStream's limit
 	DefaultAckWait        = 30 * time.Second
 	DefaultMaxImportBytes = 1 << 30
 )
@@ -115,7 +121,8 @@ func Flags(fs *flag.FlagSet, getenv func(string) string) *Config {
 	}
 	fs.StringVar(&c.DataDir, "data-dir", env("RENEWALS_DATA_DIR", "./data"), "directory for embedded NATS storage, the outbox and the generated API token (RENEWALS_DATA_DIR)")
 	fs.StringVar(&c.HTTPAddr, "http-addr", env("RENEWALS_HTTP_ADDR", "127.0.0.1:8080"), "address of the API, /metrics, /healthz and /readyz (RENEWALS_HTTP_ADDR)")
-	fs.StringVar(&c.NATSURL, "nats-url", env("RENEWALS_NATS_URL", ""), "external NATS server; empty starts an embedded one (RENEWALS_NATS_URL)")
+	fs.StringVar(&c.NATSURL, "nats-url", env("RENEWALS_NATS_URL", ""), "external NATS server, or the servers of a cluster comma-separated; empty starts an embedded one (RENEWALS_NATS_URL)")
+	fs.IntVar(&c.Replicas, "replicas", c.envInt(getenv, "RENEWALS_REPLICAS", DefaultReplicas), "copies a NATS cluster keeps of the RENEWALS stream and of every bucket: 1, or 3 on a cluster of three (RENEWALS_REPLICAS)")
 	fs.StringVar(&c.NATSListen, "nats-listen", env("RENEWALS_NATS_LISTEN", "127.0.0.1:4223"), "where the embedded NATS server listens (RENEWALS_NATS_LISTEN)")
 	fs.StringVar(&c.NATSCreds, "nats-creds", env("RENEWALS_NATS_CREDS", ""), "credentials file (user JWT and seed) for the external NATS server (RENEWALS_NATS_CREDS)")
 	fs.StringVar(&c.NATSSync, "nats-sync", env("RENEWALS_NATS_SYNC", "always"), "when the embedded NATS server fsyncs JetStream: always (every write, before it is acknowledged) or an interval such as 2m (RENEWALS_NATS_SYNC)")
@@ -226,9 +233,13 @@ func (c *Config) Validate() error {
 			return err
 		}
 	}
-	if c.RedisURL != "" {
+	if strings.HasPrefix(c.RedisURL, redisstore.SentinelScheme+"://") {
+		if _, err := redisstore.ParseSentinelURL(c.RedisURL); err != nil {
+			return fmt.Errorf("RENEWALS_REDIS_URL is not a Redis Sentinel URL (%v): use e.g. redis-sentinel://:password@s1:26379,s2:26379,s3:26379/mymaster?db=0", err)
+		}
+	} else if c.RedisURL != "" {
 		if _, err := redis.ParseURL(c.RedisURL); err != nil {
-			return fmt.Errorf("RENEWALS_REDIS_URL is not a Redis URL (%v): use e.g. redis://host:6379/0", err)
+			return fmt.Errorf("RENEWALS_REDIS_URL is not a Redis URL (%v): use e.g. redis://host:6379/0, or redis-sentinel://s1:26379,s2:26379/mymaster for Sentinel", err)
 		}
 	}
 	if c.Drain < 0 {
@@ -239,6 +250,15 @@ func (c *Config) Validate() error {
 	}
 	if c.Workers < 1 {
 		return fmt.Errorf("RENEWALS_WORKERS is %d: the notifier needs 1 worker or more, e.g. %d", c.Workers, DefaultWorkers)
+	}
+	if c.Replicas == 0 {
+		c.Replicas = DefaultReplicas
+	}
+	if c.Replicas < 1 || c.Replicas > MaxReplicas {
+		return fmt.Errorf("RENEWALS_REPLICAS is %d: give 1 to %d, e.g. 3 on a NATS cluster of three servers", c.Replicas, MaxReplicas)
+	}
+	if c.Replicas > 1 && c.NATSURL == "" {
+		return fmt.Errorf("RENEWALS_REPLICAS is %d, but the embedded NATS server is a single server: leave RENEWALS_REPLICAS at 1, or set RENEWALS_NATS_URL to the servers of a cluster", c.Replicas)
 	}
 	if c.AckWait < time.Second {
 		return fmt.Errorf("RENEWALS_ACK_WAIT is %v: give 1s or more, e.g. %v", c.AckWait, DefaultAckWait)

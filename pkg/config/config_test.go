@@ -141,3 +141,28 @@ func TestNotifierAndAPISettings(t *testing.T) {
 		}
 	}
 }
+
+// TestReplicas: RENEWALS_REPLICAS defaults to 1, takes up to JetStream's 5,
+// and more than 1 needs an external NATS (the embedded server is one).
+func TestReplicas(t *testing.T) {
+	c, err := parse(t, nil)
+	if err != nil || c.Replicas != 1 {
+		t.Fatalf("default replicas %d, %v; want 1", c.Replicas, err)
+	}
+	cluster := "nats://a:4222,nats://b:4222,nats://c:4222"
+	if c, err = parse(t, map[string]string{"RENEWALS_REPLICAS": "3", "RENEWALS_NATS_URL": cluster}); err != nil || c.Replicas != 3 || c.NATSURL != cluster {
+		t.Fatalf("replicas 3 on a cluster: %+v, %v", c, err)
+	}
+	for _, tc := range []struct {
+		env  map[string]string
+		want string
+	}{
+		{map[string]string{"RENEWALS_REPLICAS": "3"}, "the embedded NATS server is a single server"},
+		{map[string]string{"RENEWALS_REPLICAS": "7", "RENEWALS_NATS_URL": cluster}, "RENEWALS_REPLICAS is 7: give 1 to 5"},
+		{map[string]string{"RENEWALS_REPLICAS": "three", "RENEWALS_NATS_URL": cluster}, `RENEWALS_REPLICAS "three" is not a whole number`},
+	} {
+		if _, err := parse(t, tc.env); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%v: %v, want an error containing %q", tc.env, err, tc.want)
+		}
+	}
+}

@@ -161,7 +161,6 @@ type Reader struct {
 
 	// Workbook
 	book  *workbook
-	rows  *sheetScanner
 	sheet string
 
 	encoding func() string
@@ -279,7 +278,7 @@ func (rd *Reader) Close() error {
 		return nil
 	}
 	err := rd.book.close()
-	rd.book, rd.rows = nil, nil
+	rd.book = nil
 	return err
 }
 

@@ -4,6 +4,8 @@ import (
 	"archive/zip"
 	"bytes"
 	"context"
+	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/xuri/excelize/v2"
@@ -11,14 +13,22 @@ import (
 	"renewals/pkg/subscription"
 )
 
+// packageRels is the package's relationships part, _rels/.rels, which
+// every workbook has: it names the workbook part.
+const packageRels = `<?xml version="1.0"?><Relationships xmlns="http://schemas.openxmlformats.org/package/2006/relationships">
+<Relationship Id="rId1" Type="http://schemas.openxmlformats.org/officeDocument/2006/relationships/officeDocument" Target="xl/workbook.xml"/></Relationships>`
+
 // rawWorkbook zips SpreadsheetML parts as given, the way other producers
-// than Excel write them.
+// than Excel write them, with the package's relationships unless given.
 func rawWorkbook(t *testing.T, parts map[string]string) []byte {
 	t.Helper()
 	var b bytes.Buffer
 	zw := zip.NewWriter(&b)
-	for _, name := range []string{"[Content_Types].xml", "xl/workbook.xml", "xl/_rels/workbook.xml.rels", "xl/sharedStrings.xml", "xl/worksheets/data.xml"} {
+	for _, name := range []string{"[Content_Types].xml", "_rels/.rels", "xl/workbook.xml", "xl/_rels/workbook.xml.rels", "xl/sharedStrings.xml", "xl/worksheets/data.xml"} {
 		body, ok := parts[name]
+		if name == "_rels/.rels" && !ok {
+			body, ok = packageRels, true
+		}
 		if !ok {
 			continue
 		}
@@ -34,12 +44,11 @@ func rawWorkbook(t *testing.T, parts map[string]string) []byte {
 	return b.Bytes()
 }
 
-// TestSheetScannerForms: the worksheet reader against the forms the format
-// allows: a namespace prefix, shared strings with rich-text and phonetic
+// TestWorkbookForms: a workbook in the forms the format allows: a namespace prefix, shared strings with rich-text and phonetic
 // runs, inline strings, entities and character references, cells left out
 // (sparse rows), self-closing cells and rows, a formula with its cached
 // value, comments, an absolute relationship target.
-func TestSheetScannerForms(t *testing.T) {
+func TestWorkbookForms(t *testing.T) {
 	in := rawWorkbook(t, map[string]string{
 		"[Content_Types].xml": `<?xml version="1.0"?><Types xmlns="http://schemas.openxmlformats.org/package/2006/content-types"/>`,
 		"xl/workbook.xml": `<?xml version="1.0" encoding="UTF-8" standalone="yes"?>
@@ -79,15 +88,28 @@ func TestSheetScannerForms(t *testing.T) {
 		t.Errorf("rejections %+v", rep.Rejections)
 	}
 
-	// A broken worksheet is told as such, with the row it broke after.
+	// A workbook cut off (an upload that broke off) is told as such.
+	_, err = Import(context.Background(), bytes.NewReader(in[:len(in)-40]), Options{Store: &memStore{}})
+	if fe, ok := err.(*FileError); !ok || !strings.HasPrefix(fe.Reason, "the workbook cannot be read (zip: not a valid zip file): open it in Excel, save it again as .xlsx") {
+		t.Errorf("cut-off workbook: %v", err)
+	}
+
+	// A worksheet broken in a row is told with the row it broke after,
+	// and the rows before it are kept.
+	const ns = `xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main" xmlns:r="http://schemas.openxmlformats.org/officeDocument/2006/relationships"`
 	broken := rawWorkbook(t, map[string]string{
-		"xl/workbook.xml":            `<workbook xmlns:r="http://schemas.openxmlformats.org/officeDocument/2006/relationships"><sheets><sheet name="S" r:id="r1"/></sheets></workbook>`,
-		"xl/_rels/workbook.xml.rels": `<Relationships><Relationship Id="r1" Target="worksheets/data.xml"/></Relationships>`,
-		"xl/worksheets/data.xml":     `<worksheet><sheetData><row r="1"><c t="inlineStr"><is><t>subscription_id</t></is></c><c t="inlineStr"><is><t>end_date</t></is></c></row><row r="2"><c t="s"><v>9</v></c></row></sheetData></worksheet>`,
+		"xl/workbook.xml":            `<workbook ` + ns + `><sheets><sheet name="S" sheetId="1" r:id="r1"/></sheets></workbook>`,
+		"xl/_rels/workbook.xml.rels": `<Relationships xmlns="http://schemas.openxmlformats.org/package/2006/relationships"><Relationship Id="r1" Target="worksheets/data.xml"/></Relationships>`,
+		"xl/worksheets/data.xml": `<worksheet ` + ns + `><sheetData><row r="1"><c t="inlineStr"><is><t>subscription_id</t></is></c><c t="inlineStr"><is><t>end_date</t></is></c></row>` +
+			`<row r="2"><c t="inlineStr"><is><t>1</t></is></c><c><v>46112</v></c></row><row r="3"><c r="A!3"><v>2</v></c></row></sheetData></worksheet>`,
 	})
-	_, err = Import(context.Background(), bytes.NewReader(broken), Options{Store: &memStore{}})
-	if fe, ok := err.(*FileError); !ok || fe.Reason != `sheet "S" cannot be read after row 1 (the worksheet's XML is not well formed): open the workbook in Excel, save it again and import that` {
+	st = &memStore{}
+	rep, err = Import(context.Background(), bytes.NewReader(broken), Options{Store: st})
+	if fe, ok := err.(*FileError); !ok || !strings.HasPrefix(fe.Reason, `sheet "S" cannot be read after row 2 (`) || !strings.HasSuffix(fe.Reason, `): open the workbook in Excel, save it again and import that`) {
 		t.Errorf("broken sheet: %v", err)
+	}
+	if rep.Created != 1 || st.subs["1"].EndDate != subscription.MustDate("2026-03-31") {
+		t.Errorf("the row before the break: report %+v, stored %+v", rep, st.subs)
 	}
 }
 
@@ -116,5 +138,87 @@ func TestSheetScannerExcelizeCells(t *testing.T) {
 	s := st.subs["130001"]
 	if s.EndDate != subscription.MustDate("2027-05-31") || s.Seats == nil || *s.Seats != 12 || s.CustomerName != "Zoë & Co" || s.Product != `Revit <2027> "LT"` {
 		t.Errorf("stored %+v", s)
+	}
+}
+
+// TestWorkbookUnpackBounds: a workbook whose parts would unpack to more
+// than the import allows (a zip bomb, or an export too large for a
+// workbook) is refused from its zip directory, before anything is
+// unpacked, in one sentence, and leaves no files behind.
+func TestWorkbookUnpackBounds(t *testing.T) {
+	// bomb writes a workbook whose part name says it unpacks to size
+	// bytes; the directory is all that is read before the refusal.
+	bomb := func(name string, size uint64) []byte {
+		var b bytes.Buffer
+		zw := zip.NewWriter(&b)
+		w, err := zw.Create("[Content_Types].xml")
+		if err != nil {
+			t.Fatal(err)
+		}
+		w.Write([]byte(`<Types xmlns="http://schemas.openxmlformats.org/package/2006/content-types"/>`))
+		raw, err := zw.CreateRaw(&zip.FileHeader{Name: name, Method: zip.Store, CompressedSize64: 4, UncompressedSize64: size})
+		if err != nil {
+			t.Fatal(err)
+		}
+		raw.Write([]byte("<a/>"))
+		if err := zw.Close(); err != nil {
+			t.Fatal(err)
+		}
+		return b.Bytes()
+	}
+	for _, tc := range []struct {
+		name string
+		size uint64
+		want string
+	}{
+		{"xl/sharedStrings.xml", 200 << 20, "the workbook's shared texts unpack to more than 128 MB: save the sheet as CSV UTF-8 and import that"},
+		{"xl/worksheets/sheet1.xml", 5 << 30, "the workbook's parts unpack to more than 4096 MB: save the sheet as CSV UTF-8 and import that"},
+		{"xl/media/image1.xml", 200 << 20, "the workbook's parts besides its sheets unpack to more than 128 MB: save the sheet as CSV UTF-8 and import that"},
+	} {
+		dir := t.TempDir()
+		_, err := Import(context.Background(), bytes.NewReader(bomb(tc.name, tc.size)), Options{Store: &memStore{}, TempDir: dir})
+		if fe, ok := err.(*FileError); !ok || fe.Reason != tc.want {
+			t.Errorf("%s of %d MB: %v\nwant: %s", tc.name, tc.size>>20, err, tc.want)
+		}
+		if left, _ := filepath.Glob(filepath.Join(dir, "*")); len(left) != 0 {
+			t.Errorf("left in the temp dir: %v", left)
+		}
+	}
+}
+
+// TestWorkbookBrokenLeavesNoFiles: a workbook that breaks while excelize
+// unpacks it (a part in a compression it cannot read, after a sheet large
+// enough to be unpacked to a file) is refused, and nothing of it is left in
+// TempDir.
+func TestWorkbookBrokenLeavesNoFiles(t *testing.T) {
+	var b bytes.Buffer
+	zw := zip.NewWriter(&b)
+	for _, p := range [][2]string{
+		{"[Content_Types].xml", `<Types xmlns="http://schemas.openxmlformats.org/package/2006/content-types"/>`},
+		{"_rels/.rels", packageRels},
+		{"xl/worksheets/sheet1.xml", `<worksheet xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main"><sheetData>` + strings.Repeat(" ", maxPartInMemory+1) + `</sheetData></worksheet>`},
+	} {
+		w, err := zw.Create(p[0])
+		if err != nil {
+			t.Fatal(err)
+		}
+		w.Write([]byte(p[1]))
+	}
+	// A part compressed with bzip2 (method 12), which archive/zip cannot read.
+	raw, err := zw.CreateRaw(&zip.FileHeader{Name: "xl/workbook.xml", Method: 12, CompressedSize64: 11, UncompressedSize64: 11})
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw.Write([]byte("<workbook/>"))
+	if err := zw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	_, err = Import(context.Background(), bytes.NewReader(b.Bytes()), Options{Store: &memStore{}, TempDir: dir})
+	if fe, ok := err.(*FileError); !ok || !strings.HasPrefix(fe.Reason, "the workbook cannot be read (zip: unsupported compression algorithm): open it in Excel") {
+		t.Errorf("Import: %v", err)
+	}
+	if left, _ := filepath.Glob(filepath.Join(dir, "*")); len(left) != 0 {
+		t.Errorf("left in the temp dir: %v", left)
 	}
 }

@@ -31,7 +31,7 @@ var (
 )
 
 // suppressions declares the stream of the suppression list.
-func suppressions(ctx context.Context, js jetstream.JetStream) (jetstream.Stream, error) {
+func suppressions(ctx context.Context, js jetstream.JetStream, replicas int) (jetstream.Stream, error) {
 	st, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
 		Name:              SuppressStream,
 		Description:       "renewals: addresses that bounced, by keyed hash; erased with secure delete",
@@ -40,6 +40,7 @@ func suppressions(ctx context.Context, js jetstream.JetStream) (jetstream.Stream
 		Retention:         jetstream.LimitsPolicy,
 		MaxMsgsPerSubject: -1, // never replaced: a replaced message is deleted, not overwritten
 		AllowDirect:       true,
+		Replicas:          max(replicas, 1),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("declare stream %s: %w", SuppressStream, err)

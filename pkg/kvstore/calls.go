@@ -47,7 +47,7 @@ func (s *Store) bucket(ctx context.Context, name string, dst *jetstream.KeyValue
 		return *dst, nil
 	}
 	b, err := s.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
-		Bucket: name, Description: desc, History: 1, Storage: jetstream.FileStorage,
+		Bucket: name, Description: desc, History: 1, Storage: jetstream.FileStorage, Replicas: max(s.replicas, 1),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("declare key-value bucket %s: %w", name, err)
@@ -79,7 +79,7 @@ func (s *Store) AddCall(ctx context.Context, c subscription.Call) error {
 	if !ok {
 		return fmt.Errorf("record call of %s: %w", c.SubscriptionID, subscription.ErrNotFound)
 	}
-	key, err := s.dataKey(ctx, c.SubscriptionID)
+	key, err := s.keyOf(ctx, c.SubscriptionID)
 	if err != nil {
 		return err
 	}
@@ -93,7 +93,7 @@ func (s *Store) AddCall(ctx context.Context, c subscription.Call) error {
 	if _, err := kv.Put(ctx, c.SubscriptionID+"."+c.ID, b); err != nil {
 		return fmt.Errorf("record call of %s: %w", c.SubscriptionID, err)
 	}
-	if k, err := s.dataKey(ctx, c.SubscriptionID); err == nil && k == nil {
+	if k, err := s.keyOf(ctx, c.SubscriptionID); err == nil && k == nil {
 		_ = kv.Purge(ctx, c.SubscriptionID+"."+c.ID)
 		return fmt.Errorf("record call of %s: %w", c.SubscriptionID, subscription.ErrNotFound)
 	}
@@ -109,7 +109,7 @@ func (s *Store) Calls(ctx context.Context, id string) ([]subscription.Call, erro
 	if err != nil {
 		return nil, err
 	}
-	key, err := s.dataKey(ctx, id)
+	key, err := s.keyOf(ctx, id)
 	if err != nil || key == nil {
 		return nil, err
 	}

@@ -4,28 +4,47 @@
 //
 // What it declares:
 //
-//	bucket renewals_subscriptions   key <id>: the record (shred.Record JSON, personal part sealed)
-//	bucket renewals_ends            key d.<end ordinal>.<id>: the end-date index, empty values
+//	bucket renewals_subscriptions   key <id>: the record (shred.Record JSON, personal part sealed,
+//	                                and "k": the sequence of its data key in RENEWALS_KEYS)
+//	stream RENEWALS_ENDS            subject renewals_ends.<end ordinal>: the end-date index, each
+//	                                message the ids (one a line) written together that end that day
 //	bucket renewals_ledger          key <id>.<end date>.<milestone>: one ledger entry (JSON)
-//	stream RENEWALS_KEYS            subject renewals_keys.<id>: the subscription's data key
+//	stream RENEWALS_KEYS            subject renewals_keys: the data keys, each message a key and its
+//	                                subscription's id, found by sequence
 //	stream RENEWALS_SUPPRESS        subject renewals_suppress.<address hash>.<id>: a bounced address (bounce.go)
+//
+// One subject per subscription, not three: the file store keeps state for
+// every subject in memory (about 130 bytes each, more while a block is
+// being written), which at a million subscriptions was most of the server's
+// memory. The index packs the ids that one write puts on one day into one
+// message, and a data key is found by the sequence its record names.
+// An index entry whose record has since moved to another day, or gone, is
+// skipped when read.
 //
 // The data keys live in a stream of their own because a KV bucket denies
 // message deletion and leaves replaced or purged values in its block files;
-// RENEWALS_KEYS allows deletes, and Erase removes each key with
+// RENEWALS_KEYS allows deletes, and Erase removes the key with
 // SecureDeleteMsg, which overwrites the bytes on disk. The sealed records that
 // old revisions leave behind in the subscriptions bucket are then noise.
+//
+// Data written by earlier versions (a renewals_ends bucket with one key per
+// entry, data keys on renewals_keys.<id>) is read as it is: New moves the
+// index into RENEWALS_ENDS once and deletes the old bucket; a record with no
+// "k" keeps its key on renewals_keys.<id>.
 package kvstore
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"renewals/pkg/shred"
@@ -35,10 +54,18 @@ import (
 // Names of what the store declares.
 const (
 	SubscriptionsBucket = "renewals_subscriptions"
-	EndsBucket          = "renewals_ends"
 	LedgerBucket        = "renewals_ledger"
 	KeysStream          = "RENEWALS_KEYS"
-	KeysSubjectPrefix   = "renewals_keys."
+	// KeysSubject is where data keys are written.
+	KeysSubject = "renewals_keys"
+	// KeysSubjectPrefix is where earlier versions wrote each data key, on a
+	// subject of its own (renewals_keys.<id>); still read and erased.
+	KeysSubjectPrefix = "renewals_keys."
+	EndsStream        = "RENEWALS_ENDS"
+	EndsSubjectPrefix = "renewals_ends."
+	// EndsBucket is the end-date index of earlier versions, one key per
+	// entry; New moves it into EndsStream.
+	EndsBucket = "renewals_ends"
 )
 
 const (
@@ -47,14 +74,28 @@ const (
 	readChunk = 512
 )
 
+// Options are the store's settings.
+type Options struct {
+	// Replicas of every stream and bucket (1 on a single server, 3 on a
+	// cluster of three or more); 0 means 1.
+	Replicas int
+}
+
 // Store is the JetStream subscription.Store.
 type Store struct {
-	js         jetstream.JetStream
-	subs, ends jetstream.KeyValue
-	keys       jetstream.Stream
-	lazy       lazyBuckets // calls and renewal facts (calls.go)
+	js   jetstream.JetStream
+	nc   *nats.Conn
+	subs jetstream.KeyValue
+	keys jetstream.Stream
+	ends jetstream.Stream
+	// batch says the server has batched reads and atomic batch writes
+	// (nats-server 2.12 or newer; see batch.go).
+	batch bool
+	lazy  lazyBuckets // calls and renewal facts (calls.go)
 	// suppress holds the suppression list (bounce.go).
 	suppress jetstream.Stream
+	// replicas of the buckets and streams declared later (calls.go).
+	replicas int
 }
 
 var (
@@ -62,13 +103,25 @@ var (
 	_ subscription.Ledger = (*Ledger)(nil)
 )
 
-// New declares (or updates) the buckets and the data-key stream on js and
-// returns the store and the ledger. Use natsbus.Bus.JS for js; the caller
-// keeps the connection and closes it.
+// Key-value subjects of the subscriptions bucket.
+const (
+	subsStream = kvStreamPfx + SubscriptionsBucket
+	subsPfx    = kvSubjectsPfx + SubscriptionsBucket + "."
+)
+
+// New declares (or updates) the buckets and the streams on js with one
+// replica and returns the store and the ledger. Use natsbus.Bus.JS for js;
+// the caller keeps the connection and closes it.
 func New(ctx context.Context, js jetstream.JetStream) (*Store, *Ledger, error) {
+	return NewWith(ctx, js, Options{})
+}
+
+// NewWith is New with opts.
+func NewWith(ctx context.Context, js jetstream.JetStream, opts Options) (*Store, *Ledger, error) {
+	replicas := max(opts.Replicas, 1)
 	kv := func(name, desc string) (jetstream.KeyValue, error) {
 		b, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
-			Bucket: name, Description: desc, History: 1, Storage: jetstream.FileStorage,
+			Bucket: name, Description: desc, History: 1, Storage: jetstream.FileStorage, Replicas: replicas,
 		})
 		if err != nil {
 			return nil, fmt.Errorf("declare key-value bucket %s: %w", name, err)
@@ -79,35 +132,56 @@ func New(ctx context.Context, js jetstream.JetStream) (*Store, *Ledger, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	ends, err := kv(EndsBucket, "renewals: end-date index, d.<ordinal>.<id>")
-	if err != nil {
-		return nil, nil, err
-	}
 	ledger, err := kv(LedgerBucket, "renewals: the sent-ledger, one entry per notice key")
 	if err != nil {
 		return nil, nil, err
 	}
+	batch := batchable(js.Conn())
 	keys, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
 		Name:              KeysStream,
 		Description:       "renewals: per-subscription data keys; erased with secure delete",
-		Subjects:          []string{KeysSubjectPrefix + "*"},
+		Subjects:          []string{KeysSubject, KeysSubjectPrefix + "*"},
 		Storage:           jetstream.FileStorage,
 		Retention:         jetstream.LimitsPolicy,
 		MaxMsgsPerSubject: -1, // never replaced: a replaced message is deleted, not overwritten
 		DenyDelete:        false,
 		AllowDirect:       true,
+		Replicas:          replicas,
 	})
 	if err != nil {
 		return nil, nil, fmt.Errorf("declare stream %s: %w", KeysStream, err)
 	}
-	suppress, err := suppressions(ctx, js)
+	ends, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+		Name:              EndsStream,
+		Description:       "renewals: end-date index, renewals_ends.<ordinal>: ids, one a line",
+		Subjects:          []string{EndsSubjectPrefix + "*"},
+		Storage:           jetstream.FileStorage,
+		Retention:         jetstream.LimitsPolicy,
+		MaxMsgsPerSubject: -1,
+		AllowDirect:       true,
+		Replicas:          replicas,
+	})
+	if err != nil {
+		return nil, nil, fmt.Errorf("declare stream %s: %w", EndsStream, err)
+	}
+	suppress, err := suppressions(ctx, js, replicas)
 	if err != nil {
 		return nil, nil, err
 	}
-	return &Store{js: js, subs: subs, ends: ends, keys: keys, suppress: suppress}, &Ledger{kv: ledger, js: js}, nil
+	s := &Store{js: js, nc: js.Conn(), subs: subs, keys: keys, ends: ends, suppress: suppress, replicas: replicas}
+	if batch {
+		for _, name := range []string{subsStream, EndsStream, KeysStream} {
+			if err := enableAtomic(ctx, js, name); err != nil {
+				return nil, nil, fmt.Errorf("allow atomic batches on stream %s: %w", name, err)
+			}
+		}
+		s.batch = true
+	}
+	if err := s.migrateIndex(ctx); err != nil {
+		return nil, nil, err
+	}
+	return s, &Ledger{kv: ledger, js: js}, nil
 }
-
-func endKey(ord int64, id string) string { return "d." + strconv.FormatInt(ord, 10) + "." + id }
 
 // healthKey is the key Ping writes in a bucket: '=' is in no subscription
 // id, so it is no subscription's record and no ledger entry, and List's
@@ -126,37 +200,124 @@ func ping(ctx context.Context, kv jetstream.KeyValue) error {
 	return nil
 }
 
-// dataKey returns the subscription's data key, or nil when it has none.
-func (s *Store) dataKey(ctx context.Context, id string) ([]byte, error) {
-	m, err := s.keys.GetLastMsgForSubject(ctx, KeysSubjectPrefix+id)
+// stored is a record as the bucket holds it: the shared record and the
+// sequence of its data key (0: on the subject of its own, as earlier
+// versions wrote it).
+type stored struct {
+	shred.Record
+	KeySeq uint64 `json:"k,omitempty"`
+}
+
+func (r stored) marshal() ([]byte, error) {
+	b, err := json.Marshal(r)
+	if err != nil {
+		return nil, fmt.Errorf("encode subscription record: %w", err)
+	}
+	return b, nil
+}
+
+// unmarshalFingerprint is unmarshalStored without the sealed part, all
+// that an upsert compares: the largest field is left undecoded.
+func unmarshalFingerprint(b []byte) (stored, error) {
+	if len(b) == 0 || b[0] != '{' {
+		return unmarshalStored(b)
+	}
+	var r struct {
+		Digest string          `json:"d"`
+		End    int64           `json:"e"`
+		Clear  json.RawMessage `json:"s"`
+		KeySeq uint64          `json:"k"`
+	}
+	if err := json.Unmarshal(b, &r); err != nil {
+		return stored{}, fmt.Errorf("decode subscription record: %w", err)
+	}
+	return stored{Record: shred.Record{Digest: r.Digest, End: r.End, Clear: r.Clear}, KeySeq: r.KeySeq}, nil
+}
+
+func unmarshalStored(b []byte) (stored, error) {
+	if len(b) > 0 && b[0] == '{' {
+		var r stored
+		if err := json.Unmarshal(b, &r); err != nil {
+			return r, fmt.Errorf("decode subscription record: %w", err)
+		}
+		return r, nil
+	}
+	r, err := shred.UnmarshalRecord(b) // the compact form of earlier versions
+	return stored{Record: r}, err
+}
+
+// keyMsg is a data key's message: the key, then the subscription's id, so
+// that a key read by sequence is known to be that subscription's.
+func keyMsg(key []byte, id string) []byte { return append(slices.Clip(key), id...) }
+
+// openKeyMsg returns the key of a message keyMsg made for id, or nil.
+func openKeyMsg(data []byte, id string) []byte {
+	if len(data) != shred.KeySize+len(id) || string(data[shred.KeySize:]) != id {
+		return nil
+	}
+	return data[:shred.KeySize:shred.KeySize]
+}
+
+// dataKey returns the data key that rec names, or nil when it is gone
+// (erased).
+func (s *Store) dataKey(ctx context.Context, id string, rec stored) ([]byte, error) {
+	if rec.KeySeq == 0 {
+		m, err := s.keys.GetLastMsgForSubject(ctx, KeysSubjectPrefix+id)
+		if errors.Is(err, jetstream.ErrMsgNotFound) {
+			return nil, nil
+		}
+		if err != nil {
+			return nil, fmt.Errorf("read data key of %s: %w", id, err)
+		}
+		return m.Data, nil
+	}
+	m, err := s.keys.GetMsg(ctx, rec.KeySeq)
 	if errors.Is(err, jetstream.ErrMsgNotFound) {
 		return nil, nil
 	}
 	if err != nil {
 		return nil, fmt.Errorf("read data key of %s: %w", id, err)
 	}
-	return m.Data, nil
+	if m.Subject != KeysSubject {
+		return nil, nil
+	}
+	return openKeyMsg(m.Data, id), nil
 }
 
-// createDataKey stores a new data key for id unless one exists, and returns
-// the one stored; created says whether it is new.
-func (s *Store) createDataKey(ctx context.Context, id string) (key []byte, created bool, err error) {
+// keyOf returns the data key of the subscription id's stored record, or
+// nil when there is no record or its key is gone (erased).
+func (s *Store) keyOf(ctx context.Context, id string) ([]byte, error) {
+	rec, _, err := s.current(ctx, id)
+	if err != nil || rec == nil {
+		return nil, err
+	}
+	return s.dataKey(ctx, id, *rec)
+}
+
+// createDataKey stores a new data key for id and returns it and its
+// sequence.
+func (s *Store) createDataKey(ctx context.Context, id string) ([]byte, uint64, error) {
 	k, err := shred.NewKey()
 	if err != nil {
-		return nil, false, err
+		return nil, 0, err
 	}
-	_, err = s.js.Publish(ctx, KeysSubjectPrefix+id, k, jetstream.WithExpectLastSequencePerSubject(0))
-	if err == nil {
-		return k, true, nil
+	ack, err := s.js.Publish(ctx, KeysSubject, keyMsg(k, id))
+	if err != nil {
+		return nil, 0, fmt.Errorf("store data key of %s: %w", id, err)
 	}
-	if isConflict(err) {
-		k, err := s.dataKey(ctx, id)
-		if err == nil && k == nil {
-			err = fmt.Errorf("data key of %s vanished while being created", id)
-		}
-		return k, false, err
-	}
-	return nil, false, fmt.Errorf("store data key of %s: %w", id, err)
+	return k, ack.Sequence, nil
+}
+
+// dropKey securely deletes a data key that no record came to name (the
+// record's write lost to another writer's).
+func (s *Store) dropKey(ctx context.Context, seq uint64) {
+	_ = s.keys.SecureDeleteMsg(ctx, seq) // at worst a key that seals nothing stays
+}
+
+// index appends ids to the index of the end date ord.
+func (s *Store) index(ctx context.Context, ord int64, ids ...string) error {
+	_, err := s.js.Publish(ctx, EndsSubjectPrefix+strconv.FormatInt(ord, 10), []byte(strings.Join(ids, "\n")))
+	return err
 }
 
 type row struct {
@@ -164,17 +325,36 @@ type row struct {
 	sub subscription.Subscription
 }
 
-// Upsert writes subs, up to 32 subscriptions at a time in parallel. Rows of
-// one id are written in their order, each against the state the earlier
-// left. Each record is written with compare-and-set on its revision, so a
-// concurrent writer makes a row retry, never lose an update.
+// Upsert writes subs. On nats-server 2.12 or newer a batch of distinct ids
+// is read in two requests and written in at most three atomic batches (see
+// batch.go); otherwise, and when the server refuses a batch, rows go one id
+// at a time, up to 32 in parallel. Rows of one id are written in their
+// order, each against the state the earlier left. Each record is written with
+// compare-and-set on its revision, so a concurrent writer makes a row retry,
+// never lose an update.
 func (s *Store) Upsert(ctx context.Context, subs []subscription.Subscription) ([]subscription.UpsertResult, error) {
-	groups := map[string][]row{}
-	var order []string
-	for i, x := range subs {
+	seen := make(map[string]struct{}, len(subs))
+	for _, x := range subs {
 		if err := subscription.ValidID(x.ID); err != nil {
 			return nil, fmt.Errorf("upsert subscriptions: %w", err)
 		}
+		seen[x.ID] = struct{}{}
+	}
+	if s.batch && len(subs) > 1 && len(seen) == len(subs) {
+		res, err := s.upsertBatch(ctx, subs)
+		if err != nil {
+			return nil, fmt.Errorf("upsert subscriptions: %w", err)
+		}
+		return res, nil
+	}
+	return s.upsertSlow(ctx, subs)
+}
+
+// upsertSlow is Upsert one subscription at a time.
+func (s *Store) upsertSlow(ctx context.Context, subs []subscription.Subscription) ([]subscription.UpsertResult, error) {
+	groups := map[string][]row{}
+	var order []string
+	for i, x := range subs {
 		if _, ok := groups[x.ID]; !ok {
 			order = append(order, x.ID)
 		}
@@ -188,8 +368,13 @@ func (s *Store) Upsert(ctx context.Context, subs []subscription.Subscription) ([
 	for range min(parallel, len(order)) {
 		wg.Go(func() {
 			for id := range work {
-				if err := s.upsertID(ctx, groups[id], out); err != nil {
-					cancel(err)
+				for _, r := range groups[id] {
+					res, err := s.upsertOne(ctx, r.sub)
+					if err != nil {
+						cancel(err)
+						break
+					}
+					out[r.i] = res
 				}
 			}
 		})
@@ -208,30 +393,6 @@ func (s *Store) Upsert(ctx context.Context, subs []subscription.Subscription) ([
 	return out, nil
 }
 
-// upsertID writes the rows of one id in order.
-func (s *Store) upsertID(ctx context.Context, rows []row, out []subscription.UpsertResult) error {
-	id := rows[0].sub.ID
-	key, err := s.dataKey(ctx, id)
-	if err != nil {
-		return err
-	}
-	fresh := false
-	if key == nil {
-		if key, fresh, err = s.createDataKey(ctx, id); err != nil {
-			return err
-		}
-	}
-	for _, r := range rows {
-		res, err := s.upsertOne(ctx, key, fresh, r.sub)
-		if err != nil {
-			return err
-		}
-		fresh = false
-		out[r.i] = res
-	}
-	return nil
-}
-
 // isConflict reports a failed compare-and-set: a wrong last sequence
 // (10071, or 10164 on replicated streams).
 func isConflict(err error) bool {
@@ -244,7 +405,7 @@ func isConflict(err error) bool {
 }
 
 // current reads the stored record of id: nil with revision 0 when absent.
-func (s *Store) current(ctx context.Context, id string) (*shred.Record, uint64, error) {
+func (s *Store) current(ctx context.Context, id string) (*stored, uint64, error) {
 	e, err := s.subs.Get(ctx, id)
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
 		return nil, 0, nil
@@ -252,48 +413,68 @@ func (s *Store) current(ctx context.Context, id string) (*shred.Record, uint64, 
 	if err != nil {
 		return nil, 0, fmt.Errorf("read subscription %s: %w", id, err)
 	}
-	r, err := shred.UnmarshalRecord(e.Value())
+	r, err := unmarshalStored(e.Value())
 	if err != nil {
 		return nil, e.Revision(), fmt.Errorf("read subscription %s: %w", id, err)
 	}
 	return &r, e.Revision(), nil
 }
 
-// upsertOne writes one row. fresh says the data key was just created, so
-// any record still stored belongs to an erased past and the row is new.
-func (s *Store) upsertOne(ctx context.Context, key []byte, fresh bool, x subscription.Subscription) (subscription.UpsertResult, error) {
+// upsertOne writes one row: the record with compare-and-set on the
+// revision read, under the data key the stored record names, or a new one
+// when there is none (a new subscription, or one whose erasure was cut
+// short: its record belongs to an erased past and the row is new).
+func (s *Store) upsertOne(ctx context.Context, x subscription.Subscription) (subscription.UpsertResult, error) {
 	for range 20 {
 		old, rev, err := s.current(ctx, x.ID)
 		if err != nil && rev == 0 {
 			return subscription.UpsertResult{}, err
 		}
+		var key []byte
+		var keySeq uint64
+		if old != nil {
+			if key, err = s.dataKey(ctx, x.ID, *old); err != nil {
+				return subscription.UpsertResult{}, err
+			}
+			keySeq = old.KeySeq
+		}
+		created := uint64(0) // the sequence of a key created for this try
+		if key == nil {
+			old = nil
+			if key, keySeq, err = s.createDataKey(ctx, x.ID); err != nil {
+				return subscription.UpsertResult{}, err
+			}
+			created = keySeq
+		}
+		// A row without seat usage keeps what the stored record has.
 		var keep *subscription.SeatUsage
-		if old != nil && !fresh {
-			if keep, err = shred.Usage(*old); err != nil {
+		if old != nil {
+			if keep, err = shred.Usage(old.Record); err != nil {
 				return subscription.UpsertResult{}, fmt.Errorf("read subscription %s: %w", x.ID, err)
 			}
 		}
-		rec, err := shred.SealSubscription(key, subscription.KeepUsage(x, keep))
+		sealed, err := shred.SealSubscription(key, subscription.KeepUsage(x, keep))
 		if err != nil {
 			return subscription.UpsertResult{}, err
 		}
-		val, err := rec.Marshal()
-		if err != nil {
-			return subscription.UpsertResult{}, err
-		}
+		rec := stored{Record: sealed, KeySeq: keySeq}
 		res := subscription.UpsertResult{Change: subscription.Created}
 		switch {
-		case old == nil || fresh:
-		case shred.SameData(*old, rec):
+		case old == nil:
+		case shred.SameData(old.Record, rec.Record):
 			return subscription.UpsertResult{Change: subscription.Unchanged, PreviousEndDate: subscription.DateFromOrdinal(old.End)}, nil
 		default:
 			res = subscription.UpsertResult{Change: subscription.Updated, PreviousEndDate: subscription.DateFromOrdinal(old.End)}
 		}
+		val, err := rec.marshal()
+		if err != nil {
+			return res, err
+		}
 		// The index entry goes in before the record, so that a crash between
 		// the two leaves an entry too many (EndingBetween checks each against
 		// its record), never a record the index cannot find.
-		if old == nil || old.End != rec.End || fresh {
-			if _, err := s.ends.Put(ctx, endKey(rec.End, x.ID), nil); err != nil {
+		if old == nil || old.End != rec.End {
+			if err := s.index(ctx, rec.End, x.ID); err != nil {
 				return res, fmt.Errorf("index subscription %s: %w", x.ID, err)
 			}
 		}
@@ -303,15 +484,13 @@ func (s *Store) upsertOne(ctx context.Context, key []byte, fresh bool, x subscri
 			_, err = s.subs.Update(ctx, x.ID, val, rev)
 		}
 		if isConflict(err) {
+			if created != 0 {
+				s.dropKey(ctx, created)
+			}
 			continue // another writer came between: read again
 		}
 		if err != nil {
 			return res, fmt.Errorf("write subscription %s: %w", x.ID, err)
-		}
-		if old != nil && old.End != rec.End {
-			if err := s.ends.Delete(ctx, endKey(old.End, x.ID)); err != nil {
-				return res, fmt.Errorf("unindex subscription %s: %w", x.ID, err)
-			}
 		}
 		return res, nil
 	}
@@ -334,47 +513,48 @@ func (s *Store) Get(ctx context.Context, id string) (subscription.Subscription, 
 
 // read returns the subscription, or ok false when it (or its key) is absent.
 func (s *Store) read(ctx context.Context, id string) (subscription.Subscription, bool, error) {
-	key, err := s.dataKey(ctx, id)
-	if err != nil || key == nil {
-		return subscription.Subscription{}, false, err
-	}
 	rec, _, err := s.current(ctx, id)
 	if err != nil || rec == nil {
 		return subscription.Subscription{}, false, err
 	}
-	x, err := shred.OpenSubscription(key, *rec)
+	key, err := s.dataKey(ctx, id, *rec)
+	if err != nil || key == nil {
+		return subscription.Subscription{}, false, err
+	}
+	x, err := shred.OpenSubscription(key, rec.Record)
 	return x, err == nil, err
 }
 
+type ref struct {
+	ord int64
+	id  string
+}
+
 // EndingBetween lists the end-date index for [from, to], sixteen days per
-// listing (one filter subject per day, so only those keys are read), then
-// reads those subscriptions, up to 32 at a time, and calls fn in order of end
+// listing (one filter subject per day, so only those entries are read), then
+// reads those subscriptions, 512 at a time, and calls fn in order of end
 // date, then id. Index entries whose record has moved on or gone are skipped.
 func (s *Store) EndingBetween(ctx context.Context, from, to subscription.Date, fn func(subscription.Subscription) error) error {
 	lo, hi := from.Ordinal(), to.Ordinal()
+	counts, err := s.indexCounts(ctx)
+	if err != nil {
+		return fmt.Errorf("list subscriptions ending %v to %v: %w", from, to, err)
+	}
 	for d := lo; d <= hi; d += daysPerLS {
 		var filters []string
+		total := 0
 		for o := d; o <= min(d+daysPerLS-1, hi); o++ {
-			filters = append(filters, "d."+strconv.FormatInt(o, 10)+".*")
-		}
-		lister, err := s.ends.ListKeysFiltered(ctx, filters...)
-		if err != nil {
-			return fmt.Errorf("list subscriptions ending %v to %v: %w", from, to, err)
-		}
-		type ref struct {
-			ord int64
-			id  string
-		}
-		var refs []ref
-		for k := range lister.Keys() {
-			rest, ok := strings.CutPrefix(k, "d.")
-			ordS, id, ok2 := strings.Cut(rest, ".")
-			ord, err := strconv.ParseInt(ordS, 10, 64)
-			if ok && ok2 && err == nil {
-				refs = append(refs, ref{ord, id})
+			subj := EndsSubjectPrefix + strconv.FormatInt(o, 10)
+			if n := counts[subj]; n > 0 {
+				filters = append(filters, subj)
+				total += int(n)
 			}
 		}
-		if err := ctx.Err(); err != nil {
+		if total == 0 {
+			continue
+		}
+		refs, err := s.listIndex(ctx, filters, total)
+		if err != nil {
 			return fmt.Errorf("list subscriptions ending %v to %v: %w", from, to, err)
 		}
 		slices.SortFunc(refs, func(a, b ref) int {
@@ -386,23 +566,14 @@ func (s *Store) EndingBetween(ctx context.Context, from, to subscription.Date, f
 		refs = slices.Compact(refs)
 		for c := 0; c < len(refs); c += readChunk {
 			part := refs[c:min(c+readChunk, len(refs))]
-			subs := make([]subscription.Subscription, len(part))
-			oks := make([]bool, len(part))
-			errs := make([]error, len(part))
-			next := make(chan int)
-			var wg sync.WaitGroup
-			for range min(parallel, len(part)) {
-				wg.Go(func() {
-					for i := range next {
-						subs[i], oks[i], errs[i] = s.read(ctx, part[i].id)
-					}
-				})
+			ids := make([]string, len(part))
+			for i, r := range part {
+				ids[i] = r.id
 			}
-			for i := range part {
-				next <- i
+			subs, oks, errs, err := s.readIDs(ctx, ids)
+			if err != nil {
+				return fmt.Errorf("list subscriptions ending %v to %v: %w", from, to, err)
 			}
-			close(next)
-			wg.Wait()
 			for i, r := range part {
 				if errs[i] != nil {
 					return fmt.Errorf("read subscription %s: %w", r.id, errs[i])
@@ -419,11 +590,93 @@ func (s *Store) EndingBetween(ctx context.Context, from, to subscription.Date, f
 	return nil
 }
 
-// Erase securely deletes every message of the subscription's data-key
-// subject (SecureDeleteMsg overwrites it on disk), then purges its record and
-// its index entry. It returns an error wrapping subscription.ErrNotFound when
-// there was neither a record nor a key. Old revisions of the record stay in
-// the bucket's files until compaction, sealed under the key that is gone.
+// indexCounts returns the number of index messages per day subject.
+func (s *Store) indexCounts(ctx context.Context) (map[string]uint64, error) {
+	info, err := s.ends.Info(ctx, jetstream.WithSubjectFilter(EndsSubjectPrefix+"*"))
+	if err != nil {
+		return nil, err
+	}
+	return info.State.Subjects, nil
+}
+
+// listIndex reads the first total index messages on filters (their count
+// when indexCounts ran) with a consumer of its own, deleted after: a pass
+// lists with several, and a year of passes would otherwise fill the
+// server's consumer limit before their inactivity removed them.
+func (s *Store) listIndex(ctx context.Context, filters []string, total int) ([]ref, error) {
+	c, err := s.ends.CreateConsumer(ctx, jetstream.ConsumerConfig{
+		FilterSubjects: filters, DeliverPolicy: jetstream.DeliverAllPolicy, AckPolicy: jetstream.AckNonePolicy,
+		InactiveThreshold: time.Minute, Replicas: 1, MemoryStorage: true,
+	})
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		_ = s.ends.DeleteConsumer(dctx, c.CachedInfo().Name) // else it goes after a minute idle
+	}()
+	var refs []ref
+	for got := 0; got < total; {
+		batch, err := c.Fetch(min(total-got, 1000))
+		if err != nil {
+			return nil, err
+		}
+		for m := range batch.Messages() {
+			got++
+			ord, err := strconv.ParseInt(strings.TrimPrefix(m.Subject(), EndsSubjectPrefix), 10, 64)
+			if err != nil {
+				continue
+			}
+			for id := range strings.SplitSeq(string(m.Data()), "\n") {
+				if id != "" {
+					refs = append(refs, ref{ord, id})
+				}
+			}
+		}
+		if err := batch.Error(); err != nil {
+			return nil, err
+		}
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+	}
+	return refs, nil
+}
+
+// readIDs reads the subscriptions of ids, in batches on a server that has
+// them, else up to 32 at a time.
+func (s *Store) readIDs(ctx context.Context, ids []string) ([]subscription.Subscription, []bool, []error, error) {
+	if s.batch {
+		return s.readMany(ctx, ids)
+	}
+	errs := make([]error, len(ids))
+	subs := make([]subscription.Subscription, len(ids))
+	oks := make([]bool, len(ids))
+	next := make(chan int)
+	var wg sync.WaitGroup
+	for range min(parallel, len(ids)) {
+		wg.Go(func() {
+			for i := range next {
+				subs[i], oks[i], errs[i] = s.read(ctx, ids[i])
+			}
+		})
+	}
+	for i := range ids {
+		next <- i
+	}
+	close(next)
+	wg.Wait()
+	return subs, oks, errs, nil
+}
+
+// Erase securely deletes the subscription's data key (SecureDeleteMsg
+// overwrites it on disk), and any an earlier version kept on the subject of
+// its own, then purges its record. It returns an error wrapping
+// subscription.ErrNotFound when there was neither a record nor a key. Old
+// revisions of the record stay in the bucket's files until compaction,
+// sealed under the key that is gone; its index entries stay too, naming a
+// record that is no longer there.
 func (s *Store) Erase(ctx context.Context, id string) error {
 	if err := subscription.ValidID(id); err != nil {
 		return fmt.Errorf("erase subscription: %w", err)
@@ -432,6 +685,17 @@ func (s *Store) Erase(ctx context.Context, id string) error {
 		return err
 	}
 	found := false
+	rec, rev, err := s.current(ctx, id)
+	if err != nil && rev == 0 {
+		return fmt.Errorf("erase subscription %s: %w", id, err)
+	}
+	if rec != nil && rec.KeySeq != 0 {
+		err := s.keys.SecureDeleteMsg(ctx, rec.KeySeq)
+		if err != nil && !errors.Is(err, jetstream.ErrMsgNotFound) && !isNotFoundAPI(err) {
+			return fmt.Errorf("erase subscription %s: delete data key: %w", id, err)
+		}
+		found = found || err == nil
+	}
 	for {
 		m, err := s.keys.GetLastMsgForSubject(ctx, KeysSubjectPrefix+id)
 		if errors.Is(err, jetstream.ErrMsgNotFound) {
@@ -445,17 +709,8 @@ func (s *Store) Erase(ctx context.Context, id string) error {
 		}
 		found = true
 	}
-	rec, rev, err := s.current(ctx, id)
-	if err != nil && rev == 0 {
-		return fmt.Errorf("erase subscription %s: %w", id, err)
-	}
 	if err := s.eraseCalls(ctx, id); err != nil {
 		return fmt.Errorf("erase subscription %s: %w", id, err)
-	}
-	if rec != nil {
-		if err := s.ends.Purge(ctx, endKey(rec.End, id)); err != nil {
-			return fmt.Errorf("erase subscription %s: unindex: %w", id, err)
-		}
 	}
 	if rev != 0 {
 		if err := s.subs.Purge(ctx, id); err != nil {
@@ -465,6 +720,53 @@ func (s *Store) Erase(ctx context.Context, id string) error {
 	}
 	if !found {
 		return fmt.Errorf("erase subscription %s: %w", id, subscription.ErrNotFound)
+	}
+	return nil
+}
+
+// isNotFoundAPI reports the server's "no message found" to a delete.
+func isNotFoundAPI(err error) bool {
+	var apiErr *jetstream.APIError
+	return errors.As(err, &apiErr) && apiErr.ErrorCode == jetstream.JSErrCodeMessageNotFound
+}
+
+// migrateIndex moves the index of earlier versions (the renewals_ends
+// bucket, one key d.<ordinal>.<id> per entry) into EndsStream, then
+// deletes the bucket. Interrupted, it runs again at the next start: an
+// entry written twice is read once.
+func (s *Store) migrateIndex(ctx context.Context) error {
+	old, err := s.js.KeyValue(ctx, EndsBucket)
+	if errors.Is(err, jetstream.ErrBucketNotFound) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("open the end-date index of an earlier version (bucket %s): %w", EndsBucket, err)
+	}
+	lister, err := old.ListKeys(ctx)
+	if err != nil {
+		return fmt.Errorf("read the end-date index of an earlier version (bucket %s): %w", EndsBucket, err)
+	}
+	byDay := map[int64][]string{}
+	for k := range lister.Keys() {
+		rest, ok := strings.CutPrefix(k, "d.")
+		ordS, id, ok2 := strings.Cut(rest, ".")
+		ord, err := strconv.ParseInt(ordS, 10, 64)
+		if ok && ok2 && err == nil {
+			byDay[ord] = append(byDay[ord], id)
+		}
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	for ord, ids := range byDay {
+		for c := 0; c < len(ids); c += 1000 {
+			if err := s.index(ctx, ord, ids[c:min(c+1000, len(ids))]...); err != nil {
+				return fmt.Errorf("move the end-date index into stream %s: %w", EndsStream, err)
+			}
+		}
+	}
+	if err := s.js.DeleteKeyValue(ctx, EndsBucket); err != nil && !errors.Is(err, jetstream.ErrBucketNotFound) {
+		return fmt.Errorf("delete the end-date index of an earlier version (bucket %s) after moving it: %w", EndsBucket, err)
 	}
 	return nil
 }

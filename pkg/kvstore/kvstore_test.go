@@ -36,26 +36,16 @@ func open(t *testing.T) storetest.Backend {
 	if err != nil {
 		t.Fatal(err)
 	}
-	keys, err := js.Stream(ctx, kvstore.KeysStream)
-	if err != nil {
-		t.Fatal(err)
-	}
 	_, peer, err := kvstore.New(ctx, js)
 	if err != nil {
 		t.Fatal(err)
 	}
 	return storetest.Backend{
-		Store:  s,
-		Ledger: l,
-		Peer:   peer,
-		Dump:   func(t *testing.T) map[string][]byte { return dump(t, js, dir) },
-		DataKey: func(t *testing.T, id string) []byte {
-			m, err := keys.GetLastMsgForSubject(ctx, kvstore.KeysSubjectPrefix+id)
-			if err != nil {
-				t.Fatalf("read data key of %s: %v", id, err)
-			}
-			return m.Data
-		},
+		Store:   s,
+		Ledger:  l,
+		Peer:    peer,
+		Dump:    func(t *testing.T) map[string][]byte { return dump(t, js, dir) },
+		DataKey: func(t *testing.T, id string) []byte { return kvstore.DataKeyOf(t, s, id) },
 		Corrupt: func(t *testing.T, id string) {
 			if _, err := subs.Put(ctx, id, []byte("not a record")); err != nil {
 				t.Fatal(err)

@@ -34,8 +34,11 @@ const MaxAge = 400 * 24 * time.Hour
 
 // Config says which NATS to use.
 type Config struct {
-	// URL of an external NATS server; empty starts the embedded one.
+	// URL of an external NATS server, or comma-separated URLs of the
+	// servers of a cluster; empty starts the embedded one.
 	URL string
+	// Replicas of the RENEWALS stream on a cluster; 0 means 1.
+	Replicas int
 	// Listen is where the embedded server listens (host:port).
 	Listen string
 	// StoreDir is the embedded server's JetStream storage directory.
@@ -108,7 +111,7 @@ func Open(ctx context.Context, cfg Config) (*Bus, error) {
 		return nil, err
 	}
 	b.JS = js
-	if err := EnsureStream(ctx, js); err != nil {
+	if err := EnsureStreamReplicas(ctx, js, cfg.Replicas); err != nil {
 		last := nc.LastError()
 		b.Close()
 		if isAuthError(last) {
@@ -235,8 +238,15 @@ func NewJetStream(nc *nats.Conn) (jetstream.JetStream, error) {
 	return js, nil
 }
 
-// EnsureStream creates or updates the RENEWALS stream.
+// EnsureStream creates or updates the RENEWALS stream with one replica.
 func EnsureStream(ctx context.Context, js jetstream.JetStream) error {
+	return EnsureStreamReplicas(ctx, js, 1)
+}
+
+// EnsureStreamReplicas creates or updates the RENEWALS stream with replicas
+// copies (0 means 1): 3 on a cluster of three keeps every notice through the
+// loss of one server.
+func EnsureStreamReplicas(ctx context.Context, js jetstream.JetStream, replicas int) error {
 	_, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
 		Name:        event.StreamName,
 		Description: "renewals: notices due and their outcomes, subscription changes, call list updates",
@@ -246,6 +256,7 @@ func EnsureStream(ctx context.Context, js jetstream.JetStream) error {
 		MaxAge:      MaxAge,
 		Duplicates:  DuplicateWindow,
 		Discard:     jetstream.DiscardOld,
+		Replicas:    max(replicas, 1),
 	})
 	if err != nil {
 		return fmt.Errorf("declare stream %s: %w", event.StreamName, err)

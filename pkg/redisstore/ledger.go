@@ -219,7 +219,22 @@ func (l *Ledger) renew(ctx context.Context, op string, key subscription.NoticeKe
 	if lease <= 0 {
 		return fmt.Errorf("%s notice %s: lease %v is not positive", op, key, lease)
 	}
-	res, err := renewScript.Run(ctx, l.hot, []string{noticeKey(key)}, token, now.UnixMilli()+lease.Milliseconds(), flag(begin)).Text()
+	args := []any{token, now.UnixMilli() + lease.Milliseconds(), flag(begin)}
+	var res string
+	var err error
+	if begin && l.waiting() {
+		// The send starts after this: a Begin only the primary held would,
+		// after a failover, let the next claim send again unflagged.
+		pipe := l.c.Pipeline()
+		cmd := renewScript.Eval(ctx, pipe, []string{noticeKey(key)}, args...)
+		wait := pipe.Do(ctx, "WAIT", 1, ReplicaWait.Milliseconds())
+		_, _ = pipe.Exec(ctx) // each command's error is read below
+		if res, err = cmd.Text(); err == nil && res == "ok" {
+			err = l.replicated(ctx, wait)
+		}
+	} else {
+		res, err = renewScript.Run(ctx, l.hot, []string{noticeKey(key)}, args...).Text()
+	}
 	if err != nil {
 		return fmt.Errorf("%s notice %s: %w", op, key, err)
 	}
@@ -259,7 +274,7 @@ func (l *Ledger) Confirm(ctx context.Context, key subscription.NoticeKey, token 
 	if err := checkConfirm(key, token, e); err != nil {
 		return subscription.Entry{}, err
 	}
-	res, err := confirmScript.Run(ctx, l.hot, []string{noticeKey(key)}, confirmArgs(nil, token, e)...).Slice()
+	res, err := l.confirmRun(ctx, l.hot, []string{noticeKey(key)}, confirmArgs(nil, token, e))
 	if err == nil && len(res) != 1 {
 		err = fmt.Errorf("script replied %d results, want 1", len(res))
 	}
@@ -313,6 +328,64 @@ func confirmResult(key subscription.NoticeKey, res any) (subscription.Entry, err
 	return stored, nil
 }
 
+// confirmRun runs confirmScript over keys on c, or, when the ledger waits
+// for a replica (waitReplica, and the primary was not lately found without
+// one), runs it and then WAIT 1 on the same connection (one pipeline), so
+// that the confirms are on a replica before they are reported recorded:
+// Redis replicates asynchronously, and a confirm only the primary held is
+// lost when Sentinel promotes a replica. When no replica acknowledges
+// within ReplicaWait though one is connected, it returns an error: the
+// notifier confirms again (a repeat is recognised), on the new primary
+// after a failover, and nothing is acknowledged that a failover can undo.
+// When the primary has no replica connected (the one promoted after a
+// failover, until the old primary returns as its replica), there is
+// nothing to wait for: the confirms count as recorded, and those of the
+// next replicaRecheck skip the wait.
+func (l *Ledger) confirmRun(ctx context.Context, c redis.Scripter, keys []string, args []any) ([]any, error) {
+	if !l.waiting() {
+		return confirmScript.Run(ctx, c, keys, args...).Slice()
+	}
+	pipe := l.c.Pipeline()
+	cmd := confirmScript.Eval(ctx, pipe, keys, args...)
+	wait := pipe.Do(ctx, "WAIT", 1, ReplicaWait.Milliseconds())
+	_, _ = pipe.Exec(ctx) // each command's error is read below
+	res, err := cmd.Slice()
+	if err != nil {
+		return nil, err
+	}
+	if !slices.ContainsFunc(res, func(r any) bool { return r != "lost" }) {
+		return res, nil // nothing was written
+	}
+	if err := l.replicated(ctx, wait); err != nil {
+		return nil, err
+	}
+	return res, nil
+}
+
+// waiting reports whether writes wait for a replica now.
+func (l *Ledger) waiting() bool {
+	return l.waitReplica && time.Now().UnixNano() >= l.noReplicaUntil.Load()
+}
+
+// replicated reads the answer of a WAIT 1: nil when a replica has the
+// writes, or when the primary has no replica connected (then the writes of
+// the next replicaRecheck do not wait).
+func (l *Ledger) replicated(ctx context.Context, wait *redis.Cmd) error {
+	n, err := wait.Int()
+	if err == nil && n >= 1 {
+		return nil
+	}
+	if err == nil && !hasReplicas(ctx, l.c) {
+		l.noReplicaUntil.Store(time.Now().Add(replicaRecheck).UnixNano())
+		return nil
+	}
+	return fmt.Errorf("recorded on the primary but on no replica within %v (WAIT 1: %d, %v)", ReplicaWait, n, err)
+}
+
+// replicaRecheck is how long confirms skip WAIT once the primary was found
+// without replicas.
+const replicaRecheck = 5 * time.Second
+
 // ConfirmMany confirms every notice of the batch in one run of Confirm's
 // script: one round trip, and one script call for them all.
 func (l *Ledger) ConfirmMany(ctx context.Context, cs []subscription.Confirmation) ([]subscription.Entry, []error) {
@@ -332,7 +405,7 @@ func (l *Ledger) ConfirmMany(ctx context.Context, cs []subscription.Confirmation
 	if len(at) == 0 {
 		return entries, errs
 	}
-	res, err := confirmScript.Run(ctx, l.c, keys, args...).Slice()
+	res, err := l.confirmRun(ctx, l.c, keys, args)
 	if err == nil && len(res) != len(at) {
 		err = fmt.Errorf("script replied %d results, want %d", len(res), len(at))
 	}

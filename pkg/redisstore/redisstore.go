@@ -24,6 +24,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -71,6 +72,10 @@ type Store struct {
 type Ledger struct {
 	c   *redis.Client
 	hot redis.Cmdable
+	// waitReplica makes Confirm wait for a replica (WAIT 1), unless the
+	// primary had none connected before noReplicaUntil (Unix nanoseconds).
+	waitReplica    bool
+	noReplicaUntil atomic.Int64
 }
 
 var (
@@ -94,28 +99,25 @@ func New(c *redis.Client) (*Store, *Ledger) {
 	return &Store{c: c, hot: hot, seed: maphash.MakeSeed()}, &Ledger{c: c, hot: hot}
 }
 
-// Open connects to the Redis at url (redis://[user:pass@]host:port/db, or
-// rediss:// for TLS), checks that it answers, and returns the store and the
-// ledger. Store.Close closes the connection.
+// Open connects to the Redis at url (redis://[user:pass@]host:port/db,
+// rediss:// for TLS, or redis-sentinel://[:pass@]host:port[,host:port...]/MASTER[?db=N]
+// for the master that Redis Sentinel names, followed through failovers),
+// checks that it answers, and returns the store and the ledger.
+// Store.Close closes the connection. Through Sentinel, or when the server
+// has replicas connected, the ledger waits for a replica before it reports
+// a confirm recorded (see Ledger.Confirm).
 func Open(ctx context.Context, url string) (*Store, *Ledger, error) {
-	opt, err := redis.ParseURL(url)
+	c, where, replicated, err := newClient(url)
 	if err != nil {
-		return nil, nil, fmt.Errorf("open redis store: RENEWALS_REDIS_URL is not a Redis URL (use redis://host:6379/0): %w", err)
+		return nil, nil, err
 	}
-	if opt.Protocol == 0 {
-		// RESP2 unless the URL asks (protocol=3). Under RESP3 the client
-		// peeks at the socket for push notifications before every command,
-		// a system call each; the stores use neither push notifications nor
-		// client-side caching.
-		opt.Protocol = 2
-	}
-	c := redis.NewClient(opt)
 	if err := c.Ping(ctx).Err(); err != nil {
 		c.Close()
-		return nil, nil, fmt.Errorf("cannot reach Redis at %s (%w): start it, or correct RENEWALS_REDIS_URL", opt.Addr, err)
+		return nil, nil, fmt.Errorf("cannot reach Redis at %s (%w): start it, or correct RENEWALS_REDIS_URL", where, err)
 	}
 	s, l := New(c)
 	s.owned = true
+	l.waitReplica = replicated || hasReplicas(ctx, c)
 	return s, l, nil
 }
 

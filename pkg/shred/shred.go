@@ -119,26 +119,42 @@ type personal struct {
 // SealSubscription builds the Record of s under key. It returns an error
 // wrapping ErrBadKey when key does not have KeySize bytes.
 func SealSubscription(key []byte, s subscription.Subscription) (Record, error) {
+	r, pj, err := fingerprint(key, s)
+	if err != nil {
+		return Record{}, err
+	}
+	if r.Sealed, err = Seal(key, pj, []byte(s.ID)); err != nil {
+		return Record{}, fmt.Errorf("seal subscription %s: %w", s.ID, err)
+	}
+	return r, nil
+}
+
+// Fingerprint is SealSubscription without the sealed part: the digest, the
+// end and the clear part, all that SameData compares. It encrypts nothing,
+// so a store tells an unchanged row from a changed one before sealing.
+func Fingerprint(key []byte, s subscription.Subscription) (Record, error) {
+	r, _, err := fingerprint(key, s)
+	return r, err
+}
+
+// fingerprint returns the Record of s without Sealed, and the personal JSON.
+func fingerprint(key []byte, s subscription.Subscription) (Record, []byte, error) {
 	if len(key) != KeySize {
-		return Record{}, fmt.Errorf("seal subscription %s: %w, got %d", s.ID, ErrBadKey, len(key))
+		return Record{}, nil, fmt.Errorf("seal subscription %s: %w, got %d", s.ID, ErrBadKey, len(key))
 	}
 	clear, err := json.Marshal(s.WithoutPersonal())
 	if err != nil {
-		return Record{}, fmt.Errorf("seal subscription %s: %w", s.ID, err)
+		return Record{}, nil, fmt.Errorf("seal subscription %s: %w", s.ID, err)
 	}
 	pj, err := json.Marshal(personal{CM: s.ContractManager, PA: s.PrimaryAdmin, SA: s.SecondaryAdmins})
 	if err != nil {
-		return Record{}, fmt.Errorf("seal subscription %s: personal part: %w", s.ID, err)
-	}
-	sealed, err := Seal(key, pj, []byte(s.ID))
-	if err != nil {
-		return Record{}, fmt.Errorf("seal subscription %s: %w", s.ID, err)
+		return Record{}, nil, fmt.Errorf("seal subscription %s: personal part: %w", s.ID, err)
 	}
 	mac := hmac.New(sha256.New, key[32:])
 	mac.Write(clear)
 	mac.Write([]byte{0})
 	mac.Write(pj)
-	return Record{Digest: hex.EncodeToString(mac.Sum(nil)), End: s.EndDate.Ordinal(), Clear: clear, Sealed: sealed}, nil
+	return Record{Digest: hex.EncodeToString(mac.Sum(nil)), End: s.EndDate.Ordinal(), Clear: clear}, pj, nil
 }
 
 // OpenSubscription returns the subscription that r holds, opening its

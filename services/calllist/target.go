@@ -49,6 +49,8 @@ type Target struct {
 
 	Bucket  string
 	Durable string
+	// Replicas of the bucket on a NATS cluster; 0 means 1.
+	Replicas int
 	// AckWait defaults to DefaultAckWait.
 	AckWait time.Duration
 	// AfterApply, when set, is called with the stream sequence of each event
@@ -60,23 +62,22 @@ type Target struct {
 }
 
 // OpenBucket returns the call list bucket named name, creating it when it does
-// not exist; created reports whether it did not.
-func OpenBucket(ctx context.Context, js jetstream.JetStream, name string) (kv jetstream.KeyValue, created bool, err error) {
-	kv, err = js.KeyValue(ctx, name)
-	if err == nil {
-		return kv, false, nil
-	}
-	if !errors.Is(err, jetstream.ErrBucketNotFound) {
+// not exist (with replicas copies on a cluster, 0 meaning 1, and updating an
+// existing one to that many); created reports whether it did not exist.
+func OpenBucket(ctx context.Context, js jetstream.JetStream, name string, replicas int) (kv jetstream.KeyValue, created bool, err error) {
+	_, err = js.KeyValue(ctx, name)
+	if err != nil && !errors.Is(err, jetstream.ErrBucketNotFound) {
 		return nil, false, fmt.Errorf("open key-value bucket %s: %w", name, err)
 	}
+	created = err != nil
 	kv, err = js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
 		Bucket: name, Description: "renewals: call list outcome state per subscription (no personal data)",
-		History: 1, Storage: jetstream.FileStorage,
+		History: 1, Storage: jetstream.FileStorage, Replicas: max(replicas, 1),
 	})
 	if err != nil {
 		return nil, false, fmt.Errorf("declare key-value bucket %s: %w", name, err)
 	}
-	return kv, true, nil
+	return kv, created, nil
 }
 
 // Run follows the stream until ctx ends. It returns an error when it cannot
@@ -93,7 +94,7 @@ func (t *Target) Run(ctx context.Context) error {
 func (t *Target) run(ctx context.Context) error {
 	t.Bucket = cmp.Or(t.Bucket, Bucket)
 	t.Durable = cmp.Or(t.Durable, Durable)
-	kv, created, err := OpenBucket(ctx, t.JS, t.Bucket)
+	kv, created, err := OpenBucket(ctx, t.JS, t.Bucket, t.Replicas)
 	if err != nil {
 		return err
 	}

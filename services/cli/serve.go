@@ -12,6 +12,7 @@ import (
 	"net/mail"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"strings"
 	"time"
 
@@ -192,6 +193,7 @@ func openBus(ctx context.Context, cfg *config.Config, stderr io.Writer, log *zap
 		URL: cfg.NATSURL, Listen: cfg.NATSListen,
 		StoreDir: filepath.Join(cfg.DataDir, "nats"), Name: "renewals " + cfg.Targets,
 		Creds: cfg.NATSCreds, SecretsDir: cfg.DataDir, SyncInterval: cfg.NATSSyncInterval,
+		Replicas: cfg.Replicas,
 	})
 	if err != nil {
 		return nil, err
@@ -212,13 +214,24 @@ type state struct {
 	close      func()
 }
 
+// EmbeddedMemoryLimit is the soft memory limit (Go's GOMEMLIMIT) of a
+// process that runs the embedded NATS server and keeps its state in it,
+// unless GOMEMLIMIT is set.
+const EmbeddedMemoryLimit = 350 << 20
+
 // openState opens Redis when RENEWALS_REDIS_URL is set, else the embedded
 // JetStream key-value store.
 func openState(ctx context.Context, cfg *config.Config, bus *natsbus.Bus, log *zap.Logger) (state, error) {
 	if cfg.RedisURL == "" {
-		ks, kl, err := kvstore.New(ctx, bus.JS)
+		ks, kl, err := kvstore.NewWith(ctx, bus.JS, kvstore.Options{Replicas: cfg.Replicas})
 		if err != nil {
 			return state{}, err
+		}
+		if bus.Server != nil && os.Getenv("GOMEMLIMIT") == "" {
+			// The embedded server's file store and the imports share this
+			// process's heap; a soft limit makes the collector return what
+			// a million-row import frees before the heap doubles.
+			debug.SetMemoryLimit(EmbeddedMemoryLimit)
 		}
 		log.Info("state in the JetStream key-value store")
 		return state{store: ks, ledger: kl, pingLedger: kl.Ping, close: func() {}}, nil
@@ -268,7 +281,7 @@ func (w *wiring) newScheduler(ctx context.Context) (*scheduler.Scheduler, error)
 		return nil, err
 	}
 	host, _ := os.Hostname()
-	if s.Lease, err = scheduler.NewLease(ctx, w.bus.JS, fmt.Sprintf("%s/%d", host, os.Getpid()), 10*time.Minute); err != nil {
+	if s.Lease, err = scheduler.NewLeaseReplicas(ctx, w.bus.JS, fmt.Sprintf("%s/%d", host, os.Getpid()), 10*time.Minute, w.cfg.Replicas); err != nil {
 		return nil, err
 	}
 	return s, nil
@@ -276,7 +289,7 @@ func (w *wiring) newScheduler(ctx context.Context) (*scheduler.Scheduler, error)
 
 // calllistTarget keeps the call list up to date from the events.
 func (w *wiring) calllistTarget() func(context.Context) error {
-	t := &calllist.Target{JS: w.bus.JS, Store: w.state.store, Rules: w.rules, Now: w.now, Log: w.log.Named("calllist")}
+	t := &calllist.Target{JS: w.bus.JS, Store: w.state.store, Rules: w.rules, Now: w.now, Log: w.log.Named("calllist"), Replicas: w.cfg.Replicas}
 	return t.Run
 }
 

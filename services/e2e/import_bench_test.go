@@ -153,7 +153,10 @@ func TestImportBenchChild(t *testing.T) {
 // BenchmarkImport1M imports 1,000,000 generated CSV rows into a fresh
 // redis-server, once with the production-like appendfsync everysec and once
 // with deploy/redis.conf's appendfsync always, and reports rows/s and the
-// importing process's peak RSS. Run it with -benchtime=1x (make bench).
+// importing process's peak RSS; then into the embedded default (see
+// importEmbedded), and the same rows again, and reports both rates, the
+// peak RSS of the process (the embedded server included) and the data
+// dir's size. Run it with -benchtime=1x (make bench).
 func BenchmarkImport1M(b *testing.B) {
 	rows := 1_000_000
 	if v := os.Getenv(childRowsEnv); v != "" { // a smaller run while tuning
@@ -182,6 +185,13 @@ func BenchmarkImport1M(b *testing.B) {
 			b.ReportMetric(0, "ns/op")
 		})
 	}
+	// The embedded default (`make run`): JetStream key-value store in the
+	// embedded nats-server, syncing every write.
+	b.Run("store=embedded", func(b *testing.B) {
+		for range b.N {
+			importEmbedded(b, rows)
+		}
+	})
 }
 
 // importMetrics are one import's figures: its rate, the importing

@@ -33,6 +33,12 @@ const leaseKey = "scheduler-pass"
 // The holder renews it every ttl/3, so ttl must be long enough for a
 // renewal to get through: at least a second.
 func NewLease(ctx context.Context, js jetstream.JetStream, holder string, ttl time.Duration) (*Lease, error) {
+	return NewLeaseReplicas(ctx, js, holder, ttl, 1)
+}
+
+// NewLeaseReplicas is NewLease with the bucket kept in replicas copies on a
+// NATS cluster.
+func NewLeaseReplicas(ctx context.Context, js jetstream.JetStream, holder string, ttl time.Duration, replicas int) (*Lease, error) {
 	if ttl < time.Second {
 		return nil, fmt.Errorf("scheduler lease TTL %v: use a second or more", ttl)
 	}
@@ -42,6 +48,7 @@ func NewLease(ctx context.Context, js jetstream.JetStream, holder string, ttl ti
 		TTL:         ttl,
 		History:     1,
 		Storage:     jetstream.FileStorage,
+		Replicas:    max(replicas, 1),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("open lease bucket: %w", err)

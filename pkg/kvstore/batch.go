@@ -1,0 +1,502 @@
+package kvstore
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"renewals/pkg/shred"
+	"renewals/pkg/subscription"
+)
+
+// The store reads and writes a whole Upsert batch in a few requests on a
+// server that allows it (nats-server 2.12 or newer): it reads the data keys
+// and the records of up to multiLastMax subscriptions with one batched
+// direct get (multi_last), and writes the new keys, the index entries and
+// the records each as one atomic batch publish, which the file store syncs
+// to disk once for the whole batch rather than once per message. Writing
+// one subscription at a time with sync_interval always was bound by the
+// disk's fsyncs: three per row.
+const (
+	multiLastMax = 1024 // the server's maximum answers to one multi_last
+	atomicMax    = 1000 // the server's default maximum messages per atomic batch
+)
+
+// Header names of the JetStream API that the batched paths set or read.
+const (
+	hdrBatchID     = "Nats-Batch-Id"
+	hdrBatchSeq    = "Nats-Batch-Sequence"
+	hdrBatchCommit = "Nats-Batch-Commit"
+	hdrExpectSeq   = "Nats-Expected-Last-Subject-Sequence"
+	hdrSubject     = "Nats-Subject"
+	hdrSequence    = "Nats-Sequence"
+	hdrKVOperation = "KV-Operation"
+	kvDelete       = "DEL"
+	kvPurge        = "PURGE"
+	kvSubjectsPfx  = "$KV."
+	kvStreamPfx    = "KV_"
+	apiDirectGet   = "$JS.API.DIRECT.GET."
+)
+
+// errBatchRefused means the server refused an atomic batch as a whole (a
+// compare-and-set failed against a concurrent writer, or too many batches
+// were open): nothing of it was stored, and the caller does the work one
+// subscription at a time.
+var errBatchRefused = errors.New("atomic batch refused")
+
+// lastMsg is the last message stored on a subject.
+type lastMsg struct {
+	seq     uint64
+	data    []byte
+	deleted bool // a key-value delete or purge marker
+}
+
+// lastMsgs returns the last message of each of subjects that has one in
+// stream, by batched direct gets of up to multiLastMax subjects each.
+func lastMsgs(ctx context.Context, nc *nats.Conn, stream string, subjects []string) (map[string]lastMsg, error) {
+	out := make(map[string]lastMsg, len(subjects))
+	for c := 0; c < len(subjects); c += multiLastMax {
+		if err := lastMsgsChunk(ctx, nc, stream, subjects[c:min(c+multiLastMax, len(subjects))], out); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+// readTimeout bounds one batched read: a request the server drops is
+// never answered.
+const readTimeout = 30 * time.Second
+
+func lastMsgsChunk(ctx context.Context, nc *nats.Conn, stream string, subjects []string, out map[string]lastMsg) error {
+	ctx, cancel := context.WithTimeout(ctx, readTimeout)
+	defer cancel()
+	req, err := json.Marshal(struct {
+		MultiLast []string `json:"multi_last"`
+		Batch     int      `json:"batch"`
+	}{subjects, len(subjects)})
+	if err != nil {
+		return err
+	}
+	inbox := nc.NewInbox()
+	msgs := make(chan *nats.Msg, len(subjects)+1)
+	sub, err := nc.ChanSubscribe(inbox, msgs)
+	if err != nil {
+		return fmt.Errorf("read %s: %w", stream, err)
+	}
+	defer func() { _ = sub.Unsubscribe() }()
+	if err := nc.PublishRequest(apiDirectGet+stream, inbox, req); err != nil {
+		return fmt.Errorf("read %s: %w", stream, err)
+	}
+	for {
+		var m *nats.Msg
+		select {
+		case m = <-msgs:
+		case <-ctx.Done():
+			return fmt.Errorf("read %s: %w", stream, ctx.Err())
+		}
+		if len(m.Data) == 0 && m.Header.Get(hdrSubject) == "" {
+			switch st := m.Header.Get("Status"); st {
+			case "204", "404": // end of the batch; none found
+				return nil
+			default:
+				return fmt.Errorf("read %s: status %s %s", stream, st, m.Header.Get("Description"))
+			}
+		}
+		subj := m.Header.Get(hdrSubject)
+		seq, err := strconv.ParseUint(m.Header.Get(hdrSequence), 10, 64)
+		if subj == "" || err != nil {
+			return fmt.Errorf("read %s: an answer without subject or sequence", stream)
+		}
+		op := m.Header.Get(hdrKVOperation)
+		out[subj] = lastMsg{seq: seq, data: m.Data, deleted: op == kvDelete || op == kvPurge}
+	}
+}
+
+// pubAck is the server's answer to an atomic batch's commit.
+type pubAck struct {
+	Error *jetstream.APIError `json:"error"`
+	Seq   uint64              `json:"seq"` // the last message's
+	Count int                 `json:"count"`
+}
+
+// publishAtomic stores msgs (at most atomicMax, one stream) all or none,
+// under consecutive sequences, and returns the first. It returns an error
+// wrapping errBatchRefused when the server refused the batch (nothing of it
+// stored), another error when the answer was lost.
+func publishAtomic(ctx context.Context, nc *nats.Conn, msgs []*nats.Msg) (uint64, error) {
+	if len(msgs) == 0 {
+		return 0, nil
+	}
+	var raw [6]byte // the id is stored in each message's header: short
+	if _, err := rand.Read(raw[:]); err != nil {
+		return 0, err
+	}
+	id := hex.EncodeToString(raw[:])
+	for i, m := range msgs {
+		if m.Header == nil {
+			m.Header = nats.Header{}
+		}
+		m.Header.Set(hdrBatchID, id)
+		m.Header.Set(hdrBatchSeq, strconv.Itoa(i+1))
+		if i < len(msgs)-1 {
+			if err := nc.PublishMsg(m); err != nil {
+				return 0, fmt.Errorf("publish batch: %w", err)
+			}
+		}
+	}
+	last := msgs[len(msgs)-1]
+	last.Header.Set(hdrBatchCommit, "1")
+	resp, err := nc.RequestMsgWithContext(ctx, last)
+	if err != nil {
+		return 0, fmt.Errorf("publish batch of %d: %w", len(msgs), err)
+	}
+	var ack pubAck
+	if err := json.Unmarshal(resp.Data, &ack); err != nil {
+		return 0, fmt.Errorf("publish batch of %d: %w", len(msgs), err)
+	}
+	if ack.Error != nil {
+		return 0, fmt.Errorf("%w: %w", errBatchRefused, ack.Error)
+	}
+	if ack.Count != len(msgs) || ack.Seq < uint64(len(msgs)) {
+		return 0, fmt.Errorf("publish batch of %d: the server acknowledged %d ending at %d", len(msgs), ack.Count, ack.Seq)
+	}
+	return ack.Seq - uint64(len(msgs)) + 1, nil
+}
+
+// publishAtomicAll stores msgs in atomic batches of atomicMax, in order,
+// and returns each message's sequence.
+func publishAtomicAll(ctx context.Context, nc *nats.Conn, msgs []*nats.Msg) ([]uint64, error) {
+	seqs := make([]uint64, len(msgs))
+	for c := 0; c < len(msgs); c += atomicMax {
+		part := msgs[c:min(c+atomicMax, len(msgs))]
+		first, err := publishAtomic(ctx, nc, part)
+		if err != nil {
+			return nil, err
+		}
+		for i := range part {
+			seqs[c+i] = first + uint64(i)
+		}
+	}
+	return seqs, nil
+}
+
+// keysBySeq reads the messages of RENEWALS_KEYS at seqs: sorted, near
+// sequences are read as one run (a batched direct get from the run's
+// first), and every run's request is sent before any answer is awaited.
+func keysBySeq(ctx context.Context, nc *nats.Conn, seqs []uint64) (map[uint64][]byte, error) {
+	seqs = slices.Clone(seqs)
+	slices.Sort(seqs)
+	seqs = slices.Compact(seqs)
+	var runs []run
+	for _, q := range seqs {
+		if q == 0 {
+			continue
+		}
+		if n := len(runs); n > 0 && q <= runs[n-1].last+runGap && q-runs[n-1].first < multiLastMax {
+			runs[n-1].last = q
+			continue
+		}
+		runs = append(runs, run{q, q})
+	}
+	out := make(map[uint64][]byte, len(seqs))
+	for c := 0; c < len(runs); c += runsInFlight {
+		if err := keysRuns(ctx, nc, runs[c:min(c+runsInFlight, len(runs))], out); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+const (
+	runGap       = 16  // sequences apart that one run still reads through
+	runsInFlight = 256 // requests sent before their answers are read
+)
+
+// run is a span of sequences read with one request.
+type run struct{ first, last uint64 }
+
+func keysRuns(ctx context.Context, nc *nats.Conn, runs []run, out map[uint64][]byte) error {
+	ctx, cancel := context.WithTimeout(ctx, readTimeout)
+	defer cancel()
+	inbox := nc.NewInbox()
+	msgs := make(chan *nats.Msg, 4096)
+	sub, err := nc.ChanSubscribe(inbox+".*", msgs)
+	if err != nil {
+		return fmt.Errorf("read %s: %w", KeysStream, err)
+	}
+	defer func() { _ = sub.Unsubscribe() }()
+	for i, r := range runs {
+		req, err := json.Marshal(struct {
+			Seq   uint64 `json:"seq"`
+			Batch int    `json:"batch"`
+			Next  string `json:"next_by_subj"`
+		}{r.first, int(r.last-r.first) + 1, KeysSubject})
+		if err != nil {
+			return err
+		}
+		if err := nc.PublishRequest(apiDirectGet+KeysStream, inbox+"."+strconv.Itoa(i), req); err != nil {
+			return fmt.Errorf("read %s: %w", KeysStream, err)
+		}
+	}
+	for open := len(runs); open > 0; {
+		var m *nats.Msg
+		select {
+		case m = <-msgs:
+		case <-ctx.Done():
+			return fmt.Errorf("read %s: %w", KeysStream, ctx.Err())
+		}
+		if len(m.Data) == 0 && m.Header.Get(hdrSubject) == "" {
+			switch st := m.Header.Get("Status"); st {
+			case "204", "404": // end of a run; none found
+				open--
+				continue
+			default:
+				return fmt.Errorf("read %s: status %s %s", KeysStream, st, m.Header.Get("Description"))
+			}
+		}
+		seq, err := strconv.ParseUint(m.Header.Get(hdrSequence), 10, 64)
+		if err != nil {
+			return fmt.Errorf("read %s: an answer without sequence", KeysStream)
+		}
+		out[seq] = m.Data
+	}
+	return nil
+}
+
+// enableAtomic turns on atomic batch publish on a stream (a key-value
+// bucket's config has no such field).
+func enableAtomic(ctx context.Context, js jetstream.JetStream, stream string) error {
+	st, err := js.Stream(ctx, stream)
+	if err != nil {
+		return err
+	}
+	cfg := st.CachedInfo().Config
+	if cfg.AllowAtomicPublish {
+		return nil
+	}
+	cfg.AllowAtomicPublish = true
+	_, err = js.UpdateStream(ctx, cfg)
+	return err
+}
+
+// batchable reports whether the server has batched direct gets and atomic
+// batch publish (2.12 or newer).
+func batchable(nc *nats.Conn) bool {
+	major, minor, ok := majorMinor(nc.ConnectedServerVersion())
+	return ok && (major > 2 || major == 2 && minor >= 12)
+}
+
+// majorMinor reads "2.12.1" (or "v2.12.0-beta") as 2, 12.
+func majorMinor(v string) (major, minor int, ok bool) {
+	v = strings.TrimPrefix(v, "v")
+	a, rest, ok1 := strings.Cut(v, ".")
+	b, _, _ := strings.Cut(rest, ".")
+	b, _, _ = strings.Cut(b, "-")
+	major, err1 := strconv.Atoi(a)
+	minor, err2 := strconv.Atoi(b)
+	return major, minor, ok1 && err1 == nil && err2 == nil
+}
+
+// upsertBatch is Upsert of rows with distinct ids on a batchable server: the
+// records in one batched read, the data keys they name in a few more, then
+// at most three atomic batches: the new data keys, the index entries (one
+// message per end date), the records. When the server refuses a batch (a
+// concurrent writer, too many open batches), the rows go one at a time.
+func (s *Store) upsertBatch(ctx context.Context, subs []subscription.Subscription) ([]subscription.UpsertResult, error) {
+	ids := make([]string, len(subs))
+	for i, x := range subs {
+		ids[i] = x.ID
+	}
+	olds, revs, keys, _, err := s.readStored(ctx, ids, false) // an unreadable record is overwritten, as upsertOne does
+	if err != nil {
+		return nil, err
+	}
+	out := make([]subscription.UpsertResult, len(subs))
+	recs := make([]stored, len(subs))
+	write := make([]bool, len(subs))
+	var newKeys []*nats.Msg
+	var newKeyRows []int
+	for i, x := range subs {
+		key, old := keys[i], olds[i]
+		if key == nil {
+			old = nil // new, or its erasure was cut short
+			if key, err = shred.NewKey(); err != nil {
+				return nil, err
+			}
+			newKeys = append(newKeys, &nats.Msg{Subject: KeysSubject, Data: keyMsg(key, x.ID)})
+			newKeyRows = append(newKeyRows, i)
+		}
+		if old != nil {
+			// A row without seat usage keeps what the stored record has.
+			keep, err := shred.Usage(old.Record)
+			if err != nil {
+				return nil, fmt.Errorf("read subscription %s: %w", x.ID, err)
+			}
+			x = subscription.KeepUsage(x, keep)
+			fp, err := shred.Fingerprint(key, x)
+			if err != nil {
+				return nil, err
+			}
+			if shred.SameData(old.Record, fp) {
+				out[i] = subscription.UpsertResult{Change: subscription.Unchanged, PreviousEndDate: subscription.DateFromOrdinal(old.End)}
+				continue
+			}
+		}
+		sealed, err := shred.SealSubscription(key, x)
+		if err != nil {
+			return nil, err
+		}
+		recs[i] = stored{Record: sealed}
+		out[i] = subscription.UpsertResult{Change: subscription.Created}
+		if old != nil {
+			recs[i].KeySeq = old.KeySeq
+			out[i] = subscription.UpsertResult{Change: subscription.Updated, PreviousEndDate: subscription.DateFromOrdinal(old.End)}
+		}
+		write[i] = true
+	}
+	seqs, err := publishAtomicAll(ctx, s.nc, newKeys)
+	if errors.Is(err, errBatchRefused) {
+		return s.upsertSlow(ctx, subs)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("write data keys: %w", err)
+	}
+	for j, i := range newKeyRows {
+		recs[i].KeySeq = seqs[j]
+	}
+	// The index entries go in before the records (see upsertOne).
+	byDay := map[int64][]string{}
+	var days []int64
+	var records []*nats.Msg
+	for i, x := range subs {
+		if !write[i] {
+			continue
+		}
+		if olds[i] == nil || keys[i] == nil || olds[i].End != recs[i].End {
+			if _, ok := byDay[recs[i].End]; !ok {
+				days = append(days, recs[i].End)
+			}
+			byDay[recs[i].End] = append(byDay[recs[i].End], x.ID)
+		}
+		val, err := recs[i].marshal()
+		if err != nil {
+			return nil, err
+		}
+		records = append(records, &nats.Msg{Subject: subsPfx + x.ID, Data: val, Header: nats.Header{hdrExpectSeq: {strconv.FormatUint(revs[i], 10)}}})
+	}
+	index := make([]*nats.Msg, 0, len(days))
+	for _, d := range days {
+		index = append(index, &nats.Msg{Subject: EndsSubjectPrefix + strconv.FormatInt(d, 10), Data: []byte(strings.Join(byDay[d], "\n"))})
+	}
+	for _, step := range [][]*nats.Msg{index, records} {
+		_, err := publishAtomicAll(ctx, s.nc, step)
+		if errors.Is(err, errBatchRefused) {
+			for _, q := range seqs {
+				s.dropKey(ctx, q) // no record names them
+			}
+			return s.upsertSlow(ctx, subs)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("write subscriptions: %w", err)
+		}
+	}
+	return out, nil
+}
+
+// readStored reads the stored records of ids (with their sealed part when
+// sealed is set) and the data keys they name in batches: olds[i] is nil when there is no readable record (errs[i] says
+// why when there is one that does not decode), revs[i] is the record's
+// revision (0: none), keys[i] is nil when there is no record or its key is
+// gone.
+func (s *Store) readStored(ctx context.Context, ids []string, sealed bool) (olds []*stored, revs []uint64, keys [][]byte, errs []error, err error) {
+	recSubj := make([]string, len(ids))
+	for i, id := range ids {
+		recSubj[i] = subsPfx + id
+	}
+	recs, err := lastMsgs(ctx, s.nc, subsStream, recSubj)
+	if err != nil {
+		return nil, nil, nil, nil, fmt.Errorf("read subscriptions: %w", err)
+	}
+	olds = make([]*stored, len(ids))
+	revs = make([]uint64, len(ids))
+	keys = make([][]byte, len(ids))
+	errs = make([]error, len(ids))
+	var seqs []uint64
+	var legacy []string
+	for i, id := range ids {
+		m, ok := recs[recSubj[i]]
+		if !ok {
+			continue
+		}
+		revs[i] = m.seq
+		if m.deleted {
+			continue
+		}
+		decode := unmarshalFingerprint
+		if sealed {
+			decode = unmarshalStored
+		}
+		r, err := decode(m.data)
+		if err != nil {
+			errs[i] = err
+			continue
+		}
+		olds[i] = &r
+		if r.KeySeq != 0 {
+			seqs = append(seqs, r.KeySeq)
+		} else {
+			legacy = append(legacy, KeysSubjectPrefix+id)
+		}
+	}
+	byseq, err := keysBySeq(ctx, s.nc, seqs)
+	if err != nil {
+		return nil, nil, nil, nil, fmt.Errorf("read data keys: %w", err)
+	}
+	var bysubj map[string]lastMsg
+	if len(legacy) > 0 {
+		if bysubj, err = lastMsgs(ctx, s.nc, KeysStream, legacy); err != nil {
+			return nil, nil, nil, nil, fmt.Errorf("read data keys: %w", err)
+		}
+	}
+	for i, id := range ids {
+		switch r := olds[i]; {
+		case r == nil:
+		case r.KeySeq != 0:
+			keys[i] = openKeyMsg(byseq[r.KeySeq], id)
+		default:
+			if m, ok := bysubj[KeysSubjectPrefix+id]; ok {
+				keys[i] = m.data
+			}
+		}
+	}
+	return olds, revs, keys, errs, nil
+}
+
+// readMany reads the subscriptions of ids with batched reads; ok[i] is
+// false when the i-th is absent or its key is gone.
+func (s *Store) readMany(ctx context.Context, ids []string) (subs []subscription.Subscription, ok []bool, errs []error, err error) {
+	olds, _, keys, errs, err := s.readStored(ctx, ids, true)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	subs = make([]subscription.Subscription, len(ids))
+	ok = make([]bool, len(ids))
+	for i := range ids {
+		if olds[i] == nil || keys[i] == nil {
+			continue
+		}
+		subs[i], errs[i] = shred.OpenSubscription(keys[i], olds[i].Record)
+		ok[i] = errs[i] == nil
+	}
+	return subs, ok, errs, nil
+}

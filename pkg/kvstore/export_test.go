@@ -1,0 +1,21 @@
+package kvstore
+
+import (
+	"context"
+	"testing"
+)
+
+// DataKeyOf returns the data key the stored record of id names, for the
+// conformance suite's DataKey hook.
+func DataKeyOf(t *testing.T, s *Store, id string) []byte {
+	t.Helper()
+	rec, _, err := s.current(context.Background(), id)
+	if err != nil || rec == nil {
+		t.Fatalf("read record of %s: %v", id, err)
+	}
+	k, err := s.dataKey(context.Background(), id, *rec)
+	if err != nil || k == nil {
+		t.Fatalf("read data key of %s: %v", id, err)
+	}
+	return k
+}
