@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -48,18 +47,10 @@ func suppressions(ctx context.Context, js jetstream.JetStream, replicas int) (je
 	return st, nil
 }
 
-// validHash checks an address hash: it becomes a subject token.
-func validHash(addr string) error {
-	if len(addr) < 16 || len(addr) > 128 || strings.Trim(addr, "0123456789abcdef") != "" {
-		return fmt.Errorf("address hash %q: want lower-case hex", addr)
-	}
-	return nil
-}
-
 // Suppress records that the address with hash addr bounced for
 // s.SubscriptionID, replacing that subscription's earlier record of it.
 func (s *Store) Suppress(ctx context.Context, addr string, sup subscription.Suppression) error {
-	if err := validHash(addr); err != nil {
+	if err := subscription.ValidAddressHash(addr); err != nil {
 		return fmt.Errorf("suppress address: %w", err)
 	}
 	if err := subscription.ValidID(sup.SubscriptionID); err != nil {
@@ -126,7 +117,7 @@ func (s *Store) lastOf(ctx context.Context, subject string, keep uint64) (*jetst
 
 // Suppressed returns the earliest record of the address with hash addr.
 func (s *Store) Suppressed(ctx context.Context, addr string) (subscription.Suppression, bool, error) {
-	if err := validHash(addr); err != nil {
+	if err := subscription.ValidAddressHash(addr); err != nil {
 		return subscription.Suppression{}, false, fmt.Errorf("read suppression list: %w", err)
 	}
 	var best subscription.Suppression
@@ -153,7 +144,7 @@ func (s *Store) Suppressed(ctx context.Context, addr string) (subscription.Suppr
 
 // Unsuppress removes every record of the address with hash addr.
 func (s *Store) Unsuppress(ctx context.Context, addr string) error {
-	if err := validHash(addr); err != nil {
+	if err := subscription.ValidAddressHash(addr); err != nil {
 		return fmt.Errorf("lift suppression: %w", err)
 	}
 	return s.purgeSubject(ctx, SuppressSubjectPrefix+addr+".*", 0)

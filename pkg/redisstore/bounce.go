@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -162,18 +161,10 @@ func parseInt(s string) (int64, error) {
 	return n, err
 }
 
-// validHash checks an address hash: it becomes part of a key.
-func validHash(addr string) error {
-	if len(addr) < 16 || len(addr) > 128 || strings.Trim(addr, "0123456789abcdef") != "" {
-		return fmt.Errorf("address hash %q: want lower-case hex", addr)
-	}
-	return nil
-}
-
 // Suppress records that the address with hash addr bounced for
 // s.SubscriptionID, replacing that subscription's earlier record of it.
 func (s *Store) Suppress(ctx context.Context, addr string, sup subscription.Suppression) error {
-	if err := validHash(addr); err != nil {
+	if err := subscription.ValidAddressHash(addr); err != nil {
 		return fmt.Errorf("suppress address: %w", err)
 	}
 	if err := subscription.ValidID(sup.SubscriptionID); err != nil {
@@ -192,7 +183,7 @@ func (s *Store) Suppress(ctx context.Context, addr string, sup subscription.Supp
 
 // Suppressed returns the earliest record of the address with hash addr.
 func (s *Store) Suppressed(ctx context.Context, addr string) (subscription.Suppression, bool, error) {
-	if err := validHash(addr); err != nil {
+	if err := subscription.ValidAddressHash(addr); err != nil {
 		return subscription.Suppression{}, false, fmt.Errorf("read suppression list: %w", err)
 	}
 	m, err := s.c.HGetAll(ctx, suppressKey(addr)).Result()
@@ -233,7 +224,7 @@ return redis.call('DEL', KEYS[1])
 
 // Unsuppress removes every record of the address with hash addr.
 func (s *Store) Unsuppress(ctx context.Context, addr string) error {
-	if err := validHash(addr); err != nil {
+	if err := subscription.ValidAddressHash(addr); err != nil {
 		return fmt.Errorf("lift suppression: %w", err)
 	}
 	if err := unsuppressScript.Run(ctx, s.c, []string{suppressKey(addr)}, addr, Prefix+"suppressed:").Err(); err != nil {

@@ -3,6 +3,8 @@ package subscription
 import (
 	"context"
 	"errors"
+	"fmt"
+	"strings"
 	"time"
 )
 
@@ -82,4 +84,13 @@ type Suppressions interface {
 	Suppressed(ctx context.Context, addr string) (Suppression, bool, error)
 	// Unsuppress removes every record of the address with hash addr.
 	Unsuppress(ctx context.Context, addr string) error
+}
+
+// ValidAddressHash checks an address hash as the suppression list keeps it
+// (lower-case hex), since the stores use it in keys and subjects.
+func ValidAddressHash(addr string) error {
+	if len(addr) < 16 || len(addr) > 128 || strings.Trim(addr, "0123456789abcdef") != "" {
+		return fmt.Errorf("address hash %q: want lower-case hex", addr)
+	}
+	return nil
 }
