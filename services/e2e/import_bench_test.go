@@ -2,17 +2,11 @@ package e2e_test
 
 import (
 	"bufio"
-	"bytes"
 	"context"
-	"encoding/json"
-	"fmt"
 	"io"
 	"os"
-	"os/exec"
-	"runtime/pprof"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -130,24 +124,13 @@ func TestImportBenchChild(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	if p := os.Getenv(childProfEnv); p != "" {
-		f, err := os.Create(p)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer f.Close()
-		if err := pprof.StartCPUProfile(f); err != nil {
-			t.Fatal(err)
-		}
-		defer pprof.StopCPUProfile()
-	}
+	defer profileBenchChild(t)()
 	start := time.Now()
 	rep, err := importer.Import(ctx, generate(n), importer.Options{Store: s, Format: importer.FormatCSV, MaxListed: 10})
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, _ := json.Marshal(childResult{Report: rep, Seconds: time.Since(start).Seconds()})
-	fmt.Printf("%s%s\n", resultPrefix, b)
+	printBenchResult(t, childResult{Report: rep, Seconds: time.Since(start).Seconds()})
 }
 
 // BenchmarkImport1M imports 1,000,000 generated CSV rows into a fresh
@@ -158,14 +141,7 @@ func TestImportBenchChild(t *testing.T) {
 // peak RSS of the process (the embedded server included) and the data
 // dir's size. Run it with -benchtime=1x (make bench).
 func BenchmarkImport1M(b *testing.B) {
-	rows := 1_000_000
-	if v := os.Getenv(childRowsEnv); v != "" { // a smaller run while tuning
-		n, err := strconv.Atoi(v)
-		if err != nil {
-			b.Fatal(err)
-		}
-		rows = n
-	}
+	rows := benchRows(b, 1_000_000)
 	for _, fsync := range []string{"everysec", "always"} {
 		b.Run("appendfsync="+fsync, func(b *testing.B) {
 			var m importMetrics
@@ -209,35 +185,16 @@ func importOnce(b *testing.B, fsync string, rows int) importMetrics {
 		b.Fatal(err)
 	}
 	redisBefore, rewriteBefore := redisCPUSeconds(b, c)
-	cmd := exec.Command(os.Args[0], "-test.run=^TestImportBenchChild$", "-test.count=1", "-test.v=false")
-	cmd.Env = append(os.Environ(), childEnv+"="+r.URL, childRowsEnv+"="+strconv.Itoa(rows))
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	err := cmd.Run()
-	if err != nil {
-		b.Fatalf("import child: %v\n%s\n%s", err, stdout.String(), stderr.String())
-	}
 	var res childResult
-	for line := range bytes.SplitSeq(stdout.Bytes(), []byte("\n")) {
-		if v, ok := bytes.CutPrefix(line, []byte(resultPrefix)); ok {
-			if err := json.Unmarshal(v, &res); err != nil {
-				b.Fatal(err)
-			}
-		}
-	}
+	ru := runBenchChild(b, "TestImportBenchChild", []string{childEnv + "=" + r.URL, childRowsEnv + "=" + strconv.Itoa(rows)}, &res)
 	if rep := res.Report; rep.Created != rows || rep.Rows != rows {
-		b.Fatalf("import child reported %+v, want %d rows created\n%s", rep, rows, stdout.String())
+		b.Fatalf("import child reported %+v, want %d rows created", rep, rows)
 	}
-	ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage)
-	if !ok {
-		b.Fatal("no rusage for the import child")
-	}
-	childCPU := time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 	redisAfter, rewriteAfter := redisCPUSeconds(b, c)
 	return importMetrics{
 		rowsPerSec: float64(rows) / res.Seconds,
 		peakMB:     float64(ru.Maxrss) / 1024, // Maxrss is in KiB on Linux
-		childCPU:   float64(childCPU.Microseconds()) / float64(rows),
+		childCPU:   cpuMicros(ru) / float64(rows),
 		redisCPU:   (redisAfter - redisBefore) * 1e6 / float64(rows),
 		rewriteCPU: (rewriteAfter - rewriteBefore) * 1e6 / float64(rows),
 	}

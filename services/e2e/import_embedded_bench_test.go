@@ -1,19 +1,14 @@
 package e2e_test
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
-	"fmt"
 	"io/fs"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"runtime/debug"
 	"runtime/pprof"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -63,17 +58,7 @@ func TestImportBenchChildEmbedded(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if p := os.Getenv(childProfEnv); p != "" {
-		f, err := os.Create(p)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer f.Close()
-		if err := pprof.StartCPUProfile(f); err != nil {
-			t.Fatal(err)
-		}
-		defer pprof.StopCPUProfile()
-	}
+	defer profileBenchChild(t)()
 	var res embeddedResult
 	start := time.Now()
 	res.First, err = importer.Import(ctx, generate(n), importer.Options{Store: s, Format: importer.FormatCSV, MaxListed: 10})
@@ -98,8 +83,7 @@ func TestImportBenchChildEmbedded(t *testing.T) {
 		t.Fatal(err)
 	}
 	res.AgainSeconds = time.Since(start).Seconds()
-	b, _ := json.Marshal(res)
-	fmt.Printf("%s%s\n", resultPrefix, b)
+	printBenchResult(t, res)
 }
 
 // vmHWM is this process's peak RSS so far, in MB.
@@ -127,27 +111,10 @@ func vmHWM(t *testing.T) float64 {
 // data dir's size.
 func importEmbedded(b *testing.B, rows int) {
 	dir := b.TempDir()
-	cmd := exec.Command(os.Args[0], "-test.run=^TestImportBenchChildEmbedded$", "-test.count=1", "-test.v=false")
-	cmd.Env = append(os.Environ(), embeddedChildEnv+"="+dir, childRowsEnv+"="+strconv.Itoa(rows))
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	if err := cmd.Run(); err != nil {
-		b.Fatalf("embedded import child: %v\n%s\n%s", err, stdout.String(), stderr.String())
-	}
 	var res embeddedResult
-	for line := range bytes.SplitSeq(stdout.Bytes(), []byte("\n")) {
-		if v, ok := bytes.CutPrefix(line, []byte(resultPrefix)); ok {
-			if err := json.Unmarshal(v, &res); err != nil {
-				b.Fatal(err)
-			}
-		}
-	}
+	ru := runBenchChild(b, "TestImportBenchChildEmbedded", []string{embeddedChildEnv + "=" + dir, childRowsEnv + "=" + strconv.Itoa(rows)}, &res)
 	if res.First.Created != rows || res.Again.Unchanged != rows {
-		b.Fatalf("embedded import child reported %+v then %+v, want %d rows created then unchanged\n%s", res.First, res.Again, rows, stdout.String())
-	}
-	ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage)
-	if !ok {
-		b.Fatal("no rusage for the import child")
+		b.Fatalf("embedded import child reported %+v then %+v, want %d rows created then unchanged", res.First, res.Again, rows)
 	}
 	var size int64
 	err := filepath.WalkDir(dir, func(_ string, d fs.DirEntry, err error) error {
@@ -168,6 +135,6 @@ func importEmbedded(b *testing.B, rows int) {
 	b.ReportMetric(res.FirstPeakMB, "import-peak-RSS-MB")
 	b.ReportMetric(float64(ru.Maxrss)/1024, "peak-RSS-MB")
 	b.ReportMetric(float64(size)/(1<<20), "data-dir-MB")
-	b.ReportMetric(float64(time.Duration(ru.Utime.Nano()+ru.Stime.Nano()).Microseconds())/float64(2*rows), "cpu-µs/row")
+	b.ReportMetric(cpuMicros(ru)/float64(2*rows), "cpu-µs/row")
 	b.ReportMetric(0, "ns/op")
 }

@@ -1,17 +1,13 @@
 package e2e_test
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime/pprof"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -115,17 +111,7 @@ func TestImportXLSXBenchChild(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	if p := os.Getenv(childProfEnv); p != "" {
-		f, err := os.Create(p)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer f.Close()
-		if err := pprof.StartCPUProfile(f); err != nil {
-			t.Fatal(err)
-		}
-		defer pprof.StopCPUProfile()
-	}
+	defer profileBenchChild(t)()
 	f, err := os.Open(path)
 	if err != nil {
 		t.Fatal(err)
@@ -137,8 +123,7 @@ func TestImportXLSXBenchChild(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, _ := json.Marshal(childResult{Report: rep, Seconds: time.Since(start).Seconds()})
-	fmt.Printf("%s%s\n", resultPrefix, b)
+	printBenchResult(t, childResult{Report: rep, Seconds: time.Since(start).Seconds()})
 }
 
 // BenchmarkImportXLSX1M imports a 1,000,000-row .xlsx into a fresh
@@ -148,14 +133,7 @@ func TestImportXLSXBenchChild(t *testing.T) {
 // xlsxTargetRowsPerSec). The workbook is generated once per run into a
 // temporary directory. Run it with -benchtime=1x (make bench).
 func BenchmarkImportXLSX1M(b *testing.B) {
-	rows := 1_000_000
-	if v := os.Getenv(childRowsEnv); v != "" { // a smaller run while tuning
-		n, err := strconv.Atoi(v)
-		if err != nil {
-			b.Fatal(err)
-		}
-		rows = n
-	}
+	rows := benchRows(b, 1_000_000)
 	// The workbook takes a while to write: once per run, or once for good
 	// in the directory that RENEWALS_BENCH_XLSX_CACHE names.
 	dir := os.Getenv(cacheEnv)
@@ -211,33 +189,16 @@ func importXLSXOnce(b *testing.B, path string, rows int) importMetrics {
 		b.Fatal(err)
 	}
 	redisBefore, _ := redisCPUSeconds(b, c)
-	cmd := exec.Command(os.Args[0], "-test.run=^TestImportXLSXBenchChild$", "-test.count=1", "-test.v=false")
-	cmd.Env = append(os.Environ(), childEnv+"="+r.URL, childXLSXEnv+"="+path)
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	if err := cmd.Run(); err != nil {
-		b.Fatalf("import child: %v\n%s\n%s", err, stdout.String(), stderr.String())
-	}
 	var res childResult
-	for line := range bytes.SplitSeq(stdout.Bytes(), []byte("\n")) {
-		if v, ok := bytes.CutPrefix(line, []byte(resultPrefix)); ok {
-			if err := json.Unmarshal(v, &res); err != nil {
-				b.Fatal(err)
-			}
-		}
-	}
+	ru := runBenchChild(b, "TestImportXLSXBenchChild", []string{childEnv + "=" + r.URL, childXLSXEnv + "=" + path}, &res)
 	if rep := res.Report; rep.Created != rows || rep.Rows != rows || rep.Sheet != "Sheet1" {
-		b.Fatalf("import child reported %+v, want %d rows created from Sheet1\n%s", rep, rows, stdout.String())
-	}
-	ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage)
-	if !ok {
-		b.Fatal("no rusage for the import child")
+		b.Fatalf("import child reported %+v, want %d rows created from Sheet1", rep, rows)
 	}
 	redisAfter, _ := redisCPUSeconds(b, c)
 	return importMetrics{
 		rowsPerSec: float64(rows) / res.Seconds,
 		peakMB:     float64(ru.Maxrss) / 1024,
-		childCPU:   float64(time.Duration(ru.Utime.Nano()+ru.Stime.Nano()).Microseconds()) / float64(rows),
+		childCPU:   cpuMicros(ru) / float64(rows),
 		redisCPU:   (redisAfter - redisBefore) * 1e6 / float64(rows),
 	}
 }
