@@ -653,21 +653,28 @@ func (s *Store) readIDs(ctx context.Context, ids []string) ([]subscription.Subsc
 	errs := make([]error, len(ids))
 	subs := make([]subscription.Subscription, len(ids))
 	oks := make([]bool, len(ids))
+	each(len(ids), func(i int) { subs[i], oks[i], errs[i] = s.read(ctx, ids[i]) })
+	return subs, oks, errs, nil
+}
+
+// each calls fn for every index below n, up to parallel at once, and
+// returns when all have returned: the key-value store answers one request
+// a round trip, so many in flight hide its latency.
+func each(n int, fn func(i int)) {
 	next := make(chan int)
 	var wg sync.WaitGroup
-	for range min(parallel, len(ids)) {
+	for range min(parallel, n) {
 		wg.Go(func() {
 			for i := range next {
-				subs[i], oks[i], errs[i] = s.read(ctx, ids[i])
+				fn(i)
 			}
 		})
 	}
-	for i := range ids {
+	for i := range n {
 		next <- i
 	}
 	close(next)
 	wg.Wait()
-	return subs, oks, errs, nil
 }
 
 // Erase securely deletes the subscription's data key (SecureDeleteMsg

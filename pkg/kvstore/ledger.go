@@ -461,20 +461,7 @@ func (l *Ledger) getAll(ctx context.Context, keys []subscription.NoticeKey) ([]s
 	out := make([]subscription.Entry, len(keys))
 	oks := make([]bool, len(keys))
 	errs := make([]error, len(keys))
-	next := make(chan int)
-	var wg sync.WaitGroup
-	for range min(parallel, len(keys)) {
-		wg.Go(func() {
-			for i := range next {
-				out[i], oks[i], errs[i] = l.get(ctx, keys[i])
-			}
-		})
-	}
-	for i := range keys {
-		next <- i
-	}
-	close(next)
-	wg.Wait()
+	each(len(keys), func(i int) { out[i], oks[i], errs[i] = l.get(ctx, keys[i]) })
 	return out, oks, errors.Join(errs...)
 }
 
