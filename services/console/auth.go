@@ -180,7 +180,12 @@ type User struct {
 
 // dummyHash is compared against when the name is unknown, so that an
 // unknown name takes as long as a wrong password.
-var dummyHash, _ = bcrypt.GenerateFromPassword([]byte("not a password"), bcrypt.DefaultCost)
+// It is made on the first sign-in by name, not at start-up: every target
+// of the binary links this package.
+var dummyHash = sync.OnceValue(func() []byte {
+	h, _ := bcrypt.GenerateFromPassword([]byte("not a password"), bcrypt.DefaultCost)
+	return h
+})
 
 // ReadUsers reads the users file; a missing file has no users.
 func ReadUsers(path string) ([]User, error) {
@@ -287,6 +292,6 @@ func checkUser(path, name, password string) (Role, bool, error) {
 			return "", false, nil
 		}
 	}
-	_ = bcrypt.CompareHashAndPassword(dummyHash, []byte(password))
+	_ = bcrypt.CompareHashAndPassword(dummyHash(), []byte(password))
 	return "", false, nil
 }

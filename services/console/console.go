@@ -237,6 +237,12 @@ func (c *Console) page(h pageFunc) http.HandlerFunc {
 		}
 		if r.Method == http.MethodPost {
 			token, err := c.csrfOf(w, r)
+			if r.MultipartForm != nil {
+				// Whatever the answer (a refusal included), the upload's
+				// temporary files go with the request: they hold the
+				// customers' personal data.
+				defer func() { _ = r.MultipartForm.RemoveAll() }()
+			}
 			if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
 				c.fail(w, r, ss, http.StatusRequestEntityTooLarge, fmt.Sprintf("The file is larger than %d bytes: split it, or start the server with a larger RENEWALS_MAX_IMPORT_BYTES.", c.MaxImportBytes))
 				return
@@ -252,8 +258,8 @@ func (c *Console) page(h pageFunc) http.HandlerFunc {
 
 // csrfOf reads the csrf field of a URL-encoded or multipart form. A
 // multipart body (an import) is bounded by MaxImportBytes and parsed with
-// 8 MiB in memory; the rest of a file goes to a temporary file, removed
-// when the request ends.
+// 8 MiB in memory; the rest of a file goes to a temporary file, which page
+// removes when the request ends.
 func (c *Console) csrfOf(w http.ResponseWriter, r *http.Request) (string, error) {
 	if strings.HasPrefix(r.Header.Get("Content-Type"), "multipart/form-data") {
 		r.Body = http.MaxBytesReader(w, r.Body, c.MaxImportBytes+1<<20)

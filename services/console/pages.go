@@ -549,7 +549,7 @@ func (c *Console) subscription(w http.ResponseWriter, r *http.Request, ss *sessi
 	}
 	for _, m := range slices.Backward(d.Milestones) {
 		pv := previewView{Milestone: m, Src: fmt.Sprintf("/subscriptions/%s/preview/%d", id, m), Open: len(entries) > 0 && entries[0].Key.Milestone == m}
-		email, err := c.Renderer.Render(sub, subscription.Notice{Key: subscription.NoticeKey{SubscriptionID: id, EndDate: sub.EndDate, Milestone: m}, DaysLeft: min(m, max(d.DaysLeft, 0))})
+		email, err := c.Renderer.Render(sub, previewNotice(sub, m, d.DaysLeft))
 		if err != nil {
 			pv.Err = err.Error()
 		} else {
@@ -565,7 +565,7 @@ func (c *Console) subscription(w http.ResponseWriter, r *http.Request, ss *sessi
 func (c *Console) previewFrame(w http.ResponseWriter, r *http.Request, ss *session) {
 	id := r.PathValue("id")
 	m, err := strconv.Atoi(r.PathValue("milestone"))
-	if subscription.ValidID(id) != nil || err != nil || m < 1 {
+	if subscription.ValidID(id) != nil || err != nil || (c.Scheduler == nil || !slices.Contains(c.Scheduler.Milestones, m)) {
 		http.NotFound(w, r)
 		return
 	}
@@ -579,7 +579,7 @@ func (c *Console) previewFrame(w http.ResponseWriter, r *http.Request, ss *sessi
 
 func (c *Console) writePreview(w http.ResponseWriter, sub subscription.Subscription, m int) {
 	days := sub.DaysLeft(c.Now(), c.loc())
-	email, err := c.Renderer.Render(sub, subscription.Notice{Key: subscription.NoticeKey{SubscriptionID: sub.ID, EndDate: sub.EndDate, Milestone: m}, DaysLeft: min(m, max(days, 0))})
+	email, err := c.Renderer.Render(sub, previewNotice(sub, m, days))
 	if err != nil {
 		http.Error(w, "this email cannot be drawn: "+err.Error(), http.StatusUnprocessableEntity)
 		return
@@ -841,11 +841,6 @@ func (c *Console) importPage(w http.ResponseWriter, r *http.Request, ss *session
 
 func (c *Console) importFile(w http.ResponseWriter, r *http.Request, ss *session) {
 	d := importData{CanImport: true}
-	defer func() {
-		if r.MultipartForm != nil {
-			_ = r.MultipartForm.RemoveAll()
-		}
-	}()
 	fh := r.MultipartForm.File["file"]
 	if len(fh) != 1 {
 		d.Message = "Choose one file to import: a .csv, .xlsx, .json or .ndjson export."
@@ -908,7 +903,7 @@ func (c *Console) templateSub(r *http.Request) (subscription.Subscription, int, 
 	m := ms.Max()
 	if v := q.Get("milestone"); v != "" {
 		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 {
+		if err != nil || !slices.Contains(ms, n) {
 			return subscription.Subscription{}, 0, "", false, "Milestone: choose one from the list."
 		}
 		m = n
@@ -945,7 +940,7 @@ func (c *Console) templates(w http.ResponseWriter, r *http.Request, ss *session)
 		return
 	}
 	days := sub.DaysLeft(c.Now(), c.loc())
-	email, err := c.Renderer.Render(sub, subscription.Notice{Key: subscription.NoticeKey{SubscriptionID: sub.ID, EndDate: sub.EndDate, Milestone: m}, DaysLeft: min(m, max(days, 0))})
+	email, err := c.Renderer.Render(sub, previewNotice(sub, m, days))
 	if err != nil {
 		d.Message = "This template cannot be drawn: " + err.Error()
 	}
@@ -968,4 +963,15 @@ func (c *Console) templatePreview(w http.ResponseWriter, r *http.Request, ss *se
 		return
 	}
 	c.writePreview(w, sub, m)
+}
+
+// previewNotice is the notice of milestone m as it would go with days
+// left: a milestone before the end date counts down to it at most from m;
+// the post-expiry one (m < 0) is drawn as if sent on its day or later.
+func previewNotice(sub subscription.Subscription, m, days int) subscription.Notice {
+	left := min(m, max(days, 0))
+	if m < 0 {
+		left = min(m, days)
+	}
+	return subscription.Notice{Key: subscription.NoticeKey{SubscriptionID: sub.ID, EndDate: sub.EndDate, Milestone: m}, DaysLeft: left}
 }

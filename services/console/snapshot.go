@@ -152,7 +152,6 @@ type board struct {
 	day       subscription.Date
 	forecast  forecastChart
 	attention []attention
-	err       error
 }
 
 // attention is a call-list entry without its personal data.
@@ -246,7 +245,6 @@ func (c *Console) workOutBoard(ctx context.Context) *board {
 		es, err := c.calllistAll(ctx, subscription.Date{}, calllist.Filter{})
 		if err != nil {
 			c.Log.Warn("console call list", zap.Error(err))
-			nb.err = err
 		}
 		for _, e := range es {
 			if e.Category != calllist.Unreachable || len(nb.attention) == 10 {
