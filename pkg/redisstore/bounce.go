@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -56,6 +57,7 @@ func bounceFields(e *subscription.Entry, m map[string]string) error {
 func (l *Ledger) change(ctx context.Context, op string, key subscription.NoticeKey, fn func(e subscription.Entry, m map[string]string) (map[string]any, error)) error {
 	k := noticeKey(key)
 	for range 50 {
+		wrote := false
 		err := l.c.Watch(ctx, func(tx *redis.Tx) error {
 			m, err := tx.HGetAll(ctx, k).Result()
 			if err != nil {
@@ -76,10 +78,16 @@ func (l *Ledger) change(ctx context.Context, op string, key subscription.NoticeK
 				p.HSet(ctx, k, set)
 				return nil
 			})
+			wrote = err == nil
 			return err
 		}, k)
 		if errors.Is(err, redis.TxFailedErr) {
 			continue
+		}
+		if err == nil && wrote && l.waiting() {
+			// As a confirm does: a bounce or a reopen for a resend that only
+			// the primary holds would be undone by a failover.
+			err = l.replicated(ctx, l.c.Do(ctx, "WAIT", 1, ReplicaWait.Milliseconds()))
 		}
 		if err != nil {
 			return fmt.Errorf("%s notice %s: %w", op, key, err)
@@ -138,7 +146,7 @@ func (l *Ledger) Reopen(ctx context.Context, key subscription.NoticeKey, recipie
 			}
 			return nil, subscription.ErrResent
 		}
-		lease, _ := parseInt(m[fLease])
+		lease, _ := strconv.ParseInt(m[fLease], 10, 64)
 		if e.Outcome == "" || e.Outcome == subscription.OutcomeSent || e.Outcome == subscription.OutcomeSkipped ||
 			m[fToken] != "" && at.UnixMilli() < lease {
 			return nil, subscription.ErrNotResendable
@@ -153,12 +161,6 @@ func (l *Ledger) Reopen(ctx context.Context, key subscription.NoticeKey, recipie
 		return subscription.Entry{}, err
 	}
 	return l.Get(ctx, key)
-}
-
-func parseInt(s string) (int64, error) {
-	var n int64
-	_, err := fmt.Sscan(s, &n)
-	return n, err
 }
 
 // Suppress records that the address with hash addr bounced for
