@@ -15,6 +15,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"renewals/pkg/natsbus"
 	"renewals/pkg/shred"
 	"renewals/pkg/subscription"
 )
@@ -292,19 +293,7 @@ func enableAtomic(ctx context.Context, js jetstream.JetStream, stream string) er
 // batchable reports whether the server has batched direct gets and atomic
 // batch publish (2.12 or newer).
 func batchable(nc *nats.Conn) bool {
-	major, minor, ok := majorMinor(nc.ConnectedServerVersion())
-	return ok && (major > 2 || major == 2 && minor >= 12)
-}
-
-// majorMinor reads "2.12.1" (or "v2.12.0-beta") as 2, 12.
-func majorMinor(v string) (major, minor int, ok bool) {
-	v = strings.TrimPrefix(v, "v")
-	a, rest, ok1 := strings.Cut(v, ".")
-	b, _, _ := strings.Cut(rest, ".")
-	b, _, _ = strings.Cut(b, "-")
-	major, err1 := strconv.Atoi(a)
-	minor, err2 := strconv.Atoi(b)
-	return major, minor, ok1 && err1 == nil && err2 == nil
+	return natsbus.ServerAtLeast(nc, 2, 12)
 }
 
 // upsertBatch is Upsert of rows with distinct ids on a batchable server: the

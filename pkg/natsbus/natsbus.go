@@ -144,6 +144,13 @@ func checkVersion(nc *nats.Conn) error {
 	return nil
 }
 
+// ServerAtLeast reports whether the server nc is connected to is version
+// major.minor or newer.
+func ServerAtLeast(nc *nats.Conn, major, minor int) bool {
+	ma, mi, ok := majorMinor(nc.ConnectedServerVersion())
+	return ok && (ma > major || ma == major && mi >= minor)
+}
+
 // majorMinor reads "2.9.10" (or "v2.10.0-beta") as 2, 9.
 func majorMinor(v string) (major, minor int, ok bool) {
 	parts := strings.SplitN(strings.TrimPrefix(v, "v"), ".", 3)
