@@ -511,6 +511,27 @@ func (s *Store) Get(ctx context.Context, id string) (subscription.Subscription, 
 	return x, nil
 }
 
+// GetMany reads the subscriptions of ids as Get would, in batches on a
+// server that has them: the notifier reads a pull's notices this way.
+func (s *Store) GetMany(ctx context.Context, ids []string) ([]subscription.Subscription, []error) {
+	errs := make([]error, len(ids))
+	subs, oks, rerrs, err := s.readIDs(ctx, ids)
+	if subs == nil {
+		subs = make([]subscription.Subscription, len(ids))
+	}
+	for i, id := range ids {
+		switch {
+		case err != nil:
+			errs[i] = fmt.Errorf("get subscription %s: %w", id, err)
+		case rerrs[i] != nil:
+			errs[i] = fmt.Errorf("get subscription %s: %w", id, rerrs[i])
+		case !oks[i]:
+			errs[i] = fmt.Errorf("get subscription %s: %w", id, subscription.ErrNotFound)
+		}
+	}
+	return subs, errs
+}
+
 // read returns the subscription, or ok false when it (or its key) is absent.
 func (s *Store) read(ctx context.Context, id string) (subscription.Subscription, bool, error) {
 	rec, _, err := s.current(ctx, id)

@@ -272,6 +272,29 @@ func testGet(t *testing.T, b Backend) {
 	if _, err := b.Store.Get(ctxT(t), "nope"); !errors.Is(err, subscription.ErrNotFound) {
 		t.Errorf("Get(missing) err = %v, want ErrNotFound", err)
 	}
+	// A store that reads many at once (the notifier's batch) answers as Get.
+	g, ok := b.Store.(interface {
+		GetMany(ctx context.Context, ids []string) ([]subscription.Subscription, []error)
+	})
+	if !ok {
+		return
+	}
+	ids := []string{"g3", "nope", "g1", "g2"}
+	subs, errs := g.GetMany(ctxT(t), ids)
+	if len(subs) != len(ids) || len(errs) != len(ids) {
+		t.Fatalf("GetMany(%d ids) gave %d subscriptions and %d errors", len(ids), len(subs), len(errs))
+	}
+	for i, want := range []subscription.Subscription{unicode, {}, full, sparse} {
+		if ids[i] == "nope" {
+			if !errors.Is(errs[i], subscription.ErrNotFound) {
+				t.Errorf("GetMany: missing id err = %v, want ErrNotFound", errs[i])
+			}
+			continue
+		}
+		if errs[i] != nil || !subscription.Equal(subs[i], want) {
+			t.Errorf("GetMany: %s = %+v, %v; want %+v", ids[i], subs[i], errs[i], want)
+		}
+	}
 }
 
 func testEndingBetween(t *testing.T, b Backend) {
