@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strconv"
 	"strings"
@@ -296,26 +297,49 @@ func batchable(nc *nats.Conn) bool {
 	return natsbus.ServerAtLeast(nc, 2, 12)
 }
 
-// upsertBatch is Upsert of rows with distinct ids on a batchable server: the
-// records in one batched read, the data keys they name in a few more, then
-// at most three atomic batches: the new data keys, the index entries (one
-// message per end date), the records. When the server refuses a batch (a
-// concurrent writer, too many open batches), the rows go one at a time.
+// upsertBatch is Upsert of rows with distinct ids on a batchable server:
+// first the cheap comparison of unchanged (see unchangedRows), then, for the
+// rows it could not settle, the records in one batched read and the data
+// keys they name in a few more, then at most three atomic batches: the new
+// data keys, the index entries (one message per end date), the records.
+// When the server refuses a batch (a concurrent writer, too many open
+// batches), the rows go one at a time.
 func (s *Store) upsertBatch(ctx context.Context, subs []subscription.Subscription) ([]subscription.UpsertResult, error) {
-	ids := make([]string, len(subs))
-	for i, x := range subs {
-		ids[i] = x.ID
-	}
-	olds, revs, keys, _, err := s.readStored(ctx, ids, false) // an unreadable record is overwritten, as upsertOne does
+	out := make([]subscription.UpsertResult, len(subs))
+	settled, absent, err := s.unchangedRows(ctx, subs, out)
 	if err != nil {
 		return nil, err
 	}
-	out := make([]subscription.UpsertResult, len(subs))
+	olds := make([]*stored, len(subs))
+	revs := make([]uint64, len(subs))
+	keys := make([][]byte, len(subs))
+	var rest []int // the rows that need their record's revision
+	for i := range subs {
+		if !settled[i] && !absent[i] {
+			rest = append(rest, i)
+		}
+	}
+	if len(rest) > 0 {
+		ids := make([]string, len(rest))
+		for j, i := range rest {
+			ids[j] = subs[i].ID
+		}
+		o, r, k, _, err := s.readStored(ctx, ids, false) // an unreadable record is overwritten, as upsertOne does
+		if err != nil {
+			return nil, err
+		}
+		for j, i := range rest {
+			olds[i], revs[i], keys[i] = o[j], r[j], k[j]
+		}
+	}
 	recs := make([]stored, len(subs))
 	write := make([]bool, len(subs))
 	var newKeys []*nats.Msg
 	var newKeyRows []int
 	for i, x := range subs {
+		if settled[i] {
+			continue
+		}
 		key, old := keys[i], olds[i]
 		if key == nil {
 			old = nil // new, or its erasure was cut short
@@ -398,6 +422,217 @@ func (s *Store) upsertBatch(ctx context.Context, subs []subscription.Subscriptio
 		if err != nil {
 			return nil, fmt.Errorf("write subscriptions: %w", err)
 		}
+	}
+	return out, nil
+}
+
+// unchangedRows settles the rows of subs whose stored record holds the
+// same data, writing their Unchanged result into out, and tells the rows
+// that have no record at all; every other row is left for the full read.
+//
+// It is the shape of work that makes a re-import of an unchanged file
+// cheap. The records are read with one direct get each, all sent before
+// any answer is awaited and answered without headers (no_hdr): a record
+// written in an atomic batch carries the batch's headers, and the server
+// rebuilds every header of a batched read's answer one at a time, which
+// cost more than the rest of the read. The data keys the records name are
+// read in runs of near sequences, also without headers, so that an answer
+// does not say its sequence: the run's n-th answer is taken for its
+// n-th sequence, and a key message names its subscription, which must be
+// the row's. A row counts as unchanged only when the digest of its data
+// under that key is the stored record's digest, which no other key can
+// give: a wrong guess (a gap in the run) only sends the row to the full
+// read. Without headers an answer has no revision either; only a written
+// row needs one, and the full read gives it.
+func (s *Store) unchangedRows(ctx context.Context, subs []subscription.Subscription, out []subscription.UpsertResult) (settled, absent []bool, err error) {
+	reqs := make([][]byte, len(subs))
+	for i, x := range subs {
+		if reqs[i], err = json.Marshal(bareGet{LastFor: subsPfx + x.ID, NoHeaders: true}); err != nil {
+			return nil, nil, err
+		}
+	}
+	data, found, err := bareGets(ctx, s.nc, subsStream, reqs)
+	if err != nil {
+		return nil, nil, fmt.Errorf("read subscriptions: %w", err)
+	}
+	settled = make([]bool, len(subs))
+	absent = make([]bool, len(subs))
+	olds := make([]*stored, len(subs))
+	want := map[uint64]string{} // data key sequence -> the subscription whose record names it
+	for i, x := range subs {
+		if !found[i] {
+			absent[i] = true
+			continue
+		}
+		if len(data[i]) == 0 {
+			continue // a delete marker: the full read gives its revision
+		}
+		r, err := unmarshalFingerprint(data[i])
+		if err != nil || r.KeySeq == 0 {
+			continue // the full read says why, or finds the key of an earlier version
+		}
+		olds[i] = &r
+		want[r.KeySeq] = x.ID
+	}
+	keys, err := keysBySeqBare(ctx, s.nc, want)
+	if err != nil {
+		return nil, nil, fmt.Errorf("read data keys: %w", err)
+	}
+	for i, x := range subs {
+		old := olds[i]
+		if old == nil || keys[old.KeySeq] == nil {
+			continue
+		}
+		keep, err := shred.Usage(old.Record)
+		if err != nil {
+			continue
+		}
+		fp, err := shred.Fingerprint(keys[old.KeySeq], subscription.KeepUsage(x, keep))
+		if err != nil {
+			return nil, nil, err
+		}
+		if shred.SameData(old.Record, fp) {
+			settled[i] = true
+			out[i] = subscription.UpsertResult{Change: subscription.Unchanged, PreviousEndDate: subscription.DateFromOrdinal(old.End)}
+		}
+	}
+	return settled, absent, nil
+}
+
+// bareGet is a direct get request for the last message on a subject, or
+// for sequences from Seq on NextFor, with or without its headers.
+type bareGet struct {
+	Seq       uint64 `json:"seq,omitempty"`
+	LastFor   string `json:"last_by_subj,omitempty"`
+	NextFor   string `json:"next_by_subj,omitempty"`
+	Batch     int    `json:"batch,omitempty"`
+	NoHeaders bool   `json:"no_hdr,omitempty"`
+}
+
+// bareGets sends reqs (direct gets of one message each) to stream, all
+// before any answer is awaited, and returns each answer's payload; found is
+// false where the server has no such message.
+func bareGets(ctx context.Context, nc *nats.Conn, stream string, reqs [][]byte) (data [][]byte, found []bool, err error) {
+	ctx, cancel := context.WithTimeout(ctx, readTimeout)
+	defer cancel()
+	inbox := nc.NewInbox() + "."
+	msgs := make(chan *nats.Msg, len(reqs))
+	sub, err := nc.ChanSubscribe(inbox+"*", msgs)
+	if err != nil {
+		return nil, nil, fmt.Errorf("read %s: %w", stream, err)
+	}
+	defer func() { _ = sub.Unsubscribe() }()
+	for i, r := range reqs {
+		if err := nc.PublishRequest(apiDirectGet+stream, inbox+strconv.Itoa(i), r); err != nil {
+			return nil, nil, fmt.Errorf("read %s: %w", stream, err)
+		}
+	}
+	data = make([][]byte, len(reqs))
+	found = make([]bool, len(reqs))
+	for range reqs {
+		var m *nats.Msg
+		select {
+		case m = <-msgs:
+		case <-ctx.Done():
+			return nil, nil, fmt.Errorf("read %s: %w", stream, ctx.Err())
+		}
+		i, err := strconv.Atoi(strings.TrimPrefix(m.Subject, inbox))
+		if err != nil || i < 0 || i >= len(reqs) {
+			return nil, nil, fmt.Errorf("read %s: an answer to no request (%s)", stream, m.Subject)
+		}
+		if st := m.Header.Get("Status"); st != "" {
+			if st != "404" {
+				return nil, nil, fmt.Errorf("read %s: status %s %s", stream, st, m.Header.Get("Description"))
+			}
+			continue
+		}
+		data[i], found[i] = m.Data, true
+	}
+	return data, found, nil
+}
+
+// keysBySeqBare reads the data keys at the sequences of want (sequence ->
+// the subscription whose record names it) as keysBySeq does, but without
+// headers, and returns the key of each sequence whose answer is a data key
+// of that subscription (see unchangedRows for why that is enough).
+func keysBySeqBare(ctx context.Context, nc *nats.Conn, want map[uint64]string) (map[uint64][]byte, error) {
+	seqs := slices.Sorted(maps.Keys(want))
+	var runs []run
+	for _, q := range seqs {
+		if n := len(runs); n > 0 && q <= runs[n-1].last+runGap && q-runs[n-1].first < multiLastMax {
+			runs[n-1].last = q
+			continue
+		}
+		runs = append(runs, run{q, q})
+	}
+	out := make(map[uint64][]byte, len(seqs))
+	for c := 0; c < len(runs); c += runsInFlight {
+		part := runs[c:min(c+runsInFlight, len(runs))]
+		reqs := make([][]byte, len(part))
+		for i, r := range part {
+			var err error
+			if reqs[i], err = json.Marshal(bareGet{Seq: r.first, Batch: int(r.last-r.first) + 1, NextFor: KeysSubject, NoHeaders: true}); err != nil {
+				return nil, err
+			}
+		}
+		answers, err := bareBatches(ctx, nc, KeysStream, reqs)
+		if err != nil {
+			return nil, err
+		}
+		for i, r := range part {
+			for j, d := range answers[i] {
+				q := r.first + uint64(j)
+				if id, ok := want[q]; ok {
+					if k := openKeyMsg(d, id); k != nil {
+						out[q] = k
+					}
+				}
+			}
+		}
+	}
+	return out, nil
+}
+
+// bareBatches sends reqs (batched direct gets without headers) to stream,
+// all before any answer is awaited, and returns each one's payloads in the
+// order the server sent them.
+func bareBatches(ctx context.Context, nc *nats.Conn, stream string, reqs [][]byte) ([][][]byte, error) {
+	ctx, cancel := context.WithTimeout(ctx, readTimeout)
+	defer cancel()
+	inbox := nc.NewInbox() + "."
+	msgs := make(chan *nats.Msg, 4096)
+	sub, err := nc.ChanSubscribe(inbox+"*", msgs)
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", stream, err)
+	}
+	defer func() { _ = sub.Unsubscribe() }()
+	for i, r := range reqs {
+		if err := nc.PublishRequest(apiDirectGet+stream, inbox+strconv.Itoa(i), r); err != nil {
+			return nil, fmt.Errorf("read %s: %w", stream, err)
+		}
+	}
+	out := make([][][]byte, len(reqs))
+	for open := len(reqs); open > 0; {
+		var m *nats.Msg
+		select {
+		case m = <-msgs:
+		case <-ctx.Done():
+			return nil, fmt.Errorf("read %s: %w", stream, ctx.Err())
+		}
+		i, err := strconv.Atoi(strings.TrimPrefix(m.Subject, inbox))
+		if err != nil || i < 0 || i >= len(reqs) {
+			return nil, fmt.Errorf("read %s: an answer to no request (%s)", stream, m.Subject)
+		}
+		if st := m.Header.Get("Status"); st != "" {
+			switch st {
+			case "204", "404": // end of a batch; none found
+				open--
+				continue
+			default:
+				return nil, fmt.Errorf("read %s: status %s %s", stream, st, m.Header.Get("Description"))
+			}
+		}
+		out[i] = append(out[i], m.Data)
 	}
 	return out, nil
 }

@@ -19,3 +19,14 @@ func DataKeyOf(t *testing.T, s *Store, id string) []byte {
 	}
 	return k
 }
+
+// KeySeqOf returns the sequence of the data key that the stored record of
+// id names.
+func KeySeqOf(t *testing.T, s *Store, id string) uint64 {
+	t.Helper()
+	rec, _, err := s.current(context.Background(), id)
+	if err != nil || rec == nil || rec.KeySeq == 0 {
+		t.Fatalf("read record of %s: %v", id, err)
+	}
+	return rec.KeySeq
+}

@@ -1,0 +1,90 @@
+package kvstore_test
+
+import (
+	"context"
+	"testing"
+
+	"renewals/pkg/kvstore"
+	"renewals/pkg/storetest"
+	"renewals/pkg/subscription"
+)
+
+// A re-import settles its unchanged rows from reads without headers (see
+// unchangedRows) and sends every row that those cannot settle to the full
+// read, which must then give the result it always gave: a row whose data
+// key is gone (an erasure cut short) in the middle of a run of keys, which
+// shifts the answers after it onto other rows; a row whose record was
+// purged; a row whose record does not decode; changed rows.
+func TestReimportSettlesOnlyWhatItCan(t *testing.T) {
+	js, _ := connect(t)
+	ctx := context.Background()
+	s, _, err := kvstore.New(ctx, js)
+	if err != nil {
+		t.Fatal(err)
+	}
+	subs := storetest.BenchSubs(40, 0)
+	res, err := s.Upsert(ctx, subs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, r := range res {
+		if r.Change != subscription.Created {
+			t.Fatalf("row %d: %v, want created", i, r.Change)
+		}
+	}
+	keys, err := js.Stream(ctx, kvstore.KeysStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := keys.SecureDeleteMsg(ctx, kvstore.KeySeqOf(t, s, subs[30].ID)); err != nil {
+		t.Fatal(err)
+	}
+	bucket, err := js.KeyValue(ctx, kvstore.SubscriptionsBucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := bucket.Purge(ctx, subs[9].ID); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := bucket.Put(ctx, subs[12].ID, []byte("not a record")); err != nil {
+		t.Fatal(err)
+	}
+	again := append([]subscription.Subscription(nil), subs...)
+	again[20].ContractManager.Email = "someone-else@example.com"
+	again[21].EndDate = again[21].EndDate.AddDays(365)
+	want := map[int]subscription.Change{30: subscription.Created, 9: subscription.Created, 12: subscription.Created, 20: subscription.Updated, 21: subscription.Updated}
+	res, err = s.Upsert(ctx, again)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, r := range res {
+		w, ok := want[i]
+		if !ok {
+			w = subscription.Unchanged
+		}
+		if r.Change != w {
+			t.Errorf("row %d again: %v, want %v", i, r.Change, w)
+		}
+		if prev := subs[i].EndDate; r.Change != subscription.Created && r.PreviousEndDate != prev {
+			t.Errorf("row %d again: previous end date %v, want %v", i, r.PreviousEndDate, prev)
+		}
+	}
+	for _, x := range again {
+		got, err := s.Get(ctx, x.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !subscription.Equal(got, x) {
+			t.Errorf("Get(%s) = %+v, want %+v", x.ID, got, x)
+		}
+	}
+	res, err = s.Upsert(ctx, again)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, r := range res {
+		if r.Change != subscription.Unchanged {
+			t.Errorf("row %d a third time: %v, want unchanged", i, r.Change)
+		}
+	}
+}
