@@ -298,18 +298,35 @@ func batchable(nc *nats.Conn) bool {
 }
 
 // upsertBatch is Upsert of rows with distinct ids on a batchable server:
-// first the cheap comparison of unchanged (see unchangedRows), then, for the
-// rows it could not settle, the records in one batched read and the data
-// keys they name in a few more, then at most three atomic batches: the new
-// data keys, the index entries (one message per end date), the records.
+// first the cheap comparison of unchanged rows (see unchangedRows), then,
+// for the rows it could not settle, the records in one batched read and the
+// data keys they name in a few more, then at most three atomic batches: the
+// new data keys, the index entries (one message per end date), the records.
 // When the server refuses a batch (a concurrent writer, too many open
 // batches), the rows go one at a time.
+//
+// The cheap comparison pays for itself only on rows it settles: after a
+// batch of mostly new or changed rows (a first import), the next batch goes
+// straight to the batched read, which answers for absent records at once,
+// and whose results say again whether the rows were mostly unchanged.
 func (s *Store) upsertBatch(ctx context.Context, subs []subscription.Subscription) ([]subscription.UpsertResult, error) {
 	out := make([]subscription.UpsertResult, len(subs))
-	settled, absent, err := s.unchangedRows(ctx, subs, out)
-	if err != nil {
-		return nil, err
+	settled, absent := make([]bool, len(subs)), make([]bool, len(subs))
+	var err error
+	if !s.changing.Load() {
+		if settled, absent, err = s.unchangedRows(ctx, subs, out); err != nil {
+			return nil, err
+		}
 	}
+	defer func() {
+		unchanged := 0
+		for _, r := range out {
+			if r.Change == subscription.Unchanged {
+				unchanged++
+			}
+		}
+		s.changing.Store(2*unchanged < len(out))
+	}()
 	olds := make([]*stored, len(subs))
 	revs := make([]uint64, len(subs))
 	keys := make([][]byte, len(subs))

@@ -42,6 +42,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	jsonv2 "github.com/go-json-experiment/json"
@@ -94,6 +95,10 @@ type Store struct {
 	// (nats-server 2.12 or newer; see batch.go).
 	batch bool
 	lazy  lazyBuckets // calls and renewal facts (calls.go)
+	// changing says that most rows of the last batch Upsert wrote were new
+	// or changed, so that the next batch skips the reads of unchanged rows
+	// (see upsertBatch).
+	changing atomic.Bool
 	// suppress holds the suppression list (bounce.go).
 	suppress jetstream.Stream
 	// replicas of the buckets and streams declared later (calls.go).
