@@ -201,7 +201,7 @@ func Import(ctx context.Context, r io.Reader, opts Options) (Report, error) {
 	opts.ProgressEvery = cmp.Or(max(opts.ProgressEvery, 0), DefaultProgressEvery)
 	opts.MaxListed = cmp.Or(max(opts.MaxListed, 0), DefaultMaxListed)
 
-	im := importer{opts: opts, seed: maphash.MakeSeed(), seen: map[uint64]int32{}, dups: map[uint64]int{}, enc: badEncoding{slot: -1}, dates: opts.DateFormat}
+	im := importer{opts: opts, seed: maphash.MakeSeed(), seen: map[uint64]int32{}, dups: map[uint64]int{}, enc: badEncoding{slot: -1}, dates: dateOrder{format: opts.DateFormat}}
 	im.report = Report{Rejections: []Rejection{}, UnknownColumns: []string{}, Duplicates: []Duplicate{}}
 	rd, err := OpenReader(r, ReaderOptions{Format: opts.Format, Map: opts.Map, Sheet: opts.Sheet, TempDir: opts.TempDir})
 	if err != nil {
@@ -209,10 +209,7 @@ func Import(ctx context.Context, r io.Reader, opts Options) (Report, error) {
 	}
 	defer rd.Close()
 	err = im.run(ctx, rd)
-	im.report.Encoding, im.report.Sheet = rd.Encoding(), rd.Sheet()
-	if im.slashes || opts.DateFormat != DateAuto {
-		im.report.DateFormat = im.dates
-	}
+	im.report.Encoding, im.report.Sheet, im.report.DateFormat = rd.Encoding(), rd.Sheet(), im.dates.format
 	if werr := im.waitAll(); werr != nil { // the batches still in flight when run stopped
 		err = errors.Join(err, werr)
 	}
@@ -249,14 +246,12 @@ type importer struct {
 	dups     map[uint64]int   // hash of a subscription id -> index in report.Duplicates, or -1
 	enc      badEncoding      // the rows with text that is not UTF-8, told in one sentence
 
-	// dates is the order of the file's dates with slashes, DateAuto until
-	// a row tells it. Until then the rows from the first with a date that
-	// could be read either way are held in pending, in order, and handled
-	// once a row tells, or refused at the end when none does.
-	dates   DateFormat
+	// dates is the order of the file's dates with slashes. Until a row
+	// decides it, the rows from the first with a date that could be read
+	// either way are held in pending, in order, and handled once a row
+	// decides, or refused at the end when none does.
+	dates   dateOrder
 	pending []Record
-	example string // the first date that could be read either way
-	slashes bool   // a date with slashes was seen
 }
 
 // maxPending is how many rows an import holds back while their dates could
@@ -272,7 +267,7 @@ func (im *importer) run(ctx context.Context, rd *Reader) error {
 		rec, err := rd.Next()
 		if err == io.EOF {
 			if len(im.pending) > 0 {
-				return errors.Join(ambiguousDates(im.example, 0), im.flush(ctx))
+				return errors.Join(im.dates.undecided(0), im.flush(ctx))
 			}
 			return im.flush(ctx)
 		}
@@ -292,16 +287,20 @@ func (im *importer) run(ctx context.Context, rd *Reader) error {
 				return fmt.Errorf("import: %w", err)
 			}
 		}
-		if im.dates == DateAuto && !rec.Partial {
-			hold, tells := im.order(rec.Fields)
-			if tells != DateAuto {
-				im.dates = tells
+		if im.dates.format == DateAuto && !rec.Partial {
+			hold := false
+			for _, f := range dateFields {
+				if v, ok := rec.Fields[f]; ok && im.dates.see(v) {
+					hold = true
+				}
+			}
+			if im.dates.format != DateAuto {
 				if err := im.release(ctx); err != nil {
 					return err
 				}
 			} else if hold || len(im.pending) > 0 {
 				if len(im.pending) >= maxPending {
-					return errors.Join(ambiguousDates(im.example, maxPending), im.flush(ctx))
+					return errors.Join(im.dates.undecided(maxPending), im.flush(ctx))
 				}
 				im.pending = append(im.pending, Record{Line: rec.Line, Fields: maps.Clone(rec.Fields), Problems: rec.Problems})
 				continue
@@ -311,35 +310,6 @@ func (im *importer) run(ctx context.Context, rd *Reader) error {
 			return err
 		}
 	}
-}
-
-// order looks at a row's dates: hold says one could be read day first or
-// month first, tells is the order one of them can only be read in, or
-// DateAuto.
-func (im *importer) order(fields map[string]string) (hold bool, tells DateFormat) {
-	for _, f := range dateFields {
-		v, ok := fields[f]
-		if !ok {
-			continue
-		}
-		if _, _, _, slash := slashDate(strings.TrimSpace(v)); !slash {
-			continue
-		}
-		im.slashes = true
-		switch dayFirst(v) {
-		case 1:
-			return false, DateDMY
-		case -1:
-			return false, DateMDY
-		}
-		if ambiguous(v) {
-			if im.example == "" {
-				im.example = strings.TrimSpace(v)
-			}
-			hold = true
-		}
-	}
-	return hold, DateAuto
 }
 
 // release handles the rows held back, in order, now that the order of
@@ -357,7 +327,7 @@ func (im *importer) release(ctx context.Context) error {
 
 // handle validates one row and rejects it or adds it to the batch.
 func (im *importer) handle(ctx context.Context, rec Record) error {
-	sub, errs := validate(rec.Fields, im.dates)
+	sub, errs := validate(rec.Fields, im.dates.format)
 	if len(rec.Problems) > 0 || len(errs) > 0 {
 		im.reject(rec, errs)
 		return nil

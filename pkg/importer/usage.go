@@ -220,8 +220,7 @@ func ImportUsage(ctx context.Context, r io.Reader, opts UsageOptions) (UsageRepo
 		rep.Rejections = append(rep.Rejections, Rejection{Line: line, Field: field, Reason: reason})
 	}
 	tallies := map[usageKey]*tally{}
-	order := opts.DateFormat
-	example := ""
+	dates := dateOrder{format: opts.DateFormat}
 	for {
 		rec, err := rd.Next()
 		if err == io.EOF {
@@ -274,21 +273,12 @@ func ImportUsage(ctx context.Context, r io.Reader, opts UsageOptions) (UsageRepo
 			t.add(never)
 			continue
 		}
-		if order == DateAuto {
-			switch dayFirst(last) {
-			case 1:
-				order = DateDMY
-			case -1:
-				order = DateMDY
-			}
-			if order == DateAuto && ambiguous(last) {
-				example = cmp.Or(example, last)
-				t.rows++
-				t.held = append(t.held, last)
-				continue
-			}
+		if dates.see(last) {
+			t.rows++
+			t.held = append(t.held, last)
+			continue
 		}
-		day, ok := parseDate(last, order)
+		day, ok := parseDate(last, dates.format)
 		if !ok {
 			reject(rec.Line, "last_used", "is not a date: use YYYY-MM-DD, e.g. 2027-05-31")
 			continue
@@ -301,11 +291,11 @@ func ImportUsage(ctx context.Context, r io.Reader, opts UsageOptions) (UsageRepo
 		if len(t.held) == 0 {
 			continue
 		}
-		if order == DateAuto {
-			return rep, ambiguousDates(example, 0)
+		if dates.format == DateAuto {
+			return rep, dates.undecided(0)
 		}
 		for _, s := range t.held {
-			day, _ := parseDate(s, order)
+			day, _ := parseDate(s, dates.format)
 			t.add(max(day.DaysUntil(opts.AsOf), 0))
 		}
 		t.held = nil
