@@ -197,13 +197,10 @@ func Import(ctx context.Context, r io.Reader, opts Options) (Report, error) {
 	if opts.Store == nil {
 		return Report{}, errors.New("import: no store given")
 	}
-	opts.BatchSize = cmp.Or(max(opts.BatchSize, 0), DefaultBatchSize)
-	opts.ProgressEvery = cmp.Or(max(opts.ProgressEvery, 0), DefaultProgressEvery)
-	opts.MaxListed = cmp.Or(max(opts.MaxListed, 0), DefaultMaxListed)
-
+	opts = opts.withDefaults()
 	im := importer{opts: opts, seed: maphash.MakeSeed(), seen: map[uint64]int32{}, dups: map[uint64]int{}, enc: badEncoding{slot: -1}, dates: dateOrder{format: opts.DateFormat}}
 	im.report = Report{Rejections: []Rejection{}, UnknownColumns: []string{}, Duplicates: []Duplicate{}}
-	rd, err := OpenReader(r, ReaderOptions{Format: opts.Format, Map: opts.Map, Sheet: opts.Sheet, TempDir: opts.TempDir})
+	rd, err := opts.open(r, false)
 	if err != nil {
 		return im.report, err
 	}
@@ -222,6 +219,32 @@ func Import(ctx context.Context, r io.Reader, opts Options) (Report, error) {
 		opts.Progress(im.report.Rows)
 	}
 	return im.report, err
+}
+
+// withDefaults returns o with the defaults in place of zero (or negative)
+// sizes.
+func (o Options) withDefaults() Options {
+	o.BatchSize = cmp.Or(max(o.BatchSize, 0), DefaultBatchSize)
+	o.ProgressEvery = cmp.Or(max(o.ProgressEvery, 0), DefaultProgressEvery)
+	o.MaxListed = cmp.Or(max(o.MaxListed, 0), DefaultMaxListed)
+	return o
+}
+
+// open starts reading r as o says, a usage export when usage is set.
+func (o Options) open(r io.Reader, usage bool) (*Reader, error) {
+	return OpenReader(r, ReaderOptions{Format: o.Format, Map: o.Map, Sheet: o.Sheet, TempDir: o.TempDir, usage: usage})
+}
+
+// progress calls o.Progress every o.ProgressEvery rows, and then returns
+// the context's error.
+func (o Options) progress(ctx context.Context, rows int) error {
+	if rows%o.ProgressEvery != 0 {
+		return nil
+	}
+	if o.Progress != nil {
+		o.Progress(rows)
+	}
+	return ctx.Err()
 }
 
 type importer struct {
@@ -279,13 +302,8 @@ func (im *importer) run(ctx context.Context, rd *Reader) error {
 			return err
 		}
 		im.report.Rows++
-		if im.report.Rows%im.opts.ProgressEvery == 0 {
-			if im.opts.Progress != nil {
-				im.opts.Progress(im.report.Rows)
-			}
-			if err := ctx.Err(); err != nil {
-				return fmt.Errorf("import: %w", err)
-			}
+		if err := im.opts.progress(ctx, im.report.Rows); err != nil {
+			return fmt.Errorf("import: %w", err)
 		}
 		if im.dates.format == DateAuto && !rec.Partial {
 			hold := false

@@ -75,24 +75,16 @@ type UsageStore interface {
 	EndingBetween(ctx context.Context, from, to subscription.Date, fn func(subscription.Subscription) error) error
 }
 
-// UsageOptions configure ImportUsage. Store and AsOf are required.
+// UsageOptions configure ImportUsage. Store and AsOf are required. The
+// Options mean what they mean for Import (Format is FormatAuto, FormatCSV or
+// FormatXLSX, Map comes from ParseUsageMap, OnUpsert is called for each
+// subscription whose counts were written), except Options.Store: Store is
+// used instead.
 type UsageOptions struct {
+	Options
 	Store UsageStore
 	// AsOf is the day the export was taken: days inactive are reckoned to it.
 	AsOf subscription.Date
-	// Format is FormatAuto, FormatCSV or FormatXLSX.
-	Format Format
-	// Map (from ParseUsageMap), Sheet, TempDir and DateFormat are as in
-	// Options.
-	Map        map[string]string
-	Sheet      string
-	TempDir    string
-	DateFormat DateFormat
-	// OnUpsert, when set, is called for each subscription whose usage was
-	// written, with what the store did.
-	OnUpsert func(sub subscription.Subscription, res subscription.UpsertResult)
-	// MaxListed caps Rejections and Unmatched; default 1,000.
-	MaxListed int
 }
 
 // UsageReport is the outcome of a usage import. It names no user.
@@ -205,8 +197,8 @@ func ImportUsage(ctx context.Context, r io.Reader, opts UsageOptions) (UsageRepo
 	if opts.Store == nil || opts.AsOf.IsZero() {
 		return rep, errors.New("import usage: a store and the day of the export are required")
 	}
-	opts.MaxListed = cmp.Or(max(opts.MaxListed, 0), DefaultMaxListed)
-	rd, err := OpenReader(r, ReaderOptions{Format: opts.Format, Map: opts.Map, Sheet: opts.Sheet, TempDir: opts.TempDir, usage: true})
+	opts.Options = opts.withDefaults()
+	rd, err := opts.open(r, true)
 	if err != nil {
 		return rep, err
 	}
@@ -230,10 +222,8 @@ func ImportUsage(ctx context.Context, r io.Reader, opts UsageOptions) (UsageRepo
 			return rep, err
 		}
 		rep.Rows++
-		if rep.Rows%DefaultProgressEvery == 0 {
-			if err := ctx.Err(); err != nil {
-				return rep, fmt.Errorf("import usage: %w", err)
-			}
+		if err := opts.progress(ctx, rep.Rows); err != nil {
+			return rep, fmt.Errorf("import usage: %w", err)
 		}
 		f := rec.Fields
 		var k usageKey
@@ -287,6 +277,9 @@ func ImportUsage(ctx context.Context, r io.Reader, opts UsageOptions) (UsageRepo
 		t.add(max(day.DaysUntil(opts.AsOf), 0))
 	}
 	rep.UnknownColumns, rep.Encoding, rep.Sheet = rd.UnknownColumns(), rd.Encoding(), rd.Sheet()
+	if opts.Progress != nil {
+		opts.Progress(rep.Rows)
+	}
 	for _, t := range tallies {
 		if len(t.held) == 0 {
 			continue
@@ -385,7 +378,7 @@ func storeUsage(ctx context.Context, opts UsageOptions, tallies map[usageKey]*ta
 			unmatched(k, fmt.Sprintf("%d subscriptions of the contract match: give the subscription_id", len(match)))
 		}
 	}
-	batch := make([]subscription.Subscription, 0, DefaultBatchSize)
+	batch := make([]subscription.Subscription, 0, opts.BatchSize)
 	flush := func() error {
 		if len(batch) == 0 {
 			return nil
