@@ -140,19 +140,8 @@ func (r Report) Text() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "%d %s: %d created, %d updated, %d unchanged, %d rejected\n",
 		r.Rows, plural(r.Rows, "row", "rows"), r.Created, r.Updated, r.Unchanged, r.Rejected)
-	for _, x := range r.Rejections {
-		if x.Field == "" {
-			fmt.Fprintf(&b, "line %d: %s\n", x.Line, x.Reason)
-		} else {
-			fmt.Fprintf(&b, "line %d: %s: %s\n", x.Line, x.Field, x.Reason)
-		}
-	}
-	if r.RejectionsOmitted > 0 {
-		fmt.Fprintf(&b, "... and %d more %s not listed\n", r.RejectionsOmitted, plural(r.RejectionsOmitted, "rejection", "rejections"))
-	}
-	if len(r.UnknownColumns) > 0 {
-		fmt.Fprintf(&b, "ignored unknown %s: %s\n", plural(len(r.UnknownColumns), "column", "columns"), strings.Join(r.UnknownColumns, ", "))
-	}
+	writeRejections(&b, r.Rejections, r.RejectionsOmitted)
+	writeUnknown(&b, r.UnknownColumns)
 	for _, d := range r.Duplicates {
 		lines := make([]string, len(d.Lines))
 		for i, l := range d.Lines {
@@ -163,16 +152,43 @@ func (r Report) Text() string {
 	if r.DuplicatesOmitted > 0 {
 		fmt.Fprintf(&b, "... and %d more repeated subscription %s not listed\n", r.DuplicatesOmitted, plural(r.DuplicatesOmitted, "id", "ids"))
 	}
-	switch {
-	case r.Sheet != "":
-		fmt.Fprintf(&b, "read sheet %q of the workbook\n", r.Sheet)
-	case r.Encoding != "" && r.Encoding != EncodingUTF8 && r.Encoding != EncodingUTF8BOM:
-		fmt.Fprintf(&b, "read as %s text\n", r.Encoding)
-	}
+	writeSource(&b, r.Sheet, r.Encoding)
 	if r.DateFormat != "" && r.DateFormat != DateISO {
 		fmt.Fprintf(&b, "dates with slashes read as %s\n", r.DateFormat)
 	}
 	return b.String()
+}
+
+// writeRejections writes the lines of a report's rejections.
+func writeRejections(b *strings.Builder, xs []Rejection, omitted int) {
+	for _, x := range xs {
+		if x.Field == "" {
+			fmt.Fprintf(b, "line %d: %s\n", x.Line, x.Reason)
+		} else {
+			fmt.Fprintf(b, "line %d: %s: %s\n", x.Line, x.Field, x.Reason)
+		}
+	}
+	if omitted > 0 {
+		fmt.Fprintf(b, "... and %d more %s not listed\n", omitted, plural(omitted, "rejection", "rejections"))
+	}
+}
+
+// writeUnknown writes the line of a report's unknown columns.
+func writeUnknown(b *strings.Builder, cols []string) {
+	if len(cols) > 0 {
+		fmt.Fprintf(b, "ignored unknown %s: %s\n", plural(len(cols), "column", "columns"), strings.Join(cols, ", "))
+	}
+}
+
+// writeSource writes the line that says what was read: a workbook's sheet,
+// or text in an encoding other than UTF-8.
+func writeSource(b *strings.Builder, sheet, encoding string) {
+	switch {
+	case sheet != "":
+		fmt.Fprintf(b, "read sheet %q of the workbook\n", sheet)
+	case encoding != "" && encoding != EncodingUTF8 && encoding != EncodingUTF8BOM:
+		fmt.Fprintf(b, "read as %s text\n", encoding)
+	}
 }
 
 func plural(n int, one, many string) string {

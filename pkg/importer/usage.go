@@ -120,27 +120,15 @@ func (r UsageReport) Text() string {
 	fmt.Fprintf(&b, "%d user %s: %d counted, %d rejected, %d unmatched; seat usage as of %s stored for %d %s (%d updated, %d unchanged)\n",
 		r.Rows, plural(r.Rows, "row", "rows"), r.Counted, r.Rejected, r.Rows-r.Counted-r.Rejected, r.AsOf,
 		r.Subscriptions, plural(r.Subscriptions, "subscription", "subscriptions"), r.Updated, r.Unchanged)
-	for _, x := range r.Rejections {
-		fmt.Fprintf(&b, "line %d: %s: %s\n", x.Line, x.Field, x.Reason)
-	}
-	if r.RejectionsOmitted > 0 {
-		fmt.Fprintf(&b, "... and %d more %s not listed\n", r.RejectionsOmitted, plural(r.RejectionsOmitted, "rejection", "rejections"))
-	}
+	writeRejections(&b, r.Rejections, r.RejectionsOmitted)
 	for _, u := range r.Unmatched {
 		fmt.Fprintf(&b, "not counted: %s\n", u)
 	}
 	if r.UnmatchedOmitted > 0 {
 		fmt.Fprintf(&b, "... and %d more not counted\n", r.UnmatchedOmitted)
 	}
-	if len(r.UnknownColumns) > 0 {
-		fmt.Fprintf(&b, "ignored unknown %s: %s\n", plural(len(r.UnknownColumns), "column", "columns"), strings.Join(r.UnknownColumns, ", "))
-	}
-	switch {
-	case r.Sheet != "":
-		fmt.Fprintf(&b, "read sheet %q of the workbook\n", r.Sheet)
-	case r.Encoding != "" && r.Encoding != EncodingUTF8 && r.Encoding != EncodingUTF8BOM:
-		fmt.Fprintf(&b, "read as %s text\n", r.Encoding)
-	}
+	writeUnknown(&b, r.UnknownColumns)
+	writeSource(&b, r.Sheet, r.Encoding)
 	return b.String()
 }
 
