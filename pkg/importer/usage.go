@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"slices"
 	"strconv"
 	"strings"
@@ -286,13 +287,7 @@ func ImportUsage(ctx context.Context, r io.Reader, opts UsageOptions) (UsageRepo
 
 // storeUsage finds the subscription of each key and writes its counts.
 func storeUsage(ctx context.Context, opts UsageOptions, tallies map[usageKey]*tally, rep *UsageReport) error {
-	keys := slices.SortedFunc(func(yield func(usageKey) bool) {
-		for k := range tallies {
-			if !yield(k) {
-				return
-			}
-		}
-	}, func(a, b usageKey) int {
+	keys := slices.SortedFunc(maps.Keys(tallies), func(a, b usageKey) int {
 		return cmp.Or(strings.Compare(a.id, b.id), strings.Compare(a.contract, b.contract), strings.Compare(a.product, b.product))
 	})
 	unmatched := func(k usageKey, why string) {
@@ -304,32 +299,28 @@ func storeUsage(ctx context.Context, opts UsageOptions, tallies map[usageKey]*ta
 	}
 	// The contracts' subscriptions, read once through the end-date index
 	// when some rows name a contract rather than a subscription.
-	var byContract map[string][]subscription.Subscription
-	for _, k := range keys {
-		if k.id == "" {
-			byContract = map[string][]subscription.Subscription{}
-			err := opts.Store.EndingBetween(ctx, opts.AsOf.AddDays(-10*366), opts.AsOf.AddDays(10*366), func(s subscription.Subscription) error {
-				if s.ContractNumber != "" {
-					byContract[s.ContractNumber] = append(byContract[s.ContractNumber], s)
-				}
-				return nil
-			})
-			if err != nil {
-				return fmt.Errorf("import usage: read the contracts' subscriptions: %w", err)
+	byContract := map[string][]subscription.Subscription{}
+	if slices.ContainsFunc(keys, func(k usageKey) bool { return k.id == "" }) {
+		err := opts.Store.EndingBetween(ctx, opts.AsOf.AddDays(-10*366), opts.AsOf.AddDays(10*366), func(s subscription.Subscription) error {
+			if s.ContractNumber != "" {
+				byContract[s.ContractNumber] = append(byContract[s.ContractNumber], s)
 			}
-			break
+			return nil
+		})
+		if err != nil {
+			return fmt.Errorf("import usage: read the contracts' subscriptions: %w", err)
 		}
 	}
-	found := map[string]subscription.Subscription{}
+	// The subscriptions counted, in the order of their first key, and
+	// their totals.
+	var subs []subscription.Subscription
 	totals := map[string]*tally{}
-	var ids []string
 	count := func(s subscription.Subscription, t *tally) {
 		sum := totals[s.ID]
 		if sum == nil {
 			sum = &tally{}
 			totals[s.ID] = sum
-			found[s.ID] = s
-			ids = append(ids, s.ID)
+			subs = append(subs, s)
 		}
 		sum.users += t.users
 		for i := range sum.idle {
@@ -366,11 +357,11 @@ func storeUsage(ctx context.Context, opts UsageOptions, tallies map[usageKey]*ta
 			unmatched(k, fmt.Sprintf("%d subscriptions of the contract match: give the subscription_id", len(match)))
 		}
 	}
-	batch := make([]subscription.Subscription, 0, opts.BatchSize)
-	flush := func() error {
-		if len(batch) == 0 {
-			return nil
-		}
+	for i, s := range subs {
+		t := totals[s.ID]
+		subs[i].Usage = &subscription.SeatUsage{AsOf: opts.AsOf, Users: t.users, Unused30: t.idle[0], Unused60: t.idle[1], Unused90: t.idle[2]}
+	}
+	for batch := range slices.Chunk(subs, opts.BatchSize) {
 		res, err := opts.Store.Upsert(ctx, batch)
 		if err != nil {
 			return fmt.Errorf("import usage: store the counts of %d subscriptions: %w", len(batch), err)
@@ -386,18 +377,6 @@ func storeUsage(ctx context.Context, opts UsageOptions, tallies map[usageKey]*ta
 				opts.OnUpsert(batch[i], r)
 			}
 		}
-		batch = batch[:0]
-		return nil
 	}
-	for _, id := range ids {
-		s, t := found[id], totals[id]
-		s.Usage = &subscription.SeatUsage{AsOf: opts.AsOf, Users: t.users, Unused30: t.idle[0], Unused60: t.idle[1], Unused90: t.idle[2]}
-		batch = append(batch, s)
-		if len(batch) == cap(batch) {
-			if err := flush(); err != nil {
-				return err
-			}
-		}
-	}
-	return flush()
+	return nil
 }
