@@ -424,7 +424,7 @@ func merge(rec Record, errs []FieldError) []FieldError {
 		errs = slices.DeleteFunc(errs, func(e FieldError) bool { return e.Field == p.Field })
 	}
 	all := append(slices.Clip(rec.Problems), errs...)
-	slices.SortStableFunc(all, func(a, b FieldError) int { return fieldOrder(a.Field) - fieldOrder(b.Field) })
+	slices.SortStableFunc(all, func(a, b FieldError) int { return fieldIndex(a.Field) - fieldIndex(b.Field) })
 	return all
 }
 

@@ -630,11 +630,9 @@ func (rd *Reader) object(raw []byte) ([]FieldError, bool) {
 			rd.fields[name] = string(v)
 		}
 	}
-	slices.SortFunc(probs, func(a, b FieldError) int { return fieldOrder(a.Field) - fieldOrder(b.Field) })
+	slices.SortFunc(probs, func(a, b FieldError) int { return fieldIndex(a.Field) - fieldIndex(b.Field) })
 	return probs, false
 }
-
-func fieldOrder(name string) int { return fieldIndex(name) }
 
 // ---- NDJSON ----
 
