@@ -151,39 +151,43 @@ func TestContractOneEmailPerMilestone(t *testing.T) {
 	}
 }
 
-// TestContractKilledBetweenClaims: the notifier is SIGKILLed after the first
-// of the three claims of a contract email; after a restart each key is sent
-// exactly once, in one email.
-func TestContractKilledBetweenClaims(t *testing.T) {
-	r := newFaultRig(t, "")
-	r.importContractCSV(t, contractEnd,
-		"340000000001,8001,cm@acme.example",
-		"340000000002,8001,cm@acme.example",
-		"340000000003,8001,cm@acme.example",
-	)
-	keys := []subscription.NoticeKey{noticeKey("340000000001"), noticeKey("340000000002"), noticeKey("340000000003")}
-	victim := r.startNotifier(t, map[string]string{"RENEWALS_FAULT_PAUSE": "after-claim", "RENEWALS_WORKERS": "1"})
-	r.pass(t)
-	victim.waitLine(t, "fault-pause after-claim", 15*time.Second)
-	claimed := 0
-	for _, k := range keys {
-		if e, err := r.ledger.Get(context.Background(), k); err == nil && e.Outcome == "" {
-			claimed++
-		}
-	}
-	victim.kill()
-	if n := len(r.smtp.Messages()); n != 0 {
-		t.Fatalf("%d emails before the kill after the first claim", n)
-	}
+// TestContractKilledAtEachStep: the notifier is SIGKILLed after the first
+// of the three claims of a contract email, after its send, or after its
+// confirm. After a restart each key is received exactly once, in one email,
+// except after the send, the SMTP gap: then the email goes once more, and
+// each of its keys is flagged ambiguous.
+func TestContractKilledAtEachStep(t *testing.T) {
+	for i, step := range []string{"after-claim", "after-send", "after-confirm"} {
+		t.Run(step, func(t *testing.T) {
+			t.Parallel()
+			r := newFaultRig(t, "")
+			ids := []string{fmt.Sprintf("34%d000000001", i), fmt.Sprintf("34%d000000002", i), fmt.Sprintf("34%d000000003", i)}
+			r.importContractCSV(t, contractEnd, ids[0]+",8001,cm@acme.example", ids[1]+",8001,cm@acme.example", ids[2]+",8001,cm@acme.example")
+			keys := []subscription.NoticeKey{noticeKey(ids[0]), noticeKey(ids[1]), noticeKey(ids[2])}
+			victim := r.startNotifier(t, map[string]string{"RENEWALS_FAULT_PAUSE": step, "RENEWALS_WORKERS": "1"})
+			r.pass(t)
+			victim.waitLine(t, "fault-pause "+step, 15*time.Second)
+			victim.kill()
+			before := len(r.smtp.Messages())
+			if step == "after-claim" && before != 0 {
+				t.Fatalf("%d emails before the kill after the first claim", before)
+			}
 
-	r.startNotifier(t, nil)
-	r.waitSent(t, 30*time.Second, keys)
-	got := r.received(t)
-	if want := [][]string{keyStrings(keys...)}; !slices.EqualFunc(got, want, slices.Equal) {
-		t.Errorf("emails by X-Renewal-Notice after the restart:\n got %q\nwant %q: each key once, in one email", got, want)
+			r.startNotifier(t, nil)
+			r.waitSent(t, 30*time.Second, keys)
+			got := r.received(t)
+			one := keyStrings(keys...)
+			want, flags := [][]string{one}, 0
+			if step == "after-send" {
+				want, flags = [][]string{one, one}, 3
+			}
+			if !slices.EqualFunc(got, want, slices.Equal) {
+				t.Errorf("emails by X-Renewal-Notice after the restart:\n got %q\nwant %q", got, want)
+			}
+			if f := r.flagged(t, keys); f != flags {
+				t.Errorf("%d keys flagged ambiguous, want %d", f, flags)
+			}
+			t.Logf("killed %s: %d email(s) before the kill, %d in all: %q", step, before, len(got), got)
+		})
 	}
-	if f := r.flagged(t, keys); f != 0 {
-		t.Errorf("%d keys flagged ambiguous; nothing was in flight at the kill", f)
-	}
-	t.Logf("killed after the first claim (%d of 3 keys with a ledger entry at the kill); after the restart %d email(s): %q", claimed, len(got), got)
 }

@@ -174,9 +174,24 @@ func (n *Notifier) sendContract(ctx, running context.Context, x *notice, due []m
 	for i, d := range due {
 		keys[i] = d.key
 	}
+	// Every key's outcome in one ledger call: one script on Redis, so a
+	// crash leaves none of the email's keys confirmed or all of them; on
+	// the key-value store one burst of publishes.
 	settleAll := func(r result) {
-		for _, d := range due {
-			n.settleOrLeave(ctx, x, d.key, r, d.log)
+		cs := make([]subscription.Confirmation, len(due))
+		for i, d := range due {
+			cs[i] = subscription.Confirmation{Key: d.key, Token: x.token, Entry: entryFor(d.key, r, n.Now())}
+		}
+		stored, errs := n.Ledger.ConfirmMany(ctx, cs)
+		for i, d := range due {
+			if errs[i] != nil {
+				// Tried again on its own, with back-off.
+				n.settleOrLeave(ctx, x, d.key, r, d.log)
+				continue
+			}
+			if again, ok := n.announce(ctx, stored[i], r, d.log); !ok {
+				x.unsettled, x.again = true, max(x.again, again)
+			}
 		}
 	}
 	first := due[0].sub

@@ -632,23 +632,18 @@ func (n *Notifier) finish(ctx context.Context, m jetstream.Msg, key subscription
 // whether both are done; if not, the message is to be redelivered after
 // again, and the ledger decides then.
 func (n *Notifier) settle(ctx context.Context, m jetstream.Msg, key subscription.NoticeKey, token string, r result, log noticeLog) (again time.Duration, ok bool) {
-	outcome, reason := r.outcome, r.reason
-	entry := subscription.Entry{Key: key, Outcome: outcome, Reason: reason, At: n.Now()}
-	if outcome == subscription.OutcomeSent {
-		entry.Role = subscription.RoleContractManager
-	}
-	stored, err := n.confirm(ctx, m, key, token, entry, log)
+	stored, err := n.confirm(ctx, m, key, token, entryFor(key, r, n.Now()), log)
 	if err != nil {
 		if errors.Is(err, subscription.ErrLostClaim) {
 			// Another worker took the notice over after our lease ran out;
 			// it flagged the entry ambiguous and owns the outcome now. The
 			// message is not acknowledged: that would end the other
 			// worker's delivery of it too; the ledger decides on the next.
-			log.Warn("claim lost before confirm", zap.String("outcome", string(outcome)))
+			log.Warn("claim lost before confirm", zap.String("outcome", string(r.outcome)))
 			return n.Consumer.Lease, false
 		}
 		log.Warn("confirm failed; retrying later", zap.Error(err))
-		if outcome == subscription.OutcomeSent {
+		if r.outcome == subscription.OutcomeSent {
 			// The email went but the ledger stayed unreachable: keep the
 			// claim so the retry finds it held until the lease runs out and
 			// takes it over as ambiguous.
@@ -657,18 +652,32 @@ func (n *Notifier) settle(ctx context.Context, m jetstream.Msg, key subscription
 		_ = n.Ledger.Release(ctx, key, token, false, "confirm failed: "+err.Error())
 		return n.retryDelay(1), false
 	}
+	return n.announce(ctx, stored, r, log)
+}
+
+// entryFor is the ledger entry of key's outcome r at now.
+func entryFor(key subscription.NoticeKey, r result, now time.Time) subscription.Entry {
+	e := subscription.Entry{Key: key, Outcome: r.outcome, Reason: r.reason, At: now}
+	if r.outcome == subscription.OutcomeSent {
+		e.Role = subscription.RoleContractManager
+	}
+	return e
+}
+
+// announce publishes the outcome event of a confirmed entry, counts it and
+// logs it; see settle for what it returns.
+func (n *Notifier) announce(ctx context.Context, entry subscription.Entry, r result, log noticeLog) (again time.Duration, ok bool) {
 	n.pause("after-confirm")
 	// The event carries the entry as stored: its attempts, and the
 	// ambiguous flag a takeover or an earlier attempt may have set.
-	entry = stored
 	emitErr := n.emit(ctx, entry)
 	if n.Observe != nil {
-		n.Observe(outcome, key.Milestone, r.took)
+		n.Observe(r.outcome, entry.Key.Milestone, r.took)
 	}
-	if outcome == subscription.OutcomeSent || outcome == subscription.OutcomeSkipped {
-		log.Info("notice "+string(outcome), zap.String("reason", reason), zap.Bool("ambiguous", entry.Ambiguous))
+	if r.outcome == subscription.OutcomeSent || r.outcome == subscription.OutcomeSkipped {
+		log.Info("notice "+string(r.outcome), zap.String("reason", r.reason), zap.Bool("ambiguous", entry.Ambiguous))
 	} else {
-		log.Warn("notice "+string(outcome), zap.String("reason", reason))
+		log.Warn("notice "+string(r.outcome), zap.String("reason", r.reason))
 	}
 	if emitErr != nil {
 		// The ledger holds the outcome, the stream not yet: redeliver, so
