@@ -83,6 +83,7 @@ type UsageStore interface {
 // used instead.
 type UsageOptions struct {
 	Options
+	// Store is where the subscriptions are found and their counts written.
 	Store UsageStore
 	// AsOf is the day the export was taken: days inactive are reckoned to it.
 	AsOf subscription.Date
