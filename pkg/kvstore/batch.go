@@ -462,15 +462,20 @@ func (s *Store) upsertBatch(ctx context.Context, subs []subscription.Subscriptio
 // read. Without headers an answer has no revision either; only a written
 // row needs one, and the full read gives it.
 func (s *Store) unchangedRows(ctx context.Context, subs []subscription.Subscription, out []subscription.UpsertResult) (settled, absent []bool, err error) {
-	reqs := make([][]byte, len(subs))
-	for i, x := range subs {
-		if reqs[i], err = json.Marshal(bareGet{LastFor: subsPfx + x.ID, NoHeaders: true}); err != nil {
-			return nil, nil, err
+	data := make([][]byte, 0, len(subs))
+	found := make([]bool, 0, len(subs))
+	for part := range slices.Chunk(subs, multiLastMax) { // answers of a bounded size in flight
+		reqs := make([][]byte, len(part))
+		for i, x := range part {
+			if reqs[i], err = json.Marshal(bareGet{LastFor: subsPfx + x.ID, NoHeaders: true}); err != nil {
+				return nil, nil, err
+			}
 		}
-	}
-	data, found, err := bareGets(ctx, s.nc, subsStream, reqs)
-	if err != nil {
-		return nil, nil, fmt.Errorf("read subscriptions: %w", err)
+		d, f, err := bareGets(ctx, s.nc, subsStream, reqs)
+		if err != nil {
+			return nil, nil, fmt.Errorf("read subscriptions: %w", err)
+		}
+		data, found = append(data, d...), append(found, f...)
 	}
 	settled = make([]bool, len(subs))
 	absent = make([]bool, len(subs))
@@ -592,7 +597,7 @@ func keysBySeqBare(ctx context.Context, nc *nats.Conn, want map[uint64]string) (
 				return nil, err
 			}
 		}
-		answers, err := bareBatches(ctx, nc, KeysStream, reqs)
+		answers, err := bareBatches(ctx, nc, KeysStream, reqs, part)
 		if err != nil {
 			return nil, err
 		}
@@ -610,14 +615,18 @@ func keysBySeqBare(ctx context.Context, nc *nats.Conn, want map[uint64]string) (
 	return out, nil
 }
 
-// bareBatches sends reqs (batched direct gets without headers) to stream,
-// all before any answer is awaited, and returns each one's payloads in the
-// order the server sent them.
-func bareBatches(ctx context.Context, nc *nats.Conn, stream string, reqs [][]byte) ([][][]byte, error) {
+// bareBatches sends reqs (batched direct gets without headers, of the
+// sequences of runs) to stream, all before any answer is awaited, and
+// returns each one's payloads in the order the server sent them.
+func bareBatches(ctx context.Context, nc *nats.Conn, stream string, reqs [][]byte, runs []run) ([][][]byte, error) {
 	ctx, cancel := context.WithTimeout(ctx, readTimeout)
 	defer cancel()
 	inbox := nc.NewInbox() + "."
-	msgs := make(chan *nats.Msg, 4096)
+	answers := 0 // at most: a run's messages and its end
+	for _, r := range runs {
+		answers += int(r.last-r.first) + 2
+	}
+	msgs := make(chan *nats.Msg, answers) // room for every answer: a full channel drops them
 	sub, err := nc.ChanSubscribe(inbox+"*", msgs)
 	if err != nil {
 		return nil, fmt.Errorf("read %s: %w", stream, err)
