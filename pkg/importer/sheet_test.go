@@ -4,6 +4,7 @@ import (
 	"archive/zip"
 	"bytes"
 	"context"
+	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -248,11 +249,28 @@ func TestWorkbookSharedStringsBounds(t *testing.T) {
 				`<row r="2"><c t="s"><v>` + last + `</v></c><c><v>46112</v></c></row></sheetData></worksheet>`,
 		})
 	}
-	for _, texts := range []int{1000, maxSharedStringsInMemory + 1} {
+	for _, tc := range []struct {
+		texts    int
+		inMemory bool // excelize's UnzipXMLSizeLimit leaves the table in memory
+	}{{1000, true}, {maxSharedStringsInMemory + 1, false}} {
+		in := book(tc.texts)
+		spool := filepath.Join(t.TempDir(), "book.xlsx")
+		if err := os.WriteFile(spool, in, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		f, err := os.Open(spool)
+		if err != nil {
+			t.Fatal(err)
+		}
+		limit, err := checkUnpacked(f, int64(len(in)))
+		f.Close()
+		if err != nil || (limit == maxPartInMemory) != tc.inMemory {
+			t.Errorf("%d texts: UnzipXMLSizeLimit %d, %v; want the table in memory: %v", tc.texts, limit, err, tc.inMemory)
+		}
 		st := &memStore{}
-		rep, err := Import(context.Background(), bytes.NewReader(book(texts)), Options{Store: st, TempDir: t.TempDir()})
+		rep, err := Import(context.Background(), bytes.NewReader(in), Options{Store: st, TempDir: t.TempDir()})
 		if err != nil || rep.Created != 1 || st.subs["140001"].EndDate != subscription.MustDate("2026-03-31") {
-			t.Errorf("%d texts: report %+v, err %v, stored %+v", texts, rep, err, st.subs)
+			t.Errorf("%d texts: report %+v, err %v, stored %+v", tc.texts, rep, err, st.subs)
 		}
 	}
 	dir := t.TempDir()
