@@ -322,6 +322,7 @@ func (w *wiring) notifierTarget(env Env) (run func(context.Context) error, close
 		Milestones: w.cfg.Stages, Location: w.cfg.Location, Now: w.now, Log: w.log.Named("notifier"),
 		Consumer: consumerConfig(w.cfg.AckWait), Workers: w.cfg.Workers, Drain: w.cfg.Drain,
 		Pause: faultPause(env), Observe: w.metrics.Outcome, Suppressed: w.bounces.Suppressed,
+		SuppressedMany: w.bounces.SuppressedMany,
 	}
 	return n.Run, func() { sender.Close() }, nil
 }

@@ -68,6 +68,11 @@ type Notifier struct {
 	// manager's address bounced (see services/bounces); a reason makes the
 	// notice undeliverable without an SMTP connection.
 	Suppressed func(ctx context.Context, sub subscription.Subscription) (reason string, err error)
+	// SuppressedMany, when set, is Suppressed for the subscriptions of one
+	// pull at once, read right after them (one store call, not one a
+	// notice); reasons[i] answers subs[i]. Suppressed answers the notices
+	// it did not.
+	SuppressedMany func(ctx context.Context, subs []subscription.Subscription) (reasons []string, err error)
 
 	confirms confirmBatch
 }
@@ -358,6 +363,9 @@ type notice struct {
 	// sub and subErr are the subscription as read right after the claim.
 	sub    subscription.Subscription
 	subErr error
+	// suppressed is SuppressedMany's answer for sub, when supRead.
+	suppressed string
+	supRead    bool
 }
 
 // manyGetter is a store that reads many subscriptions in one round trip.
@@ -418,6 +426,7 @@ func (n *Notifier) handleBatch(ctx, running context.Context, msgs []jetstream.Ms
 		for i, x := range held {
 			x.sub, x.subErr = subs[i], errs[i]
 		}
+		n.readSuppressions(ctx, held)
 	} else {
 		for _, x := range held {
 			x.subErr = errNotRead
@@ -429,6 +438,32 @@ func (n *Notifier) handleBatch(ctx, running context.Context, msgs []jetstream.Ms
 			n.pause("after-claim")
 			n.handle(ctx, running, x)
 		})
+	}
+}
+
+// readSuppressions asks SuppressedMany about the notices whose subscription
+// was read; on an error each asks Suppressed again in attempt.
+func (n *Notifier) readSuppressions(ctx context.Context, ns []*notice) {
+	if n.SuppressedMany == nil {
+		return
+	}
+	var read []*notice
+	var subs []subscription.Subscription
+	for _, x := range ns {
+		if x.subErr == nil {
+			read = append(read, x)
+			subs = append(subs, x.sub)
+		}
+	}
+	if len(subs) == 0 {
+		return
+	}
+	reasons, err := n.SuppressedMany(ctx, subs)
+	if err != nil {
+		return
+	}
+	for i, x := range read {
+		x.suppressed, x.supRead = reasons[i], true
 	}
 }
 
@@ -525,7 +560,11 @@ func (n *Notifier) attempt(ctx, running context.Context, x *notice) result {
 	if a, err := mail.ParseAddress(to); err != nil || a.Address != to {
 		return result{outcome: subscription.OutcomeUndeliverable, reason: "contract manager email is not a valid address"}
 	}
-	if n.Suppressed != nil {
+	if x.supRead {
+		if x.suppressed != "" {
+			return result{outcome: subscription.OutcomeUndeliverable, reason: x.suppressed}
+		}
+	} else if n.Suppressed != nil {
 		reason, err := n.Suppressed(ctx, sub)
 		if err != nil {
 			return result{retry: fmt.Errorf("read suppression list: %w", err)}
