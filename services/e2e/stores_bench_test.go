@@ -34,7 +34,8 @@ const storesProfileEnv = "RENEWALS_BENCH_NOTIFIER_CPUPROFILE"
 
 // storesRedisStatsEnv names a file: when set, BenchmarkNotifierStores writes
 // redis-server's INFO commandstats (calls and µs per command) to it after
-// the run on Redis.
+// the run on Redis (with the binary's base name appended, when it runs a
+// binary).
 const storesRedisStatsEnv = "RENEWALS_BENCH_REDIS_COMMANDSTATS"
 
 // The binaries that BenchmarkNotifierStores runs. By default it builds the
@@ -151,8 +152,9 @@ func notifierStoreBinary(b *testing.B, bin, natsBin, store string, n int) storeR
 	}
 	var redisPid, natsPid int
 	var natsURL string
+	var rs *testenv.Redis
 	if store == "redis" {
-		rs := testenv.StartRedis(b)
+		rs = testenv.StartRedis(b)
 		redisPid = rs.Pid()
 		env["RENEWALS_REDIS_URL"] = rs.URL
 		if natsBin != "" {
@@ -201,6 +203,10 @@ func notifierStoreBinary(b *testing.B, bin, natsBin, store string, n int) storeR
 	r := storeRun{rate: float64(n) / elapsed.Seconds(), cpu: perEmail(cpu), redis: perEmail(redisCPU), nats: perEmail(natsCPU)}
 	b.Logf("store=%s %s: %d notices in %v: %.0f emails/s; CPU an email: renewals %.0fµs, redis-server %.0fµs, together %.0fµs; nats-server %.0fµs; load average at the end: %s",
 		store, bin, n, elapsed.Round(time.Millisecond), r.rate, r.cpu, r.redis, r.cpu+r.redis, r.nats, loadAverage())
+	if f := os.Getenv(storesRedisStatsEnv); rs != nil && f != "" {
+		info, _ := rs.Client(b).Info(context.Background(), "commandstats").Result()
+		_ = os.WriteFile(f+"-"+filepath.Base(bin), []byte(info), 0o644)
+	}
 	return r
 }
 
