@@ -145,7 +145,7 @@ func (p *binServe) request(ctx context.Context, c *http.Client, method, path, co
 }
 
 // procStatus reads one "Name: N kB" field of /proc/PID/status, in bytes.
-func procStatus(t *testing.T, pid int, field string) int64 {
+func procStatus(t testing.TB, pid int, field string) int64 {
 	t.Helper()
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {

@@ -196,13 +196,14 @@ func notifierStoreBinary(b *testing.B, bin, natsBin, store string, n int) storeR
 	elapsed := time.Since(start)
 	cpu, redisCPU, natsCPU := cpuOf(p.pid())-cpu0, cpuOf(redisPid)-redis0, cpuOf(natsPid)-nats0
 	b.StopTimer()
+	peak := procStatus(b, p.pid(), "VmHWM")
 	if got := outcomes.count(subscription.OutcomeSent); got != n {
 		b.Fatalf("sent %d notices, want %d (outcomes: %v)", got, n, outcomes.counts())
 	}
 	perEmail := func(d time.Duration) float64 { return float64(d.Microseconds()) / float64(n) }
 	r := storeRun{rate: float64(n) / elapsed.Seconds(), cpu: perEmail(cpu), redis: perEmail(redisCPU), nats: perEmail(natsCPU)}
-	b.Logf("store=%s %s: %d notices in %v: %.0f emails/s; CPU an email: renewals %.0fµs, redis-server %.0fµs, together %.0fµs; nats-server %.0fµs; load average at the end: %s",
-		store, bin, n, elapsed.Round(time.Millisecond), r.rate, r.cpu, r.redis, r.cpu+r.redis, r.nats, loadAverage())
+	b.Logf("store=%s %s: %d notices in %v: %.0f emails/s; CPU an email: renewals %.0fµs, redis-server %.0fµs, together %.0fµs; nats-server %.0fµs; renewals peak RSS %d MB; load average at the end: %s",
+		store, bin, n, elapsed.Round(time.Millisecond), r.rate, r.cpu, r.redis, r.cpu+r.redis, r.nats, peak>>20, loadAverage())
 	if f := os.Getenv(storesRedisStatsEnv); rs != nil && f != "" {
 		info, _ := rs.Client(b).Info(context.Background(), "commandstats").Result()
 		_ = os.WriteFile(f+"-"+filepath.Base(bin), []byte(info), 0o644)
