@@ -142,9 +142,12 @@ const DefaultDrain = 10 * time.Second
 // fetchWait is how long one pull request waits for notices to arrive.
 const fetchWait = 2 * time.Second
 
-// coalesce is how long the puller waits for more free hands when only a
-// few are free: short against a send, long enough to batch the pulls.
-const coalesce = 2 * time.Millisecond
+// coalesce is how long the puller waits for an eighth of its hands to come
+// free while the rest are busy: those busy ones keep the connections going
+// meanwhile, and a pull of tens of notices shares its claim, read and
+// suppression read among them (on the notifier benchmark, 22 notices a
+// batch instead of 9 with a 2 ms wait).
+const coalesce = 10 * time.Millisecond
 
 // handBack is how soon a notice handed back at shutdown is delivered again:
 // just after this process's last pull request has expired, so that it goes
@@ -203,11 +206,21 @@ func (n *Notifier) Run(ctx context.Context) error {
 		if busy > 0 && want < max(limit/8, 1) {
 			// A few hands free while many are busy: let more come free
 			// for a moment, so that one pull request carries a batch, not
-			// a notice each.
-			select {
-			case <-time.After(coalesce):
-			case <-ctx.Done():
+			// a notice each (each batch costs a claim, a read and a
+			// suppression read in one round trip each).
+			t := time.NewTimer(coalesce)
+		gathering:
+			for want < max(limit/8, 1) {
+				select {
+				case <-finished:
+					want = n.pullLimit() - inflight.count()
+				case <-t.C:
+					break gathering
+				case <-ctx.Done():
+					break gathering
+				}
 			}
+			t.Stop()
 			// The limit moves with the relay's pace: it may have shrunk.
 			if want = n.pullLimit() - inflight.count(); want <= 0 {
 				continue
