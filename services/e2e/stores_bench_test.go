@@ -45,9 +45,10 @@ const (
 	// storesBinaryEnv names a renewals binary to measure instead of the
 	// tree's build.
 	storesBinaryEnv = "RENEWALS_BENCH_BINARY"
-	// storesBaselineEnv names a second renewals binary (e.g. an older
-	// build) to measure in the same run, store by store right after the
-	// first, so that both are measured on the same machine load.
+	// storesBaselineEnv names more renewals binaries, comma-separated
+	// (e.g. older builds), to measure in the same run, store by store right
+	// after the first, so that all are measured on the same machine load;
+	// each is named by its file name.
 	storesBaselineEnv = "RENEWALS_BENCH_BASELINE"
 	// storesNATSServerEnv names a nats-server binary (2.10 or newer) for
 	// the Redis runs; by default nats-server on PATH when it is new
@@ -96,8 +97,10 @@ func BenchmarkNotifierStores(b *testing.B) {
 	if builds[0].path == "" {
 		builds[0].path = plainBinary(b)
 	}
-	if p := os.Getenv(storesBaselineEnv); p != "" {
-		builds = append(builds, struct{ name, path string }{"baseline", p})
+	for p := range strings.SplitSeq(os.Getenv(storesBaselineEnv), ",") {
+		if p != "" {
+			builds = append(builds, struct{ name, path string }{filepath.Base(p), p})
+		}
 	}
 	natsBin := benchNATSServer(b)
 	var note []string
