@@ -123,6 +123,11 @@ type NoticeDue struct {
 	// Resend is set on a notice a person asked to send again (POST
 	// /api/v1/notices/{key}/resend): a later milestone does not supersede it.
 	Resend bool `json:"resend,omitempty"`
+	// ContractKeys, when set, are the keys of the notices of one contract
+	// that co-term (same contract number, end date and contract manager) and
+	// are due for this milestone, this one included, in key order: they go
+	// as one email. Each key's own due event carries the same list.
+	ContractKeys []subscription.NoticeKey `json:"contract_keys,omitempty"`
 }
 
 // NoticeOutcome is the data of renewals.notice.sent, .skipped, .failed and

@@ -3,6 +3,7 @@ package event_test
 import (
 	"encoding/json"
 	"maps"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -45,7 +46,7 @@ func TestDueEventShape(t *testing.T) {
 		NoticeKey:      subscription.NoticeKey{SubscriptionID: "110001234567", EndDate: subscription.MustDate("2027-03-31"), Milestone: 45},
 		SubscriptionID: "110001234567", EndDate: subscription.MustDate("2027-03-31"), Milestone: 45, DaysLeft: 45, AsOf: subscription.MustDate("2027-02-14"),
 	}
-	if due != want {
+	if !reflect.DeepEqual(due, want) {
 		t.Errorf("data %+v, want %+v", due, want)
 	}
 }

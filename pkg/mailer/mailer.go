@@ -50,6 +50,10 @@ type Message struct {
 	// Key names the notice; it becomes the X-Renewal-Notice header and the
 	// Message-ID. Its subscription id must pass subscription.ValidID.
 	Key subscription.NoticeKey
+	// Also are the other notices the email carries: a contract's co-termed
+	// subscriptions, whose notices go as one email. X-Renewal-Notice lists
+	// Key, then these, separated by ", "; the Message-ID covers them all.
+	Also []subscription.NoticeKey
 	// To is the contract manager's address: the one and only recipient.
 	To string
 	// ToName is the contract manager's display name; it may be empty.
@@ -119,6 +123,35 @@ func Open(smtpURL, from, outboxDir string, now func() time.Time) (Sender, error)
 	return NewSMTP(cfg, from, now)
 }
 
+// Keys returns the notice keys the message carries: Key, then Also.
+func (m *Message) Keys() []subscription.NoticeKey {
+	return append([]subscription.NoticeKey{m.Key}, m.Also...)
+}
+
+// header is the X-Renewal-Notice value: the keys, separated by ", ".
+func (m *Message) header() string {
+	if len(m.Also) == 0 {
+		return m.Key.String()
+	}
+	ks := make([]string, 0, 1+len(m.Also))
+	for _, k := range m.Keys() {
+		ks = append(ks, k.String())
+	}
+	return strings.Join(ks, ", ")
+}
+
+// messageID is MessageID of the message's key; an email of several notices
+// adds a digest of the other keys, so that each set of keys has its own id.
+func (m *Message) messageID(from string) string {
+	id := MessageID(m.Key, from)
+	if len(m.Also) == 0 {
+		return id
+	}
+	sum := sha256.Sum256([]byte(m.header()))
+	at := strings.LastIndexByte(id, '@')
+	return id[:at] + "." + hex.EncodeToString(sum[:6]) + id[at:]
+}
+
 // MessageID returns the Message-ID (without angle brackets) of the notice
 // key's email: the same key always gives the same id, so a receiving system
 // can see a resent notice as the same message. The right-hand side is the
@@ -172,11 +205,13 @@ func compose(from string, m Message, date time.Time, env Envelope) ([]byte, erro
 // newMsg validates m and builds its go-mail Msg. Every error here is
 // permanent: the same input will never build.
 func newMsg(from *mail.Address, m Message, date time.Time) (*gomail.Msg, error) {
-	if err := subscription.ValidID(m.Key.SubscriptionID); err != nil {
-		return nil, fmt.Errorf("build notice: %w: %w", err, ErrPermanent)
-	}
-	if m.Key.EndDate.IsZero() || m.Key.Milestone == 0 {
-		return nil, fmt.Errorf("build notice %s: the notice key needs an end date and a milestone: %w", m.Key, ErrPermanent)
+	for _, k := range m.Keys() {
+		if err := subscription.ValidID(k.SubscriptionID); err != nil {
+			return nil, fmt.Errorf("build notice: %w: %w", err, ErrPermanent)
+		}
+		if k.EndDate.IsZero() || k.Milestone == 0 {
+			return nil, fmt.Errorf("build notice %s: the notice key needs an end date and a milestone: %w", k, ErrPermanent)
+		}
 	}
 	to, err := parseAddress(m.To, false)
 	if err != nil {
@@ -189,15 +224,15 @@ func newMsg(from *mail.Address, m Message, date time.Time) (*gomail.Msg, error) 
 	to.Name = subscription.OneLine(m.ToName)
 	// A boundary derived from the content makes the same notice compose to
 	// the same bytes; the content cannot hold a digest of itself.
-	sum := sha256.Sum256([]byte(m.Key.String() + "\x00" + m.Subject + "\x00" + m.Text + "\x00" + m.HTML))
+	sum := sha256.Sum256([]byte(m.header() + "\x00" + m.Subject + "\x00" + m.Text + "\x00" + m.HTML))
 	msg := gomail.NewMsg(gomail.WithNoDefaultUserAgent(), gomail.WithBoundary("renewal-"+hex.EncodeToString(sum[:16])))
 	msg.SetAddrHeaderFromMailAddress(gomail.HeaderFrom, from)
 	// To is the only recipient: no Cc, no Bcc.
 	msg.SetAddrHeaderFromMailAddress(gomail.HeaderTo, to)
 	msg.Subject(subscription.OneLine(m.Subject))
-	msg.SetMessageIDWithValue(MessageID(m.Key, from.Address))
+	msg.SetMessageIDWithValue(m.messageID(from.Address))
 	msg.SetDateWithValue(date)
-	msg.SetGenHeader(HeaderNotice, m.Key.String())
+	msg.SetGenHeader(HeaderNotice, m.header())
 	// RFC 3834: an automatic message, which auto-responders do not answer.
 	msg.SetGenHeader("Auto-Submitted", "auto-generated")
 	msg.SetBodyString(gomail.TypeTextPlain, m.Text)

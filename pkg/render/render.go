@@ -115,6 +115,31 @@ type Data struct {
 	QuoteExpiry  subscription.Date
 	QuoteURL     string
 	QuoteExpired bool
+	// Contract, when set, is the contract whose co-termed subscriptions this
+	// one email is about; the fields above are then its first subscription's.
+	Contract *Contract
+}
+
+// Contract is a contract's co-termed subscriptions in one email.
+type Contract struct {
+	Number string
+	// Items are the subscriptions, in notice key order.
+	Items []Item
+}
+
+// Item is one subscription of a contract email.
+type Item struct {
+	SubscriptionID string
+	Product        string
+	// HasSeats says whether Seats and UnusedSeats are known; HasUsage
+	// whether the vendor's usage export counted Unused seats unused for
+	// UnusedDays days or more.
+	HasSeats    bool
+	Seats       int
+	UnusedSeats int
+	HasUsage    bool
+	Unused      int
+	UnusedDays  int
 }
 
 // ExecError is a template that failed to execute for a notice: a missing
@@ -389,8 +414,43 @@ func (r *Renderer) DataFor(s subscription.Subscription, n subscription.Notice) D
 // generic set). A template that fails to execute, or a subject that comes
 // out empty, returns an *ExecError.
 func (r *Renderer) Render(s subscription.Subscription, n subscription.Notice) (Email, error) {
-	l, set := r.pick(s.Locale, n.Key.Milestone)
-	d := r.DataFor(s, n)
+	return r.render(s.Locale, n.Key.Milestone, r.DataFor(s, n))
+}
+
+// RenderContract renders one email for the co-termed notices of a contract:
+// subs[i] is the subscription of notices[i], all of one milestone, in key
+// order. The locale is the first subscription's, and the templates list
+// every subscription (Data.Contract).
+func (r *Renderer) RenderContract(subs []subscription.Subscription, notices []subscription.Notice) (Email, error) {
+	if len(subs) == 0 || len(subs) != len(notices) {
+		return Email{}, fmt.Errorf("render contract: %d subscriptions for %d notices", len(subs), len(notices))
+	}
+	return r.render(subs[0].Locale, notices[0].Key.Milestone, r.ContractData(subs, notices))
+}
+
+// ContractData returns the template data of a contract email: DataFor the
+// first notice, with every subscription in Contract and every key in
+// NoticeKey.
+func (r *Renderer) ContractData(subs []subscription.Subscription, notices []subscription.Notice) Data {
+	d := r.DataFor(subs[0], notices[0])
+	c := &Contract{Number: subs[0].ContractNumber, Items: make([]Item, len(subs))}
+	keys := make([]string, len(notices))
+	for i, s := range subs {
+		one := r.DataFor(s, notices[i])
+		c.Items[i] = Item{
+			SubscriptionID: one.SubscriptionID, Product: one.Product,
+			HasSeats: one.HasSeats, Seats: one.Seats, UnusedSeats: one.UnusedSeats,
+			HasUsage: one.HasUsage, Unused: one.Unused, UnusedDays: one.UnusedDays,
+		}
+		keys[i] = notices[i].Key.String()
+	}
+	d.Contract, d.NoticeKey = c, strings.Join(keys, ", ")
+	return d
+}
+
+// render executes the set for the locale tag and milestone with d.
+func (r *Renderer) render(tag string, milestone int, d Data) (Email, error) {
+	l, set := r.pick(tag, milestone)
 	var subject, text, html strings.Builder
 	if err := set.subject.Execute(&subject, d); err != nil {
 		return Email{}, &ExecError{Locale: l.name, File: set.subjectFile, Err: err}
@@ -455,6 +515,14 @@ func (r *Renderer) check(s subscription.Subscription) error {
 			}
 			n := subscription.Notice{Key: subscription.NoticeKey{SubscriptionID: s.ID, EndDate: s.EndDate, Milestone: m}, DaysLeft: min(m, 30)}
 			if _, err := r.Render(s, n); err != nil {
+				return fmt.Errorf("check templates: %w", err)
+			}
+			// And as one email of a contract with a second subscription.
+			first := s
+			first.ContractNumber = "7001"
+			other, on := first, n
+			other.ID, on.Key.SubscriptionID = "110009999999", "110009999999"
+			if _, err := r.RenderContract([]subscription.Subscription{first, other}, []subscription.Notice{n, on}); err != nil {
 				return fmt.Errorf("check templates: %w", err)
 			}
 		}

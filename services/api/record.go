@@ -40,6 +40,12 @@ func Record(s subscription.Subscription) map[string]any {
 	set("timezone", s.Timezone)
 	set("locale", s.Locale)
 	set("reseller_rep", s.ResellerRep)
+	set("contract_number", s.ContractNumber)
+	set("autorenew_date", s.AutorenewDate.String())
+	set("team", s.Team)
+	set("quote_number", s.QuoteNumber)
+	set("quote_expiry", s.QuoteExpiry.String())
+	set("quote_url", s.QuoteURL)
 	return r
 }
 

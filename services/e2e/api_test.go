@@ -268,6 +268,26 @@ func TestAPI(t *testing.T) {
 		}
 	})
 
+	t.Run("GET returns the vendor's fields, PUT takes them back", func(t *testing.T) {
+		const path = "/api/v1/subscriptions/130000000020"
+		rec := map[string]any{
+			"subscription_id": "130000000020", "end_date": "2027-06-30", "status": "active",
+			"cm_email": "zed@zeta.example", "contract_number": "7001", "autorenew_date": "2027-06-30", "team": "Zeta design",
+			"quote_number": "Q-20", "quote_expiry": "2027-05-31", "quote_url": "https://quotes.example/q/20",
+		}
+		var res map[string]string
+		if code := s.API(t, http.MethodPut, path, rec, &res); code != http.StatusOK || res["change"] != "created" {
+			t.Fatalf("PUT: %d %v, want 200 created", code, res)
+		}
+		events.expect(t, "PUT of a new subscription", upsert{"130000000020", "created", false})
+		var got map[string]any
+		if code := s.API(t, http.MethodGet, path, nil, &got); code != http.StatusOK || !reflect.DeepEqual(got, rec) {
+			t.Errorf("GET = %d %v, want %v", code, got, rec)
+		}
+		if code := s.API(t, http.MethodPut, path, got, &res); code != http.StatusOK || res["change"] != "unchanged" {
+			t.Errorf("PUT of what GET returned: %d %v, want 200 unchanged", code, res)
+		}
+	})
 	t.Run("GET and PUT", func(t *testing.T) {
 		const path = "/api/v1/subscriptions/130000000005"
 		var rec map[string]any

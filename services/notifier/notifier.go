@@ -379,6 +379,10 @@ type notice struct {
 	// suppressed is SuppressedMany's answer for sub, when supRead.
 	suppressed string
 	supRead    bool
+	// unsettled says a contract email left a key's outcome to a later
+	// delivery of this message, again from now.
+	unsettled bool
+	again     time.Duration
 }
 
 // manyGetter is a store that reads many subscriptions in one round trip.
@@ -408,6 +412,15 @@ func (n *Notifier) handleBatch(ctx, running context.Context, msgs []jetstream.Ms
 		x.log = noticeLog{n.Log, zap.Stringer("notice_key", x.key)}
 		if meta, _ := m.Metadata(); meta != nil {
 			x.delivered = int(meta.NumDelivered)
+		}
+		if len(x.due.ContractKeys) > 1 && !x.due.Resend {
+			// One email for the contract's co-termed notices: claimed one
+			// by one, in key order (see handleContract).
+			wg.Go(func() {
+				defer done(i)
+				n.handleContract(ctx, running, x)
+			})
+			continue
 		}
 		ns = append(ns, x)
 		idx = append(idx, i)
@@ -591,7 +604,7 @@ func (n *Notifier) attempt(ctx, running context.Context, x *notice) result {
 	if err != nil {
 		return result{outcome: subscription.OutcomeFailed, reason: "template error: " + err.Error()}
 	}
-	h := n.hold(ctx, m, key, token)
+	h := n.hold(ctx, m, token, key)
 	start := n.Now()
 	err = n.Sender.Send(ctx, mailer.Message{
 		Key: key, To: to, ToName: sub.ContractManager.Name,
@@ -656,60 +669,76 @@ func (n *Notifier) daysLeft(sub subscription.Subscription, due event.NoticeDue) 
 
 // finish confirms a final outcome, publishes its event and acknowledges.
 func (n *Notifier) finish(ctx context.Context, m jetstream.Msg, key subscription.NoticeKey, token string, r result, log noticeLog) {
-	outcome, reason := r.outcome, r.reason
-	entry := subscription.Entry{Key: key, Outcome: outcome, Reason: reason, At: n.Now()}
-	if outcome == subscription.OutcomeSent {
-		entry.Role = subscription.RoleContractManager
+	if again, ok := n.settle(ctx, m, key, token, r, log); !ok {
+		_ = m.NakWithDelay(again)
+		return
 	}
-	stored, err := n.confirm(ctx, m, key, token, entry, log)
+	if r.outcome == subscription.OutcomeFailed {
+		_ = m.Term()
+		return
+	}
+	_ = m.Ack()
+}
+
+// settle confirms a final outcome and publishes its event. It reports
+// whether both are done; if not, the message is to be redelivered after
+// again, and the ledger decides then.
+func (n *Notifier) settle(ctx context.Context, m jetstream.Msg, key subscription.NoticeKey, token string, r result, log noticeLog) (again time.Duration, ok bool) {
+	stored, err := n.confirm(ctx, m, key, token, entryFor(key, r, n.Now()), log)
 	if err != nil {
 		if errors.Is(err, subscription.ErrLostClaim) {
 			// Another worker took the notice over after our lease ran out;
 			// it flagged the entry ambiguous and owns the outcome now. The
 			// message is not acknowledged: that would end the other
 			// worker's delivery of it too; the ledger decides on the next.
-			log.Warn("claim lost before confirm", zap.String("outcome", string(outcome)))
-			_ = m.NakWithDelay(n.Consumer.Lease)
-			return
+			log.Warn("claim lost before confirm", zap.String("outcome", string(r.outcome)))
+			return n.Consumer.Lease, false
 		}
 		log.Warn("confirm failed; retrying later", zap.Error(err))
-		if outcome == subscription.OutcomeSent {
+		if r.outcome == subscription.OutcomeSent {
 			// The email went but the ledger stayed unreachable: keep the
 			// claim so the retry finds it held until the lease runs out and
 			// takes it over as ambiguous.
-			_ = m.NakWithDelay(n.Consumer.Lease)
-			return
+			return n.Consumer.Lease, false
 		}
 		_ = n.Ledger.Release(ctx, key, token, false, "confirm failed: "+err.Error())
-		_ = m.NakWithDelay(n.retryDelay(1))
-		return
+		return n.retryDelay(1), false
 	}
+	return n.announce(ctx, stored, r, log)
+}
+
+// entryFor is the ledger entry of key's outcome r at now.
+func entryFor(key subscription.NoticeKey, r result, now time.Time) subscription.Entry {
+	e := subscription.Entry{Key: key, Outcome: r.outcome, Reason: r.reason, At: now}
+	if r.outcome == subscription.OutcomeSent {
+		e.Role = subscription.RoleContractManager
+	}
+	return e
+}
+
+// announce publishes the outcome event of a confirmed entry, counts it and
+// logs it; see settle for what it returns.
+func (n *Notifier) announce(ctx context.Context, entry subscription.Entry, r result, log noticeLog) (again time.Duration, ok bool) {
 	n.pause("after-confirm")
 	// The event carries the entry as stored: its attempts, and the
 	// ambiguous flag a takeover or an earlier attempt may have set.
-	entry = stored
 	emitErr := n.emit(ctx, entry)
 	if n.Observe != nil {
-		n.Observe(outcome, key.Milestone, r.took)
+		n.Observe(r.outcome, entry.Key.Milestone, r.took)
 	}
-	if outcome == subscription.OutcomeSent || outcome == subscription.OutcomeSkipped {
-		log.Info("notice "+string(outcome), zap.String("reason", reason), zap.Bool("ambiguous", entry.Ambiguous))
+	if r.outcome == subscription.OutcomeSent || r.outcome == subscription.OutcomeSkipped {
+		log.Info("notice "+string(r.outcome), zap.String("reason", r.reason), zap.Bool("ambiguous", entry.Ambiguous))
 	} else {
-		log.Warn("notice "+string(outcome), zap.String("reason", reason))
+		log.Warn("notice "+string(r.outcome), zap.String("reason", r.reason))
 	}
 	if emitErr != nil {
 		// The ledger holds the outcome, the stream not yet: redeliver, so
 		// that the event is published (a sent notice is re-emitted from the
 		// ledger; any other outcome is worked out again).
 		log.Warn("publish outcome event; retrying later", zap.Error(emitErr))
-		_ = m.NakWithDelay(n.retryDelay(1))
-		return
+		return n.retryDelay(1), false
 	}
-	if outcome == subscription.OutcomeFailed {
-		_ = m.Term()
-		return
-	}
-	_ = m.Ack()
+	return 0, true
 }
 
 // confirmRetries bounds how long confirm keeps trying: long enough to ride
@@ -937,7 +966,7 @@ type holder struct {
 	n     *Notifier
 	ctx   context.Context
 	m     jetstream.Msg
-	key   subscription.NoticeKey
+	keys  []subscription.NoticeKey
 	token string
 	every time.Duration
 
@@ -946,10 +975,10 @@ type holder struct {
 	stopped bool
 }
 
-// hold starts keeping m and token's claim on key alive until the returned
+// hold starts keeping m and token's claims on keys alive until the returned
 // holder is stopped.
-func (n *Notifier) hold(ctx context.Context, m jetstream.Msg, key subscription.NoticeKey, token string) *holder {
-	h := &holder{n: n, ctx: ctx, m: m, key: key, token: token, every: n.Consumer.AckWait / 3}
+func (n *Notifier) hold(ctx context.Context, m jetstream.Msg, token string, keys ...subscription.NoticeKey) *holder {
+	h := &holder{n: n, ctx: ctx, m: m, keys: keys, token: token, every: n.Consumer.AckWait / 3}
 	if h.every <= 0 {
 		h.stopped = true
 		return h
@@ -967,8 +996,10 @@ func (h *holder) tick() {
 		return
 	}
 	_ = h.m.InProgress()
-	if err := h.n.Ledger.Renew(h.ctx, h.key, h.token, h.n.Now(), h.n.Consumer.Lease); err != nil {
-		h.n.Log.Warn("renew claim", zap.Stringer("notice_key", h.key), zap.Error(err))
+	for _, k := range h.keys {
+		if err := h.n.Ledger.Renew(h.ctx, k, h.token, h.n.Now(), h.n.Consumer.Lease); err != nil {
+			h.n.Log.Warn("renew claim", zap.Stringer("notice_key", k), zap.Error(err))
+		}
 	}
 	h.t.Reset(h.every)
 }

@@ -11,6 +11,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"time"
@@ -147,11 +148,27 @@ type pass struct {
 	// publishes awaiting an acknowledgement, oldest first.
 	due      []candidate
 	inflight []inflight
+	// contracts holds the candidates of subscriptions with a contract
+	// number until the window is read, so that each co-termed group's
+	// events can list the group's keys.
+	contracts map[cotermed][]candidate
 }
 
 type candidate struct {
 	n         subscription.Notice
 	reachable bool
+	// contract is the group's keys when the notice goes in one email with
+	// others (event.NoticeDue.ContractKeys).
+	contract []subscription.NoticeKey
+}
+
+// cotermed is what the notices that go as one email share: the contract,
+// the end date, the milestone and the contract manager.
+type cotermed struct {
+	contract  string
+	end       subscription.Date
+	milestone int
+	cm        string
 }
 
 type inflight struct {
@@ -173,7 +190,16 @@ func (p *pass) run(ctx context.Context) error {
 		if !ok {
 			return nil
 		}
-		p.due = append(p.due, candidate{n, sub.ContractManager.Email != ""})
+		c := candidate{n: n, reachable: sub.ContractManager.Email != ""}
+		if sub.ContractNumber != "" && c.reachable {
+			g := cotermed{sub.ContractNumber, n.Key.EndDate, n.Key.Milestone, strings.ToLower(strings.TrimSpace(sub.ContractManager.Email))}
+			if p.contracts == nil {
+				p.contracts = make(map[cotermed][]candidate)
+			}
+			p.contracts[g] = append(p.contracts[g], c)
+			return nil
+		}
+		p.due = append(p.due, c)
 		if len(p.due) < batch {
 			return nil
 		}
@@ -182,10 +208,43 @@ func (p *pass) run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	if err := p.flushContracts(ctx); err != nil {
+		return err
+	}
 	if err := p.flush(ctx); err != nil {
 		return err
 	}
 	return p.awaitAcks(ctx, 0)
+}
+
+// flushContracts queues the candidates held by contract, each co-termed
+// group's events listing the group's keys, and flushes full batches.
+func (p *pass) flushContracts(ctx context.Context) error {
+	groups := slices.SortedFunc(maps.Keys(p.contracts), func(a, b cotermed) int {
+		return cmp.Or(cmp.Compare(a.end.Ordinal(), b.end.Ordinal()), strings.Compare(a.contract, b.contract), cmp.Compare(a.milestone, b.milestone), strings.Compare(a.cm, b.cm))
+	})
+	for _, g := range groups {
+		cs := p.contracts[g]
+		slices.SortFunc(cs, func(a, b candidate) int { return strings.Compare(a.n.Key.String(), b.n.Key.String()) })
+		var keys []subscription.NoticeKey
+		if len(cs) > 1 {
+			keys = make([]subscription.NoticeKey, len(cs))
+			for i, c := range cs {
+				keys[i] = c.n.Key
+			}
+		}
+		for _, c := range cs {
+			c.contract = keys
+			p.due = append(p.due, c)
+			if len(p.due) >= batch {
+				if err := p.flush(ctx); err != nil {
+					return err
+				}
+			}
+		}
+		delete(p.contracts, g)
+	}
+	return nil
 }
 
 // todayOf is the pass's day in sub's zone.
@@ -219,7 +278,7 @@ func (p *pass) flush(ctx context.Context) error {
 			p.res.Notices = append(p.res.Notices, Planned{c.n.Key, c.n.DaysLeft, c.reachable})
 		default:
 			p.res.Due++
-			f, err := p.s.publishDue(c.n, p.asOf)
+			f, err := p.s.publishDue(c, p.asOf)
 			if err != nil {
 				return err
 			}
@@ -254,14 +313,14 @@ func (p *pass) awaitAcks(ctx context.Context, keep int) error {
 	return nil
 }
 
-// publishDue publishes the due event of n asynchronously, with its notice key
+// publishDue publishes the due event of c asynchronously, with its notice key
 // as Nats-Msg-Id.
-func (s *Scheduler) publishDue(n subscription.Notice, asOf subscription.Date) (jetstream.PubAckFuture, error) {
-	k := n.Key
+func (s *Scheduler) publishDue(c candidate, asOf subscription.Date) (jetstream.PubAckFuture, error) {
+	k := c.n.Key
 	id := k.String()
 	ev, err := event.New(event.SubjectDue(k.Milestone), id, s.Now(), event.NoticeDue{
 		NoticeKey: k, SubscriptionID: k.SubscriptionID, EndDate: k.EndDate,
-		Milestone: k.Milestone, DaysLeft: n.DaysLeft, AsOf: asOf,
+		Milestone: k.Milestone, DaysLeft: c.n.DaysLeft, AsOf: asOf, ContractKeys: c.contract,
 	})
 	if err != nil {
 		return nil, err
