@@ -59,6 +59,7 @@ bench:
 	  fi; }
 	$(GO) test -run='^$$' -bench='^BenchmarkImport1M$$' -benchtime=1x ./services/e2e/
 	$(GO) test -run='^$$' -bench='^BenchmarkImportXLSX1M$$' -benchtime=1x -timeout 30m ./services/e2e/
+	$(GO) test -run='^$$' -bench='^BenchmarkImportXLSXSharedStrings$$' -benchtime=1x ./services/e2e/
 	$(GO) test -run='^$$' -bench='^BenchmarkCatchUpPass$$' -benchtime=1x ./services/scheduler/
 	$(GO) test -run='^$$' -bench='^BenchmarkCatchUpPassCluster$$' -benchtime=1x ./services/scheduler/
 	$(GO) test -run='^$$' -bench='^BenchmarkNotifier(Throughput|Latency)$$' -benchtime=1x ./services/e2e/

@@ -1,6 +1,7 @@
 package importer
 
 import (
+	"cmp"
 	"fmt"
 	"math"
 	"strconv"
@@ -56,27 +57,31 @@ func slashDate(s string) (a, b, year int, ok bool) {
 	return a, b, year, err1 == nil && err2 == nil && err3 == nil && a >= 1 && b >= 1
 }
 
-// dayFirst is what one date written with slashes says about the file's
-// order: 1 day first only (31/05), -1 month first only (05/31), 0 either
-// or neither (03/04, 04/04, not a slash date).
-func dayFirst(s string) int {
-	a, b, _, ok := slashDate(strings.TrimSpace(s))
-	switch {
-	case !ok || a == b:
-		return 0
-	case a > 12 && b <= 12:
-		return 1
-	case b > 12 && a <= 12:
-		return -1
-	}
-	return 0
+// dateOrder tells the order of day and month in a file's dates written
+// with slashes from the dates themselves: the first that can only be read
+// one way (31/05/2027 day first, 05/31/2027 month first) decides it.
+type dateOrder struct {
+	format  DateFormat // as given, else DateAuto until a date decides
+	example string     // the first date that could be read either way
 }
 
-// ambiguous reports whether the date could be read day first or month
-// first and mean two different days.
-func ambiguous(s string) bool {
-	a, b, _, ok := slashDate(strings.TrimSpace(s))
-	return ok && a != b && a <= 12 && b <= 12
+// see notes one date and reports whether it has to wait for a later one to
+// decide: it could be read day first or month first and mean two different
+// days, and no date has decided yet.
+func (o *dateOrder) see(s string) bool {
+	s = strings.TrimSpace(s)
+	a, b, _, ok := slashDate(s)
+	switch {
+	case !ok || a == b || o.format != DateAuto:
+	case a > 12 && b <= 12:
+		o.format = DateDMY
+	case b > 12 && a <= 12:
+		o.format = DateMDY
+	case a <= 12 && b <= 12:
+		o.example = cmp.Or(o.example, s)
+		return true
+	}
+	return false
 }
 
 // excelEpoch is day 0 of Excel's serial dates (in its 1900 date system,
@@ -126,10 +131,10 @@ func parseDate(s string, order DateFormat) (subscription.Date, bool) {
 	return d, err == nil
 }
 
-// ambiguousDates is the sentence for a file whose day-month order its rows
-// do not tell.
-func ambiguousDates(example string, rows int) *FileError {
-	a, b, year, _ := slashDate(example)
+// undecided is the sentence for a file whose rows do not decide the order:
+// none did, or not within its first rows (when rows is not 0).
+func (o *dateOrder) undecided(rows int) *FileError {
+	a, b, year, _ := slashDate(o.example)
 	dmy := time.Date(year, time.Month(b), a, 0, 0, 0, 0, time.UTC).Format("2 January 2006")
 	mdy := time.Date(year, time.Month(a), b, 0, 0, 0, 0, time.UTC).Format("2 January 2006")
 	what := "its dates"
@@ -137,5 +142,5 @@ func ambiguousDates(example string, rows int) *FileError {
 		what = fmt.Sprintf("the dates of its first %d rows", rows)
 	}
 	return &FileError{Reason: fmt.Sprintf("the file does not tell whether its dates are day first or month first (%s could be %s or %s, and %s fit either): import it again with --date-format DD/MM/YYYY or --date-format MM/DD/YYYY",
-		truncate(example, 20), dmy, mdy, what)}
+		truncate(o.example, 20), dmy, mdy, what)}
 }

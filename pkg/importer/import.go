@@ -140,19 +140,8 @@ func (r Report) Text() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "%d %s: %d created, %d updated, %d unchanged, %d rejected\n",
 		r.Rows, plural(r.Rows, "row", "rows"), r.Created, r.Updated, r.Unchanged, r.Rejected)
-	for _, x := range r.Rejections {
-		if x.Field == "" {
-			fmt.Fprintf(&b, "line %d: %s\n", x.Line, x.Reason)
-		} else {
-			fmt.Fprintf(&b, "line %d: %s: %s\n", x.Line, x.Field, x.Reason)
-		}
-	}
-	if r.RejectionsOmitted > 0 {
-		fmt.Fprintf(&b, "... and %d more %s not listed\n", r.RejectionsOmitted, plural(r.RejectionsOmitted, "rejection", "rejections"))
-	}
-	if len(r.UnknownColumns) > 0 {
-		fmt.Fprintf(&b, "ignored unknown %s: %s\n", plural(len(r.UnknownColumns), "column", "columns"), strings.Join(r.UnknownColumns, ", "))
-	}
+	writeRejections(&b, r.Rejections, r.RejectionsOmitted)
+	writeUnknown(&b, r.UnknownColumns)
 	for _, d := range r.Duplicates {
 		lines := make([]string, len(d.Lines))
 		for i, l := range d.Lines {
@@ -163,16 +152,43 @@ func (r Report) Text() string {
 	if r.DuplicatesOmitted > 0 {
 		fmt.Fprintf(&b, "... and %d more repeated subscription %s not listed\n", r.DuplicatesOmitted, plural(r.DuplicatesOmitted, "id", "ids"))
 	}
-	switch {
-	case r.Sheet != "":
-		fmt.Fprintf(&b, "read sheet %q of the workbook\n", r.Sheet)
-	case r.Encoding != "" && r.Encoding != EncodingUTF8 && r.Encoding != EncodingUTF8BOM:
-		fmt.Fprintf(&b, "read as %s text\n", r.Encoding)
-	}
+	writeSource(&b, r.Sheet, r.Encoding)
 	if r.DateFormat != "" && r.DateFormat != DateISO {
 		fmt.Fprintf(&b, "dates with slashes read as %s\n", r.DateFormat)
 	}
 	return b.String()
+}
+
+// writeRejections writes the lines of a report's rejections.
+func writeRejections(b *strings.Builder, xs []Rejection, omitted int) {
+	for _, x := range xs {
+		if x.Field == "" {
+			fmt.Fprintf(b, "line %d: %s\n", x.Line, x.Reason)
+		} else {
+			fmt.Fprintf(b, "line %d: %s: %s\n", x.Line, x.Field, x.Reason)
+		}
+	}
+	if omitted > 0 {
+		fmt.Fprintf(b, "... and %d more %s not listed\n", omitted, plural(omitted, "rejection", "rejections"))
+	}
+}
+
+// writeUnknown writes the line of a report's unknown columns.
+func writeUnknown(b *strings.Builder, cols []string) {
+	if len(cols) > 0 {
+		fmt.Fprintf(b, "ignored unknown %s: %s\n", plural(len(cols), "column", "columns"), strings.Join(cols, ", "))
+	}
+}
+
+// writeSource writes the line that says what was read: a workbook's sheet,
+// or text in an encoding other than UTF-8.
+func writeSource(b *strings.Builder, sheet, encoding string) {
+	switch {
+	case sheet != "":
+		fmt.Fprintf(b, "read sheet %q of the workbook\n", sheet)
+	case encoding != "" && encoding != EncodingUTF8 && encoding != EncodingUTF8BOM:
+		fmt.Fprintf(b, "read as %s text\n", encoding)
+	}
 }
 
 func plural(n int, one, many string) string {
@@ -197,22 +213,16 @@ func Import(ctx context.Context, r io.Reader, opts Options) (Report, error) {
 	if opts.Store == nil {
 		return Report{}, errors.New("import: no store given")
 	}
-	opts.BatchSize = cmp.Or(max(opts.BatchSize, 0), DefaultBatchSize)
-	opts.ProgressEvery = cmp.Or(max(opts.ProgressEvery, 0), DefaultProgressEvery)
-	opts.MaxListed = cmp.Or(max(opts.MaxListed, 0), DefaultMaxListed)
-
-	im := importer{opts: opts, seed: maphash.MakeSeed(), seen: map[uint64]int32{}, dups: map[uint64]int{}, enc: badEncoding{slot: -1}, dates: opts.DateFormat}
+	opts = opts.withDefaults()
+	im := importer{opts: opts, seed: maphash.MakeSeed(), seen: map[uint64]int32{}, dups: map[uint64]int{}, enc: badEncoding{slot: -1}, dates: dateOrder{format: opts.DateFormat}}
 	im.report = Report{Rejections: []Rejection{}, UnknownColumns: []string{}, Duplicates: []Duplicate{}}
-	rd, err := OpenReader(r, ReaderOptions{Format: opts.Format, Map: opts.Map, Sheet: opts.Sheet, TempDir: opts.TempDir})
+	rd, err := opts.open(r, false)
 	if err != nil {
 		return im.report, err
 	}
 	defer rd.Close()
 	err = im.run(ctx, rd)
-	im.report.Encoding, im.report.Sheet = rd.Encoding(), rd.Sheet()
-	if im.slashes || opts.DateFormat != DateAuto {
-		im.report.DateFormat = im.dates
-	}
+	im.report.Encoding, im.report.Sheet, im.report.DateFormat = rd.Encoding(), rd.Sheet(), im.dates.format
 	if werr := im.waitAll(); werr != nil { // the batches still in flight when run stopped
 		err = errors.Join(err, werr)
 	}
@@ -225,6 +235,32 @@ func Import(ctx context.Context, r io.Reader, opts Options) (Report, error) {
 		opts.Progress(im.report.Rows)
 	}
 	return im.report, err
+}
+
+// withDefaults returns o with the defaults in place of zero (or negative)
+// sizes.
+func (o Options) withDefaults() Options {
+	o.BatchSize = cmp.Or(max(o.BatchSize, 0), DefaultBatchSize)
+	o.ProgressEvery = cmp.Or(max(o.ProgressEvery, 0), DefaultProgressEvery)
+	o.MaxListed = cmp.Or(max(o.MaxListed, 0), DefaultMaxListed)
+	return o
+}
+
+// open starts reading r as o says, a usage export when usage is set.
+func (o Options) open(r io.Reader, usage bool) (*Reader, error) {
+	return OpenReader(r, ReaderOptions{Format: o.Format, Map: o.Map, Sheet: o.Sheet, TempDir: o.TempDir, usage: usage})
+}
+
+// progress calls o.Progress every o.ProgressEvery rows, and then returns
+// the context's error.
+func (o Options) progress(ctx context.Context, rows int) error {
+	if rows%o.ProgressEvery != 0 {
+		return nil
+	}
+	if o.Progress != nil {
+		o.Progress(rows)
+	}
+	return ctx.Err()
 }
 
 type importer struct {
@@ -249,14 +285,12 @@ type importer struct {
 	dups     map[uint64]int   // hash of a subscription id -> index in report.Duplicates, or -1
 	enc      badEncoding      // the rows with text that is not UTF-8, told in one sentence
 
-	// dates is the order of the file's dates with slashes, DateAuto until
-	// a row tells it. Until then the rows from the first with a date that
-	// could be read either way are held in pending, in order, and handled
-	// once a row tells, or refused at the end when none does.
-	dates   DateFormat
+	// dates is the order of the file's dates with slashes. Until a row
+	// decides it, the rows from the first with a date that could be read
+	// either way are held in pending, in order, and handled once a row
+	// decides, or refused at the end when none does.
+	dates   dateOrder
 	pending []Record
-	example string // the first date that could be read either way
-	slashes bool   // a date with slashes was seen
 }
 
 // maxPending is how many rows an import holds back while their dates could
@@ -272,7 +306,7 @@ func (im *importer) run(ctx context.Context, rd *Reader) error {
 		rec, err := rd.Next()
 		if err == io.EOF {
 			if len(im.pending) > 0 {
-				return errors.Join(ambiguousDates(im.example, 0), im.flush(ctx))
+				return errors.Join(im.dates.undecided(0), im.flush(ctx))
 			}
 			return im.flush(ctx)
 		}
@@ -284,24 +318,23 @@ func (im *importer) run(ctx context.Context, rd *Reader) error {
 			return err
 		}
 		im.report.Rows++
-		if im.report.Rows%im.opts.ProgressEvery == 0 {
-			if im.opts.Progress != nil {
-				im.opts.Progress(im.report.Rows)
-			}
-			if err := ctx.Err(); err != nil {
-				return fmt.Errorf("import: %w", err)
-			}
+		if err := im.opts.progress(ctx, im.report.Rows); err != nil {
+			return fmt.Errorf("import: %w", err)
 		}
-		if im.dates == DateAuto && !rec.Partial {
-			hold, tells := im.order(rec.Fields)
-			if tells != DateAuto {
-				im.dates = tells
+		if im.dates.format == DateAuto && !rec.Partial {
+			hold := false
+			for _, f := range dateFields {
+				if v, ok := rec.Fields[f]; ok && im.dates.see(v) {
+					hold = true
+				}
+			}
+			if im.dates.format != DateAuto {
 				if err := im.release(ctx); err != nil {
 					return err
 				}
 			} else if hold || len(im.pending) > 0 {
 				if len(im.pending) >= maxPending {
-					return errors.Join(ambiguousDates(im.example, maxPending), im.flush(ctx))
+					return errors.Join(im.dates.undecided(maxPending), im.flush(ctx))
 				}
 				im.pending = append(im.pending, Record{Line: rec.Line, Fields: maps.Clone(rec.Fields), Problems: rec.Problems})
 				continue
@@ -311,35 +344,6 @@ func (im *importer) run(ctx context.Context, rd *Reader) error {
 			return err
 		}
 	}
-}
-
-// order looks at a row's dates: hold says one could be read day first or
-// month first, tells is the order one of them can only be read in, or
-// DateAuto.
-func (im *importer) order(fields map[string]string) (hold bool, tells DateFormat) {
-	for _, f := range dateFields {
-		v, ok := fields[f]
-		if !ok {
-			continue
-		}
-		if _, _, _, slash := slashDate(strings.TrimSpace(v)); !slash {
-			continue
-		}
-		im.slashes = true
-		switch dayFirst(v) {
-		case 1:
-			return false, DateDMY
-		case -1:
-			return false, DateMDY
-		}
-		if ambiguous(v) {
-			if im.example == "" {
-				im.example = strings.TrimSpace(v)
-			}
-			hold = true
-		}
-	}
-	return hold, DateAuto
 }
 
 // release handles the rows held back, in order, now that the order of
@@ -357,7 +361,7 @@ func (im *importer) release(ctx context.Context) error {
 
 // handle validates one row and rejects it or adds it to the batch.
 func (im *importer) handle(ctx context.Context, rec Record) error {
-	sub, errs := validate(rec.Fields, im.dates)
+	sub, errs := validate(rec.Fields, im.dates.format)
 	if len(rec.Problems) > 0 || len(errs) > 0 {
 		im.reject(rec, errs)
 		return nil
@@ -420,7 +424,7 @@ func merge(rec Record, errs []FieldError) []FieldError {
 		errs = slices.DeleteFunc(errs, func(e FieldError) bool { return e.Field == p.Field })
 	}
 	all := append(slices.Clip(rec.Problems), errs...)
-	slices.SortStableFunc(all, func(a, b FieldError) int { return fieldOrder(a.Field) - fieldOrder(b.Field) })
+	slices.SortStableFunc(all, func(a, b FieldError) int { return fieldIndex(a.Field) - fieldIndex(b.Field) })
 	return all
 }
 

@@ -5,68 +5,35 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
+	"net/http"
+	"net/http/httptest"
 	"runtime"
 	"strings"
 	"testing"
 )
 
-// repeatReader yields n bytes of b over and over, so that a test can feed a
-// 100 MB element without holding it.
-type repeatReader struct {
-	b []byte
-	n int64
-	i int
-}
-
-func (r *repeatReader) Read(p []byte) (int, error) {
-	if r.n <= 0 {
-		return 0, io.EOF
-	}
-	p = p[:min(int64(len(p)), r.n)]
-	for k := 0; k < len(p); {
-		c := copy(p[k:], r.b[r.i:])
-		r.i = (r.i + c) % len(r.b)
-		k += c
-	}
-	r.n -= int64(len(p))
-	return len(p), nil
-}
-
 func validJSONRow(id int) string {
 	return fmt.Sprintf(`{"subscription_id":"%d","end_date":"2027-05-31"}`, id)
 }
 
-// A JSON array with one element of 100 MB: the element is rejected with
-// its line, the rows around it are stored, and the import allocates a
-// bounded amount, not the element's size (it took 100 MB and more before).
-func TestImportHugeJSONElementStaysFlat(t *testing.T) {
-	const size = 100 << 20
-	in := io.MultiReader(
-		strings.NewReader("[\n"+validJSONRow(1)+",\n"+validJSONRow(2)+",\n"+validJSONRow(3)+",\n"),
-		strings.NewReader(`{"subscription_id":"4","end_date":"2027-05-31","customer_name":"`),
-		&repeatReader{b: []byte(`abc \"}]{[ `), n: size},
-		strings.NewReader("\"},\n"+validJSONRow(5)+",\n"+validJSONRow(6)+"\n]\n"),
-	)
+// A JSON array with one element of 8 MB: the element is rejected with its
+// line, and the rows around it are stored. Its memory is bounded by the
+// body's limit, as a CSV record's is (TestImportTooLarge).
+func TestImportHugeJSONElement(t *testing.T) {
+	in := "[\n" + validJSONRow(1) + ",\n" + validJSONRow(2) + ",\n" + validJSONRow(3) + ",\n" +
+		`{"subscription_id":"4","end_date":"2027-05-31","customer_name":"` + strings.Repeat(`abc \"}]{[ `, 8<<20/11) +
+		"\"},\n" + validJSONRow(5) + ",\n" + validJSONRow(6) + "\n]\n"
 	st := &memStore{}
-	runtime.GC()
-	var before, after runtime.MemStats
-	runtime.ReadMemStats(&before)
-	rep, err := Import(context.Background(), in, Options{Store: st})
-	runtime.ReadMemStats(&after)
+	rep, err := Import(context.Background(), strings.NewReader(in), Options{Store: st})
 	if err != nil {
 		t.Fatalf("Import: %v", err)
-	}
-	alloc := after.TotalAlloc - before.TotalAlloc
-	t.Logf("a %d MB element: %.1f MB allocated in all, heap in use %.1f MB before, %.1f MB after",
-		size>>20, float64(alloc)/(1<<20), float64(before.HeapInuse)/(1<<20), float64(after.HeapInuse)/(1<<20))
-	if alloc > 32<<20 {
-		t.Errorf("the import allocated %d MB for a %d MB element: it is buffered, not capped", alloc>>20, size>>20)
 	}
 	if rep.Rows != 6 || rep.Created != 5 || rep.Rejected != 1 || len(rep.Rejections) != 1 {
 		t.Fatalf("report %+v: want 6 rows, 5 created, 1 rejected", rep)
 	}
-	if x := rep.Rejections[0]; x.Line != 5 || x.Field != "" || !strings.Contains(x.Reason, "longer than the limit of 65536 bytes (64 KiB)") {
-		t.Errorf("rejection %+v: want line 5, over the limit", x)
+	if x := rep.Rejections[0]; x.Line != 5 || x.Field != "" || x.SubscriptionID != "4" || !strings.Contains(x.Reason, "longer than the limit of 65536 bytes (64 KiB)") {
+		t.Errorf("rejection %+v: want line 5, subscription 4, over the limit", x)
 	}
 	for _, id := range []string{"1", "2", "3", "5", "6"} {
 		if _, ok := st.subs[id]; !ok {
@@ -78,11 +45,34 @@ func TestImportHugeJSONElementStaysFlat(t *testing.T) {
 	}
 }
 
-// Elements too long to decode are passed over whatever they are, and the
-// reading goes on with the right lines; what follows them is still checked.
-func TestReaderSkipsLongJSONElements(t *testing.T) {
-	big := strings.Repeat("x", 3*jsonWindow)
-	nl := strings.Repeat("\n", 3*jsonWindow) // newlines inside the element, between its fields
+// The body's limit is what bounds the memory of a long element: a 32 MB
+// element behind a limit of 1 MB costs a few MB, and the rows before it are
+// stored.
+func TestImportLongJSONElementOverBodyLimit(t *testing.T) {
+	in := "[\n" + validJSONRow(1) + ",\n" + `{"subscription_id":"2","customer_name":"` + strings.Repeat("x", 32<<20) + "\"}]"
+	body := http.MaxBytesReader(httptest.NewRecorder(), io.NopCloser(strings.NewReader(in)), 1<<20)
+	st := &memStore{}
+	runtime.GC()
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	rep, err := Import(context.Background(), body, Options{Store: st})
+	runtime.ReadMemStats(&after)
+	if !errors.Is(err, ErrTooLarge) {
+		t.Fatalf("err = %v, want ErrTooLarge", err)
+	}
+	if alloc := after.TotalAlloc - before.TotalAlloc; alloc > 8<<20 {
+		t.Errorf("the import allocated %d MB behind a limit of 1 MB", alloc>>20)
+	}
+	if rep.Created != 1 || len(st.subs) != 1 {
+		t.Errorf("report %+v: want the row before the element stored", rep)
+	}
+}
+
+// Elements over the limit are rejected whatever they are, and the reading
+// goes on with the right lines; what follows them is still checked.
+func TestReaderLongJSONElements(t *testing.T) {
+	big := strings.Repeat("x", 3*MaxRowBytes)
+	nl := strings.Repeat("\n", 3*MaxRowBytes) // newlines inside the element, between its fields
 	for _, tc := range []struct {
 		name, in string
 		want     []string // per record: "line:id" or "line:long"
@@ -93,16 +83,15 @@ func TestReaderSkipsLongJSONElements(t *testing.T) {
 		{"last", "[" + validJSONRow(1) + ",{\"a\":\"" + big + "\"}\n]", []string{"1:1", "1:long"}, ""},
 		{"newlines inside", "[" + validJSONRow(1) + ",\n{" + nl + "\"a\":1},\n" + validJSONRow(3) + "]", []string{"1:1", "2:long", fmt.Sprintf("%d:3", 3+len(nl))}, ""},
 		{"newlines after the comma", "[" + validJSONRow(1) + "," + nl + "{\"a\":\"" + big + "\"},\n" + validJSONRow(3) + "]", []string{"1:1", fmt.Sprintf("%d:long", 1+len(nl)), fmt.Sprintf("%d:3", 2+len(nl))}, ""},
-		{"escapes and brackets in strings", "[{\"a\":\"" + strings.Repeat(`\"}],{[\\`, jsonWindow) + "\",\"b\":[{}]},\n" + validJSONRow(2) + "]", []string{"1:long", "2:2"}, ""},
-		{"nested", "[{\"a\":[" + strings.Repeat(`{"b":[1,2]},`, jsonWindow/4) + "0]},\n" + validJSONRow(2) + "]", []string{"1:long", "2:2"}, ""},
+		{"escapes and brackets in strings", "[{\"a\":\"" + strings.Repeat(`\"}],{[\\`, MaxRowBytes) + "\",\"b\":[{}]},\n" + validJSONRow(2) + "]", []string{"1:long", "2:2"}, ""},
+		{"nested", "[{\"a\":[" + strings.Repeat(`{"b":[1,2]},`, MaxRowBytes/4) + "0]},\n" + validJSONRow(2) + "]", []string{"1:long", "2:2"}, ""},
 		{"string", "[\"" + big + "\",\n" + validJSONRow(2) + "]", []string{"1:long", "2:2"}, ""},
-		{"number", "[" + strings.Repeat("1", 3*jsonWindow) + " ,\n" + validJSONRow(2) + "]", []string{"1:long", "2:2"}, ""},
-		{"white space before a short element", "[" + validJSONRow(1) + "," + strings.Repeat(" ", 3*jsonWindow) + validJSONRow(3) + "]", []string{"1:1", "1:3"}, ""},
+		{"number", "[" + strings.Repeat("1", 3*MaxRowBytes) + " ,\n" + validJSONRow(2) + "]", []string{"1:long", "2:2"}, ""},
+		{"white space before a short element", "[" + validJSONRow(1) + "," + strings.Repeat(" ", 3*MaxRowBytes) + validJSONRow(3) + "]", []string{"1:1", "1:3"}, ""},
 		{"newlines before a short element", "[" + validJSONRow(1) + "," + nl + validJSONRow(3) + "]", []string{"1:1", fmt.Sprintf("%d:3", 1+len(nl))}, ""},
-		{"white space before a bad short element", "[" + validJSONRow(1) + "," + strings.Repeat(" ", 3*jsonWindow) + "{\"a\" 1},\n" + validJSONRow(3) + "]", []string{"1:1", "1:bad", "2:3"}, ""},
-		{"white space before the closing bracket", "[" + validJSONRow(1) + ",\n" + strings.Repeat(" ", 3*jsonWindow) + "]", []string{"1:1"}, "line 2: invalid JSON"},
+		{"white space before the closing bracket", "[" + validJSONRow(1) + ",\n" + strings.Repeat(" ", 3*MaxRowBytes) + "]", []string{"1:1"}, "line 2: invalid JSON"},
 		{"cut short", "[" + validJSONRow(1) + ",\n{\"a\":\"" + big, []string{"1:1"}, "line 2: the JSON array ends early"},
-		{"trailing comma", "[" + validJSONRow(1) + ",\n{\"a\":\"" + big + "\"},\n]", []string{"1:1", "2:long"}, "line 2: invalid JSON"},
+		{"trailing comma", "[" + validJSONRow(1) + ",\n{\"a\":\"" + big + "\"},\n]", []string{"1:1", "2:long"}, "line 3: invalid JSON"},
 		{"broken after", "[{\"a\":\"" + big + "\"}\n{}]", []string{"1:long"}, "line 2: invalid JSON"},
 		{"more after the array", "[{\"a\":\"" + big + "\"}]\n[]", []string{"1:long"}, "line 2: there is more after the JSON array"},
 	} {
@@ -141,5 +130,46 @@ func TestReaderSkipsLongJSONElements(t *testing.T) {
 				t.Errorf("records %v, want %v", got, tc.want)
 			}
 		})
+	}
+}
+
+// Each element's line is the line of its opening brace, whatever white space
+// and newlines stand around and inside the elements, short or long.
+func TestReaderJSONLines(t *testing.T) {
+	rnd := rand.New(rand.NewPCG(1, 2))
+	space := func() string {
+		return strings.Repeat(" \n\t\r\n"[rnd.IntN(5):], rnd.IntN(3)) + strings.Repeat("\n", rnd.IntN(2)*rnd.IntN(5000))
+	}
+	var in strings.Builder
+	var want []int
+	in.WriteString("[")
+	lines := 1
+	for i := range 1000 {
+		before := space()
+		if i > 0 {
+			before += "," + space()
+		}
+		lines += strings.Count(before, "\n")
+		want = append(want, lines)
+		elem := fmt.Sprintf(`{"subscription_id":%s"%d",%s"customer_name":"%s"}`, space(), i, space(), strings.Repeat("x", rnd.IntN(2)*rnd.IntN(8)/7*rnd.IntN(3*MaxRowBytes)))
+		in.WriteString(before + elem)
+		lines += strings.Count(elem, "\n")
+	}
+	in.WriteString(space() + "]")
+	rd, err := NewReader(strings.NewReader(in.String()), FormatJSON)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, line := range want {
+		rec, err := rd.Next()
+		if err != nil {
+			t.Fatalf("element %d: %v", i, err)
+		}
+		if rec.Line != line {
+			t.Fatalf("element %d: line %d, want %d", i, rec.Line, line)
+		}
+	}
+	if _, err := rd.Next(); err != io.EOF {
+		t.Fatalf("after the last element: %v, want io.EOF", err)
 	}
 }

@@ -42,10 +42,10 @@ func ParseFormat(s string) (Format, error) {
 // MaxRowBytes is the longest row accepted: a CSV record (its bytes in the
 // file, line end included), an NDJSON line or a JSON array element. A longer
 // row is rejected with a reason that names the limit, and reading goes on
-// with the next row. NDJSON never holds more than this of a row in memory, a
-// JSON array element no more than twice this (see jsonWindow). A CSV record
-// is read whole by encoding/csv and measured after, so what bounds its
-// memory is the caller's limit on the body (http.MaxBytesReader).
+// with the next row. NDJSON never holds more than this of a row in memory.
+// A CSV record or a JSON array element is read whole by encoding/csv or
+// encoding/json and measured after, so what bounds its memory is the
+// caller's limit on the body (http.MaxBytesReader).
 const MaxRowBytes = 64 << 10
 
 // Errors that callers can test for with errors.Is.
@@ -151,8 +151,6 @@ type Reader struct {
 	// JSON array
 	dec   *json.Decoder
 	lines *lineCounter
-	jcap  *capReader // between lines and dec: caps what one element may read
-	base  int64      // the input offset of dec's offset 0 (see skipLong)
 	done  bool
 
 	// NDJSON
@@ -248,8 +246,7 @@ func OpenReader(r io.Reader, o ReaderOptions) (*Reader, error) {
 	case FormatJSON:
 		err = rd.startJSON(br)
 	case FormatNDJSON:
-		rd.br = bufio.NewReaderSize(br, MaxRowBytes+2)
-		rd.next = rd.nextNDJSON
+		rd.br, rd.next = br, rd.nextNDJSON
 	}
 	if err != nil {
 		return nil, err
@@ -497,50 +494,15 @@ func csvReason(err error) string {
 
 // ---- JSON array ----
 
-// jsonWindow is how much of the input one JSON array element may take up
-// in the decoder's buffer. An element longer than MaxRowBytes but within the
-// window is decoded, so that its rejection names its subscription; a longer
-// one is skipped unread (skipLong), so that an element of any size costs a
-// bounded amount of memory.
-const jsonWindow = 2 * MaxRowBytes
-
-// errLongElement is what capReader returns when the decoder wants more of
-// one element than jsonWindow.
-var errLongElement = errors.New("JSON array element longer than the window")
-
-// capReader passes reads through, delivering no byte at or beyond limit
-// (an offset in what it has delivered) once a limit is set.
-type capReader struct {
-	src       io.Reader
-	delivered int64
-	limit     int64 // -1: none
-}
-
-func (c *capReader) Read(p []byte) (int, error) {
-	if c.limit >= 0 {
-		if c.delivered >= c.limit {
-			return 0, errLongElement
-		}
-		p = p[:min(int64(len(p)), c.limit-c.delivered)]
-	}
-	n, err := c.src.Read(p)
-	c.delivered += int64(n)
-	return n, err
-}
-
-// line returns the line of the decoder's offset off.
-func (rd *Reader) jsonLine(off int64) int { return rd.lines.lineAt(rd.base + off) }
-
 func (rd *Reader) startJSON(r io.Reader) error {
 	rd.lines = &lineCounter{src: r}
-	rd.jcap = &capReader{src: rd.lines, limit: -1}
-	rd.dec = json.NewDecoder(rd.jcap)
+	rd.dec = json.NewDecoder(rd.lines)
 	tok, err := rd.dec.Token()
 	if err != nil {
 		return rd.jsonErr(err)
 	}
 	if d, ok := tok.(json.Delim); !ok || d != '[' {
-		return &FileError{Line: rd.jsonLine(rd.dec.InputOffset()), Reason: "the JSON document is not an array: give an array of objects, [{...}, {...}], or one object per line (NDJSON)"}
+		return &FileError{Line: rd.jsonLine(), Reason: "the JSON document is not an array: give an array of objects, [{...}, {...}], or one object per line (NDJSON)"}
 	}
 	rd.next = rd.nextJSON
 	return nil
@@ -551,11 +513,11 @@ func (rd *Reader) jsonErr(err error) error {
 		return &FileError{Reason: "the file is empty: give a JSON array of objects"}
 	}
 	if se, ok := errors.AsType[*json.SyntaxError](err); ok {
-		line := rd.jsonLine(se.Offset)
+		line := rd.jsonErrLine()
 		return &FileError{Line: line, Reason: fmt.Sprintf("invalid JSON (%v): the file cannot be read from line %d on; fix it and import again", se, line)}
 	}
 	if err == io.ErrUnexpectedEOF {
-		return &FileError{Line: rd.jsonLine(rd.dec.InputOffset()), Reason: "the JSON array ends early: the file is cut short or a closing ] or } is missing"}
+		return &FileError{Line: rd.jsonErrLine(), Reason: "the JSON array ends early: the file is cut short or a closing ] or } is missing"}
 	}
 	return readErr(err)
 }
@@ -573,207 +535,63 @@ func (rd *Reader) nextJSON() (Record, error) {
 			if err != nil {
 				return Record{}, rd.jsonErr(err)
 			}
-			return Record{}, &FileError{Line: rd.jsonLine(rd.dec.InputOffset()), Reason: "there is more after the JSON array: give one array of objects"}
+			return Record{}, &FileError{Line: rd.jsonLine(), Reason: "there is more after the JSON array: give one array of objects"}
 		}
 		return Record{}, io.EOF
 	}
 	var raw json.RawMessage
-	rd.jcap.limit = rd.dec.InputOffset() + jsonWindow
-	err := rd.dec.Decode(&raw)
-	rd.jcap.limit = -1
-	if errors.Is(err, errLongElement) {
-		return rd.skipLong()
-	}
-	if err != nil {
+	if err := rd.dec.Decode(&raw); err != nil {
 		if err == io.EOF {
 			err = io.ErrUnexpectedEOF
 		}
 		return Record{}, rd.jsonErr(err)
 	}
-	start := rd.dec.InputOffset() - int64(len(raw))
-	rec := Record{Line: rd.jsonLine(start)}
+	rec := Record{Line: rd.jsonLine() - bytes.Count(raw, newline)}
 	rec.Problems, rec.Partial = rd.object(raw)
 	if len(raw) > MaxRowBytes {
-		rec.Problems = []FieldError{{Reason: objectTooLong}}
-		rec.Partial = true
+		rec.Problems, rec.Partial = []FieldError{{Reason: objectTooLong}}, true
 	}
 	return rec, nil
 }
 
-// skipLong passes over the rest of an array element that outgrew
-// jsonWindow, keeping no more than MaxRowBytes of it, and rejects it. The
-// decoder stopped inside it and cannot go on, so a new one takes over after
-// the element: it reads "[0" and then the rest of the input, and takes the 0
-// in place of the element, so that what follows (a comma and more elements,
-// or the closing bracket) is checked as before. What outgrew the window may
-// also be white space before a short element, which is then read as usual,
-// or before a closing bracket (after a trailing comma), which the new
-// decoder then reports as invalid JSON.
-func (rd *Reader) skipLong() (Record, error) {
-	at := rd.base + rd.dec.InputOffset() // input offset of dec.Buffered()
-	startLine := rd.lines.lineAt(at)
-	sk := skimmer{src: io.MultiReader(rd.dec.Buffered(), rd.lines),
-		// Count the newlines passed as it goes, so that the counter does
-		// not keep an offset for each newline of the element.
-		passed: func(off int64) { rd.lines.lineAt(at + off) }}
-	v, err := sk.value()
-	if err != nil {
-		if err == io.EOF {
-			return Record{}, &FileError{Line: startLine + v.newlines, Reason: "the JSON array ends early: the file is cut short or a closing ] or } is missing"}
-		}
-		return Record{}, readErr(err)
-	}
-	placeholder := "[0"
-	if v.none {
-		placeholder = "[0,"
-	}
-	rd.base = at + v.end - int64(len(placeholder))
-	rd.jcap = &capReader{src: io.MultiReader(strings.NewReader(placeholder), bytes.NewReader(v.rest), rd.lines), limit: -1}
-	rd.dec = json.NewDecoder(rd.jcap)
-	var zero json.RawMessage
-	if _, err := rd.dec.Token(); err != nil {
-		return Record{}, rd.jsonErr(err)
-	}
-	if err := rd.dec.Decode(&zero); err != nil {
-		if err == io.EOF {
-			err = io.ErrUnexpectedEOF
-		}
-		return Record{}, rd.jsonErr(err)
-	}
-	if v.none {
-		return rd.nextJSON() // the syntax error at the bracket
-	}
-	clear(rd.fields)
-	rec := Record{Line: startLine + v.newlines}
-	if v.long {
-		rec.Partial = true
-		rec.Problems = []FieldError{{Reason: objectTooLong}}
-		return rec, nil
-	}
-	rec.Problems, rec.Partial = rd.object(v.raw)
-	return rec, nil
+// jsonLine returns the line of the decoder's offset, reckoned back from
+// the end of what it has read.
+func (rd *Reader) jsonLine() int {
+	var after newlines
+	io.Copy(&after, rd.dec.Buffered())
+	return 1 + rd.lines.n - int(after)
 }
 
-// skimmer finds the end of one JSON value in src without keeping more than
-// MaxRowBytes of it: it follows strings (with their escapes) and the
-// nesting of objects and arrays, and leaves checking the syntax to a
-// decoder.
-type skimmer struct {
+// jsonErrLine returns the line of the first byte past the decoder's offset
+// that is not white space: where the value that broke starts.
+func (rd *Reader) jsonErrLine() int {
+	b, _ := io.ReadAll(rd.dec.Buffered())
+	return rd.jsonLine() + bytes.Count(b[:len(b)-len(bytes.TrimLeft(b, " \t\r\n"))], newline)
+}
+
+var newline = []byte{'\n'}
+
+// lineCounter counts the newlines read through it, so that a line can be
+// reckoned back from the end of what the json.Decoder reading from it has
+// buffered. It passes on at most 4 KiB a read, so that the decoder never
+// holds much more than the element it decodes.
+type lineCounter struct {
 	src io.Reader
-	// passed, when set, is told before each read how many bytes were
-	// taken before it.
-	passed func(off int64)
-	buf    [32 << 10]byte
+	n   int // newlines read
 }
 
-// skimmed is what skimmer.value found.
-type skimmed struct {
-	end      int64  // bytes taken, up to the value's end
-	rest     []byte // bytes read past end
-	newlines int    // newlines before the value's first byte
-	raw      []byte // the value, unless long
-	long     bool   // the value is longer than MaxRowBytes
-	none     bool   // no value: a closing bracket came first, at end
+func (lc *lineCounter) Read(p []byte) (int, error) {
+	n, err := lc.src.Read(p[:min(len(p), 4<<10)])
+	lc.n += bytes.Count(p[:n], newline)
+	return n, err
 }
 
-// value reads past leading white space (and a comma, which the decoder may
-// not have taken yet) and one value.
-func (sk *skimmer) value() (skimmed, error) {
-	var v skimmed
-	started := false
-	depth, inStr, esc, scalar := 0, false, false, false
-	var off int64
-	keep := func(b []byte) {
-		if !v.long {
-			if len(v.raw)+len(b) > MaxRowBytes {
-				v.raw, v.long = nil, true
-			} else {
-				v.raw = append(v.raw, b...)
-			}
-		}
-	}
-	// done ends the value at buf[i] of a chunk of m bytes whose part of
-	// the value starts at from.
-	done := func(m, from, i int) (skimmed, error) {
-		keep(sk.buf[from:i])
-		v.end = off + int64(i)
-		v.rest = bytes.Clone(sk.buf[i:m])
-		return v, nil
-	}
-	for {
-		if sk.passed != nil {
-			sk.passed(off)
-		}
-		m, rerr := sk.src.Read(sk.buf[:])
-		from := 0 // where the chunk's part of the value starts
-		for i, c := range sk.buf[:m] {
-			switch {
-			case !started:
-				switch c {
-				case ' ', '\t', '\r', ',':
-					continue
-				case '\n':
-					v.newlines++
-					continue
-				case ']', '}':
-					v.none = true
-					v.end, v.rest = off+int64(i), bytes.Clone(sk.buf[i:m])
-					return v, nil
-				case '{', '[':
-					depth = 1
-				case '"':
-					inStr = true
-				default:
-					scalar = true
-				}
-				started, from = true, i
-				continue
-			case inStr:
-				switch {
-				case esc:
-					esc = false
-				case c == '\\':
-					esc = true
-				case c == '"':
-					inStr = false
-				}
-				if inStr || depth > 0 {
-					continue
-				}
-			case scalar:
-				switch c {
-				case ',', ']', '}', ' ', '\t', '\r', '\n':
-					return done(m, from, i)
-				}
-				continue
-			default:
-				switch c {
-				case '"':
-					inStr = true
-				case '{', '[':
-					depth++
-				case '}', ']':
-					depth--
-				}
-				if depth > 0 {
-					continue
-				}
-			}
-			// The value ended with this byte.
-			return done(m, from, i+1)
-		}
-		if started {
-			keep(sk.buf[from:m])
-		}
-		off += int64(m)
-		if rerr != nil {
-			if rerr == io.EOF && scalar {
-				v.end = off
-				return v, nil
-			}
-			return v, rerr
-		}
-	}
+// newlines counts the newlines written to it.
+type newlines int
+
+func (c *newlines) Write(p []byte) (int, error) {
+	*c += newlines(bytes.Count(p, newline))
+	return len(p), nil
 }
 
 // object reads one JSON object of scalars into rd.fields, and reports
@@ -812,46 +630,8 @@ func (rd *Reader) object(raw []byte) ([]FieldError, bool) {
 			rd.fields[name] = string(v)
 		}
 	}
-	slices.SortFunc(probs, func(a, b FieldError) int { return fieldOrder(a.Field) - fieldOrder(b.Field) })
+	slices.SortFunc(probs, func(a, b FieldError) int { return fieldIndex(a.Field) - fieldIndex(b.Field) })
 	return probs, false
-}
-
-func fieldOrder(name string) int { return fieldIndex(name) }
-
-// lineCounter counts the newlines read through it so that byte offsets of
-// the json.Decoder can be turned into line numbers. It keeps the offsets of
-// the newlines the decoder has buffered but not yet passed, only: queries
-// come in increasing order of offset.
-type lineCounter struct {
-	src     io.Reader
-	off     int64   // bytes read so far
-	pending []int64 // offsets of newlines not yet passed by a query
-	line    int     // lines passed, minus one
-}
-
-func (lc *lineCounter) Read(p []byte) (int, error) {
-	n, err := lc.src.Read(p)
-	for i := 0; i < n; {
-		j := bytes.IndexByte(p[i:n], '\n')
-		if j < 0 {
-			break
-		}
-		lc.pending = append(lc.pending, lc.off+int64(i+j))
-		i += j + 1
-	}
-	lc.off += int64(n)
-	return n, err
-}
-
-// lineAt returns the 1-based line of the byte at offset off.
-func (lc *lineCounter) lineAt(off int64) int {
-	i := 0
-	for i < len(lc.pending) && lc.pending[i] < off {
-		i++
-	}
-	lc.line += i
-	lc.pending = append(lc.pending[:0], lc.pending[i:]...)
-	return lc.line + 1
 }
 
 // ---- NDJSON ----

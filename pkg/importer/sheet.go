@@ -4,6 +4,7 @@ import (
 	"archive/zip"
 	"bufio"
 	"bytes"
+	"encoding/xml"
 	"errors"
 	"fmt"
 	"io"
@@ -11,6 +12,7 @@ import (
 	"strings"
 
 	"github.com/xuri/excelize/v2"
+	"golang.org/x/net/html/charset"
 )
 
 // An .xlsx workbook is read with excelize. The body is copied to a
@@ -40,11 +42,24 @@ const (
 	// (every part but the worksheets and shared strings above
 	// maxPartInMemory).
 	maxInMemoryBytes = 128 << 20
-	// maxSharedStringsBytes caps the shared-strings table: excelize keeps
-	// an index of about 40 bytes per text of it in memory while the sheet
-	// is read, so 128 MB of table (some four million texts) is about
-	// 160 MB of index.
+	// maxSharedStringsBytes caps the shared-strings table, and with it
+	// the time that counting its texts takes.
 	maxSharedStringsBytes = 128 << 20
+	// maxSharedStrings caps the texts of the shared-strings table. What
+	// excelize holds for the table depends on the number of its texts
+	// more than on its size: unpacked to a file, an index of about 40
+	// bytes a text, and up to 105 bytes of memory a text while the index
+	// is built (5.2 million short texts in 118 MB of table took 550 MB);
+	// so 1.5 million texts are about 160 MB.
+	maxSharedStrings = 1_500_000
+	// maxSharedStringsInMemory is the most texts of a shared-strings table
+	// that excelize may decode in memory, which takes 470-590 bytes a text
+	// (650,000 short texts in 15 MB of table took 290 MB; an import of
+	// 40,000 rows with 325,000 texts 251 MB instead of 83), and is faster
+	// than its index on a file (that import: 70 µs of CPU a row instead of
+	// 103): 200,000 texts are about 95-120 MB. A table of more texts is
+	// unpacked to a file whatever its size.
+	maxSharedStringsInMemory = 200_000
 )
 
 // isWorkbook reports whether the input starts like an .xlsx: a zip whose
@@ -102,13 +117,17 @@ func tooBigWorkbook(what string, limit int64) *FileError {
 }
 
 // checkUnpacked checks a workbook's zip directory against the bounds on
-// what it may unpack to.
-func checkUnpacked(f *os.File, size int64) error {
+// what it may unpack to, and counts the texts of its shared-strings table
+// against maxSharedStrings. It returns the UnzipXMLSizeLimit to open the
+// workbook with: maxPartInMemory, or less, so that a table of more than
+// maxSharedStringsInMemory texts is unpacked to a file.
+func checkUnpacked(f *os.File, size int64) (xmlLimit int64, err error) {
 	zr, err := zip.NewReader(f, size)
 	if err != nil {
-		return brokenWorkbook(err)
+		return 0, brokenWorkbook(err)
 	}
 	var all, inMemory uint64
+	var sst *zip.File
 	for _, p := range zr.File {
 		n := p.UncompressedSize64
 		all += n
@@ -116,8 +135,9 @@ func checkUnpacked(f *os.File, size int64) error {
 		switch {
 		case name == "xl/sharedstrings.xml":
 			if n > maxSharedStringsBytes {
-				return tooBigWorkbook("shared texts", maxSharedStringsBytes)
+				return 0, tooBigWorkbook("shared texts", maxSharedStringsBytes)
 			}
+			sst = p
 			if n > maxPartInMemory {
 				continue
 			}
@@ -128,11 +148,51 @@ func checkUnpacked(f *os.File, size int64) error {
 	}
 	switch {
 	case all > maxUnpackedBytes:
-		return tooBigWorkbook("parts", maxUnpackedBytes)
+		return 0, tooBigWorkbook("parts", maxUnpackedBytes)
 	case inMemory > maxInMemoryBytes:
-		return tooBigWorkbook("parts besides its sheets", maxInMemoryBytes)
+		return 0, tooBigWorkbook("parts besides its sheets", maxInMemoryBytes)
 	}
-	return nil
+	xmlLimit = maxPartInMemory
+	if sst == nil {
+		return xmlLimit, nil
+	}
+	texts, err := countSharedStrings(sst, maxSharedStrings)
+	switch {
+	case err != nil:
+		return 0, brokenWorkbook(err)
+	case texts > maxSharedStrings:
+		return 0, &FileError{Reason: fmt.Sprintf("the workbook holds more than %d different texts: save the sheet as CSV UTF-8 and import that", maxSharedStrings)}
+	case texts > maxSharedStringsInMemory:
+		// excelize unpacks a table larger than its limit to a file.
+		xmlLimit = min(xmlLimit, max(int64(sst.UncompressedSize64)-1, 0))
+	}
+	return xmlLimit, nil
+}
+
+// countSharedStrings counts the texts (si elements) of a workbook's
+// shared-strings table, up to one more than limit. It decodes the table
+// as excelize does (encoding/xml, the same charset reader) and, as
+// excelize does, stops at the first token it cannot read: the texts
+// before it are those that excelize would index.
+func countSharedStrings(p *zip.File, limit int) (int, error) {
+	rc, err := p.Open()
+	if err != nil {
+		return 0, err
+	}
+	defer rc.Close()
+	d := xml.NewDecoder(rc)
+	d.CharsetReader = charset.NewReaderLabel
+	n := 0
+	for n <= limit {
+		tok, err := d.RawToken()
+		if err != nil {
+			break
+		}
+		if se, ok := tok.(xml.StartElement); ok && se.Name.Local == "si" {
+			n++
+		}
+	}
+	return n, nil
 }
 
 func (rd *Reader) startXLSX(br *bufio.Reader, o ReaderOptions) error {
@@ -155,10 +215,11 @@ func (rd *Reader) startXLSX(br *bufio.Reader, o ReaderOptions) error {
 	if err != nil {
 		return readErr(err)
 	}
-	if err := checkUnpacked(spool, size); err != nil {
+	xmlLimit, err := checkUnpacked(spool, size)
+	if err != nil {
 		return err
 	}
-	f, err := openWorkbook(spool.Name(), dir)
+	f, err := openWorkbook(spool.Name(), dir, xmlLimit)
 	if err != nil {
 		return err
 	}
@@ -207,7 +268,7 @@ func (rd *Reader) startXLSX(br *bufio.Reader, o ReaderOptions) error {
 // openWorkbook opens the workbook at path with excelize, cell values raw
 // (a date cell as its serial number, which parseDate reads, not as the
 // sheet formats it; a number as written).
-func openWorkbook(path, tempDir string) (f *excelize.File, err error) {
+func openWorkbook(path, tempDir string, xmlLimit int64) (f *excelize.File, err error) {
 	defer func() {
 		if p := recover(); p != nil { // a workbook excelize does not expect
 			f, err = nil, brokenWorkbook(fmt.Errorf("%v", p))
@@ -217,7 +278,7 @@ func openWorkbook(path, tempDir string) (f *excelize.File, err error) {
 		RawCellValue:      true,
 		TmpDir:            tempDir,
 		UnzipSizeLimit:    maxUnpackedBytes,
-		UnzipXMLSizeLimit: maxPartInMemory,
+		UnzipXMLSizeLimit: xmlLimit,
 	})
 	if err != nil {
 		if f != nil {

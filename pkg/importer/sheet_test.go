@@ -4,7 +4,9 @@ import (
 	"archive/zip"
 	"bytes"
 	"context"
+	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -217,6 +219,64 @@ func TestWorkbookBrokenLeavesNoFiles(t *testing.T) {
 	_, err = Import(context.Background(), bytes.NewReader(b.Bytes()), Options{Store: &memStore{}, TempDir: dir})
 	if fe, ok := err.(*FileError); !ok || !strings.HasPrefix(fe.Reason, "the workbook cannot be read (zip: unsupported compression algorithm): open it in Excel") {
 		t.Errorf("Import: %v", err)
+	}
+	if left, _ := filepath.Glob(filepath.Join(dir, "*")); len(left) != 0 {
+		t.Errorf("left in the temp dir: %v", left)
+	}
+}
+
+// TestWorkbookSharedStringsBounds: what excelize holds for a shared-strings
+// table grows with its number of texts, so a small table of many short
+// texts is bounded by their number: one of more than maxSharedStringsInMemory
+// texts is read from a file, and reads as the texts it holds; one of more
+// than maxSharedStrings is refused in one sentence and leaves no files
+// behind.
+func TestWorkbookSharedStringsBounds(t *testing.T) {
+	const ns = `xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main" xmlns:r="http://schemas.openxmlformats.org/officeDocument/2006/relationships"`
+	book := func(texts int) []byte {
+		var sst strings.Builder
+		sst.WriteString(`<?xml version="1.0" encoding="UTF-8"?><sst ` + ns + `><si><t>subscription_id</t></si><si><t>end_date</t></si>`)
+		for range texts - 3 {
+			sst.WriteString(`<si/>`)
+		}
+		sst.WriteString(`<si><t>140001</t></si></sst>`)
+		last := strconv.Itoa(texts - 1)
+		return rawWorkbook(t, map[string]string{
+			"xl/workbook.xml":            `<workbook ` + ns + `><sheets><sheet name="S" sheetId="1" r:id="r1"/></sheets></workbook>`,
+			"xl/_rels/workbook.xml.rels": `<Relationships xmlns="http://schemas.openxmlformats.org/package/2006/relationships"><Relationship Id="r1" Target="worksheets/data.xml"/></Relationships>`,
+			"xl/sharedStrings.xml":       sst.String(),
+			"xl/worksheets/data.xml": `<worksheet ` + ns + `><sheetData><row r="1"><c t="s"><v>0</v></c><c t="s"><v>1</v></c></row>` +
+				`<row r="2"><c t="s"><v>` + last + `</v></c><c><v>46112</v></c></row></sheetData></worksheet>`,
+		})
+	}
+	for _, tc := range []struct {
+		texts    int
+		inMemory bool // excelize's UnzipXMLSizeLimit leaves the table in memory
+	}{{1000, true}, {maxSharedStringsInMemory + 1, false}} {
+		in := book(tc.texts)
+		spool := filepath.Join(t.TempDir(), "book.xlsx")
+		if err := os.WriteFile(spool, in, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		f, err := os.Open(spool)
+		if err != nil {
+			t.Fatal(err)
+		}
+		limit, err := checkUnpacked(f, int64(len(in)))
+		f.Close()
+		if err != nil || (limit == maxPartInMemory) != tc.inMemory {
+			t.Errorf("%d texts: UnzipXMLSizeLimit %d, %v; want the table in memory: %v", tc.texts, limit, err, tc.inMemory)
+		}
+		st := &memStore{}
+		rep, err := Import(context.Background(), bytes.NewReader(in), Options{Store: st, TempDir: t.TempDir()})
+		if err != nil || rep.Created != 1 || st.subs["140001"].EndDate != subscription.MustDate("2026-03-31") {
+			t.Errorf("%d texts: report %+v, err %v, stored %+v", tc.texts, rep, err, st.subs)
+		}
+	}
+	dir := t.TempDir()
+	_, err := Import(context.Background(), bytes.NewReader(book(maxSharedStrings+1)), Options{Store: &memStore{}, TempDir: dir})
+	if fe, ok := err.(*FileError); !ok || fe.Reason != "the workbook holds more than 1500000 different texts: save the sheet as CSV UTF-8 and import that" {
+		t.Errorf("%d texts: %v", maxSharedStrings+1, err)
 	}
 	if left, _ := filepath.Glob(filepath.Join(dir, "*")); len(left) != 0 {
 		t.Errorf("left in the temp dir: %v", left)

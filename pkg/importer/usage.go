@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"slices"
 	"strconv"
 	"strings"
@@ -75,24 +76,17 @@ type UsageStore interface {
 	EndingBetween(ctx context.Context, from, to subscription.Date, fn func(subscription.Subscription) error) error
 }
 
-// UsageOptions configure ImportUsage. Store and AsOf are required.
+// UsageOptions configure ImportUsage. Store and AsOf are required. The
+// Options mean what they mean for Import (Format is FormatAuto, FormatCSV or
+// FormatXLSX, Map comes from ParseUsageMap, OnUpsert is called for each
+// subscription whose counts were written), except Options.Store: Store is
+// used instead.
 type UsageOptions struct {
+	Options
+	// Store is where the subscriptions are found and their counts written.
 	Store UsageStore
 	// AsOf is the day the export was taken: days inactive are reckoned to it.
 	AsOf subscription.Date
-	// Format is FormatAuto, FormatCSV or FormatXLSX.
-	Format Format
-	// Map (from ParseUsageMap), Sheet, TempDir and DateFormat are as in
-	// Options.
-	Map        map[string]string
-	Sheet      string
-	TempDir    string
-	DateFormat DateFormat
-	// OnUpsert, when set, is called for each subscription whose usage was
-	// written, with what the store did.
-	OnUpsert func(sub subscription.Subscription, res subscription.UpsertResult)
-	// MaxListed caps Rejections and Unmatched; default 1,000.
-	MaxListed int
 }
 
 // UsageReport is the outcome of a usage import. It names no user.
@@ -128,27 +122,15 @@ func (r UsageReport) Text() string {
 	fmt.Fprintf(&b, "%d user %s: %d counted, %d rejected, %d unmatched; seat usage as of %s stored for %d %s (%d updated, %d unchanged)\n",
 		r.Rows, plural(r.Rows, "row", "rows"), r.Counted, r.Rejected, r.Rows-r.Counted-r.Rejected, r.AsOf,
 		r.Subscriptions, plural(r.Subscriptions, "subscription", "subscriptions"), r.Updated, r.Unchanged)
-	for _, x := range r.Rejections {
-		fmt.Fprintf(&b, "line %d: %s: %s\n", x.Line, x.Field, x.Reason)
-	}
-	if r.RejectionsOmitted > 0 {
-		fmt.Fprintf(&b, "... and %d more %s not listed\n", r.RejectionsOmitted, plural(r.RejectionsOmitted, "rejection", "rejections"))
-	}
+	writeRejections(&b, r.Rejections, r.RejectionsOmitted)
 	for _, u := range r.Unmatched {
 		fmt.Fprintf(&b, "not counted: %s\n", u)
 	}
 	if r.UnmatchedOmitted > 0 {
 		fmt.Fprintf(&b, "... and %d more not counted\n", r.UnmatchedOmitted)
 	}
-	if len(r.UnknownColumns) > 0 {
-		fmt.Fprintf(&b, "ignored unknown %s: %s\n", plural(len(r.UnknownColumns), "column", "columns"), strings.Join(r.UnknownColumns, ", "))
-	}
-	switch {
-	case r.Sheet != "":
-		fmt.Fprintf(&b, "read sheet %q of the workbook\n", r.Sheet)
-	case r.Encoding != "" && r.Encoding != EncodingUTF8 && r.Encoding != EncodingUTF8BOM:
-		fmt.Fprintf(&b, "read as %s text\n", r.Encoding)
-	}
+	writeUnknown(&b, r.UnknownColumns)
+	writeSource(&b, r.Sheet, r.Encoding)
 	return b.String()
 }
 
@@ -205,8 +187,8 @@ func ImportUsage(ctx context.Context, r io.Reader, opts UsageOptions) (UsageRepo
 	if opts.Store == nil || opts.AsOf.IsZero() {
 		return rep, errors.New("import usage: a store and the day of the export are required")
 	}
-	opts.MaxListed = cmp.Or(max(opts.MaxListed, 0), DefaultMaxListed)
-	rd, err := OpenReader(r, ReaderOptions{Format: opts.Format, Map: opts.Map, Sheet: opts.Sheet, TempDir: opts.TempDir, usage: true})
+	opts.Options = opts.withDefaults()
+	rd, err := opts.open(r, true)
 	if err != nil {
 		return rep, err
 	}
@@ -220,8 +202,7 @@ func ImportUsage(ctx context.Context, r io.Reader, opts UsageOptions) (UsageRepo
 		rep.Rejections = append(rep.Rejections, Rejection{Line: line, Field: field, Reason: reason})
 	}
 	tallies := map[usageKey]*tally{}
-	order := opts.DateFormat
-	example := ""
+	dates := dateOrder{format: opts.DateFormat}
 	for {
 		rec, err := rd.Next()
 		if err == io.EOF {
@@ -231,10 +212,8 @@ func ImportUsage(ctx context.Context, r io.Reader, opts UsageOptions) (UsageRepo
 			return rep, err
 		}
 		rep.Rows++
-		if rep.Rows%DefaultProgressEvery == 0 {
-			if err := ctx.Err(); err != nil {
-				return rep, fmt.Errorf("import usage: %w", err)
-			}
+		if err := opts.progress(ctx, rep.Rows); err != nil {
+			return rep, fmt.Errorf("import usage: %w", err)
 		}
 		f := rec.Fields
 		var k usageKey
@@ -274,21 +253,12 @@ func ImportUsage(ctx context.Context, r io.Reader, opts UsageOptions) (UsageRepo
 			t.add(never)
 			continue
 		}
-		if order == DateAuto {
-			switch dayFirst(last) {
-			case 1:
-				order = DateDMY
-			case -1:
-				order = DateMDY
-			}
-			if order == DateAuto && ambiguous(last) {
-				example = cmp.Or(example, last)
-				t.rows++
-				t.held = append(t.held, last)
-				continue
-			}
+		if dates.see(last) {
+			t.rows++
+			t.held = append(t.held, last)
+			continue
 		}
-		day, ok := parseDate(last, order)
+		day, ok := parseDate(last, dates.format)
 		if !ok {
 			reject(rec.Line, "last_used", "is not a date: use YYYY-MM-DD, e.g. 2027-05-31")
 			continue
@@ -297,15 +267,18 @@ func ImportUsage(ctx context.Context, r io.Reader, opts UsageOptions) (UsageRepo
 		t.add(max(day.DaysUntil(opts.AsOf), 0))
 	}
 	rep.UnknownColumns, rep.Encoding, rep.Sheet = rd.UnknownColumns(), rd.Encoding(), rd.Sheet()
+	if opts.Progress != nil {
+		opts.Progress(rep.Rows)
+	}
 	for _, t := range tallies {
 		if len(t.held) == 0 {
 			continue
 		}
-		if order == DateAuto {
-			return rep, ambiguousDates(example, 0)
+		if dates.format == DateAuto {
+			return rep, dates.undecided(0)
 		}
 		for _, s := range t.held {
-			day, _ := parseDate(s, order)
+			day, _ := parseDate(s, dates.format)
 			t.add(max(day.DaysUntil(opts.AsOf), 0))
 		}
 		t.held = nil
@@ -315,13 +288,7 @@ func ImportUsage(ctx context.Context, r io.Reader, opts UsageOptions) (UsageRepo
 
 // storeUsage finds the subscription of each key and writes its counts.
 func storeUsage(ctx context.Context, opts UsageOptions, tallies map[usageKey]*tally, rep *UsageReport) error {
-	keys := slices.SortedFunc(func(yield func(usageKey) bool) {
-		for k := range tallies {
-			if !yield(k) {
-				return
-			}
-		}
-	}, func(a, b usageKey) int {
+	keys := slices.SortedFunc(maps.Keys(tallies), func(a, b usageKey) int {
 		return cmp.Or(strings.Compare(a.id, b.id), strings.Compare(a.contract, b.contract), strings.Compare(a.product, b.product))
 	})
 	unmatched := func(k usageKey, why string) {
@@ -333,32 +300,28 @@ func storeUsage(ctx context.Context, opts UsageOptions, tallies map[usageKey]*ta
 	}
 	// The contracts' subscriptions, read once through the end-date index
 	// when some rows name a contract rather than a subscription.
-	var byContract map[string][]subscription.Subscription
-	for _, k := range keys {
-		if k.id == "" {
-			byContract = map[string][]subscription.Subscription{}
-			err := opts.Store.EndingBetween(ctx, opts.AsOf.AddDays(-10*366), opts.AsOf.AddDays(10*366), func(s subscription.Subscription) error {
-				if s.ContractNumber != "" {
-					byContract[s.ContractNumber] = append(byContract[s.ContractNumber], s)
-				}
-				return nil
-			})
-			if err != nil {
-				return fmt.Errorf("import usage: read the contracts' subscriptions: %w", err)
+	byContract := map[string][]subscription.Subscription{}
+	if slices.ContainsFunc(keys, func(k usageKey) bool { return k.id == "" }) {
+		err := opts.Store.EndingBetween(ctx, opts.AsOf.AddDays(-10*366), opts.AsOf.AddDays(10*366), func(s subscription.Subscription) error {
+			if s.ContractNumber != "" {
+				byContract[s.ContractNumber] = append(byContract[s.ContractNumber], s)
 			}
-			break
+			return nil
+		})
+		if err != nil {
+			return fmt.Errorf("import usage: read the contracts' subscriptions: %w", err)
 		}
 	}
-	found := map[string]subscription.Subscription{}
+	// The subscriptions counted, in the order of their first key, and
+	// their totals.
+	var subs []subscription.Subscription
 	totals := map[string]*tally{}
-	var ids []string
 	count := func(s subscription.Subscription, t *tally) {
 		sum := totals[s.ID]
 		if sum == nil {
 			sum = &tally{}
 			totals[s.ID] = sum
-			found[s.ID] = s
-			ids = append(ids, s.ID)
+			subs = append(subs, s)
 		}
 		sum.users += t.users
 		for i := range sum.idle {
@@ -395,11 +358,11 @@ func storeUsage(ctx context.Context, opts UsageOptions, tallies map[usageKey]*ta
 			unmatched(k, fmt.Sprintf("%d subscriptions of the contract match: give the subscription_id", len(match)))
 		}
 	}
-	batch := make([]subscription.Subscription, 0, DefaultBatchSize)
-	flush := func() error {
-		if len(batch) == 0 {
-			return nil
-		}
+	for i, s := range subs {
+		t := totals[s.ID]
+		subs[i].Usage = &subscription.SeatUsage{AsOf: opts.AsOf, Users: t.users, Unused30: t.idle[0], Unused60: t.idle[1], Unused90: t.idle[2]}
+	}
+	for batch := range slices.Chunk(subs, opts.BatchSize) {
 		res, err := opts.Store.Upsert(ctx, batch)
 		if err != nil {
 			return fmt.Errorf("import usage: store the counts of %d subscriptions: %w", len(batch), err)
@@ -415,18 +378,6 @@ func storeUsage(ctx context.Context, opts UsageOptions, tallies map[usageKey]*ta
 				opts.OnUpsert(batch[i], r)
 			}
 		}
-		batch = batch[:0]
-		return nil
 	}
-	for _, id := range ids {
-		s, t := found[id], totals[id]
-		s.Usage = &subscription.SeatUsage{AsOf: opts.AsOf, Users: t.users, Unused30: t.idle[0], Unused60: t.idle[1], Unused90: t.idle[2]}
-		batch = append(batch, s)
-		if len(batch) == cap(batch) {
-			if err := flush(); err != nil {
-				return err
-			}
-		}
-	}
-	return flush()
+	return nil
 }

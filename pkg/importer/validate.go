@@ -234,15 +234,8 @@ func (v *validator) url(field string) string {
 // example suggests the ISO form of a date written D/M/YYYY or D.M.YYYY, the
 // common mistake, and 2027-05-31 otherwise.
 func example(s string) string {
-	f := strings.FieldsFunc(s, func(r rune) bool { return r == '/' || r == '.' || r == '-' })
-	if len(f) == 3 && len(f[2]) == 4 {
-		d, err1 := strconv.Atoi(f[0])
-		m, err2 := strconv.Atoi(f[1])
-		if err1 == nil && err2 == nil && m >= 1 && m <= 12 && d >= 1 && d <= 31 {
-			if _, err := subscription.ParseDate(fmt.Sprintf("%s-%02d-%02d", f[2], m, d)); err == nil {
-				return fmt.Sprintf("%s-%02d-%02d", f[2], m, d)
-			}
-		}
+	if d, ok := parseDate(s, DateDMY); ok {
+		return d.String()
 	}
 	return "2027-05-31"
 }

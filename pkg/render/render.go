@@ -74,8 +74,10 @@ type Data struct {
 	// Locale is the template directory used, e.g. en-GB after a fallback.
 	Locale string
 	// NoticeKey is the key in its string form, for reference in the footer.
-	NoticeKey      string
-	SubscriptionID string
+	NoticeKey string
+	// Item is the subscription's id, product, seats and usage; its seats
+	// are also SeatsAssigned, and its usage is of UnusedOf as of UsageAsOf.
+	Item
 	// Milestone is the notice's stage in days (90, 45, 30, ...); DaysLeft is
 	// the days to the end date when the notice fell due, which can be fewer.
 	Milestone int
@@ -89,25 +91,14 @@ type Data struct {
 	// Customer is the customer's name, else its account, else empty.
 	Customer        string
 	CustomerAccount string
-	Product         string
 	// ContactName is the contract manager's name; empty when unknown.
-	ContactName string
-	// HasSeats says whether Seats, SeatsAssigned and UnusedSeats are known.
-	HasSeats      bool
-	Seats         int
+	ContactName   string
 	SeatsAssigned int
-	UnusedSeats   int
 	AccessModel   string
 	Term          string
 	Reseller      Reseller
-	// HasUsage says the vendor's usage export counted the seats that went
-	// unused: Unused of UnusedOf seats for UnusedDays days or more (the
-	// longest of 30, 60 and 90 with a count), as of UsageAsOf.
-	HasUsage   bool
-	Unused     int
-	UnusedOf   int
-	UnusedDays int
-	UsageAsOf  subscription.Date
+	UnusedOf      int
+	UsageAsOf     subscription.Date
 	// QuoteNumber, when set, is the reseller's renewal quote, valid until
 	// QuoteExpiry (zero when not known) and linked at QuoteURL (empty when
 	// not known). QuoteExpired says it expired before the notice's day.
@@ -127,13 +118,14 @@ type Contract struct {
 	Items []Item
 }
 
-// Item is one subscription of a contract email.
+// Item is one subscription of an email: the one of a notice, or one of a
+// contract's.
 type Item struct {
 	SubscriptionID string
 	Product        string
 	// HasSeats says whether Seats and UnusedSeats are known; HasUsage
 	// whether the vendor's usage export counted Unused seats unused for
-	// UnusedDays days or more.
+	// UnusedDays days or more (the longest of 30, 60 and 90 with a count).
 	HasSeats    bool
 	Seats       int
 	UnusedSeats int
@@ -365,13 +357,12 @@ func (r *Renderer) DataFor(s subscription.Subscription, n subscription.Notice) D
 	d := Data{
 		Locale:          l.name,
 		NoticeKey:       n.Key.String(),
-		SubscriptionID:  s.ID,
+		Item:            Item{SubscriptionID: s.ID, Product: s.Product},
 		Milestone:       n.Key.Milestone,
 		DaysLeft:        n.DaysLeft,
 		EndDate:         n.Key.EndDate,
 		Customer:        strings.TrimSpace(s.CustomerName),
 		CustomerAccount: s.CustomerAccount,
-		Product:         s.Product,
 		ContactName:     strings.TrimSpace(s.ContractManager.Name),
 		AccessModel:     string(s.AccessModel),
 		Term:            s.Term,
@@ -436,12 +427,7 @@ func (r *Renderer) ContractData(subs []subscription.Subscription, notices []subs
 	c := &Contract{Number: subs[0].ContractNumber, Items: make([]Item, len(subs))}
 	keys := make([]string, len(notices))
 	for i, s := range subs {
-		one := r.DataFor(s, notices[i])
-		c.Items[i] = Item{
-			SubscriptionID: one.SubscriptionID, Product: one.Product,
-			HasSeats: one.HasSeats, Seats: one.Seats, UnusedSeats: one.UnusedSeats,
-			HasUsage: one.HasUsage, Unused: one.Unused, UnusedDays: one.UnusedDays,
-		}
+		c.Items[i] = r.DataFor(s, notices[i]).Item
 		keys[i] = notices[i].Key.String()
 	}
 	d.Contract, d.NoticeKey = c, strings.Join(keys, ", ")

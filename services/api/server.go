@@ -151,11 +151,10 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) importSubscriptions(w http.ResponseWriter, r *http.Request) error {
 	body := http.MaxBytesReader(w, r.Body, s.MaxImportBytes)
-	opts, err := importOptions(r)
+	opts, err := importOptions(r, importer.ParseMap)
 	if err != nil {
 		return err
 	}
-	opts.Format = formatOf(r.Header.Get("Content-Type"))
 	report, err := s.Import(r.Context(), body, opts)
 	if err != nil {
 		return err
@@ -196,19 +195,20 @@ func (s *Server) Import(ctx context.Context, body io.Reader, opts importer.Optio
 	return report, nil
 }
 
-// importOptions reads the import's query parameters: sheet (of a
-// workbook), date_format (DD/MM/YYYY or MM/DD/YYYY) and map, repeated, one
-// "their column=our field" each.
-func importOptions(r *http.Request) (importer.Options, error) {
+// importOptions reads an import's format from its Content-Type and its
+// query parameters: sheet (of a workbook), date_format (DD/MM/YYYY or
+// MM/DD/YYYY) and map, repeated, one "their column=our field" each, read by
+// parseMap.
+func importOptions(r *http.Request, parseMap func(io.Reader) (map[string]string, error)) (importer.Options, error) {
 	q := r.URL.Query()
-	var o importer.Options
+	o := importer.Options{Format: formatOf(r.Header.Get("Content-Type"))}
 	df, err := importer.ParseDateFormat(q.Get("date_format"))
 	if err != nil {
 		return o, errorf(CodeInvalid, "date_format: %v", err)
 	}
 	o.DateFormat, o.Sheet = df, q.Get("sheet")
 	if maps := q["map"]; len(maps) > 0 {
-		if o.Map, err = importer.ParseMap(strings.NewReader(strings.Join(maps, "\n"))); err != nil {
+		if o.Map, err = parseMap(strings.NewReader(strings.Join(maps, "\n"))); err != nil {
 			return o, errorf(CodeInvalid, "map: %v", err)
 		}
 	}

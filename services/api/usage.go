@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"strings"
 
 	"renewals/pkg/importer"
 )
@@ -20,20 +19,13 @@ func (s *Server) importUsage(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	q := r.URL.Query()
-	df, err := importer.ParseDateFormat(q.Get("date_format"))
+	o, err := importOptions(r, importer.ParseUsageMap)
 	if err != nil {
-		return errorf(CodeInvalid, "date_format: %v", err)
-	}
-	opts := importer.UsageOptions{Store: s.Store, AsOf: asOf, Format: formatOf(r.Header.Get("Content-Type")),
-		Sheet: q.Get("sheet"), DateFormat: df, TempDir: s.TempDir}
-	if maps := q["map"]; len(maps) > 0 {
-		if opts.Map, err = importer.ParseUsageMap(strings.NewReader(strings.Join(maps, "\n"))); err != nil {
-			return errorf(CodeInvalid, "map: %v", err)
-		}
+		return err
 	}
 	events := s.upsertEvents(r.Context())
-	opts.OnUpsert = events.add
+	o.TempDir, o.OnUpsert = s.TempDir, events.add
+	opts := importer.UsageOptions{Options: o, Store: s.Store, AsOf: asOf}
 	report, err := importer.ImportUsage(r.Context(), body, opts)
 	evErr := events.wait()
 	if errors.Is(err, importer.ErrTooLarge) {

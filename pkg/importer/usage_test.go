@@ -1,0 +1,86 @@
+package importer
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+
+	"renewals/pkg/subscription"
+)
+
+// usageStore is memStore with the reads ImportUsage needs.
+type usageStore struct{ memStore }
+
+func (m *usageStore) Get(_ context.Context, id string) (subscription.Subscription, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	s, ok := m.subs[id]
+	if !ok {
+		return s, subscription.ErrNotFound
+	}
+	return s, nil
+}
+
+func (m *usageStore) EndingBetween(_ context.Context, from, to subscription.Date, fn func(subscription.Subscription) error) error {
+	m.mu.Lock()
+	var subs []subscription.Subscription
+	for _, s := range m.subs {
+		if !s.EndDate.Before(from) && !s.EndDate.After(to) {
+			subs = append(subs, s)
+		}
+	}
+	m.mu.Unlock()
+	for _, s := range subs {
+		if err := fn(s); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// The day-month order of the usage export's last-used dates is decided as an
+// import's is: by the first date that can only be read one way, and the
+// dates before it wait; a file that never decides is refused, unless the
+// order is given.
+func TestImportUsageDateOrder(t *testing.T) {
+	asOf := subscription.MustDate("2027-06-01")
+	for _, tc := range []struct {
+		name, rows string
+		order      DateFormat
+		unused60   int    // 3 April is 59 days before asOf, 4 March 89
+		err        string // "" for none
+	}{
+		{"decided by a later row", "1,03/04/2027\n1,03/04/2027\n1,25/04/2027\n", DateAuto, 0, ""},
+		{"decided month first", "1,03/04/2027\n1,04/25/2027\n", DateAuto, 1, ""},
+		{"given", "1,03/04/2027\n1,03/04/2027\n", DateMDY, 2, ""},
+		{"never decided", "1,03/04/2027\n1,04/04/2027\n", DateAuto, 0, "03/04/2027 could be 3 April 2027 or 4 March 2027"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			st := &usageStore{}
+			if _, err := st.Upsert(context.Background(), []subscription.Subscription{{ID: "1", EndDate: subscription.MustDate("2027-12-31")}}); err != nil {
+				t.Fatal(err)
+			}
+			in := strings.NewReader("subscription_id,last_used\n" + tc.rows)
+			opts := UsageOptions{Store: st, AsOf: asOf}
+			opts.DateFormat = tc.order
+			rep, err := ImportUsage(context.Background(), in, opts)
+			if tc.err != "" {
+				if !errors.Is(err, ErrInvalidFile) || !strings.Contains(err.Error(), tc.err) || !strings.Contains(err.Error(), "--date-format") {
+					t.Fatalf("err = %v, want a file error with %q", err, tc.err)
+				}
+				if got := st.subs["1"].Usage; got != nil {
+					t.Errorf("usage %+v stored from a file that was refused", got)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			u := st.subs["1"].Usage
+			if rep.Counted != rep.Rows || u == nil || u.Unused30 != rep.Rows || u.Unused60 != tc.unused60 {
+				t.Errorf("report %+v, usage %+v: want every row counted, %d unused for 60 days", rep, u, tc.unused60)
+			}
+		})
+	}
+}
