@@ -29,12 +29,25 @@ fuzz:
 	$(GO) test -run='^$$' -fuzz=FuzzParseAndValidate -fuzztime=2m ./pkg/importer
 	$(GO) test -run='^$$' -fuzz=FuzzParse -fuzztime=1m ./pkg/bounce
 
+# The build before issue 11 (the standard library and go-mail in place of the
+# hand-written codecs, templates and SMTP pipelining), which
+# BenchmarkNotifierStores measures beside the tree in the same sitting. It is
+# built from git into bin/ once; without git history the benchmark measures
+# the tree alone.
+BEFORE_ISSUE_11 ?= 8015019
+BEFORE_BIN      := bin/renewals-before-issue-11
+
+$(BEFORE_BIN):
+	@d=$$(mktemp -d) && git archive $(BEFORE_ISSUE_11) | tar -x -C $$d && \
+	  (cd $$d && $(GO) build -o $(CURDIR)/$@ ./services/renewals); s=$$?; rm -rf $$d; exit $$s
+
 # The headline figures (one run each: the import of a million rows into
 # Redis, as CSV and as an .xlsx workbook, and into the embedded default, then
 # again unchanged, the catch-up pass, the pass on a three-node NATS cluster
 # with R1 and R3, the notifier into Postfix's smtp-sink against
 # smtp-source, 20,000 notices on each store with the CPU an email of the
-# renewals process and of redis-server, the embedded default with JetStream syncing every write and
+# renewals binary, of redis-server and of nats-server, beside the build before
+# issue 11, the embedded default with JetStream syncing every write and
 # every two minutes) and then the micro-benchmarks of each package.
 bench:
 	@command -v smtp-sink >/dev/null || { \
@@ -50,7 +63,9 @@ bench:
 	$(GO) test -run='^$$' -bench='^BenchmarkCatchUpPass$$' -benchtime=1x ./services/scheduler/
 	$(GO) test -run='^$$' -bench='^BenchmarkCatchUpPassCluster$$' -benchtime=1x ./services/scheduler/
 	$(GO) test -run='^$$' -bench='^BenchmarkNotifier(Throughput|Latency)$$' -benchtime=1x ./services/e2e/
-	$(GO) test -run='^$$' -bench='^BenchmarkNotifierStores$$' -benchtime=1x ./services/e2e/
+	-@$(MAKE) --no-print-directory $(BEFORE_BIN)
+	RENEWALS_BENCH_BASELINE=$$([ -x $(BEFORE_BIN) ] && echo $(CURDIR)/$(BEFORE_BIN)) \
+	  $(GO) test -run='^$$' -bench='^BenchmarkNotifierStores$$' -benchtime=1x ./services/e2e/
 	$(GO) test -run='^$$' -bench='^BenchmarkEmbeddedDefault$$' -benchtime=1x ./services/e2e/
 	$(GO) test -p 1 -run='^$$' -bench=. ./pkg/...
 

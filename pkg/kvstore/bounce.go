@@ -142,6 +142,18 @@ func (s *Store) Suppressed(ctx context.Context, addr string) (subscription.Suppr
 	}
 }
 
+// SuppressedMany is Suppressed for each of addrs, up to 32 at a time.
+func (s *Store) SuppressedMany(ctx context.Context, addrs []string) ([]subscription.Suppression, []bool, error) {
+	sups, found, errs := make([]subscription.Suppression, len(addrs)), make([]bool, len(addrs)), make([]error, len(addrs))
+	each(len(addrs), func(i int) { sups[i], found[i], errs[i] = s.Suppressed(ctx, addrs[i]) })
+	for _, err := range errs {
+		if err != nil {
+			return nil, nil, err
+		}
+	}
+	return sups, found, nil
+}
+
 // Unsuppress removes every record of the address with hash addr.
 func (s *Store) Unsuppress(ctx context.Context, addr string) error {
 	if err := subscription.ValidAddressHash(addr); err != nil {

@@ -299,6 +299,9 @@ func TestConnectionAfterARefusal(t *testing.T) {
 	}
 }
 
+// The connection is lost right after the server accepted the data (where
+// an RSET after the message would fail): the message counts as sent, is not
+// sent again, and the next goes on a new connection.
 func TestRSETFailureAfterAcceptedDataIsASuccess(t *testing.T) {
 	srv := testenv.SMTP(t)
 	s := newSMTP(t, srv, "&workers=1")

@@ -275,7 +275,13 @@ func newWorker(s *SMTPSender) (*worker, error) {
 		gomail.WithTLSPolicy(policy), gomail.WithTLSConfig(w.tls), gomail.WithDialContextFunc(w.dial),
 		// A stale connection fails at MAIL FROM, before any data, and the
 		// message goes again on a new one: a NOOP first is a wasted round trip.
-		gomail.WithoutNoop()}
+		gomail.WithoutNoop(),
+		// Nor an RSET after each message: the server's 250 to the end of
+		// the data ends the transaction and clears its state (RFC 5321,
+		// 4.1.1.4), so the next MAIL FROM may follow at once. go-mail skips
+		// only that RSET; after a refused MAIL FROM or RCPT TO it still
+		// sends one.
+		gomail.WithoutRset()}
 	if cfg.Username != "" {
 		// PLAIN and LOGIN refuse to run without TLS except to localhost.
 		opts = append(opts, gomail.WithUsername(cfg.Username), gomail.WithPassword(cfg.Password),

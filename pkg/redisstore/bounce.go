@@ -185,25 +185,43 @@ func (s *Store) Suppress(ctx context.Context, addr string, sup subscription.Supp
 
 // Suppressed returns the earliest record of the address with hash addr.
 func (s *Store) Suppressed(ctx context.Context, addr string) (subscription.Suppression, bool, error) {
-	if err := subscription.ValidAddressHash(addr); err != nil {
-		return subscription.Suppression{}, false, fmt.Errorf("read suppression list: %w", err)
-	}
-	m, err := s.c.HGetAll(ctx, suppressKey(addr)).Result()
+	sups, found, err := s.SuppressedMany(ctx, []string{addr})
 	if err != nil {
-		return subscription.Suppression{}, false, fmt.Errorf("read suppression list: %w", err)
+		return subscription.Suppression{}, false, err
 	}
-	var best subscription.Suppression
-	found := false
-	for _, v := range m {
-		var sup subscription.Suppression
-		if err := json.Unmarshal([]byte(v), &sup); err != nil {
-			return subscription.Suppression{}, false, fmt.Errorf("read suppression list: stored record: %w", err)
-		}
-		if !found || sup.At.Before(best.At) {
-			best, found = sup, true
+	return sups[0], found[0], nil
+}
+
+// SuppressedMany is Suppressed for each of addrs, in one pipelined round
+// trip.
+func (s *Store) SuppressedMany(ctx context.Context, addrs []string) ([]subscription.Suppression, []bool, error) {
+	for _, addr := range addrs {
+		if err := subscription.ValidAddressHash(addr); err != nil {
+			return nil, nil, fmt.Errorf("read suppression list: %w", err)
 		}
 	}
-	return best, found, nil
+	cmds := make([]*redis.MapStringStringCmd, len(addrs))
+	if _, err := s.c.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i, addr := range addrs {
+			cmds[i] = p.HGetAll(ctx, suppressKey(addr))
+		}
+		return nil
+	}); err != nil {
+		return nil, nil, fmt.Errorf("read suppression list: %w", err)
+	}
+	sups, found := make([]subscription.Suppression, len(addrs)), make([]bool, len(addrs))
+	for i, c := range cmds {
+		for _, v := range c.Val() {
+			var sup subscription.Suppression
+			if err := json.Unmarshal([]byte(v), &sup); err != nil {
+				return nil, nil, fmt.Errorf("read suppression list: stored record: %w", err)
+			}
+			if !found[i] || sup.At.Before(sups[i].At) {
+				sups[i], found[i] = sup, true
+			}
+		}
+	}
+	return sups, found, nil
 }
 
 // unsuppressScript: KEYS the address's hash; ARGV the address hash and the

@@ -180,6 +180,17 @@ func testSuppress(t *testing.T, b Backend) {
 	if _, ok, _ := s.Suppressed(ctx, hashB); ok {
 		t.Error("another address is suppressed too")
 	}
+	// SuppressedMany answers each address as Suppressed does, in order.
+	sups, found, err := s.SuppressedMany(ctx, []string{hashB, hashA, hashB})
+	if err != nil || len(sups) != 3 || len(found) != 3 {
+		t.Fatalf("SuppressedMany = %v, %v, %v; want three answers", sups, found, err)
+	}
+	if found[0] || found[2] || !found[1] || sups[1].SubscriptionID != "S1" || !sups[1].At.Equal(t0) {
+		t.Errorf("SuppressedMany(B, A, B) = %+v, %v; want A's earliest record alone", sups, found)
+	}
+	if _, _, err := s.SuppressedMany(ctx, []string{hashA, "Not-Hex!"}); err == nil {
+		t.Error("SuppressedMany took an address hash that is not hex")
+	}
 	if err := s.Suppress(ctx, "Not-Hex!", first); err == nil {
 		t.Error("Suppress took an address hash that is not hex")
 	}

@@ -82,6 +82,10 @@ type Suppressions interface {
 	// Suppressed returns a record of the address with hash addr, the
 	// earliest, and whether there is any.
 	Suppressed(ctx context.Context, addr string) (Suppression, bool, error)
+	// SuppressedMany is Suppressed for each of addrs, in one round trip
+	// where the store can: sups[i] and found[i] answer addrs[i]. An error
+	// is the whole call's.
+	SuppressedMany(ctx context.Context, addrs []string) (sups []Suppression, found []bool, err error)
 	// Unsuppress removes every record of the address with hash addr.
 	Unsuppress(ctx context.Context, addr string) error
 }

@@ -274,14 +274,38 @@ var bounceAddr = regexp.MustCompile(`(?i)bounce\+[A-Za-z0-9=_-]+@[A-Za-z0-9.-]+`
 // "address bounced on 3 Dec 2026", when the contract manager's address is
 // on the suppression list.
 func (s *Service) Suppressed(ctx context.Context, sub subscription.Subscription) (string, error) {
-	if sub.ContractManager.Email == "" {
-		return "", nil
-	}
-	sup, ok, err := s.suppressions().Suppressed(ctx, s.Tagger.AddressHash(sub.ContractManager.Email))
-	if err != nil || !ok {
+	reasons, err := s.SuppressedMany(ctx, []subscription.Subscription{sub})
+	if err != nil {
 		return "", err
 	}
-	return "address bounced on " + sup.At.In(sub.Location(s.loc())).Format("2 Jan 2006"), nil
+	return reasons[0], nil
+}
+
+// SuppressedMany is Suppressed for each of subs, in one store call:
+// reasons[i] answers subs[i].
+func (s *Service) SuppressedMany(ctx context.Context, subs []subscription.Subscription) (reasons []string, err error) {
+	reasons = make([]string, len(subs))
+	var addrs []string
+	var of []int
+	for i, sub := range subs {
+		if sub.ContractManager.Email != "" {
+			addrs = append(addrs, s.Tagger.AddressHash(sub.ContractManager.Email))
+			of = append(of, i)
+		}
+	}
+	if len(addrs) == 0 {
+		return reasons, nil
+	}
+	sups, found, err := s.suppressions().SuppressedMany(ctx, addrs)
+	if err != nil {
+		return nil, err
+	}
+	for j, i := range of {
+		if found[j] {
+			reasons[i] = "address bounced on " + sups[j].At.In(subs[i].Location(s.loc())).Format("2 Jan 2006")
+		}
+	}
+	return reasons, nil
 }
 
 func (s *Service) loc() *time.Location {

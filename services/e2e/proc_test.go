@@ -37,12 +37,19 @@ var binServingLine = regexp.MustCompile(`renewals: serving \S+ on (http://[0-9.:
 // until /readyz answers, and stops it (SIGTERM) at test end.
 func startBinary(t *testing.T, env map[string]string, args ...string) *binServe {
 	t.Helper()
+	return startBinaryAt(t, e2e.Binary(t), env, args...)
+}
+
+// startBinaryAt is startBinary with the binary at path bin, e.g. one built
+// without the fault-test tag, or an older build.
+func startBinaryAt(t testing.TB, bin string, env map[string]string, args ...string) *binServe {
+	t.Helper()
 	dir := env["RENEWALS_DATA_DIR"]
 	if dir == "" {
 		dir = t.TempDir()
 	}
 	p := &binServe{DataDir: dir, Token: "test-token-" + strconv.Itoa(os.Getpid()), done: make(chan struct{})}
-	p.cmd = exec.Command(e2e.Binary(t), append([]string{"serve"}, args...)...)
+	p.cmd = exec.Command(bin, append([]string{"serve"}, args...)...)
 	p.cmd.Env = []string{
 		"PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME"),
 		"RENEWALS_DATA_DIR=" + p.DataDir, "RENEWALS_HTTP_ADDR=127.0.0.1:0", "RENEWALS_NATS_LISTEN=127.0.0.1:-1",
@@ -138,7 +145,7 @@ func (p *binServe) request(ctx context.Context, c *http.Client, method, path, co
 }
 
 // procStatus reads one "Name: N kB" field of /proc/PID/status, in bytes.
-func procStatus(t *testing.T, pid int, field string) int64 {
+func procStatus(t testing.TB, pid int, field string) int64 {
 	t.Helper()
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {

@@ -68,6 +68,11 @@ type Notifier struct {
 	// manager's address bounced (see services/bounces); a reason makes the
 	// notice undeliverable without an SMTP connection.
 	Suppressed func(ctx context.Context, sub subscription.Subscription) (reason string, err error)
+	// SuppressedMany, when set, is Suppressed for the subscriptions of one
+	// pull at once, read right after them (one store call, not one a
+	// notice); reasons[i] answers subs[i]. Suppressed answers the notices
+	// it did not.
+	SuppressedMany func(ctx context.Context, subs []subscription.Subscription) (reasons []string, err error)
 
 	confirms confirmBatch
 }
@@ -137,9 +142,12 @@ const DefaultDrain = 10 * time.Second
 // fetchWait is how long one pull request waits for notices to arrive.
 const fetchWait = 2 * time.Second
 
-// coalesce is how long the puller waits for more free hands when only a
-// few are free: short against a send, long enough to batch the pulls.
-const coalesce = 2 * time.Millisecond
+// coalesce is how long the puller waits for an eighth of its hands to come
+// free while the rest are busy: those busy ones keep the connections going
+// meanwhile, and a pull of tens of notices shares its claim, read and
+// suppression read among them (on the notifier benchmark, 22 notices a
+// batch instead of 9 with a 2 ms wait).
+const coalesce = 10 * time.Millisecond
 
 // handBack is how soon a notice handed back at shutdown is delivered again:
 // just after this process's last pull request has expired, so that it goes
@@ -198,11 +206,21 @@ func (n *Notifier) Run(ctx context.Context) error {
 		if busy > 0 && want < max(limit/8, 1) {
 			// A few hands free while many are busy: let more come free
 			// for a moment, so that one pull request carries a batch, not
-			// a notice each.
-			select {
-			case <-time.After(coalesce):
-			case <-ctx.Done():
+			// a notice each (each batch costs a claim, a read and a
+			// suppression read in one round trip each).
+			t := time.NewTimer(coalesce)
+		gathering:
+			for want < max(limit/8, 1) {
+				select {
+				case <-finished:
+					want = n.pullLimit() - inflight.count()
+				case <-t.C:
+					break gathering
+				case <-ctx.Done():
+					break gathering
+				}
 			}
+			t.Stop()
 			// The limit moves with the relay's pace: it may have shrunk.
 			if want = n.pullLimit() - inflight.count(); want <= 0 {
 				continue
@@ -358,6 +376,9 @@ type notice struct {
 	// sub and subErr are the subscription as read right after the claim.
 	sub    subscription.Subscription
 	subErr error
+	// suppressed is SuppressedMany's answer for sub, when supRead.
+	suppressed string
+	supRead    bool
 	// unsettled says a contract email left a key's outcome to a later
 	// delivery of this message, again from now.
 	unsettled bool
@@ -431,6 +452,7 @@ func (n *Notifier) handleBatch(ctx, running context.Context, msgs []jetstream.Ms
 		for i, x := range held {
 			x.sub, x.subErr = subs[i], errs[i]
 		}
+		n.readSuppressions(ctx, held)
 	} else {
 		for _, x := range held {
 			x.subErr = errNotRead
@@ -442,6 +464,32 @@ func (n *Notifier) handleBatch(ctx, running context.Context, msgs []jetstream.Ms
 			n.pause("after-claim")
 			n.handle(ctx, running, x)
 		})
+	}
+}
+
+// readSuppressions asks SuppressedMany about the notices whose subscription
+// was read; on an error each asks Suppressed again in attempt.
+func (n *Notifier) readSuppressions(ctx context.Context, ns []*notice) {
+	if n.SuppressedMany == nil {
+		return
+	}
+	var read []*notice
+	var subs []subscription.Subscription
+	for _, x := range ns {
+		if x.subErr == nil {
+			read = append(read, x)
+			subs = append(subs, x.sub)
+		}
+	}
+	if len(subs) == 0 {
+		return
+	}
+	reasons, err := n.SuppressedMany(ctx, subs)
+	if err != nil {
+		return
+	}
+	for i, x := range read {
+		x.suppressed, x.supRead = reasons[i], true
 	}
 }
 
@@ -538,7 +586,11 @@ func (n *Notifier) attempt(ctx, running context.Context, x *notice) result {
 	if a, err := mail.ParseAddress(to); err != nil || a.Address != to {
 		return result{outcome: subscription.OutcomeUndeliverable, reason: "contract manager email is not a valid address"}
 	}
-	if n.Suppressed != nil {
+	if x.supRead {
+		if x.suppressed != "" {
+			return result{outcome: subscription.OutcomeUndeliverable, reason: x.suppressed}
+		}
+	} else if n.Suppressed != nil {
 		reason, err := n.Suppressed(ctx, sub)
 		if err != nil {
 			return result{retry: fmt.Errorf("read suppression list: %w", err)}
