@@ -448,20 +448,154 @@ func (s *Store) upsertBatch(ctx context.Context, subs []subscription.Subscriptio
 // that have no record at all; every other row is left for the full read.
 //
 // It is the shape of work that makes a re-import of an unchanged file
-// cheap. The records are read with one direct get each, all sent before
-// any answer is awaited and answered without headers (no_hdr): a record
-// written in an atomic batch carries the batch's headers, and the server
-// rebuilds every header of a batched read's answer one at a time, which
-// cost more than the rest of the read. The data keys the records name are
-// read in runs of near sequences, also without headers, so that an answer
-// does not say its sequence: the run's n-th answer is taken for its
-// n-th sequence, and a key message names its subscription, which must be
-// the row's. A row counts as unchanged only when the digest of its data
+// cheap. A file imported again is mostly in the order it was written in,
+// and so are the records in their stream: the records of runLen rows are
+// read as one run of sequences, without headers (settleRuns), from the
+// sequence of the run's first record. The rows a run does not settle (a
+// record changed since, rows in another order) are read with one direct
+// get each (unchangedEach), which also tells the rows without a record.
+func (s *Store) unchangedRows(ctx context.Context, subs []subscription.Subscription, out []subscription.UpsertResult) (settled, absent []bool, err error) {
+	settled = make([]bool, len(subs))
+	if err := s.settleRuns(ctx, subs, out, settled); err != nil {
+		return nil, nil, err
+	}
+	var rest []int
+	for i := range subs {
+		if !settled[i] {
+			rest = append(rest, i)
+		}
+	}
+	absent = make([]bool, len(subs))
+	if len(rest) == 0 {
+		return settled, absent, nil
+	}
+	part := make([]subscription.Subscription, len(rest))
+	for j, i := range rest {
+		part[j] = subs[i]
+	}
+	partOut := make([]subscription.UpsertResult, len(rest))
+	st, ab, err := s.unchangedEach(ctx, part, partOut)
+	if err != nil {
+		return nil, nil, err
+	}
+	for j, i := range rest {
+		settled[i], absent[i] = st[j], ab[j]
+		if st[j] {
+			out[i] = partOut[j]
+		}
+	}
+	return settled, absent, nil
+}
+
+// runLen is the rows whose records settleRuns reads as one run: a record
+// out of place costs at most the rest of its run a direct get each.
+const runLen = 32
+
+// settleRuns settles the unchanged rows of subs whose records lie in the
+// stream in the rows' order: the last record of each run's first row is
+// read with its headers (a batched direct get of the runs' first rows),
+// which gives its sequence, then the run's records from there without
+// headers (a batched direct get by sequence), the n-th taken for the run's
+// n-th row. Without headers an answer does not say its subject; the data
+// key that a record names does (see unchangedEach): a record's key always
+// names the record's own subscription, so a record whose key names the row
+// is that row's record, and the last one, since the bucket keeps one
+// message per subject. A row counts as unchanged only when the digest of
+// its data under that key is the record's digest; a wrong guess only
+// leaves the row unsettled.
+func (s *Store) settleRuns(ctx context.Context, subs []subscription.Subscription, out []subscription.UpsertResult, settled []bool) error {
+	firsts := make([]string, 0, len(subs)/runLen+1)
+	for i := 0; i < len(subs); i += runLen {
+		firsts = append(firsts, subsPfx+subs[i].ID)
+	}
+	recs, err := lastMsgs(ctx, s.nc, subsStream, firsts)
+	if err != nil {
+		return fmt.Errorf("read subscriptions: %w", err)
+	}
+	var runs []run
+	var starts []int // each run's first row
+	for k, f := range firsts {
+		m, ok := recs[f]
+		if !ok || m.deleted {
+			continue
+		}
+		start := k * runLen
+		n := min(runLen, len(subs)-start)
+		runs = append(runs, run{m.seq, m.seq + uint64(n) - 1})
+		starts = append(starts, start)
+	}
+	olds := make([]*stored, len(subs))
+	want := map[uint64]string{} // data key sequence -> the row's subscription
+	for c := 0; c < len(runs); c += runsInFlight {
+		part := runs[c:min(c+runsInFlight, len(runs))]
+		reqs := make([][]byte, len(part))
+		for i, r := range part {
+			var err error
+			if reqs[i], err = json.Marshal(bareGet{Seq: r.first, Batch: int(r.last-r.first) + 1, NoHeaders: true}); err != nil {
+				return err
+			}
+		}
+		answers, err := bareBatches(ctx, s.nc, subsStream, reqs, part)
+		if err != nil {
+			return fmt.Errorf("read subscriptions: %w", err)
+		}
+		for k, r := range part {
+			start := starts[c+k]
+			for j, d := range answers[k] {
+				if j > int(r.last-r.first) {
+					break
+				}
+				rec, err := unmarshalFingerprint(d)
+				if err != nil || rec.KeySeq == 0 {
+					continue // not the row's record, or one the full read must see
+				}
+				if _, dup := want[rec.KeySeq]; dup && j > 0 {
+					continue // runs overlap: a run's first record is known to be its row's
+				}
+				olds[start+j] = &rec
+				want[rec.KeySeq] = subs[start+j].ID
+			}
+		}
+	}
+	keys, err := keysBySeqBare(ctx, s.nc, want)
+	if err != nil {
+		return fmt.Errorf("read data keys: %w", err)
+	}
+	for i, x := range subs {
+		old := olds[i]
+		if old == nil || keys[old.KeySeq] == nil || want[old.KeySeq] != x.ID {
+			continue
+		}
+		keep, err := shred.Usage(old.Record)
+		if err != nil {
+			continue
+		}
+		fp, err := shred.Fingerprint(keys[old.KeySeq], subscription.KeepUsage(x, keep))
+		if err != nil {
+			return err
+		}
+		if shred.SameData(old.Record, fp) {
+			settled[i] = true
+			out[i] = subscription.UpsertResult{Change: subscription.Unchanged, PreviousEndDate: subscription.DateFromOrdinal(old.End)}
+		}
+	}
+	return nil
+}
+
+// unchangedEach is unchangedRows with one direct get per record, all sent
+// before any answer is awaited and answered without headers (no_hdr): a
+// record written in an atomic batch carries the batch's headers, and the
+// server rebuilds every header of a batched read's answer one at a time,
+// which cost more than the rest of the read. The data keys the records
+// name are read in runs of near sequences, also without headers, so that
+// an answer does not say its sequence: the run's n-th answer is taken for
+// its n-th sequence, and a key message names its subscription, which must
+// be the row's. A row counts as unchanged only when the digest of its data
 // under that key is the stored record's digest, which no other key can
 // give: a wrong guess (a gap in the run) only sends the row to the full
 // read. Without headers an answer has no revision either; only a written
 // row needs one, and the full read gives it.
-func (s *Store) unchangedRows(ctx context.Context, subs []subscription.Subscription, out []subscription.UpsertResult) (settled, absent []bool, err error) {
+func (s *Store) unchangedEach(ctx context.Context, subs []subscription.Subscription, out []subscription.UpsertResult) (settled, absent []bool, err error) {
 	data := make([][]byte, 0, len(subs))
 	found := make([]bool, 0, len(subs))
 	for part := range slices.Chunk(subs, multiLastMax) { // answers of a bounded size in flight
