@@ -168,7 +168,7 @@ func notifierStoreBinary(b *testing.B, bin, natsBin, store string, n int) storeR
 	env := map[string]string{
 		// As the notifier's Deployment runs it (deploy/k8s): the heap may
 		// grow to five times what is live, for fewer collections an email.
-		"GOGC": notifierGOGC,
+		"GOGC":                    notifierGOGC,
 		"RENEWALS_SMTP_URL":       fmt.Sprintf("smtp://%s?tls=none&workers=%d", sinkAddr, benchSMTPWorkers),
 		"RENEWALS_RESELLER_NAME":  e2e.SampleReseller,
 		"RENEWALS_RESELLER_PHONE": e2e.SamplePhone,
