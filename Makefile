@@ -32,10 +32,11 @@ fuzz:
 # The build before issue 11 (the standard library and go-mail in place of the
 # hand-written codecs, templates and SMTP pipelining), which
 # BenchmarkNotifierStores measures beside the tree in the same sitting. It is
-# built from git into bin/ once; without git history the benchmark measures
-# the tree alone.
+# built from git into bin/ once, into a file named after the commit, so
+# that another BEFORE_ISSUE_11 builds its own; without git history the
+# benchmark measures the tree alone.
 BEFORE_ISSUE_11 ?= 8015019
-BEFORE_BIN      := bin/renewals-before-issue-11
+BEFORE_BIN      := bin/renewals-$(BEFORE_ISSUE_11)
 
 $(BEFORE_BIN):
 	@d=$$(mktemp -d) && git archive $(BEFORE_ISSUE_11) | tar -x -C $$d && \

@@ -47,7 +47,8 @@ type Options struct {
 	// BatchSize is the number of rows per Upsert call; default 1,000.
 	BatchSize int
 	// Progress, when set, is called with the number of rows read so far
-	// every ProgressEvery rows, and once more at the end.
+	// every ProgressEvery rows, and at the end with the total unless the
+	// last call already gave it.
 	Progress func(rows int)
 	// ProgressEvery is how often Progress is called; default 10,000 rows.
 	ProgressEvery int
@@ -231,9 +232,7 @@ func Import(ctx context.Context, r io.Reader, opts Options) (Report, error) {
 	}
 	im.report.UnknownColumns = rd.UnknownColumns()
 	slices.SortFunc(im.report.Duplicates, func(a, b Duplicate) int { return a.Lines[0] - b.Lines[0] })
-	if opts.Progress != nil {
-		opts.Progress(im.report.Rows)
-	}
+	opts.progressEnd(im.report.Rows)
 	return im.report, err
 }
 
@@ -249,6 +248,14 @@ func (o Options) withDefaults() Options {
 // open starts reading r as o says, a usage export when usage is set.
 func (o Options) open(r io.Reader, usage bool) (*Reader, error) {
 	return OpenReader(r, ReaderOptions{Format: o.Format, Map: o.Map, Sheet: o.Sheet, TempDir: o.TempDir, usage: usage})
+}
+
+// progressEnd calls o.Progress with the total of rows, unless progress
+// just did.
+func (o Options) progressEnd(rows int) {
+	if o.Progress != nil && (rows == 0 || rows%o.ProgressEvery != 0) {
+		o.Progress(rows)
+	}
 }
 
 // progress calls o.Progress every o.ProgressEvery rows, and then returns

@@ -369,6 +369,15 @@ func TestImportBatchesAndCallbacks(t *testing.T) {
 	if got := fmt.Sprint(progress); got != "[10 20 25]" {
 		t.Errorf("progress calls %s, want [10 20 25]", got)
 	}
+	progress = nil
+	if _, err := Import(context.Background(), strings.NewReader("subscription_id,end_date\n1,2027-05-31\n2,2027-05-31\n"), Options{
+		Store: st, ProgressEvery: 2, Progress: func(n int) { progress = append(progress, n) },
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if got := fmt.Sprint(progress); got != "[2]" {
+		t.Errorf("progress calls %s for 2 rows every 2, want [2]: the end repeats no call", got)
+	}
 	if rep.Created != 20 || rep.Unchanged != 5 || len(upserts) != 25 || upserts[20] != "0=unchanged" {
 		t.Errorf("report %+v, upserts %v", rep, upserts)
 	}

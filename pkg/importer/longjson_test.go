@@ -17,12 +17,12 @@ func validJSONRow(id int) string {
 	return fmt.Sprintf(`{"subscription_id":"%d","end_date":"2027-05-31"}`, id)
 }
 
-// A JSON array with one element of 8 MB: the element is rejected with its
-// line, and the rows around it are stored. Its memory is bounded by the
-// body's limit, as a CSV record's is (TestImportTooLarge).
+// A JSON array with one element of 512 KiB, past the row limit and inside
+// the element cap: the element is rejected with its line and its id, and
+// the rows around it are stored.
 func TestImportHugeJSONElement(t *testing.T) {
 	in := "[\n" + validJSONRow(1) + ",\n" + validJSONRow(2) + ",\n" + validJSONRow(3) + ",\n" +
-		`{"subscription_id":"4","end_date":"2027-05-31","customer_name":"` + strings.Repeat(`abc \"}]{[ `, 8<<20/11) +
+		`{"subscription_id":"4","end_date":"2027-05-31","customer_name":"` + strings.Repeat(`abc \"}]{[ `, 512<<10/11) +
 		"\"},\n" + validJSONRow(5) + ",\n" + validJSONRow(6) + "\n]\n"
 	st := &memStore{}
 	rep, err := Import(context.Background(), strings.NewReader(in), Options{Store: st})
@@ -45,12 +45,59 @@ func TestImportHugeJSONElement(t *testing.T) {
 	}
 }
 
-// The body's limit is what bounds the memory of a long element: a 32 MB
-// element behind a limit of 1 MB costs a few MB, and the rows before it are
-// stored.
+// An element of 32 MB, with no limit on the body, costs a few MB: the
+// decoder reads no more than MaxElementBytes of it, and the import ends
+// there with the element's line and what to do. The rows before it are
+// stored, the row after it is not read.
+func TestImportJSONElementOverCap(t *testing.T) {
+	in := "[\n" + validJSONRow(1) + ",\n" + validJSONRow(2) + ",\n" +
+		"{\n  \"subscription_id\": \"3\",\n  \"customer_name\": \"" + strings.Repeat("x", 32<<20) + "\"\n},\n" + validJSONRow(4) + "\n]\n"
+	st := &memStore{}
+	runtime.GC()
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	rep, err := Import(context.Background(), strings.NewReader(in), Options{Store: st})
+	runtime.ReadMemStats(&after)
+	fe, ok := errors.AsType[*FileError](err)
+	if !ok || !errors.Is(err, ErrInvalidFile) {
+		t.Fatalf("err = %v, want a *FileError", err)
+	}
+	if fe.Line != 4 || !strings.Contains(fe.Reason, "longer than 1048576 bytes (1 MiB)") || !strings.Contains(fe.Reason, "split it into one object per subscription or shorten its fields") {
+		t.Errorf("error %q: want line 4, the cap and what to do", err)
+	}
+	t.Logf("allocated %.1f MB", float64(after.TotalAlloc-before.TotalAlloc)/(1<<20))
+	if alloc := after.TotalAlloc - before.TotalAlloc; alloc > 16<<20 {
+		t.Errorf("the import allocated %d MB for an element of 32 MB", alloc>>20)
+	}
+	if rep.Rows != 2 || rep.Created != 2 || len(st.subs) != 2 || st.subs["1"].ID == "" || st.subs["2"].ID == "" {
+		t.Errorf("report %+v, stored %d: want rows 1 and 2 stored and nothing after", rep, len(st.subs))
+	}
+}
+
+// White space past the cap before an element, or before the closing
+// bracket, ends the reading the same way: the decoder would hold it all.
+func TestReaderJSONSpaceOverCap(t *testing.T) {
+	for _, in := range []string{
+		"[" + validJSONRow(1) + ",\n" + strings.Repeat(" ", 2*MaxElementBytes) + validJSONRow(2) + "]",
+		"[" + validJSONRow(1) + "\n" + strings.Repeat(" ", 2*MaxElementBytes) + "]",
+		strings.Repeat("\n", 2*MaxElementBytes) + "[]",
+	} {
+		rd, err := NewReader(strings.NewReader(in), FormatJSON)
+		for err == nil {
+			_, err = rd.Next()
+		}
+		if !strings.Contains(fmt.Sprint(err), "longer than 1048576 bytes") || !errors.Is(err, ErrInvalidFile) {
+			t.Errorf("%.12q: reading ended with %v, want the cap", in, err)
+		}
+	}
+}
+
+// The body's limit still bounds the memory when it is below the cap: a
+// 32 MB element behind a limit of 512 KiB costs a few MB, and the rows
+// before it are stored.
 func TestImportLongJSONElementOverBodyLimit(t *testing.T) {
 	in := "[\n" + validJSONRow(1) + ",\n" + `{"subscription_id":"2","customer_name":"` + strings.Repeat("x", 32<<20) + "\"}]"
-	body := http.MaxBytesReader(httptest.NewRecorder(), io.NopCloser(strings.NewReader(in)), 1<<20)
+	body := http.MaxBytesReader(httptest.NewRecorder(), io.NopCloser(strings.NewReader(in)), 512<<10)
 	st := &memStore{}
 	runtime.GC()
 	var before, after runtime.MemStats
@@ -61,10 +108,51 @@ func TestImportLongJSONElementOverBodyLimit(t *testing.T) {
 		t.Fatalf("err = %v, want ErrTooLarge", err)
 	}
 	if alloc := after.TotalAlloc - before.TotalAlloc; alloc > 8<<20 {
-		t.Errorf("the import allocated %d MB behind a limit of 1 MB", alloc>>20)
+		t.Errorf("the import allocated %d MB behind a limit of 512 KiB", alloc>>20)
 	}
 	if rep.Created != 1 || len(st.subs) != 1 {
 		t.Errorf("report %+v: want the row before the element stored", rep)
+	}
+}
+
+// A syntax error inside a pretty-printed element is reported on its own
+// line, not on the line where the element starts, wherever the element
+// stands in the file and however long it is.
+func TestReaderJSONSyntaxErrorLines(t *testing.T) {
+	// The first element takes lines 1-5; the second starts on line 6, and
+	// broken on line 9.
+	head := "[\n  {\n    \"subscription_id\": \"1\",\n    \"end_date\": \"2027-05-31\"\n  },\n"
+	elem := func(broken string) string {
+		return "  {\n    \"subscription_id\": \"2\",\n    \"end_date\": \"2027-05-31\",\n" + broken + "\n  }\n]\n"
+	}
+	long := "    \"customer_name\": \"" + strings.Repeat("x", 3*MaxRowBytes) + "\",\n" // one line more
+	for _, tc := range []struct {
+		name, in string
+		line     int
+	}{
+		{"bare word", head + elem(`    "seats": tru`), 9},
+		{"missing comma", head + elem("    \"seats\": 3\n    \"product\": \"x\""), 10},
+		{"comma before the brace", head + elem(`    "seats": 3,`), 10},
+		{"newline in a string", head + elem("    \"product\": \"a\nb\""), 9},
+		{"deep inside", head + elem("    \"notes\": [\n      {\"a\": [1, 2,\n        3 4]}\n    ]"), 11},
+		{"after a long field", head + "  {\n" + long + "    \"subscription_id\": \"2\",\n\n    \"seats\": 3 3\n  }\n]", 10},
+		{"after many lines", head + strings.Repeat("\n", 10000) + elem(`    "seats": -`), 10009},
+		{"at the element's start", head + "  {\n\n  ]\n]", 8},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			rd, err := NewReader(strings.NewReader(tc.in), FormatJSON)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if rec, err := rd.Next(); err != nil || rec.Line != 2 || rec.Fields["subscription_id"] != "1" {
+				t.Fatalf("first element: line %d, %v", rec.Line, err)
+			}
+			_, err = rd.Next()
+			fe, ok := errors.AsType[*FileError](err)
+			if !ok || fe.Line != tc.line || !strings.Contains(fe.Reason, "invalid JSON (invalid character") || !strings.Contains(fe.Reason, fmt.Sprintf("from line %d on", tc.line)) {
+				t.Errorf("err = %v, want invalid JSON on line %d", err, tc.line)
+			}
+		})
 	}
 }
 

@@ -43,10 +43,19 @@ func ParseFormat(s string) (Format, error) {
 // file, line end included), an NDJSON line or a JSON array element. A longer
 // row is rejected with a reason that names the limit, and reading goes on
 // with the next row. NDJSON never holds more than this of a row in memory.
-// A CSV record or a JSON array element is read whole by encoding/csv or
-// encoding/json and measured after, so what bounds its memory is the
-// caller's limit on the body (http.MaxBytesReader).
+// A CSV record is read whole by encoding/csv and measured after, so what
+// bounds its memory is the caller's limit on the body (http.MaxBytesReader).
+// A JSON array element is read whole by encoding/json too, but never more
+// than MaxElementBytes of it.
 const MaxRowBytes = 64 << 10
+
+// MaxElementBytes bounds what the JSON decoder may read for one array
+// element, the white space and comma before it included. An element longer
+// than MaxRowBytes and no longer than this is rejected as a row; past it,
+// reading stops with a *FileError that names the element's line, so that
+// one element cannot hold more memory than this however large the body
+// limit is.
+const MaxElementBytes = 1 << 20
 
 // Errors that callers can test for with errors.Is.
 var (
@@ -482,6 +491,9 @@ var tooLong = fmt.Sprintf("the row is longer than the limit of %d bytes (64 KiB)
 
 var objectTooLong = fmt.Sprintf("the object is longer than the limit of %d bytes (64 KiB): shorten its fields", MaxRowBytes)
 
+var elementTooLong = fmt.Sprintf("the JSON element here is longer than %d bytes (1 MiB), far past the limit of %d bytes (64 KiB) a row, so reading stopped at it: "+
+	"split it into one object per subscription or shorten its fields, then import the file again (rows already stored come back unchanged)", MaxElementBytes, MaxRowBytes)
+
 func csvReason(err error) string {
 	switch {
 	case errors.Is(err, csv.ErrBareQuote):
@@ -496,6 +508,7 @@ func csvReason(err error) string {
 
 func (rd *Reader) startJSON(r io.Reader) error {
 	rd.lines = &lineCounter{src: r}
+	rd.lines.window()
 	rd.dec = json.NewDecoder(rd.lines)
 	tok, err := rd.dec.Token()
 	if err != nil {
@@ -512,6 +525,9 @@ func (rd *Reader) jsonErr(err error) error {
 	if err == io.EOF {
 		return &FileError{Reason: "the file is empty: give a JSON array of objects"}
 	}
+	if errors.Is(err, errElementTooLong) {
+		return &FileError{Line: rd.jsonErrLine(), Reason: elementTooLong}
+	}
 	if se, ok := errors.AsType[*json.SyntaxError](err); ok {
 		line := rd.jsonErrLine()
 		return &FileError{Line: line, Reason: fmt.Sprintf("invalid JSON (%v): the file cannot be read from line %d on; fix it and import again", se, line)}
@@ -526,6 +542,7 @@ func (rd *Reader) nextJSON() (Record, error) {
 	if rd.done {
 		return Record{}, io.EOF
 	}
+	rd.lines.window()
 	if !rd.dec.More() {
 		if _, err := rd.dec.Token(); err != nil { // the closing ']'
 			return Record{}, rd.jsonErr(err)
@@ -544,14 +561,58 @@ func (rd *Reader) nextJSON() (Record, error) {
 		if err == io.EOF {
 			err = io.ErrUnexpectedEOF
 		}
+		if se, ok := errors.AsType[*json.SyntaxError](err); ok {
+			line := rd.syntaxErrLine(se)
+			return Record{}, &FileError{Line: line, Reason: fmt.Sprintf("invalid JSON (%v): the file cannot be read from line %d on; fix it and import again", se, line)}
+		}
 		return Record{}, rd.jsonErr(err)
 	}
 	rec := Record{Line: rd.jsonLine() - bytes.Count(raw, newline)}
-	rec.Problems, rec.Partial = rd.object(raw)
 	if len(raw) > MaxRowBytes {
+		rd.idOf(raw)
 		rec.Problems, rec.Partial = []FieldError{{Reason: objectTooLong}}, true
+		return rec, nil
 	}
+	rec.Problems, rec.Partial = rd.object(raw)
 	return rec, nil
+}
+
+// idOf takes only the subscription id (a string or a number) of an element
+// too long to read, so that its rejection names it: encoding/json passes
+// over the other members without keeping them.
+func (rd *Reader) idOf(raw []byte) {
+	var obj struct {
+		ID json.RawMessage `json:"subscription_id"`
+	}
+	if len(raw) == 0 || raw[0] != '{' || json.Unmarshal(raw, &obj) != nil || len(obj.ID) == 0 {
+		return
+	}
+	var s string
+	switch c := obj.ID[0]; {
+	case c == '"' && json.Unmarshal(obj.ID, &s) == nil:
+		rd.fields["subscription_id"] = s
+	case c == '-' || c >= '0' && c <= '9':
+		rd.fields["subscription_id"] = string(obj.ID)
+	}
+}
+
+// syntaxErrLine returns the line of the byte where Decode met se inside an
+// element. The decoder's own offsets count from the start of the stream
+// and its position stays at the element's start, so the element is decoded
+// again from what is buffered, with a decoder of its own whose offset
+// counts from there (json.Unmarshal would also fail on what follows the
+// element). An error the second decoder does not meet the same way (a
+// missing comma before the element) is placed as jsonErrLine places it.
+func (rd *Reader) syntaxErrLine(se *json.SyntaxError) int {
+	buffered, _ := io.ReadAll(rd.dec.Buffered())
+	var raw json.RawMessage
+	again, ok := errors.AsType[*json.SyntaxError](json.NewDecoder(bytes.NewReader(buffered)).Decode(&raw))
+	if !ok || again.Error() != se.Error() || again.Offset < 1 || again.Offset > int64(len(buffered)) {
+		return rd.jsonErrLine()
+	}
+	// Offset counts the byte that broke: a newline that breaks a string
+	// is on the line it ends.
+	return rd.jsonLine() + bytes.Count(buffered[:again.Offset-1], newline)
 }
 
 // jsonLine returns the line of the decoder's offset, reckoned back from
@@ -574,17 +635,32 @@ var newline = []byte{'\n'}
 // lineCounter counts the newlines read through it, so that a line can be
 // reckoned back from the end of what the json.Decoder reading from it has
 // buffered. It passes on at most 4 KiB a read, so that the decoder never
-// holds much more than the element it decodes.
+// holds much more than the element it decodes, and at most MaxElementBytes
+// from the last call of window: past that, Read fails with
+// errElementTooLong, which the decoder returns.
 type lineCounter struct {
-	src io.Reader
-	n   int // newlines read
+	src   io.Reader
+	n     int // newlines read
+	read  int // bytes read
+	limit int // read may not pass it
 }
 
+// window lets the decoder read MaxElementBytes more: one element's worth.
+func (lc *lineCounter) window() { lc.limit = lc.read + MaxElementBytes }
+
 func (lc *lineCounter) Read(p []byte) (int, error) {
-	n, err := lc.src.Read(p[:min(len(p), 4<<10)])
+	if lc.read >= lc.limit {
+		return 0, errElementTooLong
+	}
+	n, err := lc.src.Read(p[:min(len(p), 4<<10, lc.limit-lc.read)])
 	lc.n += bytes.Count(p[:n], newline)
+	lc.read += n
 	return n, err
 }
+
+// errElementTooLong is lineCounter's error once one element's window is
+// read.
+var errElementTooLong = errors.New("JSON element longer than MaxElementBytes")
 
 // newlines counts the newlines written to it.
 type newlines int

@@ -267,9 +267,7 @@ func ImportUsage(ctx context.Context, r io.Reader, opts UsageOptions) (UsageRepo
 		t.add(max(day.DaysUntil(opts.AsOf), 0))
 	}
 	rep.UnknownColumns, rep.Encoding, rep.Sheet = rd.UnknownColumns(), rd.Encoding(), rd.Sheet()
-	if opts.Progress != nil {
-		opts.Progress(rep.Rows)
-	}
+	opts.progressEnd(rep.Rows)
 	for _, t := range tallies {
 		if len(t.held) == 0 {
 			continue

@@ -3,6 +3,7 @@ package importer
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 
@@ -82,5 +83,31 @@ func TestImportUsageDateOrder(t *testing.T) {
 				t.Errorf("report %+v, usage %+v: want every row counted, %d unused for 60 days", rep, u, tc.unused60)
 			}
 		})
+	}
+}
+
+// Progress is called every ProgressEvery rows and once at the end, and the
+// end does not repeat a call that already gave the total.
+func TestImportUsageProgress(t *testing.T) {
+	for _, tc := range []struct {
+		rows, every int
+		want        string
+	}{{0, 2, "[0]"}, {3, 10, "[3]"}, {4, 2, "[2 4]"}, {5, 2, "[2 4 5]"}} {
+		rows, want := tc.rows, tc.want
+		st := &usageStore{}
+		if _, err := st.Upsert(context.Background(), []subscription.Subscription{{ID: "1", EndDate: subscription.MustDate("2027-12-31")}}); err != nil {
+			t.Fatal(err)
+		}
+		in := "subscription_id,days_inactive\n" + strings.Repeat("1,40\n", rows)
+		var got []int
+		opts := UsageOptions{Store: st, AsOf: subscription.MustDate("2027-06-01")}
+		opts.ProgressEvery = tc.every
+		opts.Progress = func(n int) { got = append(got, n) }
+		if _, err := ImportUsage(context.Background(), strings.NewReader(in), opts); err != nil {
+			t.Fatalf("%d rows: %v", rows, err)
+		}
+		if fmt.Sprint(got) != want {
+			t.Errorf("%d rows: progress calls %v, want %s", rows, got, want)
+		}
 	}
 }

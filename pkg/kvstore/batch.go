@@ -636,8 +636,8 @@ func (s *Store) unchangedEach(ctx context.Context, subs []subscription.Subscript
 	}
 	for i, x := range subs {
 		old := olds[i]
-		if old == nil || keys[old.KeySeq] == nil {
-			continue
+		if old == nil || want[old.KeySeq] != x.ID || keys[old.KeySeq] == nil {
+			continue // no record, or a key sequence that another row's record names too
 		}
 		keep, err := shred.Usage(old.Record)
 		if err != nil {

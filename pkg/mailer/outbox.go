@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"time"
 
@@ -55,8 +56,9 @@ func FileName(key subscription.NoticeKey) string {
 }
 
 // EraseFromOutbox deletes from dir the .eml file of every notice of the
-// subscription (named by FileName) and any temporary file that an
-// interrupted write left of one, and returns how many files it deleted.
+// subscription (named by FileName), every other name of those files (a
+// contract email's, see Outbox.Send) and any temporary file that an
+// interrupted write left of one, and returns how many names it deleted.
 // It matches the whole id, so the files of a subscription whose id merely
 // starts with subscriptionID stay. A dir that does not exist holds nothing
 // to delete.
@@ -68,10 +70,25 @@ func EraseFromOutbox(dir, subscriptionID string) (int, error) {
 	if err != nil {
 		return 0, fmt.Errorf("erase subscription %s from outbox %s: %w", subscriptionID, dir, err)
 	}
+	// The subscription's files, and every other name of one of them: a
+	// contract email is one file with a name for each of its notices.
+	var mine []fs.FileInfo
+	for _, e := range entries {
+		if m := outboxName.FindStringSubmatch(e.Name()); e.IsDir() || m == nil || m[1]+m[2] != subscriptionID {
+			continue
+		}
+		if fi, err := os.Stat(filepath.Join(dir, e.Name())); err == nil {
+			mine = append(mine, fi)
+		}
+	}
 	n := 0
 	var errs []error
 	for _, e := range entries {
-		if m := outboxName.FindStringSubmatch(e.Name()); e.IsDir() || m == nil || m[1]+m[2] != subscriptionID {
+		if e.IsDir() || !outboxName.MatchString(e.Name()) {
+			continue
+		}
+		fi, err := os.Stat(filepath.Join(dir, e.Name()))
+		if err != nil || !slices.ContainsFunc(mine, func(m fs.FileInfo) bool { return os.SameFile(m, fi) }) {
 			continue
 		}
 		if err := os.Remove(filepath.Join(dir, e.Name())); err != nil && !errors.Is(err, fs.ErrNotExist) {
@@ -111,6 +128,24 @@ func (o *Outbox) Send(ctx context.Context, m Message) error {
 	if err := writeAtomic(o.dir, FileName(m.Key), data); err != nil {
 		return fmt.Errorf("write notice %s to outbox: %w", m.Key, err)
 	}
+	// An email of several notices is one file with a name (a hard link)
+	// for each key, so that each notice's file is there and erasing any of
+	// its subscriptions removes the email (see EraseFromOutbox).
+	if len(m.Also) == 0 {
+		return nil
+	}
+	for _, k := range m.Also {
+		name := filepath.Join(o.dir, FileName(k))
+		if err := os.Remove(name); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("write notice %s to outbox: %w", k, err)
+		}
+		if err := os.Link(filepath.Join(o.dir, FileName(m.Key)), name); err != nil {
+			return fmt.Errorf("write notice %s to outbox: %w", k, err)
+		}
+	}
+	if err := syncDir(o.dir); err != nil {
+		return fmt.Errorf("write notice %s to outbox: %w", m.Key, err)
+	}
 	return nil
 }
 
@@ -133,6 +168,11 @@ func writeAtomic(dir, name string, data []byte) error {
 		_ = os.Remove(f.Name())
 		return err
 	}
+	return syncDir(dir)
+}
+
+// syncDir makes the directory's entries durable.
+func syncDir(dir string) error {
 	d, err := os.Open(dir)
 	if err != nil {
 		return err

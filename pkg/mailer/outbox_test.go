@@ -2,6 +2,7 @@ package mailer_test
 
 import (
 	"bytes"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -90,4 +91,43 @@ func readDir(t *testing.T, dir string) map[string][]byte {
 		out[e.Name()] = b
 	}
 	return out
+}
+
+// A contract email is one file named for each of its notices; erasing any
+// one of its subscriptions deletes every name, and nothing else.
+func TestOutboxContractEmailErasedWhole(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "outbox")
+	o, err := mailer.NewOutbox(dir, from, clock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := sample("C1")
+	other := sample("C2").Key
+	third := sample("C3").Key
+	m.Also = []subscription.NoticeKey{other, third}
+	if err := o.Send(t.Context(), m); err != nil {
+		t.Fatal(err)
+	}
+	if err := o.Send(t.Context(), sample("D1")); err != nil {
+		t.Fatal(err)
+	}
+	first, err := os.ReadFile(filepath.Join(dir, mailer.FileName(m.Key)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range m.Also {
+		if b, err := os.ReadFile(filepath.Join(dir, mailer.FileName(k))); err != nil || !bytes.Equal(b, first) {
+			t.Errorf("%s: %v, or not the contract email", mailer.FileName(k), err)
+		}
+	}
+	if !bytes.Contains(first, []byte("X-Renewal-Notice: "+m.Key.String()+", "+other.String()+", "+third.String())) {
+		t.Errorf("the email's header does not list its three keys:\n%s", first)
+	}
+	n, err := mailer.EraseFromOutbox(dir, other.SubscriptionID)
+	if err != nil || n != 3 {
+		t.Errorf("EraseFromOutbox = %d, %v; want the 3 names of the contract email", n, err)
+	}
+	if got := readDir(t, dir); len(got) != 1 || got[mailer.FileName(sample("D1").Key)] == nil {
+		t.Errorf("outbox after the erasure: %v, want only D1's email", slices.Sorted(maps.Keys(got)))
+	}
 }

@@ -50,8 +50,8 @@ type Store interface {
 	Get(ctx context.Context, id string) (Subscription, error)
 	// EndingBetween calls fn for every subscription whose end date lies in
 	// [from, to], both inclusive, reading only those (through an end-date
-	// index, never a scan of the whole store). It stops at fn's first error
-	// and returns it.
+	// index, never a scan of the whole store), in order of end date, then
+	// id. It stops at fn's first error and returns it.
 	EndingBetween(ctx context.Context, from, to Date, fn func(Subscription) error) error
 	// Erase removes the subscription and its personal data for good, so that
 	// no key, value or stored message still holds it. Returns an error

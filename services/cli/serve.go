@@ -38,24 +38,6 @@ import (
 	"renewals/templates"
 )
 
-// serveGCPercent is the garbage collector's target that serve sets when the
-// environment has no GOGC: the heap may grow to five times what is live
-// before a collection, instead of twice. serve's live heap is small (a
-// batch of notices, an import's batch of rows), so this costs tens of MB
-// and saves the notifier CPU on every email (see BenchmarkNotifierStores
-// in the README); GOGC (and GOMEMLIMIT) still decide when set.
-const serveGCPercent = 400
-
-// tuneGC sets serveGCPercent unless GOGC is set. It reads the process's own
-// environment, as the Go runtime does.
-func tuneGC(log *zap.Logger) {
-	if os.Getenv("GOGC") != "" {
-		return
-	}
-	debug.SetGCPercent(serveGCPercent)
-	log.Debug("garbage collector target set; GOGC overrides it", zap.Int("gogc", serveGCPercent))
-}
-
 // serve wires the service by hand and runs the configured targets until ctx
 // ends (SIGINT or SIGTERM), then shuts down cleanly: the HTTP server stops
 // taking requests, the notifier finishes the sends in flight (or leaves them
@@ -70,7 +52,6 @@ func serve(ctx context.Context, args []string, env Env) error {
 	}
 	log := newLogger(cfg, env.Stderr)
 	defer log.Sync()
-	tuneGC(log)
 	if env.Environ != nil {
 		for _, w := range config.Unknown(env.Environ()) {
 			log.Warn(w)

@@ -10,9 +10,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"renewals/pkg/event"
 	"renewals/pkg/mailer"
 	"renewals/pkg/subscription"
 	"renewals/pkg/testenv"
+	"renewals/services/notifier"
 )
 
 // contractEnd is the end date of the contract tests' subscriptions: 30
@@ -141,6 +146,21 @@ func TestContractOneEmailPerMilestone(t *testing.T) {
 		}
 	}
 
+	// Once every due event is acknowledged, each key was settled once: the
+	// renewed one's claim was taken once, not again by the other
+	// deliveries of its contract; the moved one's twice (by its old
+	// contract's email, which released it, then by its own event).
+	r.waitIdle(t)
+	for _, k := range append(all, renewed) {
+		want := 1
+		if k == noticeKey("330000000011") {
+			want = 2
+		}
+		if e, err := r.ledger.Get(context.Background(), k); err != nil || e.Attempts != want {
+			t.Errorf("ledger entry of %s: %+v, %v; want %d attempts", k, e, err, want)
+		}
+	}
+
 	// A second pass finds everything sent: nothing is published, no email.
 	res := r.api.CLI(t, "run", "--as-of", faultAsOf)
 	if res.Code != 0 || !strings.Contains(res.Stdout, "0 due, 10 already sent") || !strings.Contains(res.Stdout, "published 0") {
@@ -190,4 +210,27 @@ func TestContractKilledAtEachStep(t *testing.T) {
 			t.Logf("killed %s: %d email(s) before the kill, %d in all: %q", step, before, len(got), got)
 		})
 	}
+}
+
+// waitIdle waits until the notifier's consumer has no due event left to
+// deliver or to be acknowledged.
+func (r *faultRig) waitIdle(t *testing.T) {
+	t.Helper()
+	nc, err := nats.Connect(r.natsURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	testenv.Eventually(t, 60*time.Second, "every due event acknowledged", func() bool {
+		c, err := js.Consumer(context.Background(), event.StreamName, notifier.DefaultConsumer.Durable)
+		if err != nil {
+			return false
+		}
+		info, err := c.Info(context.Background())
+		return err == nil && info.NumPending == 0 && info.NumAckPending == 0
+	})
 }

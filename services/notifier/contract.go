@@ -7,10 +7,12 @@ import (
 	"net/mail"
 	"slices"
 	"strings"
+	"time"
 
 	"go.uber.org/zap"
 
 	"renewals/pkg/mailer"
+	"renewals/pkg/render"
 	"renewals/pkg/subscription"
 )
 
@@ -28,14 +30,16 @@ type member struct {
 // claim, confirm and outcome event.
 //
 // Any delivery of the group's events may send the email; the others then
-// find their keys sent. The keys are claimed one at a time in key order, so
-// two workers with events of one group never hold part of it each: the one
-// that claims the first key takes the rest, and the other, refused, tries
-// again once the holder is done or its lease has run out. A key sent
-// before is left out. A subscription that was renewed, cancelled or erased
-// since the pass gets its own skipped outcome and the others still go; one
-// that moved to another contract or contract manager is released, for its
-// own event to send.
+// find their keys settled. The keys are claimed one at a time in key order,
+// so two workers with events of one group never hold part of it each: the
+// one that claims the first key takes the rest, and the other, refused,
+// tries again once the holder is done or its lease has run out. A key
+// already sent, or settled since the pass published the group (by the
+// delivery that sent the email), is left out: this notice's own is
+// announced again and acknowledged. A subscription that was renewed,
+// cancelled or erased since the pass gets its own skipped outcome and the
+// others still go; one that moved to another contract or contract manager
+// is released, for its own event to send.
 func (n *Notifier) handleContract(ctx, running context.Context, x *notice) {
 	keys := slices.Clone(x.due.ContractKeys)
 	if !slices.Contains(keys, x.key) {
@@ -52,15 +56,33 @@ func (n *Notifier) handleContract(ctx, running context.Context, x *notice) {
 			}
 		}
 	}
-	ownSent := false
+	var own *subscription.Entry // this notice's entry, when settled already
 	for _, k := range keys {
-		err := n.Ledger.Claim(ctx, k, x.token, n.Now(), n.Consumer.Lease)
+		e, err := n.Ledger.Get(ctx, k)
+		switch {
+		case err != nil && !errors.Is(err, subscription.ErrNotFound):
+			release(held, false, "")
+			x.log.Warn("read ledger; retrying later", zap.Error(err))
+			_ = x.m.NakWithDelay(n.retryDelay(x.delivered))
+			return
+		case err == nil && n.settledInRound(e, x):
+			if k == x.key {
+				own = &e
+			}
+			continue
+		}
+		err = n.Ledger.Claim(ctx, k, x.token, n.Now(), n.Consumer.Lease)
 		switch {
 		case err == nil:
 			held = append(held, k)
 			n.pause("after-claim")
 		case errors.Is(err, subscription.ErrAlreadySent):
-			ownSent = ownSent || k == x.key
+			// Sent between the read and the claim: read again below.
+			if k == x.key {
+				if e, err := n.Ledger.Get(ctx, k); err == nil {
+					own = &e
+				}
+			}
 		default:
 			release(held, false, "")
 			n.claimRefused(ctx, x, err)
@@ -68,7 +90,7 @@ func (n *Notifier) handleContract(ctx, running context.Context, x *notice) {
 		}
 	}
 	if len(held) == 0 {
-		n.claimRefused(ctx, x, subscription.ErrAlreadySent)
+		n.settledBefore(ctx, x, own)
 		return
 	}
 
@@ -82,7 +104,7 @@ func (n *Notifier) handleContract(ctx, running context.Context, x *notice) {
 			n.settleOrLeave(ctx, x, k, result{outcome: subscription.OutcomeSkipped, reason: "subscription erased or unknown"}, log)
 			continue
 		case errs[i] != nil:
-			release(held[i:], false, "")
+			release(held, false, "")
 			x.log.Warn("read subscription; retrying later", zap.Error(errs[i]))
 			_ = x.m.NakWithDelay(n.retryDelay(x.delivered))
 			return
@@ -106,7 +128,7 @@ func (n *Notifier) handleContract(ctx, running context.Context, x *notice) {
 		}
 		kept := due[:0]
 		for _, d := range due {
-			if cotermed(d.sub, anchor.sub) {
+			if d.key == anchor.key || cotermed(d.sub, anchor.sub) {
 				kept = append(kept, d)
 			} else {
 				d.log.Info("notice left out of the contract email: its contract or contract manager changed")
@@ -121,8 +143,40 @@ func (n *Notifier) handleContract(ctx, running context.Context, x *notice) {
 			return
 		}
 	}
-	if ownSent {
-		if err := n.reemitSent(ctx, x.key); err != nil {
+	if own != nil {
+		n.settledBefore(ctx, x, own)
+		return
+	}
+	if x.unsettled {
+		_ = x.m.NakWithDelay(x.again)
+		return
+	}
+	_ = x.m.Ack()
+}
+
+// roundSkew is how far the notifier's clock may be behind the scheduler's
+// for settledInRound to still see an outcome as this round's.
+const roundSkew = time.Minute
+
+// settledInRound reports whether e is final, or was settled after the pass
+// published x's group (less roundSkew): then the delivery that sent the
+// contract email settled it, and another must not settle it again. An
+// outcome from before (say, undeliverable on an earlier pass) is tried
+// again, as a notice on its own would be.
+func (n *Notifier) settledInRound(e subscription.Entry, x *notice) bool {
+	if subscription.Final(e.Outcome) {
+		return true
+	}
+	return e.Outcome != "" && !x.published.IsZero() && !e.At.Before(x.published.Add(-roundSkew))
+}
+
+// settledBefore acknowledges a delivery whose own notice another delivery
+// settled, after publishing its outcome event again (a crash between
+// confirm and publish may have kept the first from the stream; the stream
+// drops a repeat by its Nats-Msg-Id).
+func (n *Notifier) settledBefore(ctx context.Context, x *notice, own *subscription.Entry) {
+	if own != nil {
+		if err := n.emit(ctx, *own); err != nil {
 			x.log.Warn("publish outcome event; retrying later", zap.Error(err))
 			_ = x.m.NakWithDelay(n.retryDelay(x.delivered))
 			return
@@ -137,7 +191,7 @@ func (n *Notifier) handleContract(ctx, running context.Context, x *notice) {
 
 // cotermed reports whether a and b still go in one email.
 func cotermed(a, b subscription.Subscription) bool {
-	return a.ContractNumber == b.ContractNumber && a.EndDate == b.EndDate &&
+	return a.ContractNumber != "" && a.ContractNumber == b.ContractNumber && a.EndDate == b.EndDate &&
 		strings.EqualFold(strings.TrimSpace(a.ContractManager.Email), strings.TrimSpace(b.ContractManager.Email))
 }
 
@@ -219,9 +273,12 @@ func (n *Notifier) sendContract(ctx, running context.Context, x *notice, due []m
 	for i, d := range due {
 		subs[i], notices[i] = d.sub, subscription.Notice{Key: d.key, DaysLeft: n.daysLeft(d.sub, x.due)}
 	}
-	email, err := n.Renderer.RenderContract(subs, notices)
+	var email render.Email
+	var err error
 	if len(due) == 1 {
 		email, err = n.Renderer.Render(subs[0], notices[0])
+	} else {
+		email, err = n.Renderer.RenderContract(subs, notices)
 	}
 	if err != nil {
 		settleAll(result{outcome: subscription.OutcomeFailed, reason: "template error: " + err.Error()})
@@ -278,8 +335,10 @@ func (n *Notifier) retryContract(ctx, running context.Context, x *notice, keys [
 		x.log.Info("notice handed back at shutdown", zap.Bool("ambiguous", ambiguous))
 		_ = x.m.NakWithDelay(handBack)
 	case x.delivered >= n.Consumer.MaxDeliver:
-		for _, k := range keys {
-			n.failExhausted(ctx, k, sendErr.Error(), noticeLog{n.Log, zap.Stringer("notice_key", k)})
+		// This delivery's retries are over, not the others': its own
+		// notice fails; the rest were released for their own events.
+		if slices.Contains(keys, x.key) {
+			n.failExhausted(ctx, x.key, sendErr.Error(), x.log)
 		}
 		_ = x.m.Term()
 	default:

@@ -379,6 +379,8 @@ type notice struct {
 	// suppressed is SuppressedMany's answer for sub, when supRead.
 	suppressed string
 	supRead    bool
+	// published is when the scheduler published the due event.
+	published time.Time
 	// unsettled says a contract email left a key's outcome to a later
 	// delivery of this message, again from now.
 	unsettled bool
@@ -401,14 +403,15 @@ func (n *Notifier) handleBatch(ctx, running context.Context, msgs []jetstream.Ms
 	idx := make([]int, 0, len(msgs))
 	for i, m := range msgs {
 		x := &notice{m: m, delivered: 1, token: newToken()}
-		if _, err := event.Decode(m.Data(), &x.due); err != nil {
+		ev, err := event.Decode(m.Data(), &x.due)
+		if err != nil {
 			n.Log.Error("poison due message terminated", zap.String("subject", m.Subject()), zap.Error(err))
 			n.emitPoison(ctx, m, err)
 			_ = m.Term()
 			done(i)
 			continue
 		}
-		x.key = x.due.NoticeKey
+		x.key, x.published = x.due.NoticeKey, ev.Time
 		x.log = noticeLog{n.Log, zap.Stringer("notice_key", x.key)}
 		if meta, _ := m.Metadata(); meta != nil {
 			x.delivered = int(meta.NumDelivered)

@@ -149,8 +149,8 @@ type pass struct {
 	due      []candidate
 	inflight []inflight
 	// contracts holds the candidates of subscriptions with a contract
-	// number until the window is read, so that each co-termed group's
-	// events can list the group's keys.
+	// number until their end date's subscriptions are read, so that each
+	// co-termed group's events can list the group's keys.
 	contracts map[cotermed][]candidate
 }
 
@@ -184,8 +184,17 @@ type inflight struct {
 // the caller's recover (cron.Recover in Run).
 func (p *pass) run(ctx context.Context) error {
 	from, to := subscription.Window(p.today, p.s.Milestones)
+	var day subscription.Date
 	err := p.s.Store.EndingBetween(ctx, from, to, func(sub subscription.Subscription) error {
 		p.res.Considered++
+		if sub.EndDate != day {
+			// The window comes in end-date order: the groups of the day
+			// before are complete.
+			day = sub.EndDate
+			if err := p.flushContracts(ctx); err != nil {
+				return err
+			}
+		}
 		n, ok := subscription.Due(sub, p.todayOf(sub).DaysUntil(sub.EndDate), p.s.Milestones, nil)
 		if !ok {
 			return nil
