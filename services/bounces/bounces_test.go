@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -333,5 +334,58 @@ func TestResend(t *testing.T) {
 	}
 	if _, err := b.svc.Resend(ctx, key, true, "again"); !errors.Is(err, bounces.ErrConflict) {
 		t.Errorf("resend of the resent notice: %v", err)
+	}
+}
+
+// TestContractEmailBounce: a hard bounce of a contract email (its bounce
+// address names its first key) records the bounce on every notice that
+// went in it, and on no other: not on the contract's subscription with
+// another contract manager.
+func TestContractEmailBounce(t *testing.T) {
+	b := setup(t)
+	ctx := t.Context()
+	cm := subscription.Contact{Name: "Jo Bloggs", Email: "jo.bloggs@customer.example"}
+	subs := []subscription.Subscription{
+		{ID: key.SubscriptionID, EndDate: end, Status: subscription.StatusActive, ContractNumber: "7001", ContractManager: cm},
+		{ID: "110001234568", EndDate: end, Status: subscription.StatusActive, ContractNumber: "7001", ContractManager: subscription.Contact{Email: "JO.BLOGGS@customer.example"}},
+		{ID: "110001234569", EndDate: end, Status: subscription.StatusActive, ContractNumber: "7001", ContractManager: subscription.Contact{Email: "other@customer.example"}},
+		{ID: "110001234570", EndDate: end, Status: subscription.StatusActive, ContractNumber: "7002", ContractManager: cm},
+	}
+	if _, err := b.svc.Store.Upsert(ctx, subs); err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range subs[1:] {
+		k := subscription.NoticeKey{SubscriptionID: s.ID, EndDate: end, Milestone: 90}
+		if err := b.svc.Ledger.Claim(ctx, k, "tok", t0, time.Minute); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := b.svc.Ledger.Confirm(ctx, k, "tok", subscription.Entry{Outcome: subscription.OutcomeSent, Role: subscription.RoleContractManager, At: t0}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rp := b.svc.Tagger.ReturnPath(key, "jo.bloggs@customer.example")
+	for range 2 { // a repeat changes nothing
+		if err := b.send(t, rp, fixture(t, "exim.eml", rp)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want := map[string]subscription.Outcome{
+		key.SubscriptionID: subscription.OutcomeBounced, "110001234568": subscription.OutcomeBounced,
+		"110001234569": subscription.OutcomeSent, "110001234570": subscription.OutcomeSent,
+	}
+	for id, o := range want {
+		e, err := b.svc.Ledger.Get(ctx, subscription.NoticeKey{SubscriptionID: id, EndDate: end, Milestone: 90})
+		if err != nil || e.Outcome != o {
+			t.Errorf("notice of %s: %+v, %v; want %s", id, e, err, o)
+		}
+	}
+	var hard []string
+	for _, ev := range b.bounceEvents(t) {
+		if ev.Kind == "hard" {
+			hard = append(hard, ev.SubscriptionID)
+		}
+	}
+	if slices.Sort(hard); !slices.Equal(hard, []string{key.SubscriptionID, "110001234568"}) {
+		t.Errorf("hard bounce events for %v, want the contract email's two notices once each", hard)
 	}
 }

@@ -186,6 +186,9 @@ func (s *Service) hard(ctx context.Context, tag bounce.Tag, rep bounce.Report) (
 	if err := s.publish(ctx, tag.Key, rep, e, "hard:"+strconv.FormatInt(e.At.UnixNano(), 10)); err != nil {
 		return res, err
 	}
+	if err := s.bounceCotermed(ctx, sub, tag, rep, reason, now); err != nil {
+		return res, err
+	}
 	s.observe(string(bounce.Hard))
 	res.Note = "the notice is recorded as bounced (" + rep.Reason() + ") and the address suppressed"
 	if addr == "" {
@@ -193,6 +196,52 @@ func (s *Service) hard(ctx context.Context, tag bounce.Tag, rep bounce.Report) (
 	}
 	s.Log.Warn("notice bounced", zap.Stringer("notice_key", tag.Key), zap.String("status", rep.Status), zap.Bool("changed", changed), zap.Bool("suppressed", addr != ""))
 	return res, nil
+}
+
+// bounceCotermed records the bounce on the notices that went in one email
+// with tag's (a contract's co-termed subscriptions: same contract number,
+// end date, milestone and contract manager; the bounce address names the
+// email's first key only). Each is recorded as tag's is, if it is sent and
+// was not resent since; repeats change nothing.
+func (s *Service) bounceCotermed(ctx context.Context, sub subscription.Subscription, tag bounce.Tag, rep bounce.Report, reason string, now time.Time) error {
+	if sub.ContractNumber == "" {
+		return nil
+	}
+	var keys []subscription.NoticeKey
+	err := s.Store.EndingBetween(ctx, tag.Key.EndDate, tag.Key.EndDate, func(o subscription.Subscription) error {
+		if o.ID != sub.ID && o.ContractNumber == sub.ContractNumber &&
+			strings.EqualFold(strings.TrimSpace(o.ContractManager.Email), strings.TrimSpace(sub.ContractManager.Email)) {
+			keys = append(keys, subscription.NoticeKey{SubscriptionID: o.ID, EndDate: tag.Key.EndDate, Milestone: tag.Key.Milestone})
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("read the contract of %s: %w", tag.Key, err)
+	}
+	for _, k := range keys {
+		e, err := s.Ledger.Get(ctx, k)
+		if errors.Is(err, subscription.ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("read notice %s: %w", k, err)
+		}
+		if n := len(e.Resent); n > 0 && !strings.HasPrefix(e.Resent[n-1], tag.Recipient) {
+			continue
+		}
+		e, changed, err := s.bounces().Bounce(ctx, k, rep.Status, reason, now)
+		if errors.Is(err, subscription.ErrNotSent) {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		if err := s.publish(ctx, k, rep, e, "hard:"+strconv.FormatInt(e.At.UnixNano(), 10)); err != nil {
+			return err
+		}
+		s.Log.Warn("notice bounced with its contract's email", zap.Stringer("notice_key", k), zap.String("status", rep.Status), zap.Bool("changed", changed))
+	}
+	return nil
 }
 
 // publish emits renewals.notice.bounced; id makes a repeat a no-op in the
