@@ -96,18 +96,20 @@ func (n *Notifier) handleContract(ctx, running context.Context, x *notice) {
 
 	// Read the held notices' subscriptions and settle those no longer due.
 	subs, errs := n.readMany(ctx, held)
+	for _, err := range errs {
+		if err != nil && !errors.Is(err, subscription.ErrNotFound) {
+			release(held, false, "")
+			x.log.Warn("read subscription; retrying later", zap.Error(err))
+			_ = x.m.NakWithDelay(n.retryDelay(x.delivered))
+			return
+		}
+	}
 	var due []member
 	for i, k := range held {
 		log := noticeLog{n.Log, zap.Stringer("notice_key", k)}
-		switch {
-		case errors.Is(errs[i], subscription.ErrNotFound):
+		if errors.Is(errs[i], subscription.ErrNotFound) {
 			n.settleOrLeave(ctx, x, k, result{outcome: subscription.OutcomeSkipped, reason: "subscription erased or unknown"}, log)
 			continue
-		case errs[i] != nil:
-			release(held, false, "")
-			x.log.Warn("read subscription; retrying later", zap.Error(errs[i]))
-			_ = x.m.NakWithDelay(n.retryDelay(x.delivered))
-			return
 		}
 		if reason, skip := n.revalidate(subs[i], k, x.due); skip {
 			n.settleOrLeave(ctx, x, k, result{outcome: subscription.OutcomeSkipped, reason: reason}, log)
