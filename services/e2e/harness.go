@@ -350,6 +350,14 @@ var (
 	buildErr  error
 )
 
+// RemoveBinary deletes the binary that Binary built, if any. Call it from
+// TestMain after m.Run, so that test runs leave no binary behind.
+func RemoveBinary() {
+	if binPath != "" {
+		_ = os.RemoveAll(filepath.Dir(binPath))
+	}
+}
+
 type syncBuffer struct {
 	mu sync.Mutex
 	b  bytes.Buffer
