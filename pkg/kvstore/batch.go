@@ -199,17 +199,7 @@ func keysBySeq(ctx context.Context, nc *nats.Conn, seqs []uint64) (map[uint64][]
 	seqs = slices.Clone(seqs)
 	slices.Sort(seqs)
 	seqs = slices.Compact(seqs)
-	var runs []run
-	for _, q := range seqs {
-		if q == 0 {
-			continue
-		}
-		if n := len(runs); n > 0 && q <= runs[n-1].last+runGap && q-runs[n-1].first < multiLastMax {
-			runs[n-1].last = q
-			continue
-		}
-		runs = append(runs, run{q, q})
-	}
+	runs := runsOf(seqs)
 	out := make(map[uint64][]byte, len(seqs))
 	for c := 0; c < len(runs); c += runsInFlight {
 		if err := keysRuns(ctx, nc, runs[c:min(c+runsInFlight, len(runs))], out); err != nil {
@@ -713,14 +703,7 @@ func bareGets(ctx context.Context, nc *nats.Conn, stream string, reqs [][]byte) 
 // of that subscription (see unchangedRows for why that is enough).
 func keysBySeqBare(ctx context.Context, nc *nats.Conn, want map[uint64]string) (map[uint64][]byte, error) {
 	seqs := slices.Sorted(maps.Keys(want))
-	var runs []run
-	for _, q := range seqs {
-		if n := len(runs); n > 0 && q <= runs[n-1].last+runGap && q-runs[n-1].first < multiLastMax {
-			runs[n-1].last = q
-			continue
-		}
-		runs = append(runs, run{q, q})
-	}
+	runs := runsOf(seqs)
 	out := make(map[uint64][]byte, len(seqs))
 	for c := 0; c < len(runs); c += runsInFlight {
 		part := runs[c:min(c+runsInFlight, len(runs))]
@@ -883,4 +866,21 @@ func (s *Store) readMany(ctx context.Context, ids []string) (subs []subscription
 		ok[i] = errs[i] == nil
 	}
 	return subs, ok, errs, nil
+}
+
+// runsOf groups sorted sequences into runs that one request can read: gaps
+// of at most runGap, spans below multiLastMax. Sequence 0 (none) is left out.
+func runsOf(seqs []uint64) []run {
+	var runs []run
+	for _, q := range seqs {
+		if q == 0 {
+			continue
+		}
+		if n := len(runs); n > 0 && q <= runs[n-1].last+runGap && q-runs[n-1].first < multiLastMax {
+			runs[n-1].last = q
+			continue
+		}
+		runs = append(runs, run{q, q})
+	}
+	return runs
 }

@@ -59,8 +59,12 @@ func printBenchResult(t *testing.T, res any) {
 
 // profileBenchChild writes the child's CPU profile to the file that
 // childProfEnv names, when it is set, until the returned func is called.
-func profileBenchChild(t *testing.T) (stop func()) {
-	p := os.Getenv(childProfEnv)
+func profileBenchChild(t *testing.T) (stop func()) { return profileTo(t, childProfEnv) }
+
+// profileTo writes a CPU profile to the file that the variable env names,
+// when it is set, until the returned func is called.
+func profileTo(t *testing.T, env string) (stop func()) {
+	p := os.Getenv(env)
 	if p == "" {
 		return func() {}
 	}

@@ -82,7 +82,7 @@ func TestImportBenchChildEmbedded(t *testing.T) {
 		}
 		f.Close()
 	}
-	stop := profileReimport(t)
+	stop := profileTo(t, reimportProfEnv)
 	cpu0 := selfCPU(t)
 	start = time.Now()
 	res.Again, err = importer.Import(ctx, generate(n), importer.Options{Store: s, Format: importer.FormatCSV, MaxListed: 10})
@@ -93,27 +93,6 @@ func TestImportBenchChildEmbedded(t *testing.T) {
 	res.AgainCPU = selfCPU(t) - cpu0
 	stop()
 	printBenchResult(t, res)
-}
-
-// profileReimport writes the child's CPU profile of the re-import to the
-// file that reimportProfEnv names, when it is set, until the returned func
-// is called.
-func profileReimport(t *testing.T) (stop func()) {
-	p := os.Getenv(reimportProfEnv)
-	if p == "" {
-		return func() {}
-	}
-	f, err := os.Create(p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := pprof.StartCPUProfile(f); err != nil {
-		t.Fatal(err)
-	}
-	return func() {
-		pprof.StopCPUProfile()
-		f.Close()
-	}
 }
 
 // selfCPU is this process's CPU time so far, user and system, in seconds.
