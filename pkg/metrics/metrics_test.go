@@ -75,7 +75,13 @@ func TestConsumerGaugesReadOnScrape(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	out := scrape(t, m)
+	// The server counts a consumer's pending messages a moment after the
+	// stream acknowledged them: scrape until it has.
+	var out string
+	testenv.Eventually(t, 10*time.Second, "the consumer's 3 pending notices on /metrics", func() bool {
+		out = scrape(t, m)
+		return strings.Contains(out, `renewals_notifier_consumer_pending{consumer="notifier"} 3`)
+	})
 	for _, want := range []string{
 		`renewals_notifier_consumer_pending{consumer="notifier"} 3`,
 		`renewals_notifier_consumer_ack_pending{consumer="notifier"} 0`,
