@@ -9,6 +9,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"renewals/pkg/page"
 	"renewals/pkg/subscription"
 )
 
@@ -38,18 +39,18 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if cs == nil {
 			cs = []subscription.Call{}
 		}
-		writeJSON(w, http.StatusOK, map[string]any{"subscription_id": id, "count": len(cs), "calls": cs})
+		page.WriteJSON(w, http.StatusOK, map[string]any{"subscription_id": id, "count": len(cs), "calls": cs})
 	case http.MethodPost:
 		body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBody))
 		if err != nil {
-			writeJSON(w, http.StatusRequestEntityTooLarge, errBody("a call is at most 16 KiB of JSON: shorten the note", "too_large"))
+			page.WriteJSON(w, http.StatusRequestEntityTooLarge, errBody("a call is at most 16 KiB of JSON: shorten the note", "too_large"))
 			return
 		}
 		var in Input
 		dec := json.NewDecoder(strings.NewReader(string(body)))
 		dec.DisallowUnknownFields()
 		if err := dec.Decode(&in); err != nil {
-			writeJSON(w, http.StatusBadRequest, errBody("the call is not valid JSON ("+err.Error()+"): send {\"outcome\":\"no_answer\",\"note\":\"...\"}", "invalid"))
+			page.WriteJSON(w, http.StatusBadRequest, errBody("the call is not valid JSON ("+err.Error()+"): send {\"outcome\":\"no_answer\",\"note\":\"...\"}", "invalid"))
 			return
 		}
 		c, err := h.Service.Record(r.Context(), id, in)
@@ -57,10 +58,10 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			h.fail(w, err)
 			return
 		}
-		writeJSON(w, http.StatusCreated, c)
+		page.WriteJSON(w, http.StatusCreated, c)
 	default:
 		w.Header().Set("Allow", "GET, POST")
-		writeJSON(w, http.StatusMethodNotAllowed, errBody("use GET to list the calls or POST to record one", "invalid"))
+		page.WriteJSON(w, http.StatusMethodNotAllowed, errBody("use GET to list the calls or POST to record one", "invalid"))
 	}
 }
 
@@ -69,25 +70,17 @@ func (h *Handler) fail(w http.ResponseWriter, err error) {
 	case errors.Is(err, ErrInvalid):
 		msg := err.Error()
 		msg = strings.TrimPrefix(msg, ErrInvalid.Error()+": ")
-		writeJSON(w, http.StatusBadRequest, errBody(msg, "invalid"))
+		page.WriteJSON(w, http.StatusBadRequest, errBody(msg, "invalid"))
 	case errors.Is(err, subscription.ErrNotFound):
-		writeJSON(w, http.StatusNotFound, errBody("no such subscription: check the id, or import it first", "not_found"))
+		page.WriteJSON(w, http.StatusNotFound, errBody("no such subscription: check the id, or import it first", "not_found"))
 	default:
 		if h.Log != nil {
 			h.Log.Error("calls", zap.Error(err))
 		}
-		writeJSON(w, http.StatusServiceUnavailable, errBody("the call could not be handled now: "+err.Error(), "unavailable"))
+		page.WriteJSON(w, http.StatusServiceUnavailable, errBody("the call could not be handled now: "+err.Error(), "unavailable"))
 	}
 }
 
 func errBody(msg, code string) map[string]string {
 	return map[string]string{"error": msg, "code": code}
-}
-
-func writeJSON(w http.ResponseWriter, status int, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(status)
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	_ = enc.Encode(v)
 }

@@ -162,3 +162,13 @@ func (j *JSON) flush() error {
 	_, err := j.w.Write(j.buf.Bytes())
 	return err
 }
+
+// WriteJSON writes v as the whole JSON answer with status, indented as
+// every API answer is. A long list goes through NewJSON instead.
+func WriteJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(v)
+}

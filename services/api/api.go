@@ -19,6 +19,7 @@ import (
 	"go.uber.org/zap"
 
 	"renewals/pkg/importer"
+	"renewals/pkg/page"
 	"renewals/pkg/subscription"
 )
 
@@ -84,7 +85,7 @@ func (s *Server) wrap(h handlerFunc) http.HandlerFunc {
 				ae = &apiError{CodeInternal, "internal error: " + err.Error()}
 			}
 		}
-		writeJSON(w, statusOf[ae.code], Error{ae.msg, ae.code})
+		page.WriteJSON(w, statusOf[ae.code], Error{ae.msg, ae.code})
 	}
 }
 
@@ -112,14 +113,6 @@ func validPathID(id string) error {
 		return errorf(CodeInvalid, "%v", err)
 	}
 	return nil
-}
-
-func writeJSON(w http.ResponseWriter, status int, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(status)
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	_ = enc.Encode(v)
 }
 
 // requireToken checks the bearer token before anything reads the body: a
@@ -168,7 +161,7 @@ func bearerToken(v string) (string, bool) {
 // body is never read (guardBody sees to that).
 func refuse(w http.ResponseWriter, status int, e Error) {
 	w.Header().Set("Connection", "close")
-	writeJSON(w, status, e)
+	page.WriteJSON(w, status, e)
 }
 
 // guardBody keeps a request body that the handler left unread from

@@ -7,6 +7,7 @@ import (
 	"net/http"
 
 	"renewals/pkg/bounce"
+	"renewals/pkg/page"
 	"renewals/pkg/subscription"
 	"renewals/services/bounces"
 )
@@ -53,7 +54,7 @@ func (s *Server) resend(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusAccepted, res)
+	page.WriteJSON(w, http.StatusAccepted, res)
 	return nil
 }
 
@@ -87,6 +88,6 @@ func (s *Server) feedBounce(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return bounceError(err)
 	}
-	writeJSON(w, http.StatusOK, res)
+	page.WriteJSON(w, http.StatusOK, res)
 	return nil
 }

@@ -2,6 +2,7 @@ package api
 
 import (
 	"net/http"
+	"renewals/pkg/page"
 	"runtime"
 )
 
@@ -32,7 +33,7 @@ func (g *readGate) wrap(h http.Handler) http.Handler {
 		case g.admit <- struct{}{}:
 		default:
 			w.Header().Set("Retry-After", RetryAfter)
-			writeJSON(w, http.StatusTooManyRequests, Error{
+			page.WriteJSON(w, http.StatusTooManyRequests, Error{
 				"too many call-list, forecast and notice reads at once: try again in a second", CodeTooMany})
 			return
 		}

@@ -120,7 +120,7 @@ func (s *Server) Handler() http.Handler {
 		mux.Handle("/api/", requireToken(s.Token, s.timeouts(), api))
 	}
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+		page.WriteJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
 	mux.HandleFunc("GET /readyz", s.readyz)
 	if s.Metrics != nil {
@@ -142,11 +142,11 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 	defer cancel()
 	if s.Ready != nil {
 		if err := s.Ready(ctx); err != nil {
-			writeJSON(w, http.StatusServiceUnavailable, Error{"not ready: " + err.Error(), CodeUnavailable})
+			page.WriteJSON(w, http.StatusServiceUnavailable, Error{"not ready: " + err.Error(), CodeUnavailable})
 			return
 		}
 	}
-	writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
+	page.WriteJSON(w, http.StatusOK, map[string]string{"status": "ready"})
 }
 
 func (s *Server) importSubscriptions(w http.ResponseWriter, r *http.Request) error {
@@ -159,7 +159,7 @@ func (s *Server) importSubscriptions(w http.ResponseWriter, r *http.Request) err
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, report)
+	page.WriteJSON(w, http.StatusOK, report)
 	return nil
 }
 
@@ -265,7 +265,7 @@ func (s *Server) getSubscription(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, Record(sub))
+	page.WriteJSON(w, http.StatusOK, Record(sub))
 	return nil
 }
 
@@ -283,7 +283,7 @@ func (s *Server) putSubscription(w http.ResponseWriter, r *http.Request) error {
 		ferrs = []importer.FieldError{{Field: "subscription_id", Reason: fmt.Sprintf("%q in the body does not match %q in the path", sub.ID, id)}}
 	}
 	if len(ferrs) > 0 {
-		writeJSON(w, http.StatusUnprocessableEntity, map[string]any{
+		page.WriteJSON(w, http.StatusUnprocessableEntity, map[string]any{
 			"error": "the record is not valid: " + ferrs[0].Error(), "code": CodeUnprocessable, "fields": fieldReasons(ferrs),
 		})
 		return nil
@@ -297,7 +297,7 @@ func (s *Server) putSubscription(w http.ResponseWriter, r *http.Request) error {
 	if err := events.wait(); err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"subscription_id": id, "change": res[0].Change})
+	page.WriteJSON(w, http.StatusOK, map[string]any{"subscription_id": id, "change": res[0].Change})
 	return nil
 }
 
@@ -306,7 +306,7 @@ func (s *Server) eraseSubscription(w http.ResponseWriter, r *http.Request) error
 	if err := s.Erase(r.Context(), id); err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, map[string]string{"subscription_id": id, "status": "erased"})
+	page.WriteJSON(w, http.StatusOK, map[string]string{"subscription_id": id, "status": "erased"})
 	return nil
 }
 
@@ -417,7 +417,7 @@ func (s *Server) runScheduler(w http.ResponseWriter, r *http.Request) error {
 			return errorf(CodeUnavailable, "the pass published %d notices but not all reached an outcome within %v (%v): is a notifier running?", res.Published, waitFor, err)
 		}
 	}
-	writeJSON(w, http.StatusOK, resp)
+	page.WriteJSON(w, http.StatusOK, resp)
 	return nil
 }
 
@@ -676,7 +676,7 @@ func (s *Server) notices(all http.Handler) handlerFunc {
 		if entries == nil {
 			entries = []subscription.Entry{}
 		}
-		writeJSON(w, http.StatusOK, map[string]any{"subscription_id": id, "notices": entries})
+		page.WriteJSON(w, http.StatusOK, map[string]any{"subscription_id": id, "notices": entries})
 		return nil
 	}
 }
@@ -832,7 +832,7 @@ func (s *Server) preview(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return errorf(CodeUnprocessable, "render: %v", err)
 	}
-	writeJSON(w, http.StatusOK, map[string]string{
+	page.WriteJSON(w, http.StatusOK, map[string]string{
 		"notice_key": key.String(), "subject": email.Subject, "text": email.Text, "html": email.HTML,
 	})
 	return nil

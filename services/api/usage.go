@@ -6,6 +6,7 @@ import (
 	"net/http"
 
 	"renewals/pkg/importer"
+	"renewals/pkg/page"
 )
 
 // importUsage is POST /api/v1/usage/import: the vendor's seat-usage export
@@ -40,6 +41,6 @@ func (s *Server) importUsage(w http.ResponseWriter, r *http.Request) error {
 	if evErr != nil {
 		return evErr
 	}
-	writeJSON(w, http.StatusOK, report)
+	page.WriteJSON(w, http.StatusOK, report)
 	return nil
 }

@@ -2,7 +2,6 @@ package report
 
 import (
 	"encoding/csv"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -12,6 +11,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"renewals/pkg/page"
 	"renewals/pkg/subscription"
 )
 
@@ -47,24 +47,24 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		d, err := parseDay(v, p.end)
 		if err != nil || (p.name == "as_of" && len(v) != 10) {
-			writeJSON(w, http.StatusBadRequest, map[string]string{"error": fmt.Sprintf("%s %q: give a day as YYYY-MM-DD or, for from and to, a month as YYYY-MM", p.name, v), "code": "invalid"})
+			page.WriteJSON(w, http.StatusBadRequest, map[string]string{"error": fmt.Sprintf("%s %q: give a day as YYYY-MM-DD or, for from and to, a month as YYYY-MM", p.name, v), "code": "invalid"})
 			return
 		}
 		*p.dst = d
 	}
 	format := q.Get("format")
 	if format != "" && format != "json" && format != "csv" {
-		writeJSON(w, http.StatusBadRequest, map[string]string{"error": fmt.Sprintf("format %q: use json or csv", format), "code": "invalid"})
+		page.WriteJSON(w, http.StatusBadRequest, map[string]string{"error": fmt.Sprintf("format %q: use json or csv", format), "code": "invalid"})
 		return
 	}
 	rep, err := h.Builder.Build(r.Context(), from, to, asOf)
 	if err != nil {
 		if errors.Is(err, ErrRange) {
-			writeJSON(w, http.StatusBadRequest, map[string]string{"error": strings.TrimPrefix(err.Error(), ErrRange.Error()+": "), "code": "invalid"})
+			page.WriteJSON(w, http.StatusBadRequest, map[string]string{"error": strings.TrimPrefix(err.Error(), ErrRange.Error()+": "), "code": "invalid"})
 			return
 		}
 		h.Log.Error("renewals report", zap.Error(err))
-		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": "the report cannot be read now: " + err.Error(), "code": "unavailable"})
+		page.WriteJSON(w, http.StatusServiceUnavailable, map[string]string{"error": "the report cannot be read now: " + err.Error(), "code": "unavailable"})
 		return
 	}
 	if format == "csv" {
@@ -73,7 +73,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		_ = WriteCSV(w, rep, h.Builder.PostExpiry)
 		return
 	}
-	writeJSON(w, http.StatusOK, rep)
+	page.WriteJSON(w, http.StatusOK, rep)
 }
 
 // parseDay reads YYYY-MM-DD, or YYYY-MM as its first day (its last when
@@ -132,12 +132,4 @@ func WriteCSV(w http.ResponseWriter, r Report, pe subscription.PostExpiry) error
 	}
 	cw.Flush()
 	return cw.Error()
-}
-
-func writeJSON(w http.ResponseWriter, status int, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(status)
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	_ = enc.Encode(v)
 }
