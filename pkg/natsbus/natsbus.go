@@ -291,13 +291,9 @@ func (b *Bus) Close() {
 // drops a repeat inside its duplicate window; the returned ack says whether
 // it did.
 func Publish(ctx context.Context, js jetstream.JetStream, subject string, ev event.Event, msgID string) (*jetstream.PubAck, error) {
-	data, err := json.Marshal(ev)
+	data, opts, err := encode(subject, ev, msgID)
 	if err != nil {
-		return nil, fmt.Errorf("encode %s: %w", subject, err)
-	}
-	var opts []jetstream.PublishOpt
-	if msgID != "" {
-		opts = append(opts, jetstream.WithMsgID(msgID))
+		return nil, err
 	}
 	ack, err := js.Publish(ctx, subject, data, opts...)
 	if err != nil {
@@ -306,17 +302,27 @@ func Publish(ctx context.Context, js jetstream.JetStream, subject string, ev eve
 	return ack, nil
 }
 
-// PublishAsync is Publish without waiting: the future tells when JetStream
-// stored the event (or refused it), so that many events are on the wire at
-// once and their acknowledgements come back together.
-func PublishAsync(js jetstream.JetStream, subject string, ev event.Event, msgID string) (jetstream.PubAckFuture, error) {
+// encode is what Publish and PublishAsync send: the event's JSON, and its
+// msgID as Nats-Msg-Id when set.
+func encode(subject string, ev event.Event, msgID string) ([]byte, []jetstream.PublishOpt, error) {
 	data, err := json.Marshal(ev)
 	if err != nil {
-		return nil, fmt.Errorf("encode %s: %w", subject, err)
+		return nil, nil, fmt.Errorf("encode %s: %w", subject, err)
 	}
 	var opts []jetstream.PublishOpt
 	if msgID != "" {
 		opts = append(opts, jetstream.WithMsgID(msgID))
+	}
+	return data, opts, nil
+}
+
+// PublishAsync is Publish without waiting: the future tells when JetStream
+// stored the event (or refused it), so that many events are on the wire at
+// once and their acknowledgements come back together.
+func PublishAsync(js jetstream.JetStream, subject string, ev event.Event, msgID string) (jetstream.PubAckFuture, error) {
+	data, opts, err := encode(subject, ev, msgID)
+	if err != nil {
+		return nil, err
 	}
 	f, err := js.PublishAsync(subject, data, opts...)
 	if err != nil {
