@@ -8,7 +8,6 @@ package scheduler
 import (
 	"cmp"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"maps"
@@ -20,6 +19,7 @@ import (
 	"go.uber.org/zap"
 
 	"renewals/pkg/event"
+	"renewals/pkg/natsbus"
 	"renewals/pkg/subscription"
 )
 
@@ -334,13 +334,9 @@ func (s *Scheduler) publishDue(c candidate, asOf subscription.Date) (jetstream.P
 	if err != nil {
 		return nil, err
 	}
-	data, err := json.Marshal(ev)
+	f, err := natsbus.PublishAsync(s.JS, event.SubjectDue(k.Milestone), ev, id)
 	if err != nil {
-		return nil, fmt.Errorf("encode due event %s: %w", id, err)
-	}
-	f, err := s.JS.PublishAsync(event.SubjectDue(k.Milestone), data, jetstream.WithMsgID(id))
-	if err != nil {
-		return nil, fmt.Errorf("publish due %s: %w", id, err)
+		return nil, fmt.Errorf("due %s: %w", id, err)
 	}
 	return f, nil
 }
