@@ -2,7 +2,6 @@ package storetest
 
 import (
 	"errors"
-	"fmt"
 	"slices"
 	"testing"
 	"time"
@@ -130,15 +129,7 @@ func testCallErasure(t *testing.T, b Backend) {
 	if got, err := cs.Calls(ctxT(t), "noted"); err != nil || len(got) != 0 {
 		t.Errorf("Calls after Erase = %+v, %v; want none", got, err)
 	}
-	all := map[string][]byte{"data key": key}
-	for k, v := range personal {
-		all[k] = v
-	}
-	var found []string
-	waitFor(t, "erasure to reach every byte the backend holds", func() bool {
-		found = find(b.Dump(t), all)
-		return len(found) == 0
-	}, func() string { return fmt.Sprintf("still found: %v", found) })
+	waitErased(t, b, key, personal)
 	if got, err := cs.Calls(ctxT(t), "bystander"); err != nil || len(got) != 1 || got[0].Note != kept.Note {
 		t.Errorf("erasure damaged another subscription's calls: %+v, %v", got, err)
 	}

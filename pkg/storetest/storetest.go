@@ -11,6 +11,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"sort"
 	"strings"
@@ -410,6 +411,19 @@ func randHex(t *testing.T) string {
 }
 
 // find reports the dump entries that contain any of needles.
+// waitErased waits until no byte the backend holds contains the data key
+// or any of the personal values.
+func waitErased(t *testing.T, b Backend, key []byte, personal map[string][]byte) {
+	t.Helper()
+	all := map[string][]byte{"data key": key}
+	maps.Copy(all, personal)
+	var found []string
+	waitFor(t, "erasure to reach every byte the backend holds", func() bool {
+		found = find(b.Dump(t), all)
+		return len(found) == 0
+	}, func() string { return fmt.Sprintf("still found: %v", found) })
+}
+
 func find(dump map[string][]byte, needles map[string][]byte) []string {
 	var out []string
 	for where, data := range dump {
@@ -465,15 +479,7 @@ func testErasure(t *testing.T, b Backend) {
 	if got := ids(ending(t, b.Store, base, base)); !slices.Equal(got, []string{"bystander"}) {
 		t.Errorf("EndingBetween after Erase = %v, want [bystander]", got)
 	}
-	all := map[string][]byte{"data key": key}
-	for k, v := range personal {
-		all[k] = v
-	}
-	var found []string
-	waitFor(t, "erasure to reach every byte the backend holds", func() bool {
-		found = find(b.Dump(t), all)
-		return len(found) == 0
-	}, func() string { return fmt.Sprintf("still found: %v", found) })
+	waitErased(t, b, key, personal)
 	if got := get(t, b.Store, "bystander"); !subscription.Equal(got, sub("bystander", base)) {
 		t.Errorf("erasure damaged another subscription: %+v", got)
 	}
