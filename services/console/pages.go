@@ -315,15 +315,37 @@ func cloneValues(v url.Values) url.Values {
 	return out
 }
 
+// pager is a scanned list's links: to the next page, back to the first,
+// and the day the scan stopped at before the page filled.
+type pager struct {
+	Next, First string
+	Searched    subscription.Date
+}
+
+// link sets the links of a page of path listed with base: the next page
+// starts after the key whose encoding is next, when the page is full or
+// the scan stopped (at end); the first when this page started after a key.
+func (p *pager) link(path string, base url.Values, next string, end subscription.Date, full, stopped, after bool) {
+	if full || stopped {
+		nq := cloneValues(base)
+		nq.Set("page", next)
+		p.Next = path + query(nq)
+		if stopped && !full {
+			p.Searched = end
+		}
+	}
+	if after {
+		p.First = path + query(base)
+	}
+}
+
 // --- subscriptions ---
 
 type subscriptionsData struct {
-	Q, From    string
-	Subs       []subscription.Subscription
-	Next       string
-	First      string
-	Searched   subscription.Date // the scan stopped here before the page filled
-	Empty      bool              // nothing stored in the range at all, no search
+	Q, From string
+	Subs    []subscription.Subscription
+	pager
+	Empty      bool // nothing stored in the range at all, no search
 	Message    string
 	ExactMatch bool
 }
@@ -434,17 +456,7 @@ func (c *Console) subscriptions(w http.ResponseWriter, r *http.Request, ss *sess
 	if d.From != "" {
 		base.Set("from", d.From)
 	}
-	if full || stopped {
-		nq := cloneValues(base)
-		nq.Set("page", last.encode())
-		d.Next = "/subscriptions" + query(nq)
-		if stopped && !full {
-			d.Searched = last.end
-		}
-	}
-	if after != nil {
-		d.First = "/subscriptions" + query(base)
-	}
+	d.link("/subscriptions", base, last.encode(), last.end, full, stopped, after != nil)
 	d.Empty = len(d.Subs) == 0 && d.Q == "" && after == nil
 	c.render(w, r, ss, http.StatusOK, "subscriptions", "Subscriptions", d)
 }
@@ -624,9 +636,8 @@ type noticesData struct {
 	From, To, Outcome string
 	Outcomes          []string
 	Rows              []noticeRow
-	Next, First       string
-	Searched          subscription.Date
-	Message           string
+	pager
+	Message string
 }
 
 func (d noticesData) flash() (string, string) { return "", d.Message }
@@ -782,17 +793,7 @@ func (c *Console) notices(w http.ResponseWriter, r *http.Request, ss *session) {
 			base.Set(k, v)
 		}
 	}
-	if full || stopped {
-		nq := cloneValues(base)
-		nq.Set("page", last.encode())
-		d.Next = "/notices" + query(nq)
-		if stopped && !full {
-			d.Searched = last.end
-		}
-	}
-	if after != nil {
-		d.First = "/notices" + query(base)
-	}
+	d.link("/notices", base, last.encode(), last.end, full, stopped, after != nil)
 	c.render(w, r, ss, http.StatusOK, "notices", "Notices", d)
 }
 
