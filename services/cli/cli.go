@@ -213,43 +213,18 @@ func importCmd(args []string, env Env) int {
 		fmt.Fprintf(env.Stderr, "renewals import: %v\n", err)
 		return ExitError
 	}
-	fail := func(err error) int {
-		fmt.Fprintf(env.Stderr, "renewals import: %v\n", err)
-		var se *serverError
-		if errors.As(err, &se) && se.status == http.StatusUnprocessableEntity {
-			return ExitRejected
-		}
-		return ExitError
-	}
+	fail := importFailer(env, "import")
 	path := fs.Arg(0)
-	var in io.Reader = env.Stdin
-	var size int64 // unknown for standard input: no progress
-	if path != "-" {
-		f, err := os.Open(path)
-		if errors.Is(err, os.ErrNotExist) {
-			return fail(fmt.Errorf("%s does not exist: check the path", path))
-		}
-		if err != nil {
-			return fail(fmt.Errorf("cannot read %s (%v): check the path and its permissions", path, errors.Unwrap(err)))
-		}
-		defer f.Close()
-		st, err := f.Stat()
-		if err != nil {
-			return fail(fmt.Errorf("cannot read %s (%v): check the path and its permissions", path, err))
-		}
-		if st.IsDir() {
-			return fail(fmt.Errorf("%s is a directory: name a .csv, .json or .ndjson file", path))
-		}
-		in, size = f, st.Size()
-		if !st.Mode().IsRegular() {
-			size = 0 // a pipe or a device, such as /dev/stdin
-		}
+	in, size, closeIn, err := openImport(path, env.Stdin)
+	if err != nil {
+		return fail(err)
 	}
+	defer closeIn()
 	contentType, err := contentTypeOf(path, *format)
 	if err != nil {
 		return fail(err)
 	}
-	query, err := importQuery(*mapFile, *sheet, *dateFormat)
+	q, err := importQuery(*mapFile, *sheet, *dateFormat, importer.ParseMap)
 	if err != nil {
 		return fail(err)
 	}
@@ -263,7 +238,7 @@ func importCmd(args []string, env Env) int {
 		stop = progress(env.Stderr, path, body, size)
 	}
 	var report importer.Report
-	err = c.do(http.MethodPost, "/api/v1/subscriptions/import"+query, contentType, body, &report)
+	err = c.do(http.MethodPost, withQuery("/api/v1/subscriptions/import", q), contentType, body, &report)
 	stop()
 	if err != nil {
 		return fail(err)
@@ -290,41 +265,20 @@ func importUsageCmd(args []string, env Env) int {
 		fmt.Fprintf(env.Stderr, "renewals import-usage: %v\n", err)
 		return ExitError
 	}
-	fail := func(err error) int {
-		fmt.Fprintf(env.Stderr, "renewals import-usage: %v\n", err)
-		if se, ok := errors.AsType[*serverError](err); ok && se.status == http.StatusUnprocessableEntity {
-			return ExitRejected
-		}
-		return ExitError
-	}
+	fail := importFailer(env, "import-usage")
 	path := fs.Arg(0)
-	var in io.Reader = env.Stdin
-	if path != "-" {
-		f, err := os.Open(path)
-		if err != nil {
-			return fail(fmt.Errorf("cannot read %s (%v): check the path and its permissions", path, errors.Unwrap(err)))
-		}
-		defer f.Close()
-		in = f
+	in, _, closeIn, err := openImport(path, env.Stdin)
+	if err != nil {
+		return fail(err)
 	}
+	defer closeIn()
 	contentType, err := contentTypeOf(path, *format)
 	if err != nil {
 		return fail(err)
 	}
-	q := url.Values{}
-	if *mapFile != "" {
-		f, err := os.Open(*mapFile)
-		if err != nil {
-			return fail(fmt.Errorf("--map: cannot read %s (%v): check the path", *mapFile, errors.Unwrap(err)))
-		}
-		m, err := importer.ParseUsageMap(f)
-		f.Close()
-		if err != nil {
-			return fail(fmt.Errorf("--map %s: %w", *mapFile, err))
-		}
-		for _, kv := range importer.MapArg(m) {
-			q.Add("map", kv)
-		}
+	q, err := importQuery(*mapFile, *sheet, *dateFormat, importer.ParseUsageMap)
+	if err != nil {
+		return fail(err)
 	}
 	if *asOf != "" {
 		if _, err := subscription.ParseDate(*asOf); err != nil {
@@ -332,24 +286,11 @@ func importUsageCmd(args []string, env Env) int {
 		}
 		q.Set("as_of", *asOf)
 	}
-	if *dateFormat != "" {
-		df, err := importer.ParseDateFormat(*dateFormat)
-		if err != nil {
-			return fail(fmt.Errorf("--date-format: %w", err))
-		}
-		q.Set("date_format", string(df))
-	}
-	if *sheet != "" {
-		q.Set("sheet", *sheet)
-	}
 	c, err := newClient(*server, *dataDir, env.Getenv)
 	if err != nil {
 		return fail(err)
 	}
-	path = "/api/v1/usage/import"
-	if len(q) > 0 {
-		path += "?" + q.Encode()
-	}
+	path = withQuery("/api/v1/usage/import", q)
 	var report importer.UsageReport
 	if err := c.do(http.MethodPost, path, contentType, in, &report); err != nil {
 		return fail(err)
@@ -361,20 +302,20 @@ func importUsageCmd(args []string, env Env) int {
 	return ExitOK
 }
 
-// importQuery is the import's query string: the column map (read and
+// importQuery is an import's query: the column map (read with parseMap and
 // checked here, so that a mistake in it is told before the file is sent),
 // the sheet and the date format.
-func importQuery(mapFile, sheet, dateFormat string) (string, error) {
+func importQuery(mapFile, sheet, dateFormat string, parseMap func(io.Reader) (map[string]string, error)) (url.Values, error) {
 	q := url.Values{}
 	if mapFile != "" {
 		f, err := os.Open(mapFile)
 		if err != nil {
-			return "", fmt.Errorf("--map: cannot read %s (%v): check the path", mapFile, errors.Unwrap(err))
+			return nil, fmt.Errorf("--map: cannot read %s (%v): check the path", mapFile, errors.Unwrap(err))
 		}
 		defer f.Close()
-		m, err := importer.ParseMap(f)
+		m, err := parseMap(f)
 		if err != nil {
-			return "", fmt.Errorf("--map %s: %w", mapFile, err)
+			return nil, fmt.Errorf("--map %s: %w", mapFile, err)
 		}
 		for _, kv := range importer.MapArg(m) {
 			q.Add("map", kv)
@@ -383,17 +324,63 @@ func importQuery(mapFile, sheet, dateFormat string) (string, error) {
 	if dateFormat != "" {
 		df, err := importer.ParseDateFormat(dateFormat)
 		if err != nil {
-			return "", fmt.Errorf("--date-format: %w", err)
+			return nil, fmt.Errorf("--date-format: %w", err)
 		}
 		q.Set("date_format", string(df))
 	}
 	if sheet != "" {
 		q.Set("sheet", sheet)
 	}
+	return q, nil
+}
+
+// withQuery is path with q, when q holds anything.
+func withQuery(path string, q url.Values) string {
 	if len(q) == 0 {
-		return "", nil
+		return path
 	}
-	return "?" + q.Encode(), nil
+	return path + "?" + q.Encode()
+}
+
+// importFailer returns how an import command ends on err: the sentence on
+// stderr, and exit status 1 when the server refused the file (422), else 2.
+func importFailer(env Env, cmd string) func(error) int {
+	return func(err error) int {
+		fmt.Fprintf(env.Stderr, "renewals %s: %v\n", cmd, err)
+		if se, ok := errors.AsType[*serverError](err); ok && se.status == http.StatusUnprocessableEntity {
+			return ExitRejected
+		}
+		return ExitError
+	}
+}
+
+// openImport opens the file an import reads, or standard input for "-",
+// and its size when known (0 for standard input, a pipe or a device).
+func openImport(path string, stdin io.Reader) (in io.Reader, size int64, closeFn func(), err error) {
+	if path == "-" {
+		return stdin, 0, func() {}, nil
+	}
+	f, err := os.Open(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, 0, nil, fmt.Errorf("%s does not exist: check the path", path)
+	}
+	if err != nil {
+		return nil, 0, nil, fmt.Errorf("cannot read %s (%v): check the path and its permissions", path, errors.Unwrap(err))
+	}
+	st, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, 0, nil, fmt.Errorf("cannot read %s (%v): check the path and its permissions", path, err)
+	}
+	if st.IsDir() {
+		f.Close()
+		return nil, 0, nil, fmt.Errorf("%s is a directory: name the file to import", path)
+	}
+	size = st.Size()
+	if !st.Mode().IsRegular() {
+		size = 0 // a pipe or a device, such as /dev/stdin
+	}
+	return f, size, func() { f.Close() }, nil
 }
 
 // contentTypeOf returns the Content-Type of an import: that of --format
