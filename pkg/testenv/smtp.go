@@ -413,3 +413,35 @@ func (c *trackedConn) Close() error {
 	})
 	return c.Conn.Close()
 }
+
+// Deliver hands msg for rcpt to the SMTP server at addr with the null
+// sender, as a relay delivers a bounce, and returns the server's error (an
+// *smtp.SMTPError for a refusal).
+func Deliver(t testing.TB, addr, rcpt string, msg []byte) error {
+	t.Helper()
+	c, err := smtp.Dial(addr)
+	if err != nil {
+		t.Fatalf("dial %s: %v", addr, err)
+	}
+	defer c.Close()
+	if err := c.Hello("mx.relay.example"); err != nil {
+		return err
+	}
+	if err := c.Mail("", nil); err != nil {
+		return err
+	}
+	if err := c.Rcpt(rcpt, nil); err != nil {
+		return err
+	}
+	w, err := c.Data()
+	if err != nil {
+		return err
+	}
+	if _, err := w.Write(msg); err != nil {
+		return err
+	}
+	if err := w.Close(); err != nil {
+		return err
+	}
+	return c.Quit()
+}

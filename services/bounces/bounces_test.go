@@ -105,28 +105,7 @@ func fixture(t *testing.T, name, rp string) []byte {
 
 func (b *bundle) send(t *testing.T, rcpt string, msg []byte) error {
 	t.Helper()
-	c, err := smtp.Dial(b.addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	if err := c.Mail("", nil); err != nil {
-		return err
-	}
-	if err := c.Rcpt(rcpt, nil); err != nil {
-		return err
-	}
-	w, err := c.Data()
-	if err != nil {
-		return err
-	}
-	if _, err := w.Write(msg); err != nil {
-		return err
-	}
-	if err := w.Close(); err != nil {
-		return err
-	}
-	return c.Quit()
+	return testenv.Deliver(t, b.addr, rcpt, msg)
 }
 
 func (b *bundle) entry(t *testing.T) subscription.Entry {

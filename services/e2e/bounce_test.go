@@ -83,37 +83,6 @@ Content-Transfer-Encoding: 8bit
 `, "\n", "\r\n") + string(header) + "\r\n\r\n--" + b + "--\r\n")
 }
 
-// deliver hands msg to the SMTP server at addr for rcpt, as a relay would,
-// and returns the server's error (an *smtp.SMTPError for a refusal).
-func deliver(t *testing.T, addr, rcpt string, msg []byte) error {
-	t.Helper()
-	c, err := smtp.Dial(addr)
-	if err != nil {
-		t.Fatalf("dial the bounce receiver: %v", err)
-	}
-	defer c.Close()
-	if err := c.Hello("mx.relay.example"); err != nil {
-		return err
-	}
-	if err := c.Mail("", nil); err != nil {
-		return err
-	}
-	if err := c.Rcpt(rcpt, nil); err != nil {
-		return err
-	}
-	w, err := c.Data()
-	if err != nil {
-		return err
-	}
-	if _, err := w.Write(msg); err != nil {
-		return err
-	}
-	if err := w.Close(); err != nil {
-		return err
-	}
-	return c.Quit()
-}
-
 func refusedWith(err error, code int) bool {
 	se, ok := err.(*smtp.SMTPError)
 	return ok && se.Code == code
@@ -203,7 +172,7 @@ func TestBounceClosesTheLoop(t *testing.T) {
 	unknown := tagger.ReturnPath(subscription.NoticeKey{SubscriptionID: "399999999999", EndDate: today.AddDays(50), Milestone: 90}, cmOld)
 	foreign := strings.TrimSuffix(notice.From, domain) + "elsewhere.example"
 	for what, rcpt := range map[string]string{"bad HMAC": badMAC, "unknown tag": unknown, "wrong domain": foreign, "no tag": "postmaster@" + domain} {
-		if err := deliver(t, bounceAddr, rcpt, postfixDSN(rcpt, cmOld, notice.Data)); !refusedWith(err, 550) {
+		if err := testenv.Deliver(t, bounceAddr, rcpt, postfixDSN(rcpt, cmOld, notice.Data)); !refusedWith(err, 550) {
 			t.Errorf("%s: delivery answered %v, want 550 at RCPT", what, err)
 		}
 	}
@@ -212,7 +181,7 @@ func TestBounceClosesTheLoop(t *testing.T) {
 	}
 
 	// The real DSN, at the message's Return-Path.
-	if err := deliver(t, bounceAddr, notice.From, dsn); err != nil {
+	if err := testenv.Deliver(t, bounceAddr, notice.From, dsn); err != nil {
 		t.Fatalf("deliver the DSN: %v", err)
 	}
 	var e subscription.Entry

@@ -82,7 +82,7 @@ func TestConsoleBouncedNotice(t *testing.T) {
 	}
 	sent := relay.WaitFor(1, 30*time.Second)
 	k90 := subscription.NoticeKey{SubscriptionID: "300000000001", EndDate: today.AddDays(50), Milestone: 90}
-	if err := deliver(t, bounceAddr, sent[0].From, postfixDSN(sent[0].From, cmOld, sent[0].Data)); err != nil {
+	if err := testenv.Deliver(t, bounceAddr, sent[0].From, postfixDSN(sent[0].From, cmOld, sent[0].Data)); err != nil {
 		t.Fatalf("deliver the DSN: %v", err)
 	}
 	testenv.Eventually(t, 10*time.Second, "the ledger to show the notice bounced", func() bool {
