@@ -234,11 +234,18 @@ func StartEmbedded(cfg Config, creds Credentials) (*server.Server, error) {
 // JetStream handle, so a catch-up pass cannot outrun the server's acks.
 const MaxPendingPublishes = 4096
 
+// PublishAckWait bounds the wait for the acknowledgement of an
+// asynchronous publish: a publish whose server stopped before answering
+// (a cluster's stream leader, say) fails after it instead of holding its
+// caller for good; the caller tries again, and the stream's duplicate
+// window or the ledger's compare-and-set makes a repeat safe.
+const PublishAckWait = 10 * time.Second
+
 // NewJetStream returns a JetStream handle of its own on nc: asynchronous
 // publishes are awaited per handle, so each publisher that waits for its
 // own acknowledgements needs one.
 func NewJetStream(nc *nats.Conn) (jetstream.JetStream, error) {
-	js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(MaxPendingPublishes))
+	js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(MaxPendingPublishes), jetstream.WithPublishAsyncTimeout(PublishAckWait))
 	if err != nil {
 		return nil, fmt.Errorf("open JetStream: %w", err)
 	}
