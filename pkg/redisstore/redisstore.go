@@ -202,12 +202,10 @@ func (s *Store) GetMany(ctx context.Context, ids []string) ([]subscription.Subsc
 	return subs, errs
 }
 
+// open reads a stored record and its data key: one pass over the record
+// (shred.OpenRecord), not one for the record and another for its clear part.
 func open(rec, dk []byte) (subscription.Subscription, error) {
-	r, err := shred.UnmarshalRecord(rec)
-	if err != nil {
-		return subscription.Subscription{}, err
-	}
-	return shred.OpenSubscription(dk, r)
+	return shred.OpenRecord(dk, rec)
 }
 
 // EndingBetween reads the end-date index for [from, to] a chunk at a time

@@ -40,3 +40,54 @@ func BenchmarkOpenSubscription(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkOpenRecord measures what reading a subscription from its stored
+// bytes costs the Redis store per notice: OpenRecord, the record and its
+// clear part in one pass, then the personal part.
+func BenchmarkOpenRecord(b *testing.B) {
+	key, _ := shred.NewKey()
+	s := sample()
+	s.CustomerAccount, s.CustomerName, s.Term = "ACC-1", "Analytical Engines Ltd", "12 months"
+	s.Timezone, s.Locale = "Europe/London", "en-GB"
+	r, err := shred.SealSubscription(key, s)
+	if err != nil {
+		b.Fatal(err)
+	}
+	raw, err := r.Marshal()
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := shred.OpenRecord(key, raw); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkUnmarshalOpen is BenchmarkOpenRecord the way the embedded store
+// reads: UnmarshalRecord, then OpenSubscription.
+func BenchmarkUnmarshalOpen(b *testing.B) {
+	key, _ := shred.NewKey()
+	s := sample()
+	s.CustomerAccount, s.CustomerName, s.Term = "ACC-1", "Analytical Engines Ltd", "12 months"
+	s.Timezone, s.Locale = "Europe/London", "en-GB"
+	r, err := shred.SealSubscription(key, s)
+	if err != nil {
+		b.Fatal(err)
+	}
+	raw, err := r.Marshal()
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		r, err := shred.UnmarshalRecord(raw)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if _, err := shred.OpenSubscription(key, r); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
