@@ -171,32 +171,35 @@ func (s *Store) Get(ctx context.Context, id string) (subscription.Subscription, 
 	return x, nil
 }
 
-// GetMany is Get for each of ids, in one pipelined round trip: subs[i] and
+// GetMany is Get for each of ids, in one MGET of every record and data key
+// (one command for Redis to run, not one a subscription): subs[i] and
 // errs[i] are what Get would have returned for ids[i].
 func (s *Store) GetMany(ctx context.Context, ids []string) ([]subscription.Subscription, []error) {
 	subs, errs := make([]subscription.Subscription, len(ids)), make([]error, len(ids))
-	pipe := s.c.Pipeline()
-	cmds := make([]*redis.SliceCmd, len(ids))
-	for i, id := range ids {
-		cmds[i] = pipe.MGet(ctx, subKey(id), dataKeyKey(id))
+	if len(ids) == 0 {
+		return subs, errs
 	}
-	if len(ids) > 0 {
-		_, _ = pipe.Exec(ctx) // each command carries its own error
+	keys := make([]string, 0, 2*len(ids))
+	for _, id := range ids {
+		keys = append(keys, subKey(id), dataKeyKey(id))
+	}
+	vals, err := s.c.MGet(ctx, keys...).Result()
+	if err == nil && len(vals) != len(keys) {
+		err = fmt.Errorf("MGET replied %d values, want %d", len(vals), len(keys))
 	}
 	for i, id := range ids {
-		vals, err := cmds[i].Result()
 		if err != nil {
 			errs[i] = errf("get subscription %s", err, id)
 			continue
 		}
-		rec, ok1 := vals[0].(string)
-		dk, ok2 := vals[1].(string)
+		rec, ok1 := vals[2*i].(string)
+		dk, ok2 := vals[2*i+1].(string)
 		if !ok1 || !ok2 {
 			errs[i] = errf("get subscription %s", subscription.ErrNotFound, id)
 			continue
 		}
-		if subs[i], err = open([]byte(rec), []byte(dk)); err != nil {
-			errs[i] = errf("get subscription %s", err, id)
+		if subs[i], errs[i] = open([]byte(rec), []byte(dk)); errs[i] != nil {
+			errs[i] = errf("get subscription %s", errs[i], id)
 		}
 	}
 	return subs, errs
