@@ -4,11 +4,15 @@
 package event
 
 import (
+	"bytes"
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"reflect"
 	"strconv"
+	"strings"
 	"time"
 
 	"renewals/pkg/subscription"
@@ -92,23 +96,68 @@ func newID() string {
 	return hex.EncodeToString(b[:])
 }
 
-// Decode reads a structured-mode event and its data into data (when non-nil).
-// It returns an error when b is not JSON, not a CloudEvents 1.0 event, or its
-// data does not decode into data.
+// Decode reads a structured-mode event and its data into data (when non-nil,
+// a pointer). It returns an error when b is not JSON, not a CloudEvents 1.0
+// event, or its data does not decode into data. With data given, the event
+// and its data are read in one pass and the returned Event's Data is left
+// empty: the data member is decoded straight into data, not copied out
+// first and read again.
 func Decode(b []byte, data any) (Event, error) {
-	var e Event
-	if err := json.Unmarshal(b, &e); err != nil {
+	if data == nil {
+		var e Event
+		if err := json.Unmarshal(b, &e); err != nil {
+			return Event{}, fmt.Errorf("decode event: %w", err)
+		}
+		return e, checkEvent(e)
+	}
+	if v := reflect.ValueOf(data); v.Kind() != reflect.Pointer || v.IsNil() {
+		return Event{}, fmt.Errorf("decode event: data must be a non-nil pointer, not %T", data)
+	}
+	// Data is an interface holding the pointer: encoding/json decodes the
+	// member into what it points to.
+	var in struct {
+		SpecVersion     string    `json:"specversion"`
+		ID              string    `json:"id"`
+		Source          string    `json:"source"`
+		Type            string    `json:"type"`
+		Time            time.Time `json:"time"`
+		Subject         string    `json:"subject"`
+		DataContentType string    `json:"datacontenttype"`
+		Data            any       `json:"data"`
+	}
+	in.Data = data
+	err := json.Unmarshal(b, &in)
+	e := Event{SpecVersion: in.SpecVersion, ID: in.ID, Source: in.Source, Type: in.Type, Time: in.Time, Subject: in.Subject, DataContentType: in.DataContentType}
+	var te *json.UnmarshalTypeError
+	switch {
+	case err == nil:
+		if err := checkEvent(e); err != nil {
+			return Event{}, err
+		}
+		if !bytes.Contains(b, []byte(`"data"`)) {
+			// As reading a missing member into data would: an event that
+			// was to carry data and has none is not one of ours.
+			return Event{}, fmt.Errorf("decode %s data: the event has no data", e.Type)
+		}
+		return e, nil
+	case errors.As(err, &te) && (te.Field == "data" || strings.HasPrefix(te.Field, "data.")):
+		// A member of the wrong type is reported once the rest is read:
+		// the envelope is whole, and judged first.
+		if err := checkEvent(e); err != nil {
+			return Event{}, err
+		}
+		return Event{}, fmt.Errorf("decode %s data: %w", e.Type, err)
+	default:
 		return Event{}, fmt.Errorf("decode event: %w", err)
 	}
+}
+
+// checkEvent refuses an envelope that is not a CloudEvents 1.0 event.
+func checkEvent(e Event) error {
 	if e.SpecVersion != "1.0" || e.Type == "" || e.ID == "" {
-		return Event{}, fmt.Errorf("decode event: not a CloudEvents 1.0 event")
+		return fmt.Errorf("decode event: not a CloudEvents 1.0 event")
 	}
-	if data != nil {
-		if err := json.Unmarshal(e.Data, data); err != nil {
-			return Event{}, fmt.Errorf("decode %s data: %w", e.Type, err)
-		}
-	}
-	return e, nil
+	return nil
 }
 
 // NoticeDue is the data of renewals.notice.due.<milestone>: the scheduler

@@ -61,6 +61,9 @@ func TestDecodeRefuses(t *testing.T) {
 		`{"specversion":"1.0","id":"x","data":{}}`,
 		`{"specversion":"1.0","id":"x","type":"t","data":{"milestone":"45"}}`,
 		`{"specversion":"1.0","id":"x","type":"t","data":{"end_date":"31/03/2027"}}`,
+		`{"specversion":"1.0","id":"x","type":"t"}`,
+		`{"specversion":"1.0","id":"x","type":"t","data":[]}`,
+		`{"specversion":"1.0","id":"x","type":"t","data":{"milestone":45},"time":"yesterday"}`,
 	} {
 		var due event.NoticeDue
 		if _, err := event.Decode([]byte(b), &due); err == nil || !strings.HasPrefix(err.Error(), "decode ") {
