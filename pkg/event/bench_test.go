@@ -58,3 +58,19 @@ func BenchmarkNewOutcome(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkEncodeOutcome measures encoding an outcome event in one pass, as
+// the notifier publishes it.
+func BenchmarkEncodeOutcome(b *testing.B) {
+	k := subscription.NoticeKey{SubscriptionID: "110001234567", EndDate: subscription.MustDate("2027-03-31"), Milestone: 45}
+	at := time.Date(2027, 2, 14, 8, 30, 1, 123456789, time.UTC)
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := event.Encode(event.SubjectSent, k.String(), at, event.NoticeOutcome{
+			NoticeKey: k, SubscriptionID: k.SubscriptionID, EndDate: k.EndDate, Milestone: k.Milestone,
+			Outcome: subscription.OutcomeSent, Role: subscription.RoleContractManager, Attempts: 1,
+		}); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -298,42 +298,39 @@ func (b *Bus) Close() {
 // drops a repeat inside its duplicate window; the returned ack says whether
 // it did.
 func Publish(ctx context.Context, js jetstream.JetStream, subject string, ev event.Event, msgID string) (*jetstream.PubAck, error) {
-	data, opts, err := encode(subject, ev, msgID)
+	data, err := json.Marshal(ev)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("encode %s: %w", subject, err)
 	}
-	ack, err := js.Publish(ctx, subject, data, opts...)
+	ack, err := js.Publish(ctx, subject, data, msgOpts(msgID)...)
 	if err != nil {
 		return nil, fmt.Errorf("publish %s: %w", subject, err)
 	}
 	return ack, nil
 }
 
-// encode is what Publish and PublishAsync send: the event's JSON, and its
-// msgID as Nats-Msg-Id when set.
-func encode(subject string, ev event.Event, msgID string) ([]byte, []jetstream.PublishOpt, error) {
-	data, err := json.Marshal(ev)
-	if err != nil {
-		return nil, nil, fmt.Errorf("encode %s: %w", subject, err)
+// msgOpts sends msgID as Nats-Msg-Id when set.
+func msgOpts(msgID string) []jetstream.PublishOpt {
+	if msgID == "" {
+		return nil
 	}
-	var opts []jetstream.PublishOpt
-	if msgID != "" {
-		opts = append(opts, jetstream.WithMsgID(msgID))
-	}
-	return data, opts, nil
+	return []jetstream.PublishOpt{jetstream.WithMsgID(msgID)}
 }
 
-// PublishAsync is Publish without waiting: the future tells when JetStream
-// stored the event (or refused it), so that many events are on the wire at
-// once and their acknowledgements come back together.
-func PublishAsync(js jetstream.JetStream, subject string, ev event.Event, msgID string) (jetstream.PubAckFuture, error) {
-	data, opts, err := encode(subject, ev, msgID)
+// EmitAsync builds the event of data, as event.New does, and publishes it
+// on natsSubject, with the CloudEvents subject ceSubject and msgID as
+// Publish sends it, without waiting: the future tells when JetStream stored
+// the event (or refused it), so that many events are on the wire at once
+// and their acknowledgements come back together. The event is encoded once
+// (event.Encode), data in place.
+func EmitAsync(js jetstream.JetStream, natsSubject, ceSubject string, at time.Time, data any, msgID string) (jetstream.PubAckFuture, error) {
+	b, err := event.Encode(natsSubject, ceSubject, at, data)
 	if err != nil {
 		return nil, err
 	}
-	f, err := js.PublishAsync(subject, data, opts...)
+	f, err := js.PublishAsync(natsSubject, b, msgOpts(msgID)...)
 	if err != nil {
-		return nil, fmt.Errorf("publish %s: %w", subject, err)
+		return nil, fmt.Errorf("publish %s: %w", natsSubject, err)
 	}
 	return f, nil
 }
@@ -341,12 +338,14 @@ func PublishAsync(js jetstream.JetStream, subject string, ev event.Event, msgID 
 // Emit builds an event from data and publishes it on natsSubject, with the
 // CloudEvents subject ceSubject.
 func Emit(ctx context.Context, js jetstream.JetStream, natsSubject, ceSubject string, at time.Time, data any) error {
-	ev, err := event.New(natsSubject, ceSubject, at, data)
+	b, err := event.Encode(natsSubject, ceSubject, at, data)
 	if err != nil {
 		return err
 	}
-	_, err = Publish(ctx, js, natsSubject, ev, "")
-	return err
+	if _, err := js.Publish(ctx, natsSubject, b); err != nil {
+		return fmt.Errorf("publish %s: %w", natsSubject, err)
+	}
+	return nil
 }
 
 // IsUnavailable reports whether err means JetStream could not be reached now

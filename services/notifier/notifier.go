@@ -24,6 +24,7 @@ import (
 	"errors"
 	"fmt"
 	"net/mail"
+	"strconv"
 	"sync"
 	"time"
 
@@ -788,16 +789,13 @@ const emitWait = 5 * time.Second
 // a repeat (after a crash between confirm and ack) a no-op in the stream.
 func (n *Notifier) emit(ctx context.Context, e subscription.Entry) error {
 	subject := event.OutcomeSubject(e.Outcome)
-	ev, err := event.New(subject, e.Key.String(), e.At, event.NoticeOutcome{
+	key := e.Key.String()
+	msgID := key + ":" + string(e.Outcome) + ":" + strconv.Itoa(e.Attempts)
+	f, err := natsbus.EmitAsync(n.JS, subject, key, e.At, event.NoticeOutcome{
 		NoticeKey: e.Key, SubscriptionID: e.Key.SubscriptionID, EndDate: e.Key.EndDate,
 		Milestone: e.Key.Milestone, Outcome: e.Outcome, Reason: e.Reason, Role: e.Role,
 		Attempts: e.Attempts, Ambiguous: e.Ambiguous,
-	})
-	if err != nil {
-		return err
-	}
-	msgID := fmt.Sprintf("%s:%s:%d", e.Key, e.Outcome, e.Attempts)
-	f, err := natsbus.PublishAsync(n.JS, subject, ev, msgID)
+	}, msgID)
 	if err != nil {
 		return err
 	}

@@ -327,14 +327,10 @@ func (p *pass) awaitAcks(ctx context.Context, keep int) error {
 func (s *Scheduler) publishDue(c candidate, asOf subscription.Date) (jetstream.PubAckFuture, error) {
 	k := c.n.Key
 	id := k.String()
-	ev, err := event.New(event.SubjectDue(k.Milestone), id, s.Now(), event.NoticeDue{
+	f, err := natsbus.EmitAsync(s.JS, event.SubjectDue(k.Milestone), id, s.Now(), event.NoticeDue{
 		NoticeKey: k, SubscriptionID: k.SubscriptionID, EndDate: k.EndDate,
 		Milestone: k.Milestone, DaysLeft: c.n.DaysLeft, AsOf: asOf, ContractKeys: c.contract,
-	})
-	if err != nil {
-		return nil, err
-	}
-	f, err := natsbus.PublishAsync(s.JS, event.SubjectDue(k.Milestone), ev, id)
+	}, id)
 	if err != nil {
 		return nil, fmt.Errorf("due %s: %w", id, err)
 	}
