@@ -251,13 +251,14 @@ func (n *Notifier) Run(ctx context.Context) error {
 			msgs, open = gather(batch.Messages(), want)
 			var take []jetstream.Msg
 			var seqs []uint64
+			var delivered []int
 			for _, m := range msgs {
 				if ctx.Err() != nil {
 					// Shutting down: hand it back for another replica.
 					_ = m.NakWithDelay(handBack)
 					continue
 				}
-				seq, ok := inflight.add(m)
+				seq, times, ok := inflight.add(m)
 				if !ok {
 					// A redelivery of a notice this process still handles (its
 					// ack wait ran out meanwhile): the first delivery's outcome
@@ -267,6 +268,7 @@ func (n *Notifier) Run(ctx context.Context) error {
 				}
 				take = append(take, m)
 				seqs = append(seqs, seq)
+				delivered = append(delivered, times)
 			}
 			if len(take) == 0 {
 				continue
@@ -278,7 +280,7 @@ func (n *Notifier) Run(ctx context.Context) error {
 				default:
 				}
 			}
-			wg.Go(func() { n.handleBatch(work, ctx, take, done, &wg) })
+			wg.Go(func() { n.handleBatch(work, ctx, take, delivered, done, &wg) })
 		}
 		if err := batch.Error(); err != nil && fctx.Err() == nil && !errors.Is(err, nats.ErrTimeout) {
 			n.Log.Warn("pull due notices", zap.Error(err))
@@ -311,24 +313,25 @@ func (f *inFlight) count() int {
 	return len(f.seqs)
 }
 
-// add records m as in hand; it reports false when its stream sequence
-// already is.
-func (f *inFlight) add(m jetstream.Msg) (uint64, bool) {
+// add records m as in hand, by its stream sequence, and returns how many
+// times it was delivered (read from the same metadata); it reports false
+// when the sequence already is in hand.
+func (f *inFlight) add(m jetstream.Msg) (seq uint64, delivered int, ok bool) {
 	meta, err := m.Metadata()
 	if err != nil {
-		return 0, true // not a JetStream delivery: nothing to match it with
+		return 0, 1, true // not a JetStream delivery: nothing to match it with
 	}
-	seq := meta.Sequence.Stream
+	seq = meta.Sequence.Stream
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if _, ok := f.seqs[seq]; ok {
-		return seq, false
+		return seq, 0, false
 	}
 	if f.seqs == nil {
 		f.seqs = map[uint64]struct{}{}
 	}
 	f.seqs[seq] = struct{}{}
-	return seq, true
+	return seq, int(meta.NumDelivered), true
 }
 
 func (f *inFlight) remove(seq uint64) {
@@ -396,14 +399,15 @@ type manyGetter interface {
 // handleBatch runs the send protocol for the deliveries of one pull: it
 // claims them all in one ledger call and reads their subscriptions in one
 // store call (where the store can), then sends each on its own goroutine.
-// done(i) is called once msgs[i] is finished with. ctx ends when the drain
+// delivered[i] is how many times msgs[i] was delivered, and done(i) is
+// called once msgs[i] is finished with. ctx ends when the drain
 // time is over; once running ends, a notice that has not started out is
 // handed back instead.
-func (n *Notifier) handleBatch(ctx, running context.Context, msgs []jetstream.Msg, done func(int), wg *sync.WaitGroup) {
+func (n *Notifier) handleBatch(ctx, running context.Context, msgs []jetstream.Msg, delivered []int, done func(int), wg *sync.WaitGroup) {
 	ns := make([]*notice, 0, len(msgs))
 	idx := make([]int, 0, len(msgs))
 	for i, m := range msgs {
-		x := &notice{m: m, delivered: 1, token: newToken()}
+		x := &notice{m: m, delivered: delivered[i], token: newToken()}
 		ev, err := event.Decode(m.Data(), &x.due)
 		if err != nil {
 			n.Log.Error("poison due message terminated", zap.String("subject", m.Subject()), zap.Error(err))
@@ -414,9 +418,6 @@ func (n *Notifier) handleBatch(ctx, running context.Context, msgs []jetstream.Ms
 		}
 		x.key, x.published = x.due.NoticeKey, ev.Time
 		x.log = noticeLog{n.Log, zap.Stringer("notice_key", x.key)}
-		if meta, _ := m.Metadata(); meta != nil {
-			x.delivered = int(meta.NumDelivered)
-		}
 		if len(x.due.ContractKeys) > 1 && !x.due.Resend {
 			// One email for the contract's co-termed notices: claimed one
 			// by one, in key order (see handleContract).
