@@ -56,13 +56,22 @@ func (r *recentOutcomes) list() []recentOutcome {
 // process started. The events hold no personal data.
 func (c *Console) Watch(nc *nats.Conn) (stop func(), err error) {
 	outcomes, err := nc.Subscribe("renewals.notice.*", func(m *nats.Msg) {
-		var o event.NoticeOutcome
-		ev, err := event.Decode(m.Data, &o)
-		if err != nil || o.Outcome == "" {
+		// Every outcome outdates the board, but only a failed,
+		// undeliverable or ambiguous one is listed: the others, nearly all,
+		// are read no further than their outcome and flag.
+		var head struct {
+			Outcome   subscription.Outcome `json:"outcome"`
+			Ambiguous bool                 `json:"ambiguous"`
+		}
+		if _, err := event.Decode(m.Data, &head); err != nil || head.Outcome == "" {
 			return
 		}
 		c.changed("", false)
-		if o.Outcome == subscription.OutcomeFailed || o.Outcome == subscription.OutcomeUndeliverable || o.Ambiguous {
+		if head.Outcome != subscription.OutcomeFailed && head.Outcome != subscription.OutcomeUndeliverable && !head.Ambiguous {
+			return
+		}
+		var o event.NoticeOutcome
+		if ev, err := event.Decode(m.Data, &o); err == nil {
 			c.recent.add(recentOutcome{At: ev.Time, Key: o.NoticeKey, Outcome: o.Outcome, Reason: o.Reason, Ambiguous: o.Ambiguous})
 		}
 	})
