@@ -81,20 +81,24 @@ func New(natsSubject, subject string, at time.Time, data any) (Event, error) {
 	}, nil
 }
 
+// envelope is Event with its data as the value itself, for Encode and
+// Decode to write and read it in place.
+type envelope struct {
+	SpecVersion     string    `json:"specversion"`
+	ID              string    `json:"id"`
+	Source          string    `json:"source"`
+	Type            string    `json:"type"`
+	Time            time.Time `json:"time"`
+	Subject         string    `json:"subject"`
+	DataContentType string    `json:"datacontenttype"`
+	Data            any       `json:"data"`
+}
+
 // Encode returns the JSON of the event that New builds, as natsbus
 // publishes it, in one encoding: data is written in place, not encoded on
 // its own first and then checked and copied into the event.
 func Encode(natsSubject, subject string, at time.Time, data any) ([]byte, error) {
-	b, err := json.Marshal(struct {
-		SpecVersion     string    `json:"specversion"`
-		ID              string    `json:"id"`
-		Source          string    `json:"source"`
-		Type            string    `json:"type"`
-		Time            time.Time `json:"time"`
-		Subject         string    `json:"subject"`
-		DataContentType string    `json:"datacontenttype"`
-		Data            any       `json:"data"`
-	}{"1.0", newID(), Source, TypeOf(natsSubject), at.UTC(), subject, "application/json", data})
+	b, err := json.Marshal(envelope{"1.0", newID(), Source, TypeOf(natsSubject), at.UTC(), subject, "application/json", data})
 	if err != nil {
 		return nil, fmt.Errorf("encode %s event: %w", natsSubject, err)
 	}
@@ -135,17 +139,7 @@ func Decode(b []byte, data any) (Event, error) {
 	}
 	// Data is an interface holding the pointer: encoding/json decodes the
 	// member into what it points to.
-	var in struct {
-		SpecVersion     string    `json:"specversion"`
-		ID              string    `json:"id"`
-		Source          string    `json:"source"`
-		Type            string    `json:"type"`
-		Time            time.Time `json:"time"`
-		Subject         string    `json:"subject"`
-		DataContentType string    `json:"datacontenttype"`
-		Data            any       `json:"data"`
-	}
-	in.Data = data
+	in := envelope{Data: data}
 	err := json.Unmarshal(b, &in)
 	e := Event{SpecVersion: in.SpecVersion, ID: in.ID, Source: in.Source, Type: in.Type, Time: in.Time, Subject: in.Subject, DataContentType: in.DataContentType}
 	var te *json.UnmarshalTypeError

@@ -70,4 +70,47 @@ func TestDecodeRefuses(t *testing.T) {
 			t.Errorf("Decode(%s) = %v, want a decode error", b, err)
 		}
 	}
+	if _, err := event.Decode(dueEventBytes(t), event.NoticeDue{}); err == nil {
+		t.Error("Decode into a value, not a pointer: no error")
+	}
+	if e, err := event.Decode(dueEventBytes(t), nil); err != nil || len(e.Data) == 0 {
+		t.Errorf("Decode without data = %+v, %v; want the event with its data as it stands", e, err)
+	}
+}
+
+// Encode writes what encoding New's event writes, byte for byte but for
+// the event's random id.
+func TestEncodeIsNewMarshalled(t *testing.T) {
+	k := subscription.NoticeKey{SubscriptionID: "110001234567", EndDate: subscription.MustDate("2027-03-31"), Milestone: 45}
+	at := time.Date(2027, 2, 14, 8, 30, 1, 123456789, time.FixedZone("CET", 3600))
+	for _, data := range []any{
+		event.NoticeOutcome{NoticeKey: k, SubscriptionID: k.SubscriptionID, EndDate: k.EndDate, Milestone: 45, Outcome: subscription.OutcomeFailed,
+			Reason: `550 <a&b> "quoted" ` + "\u2028 é \xff", Attempts: 2, Ambiguous: true},
+		event.NoticeDue{NoticeKey: k, SubscriptionID: k.SubscriptionID, EndDate: k.EndDate, Milestone: 45, DaysLeft: 45,
+			ContractKeys: []subscription.NoticeKey{k, {SubscriptionID: "2", EndDate: k.EndDate, Milestone: 45}}},
+		struct{}{},
+	} {
+		got, err := event.Encode(event.SubjectFailed, k.String(), at, data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ev, err := event.New(event.SubjectFailed, k.String(), at, data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var e struct {
+			ID string `json:"id"`
+		}
+		if err := json.Unmarshal(got, &e); err != nil || len(e.ID) != 32 {
+			t.Fatalf("%s: id %q, %v", got, e.ID, err)
+		}
+		ev.ID = e.ID
+		want, err := json.Marshal(ev)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if string(got) != string(want) {
+			t.Errorf("Encode wrote\n%s\nwant\n%s", got, want)
+		}
+	}
 }
