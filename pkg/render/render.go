@@ -75,9 +75,20 @@ type Data struct {
 	Locale string
 	// NoticeKey is the key in its string form, for reference in the footer.
 	NoticeKey string
-	// Item is the subscription's id, product, seats and usage; its seats
+	// SubscriptionID, Product, HasSeats, Seats, UnusedSeats, HasUsage,
+	// Unused and UnusedDays are the subscription's, as in Item; its seats
 	// are also SeatsAssigned, and its usage is of UnusedOf as of UsageAsOf.
-	Item
+	// They are declared here rather than by embedding Item: text/template
+	// looks a field up by name on every access, and a promoted field takes
+	// reflect's much slower search through embedded structs.
+	SubscriptionID string
+	Product        string
+	HasSeats       bool
+	Seats          int
+	UnusedSeats    int
+	HasUsage       bool
+	Unused         int
+	UnusedDays     int
 	// Milestone is the notice's stage in days (90, 45, 30, ...); DaysLeft is
 	// the days to the end date when the notice fell due, which can be fewer.
 	Milestone int
@@ -357,7 +368,8 @@ func (r *Renderer) DataFor(s subscription.Subscription, n subscription.Notice) D
 	d := Data{
 		Locale:          l.name,
 		NoticeKey:       n.Key.String(),
-		Item:            Item{SubscriptionID: s.ID, Product: s.Product},
+		SubscriptionID:  s.ID,
+		Product:         s.Product,
 		Milestone:       n.Key.Milestone,
 		DaysLeft:        n.DaysLeft,
 		EndDate:         n.Key.EndDate,
@@ -400,6 +412,15 @@ func (r *Renderer) DataFor(s subscription.Subscription, n subscription.Notice) D
 	return d
 }
 
+// item returns the subscription's fields of d as an Item.
+func (d Data) item() Item {
+	return Item{
+		SubscriptionID: d.SubscriptionID, Product: d.Product,
+		HasSeats: d.HasSeats, Seats: d.Seats, UnusedSeats: d.UnusedSeats,
+		HasUsage: d.HasUsage, Unused: d.Unused, UnusedDays: d.UnusedDays,
+	}
+}
+
 // Render renders the notice's email in the subscription's locale (falling
 // back to DefaultLocale) with the milestone's set (falling back to the
 // generic set). A template that fails to execute, or a subject that comes
@@ -427,7 +448,7 @@ func (r *Renderer) ContractData(subs []subscription.Subscription, notices []subs
 	c := &Contract{Number: subs[0].ContractNumber, Items: make([]Item, len(subs))}
 	keys := make([]string, len(notices))
 	for i, s := range subs {
-		c.Items[i] = r.DataFor(s, notices[i]).Item
+		c.Items[i] = r.DataFor(s, notices[i]).item()
 		keys[i] = notices[i].Key.String()
 	}
 	d.Contract, d.NoticeKey = c, strings.Join(keys, ", ")
