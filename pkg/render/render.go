@@ -20,6 +20,7 @@
 package render
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	htmltemplate "html/template"
@@ -30,6 +31,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	texttemplate "text/template"
 	"time"
 
@@ -455,39 +457,85 @@ func (r *Renderer) ContractData(subs []subscription.Subscription, notices []subs
 	return d
 }
 
-// render executes the set for the locale tag and milestone with d.
-func (r *Renderer) render(tag string, milestone int, d Data) (Email, error) {
+// buffers holds the buffers render executes into, so that an email costs
+// one allocation of each output's final size rather than a builder's growth.
+var buffers = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+
+// maxPooled is the largest buffer kept for reuse; a bigger one, from an
+// unusual template, goes to the garbage collector.
+const maxPooled = 64 << 10
+
+// render executes the set for the locale tag and milestone with data.
+func (r *Renderer) render(tag string, milestone int, data Data) (Email, error) {
 	l, set := r.pick(tag, milestone)
-	var subject, text, html strings.Builder
-	if err := set.subject.Execute(&subject, d); err != nil {
+	// The three executions share one copy of the data in an interface. A
+	// value, not a pointer: the fields of a value held in an interface are
+	// not addressable, so text/template passes and prints them without
+	// copying each one to the heap.
+	var d any = data
+	buf := buffers.Get().(*bytes.Buffer)
+	defer func() {
+		if buf.Cap() <= maxPooled {
+			buffers.Put(buf)
+		}
+	}()
+	buf.Reset()
+	if err := set.subject.Execute(buf, d); err != nil {
 		return Email{}, &ExecError{Locale: l.name, File: set.subjectFile, Err: err}
 	}
-	e := Email{Subject: subscription.OneLine(subject.String()), Locale: l.name, Set: set.name}
+	e := Email{Subject: subscription.OneLine(buf.String()), Locale: l.name, Set: set.name}
 	if e.Subject == "" {
 		return Email{}, &ExecError{Locale: l.name, File: set.subjectFile, Err: errors.New("the subject is empty")}
 	}
-	if err := set.text.Execute(&text, d); err != nil {
+	buf.Reset()
+	if err := set.text.Execute(buf, d); err != nil {
 		return Email{}, &ExecError{Locale: l.name, File: set.textFile, Err: err}
 	}
-	if err := set.html.Execute(&html, d); err != nil {
+	e.Text = tidy(buf.Bytes())
+	buf.Reset()
+	if err := set.html.Execute(buf, d); err != nil {
 		return Email{}, &ExecError{Locale: l.name, File: set.htmlFile, Err: err}
 	}
-	e.Text, e.HTML = tidy(text.String()), html.String()
+	e.HTML = buf.String()
 	return e, nil
 }
-
-var blankLines = regexp.MustCompile(`\n{3,}`)
 
 // tidy trims trailing spaces and squeezes blank lines that optional
 // sections of a text template leave behind: each line loses trailing spaces,
 // tabs and CRs, runs of blank lines become one, white space at both ends
-// goes, and one line break ends the text.
-func tidy(s string) string {
-	lines := strings.Split(s, "\n")
-	for i, l := range lines {
-		lines[i] = strings.TrimRight(l, " \t\r")
+// goes, and one line break ends the text. It works in place: b is scratch
+// (every write lands at or before the byte being read), and the result is
+// the one allocation.
+func tidy(b []byte) string {
+	w, breaks := 0, 0 // bytes kept; line breaks met since the last line kept
+	for rest, more := b, true; more; {
+		line := rest
+		if i := bytes.IndexByte(rest, '\n'); i >= 0 {
+			line, rest = rest[:i], rest[i+1:]
+		} else {
+			more = false
+		}
+		if line = bytes.TrimRight(line, " \t\r"); len(line) > 0 {
+			w += putBreaks(b[w:], breaks)
+			w += copy(b[w:], line)
+			breaks = 0
+		}
+		if more {
+			breaks++
+		}
 	}
-	return strings.TrimSpace(blankLines.ReplaceAllString(strings.Join(lines, "\n"), "\n\n")) + "\n"
+	w += putBreaks(b[w:], breaks)
+	return string(append(bytes.TrimSpace(b[:w]), '\n'))
+}
+
+// putBreaks writes n line breaks into b, at most two (one blank line), and
+// returns how many it wrote.
+func putBreaks(b []byte, n int) int {
+	n = min(n, 2)
+	for i := range n {
+		b[i] = '\n'
+	}
+	return n
 }
 
 // Check renders every locale's every set with sample data, so that a
