@@ -71,57 +71,60 @@ type Email struct {
 	Set string
 }
 
-// Data is what the templates see.
+// Data is what the templates see. Its fields come in the order the
+// templates read them most, the most read first: text/template looks a
+// field up by name on every access, comparing the names in order.
 type Data struct {
-	// Locale is the template directory used, e.g. en-GB after a fallback.
-	Locale string
-	// NoticeKey is the key in its string form, for reference in the footer.
-	NoticeKey string
-	// SubscriptionID, Product, HasSeats, Seats, UnusedSeats, HasUsage,
-	// Unused and UnusedDays are the subscription's, as in Item; its seats
-	// are also SeatsAssigned, and its usage is of UnusedOf as of UsageAsOf.
-	// They are declared here rather than by embedding Item: text/template
-	// looks a field up by name on every access, and a promoted field takes
-	// reflect's much slower search through embedded structs.
-	SubscriptionID string
-	Product        string
-	HasSeats       bool
-	Seats          int
-	UnusedSeats    int
-	HasUsage       bool
-	Unused         int
-	UnusedDays     int
-	// Milestone is the notice's stage in days (90, 45, 30, ...); DaysLeft is
-	// the days to the end date when the notice fell due, which can be fewer.
-	Milestone int
-	DaysLeft  int
+	// Contract, when set, is the contract whose co-termed subscriptions this
+	// one email is about; the subscription's fields are then its first
+	// subscription's.
+	Contract *Contract
+	// DaysLeft is the days to the end date when the notice fell due, which
+	// can be fewer than the Milestone's.
+	DaysLeft int
 	// DaysSinceEnd is the days since the end date for a post-expiry
 	// notice (DaysLeft negative), else 0.
 	DaysSinceEnd int
-	// EndDate is the end of the term; format it with the date function:
-	// {{date .EndDate "2 January 2006"}}.
-	EndDate subscription.Date
-	// Customer is the customer's name, else its account, else empty.
-	Customer        string
-	CustomerAccount string
-	// ContactName is the contract manager's name; empty when unknown.
-	ContactName   string
-	SeatsAssigned int
-	AccessModel   string
-	Term          string
-	Reseller      Reseller
-	UnusedOf      int
-	UsageAsOf     subscription.Date
+	// SubscriptionID, Product, HasSeats, Seats, UnusedSeats, HasUsage,
+	// Unused and UnusedDays are the subscription's, as in Item; its seats
+	// are also SeatsAssigned, and its usage is of UnusedOf as of UsageAsOf.
+	// They are declared here rather than by embedding Item: a promoted
+	// field takes reflect's much slower search through embedded structs.
+	SubscriptionID string
+	Product        string
+	HasSeats       bool
+	UnusedSeats    int
+	Seats          int
+	HasUsage       bool
+	Unused         int
+	UnusedDays     int
+	UnusedOf       int
 	// QuoteNumber, when set, is the reseller's renewal quote, valid until
 	// QuoteExpiry (zero when not known) and linked at QuoteURL (empty when
 	// not known). QuoteExpired says it expired before the notice's day.
-	QuoteNumber  string
-	QuoteExpiry  subscription.Date
-	QuoteURL     string
-	QuoteExpired bool
-	// Contract, when set, is the contract whose co-termed subscriptions this
-	// one email is about; the fields above are then its first subscription's.
-	Contract *Contract
+	QuoteNumber string
+	// Customer is the customer's name, else its account, else empty.
+	Customer string
+	// EndDate is the end of the term; format it with the date function:
+	// {{date .EndDate "2 January 2006"}}.
+	EndDate subscription.Date
+	// ContactName is the contract manager's name; empty when unknown.
+	ContactName string
+	Reseller    Reseller
+	// NoticeKey is the key in its string form, for reference in the footer.
+	NoticeKey string
+	// Locale is the template directory used, e.g. en-GB after a fallback.
+	Locale        string
+	SeatsAssigned int
+	QuoteExpired  bool
+	QuoteExpiry   subscription.Date
+	QuoteURL      string
+	UsageAsOf     subscription.Date
+	// Milestone is the notice's stage in days (90, 45, 30, ...).
+	Milestone       int
+	CustomerAccount string
+	AccessModel     string
+	Term            string
 }
 
 // Contract is a contract's co-termed subscriptions in one email.
