@@ -15,7 +15,9 @@ import (
 	"io"
 	"net/mail"
 	"regexp"
+	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	gomail "github.com/wneessen/go-mail"
@@ -158,13 +160,28 @@ func (m *Message) messageID(from string) string {
 // can see a resent notice as the same message. The right-hand side is the
 // domain of from, or "renewals" when from has none.
 func MessageID(key subscription.NoticeKey, from string) string {
+	return "renewal." + key.SubscriptionID + "." + key.EndDate.String() + "." + strconv.Itoa(key.Milestone) + "@" + idDomain(from)
+}
+
+// lastIDDomain is the From address idDomain saw last and its domain: a
+// process sends from one address, which need not be parsed for every
+// message.
+var lastIDDomain atomic.Pointer[[2]string]
+
+// idDomain returns the Message-ID domain of from: its domain, or
+// "renewals".
+func idDomain(from string) string {
+	if last := lastIDDomain.Load(); last != nil && last[0] == from {
+		return last[1]
+	}
 	domain := "renewals"
 	if a, err := mail.ParseAddress(from); err == nil {
 		if d := a.Address[strings.LastIndexByte(a.Address, '@')+1:]; domainRE.MatchString(d) {
 			domain = d
 		}
 	}
-	return fmt.Sprintf("renewal.%s.%s.%d@%s", key.SubscriptionID, key.EndDate, key.Milestone, domain)
+	lastIDDomain.Store(&[2]string{from, domain})
+	return domain
 }
 
 // domainRE matches the domains a Message-ID may end in: dot-atom text of
