@@ -164,7 +164,7 @@ type Reader struct {
 
 	// NDJSON
 	br   *bufio.Reader
-	line int // also the workbook's row
+	line int
 
 	// Workbook
 	book  *workbook
@@ -456,13 +456,7 @@ func (rd *Reader) nextCSV() (Record, error) {
 		if err != nil && !bad {
 			return Record{}, readErr(err)
 		}
-		blank := true
-		for i, v := range cells { // on a parse error, the fields before it
-			if i < len(rd.header) && rd.header[i] != "" {
-				rd.fields[rd.header[i]] = v
-			}
-			blank = blank && strings.TrimSpace(v) == ""
-		}
+		rd.setCells(cells) // on a parse error, the fields before it
 		rec := Record{}
 		if bad {
 			rec.Line = pe.StartLine
@@ -478,12 +472,21 @@ func (rd *Reader) nextCSV() (Record, error) {
 				field = rd.header[len(cells)]
 			}
 			rec.Problems, rec.Partial = []FieldError{{Field: field, Reason: csvReason(pe.Err)}}, true
-		case blank:
+		case blankCells(cells):
 			// A row of empty cells (",,,," from a spreadsheet) is an empty line.
 			clear(rd.fields)
 			continue
 		}
 		return rec, nil
+	}
+}
+
+// setCells sets the fields of a row's cells, by the header's columns.
+func (rd *Reader) setCells(cells []string) {
+	for i, v := range cells {
+		if i < len(rd.header) && rd.header[i] != "" {
+			rd.fields[rd.header[i]] = v
+		}
 	}
 }
 

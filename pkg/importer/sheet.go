@@ -4,6 +4,7 @@ import (
 	"archive/zip"
 	"bufio"
 	"bytes"
+	"cmp"
 	"encoding/xml"
 	"errors"
 	"fmt"
@@ -244,25 +245,16 @@ func (rd *Reader) startXLSX(br *bufio.Reader, o ReaderOptions) error {
 		return &FileError{Reason: fmt.Sprintf("sheet %q cannot be read (%v): open the workbook in Excel, save it again and import that", sheet, err)}
 	}
 	rd.book.rows = rows
-	sc := &sheetRows{rows: rows}
 	// The header is the first row that is not empty.
-	for {
-		cells, row, err := sc.next()
-		if err == io.EOF {
-			return &FileError{Reason: fmt.Sprintf("sheet %q is empty: its first row must be a header row naming the columns, including subscription_id and end_date", rd.sheet)}
-		}
-		if err != nil {
-			return sheetBroken(rd.sheet, rd.line, err)
-		}
-		rd.line = row
-		if !blankCells(cells) {
-			if err := rd.mapHeader(cells, o.Map); err != nil {
-				return err
-			}
-			rd.book.ahead = readAhead(sc, rd.sheet, rd.line)
-			return nil
-		}
+	rd.book.ahead = readAhead(rows, sheet)
+	_, head, err := rd.book.ahead.next()
+	if err == io.EOF {
+		return &FileError{Reason: fmt.Sprintf("sheet %q is empty: its first row must be a header row naming the columns, including subscription_id and end_date", rd.sheet)}
 	}
+	if err != nil {
+		return err
+	}
+	return rd.mapHeader(head, o.Map)
 }
 
 // openWorkbook opens the workbook at path with excelize, cell values raw
@@ -295,30 +287,19 @@ func sheetBroken(sheet string, line int, err error) *FileError {
 	return &FileError{Line: line + 1, Reason: fmt.Sprintf("sheet %q cannot be read after row %d (%v): open the workbook in Excel, save it again and import that", sheet, line, err)}
 }
 
-// sheetRows reads a sheet's rows with excelize, numbering them: Rows.Next
-// steps through every row number, those the sheet leaves out too (their
-// cells are none).
-type sheetRows struct {
-	rows *excelize.Rows
-	row  int
-}
-
-// next returns the next row's cells and number, or io.EOF after the last.
-func (sc *sheetRows) next() (cells []string, row int, err error) {
+// nextRow returns the cells of the sheet's next row, or io.EOF after the
+// last. Rows.Next steps through every row number, those the sheet leaves
+// out too (their cells are none).
+func nextRow(rows *excelize.Rows) (cells []string, err error) {
 	defer func() {
 		if p := recover(); p != nil { // a worksheet excelize does not expect
-			cells, row, err = nil, 0, fmt.Errorf("%v", p)
+			cells, err = nil, fmt.Errorf("%v", p)
 		}
 	}()
-	if !sc.rows.Next() {
-		if err := sc.rows.Error(); err != nil {
-			return nil, 0, err
-		}
-		return nil, 0, io.EOF
+	if !rows.Next() {
+		return nil, cmp.Or(rows.Error(), io.EOF)
 	}
-	sc.row++
-	cells, err = sc.rows.Columns()
-	return cells, sc.row, err
+	return rows.Columns()
 }
 
 // rowBatch is a batch of rows read ahead: each row's number and cells.
@@ -328,9 +309,10 @@ type rowBatch struct {
 	err   error // after the last row: io.EOF or why reading stopped
 }
 
-// ahead reads the sheet's rows on a goroutine of their own, a batch at a
-// time, so that decoding the worksheet overlaps validating what it
-// decoded. Stop it by closing stop; done is closed when it has returned.
+// ahead reads the sheet's rows that are not empty on a goroutine of their
+// own, a batch at a time, so that decoding the worksheet overlaps
+// validating what it decoded. Stop it by closing stop; done is closed when
+// it has returned.
 type ahead struct {
 	batches chan rowBatch
 	stop    chan struct{}
@@ -340,22 +322,22 @@ type ahead struct {
 
 const aheadBatch = 256
 
-func readAhead(sc *sheetRows, sheet string, line int) *ahead {
+func readAhead(rows *excelize.Rows, sheet string) *ahead {
 	a := &ahead{batches: make(chan rowBatch, 4), stop: make(chan struct{}), done: make(chan struct{})}
 	go func() {
 		defer close(a.done)
-		for {
+		for row := 0; ; {
 			var b rowBatch
 			for len(b.lines) < aheadBatch && b.err == nil {
-				cells, row, err := sc.next()
+				cells, err := nextRow(rows)
 				if err != nil {
 					if err != io.EOF {
-						err = sheetBroken(sheet, line, err)
+						err = sheetBroken(sheet, row, err)
 					}
 					b.err = err
 					break
 				}
-				line = row
+				row++
 				if blankCells(cells) {
 					continue
 				}
@@ -407,11 +389,6 @@ func (rd *Reader) nextXLSX() (Record, error) {
 	if err != nil {
 		return Record{}, err
 	}
-	rd.line = line
-	for i, v := range cells {
-		if i < len(rd.header) && rd.header[i] != "" {
-			rd.fields[rd.header[i]] = v
-		}
-	}
+	rd.setCells(cells)
 	return Record{Line: line}, nil
 }
