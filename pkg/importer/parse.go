@@ -429,18 +429,9 @@ func (rd *Reader) mapHeader(head []string, m map[string]string) error {
 	if rd.usage {
 		return usageColumns(seen)
 	}
-	var missing []string
-	for _, name := range []string{"subscription_id", "end_date"} {
-		if !seen[name] {
-			missing = append(missing, name)
-		}
-	}
+	missing := slices.DeleteFunc([]string{"subscription_id", "end_date"}, func(f string) bool { return seen[f] })
 	if len(missing) > 0 {
-		s := ""
-		if len(missing) > 1 {
-			s = "s"
-		}
-		return &FileError{Reason: fmt.Sprintf("missing required column%s %s: the header row must name subscription_id and end_date (or the vendor's Subscription ID and End Date); map other names onto them with --map FILE", s, strings.Join(missing, ", "))}
+		return &FileError{Reason: fmt.Sprintf("missing required %s %s: the header row must name subscription_id and end_date (or the vendor's Subscription ID and End Date); map other names onto them with --map FILE", plural(len(missing), "column", "columns"), strings.Join(missing, ", "))}
 	}
 	return nil
 }
@@ -465,7 +456,7 @@ func (rd *Reader) nextCSV() (Record, error) {
 		}
 		switch {
 		case rd.csv.InputOffset()-start > MaxRowBytes:
-			rec.Problems, rec.Partial = []FieldError{{Reason: tooLong}}, true
+			rec.Problems, rec.Partial = []FieldError{{Reason: tooLong("row")}}, true
 		case bad:
 			field := "" // the field that broke is the one after those read
 			if len(cells) < len(rd.header) {
@@ -490,9 +481,10 @@ func (rd *Reader) setCells(cells []string) {
 	}
 }
 
-var tooLong = fmt.Sprintf("the row is longer than the limit of %d bytes (64 KiB): shorten its fields", MaxRowBytes)
-
-var objectTooLong = fmt.Sprintf("the object is longer than the limit of %d bytes (64 KiB): shorten its fields", MaxRowBytes)
+// tooLong is the reason for a row, object or line longer than MaxRowBytes.
+func tooLong(what string) string {
+	return fmt.Sprintf("the %s is longer than the limit of %d bytes (64 KiB): shorten its fields", what, MaxRowBytes)
+}
 
 var elementTooLong = fmt.Sprintf("the JSON element here is longer than %d bytes (1 MiB), far past the limit of %d bytes (64 KiB) a row, so reading stopped at it: "+
 	"split it into one object per subscription or shorten its fields, then import the file again (rows already stored come back unchanged)", MaxElementBytes, MaxRowBytes)
@@ -532,13 +524,16 @@ func (rd *Reader) jsonErr(err error) error {
 		return &FileError{Line: rd.jsonErrLine(), Reason: elementTooLong}
 	}
 	if se, ok := errors.AsType[*json.SyntaxError](err); ok {
-		line := rd.jsonErrLine()
-		return &FileError{Line: line, Reason: fmt.Sprintf("invalid JSON (%v): the file cannot be read from line %d on; fix it and import again", se, line)}
+		return invalidJSON(rd.jsonErrLine(), se)
 	}
 	if err == io.ErrUnexpectedEOF {
 		return &FileError{Line: rd.jsonErrLine(), Reason: "the JSON array ends early: the file is cut short or a closing ] or } is missing"}
 	}
 	return readErr(err)
+}
+
+func invalidJSON(line int, se *json.SyntaxError) *FileError {
+	return &FileError{Line: line, Reason: fmt.Sprintf("invalid JSON (%v): the file cannot be read from line %d on; fix it and import again", se, line)}
 }
 
 func (rd *Reader) nextJSON() (Record, error) {
@@ -565,15 +560,14 @@ func (rd *Reader) nextJSON() (Record, error) {
 			err = io.ErrUnexpectedEOF
 		}
 		if se, ok := errors.AsType[*json.SyntaxError](err); ok {
-			line := rd.syntaxErrLine(se)
-			return Record{}, &FileError{Line: line, Reason: fmt.Sprintf("invalid JSON (%v): the file cannot be read from line %d on; fix it and import again", se, line)}
+			return Record{}, invalidJSON(rd.syntaxErrLine(se), se)
 		}
 		return Record{}, rd.jsonErr(err)
 	}
 	rec := Record{Line: rd.jsonLine() - bytes.Count(raw, newline)}
 	if len(raw) > MaxRowBytes {
 		rd.idOf(raw)
-		rec.Problems, rec.Partial = []FieldError{{Reason: objectTooLong}}, true
+		rec.Problems, rec.Partial = []FieldError{{Reason: tooLong("object")}}, true
 		return rec, nil
 	}
 	rec.Problems, rec.Partial = rd.object(raw)
@@ -733,8 +727,7 @@ func (rd *Reader) nextNDJSON() (Record, error) {
 			if err != nil && err != io.EOF {
 				return Record{}, readErr(err)
 			}
-			rec.Problems = []FieldError{{Reason: fmt.Sprintf("the line is longer than the limit of %d bytes (64 KiB): shorten its fields", MaxRowBytes)}}
-			rec.Partial = true
+			rec.Problems, rec.Partial = []FieldError{{Reason: tooLong("line")}}, true
 			return rec, nil
 		}
 		b = bytes.TrimSpace(b)
@@ -742,8 +735,7 @@ func (rd *Reader) nextNDJSON() (Record, error) {
 			continue
 		}
 		if b[0] != '{' || !json.Valid(b) {
-			rec.Problems = []FieldError{{Reason: "the line is not one JSON object: NDJSON needs each subscription as a complete object on its own line"}}
-			rec.Partial = true
+			rec.Problems, rec.Partial = []FieldError{{Reason: "the line is not one JSON object: NDJSON needs each subscription as a complete object on its own line"}}, true
 			return rec, nil
 		}
 		rec.Problems, rec.Partial = rd.object(b)

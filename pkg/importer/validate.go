@@ -318,7 +318,7 @@ func ValidateJSON(b []byte) (subscription.Subscription, []FieldError) {
 	b = bytes.TrimSpace(b)
 	var rec Record
 	if len(b) > MaxRowBytes {
-		rec.Problems, rec.Partial = []FieldError{{Reason: objectTooLong}}, true
+		rec.Problems, rec.Partial = []FieldError{{Reason: tooLong("object")}}, true
 	} else {
 		rec.Problems, rec.Partial = rd.object(b)
 	}
