@@ -195,11 +195,7 @@ func ImportUsage(ctx context.Context, r io.Reader, opts UsageOptions) (UsageRepo
 	defer rd.Close()
 	reject := func(line int, field, reason string) {
 		rep.Rejected++
-		if len(rep.Rejections) >= opts.MaxListed {
-			rep.RejectionsOmitted++
-			return
-		}
-		rep.Rejections = append(rep.Rejections, Rejection{Line: line, Field: field, Reason: reason})
+		list(&rep.Rejections, &rep.RejectionsOmitted, opts.MaxListed, Rejection{Line: line, Field: field, Reason: reason})
 	}
 	tallies := map[usageKey]*tally{}
 	dates := dateOrder{format: opts.DateFormat}
@@ -290,11 +286,7 @@ func storeUsage(ctx context.Context, opts UsageOptions, tallies map[usageKey]*ta
 		return cmp.Or(strings.Compare(a.id, b.id), strings.Compare(a.contract, b.contract), strings.Compare(a.product, b.product))
 	})
 	unmatched := func(k usageKey, why string) {
-		if len(rep.Unmatched) >= opts.MaxListed {
-			rep.UnmatchedOmitted++
-			return
-		}
-		rep.Unmatched = append(rep.Unmatched, k.String()+": "+why)
+		list(&rep.Unmatched, &rep.UnmatchedOmitted, opts.MaxListed, k.String()+": "+why)
 	}
 	// The contracts' subscriptions, read once through the end-date index
 	// when some rows name a contract rather than a subscription.
