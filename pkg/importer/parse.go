@@ -393,13 +393,13 @@ func (rd *Reader) mapHeader(head []string, m map[string]string) error {
 	rd.header = make([]string, len(head))
 	seen := map[string]bool{}
 	var later []int // columns named by an alias, placed after the rest
-	fieldOf := fieldOf
+	l := subscriptionLayout
 	if rd.usage {
-		fieldOf = usageFieldOf
+		l = usageLayout
 	}
 	for i, h := range head {
 		name := strings.TrimSpace(h)
-		field, own := fieldOf(name)
+		field, own := l.fieldOf(name)
 		if f, ok := m[headerKey(name)]; ok {
 			field, own = f, true
 		}
@@ -409,6 +409,7 @@ func (rd *Reader) mapHeader(head []string, m map[string]string) error {
 			rd.unknown[truncate(strings.ToLower(name), 64)] = true
 		case !own:
 			later = append(later, i)
+			rd.header[i] = field // unless another column gives it
 		case seen[field]:
 			return &FileError{Line: 1, Reason: fmt.Sprintf("column %s appears twice in the header row: keep one of them", field)}
 		default:
@@ -417,14 +418,12 @@ func (rd *Reader) mapHeader(head []string, m map[string]string) error {
 		}
 	}
 	for _, i := range later {
-		name := strings.TrimSpace(head[i])
-		field, _ := fieldOf(name)
-		if seen[field] {
-			rd.unknown[truncate(strings.ToLower(name), 64)] = true
+		if f := rd.header[i]; !seen[f] {
+			seen[f] = true
 			continue
 		}
-		seen[field] = true
-		rd.header[i] = field
+		rd.header[i] = ""
+		rd.unknown[truncate(strings.ToLower(strings.TrimSpace(head[i])), 64)] = true
 	}
 	if rd.usage {
 		return usageColumns(seen)

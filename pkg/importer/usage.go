@@ -37,27 +37,13 @@ var usageAliases = map[string]string{
 	"daysinactive":     "days_inactive",
 	"dayssincelastuse": "days_inactive",
 	"inactivedays":     "days_inactive",
+	// The columns that name a user are read into no field ("-"), and not
+	// reported as unknown either, since they are expected.
+	"email": "-", "emailaddress": "-", "useremail": "-", "firstname": "-", "lastname": "-",
+	"name": "-", "username": "-", "user": "-", "autodeskid": "-", "hashedautodeskid": "-", "userid": "-",
 }
 
-// usageIdentity are the header keys of the columns that name a user. They
-// are skipped without being reported, since they are expected.
-var usageIdentity = map[string]bool{
-	"email": true, "emailaddress": true, "useremail": true, "firstname": true, "lastname": true,
-	"name": true, "username": true, "user": true, "autodeskid": true, "hashedautodeskid": true, "userid": true,
-}
-
-func usageFieldOf(name string) (string, bool) {
-	k := headerKey(name)
-	for _, f := range usageFields {
-		if headerKey(f) == k {
-			return f, true
-		}
-	}
-	if usageIdentity[k] {
-		return "-", true // read into no field
-	}
-	return usageAliases[k], false
-}
+var usageLayout = layout{keysOf(usageFields[:]), usageAliases}
 
 func usageColumns(seen map[string]bool) error {
 	switch {
