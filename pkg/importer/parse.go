@@ -160,7 +160,6 @@ type Reader struct {
 	// JSON array
 	dec   *json.Decoder
 	lines *lineCounter
-	done  bool
 
 	// NDJSON
 	br   *bufio.Reader
@@ -536,15 +535,11 @@ func invalidJSON(line int, se *json.SyntaxError) *FileError {
 }
 
 func (rd *Reader) nextJSON() (Record, error) {
-	if rd.done {
-		return Record{}, io.EOF
-	}
 	rd.lines.window()
 	if !rd.dec.More() {
 		if _, err := rd.dec.Token(); err != nil { // the closing ']'
 			return Record{}, rd.jsonErr(err)
 		}
-		rd.done = true
 		if _, err := rd.dec.Token(); err != io.EOF {
 			if err != nil {
 				return Record{}, rd.jsonErr(err)
