@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strings"
 
 	"github.com/xuri/excelize/v2"
@@ -226,27 +227,21 @@ func (rd *Reader) startXLSX(br *bufio.Reader, o ReaderOptions) error {
 	}
 	rd.book.file = f
 	sheets := f.GetSheetList()
-	var sheet string
-	for _, s := range sheets {
-		if o.Sheet == "" || strings.EqualFold(s, o.Sheet) {
-			sheet = s
-			break
-		}
-	}
+	i := slices.IndexFunc(sheets, func(s string) bool { return o.Sheet == "" || strings.EqualFold(s, o.Sheet) })
 	switch {
 	case len(sheets) == 0:
 		return &FileError{Reason: "the workbook has no sheets: give a workbook whose first sheet holds the subscriptions"}
-	case sheet == "":
+	case i < 0:
 		return &FileError{Reason: fmt.Sprintf("the workbook has no sheet named %q: its sheets are %s; name one with --sheet", truncate(o.Sheet, 40), strings.Join(sheets, ", "))}
 	}
-	rd.sheet = sheet
-	rows, err := f.Rows(sheet)
+	rd.sheet = sheets[i]
+	rows, err := f.Rows(rd.sheet)
 	if err != nil {
-		return &FileError{Reason: fmt.Sprintf("sheet %q cannot be read (%v): open the workbook in Excel, save it again and import that", sheet, err)}
+		return &FileError{Reason: fmt.Sprintf("sheet %q cannot be read (%v): open the workbook in Excel, save it again and import that", rd.sheet, err)}
 	}
 	rd.book.rows = rows
 	// The header is the first row that is not empty.
-	rd.book.ahead = readAhead(rows, sheet)
+	rd.book.ahead = readAhead(rows, rd.sheet)
 	_, head, err := rd.book.ahead.next()
 	if err == io.EOF {
 		return &FileError{Reason: fmt.Sprintf("sheet %q is empty: its first row must be a header row naming the columns, including subscription_id and end_date", rd.sheet)}
