@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"slices"
 	"strings"
@@ -266,12 +267,7 @@ func OpenReader(r io.Reader, o ReaderOptions) (*Reader, error) {
 // constants, or "" for a workbook. It is final once the last record was
 // read: a file is taken for Windows-1252 at its first byte that is not
 // ASCII.
-func (rd *Reader) Encoding() string {
-	if rd.encoding == nil {
-		return ""
-	}
-	return rd.encoding()
-}
+func (rd *Reader) Encoding() string { return rd.encoding() }
 
 // Sheet returns the name of the workbook's sheet being read, or "".
 func (rd *Reader) Sheet() string { return rd.sheet }
@@ -328,10 +324,7 @@ func (rd *Reader) Format() Format { return rd.format }
 // it is complete once NewReader returns; for JSON it grows as records are
 // read, and is capped at 100 names.
 func (rd *Reader) UnknownColumns() []string {
-	out := make([]string, 0, len(rd.unknown))
-	for k := range rd.unknown {
-		out = append(out, k)
-	}
+	out := slices.AppendSeq(make([]string, 0, len(rd.unknown)), maps.Keys(rd.unknown))
 	slices.Sort(out)
 	return out
 }
