@@ -395,16 +395,14 @@ func (im *importer) reject(rec Record, errs []FieldError) {
 		id = ""
 	}
 	all := merge(rec, errs)
-	if n := len(all); n > 0 {
-		// Text that is not UTF-8 is a problem of the file, not of each row:
-		// one sentence for all such rows, where the first of them is.
-		all = slices.DeleteFunc(all, func(e FieldError) bool { return e.Reason == notUTF8 })
-		if len(all) < n {
-			if im.enc.rows == 0 {
-				im.enc.slot = list(&im.report.Rejections, &im.report.RejectionsOmitted, im.opts.MaxListed, Rejection{Line: rec.Line})
-			}
-			im.enc.note(rec.Line, rec.Fields)
+	// Text that is not UTF-8 is a problem of the file, not of each row: one
+	// sentence for all such rows, where the first of them is.
+	n := len(all)
+	if all = slices.DeleteFunc(all, func(e FieldError) bool { return e.Reason == notUTF8 }); len(all) < n {
+		if im.enc.rows == 0 {
+			im.enc.slot = list(&im.report.Rejections, &im.report.RejectionsOmitted, im.opts.MaxListed, Rejection{Line: rec.Line})
 		}
+		im.enc.note(rec.Line, rec.Fields)
 	}
 	for _, e := range all {
 		list(&im.report.Rejections, &im.report.RejectionsOmitted, im.opts.MaxListed, Rejection{Line: rec.Line, SubscriptionID: strings.Clone(id), Field: e.Field, Reason: e.Reason})
