@@ -323,8 +323,5 @@ func ValidateJSON(b []byte) (subscription.Subscription, []FieldError) {
 		rec.Problems, rec.Partial = rd.object(b)
 	}
 	sub, errs := Validate(rd.fields)
-	if len(rec.Problems) == 0 {
-		return sub, errs
-	}
 	return sub, merge(rec, errs)
 }
