@@ -86,27 +86,21 @@ type workbook struct {
 	ahead *ahead // the sheet's rows, once the header was read
 }
 
+// close releases the workbook; Reader.Close calls it once.
 func (w *workbook) close() error {
 	if w.ahead != nil { // first: it reads from rows
 		w.ahead.close()
-		w.ahead = nil
 	}
 	if w.rows != nil {
 		// Close closes the unpacked worksheet's file and otherwise returns
 		// Rows.Error, which reading the rows has reported already.
 		w.rows.Close()
-		w.rows = nil
 	}
-	var errs []error
+	var err error
 	if w.file != nil {
-		errs = append(errs, w.file.Close()) // removes excelize's temporary files
-		w.file = nil
+		err = w.file.Close() // removes excelize's temporary files
 	}
-	if w.dir != "" {
-		errs = append(errs, os.RemoveAll(w.dir))
-		w.dir = ""
-	}
-	return errors.Join(errs...)
+	return errors.Join(err, os.RemoveAll(w.dir))
 }
 
 func brokenWorkbook(err error) *FileError {
