@@ -381,9 +381,7 @@ func (im *importer) handle(ctx context.Context, rec Record) error {
 	}
 	im.batch = append(im.batch, sub)
 	if len(im.batch) >= im.opts.BatchSize {
-		if err := im.flush(ctx); err != nil {
-			return err
-		}
+		return im.flush(ctx)
 	}
 	return nil
 }
