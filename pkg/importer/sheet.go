@@ -365,12 +365,7 @@ func (a *ahead) close() {
 }
 
 func blankCells(cells []string) bool {
-	for _, c := range cells {
-		if strings.TrimSpace(c) != "" {
-			return false
-		}
-	}
-	return true
+	return !slices.ContainsFunc(cells, func(c string) bool { return strings.TrimSpace(c) != "" })
 }
 
 func (rd *Reader) nextXLSX() (Record, error) {
