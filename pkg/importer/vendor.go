@@ -20,13 +20,12 @@ import (
 // letters and digits only, so that "Subscription ID", "subscription_id",
 // "subscriptionId" and "SUBSCRIPTION-ID" are one name.
 func headerKey(name string) string {
-	var b strings.Builder
-	for _, r := range strings.ToLower(name) {
+	return strings.Map(func(r rune) rune {
 		if unicode.IsLetter(r) || unicode.IsDigit(r) {
-			b.WriteRune(r)
+			return r
 		}
-	}
-	return b.String()
+		return -1
+	}, strings.ToLower(name))
 }
 
 // aliases maps the header key of a vendor's column name to the field it
