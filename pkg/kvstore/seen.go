@@ -3,13 +3,12 @@ package kvstore
 import (
 	"cmp"
 	"context"
+	"encoding/json"
 	"fmt"
 	"hash/maphash"
 	"slices"
 	"sync"
 	"sync/atomic"
-
-	jsonv2 "github.com/go-json-experiment/json"
 
 	"renewals/pkg/subscription"
 )
@@ -63,14 +62,27 @@ type ticket struct {
 	digest []uint64 // the rows' digests
 }
 
-// digestRow is a digest of the row as given to Upsert: its JSON (every
-// field, in declaration order) hashed with the process's seed.
-func (m *seen) digestRow(h *maphash.Hash, x subscription.Subscription) (uint64, error) {
-	h.SetSeed(m.seedRow)
-	if err := jsonv2.MarshalWrite(h, x); err != nil {
+// digester digests rows as given to Upsert: each row's JSON (every field,
+// in declaration order) hashed with the process's seed. One digests the
+// rows of one batch.
+type digester struct {
+	seed maphash.Seed
+	h    maphash.Hash
+	enc  *json.Encoder
+}
+
+func (m *seen) digester() *digester {
+	d := &digester{seed: m.seedRow}
+	d.enc = json.NewEncoder(&d.h)
+	return d
+}
+
+func (d *digester) digest(x subscription.Subscription) (uint64, error) {
+	d.h.SetSeed(d.seed)
+	if err := d.enc.Encode(x); err != nil {
 		return 0, fmt.Errorf("digest subscription %s: %w", x.ID, err)
 	}
-	return h.Sum64(), nil
+	return d.h.Sum64(), nil
 }
 
 // begin enters a batch of subs (distinct ids) into the memory: it reads
@@ -91,10 +103,10 @@ func (s *Store) beginSeen(ctx context.Context, subs []subscription.Subscription)
 	// not held count the keys deleted or purged.
 	last, removed := info.State.LastSeq, keys.State.LastSeq-keys.State.Msgs
 	t := &ticket{ids: make([]uint64, len(subs)), digest: make([]uint64, len(subs))}
-	var h maphash.Hash
+	d := m.digester()
 	for i, x := range subs {
 		t.ids[i] = maphash.String(m.seedID, x.ID)
-		if t.digest[i], err = m.digestRow(&h, x); err != nil {
+		if t.digest[i], err = d.digest(x); err != nil {
 			return nil, err
 		}
 	}
