@@ -381,9 +381,7 @@ func (im *importer) handle(ctx context.Context, rec Record) error {
 	}
 	im.batch = append(im.batch, sub)
 	if len(im.batch) >= im.opts.BatchSize {
-		if err := im.flush(ctx); err != nil {
-			return err
-		}
+		return im.flush(ctx)
 	}
 	return nil
 }
@@ -395,29 +393,29 @@ func (im *importer) reject(rec Record, errs []FieldError) {
 		id = ""
 	}
 	all := merge(rec, errs)
-	if n := len(all); n > 0 {
-		// Text that is not UTF-8 is a problem of the file, not of each row:
-		// one sentence for all such rows, where the first of them is.
-		all = slices.DeleteFunc(all, func(e FieldError) bool { return e.Reason == notUTF8 })
-		if len(all) < n {
-			if im.enc.rows == 0 {
-				if len(im.report.Rejections) < im.opts.MaxListed {
-					im.enc.slot = len(im.report.Rejections)
-					im.report.Rejections = append(im.report.Rejections, Rejection{Line: rec.Line})
-				} else {
-					im.report.RejectionsOmitted++
-				}
-			}
-			im.enc.note(rec.Line, rec.Fields)
+	// Text that is not UTF-8 is a problem of the file, not of each row: one
+	// sentence for all such rows, where the first of them is.
+	n := len(all)
+	if all = slices.DeleteFunc(all, func(e FieldError) bool { return e.Reason == notUTF8 }); len(all) < n {
+		if im.enc.rows == 0 {
+			im.enc.slot = list(&im.report.Rejections, &im.report.RejectionsOmitted, im.opts.MaxListed, Rejection{Line: rec.Line})
 		}
+		im.enc.note(rec.Line, rec.Fields)
 	}
 	for _, e := range all {
-		if len(im.report.Rejections) >= im.opts.MaxListed {
-			im.report.RejectionsOmitted++
-			continue
-		}
-		im.report.Rejections = append(im.report.Rejections, Rejection{Line: rec.Line, SubscriptionID: strings.Clone(id), Field: e.Field, Reason: e.Reason})
+		list(&im.report.Rejections, &im.report.RejectionsOmitted, im.opts.MaxListed, Rejection{Line: rec.Line, SubscriptionID: strings.Clone(id), Field: e.Field, Reason: e.Reason})
 	}
+}
+
+// list appends x to *xs, unless *xs holds max entries already: then it
+// counts x in *omitted instead. It returns x's index in *xs, or -1.
+func list[T any](xs *[]T, omitted *int, max int, x T) int {
+	if len(*xs) >= max {
+		*omitted++
+		return -1
+	}
+	*xs = append(*xs, x)
+	return len(*xs) - 1
 }
 
 // merge combines a record's problems with Validate's verdict on it: one
@@ -458,13 +456,7 @@ func (im *importer) noteID(id string, line int) int {
 		}
 		return int(first)
 	}
-	if len(im.report.Duplicates) >= im.opts.MaxListed {
-		im.report.DuplicatesOmitted++
-		im.dups[h] = -1
-		return int(first)
-	}
-	im.dups[h] = len(im.report.Duplicates)
-	im.report.Duplicates = append(im.report.Duplicates, Duplicate{SubscriptionID: strings.Clone(id), Lines: []int{int(first), line}})
+	im.dups[h] = list(&im.report.Duplicates, &im.report.DuplicatesOmitted, im.opts.MaxListed, Duplicate{SubscriptionID: strings.Clone(id), Lines: []int{int(first), line}})
 	return int(first)
 }
 

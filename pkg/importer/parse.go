@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"slices"
 	"strings"
@@ -160,11 +161,10 @@ type Reader struct {
 	// JSON array
 	dec   *json.Decoder
 	lines *lineCounter
-	done  bool
 
 	// NDJSON
 	br   *bufio.Reader
-	line int // also the workbook's row
+	line int
 
 	// Workbook
 	book  *workbook
@@ -267,12 +267,7 @@ func OpenReader(r io.Reader, o ReaderOptions) (*Reader, error) {
 // constants, or "" for a workbook. It is final once the last record was
 // read: a file is taken for Windows-1252 at its first byte that is not
 // ASCII.
-func (rd *Reader) Encoding() string {
-	if rd.encoding == nil {
-		return ""
-	}
-	return rd.encoding()
-}
+func (rd *Reader) Encoding() string { return rd.encoding() }
 
 // Sheet returns the name of the workbook's sheet being read, or "".
 func (rd *Reader) Sheet() string { return rd.sheet }
@@ -329,10 +324,7 @@ func (rd *Reader) Format() Format { return rd.format }
 // it is complete once NewReader returns; for JSON it grows as records are
 // read, and is capped at 100 names.
 func (rd *Reader) UnknownColumns() []string {
-	out := make([]string, 0, len(rd.unknown))
-	for k := range rd.unknown {
-		out = append(out, k)
-	}
+	out := slices.AppendSeq(make([]string, 0, len(rd.unknown)), maps.Keys(rd.unknown))
 	slices.Sort(out)
 	return out
 }
@@ -393,13 +385,13 @@ func (rd *Reader) mapHeader(head []string, m map[string]string) error {
 	rd.header = make([]string, len(head))
 	seen := map[string]bool{}
 	var later []int // columns named by an alias, placed after the rest
-	fieldOf := fieldOf
+	l := subscriptionLayout
 	if rd.usage {
-		fieldOf = usageFieldOf
+		l = usageLayout
 	}
 	for i, h := range head {
 		name := strings.TrimSpace(h)
-		field, own := fieldOf(name)
+		field, own := l.fieldOf(name)
 		if f, ok := m[headerKey(name)]; ok {
 			field, own = f, true
 		}
@@ -409,6 +401,7 @@ func (rd *Reader) mapHeader(head []string, m map[string]string) error {
 			rd.unknown[truncate(strings.ToLower(name), 64)] = true
 		case !own:
 			later = append(later, i)
+			rd.header[i] = field // unless another column gives it
 		case seen[field]:
 			return &FileError{Line: 1, Reason: fmt.Sprintf("column %s appears twice in the header row: keep one of them", field)}
 		default:
@@ -417,30 +410,19 @@ func (rd *Reader) mapHeader(head []string, m map[string]string) error {
 		}
 	}
 	for _, i := range later {
-		name := strings.TrimSpace(head[i])
-		field, _ := fieldOf(name)
-		if seen[field] {
-			rd.unknown[truncate(strings.ToLower(name), 64)] = true
+		if f := rd.header[i]; !seen[f] {
+			seen[f] = true
 			continue
 		}
-		seen[field] = true
-		rd.header[i] = field
+		rd.header[i] = ""
+		rd.unknown[truncate(strings.ToLower(strings.TrimSpace(head[i])), 64)] = true
 	}
 	if rd.usage {
 		return usageColumns(seen)
 	}
-	var missing []string
-	for _, name := range []string{"subscription_id", "end_date"} {
-		if !seen[name] {
-			missing = append(missing, name)
-		}
-	}
+	missing := slices.DeleteFunc([]string{"subscription_id", "end_date"}, func(f string) bool { return seen[f] })
 	if len(missing) > 0 {
-		s := ""
-		if len(missing) > 1 {
-			s = "s"
-		}
-		return &FileError{Reason: fmt.Sprintf("missing required column%s %s: the header row must name subscription_id and end_date (or the vendor's Subscription ID and End Date); map other names onto them with --map FILE", s, strings.Join(missing, ", "))}
+		return &FileError{Reason: fmt.Sprintf("missing required %s %s: the header row must name subscription_id and end_date (or the vendor's Subscription ID and End Date); map other names onto them with --map FILE", plural(len(missing), "column", "columns"), strings.Join(missing, ", "))}
 	}
 	return nil
 }
@@ -456,13 +438,7 @@ func (rd *Reader) nextCSV() (Record, error) {
 		if err != nil && !bad {
 			return Record{}, readErr(err)
 		}
-		blank := true
-		for i, v := range cells { // on a parse error, the fields before it
-			if i < len(rd.header) && rd.header[i] != "" {
-				rd.fields[rd.header[i]] = v
-			}
-			blank = blank && strings.TrimSpace(v) == ""
-		}
+		rd.setCells(cells) // on a parse error, the fields before it
 		rec := Record{}
 		if bad {
 			rec.Line = pe.StartLine
@@ -471,14 +447,14 @@ func (rd *Reader) nextCSV() (Record, error) {
 		}
 		switch {
 		case rd.csv.InputOffset()-start > MaxRowBytes:
-			rec.Problems, rec.Partial = []FieldError{{Reason: tooLong}}, true
+			rec.Problems, rec.Partial = []FieldError{{Reason: tooLong("row")}}, true
 		case bad:
 			field := "" // the field that broke is the one after those read
 			if len(cells) < len(rd.header) {
 				field = rd.header[len(cells)]
 			}
 			rec.Problems, rec.Partial = []FieldError{{Field: field, Reason: csvReason(pe.Err)}}, true
-		case blank:
+		case blankCells(cells):
 			// A row of empty cells (",,,," from a spreadsheet) is an empty line.
 			clear(rd.fields)
 			continue
@@ -487,9 +463,19 @@ func (rd *Reader) nextCSV() (Record, error) {
 	}
 }
 
-var tooLong = fmt.Sprintf("the row is longer than the limit of %d bytes (64 KiB): shorten its fields", MaxRowBytes)
+// setCells sets the fields of a row's cells, by the header's columns.
+func (rd *Reader) setCells(cells []string) {
+	for i, v := range cells {
+		if i < len(rd.header) && rd.header[i] != "" {
+			rd.fields[rd.header[i]] = v
+		}
+	}
+}
 
-var objectTooLong = fmt.Sprintf("the object is longer than the limit of %d bytes (64 KiB): shorten its fields", MaxRowBytes)
+// tooLong is the reason for a row, object or line longer than MaxRowBytes.
+func tooLong(what string) string {
+	return fmt.Sprintf("the %s is longer than the limit of %d bytes (64 KiB): shorten its fields", what, MaxRowBytes)
+}
 
 var elementTooLong = fmt.Sprintf("the JSON element here is longer than %d bytes (1 MiB), far past the limit of %d bytes (64 KiB) a row, so reading stopped at it: "+
 	"split it into one object per subscription or shorten its fields, then import the file again (rows already stored come back unchanged)", MaxElementBytes, MaxRowBytes)
@@ -529,8 +515,7 @@ func (rd *Reader) jsonErr(err error) error {
 		return &FileError{Line: rd.jsonErrLine(), Reason: elementTooLong}
 	}
 	if se, ok := errors.AsType[*json.SyntaxError](err); ok {
-		line := rd.jsonErrLine()
-		return &FileError{Line: line, Reason: fmt.Sprintf("invalid JSON (%v): the file cannot be read from line %d on; fix it and import again", se, line)}
+		return invalidJSON(rd.jsonErrLine(), se)
 	}
 	if err == io.ErrUnexpectedEOF {
 		return &FileError{Line: rd.jsonErrLine(), Reason: "the JSON array ends early: the file is cut short or a closing ] or } is missing"}
@@ -538,16 +523,16 @@ func (rd *Reader) jsonErr(err error) error {
 	return readErr(err)
 }
 
+func invalidJSON(line int, se *json.SyntaxError) *FileError {
+	return &FileError{Line: line, Reason: fmt.Sprintf("invalid JSON (%v): the file cannot be read from line %d on; fix it and import again", se, line)}
+}
+
 func (rd *Reader) nextJSON() (Record, error) {
-	if rd.done {
-		return Record{}, io.EOF
-	}
 	rd.lines.window()
 	if !rd.dec.More() {
 		if _, err := rd.dec.Token(); err != nil { // the closing ']'
 			return Record{}, rd.jsonErr(err)
 		}
-		rd.done = true
 		if _, err := rd.dec.Token(); err != io.EOF {
 			if err != nil {
 				return Record{}, rd.jsonErr(err)
@@ -562,15 +547,14 @@ func (rd *Reader) nextJSON() (Record, error) {
 			err = io.ErrUnexpectedEOF
 		}
 		if se, ok := errors.AsType[*json.SyntaxError](err); ok {
-			line := rd.syntaxErrLine(se)
-			return Record{}, &FileError{Line: line, Reason: fmt.Sprintf("invalid JSON (%v): the file cannot be read from line %d on; fix it and import again", se, line)}
+			return Record{}, invalidJSON(rd.syntaxErrLine(se), se)
 		}
 		return Record{}, rd.jsonErr(err)
 	}
 	rec := Record{Line: rd.jsonLine() - bytes.Count(raw, newline)}
 	if len(raw) > MaxRowBytes {
 		rd.idOf(raw)
-		rec.Problems, rec.Partial = []FieldError{{Reason: objectTooLong}}, true
+		rec.Problems, rec.Partial = []FieldError{{Reason: tooLong("object")}}, true
 		return rec, nil
 	}
 	rec.Problems, rec.Partial = rd.object(raw)
@@ -730,8 +714,7 @@ func (rd *Reader) nextNDJSON() (Record, error) {
 			if err != nil && err != io.EOF {
 				return Record{}, readErr(err)
 			}
-			rec.Problems = []FieldError{{Reason: fmt.Sprintf("the line is longer than the limit of %d bytes (64 KiB): shorten its fields", MaxRowBytes)}}
-			rec.Partial = true
+			rec.Problems, rec.Partial = []FieldError{{Reason: tooLong("line")}}, true
 			return rec, nil
 		}
 		b = bytes.TrimSpace(b)
@@ -739,8 +722,7 @@ func (rd *Reader) nextNDJSON() (Record, error) {
 			continue
 		}
 		if b[0] != '{' || !json.Valid(b) {
-			rec.Problems = []FieldError{{Reason: "the line is not one JSON object: NDJSON needs each subscription as a complete object on its own line"}}
-			rec.Partial = true
+			rec.Problems, rec.Partial = []FieldError{{Reason: "the line is not one JSON object: NDJSON needs each subscription as a complete object on its own line"}}, true
 			return rec, nil
 		}
 		rec.Problems, rec.Partial = rd.object(b)

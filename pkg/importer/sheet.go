@@ -4,11 +4,13 @@ import (
 	"archive/zip"
 	"bufio"
 	"bytes"
+	"cmp"
 	"encoding/xml"
 	"errors"
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strings"
 
 	"github.com/xuri/excelize/v2"
@@ -84,27 +86,21 @@ type workbook struct {
 	ahead *ahead // the sheet's rows, once the header was read
 }
 
+// close releases the workbook; Reader.Close calls it once.
 func (w *workbook) close() error {
 	if w.ahead != nil { // first: it reads from rows
 		w.ahead.close()
-		w.ahead = nil
 	}
 	if w.rows != nil {
 		// Close closes the unpacked worksheet's file and otherwise returns
 		// Rows.Error, which reading the rows has reported already.
 		w.rows.Close()
-		w.rows = nil
 	}
-	var errs []error
+	var err error
 	if w.file != nil {
-		errs = append(errs, w.file.Close()) // removes excelize's temporary files
-		w.file = nil
+		err = w.file.Close() // removes excelize's temporary files
 	}
-	if w.dir != "" {
-		errs = append(errs, os.RemoveAll(w.dir))
-		w.dir = ""
-	}
-	return errors.Join(errs...)
+	return errors.Join(err, os.RemoveAll(w.dir))
 }
 
 func brokenWorkbook(err error) *FileError {
@@ -225,44 +221,29 @@ func (rd *Reader) startXLSX(br *bufio.Reader, o ReaderOptions) error {
 	}
 	rd.book.file = f
 	sheets := f.GetSheetList()
-	var sheet string
-	for _, s := range sheets {
-		if o.Sheet == "" || strings.EqualFold(s, o.Sheet) {
-			sheet = s
-			break
-		}
-	}
+	i := slices.IndexFunc(sheets, func(s string) bool { return o.Sheet == "" || strings.EqualFold(s, o.Sheet) })
 	switch {
 	case len(sheets) == 0:
 		return &FileError{Reason: "the workbook has no sheets: give a workbook whose first sheet holds the subscriptions"}
-	case sheet == "":
+	case i < 0:
 		return &FileError{Reason: fmt.Sprintf("the workbook has no sheet named %q: its sheets are %s; name one with --sheet", truncate(o.Sheet, 40), strings.Join(sheets, ", "))}
 	}
-	rd.sheet = sheet
-	rows, err := f.Rows(sheet)
+	rd.sheet = sheets[i]
+	rows, err := f.Rows(rd.sheet)
 	if err != nil {
-		return &FileError{Reason: fmt.Sprintf("sheet %q cannot be read (%v): open the workbook in Excel, save it again and import that", sheet, err)}
+		return &FileError{Reason: fmt.Sprintf("sheet %q cannot be read (%v): open the workbook in Excel, save it again and import that", rd.sheet, err)}
 	}
 	rd.book.rows = rows
-	sc := &sheetRows{rows: rows}
 	// The header is the first row that is not empty.
-	for {
-		cells, row, err := sc.next()
-		if err == io.EOF {
-			return &FileError{Reason: fmt.Sprintf("sheet %q is empty: its first row must be a header row naming the columns, including subscription_id and end_date", rd.sheet)}
-		}
-		if err != nil {
-			return sheetBroken(rd.sheet, rd.line, err)
-		}
-		rd.line = row
-		if !blankCells(cells) {
-			if err := rd.mapHeader(cells, o.Map); err != nil {
-				return err
-			}
-			rd.book.ahead = readAhead(sc, rd.sheet, rd.line)
-			return nil
-		}
+	rd.book.ahead = readAhead(rows, rd.sheet)
+	_, head, err := rd.book.ahead.next()
+	if err == io.EOF {
+		return &FileError{Reason: fmt.Sprintf("sheet %q is empty: its first row must be a header row naming the columns, including subscription_id and end_date", rd.sheet)}
 	}
+	if err != nil {
+		return err
+	}
+	return rd.mapHeader(head, o.Map)
 }
 
 // openWorkbook opens the workbook at path with excelize, cell values raw
@@ -295,30 +276,19 @@ func sheetBroken(sheet string, line int, err error) *FileError {
 	return &FileError{Line: line + 1, Reason: fmt.Sprintf("sheet %q cannot be read after row %d (%v): open the workbook in Excel, save it again and import that", sheet, line, err)}
 }
 
-// sheetRows reads a sheet's rows with excelize, numbering them: Rows.Next
-// steps through every row number, those the sheet leaves out too (their
-// cells are none).
-type sheetRows struct {
-	rows *excelize.Rows
-	row  int
-}
-
-// next returns the next row's cells and number, or io.EOF after the last.
-func (sc *sheetRows) next() (cells []string, row int, err error) {
+// nextRow returns the cells of the sheet's next row, or io.EOF after the
+// last. Rows.Next steps through every row number, those the sheet leaves
+// out too (their cells are none).
+func nextRow(rows *excelize.Rows) (cells []string, err error) {
 	defer func() {
 		if p := recover(); p != nil { // a worksheet excelize does not expect
-			cells, row, err = nil, 0, fmt.Errorf("%v", p)
+			cells, err = nil, fmt.Errorf("%v", p)
 		}
 	}()
-	if !sc.rows.Next() {
-		if err := sc.rows.Error(); err != nil {
-			return nil, 0, err
-		}
-		return nil, 0, io.EOF
+	if !rows.Next() {
+		return nil, cmp.Or(rows.Error(), io.EOF)
 	}
-	sc.row++
-	cells, err = sc.rows.Columns()
-	return cells, sc.row, err
+	return rows.Columns()
 }
 
 // rowBatch is a batch of rows read ahead: each row's number and cells.
@@ -328,9 +298,10 @@ type rowBatch struct {
 	err   error // after the last row: io.EOF or why reading stopped
 }
 
-// ahead reads the sheet's rows on a goroutine of their own, a batch at a
-// time, so that decoding the worksheet overlaps validating what it
-// decoded. Stop it by closing stop; done is closed when it has returned.
+// ahead reads the sheet's rows that are not empty on a goroutine of their
+// own, a batch at a time, so that decoding the worksheet overlaps
+// validating what it decoded. Stop it by closing stop; done is closed when
+// it has returned.
 type ahead struct {
 	batches chan rowBatch
 	stop    chan struct{}
@@ -340,22 +311,22 @@ type ahead struct {
 
 const aheadBatch = 256
 
-func readAhead(sc *sheetRows, sheet string, line int) *ahead {
+func readAhead(rows *excelize.Rows, sheet string) *ahead {
 	a := &ahead{batches: make(chan rowBatch, 4), stop: make(chan struct{}), done: make(chan struct{})}
 	go func() {
 		defer close(a.done)
-		for {
+		for row := 0; ; {
 			var b rowBatch
 			for len(b.lines) < aheadBatch && b.err == nil {
-				cells, row, err := sc.next()
+				cells, err := nextRow(rows)
 				if err != nil {
 					if err != io.EOF {
-						err = sheetBroken(sheet, line, err)
+						err = sheetBroken(sheet, row, err)
 					}
 					b.err = err
 					break
 				}
-				line = row
+				row++
 				if blankCells(cells) {
 					continue
 				}
@@ -394,12 +365,7 @@ func (a *ahead) close() {
 }
 
 func blankCells(cells []string) bool {
-	for _, c := range cells {
-		if strings.TrimSpace(c) != "" {
-			return false
-		}
-	}
-	return true
+	return !slices.ContainsFunc(cells, func(c string) bool { return strings.TrimSpace(c) != "" })
 }
 
 func (rd *Reader) nextXLSX() (Record, error) {
@@ -407,11 +373,6 @@ func (rd *Reader) nextXLSX() (Record, error) {
 	if err != nil {
 		return Record{}, err
 	}
-	rd.line = line
-	for i, v := range cells {
-		if i < len(rd.header) && rd.header[i] != "" {
-			rd.fields[rd.header[i]] = v
-		}
-	}
+	rd.setCells(cells)
 	return Record{Line: line}, nil
 }

@@ -37,27 +37,13 @@ var usageAliases = map[string]string{
 	"daysinactive":     "days_inactive",
 	"dayssincelastuse": "days_inactive",
 	"inactivedays":     "days_inactive",
+	// The columns that name a user are read into no field ("-"), and not
+	// reported as unknown either, since they are expected.
+	"email": "-", "emailaddress": "-", "useremail": "-", "firstname": "-", "lastname": "-",
+	"name": "-", "username": "-", "user": "-", "autodeskid": "-", "hashedautodeskid": "-", "userid": "-",
 }
 
-// usageIdentity are the header keys of the columns that name a user. They
-// are skipped without being reported, since they are expected.
-var usageIdentity = map[string]bool{
-	"email": true, "emailaddress": true, "useremail": true, "firstname": true, "lastname": true,
-	"name": true, "username": true, "user": true, "autodeskid": true, "hashedautodeskid": true, "userid": true,
-}
-
-func usageFieldOf(name string) (string, bool) {
-	k := headerKey(name)
-	for _, f := range usageFields {
-		if headerKey(f) == k {
-			return f, true
-		}
-	}
-	if usageIdentity[k] {
-		return "-", true // read into no field
-	}
-	return usageAliases[k], false
-}
+var usageLayout = layout{keysOf(usageFields[:]), usageAliases}
 
 func usageColumns(seen map[string]bool) error {
 	switch {
@@ -195,11 +181,7 @@ func ImportUsage(ctx context.Context, r io.Reader, opts UsageOptions) (UsageRepo
 	defer rd.Close()
 	reject := func(line int, field, reason string) {
 		rep.Rejected++
-		if len(rep.Rejections) >= opts.MaxListed {
-			rep.RejectionsOmitted++
-			return
-		}
-		rep.Rejections = append(rep.Rejections, Rejection{Line: line, Field: field, Reason: reason})
+		list(&rep.Rejections, &rep.RejectionsOmitted, opts.MaxListed, Rejection{Line: line, Field: field, Reason: reason})
 	}
 	tallies := map[usageKey]*tally{}
 	dates := dateOrder{format: opts.DateFormat}
@@ -290,11 +272,7 @@ func storeUsage(ctx context.Context, opts UsageOptions, tallies map[usageKey]*ta
 		return cmp.Or(strings.Compare(a.id, b.id), strings.Compare(a.contract, b.contract), strings.Compare(a.product, b.product))
 	})
 	unmatched := func(k usageKey, why string) {
-		if len(rep.Unmatched) >= opts.MaxListed {
-			rep.UnmatchedOmitted++
-			return
-		}
-		rep.Unmatched = append(rep.Unmatched, k.String()+": "+why)
+		list(&rep.Unmatched, &rep.UnmatchedOmitted, opts.MaxListed, k.String()+": "+why)
 	}
 	// The contracts' subscriptions, read once through the end-date index
 	// when some rows name a contract rather than a subscription.

@@ -60,22 +60,24 @@ func validate(fields map[string]string, dates DateFormat) (subscription.Subscrip
 	} else {
 		s.ID = id
 	}
-	if d, ok := v.get("end_date"); !ok {
+	if _, ok := v.get("end_date"); !ok {
 		v.fail("end_date", "is missing: every row needs the end date of the term, as YYYY-MM-DD, e.g. 2027-05-31")
-	} else {
-		s.EndDate = v.date("end_date", d)
 	}
+	s.EndDate = v.date("end_date")
 	s.CustomerAccount = v.text("customer_account")
 	s.CustomerName = v.text("customer_name")
 	s.Product = v.text("product")
 	s.Seats = v.count("seats")
 	s.SeatsAssigned = v.count("seats_assigned")
-	s.AccessModel = subscription.AccessModel(v.oneOf("access_model", "an access model: use single-user or multi-user",
-		func(a string) bool { return subscription.AccessModel(a).Valid() }))
-	s.Term = v.text("term")
-	if d, ok := v.get("start_date"); ok {
-		s.StartDate = v.date("start_date", d)
+	if a := v.text("access_model"); a != "" {
+		if m := subscription.AccessModel(strings.ToLower(a)); m.Valid() {
+			s.AccessModel = m
+		} else {
+			v.fail("access_model", fmt.Sprintf("%q is not an access model: use single-user or multi-user", truncate(a, 40)))
+		}
 	}
+	s.Term = v.text("term")
+	s.StartDate = v.date("start_date")
 	if st := v.text("status"); st != "" {
 		if ours, ok := statusOf(st); ok {
 			s.Status = ours
@@ -86,14 +88,14 @@ func validate(fields map[string]string, dates DateFormat) (subscription.Subscrip
 	s.ContractManager = subscription.Contact{Name: v.text("cm_name"), Email: v.email("cm_email"), Phone: v.text("cm_phone")}
 	s.PrimaryAdmin = subscription.Contact{Name: v.text("pa_name"), Email: v.email("pa_email")}
 	s.SecondaryAdmins = v.emails("sa_emails")
-	if tz, ok := v.get("timezone"); ok && v.plain("timezone", tz) {
+	if tz := v.text("timezone"); tz != "" {
 		if _, err := subscription.LoadLocation(tz); err != nil || strings.EqualFold(tz, "local") {
 			v.fail("timezone", fmt.Sprintf("%q is not an IANA time zone: use a name such as Europe/London", truncate(tz, 40)))
 		} else {
 			s.Timezone = tz
 		}
 	}
-	if l, ok := v.get("locale"); ok && v.plain("locale", l) {
+	if l := v.text("locale"); l != "" {
 		if tag, err := language.Parse(l); err != nil || baseUnd(tag) {
 			v.fail("locale", fmt.Sprintf("%q is not a language tag: use a BCP 47 tag such as en-GB or de-DE", truncate(l, 40)))
 		} else {
@@ -102,14 +104,10 @@ func validate(fields map[string]string, dates DateFormat) (subscription.Subscrip
 	}
 	s.ResellerRep = v.text("reseller_rep")
 	s.ContractNumber = v.text("contract_number")
-	if d, ok := v.get("autorenew_date"); ok {
-		s.AutorenewDate = v.date("autorenew_date", d)
-	}
+	s.AutorenewDate = v.date("autorenew_date")
 	s.Team = v.text("team")
 	s.QuoteNumber = v.text("quote_number")
-	if d, ok := v.get("quote_expiry"); ok {
-		s.QuoteExpiry = v.date("quote_expiry", d)
-	}
+	s.QuoteExpiry = v.date("quote_expiry")
 	s.QuoteURL = v.url("quote_url")
 	return s, v.errs
 }
@@ -171,19 +169,11 @@ func (v *validator) text(field string) string {
 	return s
 }
 
-// oneOf returns the value in lower case when valid accepts it, and "" when
-// it is absent or not valid, which it then says is not what.
-func (v *validator) oneOf(field, what string, valid func(string) bool) string {
+// date reads an optional date; "" and a value that breaks a rule of
+// plain are the zero Date.
+func (v *validator) date(field string) subscription.Date {
 	s := v.text(field)
-	if s != "" && !valid(strings.ToLower(s)) {
-		v.fail(field, fmt.Sprintf("%q is not %s", truncate(s, 40), what))
-		return ""
-	}
-	return strings.ToLower(s)
-}
-
-func (v *validator) date(field, s string) subscription.Date {
-	if !v.plain(field, s) {
+	if s == "" {
 		return subscription.Date{}
 	}
 	if v.dates == DateISO {
@@ -241,8 +231,8 @@ func example(s string) string {
 }
 
 func (v *validator) count(field string) *int {
-	s, ok := v.get(field)
-	if !ok || !v.plain(field, s) {
+	s := v.text(field)
+	if s == "" {
 		return nil
 	}
 	n, err := strconv.Atoi(s)
@@ -254,8 +244,8 @@ func (v *validator) count(field string) *int {
 }
 
 func (v *validator) email(field string) string {
-	s, ok := v.get(field)
-	if !ok || !v.plain(field, s) {
+	s := v.text(field)
+	if s == "" {
 		return ""
 	}
 	if reason := checkEmail(s); reason != "" {
@@ -266,8 +256,8 @@ func (v *validator) email(field string) string {
 }
 
 func (v *validator) emails(field string) []string {
-	s, ok := v.get(field)
-	if !ok || !v.plain(field, s) {
+	s := v.text(field)
+	if s == "" {
 		return nil
 	}
 	var out []string
@@ -328,13 +318,10 @@ func ValidateJSON(b []byte) (subscription.Subscription, []FieldError) {
 	b = bytes.TrimSpace(b)
 	var rec Record
 	if len(b) > MaxRowBytes {
-		rec.Problems, rec.Partial = []FieldError{{Reason: objectTooLong}}, true
+		rec.Problems, rec.Partial = []FieldError{{Reason: tooLong("object")}}, true
 	} else {
 		rec.Problems, rec.Partial = rd.object(b)
 	}
 	sub, errs := Validate(rd.fields)
-	if len(rec.Problems) == 0 {
-		return sub, errs
-	}
 	return sub, merge(rec, errs)
 }

@@ -20,17 +20,16 @@ import (
 // letters and digits only, so that "Subscription ID", "subscription_id",
 // "subscriptionId" and "SUBSCRIPTION-ID" are one name.
 func headerKey(name string) string {
-	var b strings.Builder
-	for _, r := range strings.ToLower(name) {
+	return strings.Map(func(r rune) rune {
 		if unicode.IsLetter(r) || unicode.IsDigit(r) {
-			b.WriteRune(r)
+			return r
 		}
-	}
-	return b.String()
+		return -1
+	}, strings.ToLower(name))
 }
 
 // aliases maps the header key of a vendor's column name to the field it
-// holds. Each field's own name is matched as well (see fieldOf).
+// holds. Each field's own name is matched as well (see layout.fieldOf).
 var aliases = map[string]string{
 	// Autodesk's account export (Subscriptions section).
 	"offeringname":          "product",
@@ -60,23 +59,29 @@ var aliases = map[string]string{
 	"quotelink":             "quote_url",
 }
 
-// fieldKeys maps the header key of each field's own name to the field.
-var fieldKeys = func() map[string]string {
-	m := make(map[string]string, len(knownFields))
-	for _, f := range knownFields {
+// layout is how a kind of file names its columns: by the header keys of the
+// fields' own names, and of the vendor's names for them.
+type layout struct{ own, aliases map[string]string }
+
+var subscriptionLayout = layout{keysOf(knownFields[:]), aliases}
+
+// keysOf maps the header key of each field's own name to the field.
+func keysOf(fields []string) map[string]string {
+	m := make(map[string]string, len(fields))
+	for _, f := range fields {
 		m[headerKey(f)] = f
 	}
 	return m
-}()
+}
 
 // fieldOf returns the field that a column of that name holds, and whether
 // it is the field's own name (which wins over an alias of it).
-func fieldOf(name string) (field string, own bool) {
+func (l layout) fieldOf(name string) (field string, own bool) {
 	k := headerKey(name)
-	if f, ok := fieldKeys[k]; ok {
+	if f, ok := l.own[k]; ok {
 		return f, true
 	}
-	return aliases[k], false
+	return l.aliases[k], false
 }
 
 // statusWords maps the vendor's status words, as headerKey gives them, to

@@ -21,20 +21,15 @@ import (
 const saveAsCSV = "save it as CSV UTF-8 (Comma delimited) and import that file"
 
 // refuseForeign returns a *FileError when the input starts like a file that
-// is not text at all (an .xls workbook, a PDF, a zip), and nil
-// otherwise, or when it cannot tell. It only peeks: nothing is consumed.
+// is not text at all (an .xls workbook, a PDF, a zip that is not an .xlsx),
+// and nil otherwise, or when it cannot tell. It only peeks: nothing is
+// consumed.
 func refuseForeign(br *bufio.Reader) error {
 	head, _ := br.Peek(8)
 	var what string
 	switch {
-	case bytes.HasPrefix(head, []byte("PK\x03\x04")):
-		// An .xlsx is a zip whose first entries name its parts, xl/...
-		more, _ := br.Peek(4096)
-		if bytes.Contains(more, []byte("xl/")) {
-			what = "this is an Excel workbook (.xlsx), not CSV: " + saveAsCSV
-		} else {
-			what = "this is a zip archive, not CSV: unpack it, and if it holds a workbook, " + saveAsCSV
-		}
+	case bytes.HasPrefix(head, []byte("PK\x03\x04")): // not a workbook: see isWorkbook
+		what = "this is a zip archive, not CSV: unpack it, and if it holds a workbook, " + saveAsCSV
 	case bytes.HasPrefix(head, []byte("\xD0\xCF\x11\xE0\xA1\xB1\x1A\xE1")):
 		what = "this is an Excel 97-2003 workbook (.xls), not CSV: " + saveAsCSV
 	case bytes.HasPrefix(head, []byte("%PDF")):

@@ -299,12 +299,19 @@ func batchable(nc *nats.Conn) bool {
 // batch of mostly new or changed rows (a first import), the next batch goes
 // straight to the batched read, which answers for absent records at once,
 // and whose results say again whether the rows were mostly unchanged.
-func (s *Store) upsertBatch(ctx context.Context, subs []subscription.Subscription) ([]subscription.UpsertResult, error) {
+func (s *Store) upsertBatch(ctx context.Context, subs []subscription.Subscription) (_ []subscription.UpsertResult, err error) {
+	t, err := s.beginSeen(ctx, subs)
+	if err != nil {
+		return nil, err
+	}
+	var written []uint64 // the sequences of the records written
+	done := false        // written is all this batch wrote: no row went one at a time
+	defer func() { s.seen.end(t, err == nil && done, written) }()
 	out := make([]subscription.UpsertResult, len(subs))
 	settled, absent := make([]bool, len(subs)), make([]bool, len(subs))
-	var err error
-	if !s.changing.Load() {
-		if settled, absent, err = s.unchangedRows(ctx, subs, out); err != nil {
+	s.seen.settle(t, subs, out, settled)
+	if !s.changing.Load() && slices.Contains(settled, false) {
+		if settled, absent, err = s.unchangedRows(ctx, subs, out, settled); err != nil {
 			return nil, err
 		}
 	}
@@ -418,8 +425,8 @@ func (s *Store) upsertBatch(ctx context.Context, subs []subscription.Subscriptio
 	for _, d := range days {
 		index = append(index, &nats.Msg{Subject: EndsSubjectPrefix + strconv.FormatInt(d, 10), Data: []byte(strings.Join(byDay[d], "\n"))})
 	}
-	for _, step := range [][]*nats.Msg{index, records} {
-		_, err := publishAtomicAll(ctx, s.nc, step)
+	for k, step := range [][]*nats.Msg{index, records} {
+		seqs, err := publishAtomicAll(ctx, s.nc, step)
 		if errors.Is(err, errBatchRefused) {
 			for _, q := range seqs {
 				s.dropKey(ctx, q) // no record names them
@@ -429,7 +436,11 @@ func (s *Store) upsertBatch(ctx context.Context, subs []subscription.Subscriptio
 		if err != nil {
 			return nil, fmt.Errorf("write subscriptions: %w", err)
 		}
+		if k == 1 {
+			written = seqs
+		}
 	}
+	done = true
 	return out, nil
 }
 
@@ -444,7 +455,29 @@ func (s *Store) upsertBatch(ctx context.Context, subs []subscription.Subscriptio
 // sequence of the run's first record. The rows a run does not settle (a
 // record changed since, rows in another order) are read with one direct
 // get each (unchangedEach), which also tells the rows without a record.
-func (s *Store) unchangedRows(ctx context.Context, subs []subscription.Subscription, out []subscription.UpsertResult) (settled, absent []bool, err error) {
+func (s *Store) unchangedRows(ctx context.Context, subs []subscription.Subscription, out []subscription.UpsertResult, done []bool) (settled, absent []bool, err error) {
+	if slices.Contains(done, true) { // settled from memory: the rest, in their order
+		var idx []int
+		for i := range subs {
+			if !done[i] {
+				idx = append(idx, i)
+			}
+		}
+		part := make([]subscription.Subscription, len(idx))
+		for j, i := range idx {
+			part[j] = subs[i]
+		}
+		partOut := make([]subscription.UpsertResult, len(idx))
+		st, ab, err := s.unchangedRows(ctx, part, partOut, make([]bool, len(part)))
+		if err != nil {
+			return nil, nil, err
+		}
+		settled, absent = slices.Clone(done), make([]bool, len(subs))
+		for j, i := range idx {
+			settled[i], absent[i], out[i] = st[j], ab[j], partOut[j]
+		}
+		return settled, absent, nil
+	}
 	settled = make([]bool, len(subs))
 	if err := s.settleRuns(ctx, subs, out, settled); err != nil {
 		return nil, nil, err

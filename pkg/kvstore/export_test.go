@@ -30,3 +30,7 @@ func KeySeqOf(t *testing.T, s *Store, id string) uint64 {
 	}
 	return rec.KeySeq
 }
+
+// SettledFromMemory is how many rows s has settled as unchanged from its
+// memory of the rows it upserted (seen.go), without reading their records.
+func SettledFromMemory(s *Store) int { return int(s.seen.settled.Load()) }

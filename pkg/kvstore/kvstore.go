@@ -89,8 +89,10 @@ type Store struct {
 	js   jetstream.JetStream
 	nc   *nats.Conn
 	subs jetstream.KeyValue
-	keys jetstream.Stream
-	ends jetstream.Stream
+	// subsInfo is the subscriptions bucket's stream, for its last sequence.
+	subsInfo jetstream.Stream
+	keys     jetstream.Stream
+	ends     jetstream.Stream
 	// batch says the server has batched reads and atomic batch writes
 	// (nats-server 2.12 or newer; see batch.go).
 	batch bool
@@ -99,6 +101,8 @@ type Store struct {
 	// or changed, so that the next batch skips the reads of unchanged rows
 	// (see upsertBatch).
 	changing atomic.Bool
+	// seen remembers the rows upserted, for re-imports (seen.go).
+	seen *seen
 	// suppress holds the suppression list (bounce.go).
 	suppress jetstream.Stream
 	// replicas of the buckets and streams declared later (calls.go).
@@ -175,7 +179,11 @@ func NewWith(ctx context.Context, js jetstream.JetStream, opts Options) (*Store,
 	if err != nil {
 		return nil, nil, err
 	}
-	s := &Store{js: js, nc: js.Conn(), subs: subs, keys: keys, ends: ends, suppress: suppress, replicas: replicas}
+	subsInfo, err := js.Stream(ctx, subsStream)
+	if err != nil {
+		return nil, nil, fmt.Errorf("open stream %s: %w", subsStream, err)
+	}
+	s := &Store{js: js, nc: js.Conn(), subs: subs, subsInfo: subsInfo, keys: keys, ends: ends, suppress: suppress, replicas: replicas, seen: newSeen()}
 	if batch {
 		for _, name := range []string{subsStream, EndsStream, KeysStream} {
 			if err := enableAtomic(ctx, js, name); err != nil {
@@ -733,6 +741,7 @@ func (s *Store) Erase(ctx context.Context, id string) error {
 	if err := subscription.ValidID(id); err != nil {
 		return fmt.Errorf("erase subscription: %w", err)
 	}
+	s.seen.drop()
 	if err := s.eraseSuppressions(ctx, id); err != nil {
 		return err
 	}

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"renewals/pkg/mailer"
+	"renewals/pkg/subscription"
 	"renewals/pkg/testenv"
 )
 
@@ -53,5 +54,24 @@ func TestFromDisplayName(t *testing.T) {
 	}
 	if _, err := mailer.NewSMTP(cfg, evil, clock); err == nil {
 		t.Error("NewSMTP: a From name with a line break was accepted")
+	}
+}
+
+// TestMessageIDDomain: the Message-ID ends in the From address's domain, or
+// "renewals" when it has none that can stand there, whichever address came
+// before.
+func TestMessageIDDomain(t *testing.T) {
+	key := subscription.NoticeKey{SubscriptionID: "110001234567", EndDate: subscription.MustDate("2027-03-31"), Milestone: -14}
+	for range 2 {
+		for _, tc := range []struct{ from, want string }{
+			{"renewals@reseller.example", "renewal.110001234567.2027-03-31.-14@reseller.example"},
+			{`"Acme Software Ltd" <renewals@acme.example>`, "renewal.110001234567.2027-03-31.-14@acme.example"},
+			{"not an address", "renewal.110001234567.2027-03-31.-14@renewals"},
+			{"r@[192.0.2.1]", "renewal.110001234567.2027-03-31.-14@renewals"},
+		} {
+			if got := mailer.MessageID(key, tc.from); got != tc.want {
+				t.Errorf("MessageID(%q) = %q, want %q", tc.from, got, tc.want)
+			}
+		}
 	}
 }

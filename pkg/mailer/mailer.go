@@ -12,9 +12,12 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"net/mail"
 	"regexp"
+	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	gomail "github.com/wneessen/go-mail"
@@ -157,13 +160,28 @@ func (m *Message) messageID(from string) string {
 // can see a resent notice as the same message. The right-hand side is the
 // domain of from, or "renewals" when from has none.
 func MessageID(key subscription.NoticeKey, from string) string {
+	return "renewal." + key.SubscriptionID + "." + key.EndDate.String() + "." + strconv.Itoa(key.Milestone) + "@" + idDomain(from)
+}
+
+// lastIDDomain is the From address idDomain saw last and its domain: a
+// process sends from one address, which need not be parsed for every
+// message.
+var lastIDDomain atomic.Pointer[[2]string]
+
+// idDomain returns the Message-ID domain of from: its domain, or
+// "renewals".
+func idDomain(from string) string {
+	if last := lastIDDomain.Load(); last != nil && last[0] == from {
+		return last[1]
+	}
 	domain := "renewals"
 	if a, err := mail.ParseAddress(from); err == nil {
 		if d := a.Address[strings.LastIndexByte(a.Address, '@')+1:]; domainRE.MatchString(d) {
 			domain = d
 		}
 	}
-	return fmt.Sprintf("renewal.%s.%s.%d@%s", key.SubscriptionID, key.EndDate, key.Milestone, domain)
+	lastIDDomain.Store(&[2]string{from, domain})
+	return domain
 }
 
 // domainRE matches the domains a Message-ID may end in: dot-atom text of
@@ -193,6 +211,9 @@ func compose(from string, m Message, date time.Time, env Envelope) ([]byte, erro
 		return nil, err
 	}
 	var buf bytes.Buffer
+	// The bodies go out quoted-printable, a little longer than they are;
+	// room for them and the headers spares the buffer its growing.
+	buf.Grow(composedSize(m))
 	if rp := returnPath(msg); rp != "" {
 		buf.WriteString("Return-Path: <" + rp + ">\r\n")
 	}
@@ -223,8 +244,18 @@ func newMsg(from *mail.Address, m Message, date time.Time) (*gomail.Msg, error) 
 	// validated above.
 	to.Name = subscription.OneLine(m.ToName)
 	// A boundary derived from the content makes the same notice compose to
-	// the same bytes; the content cannot hold a digest of itself.
-	sum := sha256.Sum256([]byte(m.header() + "\x00" + m.Subject + "\x00" + m.Text + "\x00" + m.HTML))
+	// the same bytes; the content cannot hold a digest of itself. The
+	// content is copied once, into the buffer it is digested from, and the
+	// bodies are written from that buffer.
+	header := m.header()
+	content := make([]byte, 0, len(header)+len(m.Subject)+len(m.Text)+len(m.HTML)+3)
+	content = append(append(content, header...), 0)
+	content = append(append(content, m.Subject...), 0)
+	text := len(content)
+	content = append(append(content, m.Text...), 0)
+	html := len(content)
+	content = append(content, m.HTML...)
+	sum := sha256.Sum256(content)
 	msg := gomail.NewMsg(gomail.WithNoDefaultUserAgent(), gomail.WithBoundary("renewal-"+hex.EncodeToString(sum[:16])))
 	msg.SetAddrHeaderFromMailAddress(gomail.HeaderFrom, from)
 	// To is the only recipient: no Cc, no Bcc.
@@ -232,12 +263,29 @@ func newMsg(from *mail.Address, m Message, date time.Time) (*gomail.Msg, error) 
 	msg.Subject(subscription.OneLine(m.Subject))
 	msg.SetMessageIDWithValue(m.messageID(from.Address))
 	msg.SetDateWithValue(date)
-	msg.SetGenHeader(HeaderNotice, m.header())
+	msg.SetGenHeader(HeaderNotice, header)
 	// RFC 3834: an automatic message, which auto-responders do not answer.
 	msg.SetGenHeader("Auto-Submitted", "auto-generated")
-	msg.SetBodyString(gomail.TypeTextPlain, m.Text)
-	msg.AddAlternativeString(gomail.TypeTextHTML, m.HTML)
+	msg.SetBodyWriter(gomail.TypeTextPlain, writeBytes(content[text:text+len(m.Text)]))
+	msg.AddAlternativeWriter(gomail.TypeTextHTML, writeBytes(content[html:]))
 	return msg, nil
+}
+
+// writeBytes is a go-mail body writer of b, which it writes each time the
+// message is written (signed, then sent) and never changes.
+func writeBytes(b []byte) func(io.Writer) (int64, error) {
+	return func(w io.Writer) (int64, error) {
+		n, err := w.Write(b)
+		return int64(n), err
+	}
+}
+
+// composedSize is about the length of m composed: headers of a few hundred
+// bytes, and the bodies quoted-printable, which escapes some bytes and
+// breaks lines longer than 76.
+func composedSize(m Message) int {
+	body := len(m.Text) + len(m.HTML)
+	return 2048 + len(m.Subject) + body + body/8
 }
 
 // parseAddress parses s as exactly one address, with a display name only

@@ -20,6 +20,7 @@
 package render
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	htmltemplate "html/template"
@@ -30,6 +31,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	texttemplate "text/template"
 	"time"
 
@@ -69,46 +71,60 @@ type Email struct {
 	Set string
 }
 
-// Data is what the templates see.
+// Data is what the templates see. Its fields come in the order the
+// templates read them most, the most read first: text/template looks a
+// field up by name on every access, comparing the names in order.
 type Data struct {
-	// Locale is the template directory used, e.g. en-GB after a fallback.
-	Locale string
-	// NoticeKey is the key in its string form, for reference in the footer.
-	NoticeKey string
-	// Item is the subscription's id, product, seats and usage; its seats
-	// are also SeatsAssigned, and its usage is of UnusedOf as of UsageAsOf.
-	Item
-	// Milestone is the notice's stage in days (90, 45, 30, ...); DaysLeft is
-	// the days to the end date when the notice fell due, which can be fewer.
-	Milestone int
-	DaysLeft  int
+	// Contract, when set, is the contract whose co-termed subscriptions this
+	// one email is about; the subscription's fields are then its first
+	// subscription's.
+	Contract *Contract
+	// DaysLeft is the days to the end date when the notice fell due, which
+	// can be fewer than the Milestone's.
+	DaysLeft int
 	// DaysSinceEnd is the days since the end date for a post-expiry
 	// notice (DaysLeft negative), else 0.
 	DaysSinceEnd int
-	// EndDate is the end of the term; format it with the date function:
-	// {{date .EndDate "2 January 2006"}}.
-	EndDate subscription.Date
-	// Customer is the customer's name, else its account, else empty.
-	Customer        string
-	CustomerAccount string
-	// ContactName is the contract manager's name; empty when unknown.
-	ContactName   string
-	SeatsAssigned int
-	AccessModel   string
-	Term          string
-	Reseller      Reseller
-	UnusedOf      int
-	UsageAsOf     subscription.Date
+	// SubscriptionID, Product, HasSeats, Seats, UnusedSeats, HasUsage,
+	// Unused and UnusedDays are the subscription's, as in Item; its seats
+	// are also SeatsAssigned, and its usage is of UnusedOf as of UsageAsOf.
+	// They are declared here rather than by embedding Item: a promoted
+	// field takes reflect's much slower search through embedded structs.
+	SubscriptionID string
+	Product        string
+	HasSeats       bool
+	UnusedSeats    int
+	Seats          int
+	HasUsage       bool
+	Unused         int
+	UnusedDays     int
+	UnusedOf       int
 	// QuoteNumber, when set, is the reseller's renewal quote, valid until
 	// QuoteExpiry (zero when not known) and linked at QuoteURL (empty when
 	// not known). QuoteExpired says it expired before the notice's day.
-	QuoteNumber  string
-	QuoteExpiry  subscription.Date
-	QuoteURL     string
-	QuoteExpired bool
-	// Contract, when set, is the contract whose co-termed subscriptions this
-	// one email is about; the fields above are then its first subscription's.
-	Contract *Contract
+	QuoteNumber string
+	// Customer is the customer's name, else its account, else empty.
+	Customer string
+	// EndDate is the end of the term; format it with the date function:
+	// {{date .EndDate "2 January 2006"}}.
+	EndDate subscription.Date
+	// ContactName is the contract manager's name; empty when unknown.
+	ContactName string
+	Reseller    Reseller
+	// NoticeKey is the key in its string form, for reference in the footer.
+	NoticeKey string
+	// Locale is the template directory used, e.g. en-GB after a fallback.
+	Locale        string
+	SeatsAssigned int
+	QuoteExpired  bool
+	QuoteExpiry   subscription.Date
+	QuoteURL      string
+	UsageAsOf     subscription.Date
+	// Milestone is the notice's stage in days (90, 45, 30, ...).
+	Milestone       int
+	CustomerAccount string
+	AccessModel     string
+	Term            string
 }
 
 // Contract is a contract's co-termed subscriptions in one email.
@@ -357,7 +373,8 @@ func (r *Renderer) DataFor(s subscription.Subscription, n subscription.Notice) D
 	d := Data{
 		Locale:          l.name,
 		NoticeKey:       n.Key.String(),
-		Item:            Item{SubscriptionID: s.ID, Product: s.Product},
+		SubscriptionID:  s.ID,
+		Product:         s.Product,
 		Milestone:       n.Key.Milestone,
 		DaysLeft:        n.DaysLeft,
 		EndDate:         n.Key.EndDate,
@@ -400,6 +417,15 @@ func (r *Renderer) DataFor(s subscription.Subscription, n subscription.Notice) D
 	return d
 }
 
+// item returns the subscription's fields of d as an Item.
+func (d Data) item() Item {
+	return Item{
+		SubscriptionID: d.SubscriptionID, Product: d.Product,
+		HasSeats: d.HasSeats, Seats: d.Seats, UnusedSeats: d.UnusedSeats,
+		HasUsage: d.HasUsage, Unused: d.Unused, UnusedDays: d.UnusedDays,
+	}
+}
+
 // Render renders the notice's email in the subscription's locale (falling
 // back to DefaultLocale) with the milestone's set (falling back to the
 // generic set). A template that fails to execute, or a subject that comes
@@ -427,46 +453,92 @@ func (r *Renderer) ContractData(subs []subscription.Subscription, notices []subs
 	c := &Contract{Number: subs[0].ContractNumber, Items: make([]Item, len(subs))}
 	keys := make([]string, len(notices))
 	for i, s := range subs {
-		c.Items[i] = r.DataFor(s, notices[i]).Item
+		c.Items[i] = r.DataFor(s, notices[i]).item()
 		keys[i] = notices[i].Key.String()
 	}
 	d.Contract, d.NoticeKey = c, strings.Join(keys, ", ")
 	return d
 }
 
-// render executes the set for the locale tag and milestone with d.
-func (r *Renderer) render(tag string, milestone int, d Data) (Email, error) {
+// buffers holds the buffers render executes into, so that an email costs
+// one allocation of each output's final size rather than a builder's growth.
+var buffers = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+
+// maxPooled is the largest buffer kept for reuse; a bigger one, from an
+// unusual template, goes to the garbage collector.
+const maxPooled = 64 << 10
+
+// render executes the set for the locale tag and milestone with data.
+func (r *Renderer) render(tag string, milestone int, data Data) (Email, error) {
 	l, set := r.pick(tag, milestone)
-	var subject, text, html strings.Builder
-	if err := set.subject.Execute(&subject, d); err != nil {
+	// The three executions share one copy of the data in an interface. A
+	// value, not a pointer: the fields of a value held in an interface are
+	// not addressable, so text/template passes and prints them without
+	// copying each one to the heap.
+	var d any = data
+	buf := buffers.Get().(*bytes.Buffer)
+	defer func() {
+		if buf.Cap() <= maxPooled {
+			buffers.Put(buf)
+		}
+	}()
+	buf.Reset()
+	if err := set.subject.Execute(buf, d); err != nil {
 		return Email{}, &ExecError{Locale: l.name, File: set.subjectFile, Err: err}
 	}
-	e := Email{Subject: subscription.OneLine(subject.String()), Locale: l.name, Set: set.name}
+	e := Email{Subject: subscription.OneLine(buf.String()), Locale: l.name, Set: set.name}
 	if e.Subject == "" {
 		return Email{}, &ExecError{Locale: l.name, File: set.subjectFile, Err: errors.New("the subject is empty")}
 	}
-	if err := set.text.Execute(&text, d); err != nil {
+	buf.Reset()
+	if err := set.text.Execute(buf, d); err != nil {
 		return Email{}, &ExecError{Locale: l.name, File: set.textFile, Err: err}
 	}
-	if err := set.html.Execute(&html, d); err != nil {
+	e.Text = tidy(buf.Bytes())
+	buf.Reset()
+	if err := set.html.Execute(buf, d); err != nil {
 		return Email{}, &ExecError{Locale: l.name, File: set.htmlFile, Err: err}
 	}
-	e.Text, e.HTML = tidy(text.String()), html.String()
+	e.HTML = buf.String()
 	return e, nil
 }
-
-var blankLines = regexp.MustCompile(`\n{3,}`)
 
 // tidy trims trailing spaces and squeezes blank lines that optional
 // sections of a text template leave behind: each line loses trailing spaces,
 // tabs and CRs, runs of blank lines become one, white space at both ends
-// goes, and one line break ends the text.
-func tidy(s string) string {
-	lines := strings.Split(s, "\n")
-	for i, l := range lines {
-		lines[i] = strings.TrimRight(l, " \t\r")
+// goes, and one line break ends the text. It works in place: b is scratch
+// (every write lands at or before the byte being read), and the result is
+// the one allocation.
+func tidy(b []byte) string {
+	w, breaks := 0, 0 // bytes kept; line breaks met since the last line kept
+	for rest, more := b, true; more; {
+		line := rest
+		if i := bytes.IndexByte(rest, '\n'); i >= 0 {
+			line, rest = rest[:i], rest[i+1:]
+		} else {
+			more = false
+		}
+		if line = bytes.TrimRight(line, " \t\r"); len(line) > 0 {
+			w += putBreaks(b[w:], breaks)
+			w += copy(b[w:], line)
+			breaks = 0
+		}
+		if more {
+			breaks++
+		}
 	}
-	return strings.TrimSpace(blankLines.ReplaceAllString(strings.Join(lines, "\n"), "\n\n")) + "\n"
+	w += putBreaks(b[w:], breaks)
+	return string(append(bytes.TrimSpace(b[:w]), '\n'))
+}
+
+// putBreaks writes n line breaks into b, at most two (one blank line), and
+// returns how many it wrote.
+func putBreaks(b []byte, n int) int {
+	n = min(n, 2)
+	for i := range n {
+		b[i] = '\n'
+	}
+	return n
 }
 
 // Check renders every locale's every set with sample data, so that a

@@ -8,6 +8,7 @@ import (
 	"net/mail"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"testing/fstest"
 	"time"
@@ -283,4 +284,36 @@ func TestEmptySubjectFailsAtRender(t *testing.T) {
 	if !errors.As(err, &ee) || ee.File != "en-GB/90.subject.txt" || !strings.Contains(err.Error(), "empty") {
 		t.Errorf("err = %v, want an *render.ExecError for an empty subject", err)
 	}
+}
+
+// TestRenderConcurrently: renders running at once, which share the pool of
+// buffers they execute into, each return their own notice's email.
+func TestRenderConcurrently(t *testing.T) {
+	r := newRenderer(t)
+	want := map[int]render.Email{}
+	subs := map[int]subscription.Subscription{}
+	for _, days := range []int{90, 45, 30, 60, -14} {
+		s := sub([]string{"en-GB", "en-US"}[len(want)%2])
+		s.ID = "11000123456" + strconv.Itoa(len(want))
+		e, err := r.Render(s, notice(s, days, days))
+		if err != nil {
+			t.Fatal(err)
+		}
+		want[days], subs[days] = e, s
+	}
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Go(func() {
+			for range 50 {
+				for days, w := range want {
+					s := subs[days]
+					if e, err := r.Render(s, notice(s, days, days)); err != nil || e != w {
+						t.Errorf("render %s/%d concurrently: %v, another email than alone", s.ID, days, err)
+						return
+					}
+				}
+			}
+		})
+	}
+	wg.Wait()
 }
