@@ -426,7 +426,7 @@ func (s *Store) upsertBatch(ctx context.Context, subs []subscription.Subscriptio
 		index = append(index, &nats.Msg{Subject: EndsSubjectPrefix + strconv.FormatInt(d, 10), Data: []byte(strings.Join(byDay[d], "\n"))})
 	}
 	for k, step := range [][]*nats.Msg{index, records} {
-		seqs, err := publishAtomicAll(ctx, s.nc, step)
+		got, err := publishAtomicAll(ctx, s.nc, step)
 		if errors.Is(err, errBatchRefused) {
 			for _, q := range seqs {
 				s.dropKey(ctx, q) // no record names them
@@ -437,7 +437,7 @@ func (s *Store) upsertBatch(ctx context.Context, subs []subscription.Subscriptio
 			return nil, fmt.Errorf("write subscriptions: %w", err)
 		}
 		if k == 1 {
-			written = seqs
+			written = got
 		}
 	}
 	done = true

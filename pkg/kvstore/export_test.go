@@ -34,3 +34,10 @@ func KeySeqOf(t *testing.T, s *Store, id string) uint64 {
 // SettledFromMemory is how many rows s has settled as unchanged from its
 // memory of the rows it upserted (seen.go), without reading their records.
 func SettledFromMemory(s *Store) int { return int(s.seen.settled.Load()) }
+
+// RowsInMemory is how many rows s remembers.
+func RowsInMemory(s *Store) int {
+	s.seen.mu.Lock()
+	defer s.seen.mu.Unlock()
+	return len(s.seen.rows)
+}

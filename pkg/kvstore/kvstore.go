@@ -206,13 +206,21 @@ const healthKey = "=health"
 // Ping reports whether the subscriptions bucket accepts a write, by
 // writing healthKey: a stream that answers reads but takes no writes (no
 // quorum, a full disk, sealed) cannot store an import.
-func (s *Store) Ping(ctx context.Context) error { return ping(ctx, s.subs) }
-
-func ping(ctx context.Context, kv jetstream.KeyValue) error {
-	if _, err := kv.Put(ctx, healthKey, []byte("1")); err != nil {
-		return fmt.Errorf("write to key-value bucket %s: %w", kv.Bucket(), err)
+// Its write is one that the store's memory of rows accounts for (seen.go).
+func (s *Store) Ping(ctx context.Context) error {
+	seq, err := ping(ctx, s.subs)
+	if err == nil {
+		s.seen.account(seq)
 	}
-	return nil
+	return err
+}
+
+func ping(ctx context.Context, kv jetstream.KeyValue) (uint64, error) {
+	seq, err := kv.Put(ctx, healthKey, []byte("1"))
+	if err != nil {
+		return 0, fmt.Errorf("write to key-value bucket %s: %w", kv.Bucket(), err)
+	}
+	return seq, nil
 }
 
 // stored is a record as the bucket holds it: the shared record and the

@@ -91,7 +91,10 @@ type state struct {
 }
 
 // Ping reports whether the ledger's bucket accepts a write, as Store.Ping.
-func (l *Ledger) Ping(ctx context.Context) error { return ping(ctx, l.kv) }
+func (l *Ledger) Ping(ctx context.Context) error {
+	_, err := ping(ctx, l.kv)
+	return err
+}
 
 // ledgerKey encodes a notice key for the bucket: ':' is not allowed in
 // keys, so "<id>:<date>:<m>" becomes "<id>.<date>.<m>", which also lets List

@@ -2,8 +2,11 @@ package kvstore_test
 
 import (
 	"context"
+	"slices"
 	"sync"
 	"testing"
+
+	"github.com/nats-io/nats.go/jetstream"
 
 	"renewals/pkg/kvstore"
 	"renewals/pkg/storetest"
@@ -119,15 +122,27 @@ func TestMemorySettlesOnlyWhatNothingWroteSince(t *testing.T) {
 			if err := s.Erase(ctx, subs[13].ID); err != nil {
 				t.Fatal(err)
 			}
+			if n := kvstore.RowsInMemory(s); n != 0 {
+				t.Errorf("%d rows remembered after an erasure, want none", n)
+			}
 		}, map[int]subscription.Change{13: subscription.Created}},
+		{"a readiness check, which writes", func() {
+			if err := s.Ping(ctx); err != nil {
+				t.Fatal(err)
+			}
+		}, map[int]subscription.Change{}},
 	}
 	for _, st := range steps {
 		st.write()
 		if st.want == nil {
 			continue
 		}
-		if n := upsertWant(t, s, subs, st.want); n != 0 {
-			t.Errorf("after %s: settled %d rows from memory, want none", st.name, n)
+		wantMemory := 0
+		if len(st.want) == 0 { // a write the memory accounts for
+			wantMemory = len(subs)
+		}
+		if n := upsertWant(t, s, subs, st.want); n != wantMemory {
+			t.Errorf("after %s: settled %d rows from memory, want %d", st.name, n, wantMemory)
 		}
 		if n := upsertWant(t, s, subs, nil); n != len(subs) {
 			t.Errorf("after %s, the next re-import settled %d rows from memory, want all %d", st.name, n, len(subs))
@@ -182,5 +197,150 @@ func TestMemoryDroppedByConcurrentUpserts(t *testing.T) {
 		if n := upsertWant(t, s, a, want); n != 0 {
 			t.Errorf("settled %d rows from memory after two upserts of the same ids at once, want none", n)
 		}
+	}
+}
+
+// primed is a store on a server of its own that has upserted subs twice,
+// the second time settling every row from its memory.
+func primed(t *testing.T) (jetstream.JetStream, *kvstore.Store, []subscription.Subscription) {
+	t.Helper()
+	js, _ := connect(t)
+	s, _, err := kvstore.New(context.Background(), js)
+	if err != nil {
+		t.Fatal(err)
+	}
+	subs := storetest.BenchSubs(40, 0)
+	created := map[int]subscription.Change{}
+	for i := range subs {
+		created[i] = subscription.Created
+	}
+	upsertWant(t, s, subs, created)
+	if n := upsertWant(t, s, subs, nil); n != len(subs) {
+		t.Fatalf("re-import settled %d rows from memory, want all %d", n, len(subs))
+	}
+	return js, s, subs
+}
+
+// Changes to the streams that write no sequence: the bucket's stream
+// purged, the bucket or the keys stream deleted and declared again (by
+// another process's start). The rows are gone, and a re-import creates
+// them again.
+func TestMemoryDroppedByStreamChanges(t *testing.T) {
+	ctx := context.Background()
+	for name, change := range map[string]func(t *testing.T, js jetstream.JetStream){
+		"bucket stream purged": func(t *testing.T, js jetstream.JetStream) {
+			st, err := js.Stream(ctx, "KV_"+kvstore.SubscriptionsBucket)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := st.Purge(ctx); err != nil {
+				t.Fatal(err)
+			}
+		},
+		"bucket declared again": func(t *testing.T, js jetstream.JetStream) {
+			if err := js.DeleteKeyValue(ctx, kvstore.SubscriptionsBucket); err != nil {
+				t.Fatal(err)
+			}
+			if _, _, err := kvstore.New(ctx, js); err != nil {
+				t.Fatal(err)
+			}
+		},
+		"keys stream declared again": func(t *testing.T, js jetstream.JetStream) {
+			if err := js.DeleteStream(ctx, kvstore.KeysStream); err != nil {
+				t.Fatal(err)
+			}
+			if _, _, err := kvstore.New(ctx, js); err != nil {
+				t.Fatal(err)
+			}
+		},
+	} {
+		t.Run(name, func(t *testing.T) {
+			js, s, subs := primed(t)
+			change(t, js)
+			created := map[int]subscription.Change{}
+			for i := range subs {
+				created[i] = subscription.Created
+			}
+			if n := upsertWant(t, s, subs, created); n != 0 {
+				t.Errorf("settled %d rows from memory, want none", n)
+			}
+		})
+	}
+}
+
+// An upsert that settles ids from memory while another, in flight at the
+// same time, changes them may end last; the memory must not then hold the
+// first's rows as the records. A large batch of new rows keeps the first
+// in flight while the second writes.
+func TestMemoryDroppedByOverlappingUpserts(t *testing.T) {
+	ctx := context.Background()
+	for range 3 {
+		_, s, base := primed(t)
+		a := append(slices.Clone(base), storetest.BenchSubs(3000, 100)...)
+		b := slices.Clone(base)
+		for i := range b {
+			b[i].Product = "Suite Ultimate"
+		}
+		var wg sync.WaitGroup
+		for _, x := range [][]subscription.Subscription{a, b} {
+			wg.Go(func() {
+				if _, err := s.Upsert(ctx, x); err != nil {
+					t.Error(err)
+				}
+			})
+		}
+		wg.Wait()
+		want := map[int]subscription.Change{}
+		for i, x := range base {
+			got, err := s.Get(ctx, x.ID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got.Product != x.Product {
+				want[i] = subscription.Updated
+			}
+		}
+		upsertWant(t, s, base, want)
+	}
+}
+
+// Two stores that create the same new ids at once: the batch the server
+// refuses (a record's compare-and-set failed) deletes the data keys it
+// wrote, so that every key held names a record.
+func TestRefusedBatchDropsItsKeys(t *testing.T) {
+	js, _ := connect(t)
+	ctx := context.Background()
+	var stores []*kvstore.Store
+	for range 2 {
+		s, _, err := kvstore.New(ctx, js)
+		if err != nil {
+			t.Fatal(err)
+		}
+		stores = append(stores, s)
+	}
+	total := 0
+	for round := range 5 {
+		subs := storetest.BenchSubs(200, round*1000)
+		var wg sync.WaitGroup
+		for _, s := range stores {
+			wg.Go(func() {
+				if _, err := s.Upsert(ctx, subs); err != nil {
+					t.Error(err)
+				}
+			})
+		}
+		wg.Wait()
+		total += len(subs)
+	}
+	keys, err := js.Stream(ctx, kvstore.KeysStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := keys.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if int(info.State.Msgs) != total {
+		t.Errorf("%d data keys held for %d subscriptions", info.State.Msgs, total)
 	}
 }
