@@ -4,15 +4,12 @@
 package event
 
 import (
-	"bytes"
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"reflect"
 	"strconv"
-	"strings"
 	"time"
 
 	"renewals/pkg/subscription"
@@ -137,33 +134,39 @@ func Decode(b []byte, data any) (Event, error) {
 	if v := reflect.ValueOf(data); v.Kind() != reflect.Pointer || v.IsNil() {
 		return Event{}, fmt.Errorf("decode event: data must be a non-nil pointer, not %T", data)
 	}
-	// Data is an interface holding the pointer: encoding/json decodes the
-	// member into what it points to.
-	in := envelope{Data: data}
-	err := json.Unmarshal(b, &in)
-	e := Event{SpecVersion: in.SpecVersion, ID: in.ID, Source: in.Source, Type: in.Type, Time: in.Time, Subject: in.Subject, DataContentType: in.DataContentType}
-	var te *json.UnmarshalTypeError
-	switch {
-	case err == nil:
-		if err := checkEvent(e); err != nil {
-			return Event{}, err
-		}
-		if !bytes.Contains(b, []byte(`"data"`)) {
-			// As reading a missing member into data would: an event that
-			// was to carry data and has none is not one of ours.
-			return Event{}, fmt.Errorf("decode %s data: the event has no data", e.Type)
-		}
-		return e, nil
-	case errors.As(err, &te) && (te.Field == "data" || strings.HasPrefix(te.Field, "data.")):
-		// A member of the wrong type is reported once the rest is read:
-		// the envelope is whole, and judged first.
-		if err := checkEvent(e); err != nil {
-			return Event{}, err
-		}
-		return Event{}, fmt.Errorf("decode %s data: %w", e.Type, err)
-	default:
+	// Data is an interface holding the member's reader: encoding/json
+	// hands it the member's bytes, which it decodes into data.
+	member := &dataMember{into: data}
+	in := envelope{Data: member}
+	if err := json.Unmarshal(b, &in); err != nil {
 		return Event{}, fmt.Errorf("decode event: %w", err)
 	}
+	e := Event{SpecVersion: in.SpecVersion, ID: in.ID, Source: in.Source, Type: in.Type, Time: in.Time, Subject: in.Subject, DataContentType: in.DataContentType}
+	// The envelope is judged first, then its data.
+	if err := checkEvent(e); err != nil {
+		return Event{}, err
+	}
+	if !member.seen {
+		return Event{}, fmt.Errorf("decode %s data: the event has no data", e.Type)
+	}
+	if member.err != nil {
+		return Event{}, fmt.Errorf("decode %s data: %w", e.Type, member.err)
+	}
+	return e, nil
+}
+
+// dataMember reads an event's data member into a value, and keeps what
+// became of it for Decode to tell once the envelope is read.
+type dataMember struct {
+	into any
+	seen bool
+	err  error
+}
+
+func (d *dataMember) UnmarshalJSON(b []byte) error {
+	d.seen = true
+	d.err = json.Unmarshal(b, d.into)
+	return nil
 }
 
 // checkEvent refuses an envelope that is not a CloudEvents 1.0 event.

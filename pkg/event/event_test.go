@@ -62,6 +62,7 @@ func TestDecodeRefuses(t *testing.T) {
 		`{"specversion":"1.0","id":"x","type":"t","data":{"milestone":"45"}}`,
 		`{"specversion":"1.0","id":"x","type":"t","data":{"end_date":"31/03/2027"}}`,
 		`{"specversion":"1.0","id":"x","type":"t"}`,
+		`{"specversion":"1.0","id":"x","type":"t","subject":"data"}`,
 		`{"specversion":"1.0","id":"x","type":"t","data":[]}`,
 		`{"specversion":"1.0","id":"x","type":"t","data":{"milestone":45},"time":"yesterday"}`,
 	} {
