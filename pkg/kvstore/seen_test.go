@@ -41,12 +41,8 @@ func upsertWant(t *testing.T, s *kvstore.Store, subs []subscription.Subscription
 // key deleted by an erasure cut short) makes the next upsert read the
 // records again and give the result it always gave.
 func TestMemorySettlesOnlyWhatNothingWroteSince(t *testing.T) {
-	js, _ := connect(t)
+	js, s, subs := primed(t)
 	ctx := context.Background()
-	s, _, err := kvstore.New(ctx, js)
-	if err != nil {
-		t.Fatal(err)
-	}
 	other, _, err := kvstore.New(ctx, js) // as another process
 	if err != nil {
 		t.Fatal(err)
@@ -58,17 +54,6 @@ func TestMemorySettlesOnlyWhatNothingWroteSince(t *testing.T) {
 	keys, err := js.Stream(ctx, kvstore.KeysStream)
 	if err != nil {
 		t.Fatal(err)
-	}
-	subs := storetest.BenchSubs(40, 0)
-	created := map[int]subscription.Change{}
-	for i := range subs {
-		created[i] = subscription.Created
-	}
-	if n := upsertWant(t, s, subs, created); n != 0 {
-		t.Fatalf("first import settled %d rows from memory", n)
-	}
-	if n := upsertWant(t, s, subs, nil); n != len(subs) {
-		t.Fatalf("re-import settled %d rows from memory, want all %d", n, len(subs))
 	}
 
 	changed := append([]subscription.Subscription(nil), subs...)
@@ -159,47 +144,6 @@ func upsertAfter(t *testing.T, s *kvstore.Store, subs []subscription.Subscriptio
 	}
 }
 
-// Two upserts at once that hold the same ids leave the order of their
-// writes unknown to the memory: the next upsert reads the records, and each
-// row's change is the one that the record it finds makes it.
-func TestMemoryDroppedByConcurrentUpserts(t *testing.T) {
-	js, _ := connect(t)
-	ctx := context.Background()
-	s, _, err := kvstore.New(ctx, js)
-	if err != nil {
-		t.Fatal(err)
-	}
-	a := storetest.BenchSubs(200, 0)
-	b := append([]subscription.Subscription(nil), a...)
-	for i := range b {
-		b[i].Product = "Suite Ultimate"
-	}
-	for range 3 {
-		var wg sync.WaitGroup
-		for _, x := range [][]subscription.Subscription{a, b} {
-			wg.Go(func() {
-				if _, err := s.Upsert(ctx, x); err != nil {
-					t.Error(err)
-				}
-			})
-		}
-		wg.Wait()
-		want := map[int]subscription.Change{}
-		for i, x := range a {
-			got, err := s.Get(ctx, x.ID)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if got.Product != x.Product {
-				want[i] = subscription.Updated
-			}
-		}
-		if n := upsertWant(t, s, a, want); n != 0 {
-			t.Errorf("settled %d rows from memory after two upserts of the same ids at once, want none", n)
-		}
-	}
-}
-
 // primed is a store on a server of its own that has upserted subs twice,
 // the second time settling every row from its memory.
 func primed(t *testing.T) (jetstream.JetStream, *kvstore.Store, []subscription.Subscription) {
@@ -214,7 +158,9 @@ func primed(t *testing.T) (jetstream.JetStream, *kvstore.Store, []subscription.S
 	for i := range subs {
 		created[i] = subscription.Created
 	}
-	upsertWant(t, s, subs, created)
+	if n := upsertWant(t, s, subs, created); n != 0 {
+		t.Fatalf("first import settled %d rows from memory", n)
+	}
 	if n := upsertWant(t, s, subs, nil); n != len(subs) {
 		t.Fatalf("re-import settled %d rows from memory, want all %d", n, len(subs))
 	}
