@@ -146,7 +146,9 @@ func Decode(b []byte, data any) (Event, error) {
 	if err := checkEvent(e); err != nil {
 		return Event{}, err
 	}
-	if !member.seen {
+	// A null member sets Data to nil without calling the reader: data
+	// stays as it was, as decoding null into it would leave it.
+	if !member.seen && in.Data != nil {
 		return Event{}, fmt.Errorf("decode %s data: the event has no data", e.Type)
 	}
 	if member.err != nil {

@@ -71,6 +71,10 @@ func TestDecodeRefuses(t *testing.T) {
 			t.Errorf("Decode(%s) = %v, want a decode error", b, err)
 		}
 	}
+	var due event.NoticeDue
+	if _, err := event.Decode([]byte(`{"specversion":"1.0","id":"x","type":"t","data":null}`), &due); err != nil || !reflect.DeepEqual(due, event.NoticeDue{}) {
+		t.Errorf("Decode of null data = %+v, %v; want no error and the value left as it was", due, err)
+	}
 	if _, err := event.Decode(dueEventBytes(t), event.NoticeDue{}); err == nil {
 		t.Error("Decode into a value, not a pointer: no error")
 	}
