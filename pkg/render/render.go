@@ -99,9 +99,8 @@ type Data struct {
 	Unused         int
 	UnusedDays     int
 	UnusedOf       int
-	// QuoteNumber, when set, is the reseller's renewal quote, valid until
-	// QuoteExpiry (zero when not known) and linked at QuoteURL (empty when
-	// not known). QuoteExpired says it expired before the notice's day.
+	// QuoteNumber, when set, is the reseller's renewal quote (see
+	// QuoteExpiry, QuoteURL and QuoteExpired below).
 	QuoteNumber string
 	// Customer is the customer's name, else its account, else empty.
 	Customer string
@@ -114,12 +113,18 @@ type Data struct {
 	// NoticeKey is the key in its string form, for reference in the footer.
 	NoticeKey string
 	// Locale is the template directory used, e.g. en-GB after a fallback.
-	Locale        string
+	Locale string
+	// SeatsAssigned is the subscription's seats assigned to users.
 	SeatsAssigned int
-	QuoteExpired  bool
-	QuoteExpiry   subscription.Date
-	QuoteURL      string
-	UsageAsOf     subscription.Date
+	// QuoteExpired says the quote expired before the notice's day.
+	QuoteExpired bool
+	// QuoteExpiry is the day the quote is valid until; zero when not known.
+	QuoteExpiry subscription.Date
+	// QuoteURL links the quote; empty when not known.
+	QuoteURL string
+	// UsageAsOf is the day of the vendor's usage report that counted
+	// Unused of UnusedOf seats.
+	UsageAsOf subscription.Date
 	// Milestone is the notice's stage in days (90, 45, 30, ...).
 	Milestone       int
 	CustomerAccount string
