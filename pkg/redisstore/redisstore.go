@@ -164,7 +164,7 @@ func (s *Store) Get(ctx context.Context, id string) (subscription.Subscription, 
 	if !ok1 || !ok2 {
 		return subscription.Subscription{}, errf("get subscription %s", subscription.ErrNotFound, id)
 	}
-	x, err := open([]byte(rec), []byte(dk))
+	x, err := shred.OpenRecord([]byte(dk), []byte(rec))
 	if err != nil {
 		return x, errf("get subscription %s", err, id)
 	}
@@ -198,17 +198,11 @@ func (s *Store) GetMany(ctx context.Context, ids []string) ([]subscription.Subsc
 			errs[i] = errf("get subscription %s", subscription.ErrNotFound, id)
 			continue
 		}
-		if subs[i], errs[i] = open([]byte(rec), []byte(dk)); errs[i] != nil {
+		if subs[i], errs[i] = shred.OpenRecord([]byte(dk), []byte(rec)); errs[i] != nil {
 			errs[i] = errf("get subscription %s", errs[i], id)
 		}
 	}
 	return subs, errs
-}
-
-// open reads a stored record and its data key: one pass over the record
-// (shred.OpenRecord), not one for the record and another for its clear part.
-func open(rec, dk []byte) (subscription.Subscription, error) {
-	return shred.OpenRecord(dk, rec)
 }
 
 // EndingBetween reads the end-date index for [from, to] a chunk at a time
@@ -325,7 +319,7 @@ func (s *Store) read(ctx context.Context, ids []string, lo, hi int64) ([]subscri
 		if !ok1 || !ok2 {
 			return // erased since the index was read
 		}
-		x, err := open([]byte(rec), []byte(key))
+		x, err := shred.OpenRecord([]byte(key), []byte(rec))
 		if err != nil {
 			errs[i] = errf("read subscription %s", err, ids[i])
 			return
