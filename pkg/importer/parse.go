@@ -267,7 +267,12 @@ func OpenReader(r io.Reader, o ReaderOptions) (*Reader, error) {
 // constants, or "" for a workbook. It is final once the last record was
 // read: a file is taken for Windows-1252 at its first byte that is not
 // ASCII.
-func (rd *Reader) Encoding() string { return rd.encoding() }
+func (rd *Reader) Encoding() string {
+	if rd.encoding == nil {
+		return ""
+	}
+	return rd.encoding()
+}
 
 // Sheet returns the name of the workbook's sheet being read, or "".
 func (rd *Reader) Sheet() string { return rd.sheet }
