@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"strings"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
@@ -20,7 +19,7 @@ func BenchmarkSMTPPool(b *testing.B) {
 	var n atomic.Int64
 	b.SetParallelism(4) // 4×GOMAXPROCS senders compete for the 4 connections
 	b.ResetTimer()
-	cpu := processCPU()
+	cpu := testenv.SelfCPU()
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
 			if err := s.Send(b.Context(), sample(fmt.Sprintf("b%d", n.Add(1)))); err != nil {
@@ -44,7 +43,7 @@ func BenchmarkCompose(b *testing.B) {
 	m.Text = strings.Repeat("Your Suite Pro subscription ends on 31 January 2031, in 30 days.\n\n", 30)
 	m.HTML = strings.Repeat("<p>Your <strong>Suite Pro</strong> subscription ends on 31 January 2031.</p>\n", 30)
 	b.ReportAllocs()
-	cpu := processCPU()
+	cpu := testenv.SelfCPU()
 	for b.Loop() {
 		if _, err := mailer.Compose(from, m, fixedNow); err != nil {
 			b.Fatal(err)
@@ -53,17 +52,7 @@ func BenchmarkCompose(b *testing.B) {
 	reportCPU(b, cpu)
 }
 
-// processCPU returns the CPU time (user and system) the test process used so
-// far. Per operation it is steadier than ns/op on a busy machine.
-func processCPU() time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-}
-
 // reportCPU reports the process's CPU time since start per operation.
 func reportCPU(b *testing.B, start time.Duration) {
-	b.ReportMetric(float64(processCPU()-start)/float64(b.N), "cpu-ns/op")
+	b.ReportMetric(float64(testenv.SelfCPU()-start)/float64(b.N), "cpu-ns/op")
 }

@@ -1,11 +1,10 @@
 package render_test
 
 import (
-	"syscall"
 	"testing"
-	"time"
 
 	"renewals/pkg/render"
+	"renewals/pkg/testenv"
 	"renewals/templates"
 )
 
@@ -20,21 +19,11 @@ func BenchmarkRender(b *testing.B) {
 	s := sub("en-GB")
 	n := notice(s, 30, 30)
 	b.ReportAllocs()
-	cpu := processCPU()
+	cpu := testenv.SelfCPU()
 	for b.Loop() {
 		if _, err := r.Render(s, n); err != nil {
 			b.Fatal(err)
 		}
 	}
-	b.ReportMetric(float64(processCPU()-cpu)/float64(b.N), "cpu-ns/op")
-}
-
-// processCPU returns the CPU time (user and system) the test process used so
-// far.
-func processCPU() time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	b.ReportMetric(float64(testenv.SelfCPU()-cpu)/float64(b.N), "cpu-ns/op")
 }
