@@ -25,14 +25,7 @@ func BenchmarkSealSubscription(b *testing.B) {
 // notifier per notice: decoding the clear part, opening and decoding the
 // personal part.
 func BenchmarkOpenSubscription(b *testing.B) {
-	key, _ := shred.NewKey()
-	s := sample()
-	s.CustomerAccount, s.CustomerName, s.Term = "ACC-1", "Analytical Engines Ltd", "12 months"
-	s.Timezone, s.Locale = "Europe/London", "en-GB"
-	r, err := shred.SealSubscription(key, s)
-	if err != nil {
-		b.Fatal(err)
-	}
+	key, r := sealedSample(b)
 	b.ReportAllocs()
 	for b.Loop() {
 		if _, err := shred.OpenSubscription(key, r); err != nil {
@@ -45,14 +38,7 @@ func BenchmarkOpenSubscription(b *testing.B) {
 // bytes costs the Redis store per notice: OpenRecord, the record and its
 // clear part in one pass, then the personal part.
 func BenchmarkOpenRecord(b *testing.B) {
-	key, _ := shred.NewKey()
-	s := sample()
-	s.CustomerAccount, s.CustomerName, s.Term = "ACC-1", "Analytical Engines Ltd", "12 months"
-	s.Timezone, s.Locale = "Europe/London", "en-GB"
-	r, err := shred.SealSubscription(key, s)
-	if err != nil {
-		b.Fatal(err)
-	}
+	key, r := sealedSample(b)
 	raw, err := r.Marshal()
 	if err != nil {
 		b.Fatal(err)
@@ -68,14 +54,7 @@ func BenchmarkOpenRecord(b *testing.B) {
 // BenchmarkUnmarshalOpen is BenchmarkOpenRecord the way the embedded store
 // reads: UnmarshalRecord, then OpenSubscription.
 func BenchmarkUnmarshalOpen(b *testing.B) {
-	key, _ := shred.NewKey()
-	s := sample()
-	s.CustomerAccount, s.CustomerName, s.Term = "ACC-1", "Analytical Engines Ltd", "12 months"
-	s.Timezone, s.Locale = "Europe/London", "en-GB"
-	r, err := shred.SealSubscription(key, s)
-	if err != nil {
-		b.Fatal(err)
-	}
+	key, r := sealedSample(b)
 	raw, err := r.Marshal()
 	if err != nil {
 		b.Fatal(err)
@@ -90,4 +69,19 @@ func BenchmarkUnmarshalOpen(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// sealedSample is a data key and a sample subscription with every clear
+// field set, sealed under it.
+func sealedSample(b *testing.B) ([]byte, shred.Record) {
+	b.Helper()
+	key, _ := shred.NewKey()
+	s := sample()
+	s.CustomerAccount, s.CustomerName, s.Term = "ACC-1", "Analytical Engines Ltd", "12 months"
+	s.Timezone, s.Locale = "Europe/London", "en-GB"
+	r, err := shred.SealSubscription(key, s)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return key, r
 }
