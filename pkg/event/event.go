@@ -66,6 +66,13 @@ func New(natsSubject, subject string, at time.Time, data any) (Event, error) {
 	if err != nil {
 		return Event{}, fmt.Errorf("encode %s event: %w", natsSubject, err)
 	}
+	e := header(natsSubject, subject, at)
+	e.Data = raw
+	return e, nil
+}
+
+// header is the event of natsSubject without its data.
+func header(natsSubject, subject string, at time.Time) Event {
 	return Event{
 		SpecVersion:     "1.0",
 		ID:              newID(),
@@ -74,28 +81,22 @@ func New(natsSubject, subject string, at time.Time, data any) (Event, error) {
 		Time:            at.UTC(),
 		Subject:         subject,
 		DataContentType: "application/json",
-		Data:            raw,
-	}, nil
+	}
 }
 
 // envelope is Event with its data as the value itself, for Encode and
-// Decode to write and read it in place.
+// Decode to write and read it in place: its Data, the shallower field of
+// the name "data", is the one encoding/json reads and writes.
 type envelope struct {
-	SpecVersion     string    `json:"specversion"`
-	ID              string    `json:"id"`
-	Source          string    `json:"source"`
-	Type            string    `json:"type"`
-	Time            time.Time `json:"time"`
-	Subject         string    `json:"subject"`
-	DataContentType string    `json:"datacontenttype"`
-	Data            any       `json:"data"`
+	Event
+	Data any `json:"data"`
 }
 
 // Encode returns the JSON of the event that New builds, as natsbus
 // publishes it, in one encoding: data is written in place, not encoded on
 // its own first and then checked and copied into the event.
 func Encode(natsSubject, subject string, at time.Time, data any) ([]byte, error) {
-	b, err := json.Marshal(envelope{"1.0", newID(), Source, TypeOf(natsSubject), at.UTC(), subject, "application/json", data})
+	b, err := json.Marshal(envelope{header(natsSubject, subject, at), data})
 	if err != nil {
 		return nil, fmt.Errorf("encode %s event: %w", natsSubject, err)
 	}
@@ -141,7 +142,7 @@ func Decode(b []byte, data any) (Event, error) {
 	if err := json.Unmarshal(b, &in); err != nil {
 		return Event{}, fmt.Errorf("decode event: %w", err)
 	}
-	e := Event{SpecVersion: in.SpecVersion, ID: in.ID, Source: in.Source, Type: in.Type, Time: in.Time, Subject: in.Subject, DataContentType: in.DataContentType}
+	e := in.Event
 	// The envelope is judged first, then its data.
 	if err := checkEvent(e); err != nil {
 		return Event{}, err
