@@ -1,15 +1,10 @@
 package cli_test
 
 import (
-	"os"
 	"testing"
 
 	"renewals/services/e2e"
 )
 
 // TestMain removes the binary the tests built once they are done.
-func TestMain(m *testing.M) {
-	code := m.Run()
-	e2e.RemoveBinary()
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { e2e.Main(m) }

@@ -350,12 +350,15 @@ var (
 	buildErr  error
 )
 
-// RemoveBinary deletes the binary that Binary built, if any. Call it from
-// TestMain after m.Run, so that test runs leave no binary behind.
-func RemoveBinary() {
+// Main runs a package's tests and then deletes the binary that Binary
+// built, if any, so that test runs leave no binary behind. Call it from the
+// package's TestMain.
+func Main(m *testing.M) {
+	code := m.Run()
 	if binPath != "" {
 		_ = os.RemoveAll(filepath.Dir(binPath))
 	}
+	os.Exit(code)
 }
 
 type syncBuffer struct {
