@@ -38,11 +38,7 @@ func BenchmarkOpenSubscription(b *testing.B) {
 // bytes costs the Redis store per notice: OpenRecord, the record and its
 // clear part in one pass, then the personal part.
 func BenchmarkOpenRecord(b *testing.B) {
-	key, r := sealedSample(b)
-	raw, err := r.Marshal()
-	if err != nil {
-		b.Fatal(err)
-	}
+	key, raw := storedSample(b)
 	b.ReportAllocs()
 	for b.Loop() {
 		if _, err := shred.OpenRecord(key, raw); err != nil {
@@ -54,11 +50,7 @@ func BenchmarkOpenRecord(b *testing.B) {
 // BenchmarkUnmarshalOpen is BenchmarkOpenRecord the way the embedded store
 // reads: UnmarshalRecord, then OpenSubscription.
 func BenchmarkUnmarshalOpen(b *testing.B) {
-	key, r := sealedSample(b)
-	raw, err := r.Marshal()
-	if err != nil {
-		b.Fatal(err)
-	}
+	key, raw := storedSample(b)
 	b.ReportAllocs()
 	for b.Loop() {
 		r, err := shred.UnmarshalRecord(raw)
@@ -84,4 +76,15 @@ func sealedSample(b *testing.B) ([]byte, shred.Record) {
 		b.Fatal(err)
 	}
 	return key, r
+}
+
+// storedSample is sealedSample's key and its record's stored bytes.
+func storedSample(b *testing.B) ([]byte, []byte) {
+	b.Helper()
+	key, r := sealedSample(b)
+	raw, err := r.Marshal()
+	if err != nil {
+		b.Fatal(err)
+	}
+	return key, raw
 }
