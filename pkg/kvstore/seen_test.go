@@ -14,9 +14,9 @@ import (
 )
 
 // upsertWant upserts subs into s and checks each row's change: want by row,
-// Unchanged for the rest. It returns how many rows the store settled from
-// its memory in this call.
-func upsertWant(t *testing.T, s *kvstore.Store, subs []subscription.Subscription, want map[int]subscription.Change) int {
+// Unchanged for the rest. It returns the results and how many rows the
+// store settled from its memory in this call.
+func upsertWant(t *testing.T, s *kvstore.Store, subs []subscription.Subscription, want map[int]subscription.Change) ([]subscription.UpsertResult, int) {
 	t.Helper()
 	before := kvstore.SettledFromMemory(s)
 	res, err := s.Upsert(context.Background(), subs)
@@ -32,7 +32,7 @@ func upsertWant(t *testing.T, s *kvstore.Store, subs []subscription.Subscription
 			t.Errorf("row %d: %v, want %v", i, r.Change, w)
 		}
 	}
-	return kvstore.SettledFromMemory(s) - before
+	return res, kvstore.SettledFromMemory(s) - before
 }
 
 // A re-import in the same process settles its unchanged rows from the
@@ -58,10 +58,10 @@ func TestMemorySettlesOnlyWhatNothingWroteSince(t *testing.T) {
 
 	changed := append([]subscription.Subscription(nil), subs...)
 	changed[3].Product = "Suite Ultimate"
-	if n := upsertWant(t, s, changed, map[int]subscription.Change{3: subscription.Updated}); n != len(subs)-1 {
+	if _, n := upsertWant(t, s, changed, map[int]subscription.Change{3: subscription.Updated}); n != len(subs)-1 {
 		t.Fatalf("a changed row: settled %d from memory, want %d", n, len(subs)-1)
 	}
-	if n := upsertWant(t, s, subs, map[int]subscription.Change{3: subscription.Updated}); n != len(subs)-1 {
+	if _, n := upsertWant(t, s, subs, map[int]subscription.Change{3: subscription.Updated}); n != len(subs)-1 {
 		t.Fatalf("the row changed back: settled %d from memory, want %d", n, len(subs)-1)
 	}
 
@@ -126,10 +126,10 @@ func TestMemorySettlesOnlyWhatNothingWroteSince(t *testing.T) {
 		if len(st.want) == 0 { // a write the memory accounts for
 			wantMemory = len(subs)
 		}
-		if n := upsertWant(t, s, subs, st.want); n != wantMemory {
+		if _, n := upsertWant(t, s, subs, st.want); n != wantMemory {
 			t.Errorf("after %s: settled %d rows from memory, want %d", st.name, n, wantMemory)
 		}
-		if n := upsertWant(t, s, subs, nil); n != len(subs) {
+		if _, n := upsertWant(t, s, subs, nil); n != len(subs) {
 			t.Errorf("after %s, the next re-import settled %d rows from memory, want all %d", st.name, n, len(subs))
 		}
 	}
@@ -139,7 +139,7 @@ func TestMemorySettlesOnlyWhatNothingWroteSince(t *testing.T) {
 // for a step that knows its row only once it has written.
 func upsertAfter(t *testing.T, s *kvstore.Store, subs []subscription.Subscription, row int) {
 	t.Helper()
-	if n := upsertWant(t, s, subs, map[int]subscription.Change{row: subscription.Created}); n != 0 {
+	if _, n := upsertWant(t, s, subs, map[int]subscription.Change{row: subscription.Created}); n != 0 {
 		t.Errorf("after the first data key's deletion: settled %d rows from memory, want none", n)
 	}
 }
@@ -158,10 +158,10 @@ func primed(t *testing.T) (jetstream.JetStream, *kvstore.Store, []subscription.S
 	for i := range subs {
 		created[i] = subscription.Created
 	}
-	if n := upsertWant(t, s, subs, created); n != 0 {
+	if _, n := upsertWant(t, s, subs, created); n != 0 {
 		t.Fatalf("first import settled %d rows from memory", n)
 	}
-	if n := upsertWant(t, s, subs, nil); n != len(subs) {
+	if _, n := upsertWant(t, s, subs, nil); n != len(subs) {
 		t.Fatalf("re-import settled %d rows from memory, want all %d", n, len(subs))
 	}
 	return js, s, subs
@@ -207,7 +207,7 @@ func TestMemoryDroppedByStreamChanges(t *testing.T) {
 			for i := range subs {
 				created[i] = subscription.Created
 			}
-			if n := upsertWant(t, s, subs, created); n != 0 {
+			if _, n := upsertWant(t, s, subs, created); n != 0 {
 				t.Errorf("settled %d rows from memory, want none", n)
 			}
 		})
