@@ -515,35 +515,19 @@ func (r *Renderer) render(tag string, milestone int, data Data) (Email, error) {
 // (every write lands at or before the byte being read), and the result is
 // the one allocation.
 func tidy(b []byte) string {
-	w, breaks := 0, 0 // bytes kept; line breaks met since the last line kept
-	for rest, more := b, true; more; {
-		line := rest
-		if i := bytes.IndexByte(rest, '\n'); i >= 0 {
-			line, rest = rest[:i], rest[i+1:]
-		} else {
-			more = false
+	out, breaks := b[:0], 0 // line breaks met since the last line kept
+	for line := range bytes.Lines(b) {
+		if kept := bytes.TrimRight(line, " \t\r\n"); len(kept) > 0 {
+			if len(out) > 0 {
+				out = append(out, "\n\n"[:min(breaks, 2)]...)
+			}
+			out, breaks = append(out, kept...), 0
 		}
-		if line = bytes.TrimRight(line, " \t\r"); len(line) > 0 {
-			w += putBreaks(b[w:], breaks)
-			w += copy(b[w:], line)
-			breaks = 0
-		}
-		if more {
+		if line[len(line)-1] == '\n' {
 			breaks++
 		}
 	}
-	w += putBreaks(b[w:], breaks)
-	return string(append(bytes.TrimSpace(b[:w]), '\n'))
-}
-
-// putBreaks writes n line breaks into b, at most two (one blank line), and
-// returns how many it wrote.
-func putBreaks(b []byte, n int) int {
-	n = min(n, 2)
-	for i := range n {
-		b[i] = '\n'
-	}
-	return n
+	return string(append(bytes.TrimSpace(out), '\n'))
 }
 
 // Check renders every locale's every set with sample data, so that a
