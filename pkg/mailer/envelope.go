@@ -121,13 +121,3 @@ func (e Envelope) apply(msg *gomail.Msg, m Message) error {
 	msg.SetGenHeaderPreformatted(gomail.Header(name), strings.TrimSuffix(strings.TrimLeft(value, " "), "\r\n"))
 	return nil
 }
-
-// returnPath is the envelope sender of msg, for the outbox's Return-Path.
-func returnPath(msg *gomail.Msg) string {
-	if a := msg.GetAddrHeaderString(gomail.HeaderEnvelopeFrom); len(a) > 0 {
-		if p, err := mail.ParseAddress(a[0]); err == nil {
-			return p.Address
-		}
-	}
-	return ""
-}

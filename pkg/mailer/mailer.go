@@ -214,8 +214,8 @@ func compose(from string, m Message, date time.Time, env Envelope) ([]byte, erro
 	// The bodies go out quoted-printable, a little longer than they are;
 	// room for them and the headers spares the buffer its growing.
 	buf.Grow(composedSize(m))
-	if rp := returnPath(msg); rp != "" {
-		buf.WriteString("Return-Path: <" + rp + ">\r\n")
+	if rp := msg.GetAddrHeader(gomail.HeaderEnvelopeFrom); len(rp) > 0 {
+		buf.WriteString("Return-Path: <" + rp[0].Address + ">\r\n")
 	}
 	if _, err := msg.WriteTo(&buf); err != nil {
 		return nil, fmt.Errorf("build notice %s: %w: %w", m.Key, err, ErrPermanent)
