@@ -133,14 +133,11 @@ func (m *Message) Keys() []subscription.NoticeKey {
 
 // header is the X-Renewal-Notice value: the keys, separated by ", ".
 func (m *Message) header() string {
-	if len(m.Also) == 0 {
-		return m.Key.String()
+	h := m.Key.String()
+	for _, k := range m.Also {
+		h += ", " + k.String()
 	}
-	ks := make([]string, 0, 1+len(m.Also))
-	for _, k := range m.Keys() {
-		ks = append(ks, k.String())
-	}
-	return strings.Join(ks, ", ")
+	return h
 }
 
 // messageID is MessageID of the message's key; an email of several notices
