@@ -58,6 +58,8 @@ type job struct {
 	ctx  context.Context
 	msg  Message
 	done chan error
+	// begun is Begin's result, under way once a worker took the job.
+	begun chan error
 }
 
 // NewSMTP starts cfg.Workers workers (DefaultWorkers when 0). Connections
@@ -314,7 +316,7 @@ func (w *worker) run() {
 	// next is a message taken while the one before it was on the wire, so
 	// that its Begin (a ledger round trip) ran beside that transaction
 	// instead of in front of its own.
-	var next *taken
+	var next *job
 	for {
 		cur := next
 		next = nil
@@ -322,7 +324,7 @@ func (w *worker) run() {
 			select {
 			case <-w.s.quit:
 				<-cur.begun
-				cur.j.done <- fmt.Errorf("send notice %s: %w", cur.j.msg.Key, ErrClosed)
+				cur.done <- fmt.Errorf("send notice %s: %w", cur.msg.Key, ErrClosed)
 				w.hangUp()
 				return
 			default:
@@ -363,25 +365,19 @@ func (w *worker) run() {
 		if err == nil {
 			w.s.observe(time.Since(start))
 		}
-		cur.j.done <- err
+		cur.done <- err
 	}
-}
-
-// taken is a job a worker took, with its Begin under way.
-type taken struct {
-	j     job
-	begun chan error // Begin's result
 }
 
 // take starts j's Begin on its own goroutine.
-func take(j job) *taken {
-	t := &taken{j: j, begun: make(chan error, 1)}
+func take(j job) *job {
+	j.begun = make(chan error, 1)
 	if j.msg.Begin == nil {
-		t.begun <- nil
-		return t
+		j.begun <- nil
+	} else {
+		go func() { j.begun <- j.msg.begin() }()
 	}
-	go func() { t.begun <- j.msg.begin() }()
-	return t
+	return &j
 }
 
 // connect dials, greets, starts TLS and authenticates as configured.
@@ -432,13 +428,11 @@ func (w *worker) hangUp() {
 // reused connection that fails with no reply before any of the data went
 // out (the server timed it out, restarted, or hung up after its last reply)
 // is replaced and the message sent once more on the new one.
-func (w *worker) deliver(t *taken) error {
-	j := t.j
+func (w *worker) deliver(j *job) error {
 	// Begin ran when the worker took the message; a new attempt on a new
 	// connection runs it again.
-	begun := <-t.begun
-	if begun != nil {
-		return begun
+	if err := <-j.begun; err != nil {
+		return err
 	}
 	msg, err := newMsg(w.s.from, j.msg, w.s.now())
 	if err != nil {
