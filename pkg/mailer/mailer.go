@@ -200,11 +200,8 @@ func compose(from string, m Message, date time.Time, env Envelope) ([]byte, erro
 	if err != nil {
 		return nil, fmt.Errorf("build notice %s: From address (RENEWALS_MAIL_FROM): %w", m.Key, err)
 	}
-	msg, err := newMsg(f, m, date)
+	msg, err := newMsg(f, m, date, env)
 	if err != nil {
-		return nil, err
-	}
-	if err := env.apply(msg, m); err != nil {
 		return nil, err
 	}
 	var buf bytes.Buffer
@@ -220,9 +217,9 @@ func compose(from string, m Message, date time.Time, env Envelope) ([]byte, erro
 	return buf.Bytes(), nil
 }
 
-// newMsg validates m and builds its go-mail Msg. Every error here is
-// permanent: the same input will never build.
-func newMsg(from *mail.Address, m Message, date time.Time) (*gomail.Msg, error) {
+// newMsg validates m and builds its go-mail Msg with env applied. Every
+// error here is permanent: the same input will never build.
+func newMsg(from *mail.Address, m Message, date time.Time, env Envelope) (*gomail.Msg, error) {
 	for _, k := range m.Keys() {
 		if err := subscription.ValidID(k.SubscriptionID); err != nil {
 			return nil, fmt.Errorf("build notice: %w: %w", err, ErrPermanent)
@@ -265,7 +262,7 @@ func newMsg(from *mail.Address, m Message, date time.Time) (*gomail.Msg, error) 
 	msg.SetGenHeader("Auto-Submitted", "auto-generated")
 	msg.SetBodyWriter(gomail.TypeTextPlain, writeBytes(content[text:text+len(m.Text)]))
 	msg.AddAlternativeWriter(gomail.TypeTextHTML, writeBytes(content[html:]))
-	return msg, nil
+	return msg, env.apply(msg, m)
 }
 
 // writeBytes is a go-mail body writer of b, which it writes each time the

@@ -434,11 +434,8 @@ func (w *worker) deliver(j *job) error {
 	if err := <-j.begun; err != nil {
 		return err
 	}
-	msg, err := newMsg(w.s.from, j.msg, w.s.now())
+	msg, err := newMsg(w.s.from, j.msg, w.s.now(), w.s.env)
 	if err != nil {
-		return err
-	}
-	if err := w.s.env.apply(msg, j.msg); err != nil {
 		return err
 	}
 	for retried := false; ; retried = true {
