@@ -21,6 +21,7 @@ package render
 
 import (
 	"bytes"
+	"cmp"
 	"errors"
 	"fmt"
 	htmltemplate "html/template"
@@ -378,29 +379,18 @@ func (r *Renderer) DataFor(s subscription.Subscription, n subscription.Notice) D
 	d := Data{
 		Locale:          l.name,
 		NoticeKey:       n.Key.String(),
-		SubscriptionID:  s.ID,
+		SubscriptionID:  cmp.Or(s.ID, n.Key.SubscriptionID),
 		Product:         s.Product,
 		Milestone:       n.Key.Milestone,
 		DaysLeft:        n.DaysLeft,
-		EndDate:         n.Key.EndDate,
-		Customer:        strings.TrimSpace(s.CustomerName),
+		DaysSinceEnd:    max(0, -n.DaysLeft),
+		EndDate:         cmp.Or(n.Key.EndDate, s.EndDate),
+		Customer:        cmp.Or(strings.TrimSpace(s.CustomerName), s.CustomerAccount),
 		CustomerAccount: s.CustomerAccount,
 		ContactName:     strings.TrimSpace(s.ContractManager.Name),
 		AccessModel:     string(s.AccessModel),
 		Term:            s.Term,
 		Reseller:        r.reseller,
-	}
-	if d.SubscriptionID == "" {
-		d.SubscriptionID = n.Key.SubscriptionID
-	}
-	if n.DaysLeft < 0 {
-		d.DaysSinceEnd = -n.DaysLeft
-	}
-	if d.EndDate.IsZero() {
-		d.EndDate = s.EndDate
-	}
-	if d.Customer == "" {
-		d.Customer = s.CustomerAccount
 	}
 	if unused, ok := s.UnusedSeats(); ok {
 		d.HasSeats, d.Seats, d.SeatsAssigned, d.UnusedSeats = true, *s.Seats, *s.SeatsAssigned, unused
