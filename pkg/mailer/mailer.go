@@ -205,9 +205,11 @@ func compose(from string, m Message, date time.Time, env Envelope) ([]byte, erro
 		return nil, err
 	}
 	var buf bytes.Buffer
-	// The bodies go out quoted-printable, a little longer than they are;
-	// room for them and the headers spares the buffer its growing.
-	buf.Grow(composedSize(m))
+	// Room for headers of a few hundred bytes and the bodies, which go out
+	// quoted-printable (some bytes escaped, lines longer than 76 broken), a
+	// little longer than they are, spares the buffer its growing.
+	body := len(m.Text) + len(m.HTML)
+	buf.Grow(2048 + len(m.Subject) + body + body/8)
 	if rp := msg.GetAddrHeader(gomail.HeaderEnvelopeFrom); len(rp) > 0 {
 		buf.WriteString("Return-Path: <" + rp[0].Address + ">\r\n")
 	}
@@ -272,14 +274,6 @@ func writeBytes(b []byte) func(io.Writer) (int64, error) {
 		n, err := w.Write(b)
 		return int64(n), err
 	}
-}
-
-// composedSize is about the length of m composed: headers of a few hundred
-// bytes, and the bodies quoted-printable, which escapes some bytes and
-// breaks lines longer than 76.
-func composedSize(m Message) int {
-	body := len(m.Text) + len(m.HTML)
-	return 2048 + len(m.Subject) + body + body/8
 }
 
 // parseAddress parses s as exactly one address, with a display name only
