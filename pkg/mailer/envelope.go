@@ -1,7 +1,6 @@
 package mailer
 
 import (
-	"bytes"
 	"crypto"
 	"crypto/x509"
 	"encoding/pem"
@@ -105,16 +104,12 @@ func (e Envelope) apply(msg *gomail.Msg, m Message) error {
 	if e.DKIM == nil {
 		return nil
 	}
-	var buf bytes.Buffer
-	if _, err := msg.WriteTo(&buf); err != nil {
-		return fmt.Errorf("build notice %s: %w: %w", m.Key, err, ErrPermanent)
-	}
 	s, err := dkim.NewSigner(e.DKIM.options())
-	if err != nil {
-		return fmt.Errorf("sign notice %s: %w: %w", m.Key, err, ErrPermanent)
+	if err == nil {
+		_, err = msg.WriteTo(s)
+		err = errors.Join(err, s.Close())
 	}
-	_, err = s.Write(buf.Bytes())
-	if err = errors.Join(err, s.Close()); err != nil {
+	if err != nil {
 		return fmt.Errorf("sign notice %s: %w: %w", m.Key, err, ErrPermanent)
 	}
 	name, value, _ := strings.Cut(s.Signature(), ":")
