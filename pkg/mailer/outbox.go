@@ -72,26 +72,26 @@ func EraseFromOutbox(dir, subscriptionID string) (int, error) {
 	}
 	// The subscription's files, and every other name of one of them: a
 	// contract email is one file with a name for each of its notices.
-	var mine []fs.FileInfo
+	var files, mine []fs.FileInfo
 	for _, e := range entries {
-		if m := outboxName.FindStringSubmatch(e.Name()); e.IsDir() || m == nil || m[1]+m[2] != subscriptionID {
+		m := outboxName.FindStringSubmatch(e.Name())
+		if e.IsDir() || m == nil {
 			continue
 		}
 		if fi, err := os.Stat(filepath.Join(dir, e.Name())); err == nil {
-			mine = append(mine, fi)
+			files = append(files, fi)
+			if m[1]+m[2] == subscriptionID {
+				mine = append(mine, fi)
+			}
 		}
 	}
 	n := 0
 	var errs []error
-	for _, e := range entries {
-		if e.IsDir() || !outboxName.MatchString(e.Name()) {
+	for _, fi := range files {
+		if !slices.ContainsFunc(mine, func(m fs.FileInfo) bool { return os.SameFile(m, fi) }) {
 			continue
 		}
-		fi, err := os.Stat(filepath.Join(dir, e.Name()))
-		if err != nil || !slices.ContainsFunc(mine, func(m fs.FileInfo) bool { return os.SameFile(m, fi) }) {
-			continue
-		}
-		if err := os.Remove(filepath.Join(dir, e.Name())); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		if err := os.Remove(filepath.Join(dir, fi.Name())); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			errs = append(errs, err)
 			continue
 		}
