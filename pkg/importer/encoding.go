@@ -31,15 +31,11 @@ const (
 // rows that are not are rejected (see badEncoding).
 func decodeText(br *bufio.Reader) (io.Reader, func() string) {
 	head, _ := br.Peek(4)
-	switch {
-	case bytes.HasPrefix(head, []byte("\xFF\xFE")):
-		return transform.NewReader(br, unicode.UTF16(unicode.LittleEndian, unicode.ExpectBOM).NewDecoder()), fixed(EncodingUTF16LE)
-	case bytes.HasPrefix(head, []byte("\xFE\xFF")):
-		return transform.NewReader(br, unicode.UTF16(unicode.BigEndian, unicode.ExpectBOM).NewDecoder()), fixed(EncodingUTF16BE)
-	case len(head) >= 2 && head[0] != 0 && head[1] == 0:
-		return transform.NewReader(br, unicode.UTF16(unicode.LittleEndian, unicode.IgnoreBOM).NewDecoder()), fixed(EncodingUTF16LE)
-	case len(head) >= 2 && head[0] == 0 && head[1] != 0:
-		return transform.NewReader(br, unicode.UTF16(unicode.BigEndian, unicode.IgnoreBOM).NewDecoder()), fixed(EncodingUTF16BE)
+	switch { // UseBOM: drop the byte order mark if there is one
+	case bytes.HasPrefix(head, []byte("\xFF\xFE")), len(head) >= 2 && head[0] != 0 && head[1] == 0:
+		return transform.NewReader(br, unicode.UTF16(unicode.LittleEndian, unicode.UseBOM).NewDecoder()), fixed(EncodingUTF16LE)
+	case bytes.HasPrefix(head, []byte("\xFE\xFF")), len(head) >= 2 && head[0] == 0 && head[1] != 0:
+		return transform.NewReader(br, unicode.UTF16(unicode.BigEndian, unicode.UseBOM).NewDecoder()), fixed(EncodingUTF16BE)
 	case bytes.HasPrefix(head, []byte("\xEF\xBB\xBF")):
 		br.Discard(3)
 		return br, fixed(EncodingUTF8BOM)
