@@ -70,10 +70,8 @@ func (g *guess) Read(p []byte) (int, error) {
 	case len(p) == 0:
 		return 0, nil
 	}
-	if g.br.Buffered() == 0 {
-		if _, err := g.br.Peek(1); err != nil {
-			return 0, err
-		}
+	if _, err := g.br.Peek(1); err != nil { // reads only when nothing is buffered
+		return 0, err
 	}
 	buf, _ := g.br.Peek(min(g.br.Buffered(), len(p)))
 	i := 0
