@@ -2,7 +2,10 @@ package kvstore
 
 import (
 	"context"
+	"errors"
 	"testing"
+
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 // DataKeyOf returns the data key the stored record of id names, for the
@@ -40,4 +43,20 @@ func RowsInMemory(s *Store) int {
 	s.seen.mu.Lock()
 	defer s.seen.mu.Unlock()
 	return len(s.seen.rows)
+}
+
+// unreadableStream is the bucket's stream handle with its state unreadable,
+// as from a server that answers writes but not stream reads.
+type unreadableStream struct{ jetstream.Stream }
+
+func (unreadableStream) Info(context.Context, ...jetstream.StreamInfoOpt) (*jetstream.StreamInfo, error) {
+	return nil, errors.New("stream info refused")
+}
+
+// FailStreamInfo makes s's reads of its bucket's stream state fail until
+// the returned function is called.
+func FailStreamInfo(s *Store) (restore func()) {
+	stream := s.subsInfo
+	s.subsInfo = unreadableStream{stream}
+	return func() { s.subsInfo = stream }
 }

@@ -290,3 +290,27 @@ func TestRefusedBatchDropsItsKeys(t *testing.T) {
 		t.Errorf("%d data keys held for %d subscriptions", info.State.Msgs, total)
 	}
 }
+
+// When the streams' state cannot be read, an upsert goes without the
+// memory: it reads the records and gives the results they give. Its writes,
+// which the memory did not account for, make the next upsert read again
+// once the state can be read, and that one fills the memory anew.
+func TestMemorySkippedWhileStreamsUnreadable(t *testing.T) {
+	_, s, subs := primed(t)
+	changed := slices.Clone(subs)
+	changed[5].Product = "Suite Ultimate"
+	restore := kvstore.FailStreamInfo(s)
+	if _, n := upsertWant(t, s, changed, map[int]subscription.Change{5: subscription.Updated}); n != 0 {
+		t.Errorf("with the streams unreadable: settled %d rows from memory, want none", n)
+	}
+	if _, n := upsertWant(t, s, changed, nil); n != 0 {
+		t.Errorf("still unreadable: settled %d rows from memory, want none", n)
+	}
+	restore()
+	if _, n := upsertWant(t, s, changed, nil); n != 0 {
+		t.Errorf("after writes it did not account for: settled %d rows from memory, want none", n)
+	}
+	if _, n := upsertWant(t, s, changed, nil); n != len(changed) {
+		t.Errorf("memory filled again: settled %d rows from memory, want all %d", n, len(changed))
+	}
+}
