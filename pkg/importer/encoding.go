@@ -3,6 +3,7 @@ package importer
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"io"
 	"unicode/utf8"
 
@@ -31,15 +32,11 @@ const (
 // rows that are not are rejected (see badEncoding).
 func decodeText(br *bufio.Reader) (io.Reader, func() string) {
 	head, _ := br.Peek(4)
-	switch {
-	case bytes.HasPrefix(head, []byte("\xFF\xFE")):
-		return transform.NewReader(br, unicode.UTF16(unicode.LittleEndian, unicode.ExpectBOM).NewDecoder()), fixed(EncodingUTF16LE)
-	case bytes.HasPrefix(head, []byte("\xFE\xFF")):
-		return transform.NewReader(br, unicode.UTF16(unicode.BigEndian, unicode.ExpectBOM).NewDecoder()), fixed(EncodingUTF16BE)
-	case len(head) >= 2 && head[0] != 0 && head[1] == 0:
-		return transform.NewReader(br, unicode.UTF16(unicode.LittleEndian, unicode.IgnoreBOM).NewDecoder()), fixed(EncodingUTF16LE)
-	case len(head) >= 2 && head[0] == 0 && head[1] != 0:
-		return transform.NewReader(br, unicode.UTF16(unicode.BigEndian, unicode.IgnoreBOM).NewDecoder()), fixed(EncodingUTF16BE)
+	switch { // UseBOM: drop the byte order mark if there is one
+	case bytes.HasPrefix(head, []byte("\xFF\xFE")), len(head) >= 2 && head[0] != 0 && head[1] == 0:
+		return transform.NewReader(br, unicode.UTF16(unicode.LittleEndian, unicode.UseBOM).NewDecoder()), fixed(EncodingUTF16LE)
+	case bytes.HasPrefix(head, []byte("\xFE\xFF")), len(head) >= 2 && head[0] == 0 && head[1] != 0:
+		return transform.NewReader(br, unicode.UTF16(unicode.BigEndian, unicode.UseBOM).NewDecoder()), fixed(EncodingUTF16BE)
 	case bytes.HasPrefix(head, []byte("\xEF\xBB\xBF")):
 		br.Discard(3)
 		return br, fixed(EncodingUTF8BOM)
@@ -53,31 +50,22 @@ func fixed(name string) func() string { return func() string { return name } }
 // guess reads ASCII through until the first byte that is not, and then
 // settles on UTF-8 or Windows-1252 for the rest.
 type guess struct {
-	br     *bufio.Reader
-	cp1252 io.Reader // set once settled on Windows-1252
-	utf8   bool      // set once settled on UTF-8
+	br   *bufio.Reader
+	rest io.Reader // once settled: br itself for UTF-8, or a Windows-1252 decoder of it
+	enc  string    // EncodingWindows1252 once settled on it
 }
 
-func (g *guess) name() string {
-	if g.cp1252 != nil {
-		return EncodingWindows1252
-	}
-	return EncodingUTF8
-}
+func (g *guess) name() string { return cmp.Or(g.enc, EncodingUTF8) }
 
 func (g *guess) Read(p []byte) (int, error) {
-	switch {
-	case g.utf8:
-		return g.br.Read(p)
-	case g.cp1252 != nil:
-		return g.cp1252.Read(p)
-	case len(p) == 0:
+	if g.rest != nil {
+		return g.rest.Read(p)
+	}
+	if len(p) == 0 {
 		return 0, nil
 	}
-	if g.br.Buffered() == 0 {
-		if _, err := g.br.Peek(1); err != nil {
-			return 0, err
-		}
+	if _, err := g.br.Peek(1); err != nil { // reads only when nothing is buffered
+		return 0, err
 	}
 	buf, _ := g.br.Peek(min(g.br.Buffered(), len(p)))
 	i := 0
@@ -92,9 +80,9 @@ func (g *guess) Read(p []byte) (int, error) {
 	// The first byte that is not ASCII decides.
 	seq, _ := g.br.Peek(utf8.UTFMax)
 	if r, size := utf8.DecodeRune(seq); (r != utf8.RuneError || size > 1) || !windows1252(string(seq[:1])) {
-		g.utf8 = true
+		g.rest = g.br
 	} else {
-		g.cp1252 = transform.NewReader(g.br, charmap.Windows1252.NewDecoder())
+		g.rest, g.enc = transform.NewReader(g.br, charmap.Windows1252.NewDecoder()), EncodingWindows1252
 	}
 	return g.Read(p)
 }

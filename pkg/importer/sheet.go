@@ -270,12 +270,6 @@ func openWorkbook(path, tempDir string, xmlLimit int64) (f *excelize.File, err e
 	return f, nil
 }
 
-// sheetBroken is the sentence for a sheet that stops being readable after
-// row line.
-func sheetBroken(sheet string, line int, err error) *FileError {
-	return &FileError{Line: line + 1, Reason: fmt.Sprintf("sheet %q cannot be read after row %d (%v): open the workbook in Excel, save it again and import that", sheet, line, err)}
-}
-
 // nextRow returns the cells of the sheet's next row, or io.EOF after the
 // last. Rows.Next steps through every row number, those the sheet leaves
 // out too (their cells are none).
@@ -321,7 +315,7 @@ func readAhead(rows *excelize.Rows, sheet string) *ahead {
 				cells, err := nextRow(rows)
 				if err != nil {
 					if err != io.EOF {
-						err = sheetBroken(sheet, row, err)
+						err = &FileError{Line: row + 1, Reason: fmt.Sprintf("sheet %q cannot be read after row %d (%v): open the workbook in Excel, save it again and import that", sheet, row, err)}
 					}
 					b.err = err
 					break

@@ -216,37 +216,34 @@ func ImportUsage(ctx context.Context, r io.Reader, opts UsageOptions) (UsageRepo
 			t = &tally{}
 			tallies[k] = t
 		}
-		if d := strings.TrimSpace(f["days_inactive"]); d != "" {
+		last := strings.TrimSpace(f["last_used"])
+		if len(last) > 10 && last[4] == '-' && (last[10] == ' ' || last[10] == 'T') {
+			last = last[:10] // a time of day after an ISO date
+		}
+		inactive := never
+		switch d := strings.TrimSpace(f["days_inactive"]); {
+		case d != "":
 			n, err := strconv.Atoi(d)
 			if err != nil || n < 0 {
 				reject(rec.Line, "days_inactive", "is not a number of days: use a whole number of 0 or more")
 				continue
 			}
-			t.rows++
-			t.add(n)
-			continue
-		}
-		last := strings.TrimSpace(f["last_used"])
-		if len(last) > 10 && last[4] == '-' && (last[10] == ' ' || last[10] == 'T') {
-			last = last[:10] // a time of day after an ISO date
-		}
-		if last == "" || strings.EqualFold(last, "never") {
-			t.rows++
-			t.add(never)
-			continue
-		}
-		if dates.see(last) {
+			inactive = n
+		case last == "" || strings.EqualFold(last, "never"):
+		case dates.see(last):
 			t.rows++
 			t.held = append(t.held, last)
 			continue
-		}
-		day, ok := parseDate(last, dates.format)
-		if !ok {
-			reject(rec.Line, "last_used", "is not a date: use YYYY-MM-DD, e.g. 2027-05-31")
-			continue
+		default:
+			day, ok := parseDate(last, dates.format)
+			if !ok {
+				reject(rec.Line, "last_used", "is not a date: use YYYY-MM-DD, e.g. 2027-05-31")
+				continue
+			}
+			inactive = max(day.DaysUntil(opts.AsOf), 0)
 		}
 		t.rows++
-		t.add(max(day.DaysUntil(opts.AsOf), 0))
+		t.add(inactive)
 	}
 	rep.UnknownColumns, rep.Encoding, rep.Sheet = rd.UnknownColumns(), rd.Encoding(), rd.Sheet()
 	opts.progressEnd(rep.Rows)

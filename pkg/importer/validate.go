@@ -96,7 +96,8 @@ func validate(fields map[string]string, dates DateFormat) (subscription.Subscrip
 		}
 	}
 	if l := v.text("locale"); l != "" {
-		if tag, err := language.Parse(l); err != nil || baseUnd(tag) {
+		tag, err := language.Parse(l)
+		if base, _ := tag.Base(); err != nil || base.String() == "und" {
 			v.fail("locale", fmt.Sprintf("%q is not a language tag: use a BCP 47 tag such as en-GB or de-DE", truncate(l, 40)))
 		} else {
 			s.Locale = tag.String()
@@ -110,11 +111,6 @@ func validate(fields map[string]string, dates DateFormat) (subscription.Subscrip
 	s.QuoteExpiry = v.date("quote_expiry")
 	s.QuoteURL = v.url("quote_url")
 	return s, v.errs
-}
-
-func baseUnd(tag language.Tag) bool {
-	base, _ := tag.Base()
-	return base.String() == "und"
 }
 
 // validator checks the fields of a row and collects the reasons it
