@@ -211,16 +211,11 @@ func ImportUsage(ctx context.Context, r io.Reader, opts UsageOptions) (UsageRepo
 			reject(rec.Line, "subscription_id", "is missing: each row needs the subscription id, or the contract number and product")
 			continue
 		}
-		t := tallies[k]
-		if t == nil {
-			t = &tally{}
-			tallies[k] = t
-		}
 		last := strings.TrimSpace(f["last_used"])
 		if len(last) > 10 && last[4] == '-' && (last[10] == ' ' || last[10] == 'T') {
 			last = last[:10] // a time of day after an ISO date
 		}
-		inactive := never
+		inactive, held := never, false
 		switch d := strings.TrimSpace(f["days_inactive"]); {
 		case d != "":
 			n, err := strconv.Atoi(d)
@@ -231,9 +226,7 @@ func ImportUsage(ctx context.Context, r io.Reader, opts UsageOptions) (UsageRepo
 			inactive = n
 		case last == "" || strings.EqualFold(last, "never"):
 		case dates.see(last):
-			t.rows++
-			t.held = append(t.held, last)
-			continue
+			held = true
 		default:
 			day, ok := parseDate(last, dates.format)
 			if !ok {
@@ -242,8 +235,19 @@ func ImportUsage(ctx context.Context, r io.Reader, opts UsageOptions) (UsageRepo
 			}
 			inactive = max(day.DaysUntil(opts.AsOf), 0)
 		}
+		// Only a row that counts makes a tally: a subscription whose rows
+		// were all rejected keeps the counts it had.
+		t := tallies[k]
+		if t == nil {
+			t = &tally{}
+			tallies[k] = t
+		}
 		t.rows++
-		t.add(inactive)
+		if held {
+			t.held = append(t.held, last)
+		} else {
+			t.add(inactive)
+		}
 	}
 	rep.UnknownColumns, rep.Encoding, rep.Sheet = rd.UnknownColumns(), rd.Encoding(), rd.Sheet()
 	opts.progressEnd(rep.Rows)

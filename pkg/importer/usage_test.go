@@ -111,3 +111,30 @@ func TestImportUsageProgress(t *testing.T) {
 		}
 	}
 }
+
+// A subscription whose usage rows are all rejected keeps the counts it had:
+// a bad row reports itself, it never stores zeros over earlier counts.
+func TestImportUsageRejectedRowsKeepCounts(t *testing.T) {
+	before := &subscription.SeatUsage{AsOf: subscription.MustDate("2027-05-01"), Users: 5, Unused30: 2, Unused60: 1}
+	st := &usageStore{}
+	if _, err := st.Upsert(context.Background(), []subscription.Subscription{
+		{ID: "1", EndDate: subscription.MustDate("2027-12-31"), Usage: before},
+		{ID: "2", EndDate: subscription.MustDate("2027-12-31")},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	in := strings.NewReader("subscription_id,days_inactive,last_used\n1,abc,\n1,,31/31/2027\n2,40,\n")
+	rep, err := ImportUsage(context.Background(), in, UsageOptions{Store: st, AsOf: subscription.MustDate("2027-06-01")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Rejected != 2 || rep.Counted != 1 {
+		t.Errorf("report %+v: want 2 rejected, 1 counted", rep)
+	}
+	if got := st.subs["1"].Usage; got == nil || *got != *before {
+		t.Errorf("subscription 1's usage %+v after only rejected rows, want it kept: %+v", got, before)
+	}
+	if got := st.subs["2"].Usage; got == nil || got.Users != 1 || got.Unused30 != 1 {
+		t.Errorf("subscription 2's usage %+v, want 1 user unused for 30 days", got)
+	}
+}
