@@ -210,6 +210,7 @@ func TestImportFileErrors(t *testing.T) {
 		{"json object", `{"a":1}`, FormatJSON, "line 1: the JSON document is not an array"},
 		{"json broken", "[\n{\"subscription_id\":\"1\",\"end_date\":\"2027-01-01\"},\n{\"x\" 1}]", FormatAuto, "line 3: invalid JSON"},
 		{"json cut short", "[\n{\"subscription_id\":\"1\",\"end_date\":\"2027-01-01\"},\n", FormatAuto, "the JSON array ends early"},
+		{"json unclosed", "[\n{\"subscription_id\":\"1\",\"end_date\":\"2027-01-01\"}\n", FormatAuto, "the JSON array ends early"},
 		{"json trailing", "[]\n[]", FormatAuto, "line 2: there is more after the JSON array"},
 		{"json empty", "  ", FormatJSON, "the file is empty: give a JSON array"},
 		{"bad format", "", "xml", `"xml" is not an import format`},

@@ -27,9 +27,9 @@ const (
 	FormatXLSX   Format = "xlsx"
 )
 
-// ParseFormat reads a format name as a user writes it: "csv", "json" or
-// "ndjson" in any case, or "" (and "auto") for FormatAuto. Any other name is
-// an error wrapping ErrInvalidFile.
+// ParseFormat reads a format name as a user writes it: "csv", "json",
+// "ndjson" or "xlsx" in any case, or "" (and "auto") for FormatAuto. Any
+// other name is an error wrapping ErrInvalidFile.
 func ParseFormat(s string) (Format, error) {
 	switch f := Format(strings.ToLower(strings.TrimSpace(s))); f {
 	case FormatAuto, FormatCSV, FormatJSON, FormatNDJSON, FormatXLSX:
@@ -536,6 +536,9 @@ func (rd *Reader) nextJSON() (Record, error) {
 	rd.lines.window()
 	if !rd.dec.More() {
 		if _, err := rd.dec.Token(); err != nil { // the closing ']'
+			if err == io.EOF { // the file ends before it
+				err = io.ErrUnexpectedEOF
+			}
 			return Record{}, rd.jsonErr(err)
 		}
 		if _, err := rd.dec.Token(); err != io.EOF {
