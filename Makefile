@@ -21,7 +21,7 @@ run: build
 test:
 	$(GO) vet $(PKGS)
 	$(GO) vet -tags faultpause ./services/cli/
-	$(GO) test -count=1 -timeout 9m $(PKGS)
+	$(GO) test -count=1 -timeout 12m $(PKGS)
 	$(GO) test -run='^$$' -fuzz=FuzzParseAndValidate -fuzztime=10s ./pkg/importer
 	$(GO) test -run='^$$' -fuzz=FuzzParse -fuzztime=5s ./pkg/bounce
 
