@@ -670,6 +670,7 @@ func (rd *Reader) object(raw []byte) ([]FieldError, bool) {
 		return []FieldError{{Reason: "not a JSON object: give each subscription as an object, {\"subscription_id\": ..., \"end_date\": ...}"}}, true
 	}
 	var probs []FieldError
+	seen := make(map[string]bool, len(obj))
 	for k, v := range obj {
 		name := strings.ToLower(strings.TrimSpace(k))
 		if fieldIndex(name) < 0 {
@@ -678,6 +679,14 @@ func (rd *Reader) object(raw []byte) ([]FieldError, bool) {
 			}
 			continue
 		}
+		// Names match without case, so "Seats" and "seats" are one
+		// field given twice: which to keep cannot be told, so the row
+		// is rejected rather than one taken at random.
+		if seen[name] {
+			probs = append(probs, FieldError{name, "is given twice, under names that differ only in case or spaces: give it once"})
+			continue
+		}
+		seen[name] = true
 		switch v[0] {
 		case '"':
 			var s string

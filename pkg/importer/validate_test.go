@@ -103,6 +103,14 @@ func TestValidateJSON(t *testing.T) {
 		errs[1].Error() != `end_date: "31/05/2027" is not a date: use YYYY-MM-DD, e.g. 2027-05-31` {
 		t.Errorf("errors %v", errs)
 	}
+	// The same field under two spellings is refused, whichever the
+	// object's order (a map's, when read) would have kept.
+	for range 20 {
+		_, errs = ValidateJSON([]byte(`{"subscription_id": "1", "end_date": "2027-05-31", "customer_name": "first", "Customer_Name": "second"}`))
+		if len(errs) != 1 || errs[0].Error() != "customer_name: is given twice, under names that differ only in case or spaces: give it once" {
+			t.Fatalf("errors %v, want customer_name given twice", errs)
+		}
+	}
 	for _, in := range []string{`[{}]`, `{"a":`, ``, `{"customer_name":"` + strings.Repeat("x", MaxRowBytes) + `"}`} {
 		if _, errs := ValidateJSON([]byte(in)); len(errs) != 1 || errs[0].Field != "" {
 			t.Errorf("%.20q: errors %v, want one about the whole object", in, errs)
