@@ -71,14 +71,16 @@ func EraseFromOutbox(dir, subscriptionID string) (int, error) {
 		return 0, fmt.Errorf("erase subscription %s from outbox %s: %w", subscriptionID, dir, err)
 	}
 	// The subscription's files, and every other name of one of them: a
-	// contract email is one file with a name for each of its notices.
+	// contract email is one file with a name for each of its notices (hard
+	// links). A symbolic link is a file of its own, not a name of what it
+	// points to.
 	var files, mine []fs.FileInfo
 	for _, e := range entries {
 		m := outboxName.FindStringSubmatch(e.Name())
 		if e.IsDir() || m == nil {
 			continue
 		}
-		if fi, err := os.Stat(filepath.Join(dir, e.Name())); err == nil {
+		if fi, err := e.Info(); err == nil {
 			files = append(files, fi)
 			if m[1]+m[2] == subscriptionID {
 				mine = append(mine, fi)

@@ -2,6 +2,8 @@ package mailer_test
 
 import (
 	"bytes"
+	"errors"
+	"io/fs"
 	"maps"
 	"os"
 	"path/filepath"
@@ -73,6 +75,34 @@ func TestEraseFromOutboxDeletesOnlyTheSubscriptionsFiles(t *testing.T) {
 	}
 	if n, err := mailer.EraseFromOutbox(filepath.Join(t.TempDir(), "none"), id); n != 0 || err != nil {
 		t.Errorf("EraseFromOutbox of a missing dir = %d, %v; want 0, nil", n, err)
+	}
+}
+
+// A symbolic link named for the subscription is deleted as a name of its
+// own; the file it points to, another subscription's, stays.
+func TestEraseFromOutboxLeavesWhatALinkPointsTo(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "outbox")
+	o, err := mailer.NewOutbox(dir, from, clock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	other := sample("A10")
+	if err := o.Send(t.Context(), other); err != nil {
+		t.Fatal(err)
+	}
+	target := mailer.FileName(other.Key)
+	link := mailer.FileName(sample("A1").Key)
+	if err := os.Symlink(target, filepath.Join(dir, link)); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := mailer.EraseFromOutbox(dir, "A1"); n != 1 || err != nil {
+		t.Errorf("EraseFromOutbox = %d, %v; want the link deleted", n, err)
+	}
+	if _, err := os.Lstat(filepath.Join(dir, link)); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("link %s: %v, want it deleted", link, err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, target)); err != nil {
+		t.Errorf("%s, subscription A10's, is gone: %v", target, err)
 	}
 }
 
