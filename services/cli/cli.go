@@ -56,7 +56,7 @@ Usage:
   renewals bounce FILE.eml                  feed one saved bounce message by hand
   renewals health                           exit 0 when the server answers /readyz (container checks)
   renewals user add NAME [--role viewer|operator]
-                                            a user of the web console; the password from standard input
+                                            a user of the web console; the password from the terminal or standard input
 
 Client subcommands talk to a running server: --server (RENEWALS_SERVER, default
 http://127.0.0.1:8080), token from RENEWALS_API_TOKEN, else <data dir>/api-token.
@@ -179,7 +179,7 @@ func parse(fs *flag.FlagSet, args []string, positional int) error {
 				help()
 				return err
 			}
-			return fmt.Errorf("%v: see 'renewals %s --help'", err, fs.Name())
+			return fmt.Errorf("%s: see 'renewals %s --help'", flagError(fs, err), fs.Name())
 		}
 		rest := fs.Args()
 		if len(rest) == 0 {
@@ -192,9 +192,61 @@ func parse(fs *flag.FlagSet, args []string, positional int) error {
 		pos, args = append(pos, rest[0]), rest[1:]
 	}
 	if len(pos) != positional {
-		return fmt.Errorf("want %d argument(s), got %d: see 'renewals %s --help'", positional, len(pos), fs.Name())
+		return wrongArgs(fs.Name(), positional, len(pos))
 	}
 	return fs.Parse(append([]string{"--"}, pos...)) // so that fs.Arg reads them
+}
+
+// flagError is the flag package's complaint about a flag, with the flag
+// written as the help writes it (--as-of, not -as-of), and an unknown flag
+// that differs from one of fs's only in dashes or case named by it.
+func flagError(fs *flag.FlagSet, err error) string {
+	msg := err.Error()
+	if name, ok := strings.CutPrefix(msg, "flag provided but not defined: -"); ok {
+		msg = "unknown flag --" + name
+		squash := func(s string) string { return strings.ToLower(strings.NewReplacer("-", "", "_", "").Replace(s)) }
+		fs.VisitAll(func(f *flag.Flag) {
+			if squash(f.Name) == squash(name) {
+				msg += " (did you mean --" + f.Name + "?)"
+			}
+		})
+		return msg
+	}
+	for _, p := range []string{"for flag -", "for -", "needs an argument: -"} {
+		msg = strings.Replace(msg, p, p+"-", 1)
+	}
+	return msg
+}
+
+// checkDate says, by the flag's name, what is wrong with a date flag's
+// value; an empty one (not given) is fine.
+func checkDate(flag, v string) error {
+	if v == "" {
+		return nil
+	}
+	if _, err := subscription.ParseDate(v); err != nil {
+		return fmt.Errorf("%s: %w", flag, err)
+	}
+	return nil
+}
+
+// wrongArgs says how many arguments a command takes, and how many it got.
+func wrongArgs(name string, want, got int) error {
+	takes := fmt.Sprintf("%d arguments", want)
+	switch want {
+	case 0:
+		takes = "no arguments"
+	case 1:
+		takes = "one argument"
+	}
+	given := fmt.Sprintf("%d were given", got)
+	switch got {
+	case 0:
+		given = "none was given"
+	case 1:
+		given = "1 was given"
+	}
+	return fmt.Errorf("it takes %s, and %s: see 'renewals %s --help'", takes, given, name)
 }
 
 func importCmd(args []string, env Env) int {
@@ -280,10 +332,10 @@ func importUsageCmd(args []string, env Env) int {
 	if err != nil {
 		return fail(err)
 	}
+	if err := checkDate("--as-of", *asOf); err != nil {
+		return fail(err)
+	}
 	if *asOf != "" {
-		if _, err := subscription.ParseDate(*asOf); err != nil {
-			return fail(fmt.Errorf("--as-of: %w", err))
-		}
 		q.Set("as_of", *asOf)
 	}
 	c, err := newClient(*server, *dataDir, env.Getenv)
@@ -413,6 +465,10 @@ func contentTypeOf(path, format string) (string, error) {
 		if format != "" { // --format auto
 			return "", nil
 		}
+	case ".xls", ".xlsb", ".ods", ".numbers":
+		return "", fmt.Errorf("%s: %s workbooks cannot be imported: save it as an Excel Workbook (.xlsx) or as CSV UTF-8 (Comma delimited), and import that file", path, ext)
+	case ".pdf", ".doc", ".docx", ".odt":
+		return "", fmt.Errorf("%s: %s documents cannot be imported: export the subscriptions from where they came from as CSV UTF-8 (Comma delimited) or an Excel Workbook (.xlsx), and import that file", path, ext)
 	}
 	return "", fmt.Errorf("%s: name the file .csv, .xlsx, .json (an array) or .ndjson so its format is known, or give it with --format csv, xlsx, json or ndjson", path)
 }
@@ -469,6 +525,9 @@ func runCmd(ctx context.Context, args []string, env Env) error {
 	timeout := fs.Duration("timeout", 0, "with --wait: stop waiting after this long (e.g. 90s, 10m) and say what is still open, exit 1; 0 waits as long as the server allows")
 	asJSON := fs.Bool("json", false, "print the result as JSON")
 	if err := parse(fs, args, 0); err != nil {
+		return err
+	}
+	if err := checkDate("--as-of", *asOf); err != nil {
 		return err
 	}
 	if *timeout < 0 || *timeout > 0 && !*wait {
@@ -530,6 +589,9 @@ func forecastCmd(args []string, env Env) error {
 	if err := parse(fs, args, 0); err != nil {
 		return err
 	}
+	if err := checkDate("--from", *from); err != nil {
+		return err
+	}
 	c, err := newClient(*server, *dataDir, env.Getenv)
 	if err != nil {
 		return err
@@ -574,6 +636,9 @@ func noticesCmd(args []string, env Env) error {
 	asOf := fs.String("as-of", "", "with no --subscription: the renewal period as of this date (YYYY-MM-DD)")
 	asJSON := fs.Bool("json", false, "print JSON")
 	if err := parse(fs, args, 0); err != nil {
+		return err
+	}
+	if err := checkDate("--as-of", *asOf); err != nil {
 		return err
 	}
 	c, err := newClient(*server, *dataDir, env.Getenv)
@@ -673,6 +738,9 @@ func calllistCmd(args []string, env Env) error {
 	}
 	if *format != "table" && *format != "csv" && *format != "json" {
 		return fmt.Errorf("--format %q: use table, csv or json", *format)
+	}
+	if err := checkDate("--as-of", *asOf); err != nil {
+		return err
 	}
 	c, err := newClient(*server, *dataDir, env.Getenv)
 	if err != nil {

@@ -99,6 +99,16 @@ func TestImportFromStandardInputAndOtherNames(t *testing.T) {
 	want(t, "import export.dat --format csv", run(t, s, "", "import", txt, "--format", "csv"), 0, "1 row: 1 created", "")
 	want(t, "import export.dat", run(t, s, "", "import", txt), 2, "", "or give it with --format csv, xlsx, json or ndjson")
 	want(t, "import --format xml", run(t, s, "", "import", "--format", "xml", txt), 2, "", `"xml" is not an import format: use csv, json, ndjson or xlsx`)
+	for name, msg := range map[string]string{
+		"old.xls":  ".xls workbooks cannot be imported: save it as an Excel Workbook (.xlsx) or as CSV UTF-8",
+		"list.pdf": ".pdf documents cannot be imported: export the subscriptions from where they came from as CSV UTF-8",
+	} {
+		path := filepath.Join(dir, name)
+		if err := os.WriteFile(path, []byte("not text"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		want(t, "import "+name, run(t, s, "", "import", path), 2, "", msg)
+	}
 
 	// A workbook renamed .csv is named for what it is.
 	xlsx := filepath.Join(dir, "subs.csv")
@@ -150,6 +160,32 @@ func TestImportFromStandardInputAndOtherNames(t *testing.T) {
 			t.Errorf("subscription %s: GET answered %d, want it imported", id, code)
 		}
 	}
+}
+
+// A mistyped command line gets one sentence, its flags written as the help
+// writes them, with the flag meant when only dashes or case were wrong.
+func TestCommandLineMistakes(t *testing.T) {
+	s := e2e.Start(t, e2e.Options{})
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"run", "--asof", "2027-01-01"}, "renewals run: unknown flag --asof (did you mean --as-of?): see 'renewals run --help'"},
+		{[]string{"run", "--Dry-Run"}, "unknown flag --Dry-Run (did you mean --dry-run?)"},
+		{[]string{"run", "--colour"}, "renewals run: unknown flag --colour: see 'renewals run --help'"},
+		{[]string{"run", "--as-of"}, "flag needs an argument: --as-of"},
+		{[]string{"notices", "--json=maybe"}, `invalid boolean value "maybe" for --json`},
+		{[]string{"import"}, "renewals import: it takes one argument, and none was given: see 'renewals import --help'"},
+		{[]string{"run", "today", "now"}, "renewals run: it takes no arguments, and 2 were given"},
+		{[]string{"run", "--as-of", "31/12/2027"}, `renewals run: --as-of: "31/12/2027" is not a date: use YYYY-MM-DD`},
+		{[]string{"notices", "--as-of", "tomorrow"}, `renewals notices: --as-of: "tomorrow" is not a date`},
+		{[]string{"calllist", "--as-of", "2027-13-01"}, `renewals calllist: --as-of: "2027-13-01" is not a date`},
+		{[]string{"forecast", "--from", "1/1/2027"}, `renewals forecast: --from: "1/1/2027" is not a date`},
+		{[]string{"user"}, "renewals user add NAME --role viewer|operator (the password is read from the terminal, or the first line of standard input)"},
+	} {
+		want(t, strings.Join(tc.args, " "), run(t, s, "", tc.args...), 2, "", tc.want)
+	}
+	want(t, "user --help", run(t, s, "", "user", "--help"), 0, "Usage: renewals user add NAME --role viewer|operator", "")
 }
 
 func TestUnknownIDsAreRejected(t *testing.T) {

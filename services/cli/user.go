@@ -17,14 +17,19 @@ import (
 // hash of a password read from the terminal without echo, or the first
 // line of standard input.
 func userCmd(args []string, env Env) error {
-	if len(args) == 0 || args[0] != "add" {
-		return errors.New("use: renewals user add NAME --role viewer|operator (the password is read from standard input)")
-	}
 	fs := newFlagSet("user add", "user add NAME --role viewer|operator\n\nAdds a user of the web console, or changes the password and role of one, in the users file (RENEWALS_USERS_FILE, else <data dir>/users). The password is read from the terminal, or the first line of standard input.", env)
 	role := fs.String("role", "viewer", "viewer (reads) or operator (also imports and erases)")
 	dataDir := fs.String("data-dir", or(env.Getenv("RENEWALS_DATA_DIR"), "./data"), "the server's data dir, where the users file is unless RENEWALS_USERS_FILE says otherwise (RENEWALS_DATA_DIR)")
 	file := fs.String("users-file", env.Getenv("RENEWALS_USERS_FILE"), "the users file (RENEWALS_USERS_FILE)")
-	if err := parse(fs, args[1:], 1); err != nil {
+	switch {
+	case len(args) > 0 && args[0] == "add":
+		args = args[1:]
+	case len(args) > 0 && (args[0] == "-h" || args[0] == "-help" || args[0] == "--help"):
+		// the help of its one subcommand
+	default:
+		return errors.New("use: renewals user add NAME --role viewer|operator (the password is read from the terminal, or the first line of standard input)")
+	}
+	if err := parse(fs, args, 1); err != nil {
 		return err
 	}
 	name := fs.Arg(0)
