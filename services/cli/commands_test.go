@@ -270,7 +270,7 @@ func TestCalllistTableAndFilters(t *testing.T) {
 	}
 	want(t, "calllist --format xml", run(t, s, "", "calllist", "--format", "xml"), 2, "", "use table, csv or json")
 	want(t, "calllist --min-days soon", run(t, s, "", "calllist", "--min-days", "soon"), 2, "", "give a whole number of days")
-	want(t, "calllist --as-of 01/12/2026", run(t, s, "", "calllist", "--as-of", "01/12/2026"), 2, "", "as_of")
+	want(t, "calllist --as-of 01/12/2026", run(t, s, "", "calllist", "--as-of", "01/12/2026"), 2, "", `--as-of: "01/12/2026" is not a date`)
 }
 
 // checkTable checks that the table's columns line up under its header and
