@@ -189,7 +189,7 @@ func TestImportMissingColumn(t *testing.T) {
 	if !errors.Is(err, ErrInvalidFile) {
 		t.Fatalf("err = %v, want ErrInvalidFile", err)
 	}
-	if got, want := err.Error(), "missing required column end_date: the header row must name subscription_id and end_date (or the vendor's Subscription ID and End Date); map other names onto them with --map FILE"; got != want {
+	if got, want := err.Error(), "missing required column end_date: the header row must name subscription_id and end_date (or the vendor's Subscription ID and End Date); rename the columns in the file, or give a column map: renewals import --map FILE"; got != want {
 		t.Errorf("err = %q\nwant %q", got, want)
 	}
 	if rep.Rows != 0 || st.calls != 0 {

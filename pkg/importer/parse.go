@@ -427,7 +427,7 @@ func (rd *Reader) mapHeader(head []string, m map[string]string) error {
 	}
 	missing := slices.DeleteFunc([]string{"subscription_id", "end_date"}, func(f string) bool { return seen[f] })
 	if len(missing) > 0 {
-		return &FileError{Reason: fmt.Sprintf("missing required %s %s: the header row must name subscription_id and end_date (or the vendor's Subscription ID and End Date); map other names onto them with --map FILE", plural(len(missing), "column", "columns"), strings.Join(missing, ", "))}
+		return &FileError{Reason: fmt.Sprintf("missing required %s %s: the header row must name subscription_id and end_date (or the vendor's Subscription ID and End Date); rename the columns in the file, or give a column map: renewals import --map FILE", plural(len(missing), "column", "columns"), strings.Join(missing, ", "))}
 	}
 	return nil
 }

@@ -48,9 +48,9 @@ var usageLayout = layout{keysOf(usageFields[:]), usageAliases}
 func usageColumns(seen map[string]bool) error {
 	switch {
 	case !seen["subscription_id"] && !seen["contract_number"]:
-		return &FileError{Reason: "missing column subscription_id (or contract_number with product): the usage export must say whose seat each row is; map other names onto them with --map FILE"}
+		return &FileError{Reason: "missing column subscription_id (or contract_number with product): the usage export must say whose seat each row is; rename the columns in the file, or give a column map: renewals import-usage --map FILE"}
 	case !seen["last_used"] && !seen["days_inactive"]:
-		return &FileError{Reason: "missing column last_used (or days_inactive): the usage export must say when each user last used the product; map other names onto them with --map FILE"}
+		return &FileError{Reason: "missing column last_used (or days_inactive): the usage export must say when each user last used the product; rename the columns in the file, or give a column map: renewals import-usage --map FILE"}
 	}
 	return nil
 }
