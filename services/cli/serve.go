@@ -20,6 +20,7 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 	"golang.org/x/sync/errgroup"
+	"golang.org/x/term"
 
 	"renewals/pkg/config"
 	"renewals/pkg/event"
@@ -485,13 +486,16 @@ func tokenSource(cfg *config.Config) string {
 	return filepath.Join(cfg.DataDir, "api-token")
 }
 
-// newLogger logs JSON lines, or coloured console lines for `make run`, to
-// stderr, from RENEWALS_LOG_LEVEL up.
+// newLogger logs JSON lines, or console lines for `make run` (their levels
+// coloured when stderr is a terminal), to stderr, from RENEWALS_LOG_LEVEL up.
 func newLogger(cfg *config.Config, stderr io.Writer) *zap.Logger {
 	var enc zapcore.Encoder
 	if cfg.LogFormat == "console" {
 		ec := zap.NewDevelopmentEncoderConfig()
-		ec.EncodeLevel = zapcore.CapitalColorLevelEncoder
+		ec.EncodeLevel = zapcore.CapitalLevelEncoder
+		if f, ok := stderr.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
+			ec.EncodeLevel = zapcore.CapitalColorLevelEncoder
+		}
 		ec.EncodeTime = zapcore.TimeEncoderOfLayout("15:04:05")
 		enc = zapcore.NewConsoleEncoder(ec)
 	} else {
