@@ -220,12 +220,12 @@ func flagError(fs *flag.FlagSet, err error) string {
 
 // checkDate says, by the flag's name, what is wrong with a date flag's
 // value; an empty one (not given) is fine.
-func checkDate(flag, v string) error {
+func checkDate(name, v string) error {
 	if v == "" {
 		return nil
 	}
 	if _, err := subscription.ParseDate(v); err != nil {
-		return fmt.Errorf("%s: %w", flag, err)
+		return fmt.Errorf("%s: %w", name, err)
 	}
 	return nil
 }
