@@ -501,7 +501,8 @@ func TestAPI(t *testing.T) {
 			want string
 		}{
 			{"missing file", []string{"import", filepath.Join(dir, "nope.csv")}, "does not exist: check the path"},
-			{"wrong extension", []string{"import", write("subs.xls", "x")}, "name the file .csv, .xlsx, .json (an array) or .ndjson"},
+			{"wrong extension", []string{"import", write("subs.dat", "x")}, "name the file .csv, .xlsx, .json (an array) or .ndjson"},
+			{"an old workbook", []string{"import", write("subs.xls", "x")}, ".xls workbooks cannot be imported: save it as an Excel Workbook (.xlsx)"},
 			{"a directory", []string{"import", dir}, "is a directory"},
 			{"server down", []string{"import", "--server", down, filepath.Join(dir, "rows.csv")}, "cannot reach the server at " + down + ": start it with `renewals serve`"},
 			{"no URL", []string{"import", "--server", "127.0.0.1:1", filepath.Join(dir, "rows.csv")}, "give one such as http://127.0.0.1:8080"},
