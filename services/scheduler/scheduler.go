@@ -46,6 +46,9 @@ type Scheduler struct {
 	// Observe, when set, is told the result and error of every pass, for
 	// metrics.
 	Observe func(res Result, err error)
+	// Retries are the waits before each new try of a scheduled pass that
+	// failed; nil means DefaultRetries.
+	Retries []time.Duration
 }
 
 // Planned is one notice a pass found due.

@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -406,6 +407,69 @@ func TestRunRecoversAPanickingPass(t *testing.T) {
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("Run did not return after cancel")
+	}
+}
+
+// failingStore is the real store with a fault: reading the window fails
+// the first fails times, as while NATS elects a new leader.
+type failingStore struct {
+	subscription.Store
+	fails atomic.Int32
+}
+
+func (f *failingStore) EndingBetween(ctx context.Context, from, to subscription.Date, fn func(subscription.Subscription) error) error {
+	if f.fails.Add(-1) >= 0 {
+		return errors.New("nats: no responders available for request")
+	}
+	return f.Store.EndingBetween(ctx, from, to, fn)
+}
+
+// TestRunRetriesAFailedPass: a scheduled pass that fails is tried again
+// after each of the retry waits, and the notices due go out once one
+// succeeds, instead of a day later at the next scheduled run.
+func TestRunRetriesAFailedPass(t *testing.T) {
+	r := newRig(t, false)
+	now := time.Now()
+	r.upsert(t, sub("due-today", subscription.Today(now, time.UTC).AddDays(40), ""))
+	core, logs := observer.New(zapcore.InfoLevel)
+	s := r.scheduler(t, now, time.UTC, zap.New(core))
+	store := &failingStore{Store: r.store}
+	store.fails.Store(2)
+	s.Store = store
+	s.Retries = []time.Duration{time.Millisecond, time.Millisecond, time.Millisecond}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- s.Run(ctx, "0 6 1 1 *", config.CronParser) }()
+	testenv.Eventually(t, 10*time.Second, "the third try of the start-up pass", func() bool {
+		return logs.FilterMessage("scheduler pass").Len() == 1
+	})
+	if got := logs.FilterMessage("scheduler pass failed; trying again").Len(); got != 2 {
+		t.Errorf("%d retries logged, want 2", got)
+	}
+	if got := r.dueInStream(t); got != 1 {
+		t.Fatalf("the pass that succeeded published %d, want 1", got)
+	}
+
+	// A pass that keeps failing gives up after the last wait, at error.
+	store.fails.Store(10)
+	s.Retries = []time.Duration{time.Millisecond}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	ctx2, cancel2 := context.WithCancel(context.Background())
+	defer cancel2()
+	go func() { done <- s.Run(ctx2, "0 6 1 1 *", config.CronParser) }()
+	testenv.Eventually(t, 10*time.Second, "the pass to give up", func() bool {
+		return logs.FilterLevelExact(zapcore.ErrorLevel).FilterMessage("scheduler pass failed; the next scheduled pass tries again").Len() == 1
+	})
+	if got := store.fails.Load(); got != 8 {
+		t.Errorf("%d tries, want 2: the pass and one retry", 10-got)
+	}
+	cancel2()
+	if err := <-done; err != nil {
+		t.Fatal(err)
 	}
 }
 

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"time"
 
 	"github.com/robfig/cron/v3"
 	"go.uber.org/zap"
@@ -14,9 +15,9 @@ import (
 
 // Run runs a pass at once (robfig/cron does not catch up on runs missed while
 // the process was down), then on spec in the scheduler's zone (a CRON_TZ=
-// prefix in spec overrides it), until ctx ends. A pass that panics is
-// recovered and logged; a pass still running when the next is due makes the
-// next one skip. Run returns once no pass is running any more, the start-up
+// prefix in spec overrides it), until ctx ends. A pass that fails is tried
+// again after each of Retries' waits; one that panics is recovered and
+// logged; a pass still running when the next is due makes the next one skip. Run returns once no pass is running any more, the start-up
 // pass included, so the caller may close the store and the bus after it.
 func (s *Scheduler) Run(ctx context.Context, spec string, parser cron.Parser) error {
 	logger := cronLogger{s.Log}
@@ -42,16 +43,38 @@ func (s *Scheduler) Run(ctx context.Context, spec string, parser cron.Parser) er
 	return nil
 }
 
+// DefaultRetries are the waits before each new try of a scheduled pass that
+// failed (the store or NATS out of reach, a cluster electing a new leader
+// mid-pass): soon, then less often, so that the day's notices go out
+// minutes after the fault ends rather than at the next scheduled run. A
+// pass is safe to repeat: the ledger and the stream's duplicate window drop
+// what the failed one published. A retry that finds the lease held goes on
+// trying too, since the holder may be this replica's failed pass, whose
+// lease lapses.
+var DefaultRetries = []time.Duration{5 * time.Second, 15 * time.Second, 30 * time.Second, time.Minute, 2 * time.Minute, 5 * time.Minute}
+
 func (s *Scheduler) scheduled(ctx context.Context) {
-	if ctx.Err() != nil {
-		return
+	retries := s.Retries
+	if retries == nil {
+		retries = DefaultRetries
 	}
-	if _, err := s.Pass(ctx, subscription.Date{}, false); err != nil {
-		if errors.Is(err, ErrLeaseHeld) {
+	for attempt := 0; ctx.Err() == nil; attempt++ {
+		_, err := s.Pass(ctx, subscription.Date{}, false)
+		switch {
+		case err == nil || ctx.Err() != nil:
+			return
+		case errors.Is(err, ErrLeaseHeld) && attempt == 0:
 			s.Log.Info("scheduler pass skipped: another replica holds the lease")
 			return
+		case attempt == len(retries):
+			s.Log.Error("scheduler pass failed; the next scheduled pass tries again", zap.Error(err))
+			return
 		}
-		s.Log.Error("scheduler pass failed", zap.Error(err))
+		s.Log.Warn("scheduler pass failed; trying again", zap.Duration("in", retries[attempt]), zap.Error(err))
+		select {
+		case <-ctx.Done():
+		case <-time.After(retries[attempt]):
+		}
 	}
 }
 
