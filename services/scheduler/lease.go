@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -25,6 +26,9 @@ type Lease struct {
 	// Wait makes Acquire wait for a held lease instead of failing with
 	// ErrLeaseHeld.
 	Wait bool
+
+	mu   sync.Mutex
+	held bool // a pass of this process holds the lease
 }
 
 const leaseKey = "scheduler-pass"
@@ -68,6 +72,9 @@ func (l *Lease) Acquire(ctx context.Context) (release func(), err error) {
 		if !errors.Is(err, jetstream.ErrKeyExists) {
 			return nil, fmt.Errorf("take scheduler lease: %w", err)
 		}
+		if rev, ok := l.reclaim(ctx); ok {
+			return l.hold(rev), nil
+		}
 		if !l.Wait {
 			return nil, ErrLeaseHeld
 		}
@@ -79,7 +86,29 @@ func (l *Lease) Acquire(ctx context.Context) (release func(), err error) {
 	}
 }
 
+// reclaim takes back a lease that this process's holder left behind, when
+// none of its passes holds it now: a pass that failed on an outage could not
+// delete it, and waiting for it to expire would hold up the retries of that
+// very pass for the whole TTL.
+func (l *Lease) reclaim(ctx context.Context) (uint64, bool) {
+	l.mu.Lock()
+	held := l.held
+	l.mu.Unlock()
+	if held {
+		return 0, false
+	}
+	e, err := l.kv.Get(ctx, leaseKey)
+	if err != nil || string(e.Value()) != l.holder {
+		return 0, false
+	}
+	rev, err := l.kv.Update(ctx, leaseKey, []byte(l.holder), e.Revision())
+	return rev, err == nil
+}
+
 func (l *Lease) hold(rev uint64) func() {
+	l.mu.Lock()
+	l.held = true
+	l.mu.Unlock()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() {
@@ -103,5 +132,8 @@ func (l *Lease) hold(rev uint64) func() {
 		dctx, dcancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer dcancel()
 		_ = l.kv.Delete(dctx, leaseKey, jetstream.LastRevision(rev))
+		l.mu.Lock()
+		l.held = false
+		l.mu.Unlock()
 	}
 }
