@@ -129,8 +129,9 @@ func TestNATSClusterServerLoss(t *testing.T) {
 	for range 3 {
 		startServe(t, "notifier", notifierEnv)
 	}
+	var schedulers []*serveProc
 	for range 2 {
-		startServe(t, "scheduler", env)
+		schedulers = append(schedulers, startServe(t, "scheduler", env))
 	}
 
 	_, js := testenv.Connect(t, c.URLs())
@@ -239,5 +240,15 @@ func TestNATSClusterServerLoss(t *testing.T) {
 			}
 		}
 	}
-	t.Logf("%d notices, %d emails, %d duplicates (each flagged ambiguous)", n, len(smtp.Messages()), dups)
+	retried := 0
+	for _, p := range schedulers {
+		p.mu.Lock()
+		for _, l := range p.lines {
+			if strings.Contains(l, "scheduler pass failed; trying again") {
+				retried++
+			}
+		}
+		p.mu.Unlock()
+	}
+	t.Logf("%d notices, %d emails, %d duplicates (each flagged ambiguous); the schedulers tried a failed pass again %d times", n, len(smtp.Messages()), dups, retried)
 }
