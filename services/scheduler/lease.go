@@ -26,9 +26,26 @@ type Lease struct {
 	// Wait makes Acquire wait for a held lease instead of failing with
 	// ErrLeaseHeld.
 	Wait bool
+	// own says whether a pass of this process holds the lease; copies of
+	// the Lease (one that waits, one that does not) share it.
+	own *ownership
+}
 
+type ownership struct {
 	mu   sync.Mutex
-	held bool // a pass of this process holds the lease
+	held bool
+}
+
+func (o *ownership) set(held bool) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.held = held
+}
+
+func (o *ownership) get() bool {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.held
 }
 
 const leaseKey = "scheduler-pass"
@@ -57,7 +74,7 @@ func NewLeaseReplicas(ctx context.Context, js jetstream.JetStream, holder string
 	if err != nil {
 		return nil, fmt.Errorf("open lease bucket: %w", err)
 	}
-	return &Lease{kv: kv, holder: holder, ttl: ttl}, nil
+	return &Lease{kv: kv, holder: holder, ttl: ttl, own: &ownership{}}, nil
 }
 
 // Acquire takes the lease and returns the function that releases it. When
@@ -91,10 +108,7 @@ func (l *Lease) Acquire(ctx context.Context) (release func(), err error) {
 // delete it, and waiting for it to expire would hold up the retries of that
 // very pass for the whole TTL.
 func (l *Lease) reclaim(ctx context.Context) (uint64, bool) {
-	l.mu.Lock()
-	held := l.held
-	l.mu.Unlock()
-	if held {
+	if l.own.get() {
 		return 0, false
 	}
 	e, err := l.kv.Get(ctx, leaseKey)
@@ -106,9 +120,7 @@ func (l *Lease) reclaim(ctx context.Context) (uint64, bool) {
 }
 
 func (l *Lease) hold(rev uint64) func() {
-	l.mu.Lock()
-	l.held = true
-	l.mu.Unlock()
+	l.own.set(true)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() {
@@ -132,8 +144,6 @@ func (l *Lease) hold(rev uint64) func() {
 		dctx, dcancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer dcancel()
 		_ = l.kv.Delete(dctx, leaseKey, jetstream.LastRevision(rev))
-		l.mu.Lock()
-		l.held = false
-		l.mu.Unlock()
+		l.own.set(false)
 	}
 }

@@ -381,6 +381,15 @@ func TestLeaseLeftBehindIsTakenBack(t *testing.T) {
 	if _, err := a.Acquire(ctx); !errors.Is(err, scheduler.ErrLeaseHeld) {
 		t.Fatalf("a second Acquire while the first holds the lease: %v, want ErrLeaseHeld", err)
 	}
+	// A copy that waits, as the API's manual pass uses, knows the lease is
+	// its process's and held: it waits rather than take it back.
+	wait := *a
+	wait.Wait = true
+	wctx, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
+	defer cancel()
+	if _, err := wait.Acquire(wctx); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("a waiting copy's Acquire while the lease is held: %v, want it to wait", err)
+	}
 	release()
 	releaseB, err := b.Acquire(ctx)
 	if err != nil {
