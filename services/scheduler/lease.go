@@ -36,18 +36,6 @@ type ownership struct {
 	held bool
 }
 
-func (o *ownership) set(held bool) {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	o.held = held
-}
-
-func (o *ownership) get() bool {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	return o.held
-}
-
 const leaseKey = "scheduler-pass"
 
 // NewLease opens (creating when missing) the lease bucket.
@@ -82,14 +70,11 @@ func NewLeaseReplicas(ctx context.Context, js jetstream.JetStream, holder string
 // polls until the lease is free or ctx ends.
 func (l *Lease) Acquire(ctx context.Context) (release func(), err error) {
 	for {
-		rev, err := l.kv.Create(ctx, leaseKey, []byte(l.holder))
-		if err == nil {
-			return l.hold(rev), nil
-		}
-		if !errors.Is(err, jetstream.ErrKeyExists) {
+		rev, ok, err := l.take(ctx)
+		if err != nil {
 			return nil, fmt.Errorf("take scheduler lease: %w", err)
 		}
-		if rev, ok := l.reclaim(ctx); ok {
+		if ok {
 			return l.hold(rev), nil
 		}
 		if !l.Wait {
@@ -103,24 +88,37 @@ func (l *Lease) Acquire(ctx context.Context) (release func(), err error) {
 	}
 }
 
-// reclaim takes back a lease that this process's holder left behind, when
-// none of its passes holds it now: a pass that failed on an outage could not
-// delete it, and waiting for it to expire would hold up the retries of that
-// very pass for the whole TTL.
-func (l *Lease) reclaim(ctx context.Context) (uint64, bool) {
-	if l.own.get() {
-		return 0, false
+// take tries once to take the lease: creating its key, or taking back the
+// key this process's holder left behind when none of its passes holds it
+// now (a pass that failed on an outage could not delete it, and waiting for
+// it to expire would hold up that very pass's retries for the whole TTL).
+// It reports false when another replica, or a pass of this process, holds
+// the lease. The passes of one process take it one at a time.
+func (l *Lease) take(ctx context.Context) (rev uint64, ok bool, err error) {
+	l.own.mu.Lock()
+	defer l.own.mu.Unlock()
+	if l.own.held {
+		return 0, false, nil
 	}
-	e, err := l.kv.Get(ctx, leaseKey)
-	if err != nil || string(e.Value()) != l.holder {
-		return 0, false
+	rev, err = l.kv.Create(ctx, leaseKey, []byte(l.holder))
+	if errors.Is(err, jetstream.ErrKeyExists) {
+		e, gerr := l.kv.Get(ctx, leaseKey)
+		if gerr != nil || string(e.Value()) != l.holder {
+			return 0, false, nil
+		}
+		// Compare-and-set: another replica that took it since wins.
+		if rev, err = l.kv.Update(ctx, leaseKey, []byte(l.holder), e.Revision()); err != nil {
+			return 0, false, nil
+		}
 	}
-	rev, err := l.kv.Update(ctx, leaseKey, []byte(l.holder), e.Revision())
-	return rev, err == nil
+	if err != nil {
+		return 0, false, err
+	}
+	l.own.held = true
+	return rev, true, nil
 }
 
 func (l *Lease) hold(rev uint64) func() {
-	l.own.set(true)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() {
@@ -144,6 +142,8 @@ func (l *Lease) hold(rev uint64) func() {
 		dctx, dcancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer dcancel()
 		_ = l.kv.Delete(dctx, leaseKey, jetstream.LastRevision(rev))
-		l.own.set(false)
+		l.own.mu.Lock()
+		l.own.held = false
+		l.own.mu.Unlock()
 	}
 }
