@@ -140,7 +140,7 @@ type Duplicate struct {
 func (r Report) Text() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "%d %s: %d created, %d updated, %d unchanged, %d rejected\n",
-		r.Rows, plural(r.Rows, "row", "rows"), r.Created, r.Updated, r.Unchanged, r.Rejected)
+		r.Rows, subscription.Plural(r.Rows, "row", "rows"), r.Created, r.Updated, r.Unchanged, r.Rejected)
 	writeRejections(&b, r.Rejections, r.RejectionsOmitted)
 	writeUnknown(&b, r.UnknownColumns)
 	for _, d := range r.Duplicates {
@@ -151,7 +151,7 @@ func (r Report) Text() string {
 		fmt.Fprintf(&b, "subscription %s is on lines %s: the last one wins\n", d.SubscriptionID, strings.Join(lines, ", "))
 	}
 	if r.DuplicatesOmitted > 0 {
-		fmt.Fprintf(&b, "... and %d more repeated subscription %s not listed\n", r.DuplicatesOmitted, plural(r.DuplicatesOmitted, "id", "ids"))
+		fmt.Fprintf(&b, "... and %d more repeated subscription %s not listed\n", r.DuplicatesOmitted, subscription.Plural(r.DuplicatesOmitted, "id", "ids"))
 	}
 	writeSource(&b, r.Sheet, r.Encoding)
 	if r.DateFormat != "" && r.DateFormat != DateISO {
@@ -170,14 +170,14 @@ func writeRejections(b *strings.Builder, xs []Rejection, omitted int) {
 		}
 	}
 	if omitted > 0 {
-		fmt.Fprintf(b, "... and %d more %s not listed\n", omitted, plural(omitted, "rejection", "rejections"))
+		fmt.Fprintf(b, "... and %d more %s not listed\n", omitted, subscription.Plural(omitted, "rejection", "rejections"))
 	}
 }
 
 // writeUnknown writes the line of a report's unknown columns.
 func writeUnknown(b *strings.Builder, cols []string) {
 	if len(cols) > 0 {
-		fmt.Fprintf(b, "ignored unknown %s: %s\n", plural(len(cols), "column", "columns"), strings.Join(cols, ", "))
+		fmt.Fprintf(b, "ignored unknown %s: %s\n", subscription.Plural(len(cols), "column", "columns"), strings.Join(cols, ", "))
 	}
 }
 
@@ -190,13 +190,6 @@ func writeSource(b *strings.Builder, sheet, encoding string) {
 	case encoding != "" && encoding != EncodingUTF8 && encoding != EncodingUTF8BOM:
 		fmt.Fprintf(b, "read as %s text\n", encoding)
 	}
-}
-
-func plural(n int, one, many string) string {
-	if n == 1 {
-		return one
-	}
-	return many
 }
 
 // Import reads r, validates each row and upserts the valid ones into

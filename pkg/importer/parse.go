@@ -10,6 +10,7 @@ import (
 	"io"
 	"maps"
 	"net/http"
+	"renewals/pkg/subscription"
 	"slices"
 	"strings"
 )
@@ -151,6 +152,7 @@ type Reader struct {
 	format  Format
 	next    func() (Record, error)
 	fields  map[string]string // Record.Fields, reused
+	named   map[string]bool   // the known fields a JSON object named, reused
 	unknown map[string]bool
 	err     error // sticky fatal error
 
@@ -215,7 +217,7 @@ func OpenReader(r io.Reader, o ReaderOptions) (*Reader, error) {
 		return nil, err
 	}
 	raw := bufio.NewReaderSize(r, MaxRowBytes+2)
-	rd := &Reader{format: f, fields: make(map[string]string, len(knownFields)), unknown: map[string]bool{}, usage: o.usage}
+	rd := &Reader{format: f, fields: make(map[string]string, len(knownFields)), named: map[string]bool{}, unknown: map[string]bool{}, usage: o.usage}
 	if isWorkbook(raw) {
 		if f != FormatAuto && f != FormatXLSX {
 			return nil, &FileError{Reason: fmt.Sprintf("this is an Excel workbook (.xlsx), not %s: name the file .xlsx (or give --format xlsx) and import it again", strings.ToUpper(string(f)))}
@@ -427,7 +429,7 @@ func (rd *Reader) mapHeader(head []string, m map[string]string) error {
 	}
 	missing := slices.DeleteFunc([]string{"subscription_id", "end_date"}, func(f string) bool { return seen[f] })
 	if len(missing) > 0 {
-		return &FileError{Reason: fmt.Sprintf("missing required %s %s: the header row must name subscription_id and end_date (or the vendor's Subscription ID and End Date); rename the columns in the file, or give a column map: renewals import --map FILE", plural(len(missing), "column", "columns"), strings.Join(missing, ", "))}
+		return &FileError{Reason: fmt.Sprintf("missing required %s %s: the header row must name subscription_id and end_date (or the vendor's Subscription ID and End Date); rename the columns in the file, or give a column map: renewals import --map FILE", subscription.Plural(len(missing), "column", "columns"), strings.Join(missing, ", "))}
 	}
 	return nil
 }
@@ -670,7 +672,7 @@ func (rd *Reader) object(raw []byte) ([]FieldError, bool) {
 		return []FieldError{{Reason: "not a JSON object: give each subscription as an object, {\"subscription_id\": ..., \"end_date\": ...}"}}, true
 	}
 	var probs []FieldError
-	seen := make(map[string]bool, len(obj))
+	clear(rd.named)
 	for k, v := range obj {
 		name := strings.ToLower(strings.TrimSpace(k))
 		if fieldIndex(name) < 0 {
@@ -682,11 +684,11 @@ func (rd *Reader) object(raw []byte) ([]FieldError, bool) {
 		// Names match without case, so "Seats" and "seats" are one
 		// field given twice: which to keep cannot be told, so the row
 		// is rejected rather than one taken at random.
-		if seen[name] {
+		if rd.named[name] {
 			probs = append(probs, FieldError{name, "is given twice, under names that differ only in case or spaces: give it once"})
 			continue
 		}
-		seen[name] = true
+		rd.named[name] = true
 		switch v[0] {
 		case '"':
 			var s string

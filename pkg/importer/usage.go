@@ -106,8 +106,8 @@ type UsageReport struct {
 func (r UsageReport) Text() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "%d user %s: %d counted, %d rejected, %d unmatched; seat usage as of %s stored for %d %s (%d updated, %d unchanged)\n",
-		r.Rows, plural(r.Rows, "row", "rows"), r.Counted, r.Rejected, r.Rows-r.Counted-r.Rejected, r.AsOf,
-		r.Subscriptions, plural(r.Subscriptions, "subscription", "subscriptions"), r.Updated, r.Unchanged)
+		r.Rows, subscription.Plural(r.Rows, "row", "rows"), r.Counted, r.Rejected, r.Rows-r.Counted-r.Rejected, r.AsOf,
+		r.Subscriptions, subscription.Plural(r.Subscriptions, "subscription", "subscriptions"), r.Updated, r.Unchanged)
 	writeRejections(&b, r.Rejections, r.RejectionsOmitted)
 	for _, u := range r.Unmatched {
 		fmt.Fprintf(&b, "not counted: %s\n", u)

@@ -310,7 +310,7 @@ func checkEmail(s string) string {
 // returns the reasons, one per field, with Field "" for the object as a
 // whole. The subscription is only meaningful when there are none.
 func ValidateJSON(b []byte) (subscription.Subscription, []FieldError) {
-	rd := Reader{unknown: map[string]bool{}, fields: map[string]string{}}
+	rd := Reader{unknown: map[string]bool{}, fields: map[string]string{}, named: map[string]bool{}}
 	b = bytes.TrimSpace(b)
 	var rec Record
 	if len(b) > MaxRowBytes {

@@ -6,6 +6,7 @@ import (
 	"encoding/csv"
 	"fmt"
 	"io"
+	"renewals/pkg/subscription"
 	"strconv"
 	"strings"
 	"unicode/utf8"
@@ -128,7 +129,7 @@ func (b *badEncoding) reason() string {
 		where += fmt.Sprintf(" and %d more", b.rows-len(b.lines))
 	}
 	return fmt.Sprintf("%s: save it as CSV UTF-8 (Comma delimited) and import it again; %s with characters that cannot be read (%s %s) %s not imported",
-		enc, plural(b.rows, "the row", fmt.Sprintf("the %d rows", b.rows)), plural(b.rows, "line", "lines"), where, plural(b.rows, "was", "were"))
+		enc, subscription.Plural(b.rows, "the row", fmt.Sprintf("the %d rows", b.rows)), subscription.Plural(b.rows, "line", "lines"), where, subscription.Plural(b.rows, "was", "were"))
 }
 
 // windows1252 reports whether every byte of s that is not ASCII is a

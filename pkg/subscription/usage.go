@@ -49,7 +49,7 @@ func (s Subscription) UsageLine() string {
 	if s.Seats != nil {
 		of = *s.Seats
 	}
-	return fmt.Sprintf("%d of %d %s unused for %d+ days", n, of, plural(of, "seat", "seats"), days)
+	return fmt.Sprintf("%d of %d %s unused for %d+ days", n, of, Plural(of, "seat", "seats"), days)
 }
 
 // KeepUsage returns s with old's seat usage when s carries none: an import
@@ -63,7 +63,9 @@ func KeepUsage(s Subscription, old *SeatUsage) Subscription {
 	return s
 }
 
-func plural(n int, one, many string) string {
+// Plural is one when n is 1, else many: the word a count takes in a
+// sentence ("1 row", "2 rows").
+func Plural(n int, one, many string) string {
 	if n == 1 {
 		return one
 	}

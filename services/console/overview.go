@@ -274,12 +274,8 @@ func (c *Console) forecast(ctx context.Context, from subscription.Date, days int
 			}
 			h := float64(n) * scale
 			y -= h
-			noun := "notices"
-			if n == 1 {
-				noun = "notice"
-			}
 			ch.Bars = append(ch.Bars, bar{X: float64(i) * bw, Y: y, W: math.Max(bw-1, 1), H: h, Class: class(j),
-				Title: fmt.Sprintf("%s: %d %d-day %s", c.date(from.AddDays(i)), n, ms[j], noun)})
+				Title: fmt.Sprintf("%s: %d %d-day %s", c.date(from.AddDays(i)), n, ms[j], subscription.Plural(n, "notice", "notices"))})
 		}
 	}
 	for i := 0; i < days; i += 15 {
