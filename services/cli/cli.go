@@ -232,21 +232,17 @@ func checkDate(name, v string) error {
 
 // wrongArgs says how many arguments a command takes, and how many it got.
 func wrongArgs(name string, want, got int) error {
-	takes := fmt.Sprintf("%d arguments", want)
-	switch want {
-	case 0:
-		takes = "no arguments"
-	case 1:
-		takes = "one argument"
+	words := func(n int, none, one, many string) string {
+		switch n {
+		case 0:
+			return none
+		case 1:
+			return one
+		}
+		return fmt.Sprintf(many, n)
 	}
-	given := fmt.Sprintf("%d were given", got)
-	switch got {
-	case 0:
-		given = "none was given"
-	case 1:
-		given = "1 was given"
-	}
-	return fmt.Errorf("it takes %s, and %s: see 'renewals %s --help'", takes, given, name)
+	return fmt.Errorf("it takes %s, and %s: see 'renewals %s --help'", words(want, "no arguments", "one argument", "%d arguments"),
+		words(got, "none was given", "1 was given", "%d were given"), name)
 }
 
 func importCmd(args []string, env Env) int {
