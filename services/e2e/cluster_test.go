@@ -15,12 +15,15 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
+
 	"renewals/pkg/event"
 	"renewals/pkg/kvstore"
 	"renewals/pkg/mailer"
 	"renewals/pkg/subscription"
 	"renewals/pkg/testenv"
 	"renewals/services/e2e"
+	"renewals/services/notifier"
 )
 
 // clusterNoticesEnv sets how many notices TestNATSClusterServerLoss sends:
@@ -204,8 +207,30 @@ func TestNATSClusterServerLoss(t *testing.T) {
 		if !t.Failed() {
 			return
 		}
-		if readErr != nil || len(missing) == 0 {
+		// Where the missing notices stopped: published or not (the stream's
+		// due messages), delivered, in hand or acknowledged (the consumer).
+		ictx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+		if st, err := js.Stream(ictx, event.StreamName); err != nil {
+			t.Logf("stream %s: %v", event.StreamName, err)
+		} else if info, err := st.Info(ictx, jetstream.WithSubjectFilter("renewals.notice.>")); err != nil {
+			t.Logf("stream %s: %v", event.StreamName, err)
+		} else {
+			t.Logf("stream %s holds, by subject: %v", event.StreamName, info.State.Subjects)
+		}
+		if cons, err := js.Consumer(ictx, event.StreamName, notifier.DefaultConsumer.Durable); err != nil {
+			t.Logf("consumer %s: %v", notifier.DefaultConsumer.Durable, err)
+		} else if ci, err := cons.Info(ictx); err != nil {
+			t.Logf("consumer %s: %v", notifier.DefaultConsumer.Durable, err)
+		} else {
+			t.Logf("consumer %s: %d pending, %d in hand unacknowledged, %d redelivered, acknowledged to stream seq %d, delivered to %d",
+				ci.Name, ci.NumPending, ci.NumAckPending, ci.NumRedelivered, ci.AckFloor.Stream, ci.Delivered.Stream)
+		}
+		if readErr != nil {
 			t.Logf("the ledger could not be read: %v (%d emails received)", readErr, len(smtp.Messages()))
+			return
+		}
+		if len(missing) == 0 {
 			return
 		}
 		e, err := ledger.Get(ctx, missing[0])
