@@ -10,9 +10,10 @@ import (
 	"io"
 	"maps"
 	"net/http"
-	"renewals/pkg/subscription"
 	"slices"
 	"strings"
+
+	"renewals/pkg/subscription"
 )
 
 // Format names an input format.

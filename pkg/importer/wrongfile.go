@@ -6,10 +6,11 @@ import (
 	"encoding/csv"
 	"fmt"
 	"io"
-	"renewals/pkg/subscription"
 	"strconv"
 	"strings"
 	"unicode/utf8"
+
+	"renewals/pkg/subscription"
 )
 
 // What an operator gives the import by mistake, and the one sentence that

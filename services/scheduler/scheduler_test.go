@@ -347,12 +347,11 @@ func TestLease(t *testing.T) {
 	}
 }
 
-// TestRunPassesAtStartAndStopsCleanly: Run passes at once, through the cron
-// chain, and returns on cancel only after that pass.
-// A lease its holder left behind (its release could not delete it, as when
-// the pass failed on an outage) is taken back at once by that holder, not
-// after the TTL; another holder still finds it held, and so does a second
-// pass of the holder while its first holds the lease.
+// TestLeaseLeftBehindIsTakenBack: a lease its holder left behind (its
+// release could not delete it, as when the pass failed on an outage) is
+// taken back at once by that holder, not after the TTL; another holder
+// still finds it held, and so does a second pass of the holder while its
+// first holds the lease.
 func TestLeaseLeftBehindIsTakenBack(t *testing.T) {
 	r := newRig(t, false)
 	ctx := context.Background()
@@ -398,6 +397,8 @@ func TestLeaseLeftBehindIsTakenBack(t *testing.T) {
 	releaseB()
 }
 
+// TestRunPassesAtStartAndStopsCleanly: Run passes at once, through the cron
+// chain, and returns on cancel only after that pass.
 func TestRunPassesAtStartAndStopsCleanly(t *testing.T) {
 	r := newRig(t, false)
 	now := time.Now()

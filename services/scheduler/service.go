@@ -17,8 +17,9 @@ import (
 // the process was down), then on spec in the scheduler's zone (a CRON_TZ=
 // prefix in spec overrides it), until ctx ends. A pass that fails is tried
 // again after each of Retries' waits; one that panics is recovered and
-// logged; a pass still running when the next is due makes the next one skip. Run returns once no pass is running any more, the start-up
-// pass included, so the caller may close the store and the bus after it.
+// logged; a pass still running when the next is due makes the next one
+// skip. Run returns once no pass is running any more, the start-up pass
+// included, so the caller may close the store and the bus after it.
 func (s *Scheduler) Run(ctx context.Context, spec string, parser cron.Parser) error {
 	logger := cronLogger{s.Log}
 	c := cron.New(
