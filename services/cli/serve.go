@@ -218,7 +218,7 @@ type state struct {
 // EmbeddedMemoryLimit is the soft memory limit (Go's GOMEMLIMIT) of a
 // process that runs the embedded NATS server and keeps its state in it,
 // unless GOMEMLIMIT is set.
-const EmbeddedMemoryLimit = 350 << 20
+const EmbeddedMemoryLimit = 320 << 20
 
 // openState opens Redis when RENEWALS_REDIS_URL is set, else the embedded
 // JetStream key-value store.
