@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+
+	"renewals/pkg/subscription"
 )
 
 // Lease lets one scheduler replica at a time run a pass. It is a key in a
@@ -36,7 +38,14 @@ type ownership struct {
 	held bool
 }
 
-const leaseKey = "scheduler-pass"
+const (
+	leaseKey = "scheduler-pass"
+	// doneKey holds the day of the last scheduled pass that finished, for
+	// a replica that skipped that day's pass while another held the lease.
+	// Like the lease it expires after the TTL: it is read only by replicas
+	// waiting for the lease to come free.
+	doneKey = "scheduler-done"
+)
 
 // NewLease opens (creating when missing) the lease bucket.
 // The holder renews it every ttl/3, so ttl must be long enough for a
@@ -146,4 +155,40 @@ func (l *Lease) hold(rev uint64) func() {
 		l.own.held = false
 		l.own.mu.Unlock()
 	}
+}
+
+// held reports whether any holder, this process's passes included, holds
+// the lease now.
+func (l *Lease) held(ctx context.Context) (bool, error) {
+	_, err := l.kv.Get(ctx, leaseKey)
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return false, nil
+	}
+	return err == nil, err
+}
+
+// markDone records that a scheduled pass for day finished. A waiting
+// replica that misses the record (it expires with the TTL) runs the pass
+// again, which is safe: the ledger and the stream drop what it repeats.
+func (l *Lease) markDone(ctx context.Context, day subscription.Date) error {
+	_, err := l.kv.PutString(ctx, doneKey, day.String())
+	return err
+}
+
+// done reports whether a scheduled pass for day finished within the TTL.
+func (l *Lease) done(ctx context.Context, day subscription.Date) (bool, error) {
+	e, err := l.kv.Get(ctx, doneKey)
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	return string(e.Value()) == day.String(), nil
+}
+
+// pollEvery is how often a replica waiting for the lease looks again: often
+// enough to find the done record, which lives for the TTL, well inside it.
+func (l *Lease) pollEvery() time.Duration {
+	return min(max(l.ttl/10, 100*time.Millisecond), 30*time.Second)
 }

@@ -120,6 +120,13 @@ func (s *Scheduler) Pass(ctx context.Context, asOf subscription.Date, dryRun boo
 		p.today = subscription.Today(start, s.Location)
 	}
 	err := p.run(ctx)
+	if err == nil && s.Lease != nil && !dryRun && asOf.IsZero() {
+		// A replica that skipped this pass waits for the record; without it
+		// that replica runs the pass again, which is only wasted work.
+		if merr := s.Lease.markDone(ctx, p.today); merr != nil {
+			s.Log.Warn("scheduler pass: record the finished pass for the other replicas", zap.Error(merr))
+		}
+	}
 	res := p.res
 	// A dry run lists the most urgent first, as a person reads it.
 	slices.SortFunc(res.Notices, func(a, b Planned) int {

@@ -523,6 +523,128 @@ func TestRunRetriesAFailedPass(t *testing.T) {
 	}
 }
 
+// gatedStore counts its window reads and, with open set, holds each until
+// open is closed, so that a pass holds the lease as long as a test needs.
+type gatedStore struct {
+	subscription.Store
+	open  chan struct{}
+	reads atomic.Int32
+}
+
+func (g *gatedStore) EndingBetween(ctx context.Context, from, to subscription.Date, fn func(subscription.Subscription) error) error {
+	g.reads.Add(1)
+	if g.open != nil {
+		select {
+		case <-g.open:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	return g.Store.EndingBetween(ctx, from, to, fn)
+}
+
+// TestSkippedPassRunsWhenTheHolderDies: a replica whose start-up pass finds
+// the lease held by a replica that died mid-pass passes itself once that
+// lease expires, rather than leave the day's notices to the next scheduled
+// pass a day later.
+func TestSkippedPassRunsWhenTheHolderDies(t *testing.T) {
+	r := newRig(t, false)
+	ctx := context.Background()
+	now := time.Now()
+	r.upsert(t, sub("due-today", subscription.Today(now, time.UTC).AddDays(40), ""))
+	lease, err := scheduler.NewLease(ctx, r.js, "b", time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kv, err := r.js.KeyValue(ctx, "renewals_leases")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The dead replica's lease, left to expire after the TTL.
+	if _, err := kv.Create(ctx, "scheduler-pass", []byte("dead")); err != nil {
+		t.Fatal(err)
+	}
+	core, logs := observer.New(zapcore.InfoLevel)
+	s := r.scheduler(t, now, time.UTC, zap.New(core))
+	s.Lease = lease
+	rctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- s.Run(rctx, "0 6 1 1 *", config.CronParser) }()
+	testenv.Eventually(t, 30*time.Second, "the pass once the dead replica's lease expired", func() bool {
+		return logs.FilterMessage("scheduler pass").Len() == 1
+	})
+	if got := logs.FilterMessage("scheduler pass skipped: another replica holds the lease").Len(); got != 1 {
+		t.Errorf("%d skips logged, want 1", got)
+	}
+	if got := logs.FilterMessage("scheduler pass: the replica that held the lease let it go without finishing the pass; passing now").Len(); got != 1 {
+		t.Errorf("%d takeovers logged, want 1", got)
+	}
+	if got := r.dueInStream(t); got != 1 {
+		t.Fatalf("the pass published %d, want 1", got)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestSkippedPassLeftToTheHolderThatFinished: a replica whose start-up pass
+// was skipped while another replica's pass held the lease does not pass
+// again once that pass has finished.
+func TestSkippedPassLeftToTheHolderThatFinished(t *testing.T) {
+	r := newRig(t, false)
+	ctx := context.Background()
+	now := time.Now()
+	r.upsert(t, sub("due-today", subscription.Today(now, time.UTC).AddDays(40), ""))
+	leaseA, err := scheduler.NewLease(ctx, r.js, "a", time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	leaseB, err := scheduler.NewLease(ctx, r.js, "b", time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gate := &gatedStore{Store: r.store, open: make(chan struct{})}
+	a := r.scheduler(t, now, time.UTC, nil)
+	a.Store, a.Lease = gate, leaseA
+	passed := make(chan error, 1)
+	go func() {
+		_, err := a.Pass(ctx, subscription.Date{}, false)
+		passed <- err
+	}()
+	testenv.Eventually(t, 10*time.Second, "a's pass to hold the lease and read", func() bool { return gate.reads.Load() == 1 })
+
+	core, logs := observer.New(zapcore.InfoLevel)
+	counted := &gatedStore{Store: r.store}
+	b := r.scheduler(t, now, time.UTC, zap.New(core))
+	b.Store, b.Lease = counted, leaseB
+	rctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- b.Run(rctx, "0 6 1 1 *", config.CronParser) }()
+	testenv.Eventually(t, 10*time.Second, "b's start-up pass to be skipped", func() bool {
+		return logs.FilterMessage("scheduler pass skipped: another replica holds the lease").Len() == 1
+	})
+	close(gate.open)
+	if err := <-passed; err != nil {
+		t.Fatal(err)
+	}
+	testenv.Eventually(t, 10*time.Second, "b to find a's pass finished", func() bool {
+		return logs.FilterMessage("scheduler pass: the replica that held the lease finished it").Len() == 1
+	})
+	if got := counted.reads.Load(); got != 0 {
+		t.Errorf("b read the window %d times after a's pass finished, want 0", got)
+	}
+	if got := r.dueInStream(t); got != 1 {
+		t.Fatalf("the stream holds %d due events, want 1", got)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}
+
 // TestForecast lists per day the notices that would go out, with
 // reachability, leaving out what the ledger shows as sent, and changes
 // nothing: no event published, no ledger entry written.

@@ -16,9 +16,11 @@ import (
 // Run runs a pass at once (robfig/cron does not catch up on runs missed while
 // the process was down), then on spec in the scheduler's zone (a CRON_TZ=
 // prefix in spec overrides it), until ctx ends. A pass that fails is tried
-// again after each of Retries' waits; one that panics is recovered and
-// logged; a pass still running when the next is due makes the next one
-// skip. Run returns once no pass is running any more, the start-up pass
+// again after each of Retries' waits; one skipped because another replica
+// holds the lease waits for that replica and passes itself if the lease
+// comes free without the day's pass finished (see awaitHolder); one that
+// panics is recovered and logged; a pass still running when the next is
+// due makes the next one skip. Run returns once no pass is running any more, the start-up pass
 // included, so the caller may close the store and the bus after it.
 func (s *Scheduler) Run(ctx context.Context, spec string, parser cron.Parser) error {
 	logger := cronLogger{s.Log}
@@ -54,19 +56,31 @@ func (s *Scheduler) Run(ctx context.Context, spec string, parser cron.Parser) er
 // lease lapses.
 var DefaultRetries = []time.Duration{5 * time.Second, 15 * time.Second, 30 * time.Second, time.Minute, 2 * time.Minute, 5 * time.Minute}
 
+// holderWait bounds how long a replica that skipped a scheduled pass waits
+// for the replica holding the lease to finish it.
+const holderWait = time.Hour
+
 func (s *Scheduler) scheduled(ctx context.Context) {
 	retries := s.Retries
 	if retries == nil {
 		retries = DefaultRetries
 	}
+	today := subscription.Today(s.Now(), s.Location)
+	waited := false
 	for attempt := 0; ctx.Err() == nil; attempt++ {
 		_, err := s.Pass(ctx, subscription.Date{}, false)
 		switch {
 		case err == nil || ctx.Err() != nil:
 			return
-		case errors.Is(err, ErrLeaseHeld) && attempt == 0:
+		case errors.Is(err, ErrLeaseHeld) && attempt == 0 && !waited:
 			s.Log.Info("scheduler pass skipped: another replica holds the lease")
-			return
+			waited = true
+			if !s.awaitHolder(ctx, today) {
+				return
+			}
+			s.Log.Warn("scheduler pass: the replica that held the lease let it go without finishing the pass; passing now")
+			attempt = -1 // the pass and its retries, from the start
+			continue
 		case attempt == len(retries):
 			s.Log.Error("scheduler pass failed; the next scheduled pass tries again", zap.Error(err))
 			return
@@ -75,6 +89,42 @@ func (s *Scheduler) scheduled(ctx context.Context) {
 		select {
 		case <-ctx.Done():
 		case <-time.After(retries[attempt]):
+		}
+	}
+}
+
+// awaitHolder waits, after a scheduled pass was skipped for a lease held
+// elsewhere, until the lease is free, and reports whether this replica
+// should pass now: true when the holder let the lease go (or it expired,
+// the holder dead) without recording today's pass as finished. Without it
+// a replica that died mid-pass, or whose retries ran out, would leave the
+// day's notices to the next scheduled pass, a day later, since a replica
+// restarted while the dead one's lease is live skips its start-up pass.
+func (s *Scheduler) awaitHolder(ctx context.Context, today subscription.Date) bool {
+	if s.Lease == nil {
+		return false
+	}
+	giveUp := time.Now().Add(holderWait)
+	tick := time.NewTicker(s.Lease.pollEvery())
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return false
+		case <-tick.C:
+		}
+		if held, err := s.Lease.held(ctx); err == nil && !held {
+			done, err := s.Lease.done(ctx, today)
+			if err == nil {
+				if done {
+					s.Log.Info("scheduler pass: the replica that held the lease finished it")
+				}
+				return !done
+			}
+		}
+		if time.Now().After(giveUp) {
+			s.Log.Warn("scheduler pass: another replica still holds the lease after an hour; the next scheduled pass tries again")
+			return false
 		}
 	}
 }
