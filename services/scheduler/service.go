@@ -20,8 +20,9 @@ import (
 // holds the lease waits for that replica and passes itself if the lease
 // comes free without the day's pass finished (see awaitHolder); one that
 // panics is recovered and logged; a pass still running when the next is
-// due makes the next one skip. Run returns once no pass is running any more, the start-up pass
-// included, so the caller may close the store and the bus after it.
+// due makes the next one skip. Run returns once no pass is running any
+// more, the start-up pass included, so the caller may close the store and
+// the bus after it.
 func (s *Scheduler) Run(ctx context.Context, spec string, parser cron.Parser) error {
 	logger := cronLogger{s.Log}
 	c := cron.New(
