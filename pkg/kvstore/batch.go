@@ -2,8 +2,6 @@ package kvstore
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -14,7 +12,6 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 
 	"renewals/pkg/natsbus"
 	"renewals/pkg/shred"
@@ -31,14 +28,10 @@ import (
 // disk's fsyncs: three per row.
 const (
 	multiLastMax = 1024 // the server's maximum answers to one multi_last
-	atomicMax    = 1000 // the server's default maximum messages per atomic batch
 )
 
 // Header names of the JetStream API that the batched paths set or read.
 const (
-	hdrBatchID     = "Nats-Batch-Id"
-	hdrBatchSeq    = "Nats-Batch-Sequence"
-	hdrBatchCommit = "Nats-Batch-Commit"
 	hdrExpectSeq   = "Nats-Expected-Last-Subject-Sequence"
 	hdrSubject     = "Nats-Subject"
 	hdrSequence    = "Nats-Sequence"
@@ -49,12 +42,6 @@ const (
 	kvStreamPfx    = "KV_"
 	apiDirectGet   = "$JS.API.DIRECT.GET."
 )
-
-// errBatchRefused means the server refused an atomic batch as a whole (a
-// compare-and-set failed against a concurrent writer, or too many batches
-// were open): nothing of it was stored, and the caller does the work one
-// subscription at a time.
-var errBatchRefused = errors.New("atomic batch refused")
 
 // lastMsg is the last message stored on a subject.
 type lastMsg struct {
@@ -122,74 +109,6 @@ func lastMsgsChunk(ctx context.Context, nc *nats.Conn, stream string, subjects [
 		op := m.Header.Get(hdrKVOperation)
 		out[subj] = lastMsg{seq: seq, data: m.Data, deleted: op == kvDelete || op == kvPurge}
 	}
-}
-
-// pubAck is the server's answer to an atomic batch's commit.
-type pubAck struct {
-	Error *jetstream.APIError `json:"error"`
-	Seq   uint64              `json:"seq"` // the last message's
-	Count int                 `json:"count"`
-}
-
-// publishAtomic stores msgs (at most atomicMax, one stream) all or none,
-// under consecutive sequences, and returns the first. It returns an error
-// wrapping errBatchRefused when the server refused the batch (nothing of it
-// stored), another error when the answer was lost.
-func publishAtomic(ctx context.Context, nc *nats.Conn, msgs []*nats.Msg) (uint64, error) {
-	if len(msgs) == 0 {
-		return 0, nil
-	}
-	var raw [6]byte // the id is stored in each message's header: short
-	if _, err := rand.Read(raw[:]); err != nil {
-		return 0, err
-	}
-	id := hex.EncodeToString(raw[:])
-	for i, m := range msgs {
-		if m.Header == nil {
-			m.Header = nats.Header{}
-		}
-		m.Header.Set(hdrBatchID, id)
-		m.Header.Set(hdrBatchSeq, strconv.Itoa(i+1))
-		if i < len(msgs)-1 {
-			if err := nc.PublishMsg(m); err != nil {
-				return 0, fmt.Errorf("publish batch: %w", err)
-			}
-		}
-	}
-	last := msgs[len(msgs)-1]
-	last.Header.Set(hdrBatchCommit, "1")
-	resp, err := nc.RequestMsgWithContext(ctx, last)
-	if err != nil {
-		return 0, fmt.Errorf("publish batch of %d: %w", len(msgs), err)
-	}
-	var ack pubAck
-	if err := json.Unmarshal(resp.Data, &ack); err != nil {
-		return 0, fmt.Errorf("publish batch of %d: %w", len(msgs), err)
-	}
-	if ack.Error != nil {
-		return 0, fmt.Errorf("%w: %w", errBatchRefused, ack.Error)
-	}
-	if ack.Count != len(msgs) || ack.Seq < uint64(len(msgs)) {
-		return 0, fmt.Errorf("publish batch of %d: the server acknowledged %d ending at %d", len(msgs), ack.Count, ack.Seq)
-	}
-	return ack.Seq - uint64(len(msgs)) + 1, nil
-}
-
-// publishAtomicAll stores msgs in atomic batches of atomicMax, in order,
-// and returns each message's sequence.
-func publishAtomicAll(ctx context.Context, nc *nats.Conn, msgs []*nats.Msg) ([]uint64, error) {
-	seqs := make([]uint64, len(msgs))
-	for c := 0; c < len(msgs); c += atomicMax {
-		part := msgs[c:min(c+atomicMax, len(msgs))]
-		first, err := publishAtomic(ctx, nc, part)
-		if err != nil {
-			return nil, err
-		}
-		for i := range part {
-			seqs[c+i] = first + uint64(i)
-		}
-	}
-	return seqs, nil
 }
 
 // keysBySeq reads the messages of RENEWALS_KEYS at seqs: sorted, near
@@ -263,22 +182,6 @@ func keysRuns(ctx context.Context, nc *nats.Conn, runs []run, out map[uint64][]b
 		out[seq] = m.Data
 	}
 	return nil
-}
-
-// enableAtomic turns on atomic batch publish on a stream (a key-value
-// bucket's config has no such field).
-func enableAtomic(ctx context.Context, js jetstream.JetStream, stream string) error {
-	st, err := js.Stream(ctx, stream)
-	if err != nil {
-		return err
-	}
-	cfg := st.CachedInfo().Config
-	if cfg.AllowAtomicPublish {
-		return nil
-	}
-	cfg.AllowAtomicPublish = true
-	_, err = js.UpdateStream(ctx, cfg)
-	return err
 }
 
 // batchable reports whether the server has batched direct gets and atomic
@@ -391,8 +294,8 @@ func (s *Store) upsertBatch(ctx context.Context, subs []subscription.Subscriptio
 		}
 		write[i] = true
 	}
-	seqs, err := publishAtomicAll(ctx, s.nc, newKeys)
-	if errors.Is(err, errBatchRefused) {
+	seqs, err := natsbus.PublishAtomicAll(ctx, s.nc, newKeys)
+	if errors.Is(err, natsbus.ErrBatchRefused) {
 		return s.upsertSlow(ctx, subs)
 	}
 	if err != nil {
@@ -426,8 +329,8 @@ func (s *Store) upsertBatch(ctx context.Context, subs []subscription.Subscriptio
 		index = append(index, &nats.Msg{Subject: EndsSubjectPrefix + strconv.FormatInt(d, 10), Data: []byte(strings.Join(byDay[d], "\n"))})
 	}
 	for k, step := range [][]*nats.Msg{index, records} {
-		got, err := publishAtomicAll(ctx, s.nc, step)
-		if errors.Is(err, errBatchRefused) {
+		got, err := natsbus.PublishAtomicAll(ctx, s.nc, step)
+		if errors.Is(err, natsbus.ErrBatchRefused) {
 			for _, q := range seqs {
 				s.dropKey(ctx, q) // no record names them
 			}

@@ -50,6 +50,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"renewals/pkg/natsbus"
 	"renewals/pkg/shred"
 	"renewals/pkg/subscription"
 )
@@ -186,7 +187,7 @@ func NewWith(ctx context.Context, js jetstream.JetStream, opts Options) (*Store,
 	s := &Store{js: js, nc: js.Conn(), subs: subs, subsInfo: subsInfo, keys: keys, ends: ends, suppress: suppress, replicas: replicas, seen: newSeen()}
 	if batch {
 		for _, name := range []string{subsStream, EndsStream, KeysStream} {
-			if err := enableAtomic(ctx, js, name); err != nil {
+			if err := natsbus.EnableAtomic(ctx, js, name); err != nil {
 				return nil, nil, fmt.Errorf("allow atomic batches on stream %s: %w", name, err)
 			}
 		}

@@ -271,6 +271,9 @@ func EnsureStreamReplicas(ctx context.Context, js jetstream.JetStream, replicas 
 		Duplicates:  DuplicateWindow,
 		Discard:     jetstream.DiscardOld,
 		Replicas:    max(replicas, 1),
+		// An import's upserted events go in atomic batches, one disk sync
+		// each (see PublishAtomic), where the server has them.
+		AllowAtomicPublish: AtomicCapable(js.Conn()),
 	})
 	if err != nil {
 		return fmt.Errorf("declare stream %s: %w", event.StreamName, err)

@@ -236,10 +236,8 @@ func formatOf(contentType string) importer.Format {
 
 func startsWith(s, prefix string) bool { return len(s) >= len(prefix) && s[:len(prefix)] == prefix }
 
-// PublishUpsert publishes renewals.subscription.upserted for one record,
-// asynchronously: an import of a million rows must not wait on each. The
-// future tells when the stream has it.
-func PublishUpsert(ctx context.Context, js jetstream.JetStream, now time.Time, sub subscription.Subscription, res subscription.UpsertResult) (jetstream.PubAckFuture, error) {
+// upsertData is the renewals.subscription.upserted event of one record.
+func upsertData(now time.Time, sub subscription.Subscription, res subscription.UpsertResult) ([]byte, error) {
 	ev, err := event.New(event.SubjectUpserted, sub.ID, now, event.SubscriptionUpserted{
 		SubscriptionID: sub.ID, Change: res.Change, EndDate: sub.EndDate, Status: sub.Status,
 		NewTerm: res.Change == subscription.Updated && res.PreviousEndDate != sub.EndDate,
@@ -247,11 +245,7 @@ func PublishUpsert(ctx context.Context, js jetstream.JetStream, now time.Time, s
 	if err != nil {
 		return nil, err
 	}
-	data, err := eventJSON(ev)
-	if err != nil {
-		return nil, err
-	}
-	return js.PublishAsync(event.SubjectUpserted, data)
+	return eventJSON(ev)
 }
 
 func (s *Server) getSubscription(w http.ResponseWriter, r *http.Request) error {

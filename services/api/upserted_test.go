@@ -144,3 +144,43 @@ func TestImportUnacknowledgedEventsAre503(t *testing.T) {
 		t.Errorf("a row of the import is not stored: %v", err)
 	}
 }
+
+// A stream that refuses atomic batches (declared without them, as before
+// nats-server 2.12) still gets every upserted event, each once: the import
+// publishes them one at a time when the first batch is refused.
+func TestImportEventsWithoutAtomicBatches(t *testing.T) {
+	ns := testenv.NATS(t)
+	_, js := testenv.Connect(t, ns.ClientURL())
+	ctx := context.Background()
+	if err := natsbus.EnsureStream(ctx, js); err != nil {
+		t.Fatal(err)
+	}
+	st, err := js.Stream(ctx, event.StreamName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := st.CachedInfo().Config
+	if !cfg.AllowAtomicPublish {
+		t.Fatal("positive control: EnsureStream did not allow atomic batches on this server")
+	}
+	cfg.AllowAtomicPublish = false
+	if _, err := js.UpdateStream(ctx, cfg); err != nil {
+		t.Fatal(err)
+	}
+	store, _, err := kvstore.New(ctx, js)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := serve(t, store, js, nil)
+	const rows = 1500
+	code, body := call(t, hs, "POST", "/api/v1/subscriptions/import", "text/csv", csvRows(1, rows, "Suite"))
+	if code != http.StatusOK {
+		t.Fatalf("import: %d %s", code, body)
+	}
+	got := upsertedIDs(t, js)
+	for i := 1; i <= rows; i++ {
+		if id := fmt.Sprint(110000000000 + i); got[id] != 1 {
+			t.Fatalf("subscription %s has %d upserted events, want 1", id, got[id])
+		}
+	}
+}
