@@ -184,12 +184,6 @@ func keysRuns(ctx context.Context, nc *nats.Conn, runs []run, out map[uint64][]b
 	return nil
 }
 
-// batchable reports whether the server has batched direct gets and atomic
-// batch publish (2.12 or newer).
-func batchable(nc *nats.Conn) bool {
-	return natsbus.ServerAtLeast(nc, 2, 12)
-}
-
 // upsertBatch is Upsert of rows with distinct ids on a batchable server:
 // first the cheap comparison of unchanged rows (see unchangedRows), then,
 // for the rows it could not settle, the records in one batched read and the

@@ -148,7 +148,7 @@ func NewWith(ctx context.Context, js jetstream.JetStream, opts Options) (*Store,
 	if err != nil {
 		return nil, nil, err
 	}
-	batch := batchable(js.Conn())
+	batch := natsbus.Batchable(js.Conn())
 	keys, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
 		Name:              KeysStream,
 		Description:       "renewals: per-subscription data keys; erased with secure delete",

@@ -35,9 +35,9 @@ const (
 // message at a time.
 var ErrBatchRefused = errors.New("atomic batch refused")
 
-// AtomicCapable reports whether the server has atomic batch publish (2.12
-// or newer).
-func AtomicCapable(nc *nats.Conn) bool { return ServerAtLeast(nc, 2, 12) }
+// Batchable reports whether the server has atomic batch publish and
+// batched direct gets (multi_last, a batch from a sequence): 2.12 or newer.
+func Batchable(nc *nats.Conn) bool { return ServerAtLeast(nc, 2, 12) }
 
 // EnableAtomic turns on atomic batch publish on a stream (a key-value
 // bucket's config has no such field).
@@ -63,7 +63,8 @@ type batchAck struct {
 }
 
 // PublishAtomic stores msgs (at most AtomicMax, one stream) all or none,
-// under consecutive sequences, and returns the first. It returns an error
+// under consecutive sequences, and returns the first. It sets the batch's
+// headers on msgs. It returns an error
 // wrapping ErrBatchRefused when the server refused the batch (nothing of it
 // stored), another error when the answer was lost.
 func PublishAtomic(ctx context.Context, nc *nats.Conn, msgs []*nats.Msg) (uint64, error) {

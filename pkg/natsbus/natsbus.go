@@ -273,7 +273,7 @@ func EnsureStreamReplicas(ctx context.Context, js jetstream.JetStream, replicas 
 		Replicas:    max(replicas, 1),
 		// An import's upserted events go in atomic batches, one disk sync
 		// each (see PublishAtomic), where the server has them.
-		AllowAtomicPublish: AtomicCapable(js.Conn()),
+		AllowAtomicPublish: Batchable(js.Conn()),
 	})
 	if err != nil {
 		return fmt.Errorf("declare stream %s: %w", event.StreamName, err)

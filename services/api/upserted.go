@@ -57,7 +57,7 @@ type pendingUpsert struct {
 }
 
 func (s *Server) upsertEvents(ctx context.Context) *upsertEvents {
-	return &upsertEvents{s: s, ctx: ctx, atomic: natsbus.AtomicCapable(s.JS.Conn())}
+	return &upsertEvents{s: s, ctx: ctx, atomic: natsbus.Batchable(s.JS.Conn())}
 }
 
 // add publishes the event of one stored record; an unchanged one has none.

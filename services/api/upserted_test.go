@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -68,21 +69,32 @@ func upsertedIDs(t *testing.T, js jetstream.JetStream) map[string]int {
 	return out
 }
 
-// The import answers 200 only once the stream holds the upserted event of
-// every created or updated row: read at once after the answer, with no
-// waiting, the stream has them all, each once.
-func TestImportAnswersAfterEventsAreInTheStream(t *testing.T) {
+// importServer is the API on a NATS server of its own with the RENEWALS
+// stream and the embedded store; adjust, when set, changes the stream
+// before the store opens.
+func importServer(t *testing.T, adjust func(jetstream.JetStream)) (jetstream.JetStream, *httptest.Server) {
+	t.Helper()
 	ns := testenv.NATS(t)
 	_, js := testenv.Connect(t, ns.ClientURL())
 	ctx := context.Background()
 	if err := natsbus.EnsureStream(ctx, js); err != nil {
 		t.Fatal(err)
 	}
+	if adjust != nil {
+		adjust(js)
+	}
 	store, _, err := kvstore.New(ctx, js)
 	if err != nil {
 		t.Fatal(err)
 	}
-	hs := serve(t, store, js, nil)
+	return js, serve(t, store, js, nil)
+}
+
+// The import answers 200 only once the stream holds the upserted event of
+// every created or updated row: read at once after the answer, with no
+// waiting, the stream has them all, each once.
+func TestImportAnswersAfterEventsAreInTheStream(t *testing.T) {
+	js, hs := importServer(t, nil)
 
 	// More rows than one window of acknowledgements.
 	const rows = 1500
@@ -149,29 +161,21 @@ func TestImportUnacknowledgedEventsAre503(t *testing.T) {
 // nats-server 2.12) still gets every upserted event, each once: the import
 // publishes them one at a time when the first batch is refused.
 func TestImportEventsWithoutAtomicBatches(t *testing.T) {
-	ns := testenv.NATS(t)
-	_, js := testenv.Connect(t, ns.ClientURL())
-	ctx := context.Background()
-	if err := natsbus.EnsureStream(ctx, js); err != nil {
-		t.Fatal(err)
-	}
-	st, err := js.Stream(ctx, event.StreamName)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg := st.CachedInfo().Config
-	if !cfg.AllowAtomicPublish {
-		t.Fatal("positive control: EnsureStream did not allow atomic batches on this server")
-	}
-	cfg.AllowAtomicPublish = false
-	if _, err := js.UpdateStream(ctx, cfg); err != nil {
-		t.Fatal(err)
-	}
-	store, _, err := kvstore.New(ctx, js)
-	if err != nil {
-		t.Fatal(err)
-	}
-	hs := serve(t, store, js, nil)
+	js, hs := importServer(t, func(js jetstream.JetStream) {
+		ctx := context.Background()
+		st, err := js.Stream(ctx, event.StreamName)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg := st.CachedInfo().Config
+		if !cfg.AllowAtomicPublish {
+			t.Fatal("positive control: EnsureStream did not allow atomic batches on this server")
+		}
+		cfg.AllowAtomicPublish = false
+		if _, err := js.UpdateStream(ctx, cfg); err != nil {
+			t.Fatal(err)
+		}
+	})
 	const rows = 1500
 	code, body := call(t, hs, "POST", "/api/v1/subscriptions/import", "text/csv", csvRows(1, rows, "Suite"))
 	if code != http.StatusOK {

@@ -105,7 +105,7 @@ func (s *Scheduler) awaitHolder(ctx context.Context, today subscription.Date) bo
 	if s.Lease == nil {
 		return false
 	}
-	giveUp := time.Now().Add(holderWait)
+	giveUp := time.Now().Add(holderWait) // the wall clock: s.Now may be stopped, as in tests
 	tick := time.NewTicker(s.Lease.pollEvery())
 	defer tick.Stop()
 	for {
